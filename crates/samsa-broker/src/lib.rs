@@ -1,0 +1,1 @@
+//! The Kafka-protocol broker: sockets, connections, one handler per API.

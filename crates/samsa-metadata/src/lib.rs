@@ -1,0 +1,1 @@
+//! Metadata records, the metadata log and the in-memory image.
