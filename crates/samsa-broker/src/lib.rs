@@ -1,1 +1,20 @@
-//! The Kafka-protocol broker: sockets, connections, one handler per API.
+//! The Kafka-protocol broker: listens on TCP, reads size-capped frames, decodes
+//! them through `samsa-protocol`, and dispatches each request to one handler per
+//! API (`handlers/<api>.rs`) over the metadata image and the partition logs.
+//!
+//! Invariant: nothing depends on this crate except the `samsa` binary. Handlers
+//! never decode individual records on the produce or fetch path: batches are
+//! validated by `samsa-model` and stored/served as bytes by `samsa-storage`.
+
+pub mod broker;
+pub mod errors;
+pub mod fetch_session;
+pub mod handlers;
+pub mod partition;
+pub mod producer_state;
+pub mod server;
+pub mod settings;
+
+pub use broker::Broker;
+pub use server::{serve, ServeError};
+pub use settings::{BrokerSettings, SettingsError};

@@ -1,1 +1,22 @@
-//! Metadata records, the metadata log and the in-memory image.
+//! Cluster metadata for samsa: typed metadata records, the durable metadata log,
+//! the immutable in-memory [`MetadataImage`] they build, the controller that turns
+//! admin requests into records, and the topic/broker config definitions.
+//!
+//! Every change to cluster state (topic created, partitions added, config altered,
+//! broker registered, leader changed) is a [`MetadataRecord`] appended to the
+//! metadata log through a [`quorum::MetadataQuorum`] and only then applied to the
+//! image. A single node is a one-voter quorum whose log is a local file.
+//!
+//! Invariant: this crate knows nothing about the Kafka wire format, sockets or
+//! partition data files. The image is changed only by applying records.
+
+pub mod config;
+pub mod controller;
+pub mod image;
+pub mod log;
+pub mod quorum;
+pub mod record;
+
+pub use controller::{Controller, ControllerError, NewTopic};
+pub use image::{BrokerInfo, MetadataImage, PartitionImage, TopicImage};
+pub use record::{ConfigResource, MetadataRecord};

@@ -13,7 +13,11 @@ use std::fmt;
 macro_rules! newtype {
     ($(#[$m:meta])* $name:ident($inner:ty)) => {
         $(#[$m])*
-        #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[derive(
+            Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+            serde::Serialize, serde::Deserialize,
+        )]
+        #[serde(transparent)]
         pub struct $name(pub $inner);
 
         impl $name {
@@ -77,7 +81,20 @@ impl LeaderEpoch {
 }
 
 /// A topic's unique id (Kafka's topic UUID, assigned at creation, never reused).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct TopicId(pub uuid::Uuid);
 
 impl TopicId {

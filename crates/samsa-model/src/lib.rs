@@ -4,6 +4,9 @@
 //! async runtimes or the Kafka request/response schemas. It only describes values
 //! and bytes, so every other crate can depend on it.
 
+pub mod batch;
+pub mod compression;
 pub mod ids;
+mod varint;
 
 pub use ids::*;

@@ -6,5 +6,6 @@
 //! Every length read from the wire is checked against the bytes actually present
 //! before anything is allocated (see [`guard`]).
 
+pub mod codec;
 pub mod guard;
 pub mod versions;

@@ -1,1 +1,35 @@
-//! Segmented partition logs: segments, indexes, recovery.
+//! Segmented partition logs on disk: segments, sparse indexes, crash recovery.
+//!
+//! A [`PartitionLog`] stores one partition's record batches (Kafka record
+//! batch v2, see `samsa_model::batch`) in a directory of segment files. The
+//! broker validates produced batches first; this crate assigns offsets, keeps
+//! the offset and time indexes, serves reads of whole batches, answers
+//! timestamp lookups, moves the log start (DeleteRecords, retention),
+//! truncates (replication), and after a crash recovers to a prefix of what
+//! was appended in which every batch passed its CRC check.
+//!
+//! File formats and crash behaviour are documented in [`log`] (directory),
+//! [`segment`] (`.log` files and recovery), [`index`] (`.index`,
+//! `.timeindex`) and [`checkpoint`] (`log-start-offset`).
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod log;
+pub mod segment;
+
+pub use config::LogConfig;
+pub use error::StorageError;
+pub use log::{delete_log_dir, AppendInfo, PartitionLog, ReadResult, SegmentInfo};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_log_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PartitionLog>();
+    }
+}

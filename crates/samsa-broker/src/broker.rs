@@ -1,0 +1,324 @@
+//! The broker's shared state: the controller and its published image, the
+//! partitions hosted here, and the signal that wakes parked fetches.
+//!
+//! Metadata drives storage: after every committed metadata change the broker
+//! reconciles its partition logs with the new image (open logs for new
+//! partitions, delete logs of removed topics, push config changes to open logs).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use samsa_metadata::config::StaticConfig;
+use samsa_metadata::quorum::LocalQuorum;
+use samsa_metadata::{Controller, ControllerError, MetadataImage, NewTopic, TopicImage};
+use samsa_model::{PartitionIndex, TopicId};
+use samsa_storage::PartitionLog;
+
+use crate::fetch_session::FetchSessionCache;
+use crate::partition::{Partition, TopicSettings};
+use crate::settings::BrokerSettings;
+
+/// Directory (under the data dir) of the metadata log.
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+/// File in each partition directory naming its topic id (Kafka's layout:
+/// `version: 0` and `topic_id: <base64 uuid>` lines; samsa writes the UUID in its
+/// hyphenated form). Written once when the directory is created.
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// Startup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata: {0}")]
+    Metadata(#[from] ControllerError),
+    #[error("metadata log: {0}")]
+    Quorum(#[from] samsa_metadata::quorum::QuorumError),
+    #[error("partition {dir}: {source}")]
+    Storage {
+        dir: PathBuf,
+        #[source]
+        source: samsa_storage::StorageError,
+    },
+}
+
+type PartitionKey = (TopicId, i32);
+
+/// Everything request handlers share.
+pub struct Broker {
+    pub settings: BrokerSettings,
+    pub config: Arc<StaticConfig>,
+    pub controller: Controller,
+    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    reconcile_lock: Mutex<()>,
+    /// Bumped after every append; parked fetches wait for it to change.
+    data_signal: tokio::sync::watch::Sender<u64>,
+    pub fetch_sessions: FetchSessionCache,
+    /// This broker's current block of producer ids: (next, end).
+    producer_ids: Mutex<(i64, i64)>,
+}
+
+/// Producer ids taken from the controller at a time.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+impl Broker {
+    /// Opens the data directory: replays the metadata log, registers this broker,
+    /// opens (and recovers) every partition log, and removes stale directories.
+    pub fn open(
+        settings: BrokerSettings,
+        config: Arc<StaticConfig>,
+    ) -> Result<Arc<Broker>, BrokerError> {
+        let dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let (quorum, records) = LocalQuorum::open(&dir.join(METADATA_DIR))?;
+        let controller = Controller::open(Box::new(quorum), records, config.clone())?;
+        controller.register_broker(
+            settings.node_id,
+            &settings.advertised_host,
+            settings.advertised_port,
+            settings.rack.clone(),
+        )?;
+        let (data_signal, _) = tokio::sync::watch::channel(0);
+        let broker = Arc::new(Broker {
+            settings,
+            config,
+            controller,
+            partitions: RwLock::new(HashMap::new()),
+            reconcile_lock: Mutex::new(()),
+            data_signal,
+            fetch_sessions: FetchSessionCache::new(1000),
+            producer_ids: Mutex::new((0, 0)),
+        });
+        broker.remove_stale_dirs()?;
+        broker.reconcile()?;
+        Ok(broker)
+    }
+
+    /// A producer id never handed out before.
+    pub fn next_producer_id(&self) -> Result<i64, ControllerError> {
+        let mut block = match self.producer_ids.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if block.0 >= block.1 {
+            let start = self
+                .controller
+                .allocate_producer_ids(self.settings.node_id, PRODUCER_ID_BLOCK)?;
+            *block = (start, start + PRODUCER_ID_BLOCK);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    /// The partition `index` of topic `topic_id`, if hosted here.
+    pub fn partition(&self, topic_id: TopicId, index: i32) -> Option<Arc<Partition>> {
+        let map = match self.partitions.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.get(&(topic_id, index)).cloned()
+    }
+
+    /// Every hosted partition.
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        let map = match self.partitions.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.values().cloned().collect()
+    }
+
+    /// Wakes parked fetches after an append.
+    pub fn notify_data(&self) {
+        self.data_signal.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees every later [`Broker::notify_data`].
+    pub fn data_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.data_signal.subscribe()
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.settings.data_dir.join(format!("{topic}-{index}"))
+    }
+
+    /// Creates topics with broker defaults (auto-creation), returning those that
+    /// now exist.
+    pub fn auto_create(&self, names: &[String]) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
+        let topics = names
+            .iter()
+            .map(|n| NewTopic {
+                name: n.clone(),
+                num_partitions: -1,
+                replication_factor: -1,
+                ..Default::default()
+            })
+            .collect();
+        let results = self.controller.create_topics(topics, false);
+        if let Err(e) = self.reconcile() {
+            tracing::error!(error = %e, "reconciling logs after auto-creation failed");
+        }
+        results
+    }
+
+    /// Brings hosted partition logs in line with the current image.
+    pub fn reconcile(&self) -> Result<(), BrokerError> {
+        let _guard = match self.reconcile_lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let image = self.image();
+        let me = self.settings.node_id;
+        let mut wanted: HashMap<PartitionKey, (Arc<TopicImage>, usize)> = HashMap::new();
+        for topic in image.topics.values() {
+            for (i, p) in topic.partitions.iter().enumerate() {
+                if p.replicas.contains(&me) {
+                    wanted.insert((topic.id, p.index.get()), (topic.clone(), i));
+                }
+            }
+        }
+        let existing: Vec<(PartitionKey, Arc<Partition>)> = {
+            let map = match self.partitions.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            map.iter().map(|(k, v)| (*k, v.clone())).collect()
+        };
+        // Remove partitions whose topic is gone.
+        for (key, partition) in &existing {
+            if !wanted.contains_key(key) {
+                {
+                    let mut map = match self.partitions.write() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    map.remove(key);
+                }
+                let dir = self.partition_dir(&partition.topic, partition.index.get());
+                if let Err(e) = partition.log.close() {
+                    tracing::warn!(error = %e, dir = %dir.display(), "closing deleted partition");
+                }
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(error = %e, dir = %dir.display(), "removing deleted partition");
+                }
+                tracing::info!(topic = %partition.topic, partition = partition.index.get(), "deleted partition");
+            }
+        }
+        // Open new partitions; refresh settings of existing ones.
+        for (key, (topic, i)) in wanted {
+            let settings = TopicSettings::resolve(&self.config, &topic.configs);
+            let leader_epoch = topic.partitions[i].leader_epoch;
+            if let Some(p) = self.partition(key.0, key.1) {
+                p.set_settings(settings);
+                p.set_leader_epoch(leader_epoch);
+                continue;
+            }
+            let dir = self.partition_dir(&topic.name, key.1);
+            std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+            write_partition_metadata(&dir, topic.id).map_err(|source| BrokerError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let log = PartitionLog::open(&dir, settings.log).map_err(|source| {
+                BrokerError::Storage {
+                    dir: dir.clone(),
+                    source,
+                }
+            })?;
+            let partition = Arc::new(Partition::new(
+                topic.name.clone(),
+                topic.id,
+                PartitionIndex(key.1),
+                log,
+                settings,
+                leader_epoch,
+            ));
+            let mut map = match self.partitions.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            map.insert(key, partition);
+        }
+        Ok(())
+    }
+
+    /// Deletes partition directories that the image does not know, or whose
+    /// `partition.metadata` names another topic id (a topic deleted and recreated
+    /// while the broker was down).
+    fn remove_stale_dirs(&self) -> Result<(), BrokerError> {
+        let image = self.image();
+        let dir = &self.settings.data_dir;
+        let entries = std::fs::read_dir(dir).map_err(|source| BrokerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name == METADATA_DIR || !entry.path().is_dir() {
+                continue;
+            }
+            let Some((topic, idx)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(idx) = idx.parse::<usize>() else {
+                continue;
+            };
+            let keep = image.topic(topic).is_some_and(|t| {
+                idx < t.partitions.len()
+                    && read_partition_metadata(&entry.path()).is_none_or(|id| id == t.id)
+            });
+            if !keep {
+                tracing::info!(dir = %entry.path().display(), "removing directory of a deleted topic");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(error = %e, "could not remove stale partition directory");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn shutdown(&self) {
+        for p in self.all_partitions() {
+            if let Err(e) = p.log.close() {
+                tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "closing log");
+            }
+        }
+    }
+}
+
+fn write_partition_metadata(dir: &Path, id: TopicId) -> std::io::Result<()> {
+    let path = dir.join(PARTITION_METADATA_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
+    std::fs::write(&tmp, format!("version: 0\ntopic_id: {id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+fn read_partition_metadata(dir: &Path) -> Option<TopicId> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA_FILE)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+        .map(TopicId)
+}

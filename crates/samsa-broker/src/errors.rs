@@ -1,0 +1,44 @@
+//! The one place where samsa's typed errors become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use samsa_metadata::ControllerError;
+use samsa_model::batch::{BatchError, BatchErrorKind};
+use samsa_storage::StorageError;
+
+/// Kafka's wire code for `e`.
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// The Kafka error a controller refusal is reported as.
+pub fn controller_error(e: &ControllerError) -> ResponseError {
+    match e {
+        ControllerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        ControllerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        ControllerError::UnknownTopic => ResponseError::UnknownTopicOrPartition,
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
+        ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ControllerError::Quorum(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error a refused produced batch is reported as.
+pub fn batch_error(e: &BatchError) -> ResponseError {
+    match e.kind() {
+        BatchErrorKind::Corrupt => ResponseError::CorruptMessage,
+        BatchErrorKind::TooLarge => ResponseError::MessageTooLarge,
+        BatchErrorKind::Invalid => ResponseError::InvalidRecord,
+    }
+}
+
+/// The Kafka error a storage failure is reported as.
+pub fn storage_error(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        _ => ResponseError::KafkaStorageError,
+    }
+}

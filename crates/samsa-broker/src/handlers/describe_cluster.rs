@@ -1,0 +1,43 @@
+//! DescribeCluster: the cluster id, the controller and the brokers.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::s;
+use crate::broker::Broker;
+
+/// Answers DescribeCluster.
+pub fn handle(
+    broker: &Broker,
+    request: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
+    let image = broker.image();
+    // Endpoint type 1 = brokers; 2 = controllers (v1+). A single node is both.
+    if version >= 1 && request.endpoint_type != 1 && request.endpoint_type != 2 {
+        return DescribeClusterResponse::default()
+            .with_error_code(kafka_protocol::error::ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(s("unsupported endpoint type")))
+            .with_endpoint_type(request.endpoint_type.clamp(1, 2))
+            .with_cluster_id(s(image.cluster_id.clone()));
+    }
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id.get()))
+                .with_host(s(b.host.clone()))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.clone().map(s))
+        })
+        .collect();
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(s(image.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.settings.node_id.get()))
+        .with_brokers(brokers);
+    if version >= 1 {
+        response = response.with_endpoint_type(request.endpoint_type);
+    }
+    response
+}

@@ -1,0 +1,287 @@
+//! Fetch: serve stored batches as bytes, long-polling on `max_wait_ms` /
+//! `min_bytes`, within `max_bytes` and per-partition limits, with incremental
+//! fetch sessions.
+//!
+//! A fetch that finds fewer than `min_bytes` parks on the broker's data signal
+//! (no busy loop) until an append wakes it or `max_wait_ms` passes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use samsa_metadata::MetadataImage;
+use samsa_model::{Offset, TopicId};
+
+use super::s;
+use crate::broker::Broker;
+use crate::errors::storage_error;
+use crate::fetch_session::{FetchParams, SentState, SessionKey, SessionPlan};
+
+/// The longest a fetch may park, whatever the client asks.
+pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+
+struct PartResult {
+    key: SessionKey,
+    data: PartitionData,
+    bytes: usize,
+}
+
+/// Answers Fetch.
+pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+    let image = broker.image();
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let mut requested = Vec::new();
+    for t in &request.topics {
+        let (name, id) = resolve(&image, version, &t.topic.0, t.topic_id);
+        for p in &t.partitions {
+            requested.push((
+                SessionKey {
+                    topic: name.clone(),
+                    topic_id: id,
+                    partition: p.partition,
+                },
+                FetchParams {
+                    fetch_offset: p.fetch_offset,
+                    partition_max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                },
+            ));
+        }
+    }
+    let mut forgotten = Vec::new();
+    if version >= 7 {
+        for t in &request.forgotten_topics_data {
+            let (name, id) = resolve(&image, version, &t.topic.0, t.topic_id);
+            for p in &t.partitions {
+                forgotten.push(SessionKey {
+                    topic: name.clone(),
+                    topic_id: id,
+                    partition: *p,
+                });
+            }
+        }
+    }
+    let (session_id, epoch) = if version >= 7 {
+        (request.session_id, request.session_epoch)
+    } else {
+        (0, -1)
+    };
+    let (plan, partitions) = match broker
+        .fetch_sessions
+        .begin(session_id, epoch, requested, forgotten)
+    {
+        Ok(x) => x,
+        Err(code) => return FetchResponse::default().with_error_code(code.code()),
+    };
+    let (session_id, incremental) = match plan {
+        SessionPlan::Full { session_id } => (session_id, false),
+        SessionPlan::Incremental { session_id } => (session_id, true),
+    };
+    let read_committed = request.isolation_level == 1;
+    let max_bytes = if request.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        request.max_bytes as usize
+    };
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut watch = broker.data_watch();
+    let results = loop {
+        watch.borrow_and_update();
+        let image = broker.image();
+        let results = read_all(
+            broker,
+            &image,
+            &partitions,
+            max_bytes,
+            replica_id,
+            read_committed,
+        );
+        let total: usize = results.iter().map(|r| r.bytes).sum();
+        let any_error = results.iter().any(|r| r.data.error_code != 0);
+        if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+            break results;
+        }
+        if tokio::time::timeout_at(deadline, watch.changed())
+            .await
+            .is_err()
+        {
+            let image = broker.image();
+            break read_all(
+                broker,
+                &image,
+                &partitions,
+                max_bytes,
+                replica_id,
+                read_committed,
+            );
+        }
+    };
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    for r in results {
+        let has_news = r.bytes > 0 || r.data.error_code != 0;
+        let state = SentState {
+            high_watermark: r.data.high_watermark,
+            log_start_offset: r.data.log_start_offset,
+        };
+        let include = broker
+            .fetch_sessions
+            .note_sent(session_id, &r.key, state, has_news);
+        if incremental && !include {
+            continue;
+        }
+        let same_topic = responses
+            .last()
+            .is_some_and(|t| t.topic.0.as_str() == r.key.topic && t.topic_id == r.key.topic_id);
+        if !same_topic {
+            let mut t =
+                FetchableTopicResponse::default().with_topic(TopicName(s(r.key.topic.clone())));
+            if version >= 13 {
+                t = t.with_topic_id(r.key.topic_id);
+            }
+            responses.push(t);
+        }
+        if let Some(t) = responses.last_mut() {
+            t.partitions.push(r.data);
+        }
+    }
+    let mut response = FetchResponse::default().with_responses(responses);
+    if version >= 7 {
+        response = response.with_session_id(session_id);
+    }
+    response
+}
+
+/// (name, id) of a requested topic: by id from v13, by name before.
+fn resolve(
+    image: &MetadataImage,
+    version: i16,
+    name: &str,
+    id: uuid::Uuid,
+) -> (String, uuid::Uuid) {
+    if version >= 13 {
+        let name = image
+            .topic_by_id(TopicId(id))
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        (name, id)
+    } else {
+        let id = image.topic(name).map_or(uuid::Uuid::nil(), |t| t.id.0);
+        (name.to_string(), id)
+    }
+}
+
+fn read_all(
+    broker: &Broker,
+    image: &MetadataImage,
+    partitions: &[(SessionKey, FetchParams)],
+    max_bytes: usize,
+    replica_id: i32,
+    read_committed: bool,
+) -> Vec<PartResult> {
+    let mut remaining = max_bytes;
+    let mut first_with_data = true;
+    partitions
+        .iter()
+        .map(|(key, params)| {
+            let result = read_one(
+                broker,
+                image,
+                key,
+                params,
+                remaining,
+                first_with_data,
+                replica_id,
+                read_committed,
+            );
+            if result.bytes > 0 {
+                first_with_data = false;
+                remaining = remaining.saturating_sub(result.bytes);
+            }
+            result
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_one(
+    broker: &Broker,
+    image: &MetadataImage,
+    key: &SessionKey,
+    params: &FetchParams,
+    remaining: usize,
+    first_with_data: bool,
+    replica_id: i32,
+    read_committed: bool,
+) -> PartResult {
+    let base = PartitionData::default()
+        .with_partition_index(key.partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_records(Some(Bytes::new()));
+    let error = |code: ResponseError| PartResult {
+        key: key.clone(),
+        data: base.clone().with_error_code(code.code()),
+        bytes: 0,
+    };
+    let topic = if key.topic.is_empty() {
+        None
+    } else {
+        image.topic(&key.topic)
+    };
+    let Some(part) = topic.and_then(|t| broker.partition(t.id, key.partition)) else {
+        return error(if key.topic.is_empty() {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        });
+    };
+    if replica_id >= 0 {
+        // Follower fetches arrive with replication; no broker replicates from a
+        // single node, so a client claiming to be a replica is refused.
+        return error(ResponseError::NotLeaderOrFollower);
+    }
+    let epoch = part.leader_epoch().get();
+    if params.current_leader_epoch >= 0 && params.current_leader_epoch != epoch {
+        return error(if params.current_leader_epoch < epoch {
+            ResponseError::FencedLeaderEpoch
+        } else {
+            ResponseError::UnknownLeaderEpoch
+        });
+    }
+    let hw = part.high_watermark();
+    let log_start = part.log.log_start_offset();
+    let data = base
+        .with_high_watermark(hw.get())
+        .with_last_stable_offset(hw.get())
+        .with_log_start_offset(log_start.get())
+        .with_aborted_transactions(read_committed.then(Vec::new));
+    let limit = (params.partition_max_bytes.max(0) as usize).min(remaining);
+    match part
+        .log
+        .read(Offset(params.fetch_offset), limit, hw, first_with_data)
+    {
+        Ok(read) => {
+            let bytes = read.bytes.len();
+            PartResult {
+                key: key.clone(),
+                data: data.with_records(Some(read.bytes)),
+                bytes,
+            }
+        }
+        Err(e) => PartResult {
+            key: key.clone(),
+            data: data.with_error_code(storage_error(&e).code()),
+            bytes: 0,
+        },
+    }
+}

@@ -1,0 +1,82 @@
+//! ListOffsets: earliest, latest, by timestamp, max timestamp.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use samsa_model::TimestampMs;
+
+use crate::broker::Broker;
+use crate::errors::storage_error;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+/// Answers ListOffsets.
+pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let image = broker.image();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = image.topic(&t.name.0);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    let Some(part) = topic.and_then(|t| broker.partition(t.id, p.partition_index))
+                    else {
+                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let epoch = part.leader_epoch().get();
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
+                        let code = if p.current_leader_epoch < epoch {
+                            ResponseError::FencedLeaderEpoch
+                        } else {
+                            ResponseError::UnknownLeaderEpoch
+                        };
+                        return r.with_error_code(code.code());
+                    }
+                    let r = if version >= 4 {
+                        r.with_leader_epoch(epoch)
+                    } else {
+                        r
+                    };
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some((-1, part.high_watermark().get()))),
+                        EARLIEST | EARLIEST_LOCAL => {
+                            Ok(Some((-1, part.log.log_start_offset().get())))
+                        }
+                        MAX_TIMESTAMP => part
+                            .log
+                            .max_timestamp()
+                            .map(|m| m.map(|(ts, off)| (ts.get(), off.get()))),
+                        ts if ts >= 0 => part
+                            .log
+                            .offset_for_timestamp(TimestampMs(ts))
+                            .map(|m| m.map(|(off, ts)| (ts.get(), off.get()))),
+                        _ => {
+                            return r.with_error_code(ResponseError::InvalidRequest.code());
+                        }
+                    };
+                    match found {
+                        Ok(Some((ts, off))) => r.with_timestamp(ts).with_offset(off),
+                        Ok(None) => r,
+                        Err(e) => r.with_error_code(storage_error(&e).code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

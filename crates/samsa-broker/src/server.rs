@@ -1,0 +1,155 @@
+//! The TCP front end: accepts connections, reads size-capped frames, answers
+//! requests in order, and shuts down cleanly.
+//!
+//! Each connection handles one request at a time, as Kafka does (responses must
+//! be in request order). A malformed frame closes only its own connection. The
+//! body of a frame is read incrementally, so a client that announces a large
+//! frame and sends nothing pins no memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use samsa_protocol::codec::{api_versions_unsupported, parse_request, ParseError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// Errors of the listener itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("accepting connections: {0}")]
+    Accept(#[from] std::io::Error),
+}
+
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How many bytes of a frame body are read per step.
+const FRAME_CHUNK_BYTES_MAX: usize = 64 * 1024;
+
+/// Serves `listener` until `shutdown` becomes true, then stops accepting, lets
+/// in-flight requests finish (bounded by a grace period) and returns.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let permits = Arc::new(Semaphore::new(
+        broker.settings.connections_max.min(Semaphore::MAX_PERMITS),
+    ));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "max.connections reached; refusing connection");
+                    drop(stream);
+                    continue;
+                };
+                let broker = broker.clone();
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = connection(broker, stream, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "connection closed");
+                    }
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still busy after the grace period; closing them");
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes is invalid or exceeds socket.request.max.bytes")]
+    FrameSize(i64),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::with_capacity(64 * 1024, read);
+    let max = broker.settings.request_bytes_max;
+    loop {
+        let size = tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            size = read.read_i32() => match size {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if size < 0 || size as usize > max {
+            return Err(ConnError::FrameSize(size as i64));
+        }
+        let frame = read_frame_body(&mut read, size as usize).await?;
+        let request = match parse_request(frame) {
+            Ok(r) => r,
+            Err(ParseError::UnsupportedVersion {
+                api_key: kafka_protocol::messages::ApiKey::ApiVersions,
+                correlation_id,
+                ..
+            }) => {
+                write
+                    .write_all(&api_versions_unsupported(correlation_id))
+                    .await?;
+                continue;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "closing connection after a malformed request");
+                return Err(e.into());
+            }
+        };
+        if let Some(response) = handlers::handle(&broker, request).await {
+            write.write_all(&response).await?;
+        }
+    }
+}
+
+async fn read_frame_body<R: AsyncReadExt + Unpin>(
+    read: &mut R,
+    size: usize,
+) -> Result<Bytes, ConnError> {
+    let mut buf = BytesMut::with_capacity(size.min(FRAME_CHUNK_BYTES_MAX));
+    while buf.len() < size {
+        let want = (size - buf.len()).min(FRAME_CHUNK_BYTES_MAX);
+        buf.reserve(want);
+        let n = (&mut *read).take(want as u64).read_buf(&mut buf).await?;
+        if n == 0 {
+            return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    Ok(buf.freeze())
+}

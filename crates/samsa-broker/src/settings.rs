@@ -1,0 +1,169 @@
+//! The broker's startup settings, derived from Kafka-style config keys.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use samsa_metadata::config::StaticConfig;
+use samsa_model::BrokerId;
+
+/// A bad startup setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// What the broker needs to start, resolved from the static config.
+#[derive(Clone, Debug)]
+pub struct BrokerSettings {
+    pub node_id: BrokerId,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Host and port given to clients in Metadata.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub rack: Option<String>,
+    pub data_dir: PathBuf,
+    /// `socket.request.max.bytes`: larger frames close the connection.
+    pub request_bytes_max: usize,
+    /// `message.max.bytes` (topic default of `max.message.bytes`).
+    pub message_bytes_max: usize,
+    /// `batch.decompressed.bytes.max`: bound on inspecting compressed batches.
+    pub batch_decompressed_bytes_max: usize,
+    /// `max.connections`.
+    pub connections_max: usize,
+    pub auto_create_topics: bool,
+}
+
+/// Parses `PLAINTEXT://host:port` (or `NAME://host:port`, or `host:port`) and
+/// returns (listener name, host, port).
+pub fn parse_listener(s: &str) -> Result<(String, String, u16), String> {
+    let s = s.trim();
+    let (name, rest) = match s.split_once("://") {
+        Some((n, r)) => (n.to_string(), r),
+        None => ("PLAINTEXT".to_string(), s),
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?} has an invalid port"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok((name, host, port))
+}
+
+impl BrokerSettings {
+    /// Resolves settings from `cfg`.
+    pub fn from_config(cfg: &StaticConfig) -> Result<BrokerSettings, SettingsError> {
+        let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
+        let node_id = cfg
+            .explicit("node.id")
+            .or_else(|| cfg.explicit("broker.id"))
+            .or_else(|| cfg.get("node.id"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let listeners = cfg.get("listeners").unwrap_or("PLAINTEXT://127.0.0.1:9092");
+        let controller_names: Vec<&str> = cfg
+            .get("controller.listener.names")
+            .map(|v| v.split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        let mut client_listener = None;
+        for l in listeners.split(',').filter(|l| !l.trim().is_empty()) {
+            let (name, host, port) = parse_listener(l).map_err(|r| invalid("listeners", r))?;
+            if !controller_names.contains(&name.as_str()) && client_listener.is_none() {
+                client_listener = Some((host, port));
+            }
+        }
+        let (host, port) = client_listener
+            .ok_or_else(|| invalid("listeners", "no client listener configured".into()))?;
+        let bind_host = if host.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            host.clone()
+        };
+        let listen: SocketAddr = format!("{bind_host}:{port}")
+            .parse()
+            .or_else(|_| {
+                std::net::ToSocketAddrs::to_socket_addrs(&(bind_host.as_str(), port))
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
+            })
+            .map_err(|e| invalid("listeners", format!("cannot resolve {bind_host}: {e}")))?;
+        let (adv_host, adv_port) = match cfg.get("advertised.listeners") {
+            Some(adv) if !adv.trim().is_empty() => {
+                let first = adv.split(',').next().unwrap_or(adv);
+                let (_, h, p) =
+                    parse_listener(first).map_err(|r| invalid("advertised.listeners", r))?;
+                (h, p)
+            }
+            _ => {
+                let h = if host.is_empty() || host == "0.0.0.0" || host == "::" {
+                    "127.0.0.1".to_string()
+                } else {
+                    host.clone()
+                };
+                (h, listen.port())
+            }
+        };
+        let data_dir = cfg
+            .get("log.dirs")
+            .and_then(|d| d.split(',').next().map(|s| s.trim().to_string()))
+            .or_else(|| cfg.get("log.dir").map(str::to_string))
+            .unwrap_or_else(|| "./samsa-data".to_string());
+        let num = |key: &'static str| -> Result<usize, SettingsError> {
+            cfg.get_i64(key)
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| invalid(key, "not a non-negative number".into()))
+        };
+        Ok(BrokerSettings {
+            node_id: BrokerId(node_id),
+            listen,
+            advertised_host: adv_host,
+            advertised_port: adv_port,
+            rack: cfg.get("broker.rack").map(str::to_string),
+            data_dir: PathBuf::from(data_dir),
+            request_bytes_max: num("socket.request.max.bytes")?,
+            message_bytes_max: num("message.max.bytes")?,
+            batch_decompressed_bytes_max: num("batch.decompressed.bytes.max")?,
+            connections_max: num("max.connections")?,
+            auto_create_topics: cfg.get_bool("auto.create.topics.enable"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_and_defaults_resolve_like_kafka() {
+        let mut cfg = StaticConfig::default();
+        let s = BrokerSettings::from_config(&cfg).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(s.data_dir, PathBuf::from("./samsa-data"));
+        assert_eq!(s.request_bytes_max, 104_857_600);
+        assert!(s.auto_create_topics);
+        cfg.set(
+            "listeners",
+            "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+        )
+        .unwrap();
+        cfg.set("controller.listener.names", "CONTROLLER").unwrap();
+        cfg.set("advertised.listeners", "PLAINTEXT://localhost:29092")
+            .unwrap();
+        cfg.set("log.dirs", "/tmp/a,/tmp/b").unwrap();
+        let s = BrokerSettings::from_config(&cfg).unwrap();
+        assert_eq!(s.listen.port(), 19092);
+        assert_eq!(
+            (s.advertised_host.as_str(), s.advertised_port),
+            ("localhost", 29092)
+        );
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/a"));
+        cfg.set("listeners", "nonsense").unwrap();
+        assert!(BrokerSettings::from_config(&cfg).is_err());
+    }
+}

@@ -1,0 +1,685 @@
+//! Kafka config definitions: names, types, defaults, validation and the broker
+//! keys that supply topic defaults, as in Apache Kafka 4.x.
+//!
+//! A topic's effective value of a key is its own override (a `Config` metadata
+//! record), else the broker's value of the synonym key (from `server.properties`
+//! or `--set`), else the built-in default.
+
+use std::collections::BTreeMap;
+
+/// The type of a config value, as DescribeConfigs reports it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Short,
+    Long,
+    Double,
+    List,
+    Password,
+}
+
+impl ConfigType {
+    /// Kafka's DescribeConfigs `config_type` code.
+    pub const fn wire_code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Short => 4,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+            ConfigType::Password => 9,
+        }
+    }
+}
+
+/// Allowed values beyond the type.
+#[derive(Copy, Clone, Debug)]
+pub enum Validator {
+    Any,
+    /// Inclusive integer range.
+    Range(i64, i64),
+    /// Inclusive floating point range.
+    DoubleRange(f64, f64),
+    /// One of these strings (case-insensitive).
+    OneOf(&'static [&'static str]),
+    /// A comma-separated non-empty list of these strings.
+    ListOf(&'static [&'static str]),
+}
+
+/// A broker key that supplies a topic default, with the factor that turns its
+/// unit into the topic key's unit (e.g. hours → ms).
+#[derive(Copy, Clone, Debug)]
+pub struct Synonym {
+    pub name: &'static str,
+    pub factor: i64,
+}
+
+const fn syn(name: &'static str) -> Synonym {
+    Synonym { name, factor: 1 }
+}
+
+/// One config key.
+#[derive(Copy, Clone, Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    /// The built-in default; `None` is Kafka's `null`.
+    pub default: Option<&'static str>,
+    pub validator: Validator,
+    /// For topic keys: broker keys supplying the default, most specific first.
+    pub synonyms: &'static [Synonym],
+    /// Whether a user may see the value (passwords are hidden).
+    pub sensitive: bool,
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const I64: (i64, i64) = (i64::MIN, i64::MAX);
+
+macro_rules! def {
+    ($name:expr, $ty:ident, $default:expr, $validator:expr, [$($syn:expr),*], $doc:expr) => {
+        ConfigDef {
+            name: $name,
+            ty: ConfigType::$ty,
+            default: $default,
+            validator: $validator,
+            synonyms: &[$($syn),*],
+            sensitive: false,
+            doc: $doc,
+        }
+    };
+}
+
+/// Topic-level configs (`kafka-configs --entity-type topics`).
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    def!(
+        "cleanup.policy",
+        List,
+        Some("delete"),
+        Validator::ListOf(&["delete", "compact"]),
+        [syn("log.cleanup.policy")],
+        "Retention policy for old segments: delete and/or compact."
+    ),
+    def!(
+        "compression.type",
+        String,
+        Some("producer"),
+        Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        [syn("compression.type")],
+        "Final compression type for the topic; producer keeps the producer's codec."
+    ),
+    def!(
+        "delete.retention.ms",
+        Long,
+        Some("86400000"),
+        Validator::Range(0, i64::MAX),
+        [syn("log.cleaner.delete.retention.ms")],
+        "How long tombstones are kept in compacted topics."
+    ),
+    def!(
+        "file.delete.delay.ms",
+        Long,
+        Some("60000"),
+        Validator::Range(0, i64::MAX),
+        [syn("log.segment.delete.delay.ms")],
+        "Delay before a deleted segment file is removed."
+    ),
+    def!(
+        "flush.messages",
+        Long,
+        Some(LONG_MAX),
+        Validator::Range(1, i64::MAX),
+        [syn("log.flush.interval.messages")],
+        "Force an fsync after this many messages."
+    ),
+    def!(
+        "flush.ms",
+        Long,
+        Some(LONG_MAX),
+        Validator::Range(0, i64::MAX),
+        [syn("log.flush.interval.ms")],
+        "Force an fsync after this many milliseconds."
+    ),
+    def!(
+        "index.interval.bytes",
+        Int,
+        Some("4096"),
+        Validator::Range(0, i32::MAX as i64),
+        [syn("log.index.interval.bytes")],
+        "Bytes of log between offset index entries."
+    ),
+    def!(
+        "max.compaction.lag.ms",
+        Long,
+        Some(LONG_MAX),
+        Validator::Range(1, i64::MAX),
+        [syn("log.cleaner.max.compaction.lag.ms")],
+        "Longest a record may stay uncompacted."
+    ),
+    def!(
+        "max.message.bytes",
+        Int,
+        Some("1048588"),
+        Validator::Range(0, i32::MAX as i64),
+        [syn("message.max.bytes")],
+        "Largest record batch size allowed."
+    ),
+    def!(
+        "message.timestamp.after.max.ms",
+        Long,
+        Some("3600000"),
+        Validator::Range(0, i64::MAX),
+        [syn("log.message.timestamp.after.max.ms")],
+        "Largest allowed amount a record timestamp may be ahead of the broker's clock."
+    ),
+    def!(
+        "message.timestamp.before.max.ms",
+        Long,
+        Some(LONG_MAX),
+        Validator::Range(0, i64::MAX),
+        [syn("log.message.timestamp.before.max.ms")],
+        "Largest allowed amount a record timestamp may be behind the broker's clock."
+    ),
+    def!(
+        "message.timestamp.type",
+        String,
+        Some("CreateTime"),
+        Validator::OneOf(&["CreateTime", "LogAppendTime"]),
+        [syn("log.message.timestamp.type")],
+        "Whether record timestamps are the producer's or the broker's append time."
+    ),
+    def!(
+        "min.cleanable.dirty.ratio",
+        Double,
+        Some("0.5"),
+        Validator::DoubleRange(0.0, 1.0),
+        [syn("log.cleaner.min.cleanable.ratio")],
+        "Dirty ratio above which the log is compacted."
+    ),
+    def!(
+        "min.compaction.lag.ms",
+        Long,
+        Some("0"),
+        Validator::Range(0, i64::MAX),
+        [syn("log.cleaner.min.compaction.lag.ms")],
+        "Shortest a record stays uncompacted."
+    ),
+    def!(
+        "min.insync.replicas",
+        Int,
+        Some("1"),
+        Validator::Range(1, i32::MAX as i64),
+        [syn("min.insync.replicas")],
+        "Replicas that must acknowledge an acks=all write."
+    ),
+    def!(
+        "preallocate",
+        Boolean,
+        Some("false"),
+        Validator::Any,
+        [syn("log.preallocate")],
+        "Preallocate segment files."
+    ),
+    def!(
+        "retention.bytes",
+        Long,
+        Some("-1"),
+        Validator::Range(-1, i64::MAX),
+        [syn("log.retention.bytes")],
+        "Largest size a partition may grow to before old segments are deleted; -1 for no limit."
+    ),
+    def!(
+        "retention.ms",
+        Long,
+        Some("604800000"),
+        Validator::Range(-1, i64::MAX),
+        [
+            syn("log.retention.ms"),
+            Synonym {
+                name: "log.retention.minutes",
+                factor: 60_000
+            },
+            Synonym {
+                name: "log.retention.hours",
+                factor: 3_600_000
+            }
+        ],
+        "How long records are kept before old segments are deleted; -1 for no limit."
+    ),
+    def!(
+        "segment.bytes",
+        Int,
+        Some("1073741824"),
+        Validator::Range(1024 * 1024, i32::MAX as i64),
+        [syn("log.segment.bytes")],
+        "Segment file size."
+    ),
+    def!(
+        "segment.index.bytes",
+        Int,
+        Some("10485760"),
+        Validator::Range(4, i32::MAX as i64),
+        [syn("log.index.size.max.bytes")],
+        "Offset index size per segment."
+    ),
+    def!(
+        "segment.jitter.ms",
+        Long,
+        Some("0"),
+        Validator::Range(0, i64::MAX),
+        [
+            syn("log.roll.jitter.ms"),
+            Synonym {
+                name: "log.roll.jitter.hours",
+                factor: 3_600_000
+            }
+        ],
+        "Random jitter subtracted from segment.ms."
+    ),
+    def!(
+        "segment.ms",
+        Long,
+        Some("604800000"),
+        Validator::Range(1, i64::MAX),
+        [
+            syn("log.roll.ms"),
+            Synonym {
+                name: "log.roll.hours",
+                factor: 3_600_000
+            }
+        ],
+        "Time after which a segment is rolled even if not full."
+    ),
+    def!(
+        "unclean.leader.election.enable",
+        Boolean,
+        Some("false"),
+        Validator::Any,
+        [syn("unclean.leader.election.enable")],
+        "Whether an out-of-sync replica may become leader."
+    ),
+];
+
+/// Broker-level configs samsa understands (`server.properties` keys).
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    def!("node.id", Int, Some("1"), Validator::Range(0, i32::MAX as i64), [], "This node's id."),
+    def!("broker.id", Int, None, Validator::Range(0, i32::MAX as i64), [], "Alias of node.id."),
+    def!("process.roles", List, Some("broker,controller"), Validator::ListOf(&["broker", "controller"]), [], "The roles this node plays."),
+    def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Validator::Any, [], "Addresses to listen on."),
+    def!("advertised.listeners", List, None, Validator::Any, [], "Addresses given to clients; default: listeners."),
+    def!("controller.listener.names", List, None, Validator::Any, [], "Listener names used by the controller."),
+    def!("controller.quorum.voters", List, None, Validator::Any, [], "Controller quorum voters, id@host:port."),
+    def!("broker.rack", String, None, Validator::Any, [], "Rack of this broker."),
+    def!("log.dirs", List, None, Validator::Any, [], "Data directory; samsa uses the first one."),
+    def!("log.dir", String, Some("./samsa-data"), Validator::Any, [], "Data directory when log.dirs is unset."),
+    def!("num.partitions", Int, Some("1"), Validator::Range(1, i32::MAX as i64), [], "Partitions of auto-created topics and of CreateTopics with -1."),
+    def!("default.replication.factor", Int, Some("1"), Validator::Range(1, i16::MAX as i64), [], "Replication factor of auto-created topics."),
+    def!("auto.create.topics.enable", Boolean, Some("true"), Validator::Any, [], "Create topics on Metadata/Produce for unknown topics."),
+    def!("delete.topic.enable", Boolean, Some("true"), Validator::Any, [], "Whether DeleteTopics is allowed."),
+    def!("message.max.bytes", Int, Some("1048588"), Validator::Range(0, i32::MAX as i64), [], "Largest record batch size allowed."),
+    def!("socket.request.max.bytes", Int, Some("104857600"), Validator::Range(1, i32::MAX as i64), [], "Largest request frame accepted; larger frames close the connection."),
+    def!("queued.max.requests", Int, Some("500"), Validator::Range(1, i32::MAX as i64), [], "Requests in flight per connection before reading pauses."),
+    def!("max.connections", Int, Some("2147483647"), Validator::Range(0, i32::MAX as i64), [], "Largest number of client connections."),
+    def!("log.segment.bytes", Int, Some("1073741824"), Validator::Range(14, i32::MAX as i64), [], "Segment file size."),
+    def!("log.roll.ms", Long, None, Validator::Range(1, i64::MAX), [], "Segment roll time in ms."),
+    def!("log.roll.hours", Int, Some("168"), Validator::Range(1, i32::MAX as i64), [], "Segment roll time in hours."),
+    def!("log.roll.jitter.ms", Long, None, Validator::Range(0, i64::MAX), [], "Segment roll jitter in ms."),
+    def!("log.roll.jitter.hours", Int, Some("0"), Validator::Range(0, i32::MAX as i64), [], "Segment roll jitter in hours."),
+    def!("log.retention.ms", Long, None, Validator::Range(-1, i64::MAX), [], "Retention time in ms."),
+    def!("log.retention.minutes", Int, None, Validator::Range(-1, i32::MAX as i64), [], "Retention time in minutes."),
+    def!("log.retention.hours", Int, Some("168"), Validator::Range(-1, i32::MAX as i64), [], "Retention time in hours."),
+    def!("log.retention.bytes", Long, Some("-1"), Validator::Range(-1, i64::MAX), [], "Retention size per partition."),
+    def!("log.retention.check.interval.ms", Long, Some("300000"), Validator::Range(1, i64::MAX), [], "How often retention is enforced."),
+    def!("log.cleanup.policy", List, Some("delete"), Validator::ListOf(&["delete", "compact"]), [], "Default cleanup policy."),
+    def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Validator::Range(0, i64::MAX), [], "Tombstone retention."),
+    def!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Validator::DoubleRange(0.0, 1.0), [], "Default min.cleanable.dirty.ratio."),
+    def!("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Validator::Range(0, i64::MAX), [], "Default min.compaction.lag.ms."),
+    def!("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), Validator::Range(1, i64::MAX), [], "Default max.compaction.lag.ms."),
+    def!("log.segment.delete.delay.ms", Long, Some("60000"), Validator::Range(0, i64::MAX), [], "Delay before deleting a segment file."),
+    def!("log.flush.interval.messages", Long, Some(LONG_MAX), Validator::Range(1, i64::MAX), [], "fsync after this many messages."),
+    def!("log.flush.interval.ms", Long, None, Validator::Range(0, i64::MAX), [], "fsync after this many ms."),
+    def!("log.index.interval.bytes", Int, Some("4096"), Validator::Range(0, i32::MAX as i64), [], "Bytes between index entries."),
+    def!("log.index.size.max.bytes", Int, Some("10485760"), Validator::Range(4, i32::MAX as i64), [], "Offset index size per segment."),
+    def!("log.preallocate", Boolean, Some("false"), Validator::Any, [], "Preallocate segment files."),
+    def!("log.message.timestamp.type", String, Some("CreateTime"), Validator::OneOf(&["CreateTime", "LogAppendTime"]), [], "Default message.timestamp.type."),
+    def!("log.message.timestamp.before.max.ms", Long, Some(LONG_MAX), Validator::Range(0, i64::MAX), [], "Default message.timestamp.before.max.ms."),
+    def!("log.message.timestamp.after.max.ms", Long, Some("3600000"), Validator::Range(0, i64::MAX), [], "Default message.timestamp.after.max.ms."),
+    def!("compression.type", String, Some("producer"), Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), [], "Default topic compression.type."),
+    def!("min.insync.replicas", Int, Some("1"), Validator::Range(1, i32::MAX as i64), [], "Default min.insync.replicas."),
+    def!("unclean.leader.election.enable", Boolean, Some("false"), Validator::Any, [], "Default unclean.leader.election.enable."),
+    def!("offsets.topic.num.partitions", Int, Some("50"), Validator::Range(1, i32::MAX as i64), [], "Partitions of __consumer_offsets."),
+    def!("offsets.topic.replication.factor", Short, Some("3"), Validator::Range(1, i16::MAX as i64), [], "Replication factor of __consumer_offsets."),
+    def!("group.initial.rebalance.delay.ms", Int, Some("3000"), Validator::Range(0, i32::MAX as i64), [], "Delay before the first rebalance of a new group."),
+    def!("batch.decompressed.bytes.max", Int, Some("67108864"), Validator::Range(1024, i32::MAX as i64), [], "samsa: largest decompressed size of one batch the broker will inspect; larger batches are refused."),
+];
+
+/// Looks up a topic config definition.
+pub fn topic_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Looks up a broker config definition.
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks `value` against `def`'s type and validator; the error says why, in the
+/// words Kafka's INVALID_CONFIG messages use.
+pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
+    let bad = |what: &str| {
+        Err(format!(
+            "Invalid value {value} for configuration {}: {what}",
+            def.name
+        ))
+    };
+    let v = value.trim();
+    match def.ty {
+        ConfigType::Boolean => {
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                return bad("Expected value to be either true or false");
+            }
+        }
+        ConfigType::Int | ConfigType::Short | ConfigType::Long => {
+            let (lo, hi) = match def.ty {
+                ConfigType::Int => (i32::MIN as i64, i32::MAX as i64),
+                ConfigType::Short => (i16::MIN as i64, i16::MAX as i64),
+                _ => I64,
+            };
+            let Ok(n) = v.parse::<i64>() else {
+                return bad("Not a number of the expected type");
+            };
+            if n < lo || n > hi {
+                return bad("Not a number of the expected type");
+            }
+            if let Validator::Range(min, max) = def.validator {
+                if n < min || n > max {
+                    return bad(&format!("Value must be in [{min}, {max}]"));
+                }
+            }
+        }
+        ConfigType::Double => {
+            let Ok(n) = v.parse::<f64>() else {
+                return bad("Not a number of type DOUBLE");
+            };
+            if let Validator::DoubleRange(min, max) = def.validator {
+                if !(min..=max).contains(&n) {
+                    return bad(&format!("Value must be in [{min}, {max}]"));
+                }
+            }
+        }
+        ConfigType::String | ConfigType::Password => {
+            if let Validator::OneOf(allowed) = def.validator {
+                if !allowed.iter().any(|a| a.eq_ignore_ascii_case(v)) {
+                    return bad(&format!("String must be one of: {}", allowed.join(", ")));
+                }
+            }
+        }
+        ConfigType::List => {
+            if let Validator::ListOf(allowed) = def.validator {
+                let items: Vec<&str> = v.split(',').map(str::trim).collect();
+                if items.iter().any(|i| i.is_empty()) {
+                    return bad("Empty list element");
+                }
+                for item in items {
+                    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(item)) {
+                        return bad(&format!(
+                            "Invalid value {item}; valid values are {}",
+                            allowed.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where an effective value came from (DescribeConfigs `config_source`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicConfig,
+    DynamicBrokerConfig,
+    StaticBrokerConfig,
+    Default,
+}
+
+impl ConfigSource {
+    /// Kafka's wire code.
+    pub const fn wire_code(self) -> i8 {
+        match self {
+            ConfigSource::TopicConfig => 1,
+            ConfigSource::DynamicBrokerConfig => 2,
+            ConfigSource::StaticBrokerConfig => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// An effective config value and its provenance.
+#[derive(Clone, Debug)]
+pub struct ResolvedConfig {
+    pub def: &'static ConfigDef,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+}
+
+/// The broker's static configuration: `server.properties` plus `--set`
+/// overrides, validated at startup.
+#[derive(Clone, Debug, Default)]
+pub struct StaticConfig {
+    values: BTreeMap<String, String>,
+}
+
+/// A startup config problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("line {line}: expected key=value, got {text:?}")]
+    Syntax { line: usize, text: String },
+}
+
+impl StaticConfig {
+    /// Parses Java-properties text (`key=value` or `key: value`, `#`/`!` comments).
+    /// Continuation lines and escapes beyond `\\` are not supported.
+    pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some(split) = line.find(['=', ':']) else {
+                return Err(ConfigError::Syntax {
+                    line: i + 1,
+                    text: raw.to_string(),
+                });
+            };
+            let key = line[..split].trim().to_string();
+            let value = line[split + 1..].trim().to_string();
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// Sets `key` after validating it. Unknown keys are accepted and ignored (with
+    /// a warning from the caller), as Kafka does.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        match broker_def(key).or_else(|| topic_def(key)) {
+            Some(def) => {
+                validate(def, value).map_err(ConfigError::Invalid)?;
+                self.values
+                    .insert(key.to_string(), value.trim().to_string());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The explicitly configured value of `key`.
+    pub fn explicit(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// The value of a broker key: configured, else its default.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.explicit(key)
+            .or_else(|| broker_def(key).and_then(|d| d.default))
+    }
+
+    /// A broker key parsed as an integer (configured or default).
+    pub fn get_i64(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// A broker key parsed as a boolean (configured or default).
+    pub fn get_bool(&self, key: &str) -> bool {
+        self.get(key)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// Every broker config with its value and source, for DescribeConfigs.
+    pub fn describe_broker(&self) -> Vec<ResolvedConfig> {
+        BROKER_CONFIGS
+            .iter()
+            .map(|def| match self.explicit(def.name) {
+                Some(v) => ResolvedConfig {
+                    def,
+                    value: Some(v.to_string()),
+                    source: ConfigSource::StaticBrokerConfig,
+                },
+                None => ResolvedConfig {
+                    def,
+                    value: def.default.map(str::to_string),
+                    source: ConfigSource::Default,
+                },
+            })
+            .collect()
+    }
+
+    /// The default of a topic key as this broker sets it (synonyms, else built-in).
+    pub fn topic_default(&self, def: &'static ConfigDef) -> ResolvedConfig {
+        for syn in def.synonyms {
+            if let Some(v) = self.explicit(syn.name) {
+                let value = if syn.factor == 1 {
+                    v.to_string()
+                } else {
+                    match v.trim().parse::<i64>() {
+                        Ok(n) if n < 0 => n.to_string(),
+                        Ok(n) => n.saturating_mul(syn.factor).to_string(),
+                        Err(_) => continue,
+                    }
+                };
+                return ResolvedConfig {
+                    def,
+                    value: Some(value),
+                    source: ConfigSource::StaticBrokerConfig,
+                };
+            }
+        }
+        ResolvedConfig {
+            def,
+            value: def.default.map(str::to_string),
+            source: ConfigSource::Default,
+        }
+    }
+
+    /// Every topic key's effective value for a topic with `overrides`.
+    pub fn resolve_topic(&self, overrides: &BTreeMap<String, String>) -> Vec<ResolvedConfig> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|def| match overrides.get(def.name) {
+                Some(v) => ResolvedConfig {
+                    def,
+                    value: Some(v.clone()),
+                    source: ConfigSource::TopicConfig,
+                },
+                None => self.topic_default(def),
+            })
+            .collect()
+    }
+
+    /// One topic key's effective value for a topic with `overrides`.
+    pub fn topic_value(&self, overrides: &BTreeMap<String, String>, key: &str) -> Option<String> {
+        let def = topic_def(key)?;
+        overrides
+            .get(key)
+            .cloned()
+            .or_else(|| self.topic_default(def).value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_follows_kafka_types_and_ranges() {
+        let d = topic_def("retention.ms").unwrap();
+        assert!(validate(d, "604800000").is_ok());
+        assert!(validate(d, "-1").is_ok());
+        assert!(validate(d, "-2").is_err());
+        assert!(validate(d, "abc").is_err());
+        let c = topic_def("cleanup.policy").unwrap();
+        assert!(validate(c, "compact,delete").is_ok());
+        assert!(validate(c, "compact,nope").is_err());
+        let t = topic_def("message.timestamp.type").unwrap();
+        assert!(validate(t, "LogAppendTime").is_ok());
+        assert!(validate(t, "Now").is_err());
+        let s = topic_def("segment.bytes").unwrap();
+        assert!(validate(s, "3000000000").is_err(), "INT overflow");
+    }
+
+    #[test]
+    fn topic_defaults_come_from_broker_synonyms() {
+        let mut cfg = StaticConfig::default();
+        let overrides = BTreeMap::new();
+        assert_eq!(
+            cfg.topic_value(&overrides, "retention.ms").as_deref(),
+            Some("604800000")
+        );
+        cfg.set("log.retention.hours", "1").unwrap();
+        assert_eq!(
+            cfg.topic_value(&overrides, "retention.ms").as_deref(),
+            Some("3600000")
+        );
+        cfg.set("log.retention.ms", "5000").unwrap();
+        assert_eq!(
+            cfg.topic_value(&overrides, "retention.ms").as_deref(),
+            Some("5000")
+        );
+        let mut topic = BTreeMap::new();
+        topic.insert("retention.ms".to_string(), "77".to_string());
+        let resolved = cfg.resolve_topic(&topic);
+        let r = resolved
+            .iter()
+            .find(|r| r.def.name == "retention.ms")
+            .unwrap();
+        assert_eq!(r.value.as_deref(), Some("77"));
+        assert_eq!(r.source, ConfigSource::TopicConfig);
+    }
+
+    #[test]
+    fn properties_parse_and_reject_bad_values() {
+        let props = StaticConfig::parse_properties(
+            "# comment\nnum.partitions=3\n  log.dirs = /tmp/x \nfoo: bar\n",
+        )
+        .unwrap();
+        assert_eq!(props.len(), 3);
+        let mut cfg = StaticConfig::default();
+        for (k, v) in &props {
+            cfg.set(k, v).unwrap();
+        }
+        assert_eq!(cfg.get_i64("num.partitions"), Some(3));
+        assert_eq!(cfg.get("log.dirs"), Some("/tmp/x"));
+        assert!(cfg.set("num.partitions", "zero").is_err());
+        assert!(matches!(
+            StaticConfig::parse_properties("novalue"),
+            Err(ConfigError::Syntax { line: 1, .. })
+        ));
+    }
+}

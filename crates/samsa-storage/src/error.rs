@@ -1,0 +1,56 @@
+//! The storage crate's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use samsa_model::batch::BatchError;
+use samsa_model::Offset;
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A file system call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The requested offset is outside `[log_start, log_end]`.
+    #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
+    /// The bytes handed to `append` are not one well-formed batch.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// Stored bytes that recovery did not vouch for turned out to be damaged
+    /// (e.g. a bad batch header inside an old segment).
+    #[error("corrupt data in {} at byte {position}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    /// The log was closed; reopen it to write again.
+    #[error("log {} is closed", dir.display())]
+    Closed { dir: PathBuf },
+    /// An earlier write or fsync failed in a way that leaves the files in an
+    /// unknown state; the log must be reopened (which runs recovery).
+    #[error("log {} failed after an I/O error and must be reopened", dir.display())]
+    Failed { dir: PathBuf },
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,1086 @@
+//! [`PartitionLog`]: one partition's segmented log on disk, shared by one writer and many readers.
+//!
+//! # Directory layout
+//!
+//! The broker picks one directory per partition and passes it to
+//! [`PartitionLog::open`]. Inside it:
+//!
+//! - `<base offset, 20 digits>.log` / `.index` / `.timeindex` per segment
+//!   ([`crate::segment`], [`crate::index`]); the segment with the highest base
+//!   offset is the *active* one, the only one appended to.
+//! - `log-start-offset`: the checkpointed log start offset
+//!   ([`crate::checkpoint`]), moved by [`PartitionLog::delete_records_before`]
+//!   and retention.
+//! - `clean-shutdown`: an empty marker written by [`PartitionLog::close`] after
+//!   everything was fsynced, and removed (durably) on open before any write.
+//! - `*.tmp`: leftovers of an interrupted checkpoint write, deleted on open.
+//!
+//! # Concurrency
+//!
+//! All methods take `&self`; the type is `Send + Sync`. Mutations (append,
+//! roll, truncation, deletion, flush, close) are serialised by a writer mutex.
+//! The in-memory view of the segments sits behind a read-write lock that is
+//! held only for short bookkeeping, never across file I/O: readers copy what
+//! they need (an `Arc` of the segment's file, positions, sizes) and then read
+//! with positioned reads (`read_at`), so they never wait for the writer's
+//! `write`/`fsync`. The writer makes appended bytes visible only after they
+//! are completely written. Truncation, the one operation that rewrites bytes
+//! readers may be looking at, additionally takes an I/O guard that readers
+//! hold (shared) during their file reads. A segment deleted while a reader
+//! still holds its file keeps being readable through the open descriptor.
+//!
+//! # Crash behaviour
+//!
+//! Segments are fsynced (log and indexes) when rolled, and the directory is
+//! fsynced after creating, deleting or renaming files, so after a crash only the
+//! active segment can have a torn tail. Opening without the clean-shutdown
+//! marker therefore runs full recovery on the active segment ([`crate::segment`]
+//! `recover`: verify each batch's header and CRC, truncate at the first bad
+//! one, rebuild its indexes), and checks the other segments' index files,
+//! rebuilding any that are missing or damaged. With the marker, the active
+//! segment is loaded like the others (indexes checked, tail headers walked) and
+//! recovered only if that check fails. Data not yet fsynced (see
+//! `flush_messages`/`flush_ms`) may be lost, but what remains is always a
+//! prefix of what was appended, and every batch it holds passed a CRC check.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::{Bytes, BytesMut};
+use samsa_model::batch::{self, BatchError, BatchHeader, BatchIter};
+use samsa_model::{LeaderEpoch, Offset, TimestampMs};
+
+use crate::checkpoint;
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::index::{self, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+use crate::segment::{
+    self, SegmentFiles, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
+use std::os::unix::fs::FileExt;
+
+/// Name of the clean-shutdown marker file.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Decompressed bytes allowed when decoding one stored batch for a timestamp lookup.
+pub const DECODE_BYTES_MAX: usize = 256 << 20;
+/// Largest relative offset an index entry can hold.
+const RELATIVE_OFFSET_MAX: i64 = u32::MAX as i64;
+
+/// Where an appended batch landed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_start_offset: Offset,
+}
+
+/// Whole batches returned by [`PartitionLog::read`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Concatenated complete batches, byte for byte as stored.
+    pub bytes: Bytes,
+    /// Base offset of the first returned batch (may be below the requested start).
+    pub first_offset: Option<Offset>,
+    /// Offset just after the last returned batch, or the requested start if none.
+    pub next_offset: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+/// A segment as seen by retention and tools.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: Offset,
+    /// Last offset + 1 (the base offset when empty).
+    pub next_offset: Offset,
+    pub size_bytes: u64,
+    /// Largest batch `maxTimestamp`, `None` if no batch carried one.
+    pub max_timestamp: Option<TimestampMs>,
+    /// Whether this is the active (last) segment.
+    pub active: bool,
+}
+
+struct Segment {
+    files: Arc<SegmentFiles>,
+    meta: SegmentMeta,
+}
+
+impl Segment {
+    fn base(&self) -> Offset {
+        self.files.base
+    }
+
+    fn info(&self, active: bool) -> SegmentInfo {
+        SegmentInfo {
+            base_offset: self.base(),
+            next_offset: self.meta.next_offset,
+            size_bytes: self.meta.size,
+            max_timestamp: (self.meta.max_timestamp >= 0)
+                .then_some(TimestampMs(self.meta.max_timestamp)),
+            active,
+        }
+    }
+}
+
+/// The in-memory view of the log.
+struct LogState {
+    /// Older segments, ascending base offset.
+    sealed: Vec<Segment>,
+    active: Segment,
+    log_start: Offset,
+}
+
+impl LogState {
+    fn log_end(&self) -> Offset {
+        self.active.meta.next_offset
+    }
+
+    fn len(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    fn get(&self, i: usize) -> Option<&Segment> {
+        match i.cmp(&self.sealed.len()) {
+            std::cmp::Ordering::Less => self.sealed.get(i),
+            std::cmp::Ordering::Equal => Some(&self.active),
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Segment> {
+        self.sealed.iter().chain(std::iter::once(&self.active))
+    }
+
+    /// Index of the last segment whose base offset is `<= offset` (0 if none).
+    fn locate(&self, offset: Offset) -> usize {
+        if self.active.base() <= offset {
+            return self.sealed.len();
+        }
+        self.sealed
+            .partition_point(|s| s.base() <= offset)
+            .saturating_sub(1)
+    }
+
+    fn out_of_range(&self, requested: Offset) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            requested,
+            log_start: self.log_start,
+            log_end: self.log_end(),
+        }
+    }
+}
+
+/// State owned by the single writer.
+struct Writer {
+    closed: bool,
+    failed: bool,
+    unflushed_records: u64,
+    last_flush_ms: i64,
+    /// Append handles of the active segment's index files.
+    index_file: fs::File,
+    time_index_file: fs::File,
+}
+
+/// One partition's log. See the module docs for layout, locking and crash behaviour.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: Mutex<LogConfig>,
+    writer: Mutex<Writer>,
+    io_guard: RwLock<()>,
+    state: RwLock<LogState>,
+}
+
+// Poisoning only follows a panic in our own code, which already aborted that
+// operation; the state it protects is still the last consistent one we published.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove", path, e)),
+    }
+}
+
+/// Remove a partition directory and everything in it (missing is fine).
+pub fn delete_log_dir(dir: &Path) -> Result<(), StorageError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove directory", dir, e)),
+    }
+}
+
+impl PartitionLog {
+    /// Open (creating if missing) the log in `dir` and recover it.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, StorageError> {
+        let existed = dir
+            .try_exists()
+            .map_err(|e| StorageError::io("stat", dir, e))?;
+        fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
+        if !existed {
+            // Make the new directory's own entry durable.
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            checkpoint::sync_dir(parent.unwrap_or(Path::new(".")))?;
+        }
+        let clean_path = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = clean_path
+            .try_exists()
+            .map_err(|e| StorageError::io("stat", &clean_path, e))?;
+
+        let mut bases = Vec::new();
+        let mut index_files = Vec::new();
+        let entries = fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                remove_if_exists(&entry.path())?;
+            } else if let Some(base) = segment::parse_file_name(name, LOG_SUFFIX) {
+                bases.push(base);
+            } else if let Some(base) = segment::parse_file_name(name, INDEX_SUFFIX)
+                .or_else(|| segment::parse_file_name(name, TIME_INDEX_SUFFIX))
+            {
+                index_files.push((base, entry.path()));
+            }
+        }
+        bases.sort();
+        for (base, path) in index_files {
+            if bases.binary_search(&base).is_err() {
+                tracing::info!(path = %path.display(), "removing index without a log file");
+                remove_if_exists(&path)?;
+            }
+        }
+
+        let checkpointed = checkpoint::read(dir)?;
+        let mut segments = Vec::with_capacity(bases.len());
+        let last = bases.len().checked_sub(1);
+        for (i, &base) in bases.iter().enumerate() {
+            let files = SegmentFiles::open(dir, base)?;
+            let is_active = Some(i) == last;
+            let fast = if is_active && !clean {
+                None
+            } else {
+                segment::load_fast(&files)?
+            };
+            let meta = match fast {
+                Some(meta) => meta,
+                None => segment::recover(&files, config.index_interval_bytes, is_active)?,
+            };
+            segments.push(Segment {
+                files: Arc::new(files),
+                meta,
+            });
+        }
+        for pair in segments.windows(2) {
+            if let [a, b] = pair {
+                if a.meta.next_offset > b.base() {
+                    return Err(a.files.corrupt(
+                        a.meta.size,
+                        &format!("segment overlaps the next one at offset {}", b.base()),
+                    ));
+                }
+            }
+        }
+
+        let first_base = segments.first().map(|s| s.base());
+        let log_start = match (checkpointed, first_base) {
+            (Some(c), Some(f)) => c.max(f),
+            (Some(c), None) => c,
+            (None, Some(f)) => f,
+            (None, None) => Offset(0),
+        }
+        .max(Offset(0));
+        let log_end = segments.last().map(|s| s.meta.next_offset);
+        let mut removed = Vec::new();
+        if log_end.is_none_or(|end| log_start > end) {
+            // Nothing usable (new log, or all data below the log start, e.g. an
+            // unflushed tail lost after DeleteRecords): start empty at log_start.
+            removed.append(&mut segments);
+            for s in &removed {
+                s.files.remove_files()?;
+            }
+            segments.push(Segment {
+                files: Arc::new(SegmentFiles::create(dir, log_start)?),
+                meta: SegmentMeta::empty(log_start),
+            });
+        } else {
+            // Segments wholly below the log start (a crash between the
+            // checkpoint and their deletion).
+            let below = segments
+                .iter()
+                .take(segments.len() - 1)
+                .take_while(|s| s.meta.next_offset <= log_start)
+                .count();
+            removed.extend(segments.drain(..below));
+            for s in &removed {
+                s.files.remove_files()?;
+            }
+        }
+        remove_if_exists(&clean_path)?;
+        checkpoint::sync_dir(dir)?;
+
+        let Some(active) = segments.pop() else {
+            // Unreachable: both branches above leave at least one segment.
+            return Err(StorageError::Corrupt {
+                path: dir.to_path_buf(),
+                position: 0,
+                reason: "no active segment".to_owned(),
+            });
+        };
+        let (index_file, time_index_file) = active.files.open_index_writers()?;
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config: Mutex::new(config),
+            writer: Mutex::new(Writer {
+                closed: false,
+                failed: false,
+                unflushed_records: 0,
+                last_flush_ms: now_ms(),
+                index_file,
+                time_index_file,
+            }),
+            io_guard: RwLock::new(()),
+            state: RwLock::new(LogState {
+                sealed: segments,
+                active,
+                log_start,
+            }),
+        })
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Replace the configuration; applies from the next append.
+    pub fn set_config(&self, config: LogConfig) {
+        *lock(&self.config) = config;
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> LogConfig {
+        *lock(&self.config)
+    }
+
+    /// The first offset that may be read.
+    pub fn log_start_offset(&self) -> Offset {
+        read_lock(&self.state).log_start
+    }
+
+    /// The next offset to be written.
+    pub fn log_end_offset(&self) -> Offset {
+        read_lock(&self.state).log_end()
+    }
+
+    /// Bytes of all segments' log files.
+    pub fn size_bytes(&self) -> u64 {
+        read_lock(&self.state).iter().map(|s| s.meta.size).sum()
+    }
+
+    /// Every segment, oldest first (the last is the active one).
+    pub fn segments_info(&self) -> Vec<SegmentInfo> {
+        let st = read_lock(&self.state);
+        let mut out: Vec<SegmentInfo> = st.sealed.iter().map(|s| s.info(false)).collect();
+        out.push(st.active.info(true));
+        out
+    }
+
+    fn check_writable(&self, w: &Writer) -> Result<(), StorageError> {
+        if w.failed {
+            return Err(StorageError::Failed {
+                dir: self.dir.clone(),
+            });
+        }
+        if w.closed {
+            return Err(StorageError::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Append one already-validated batch: its base offset becomes the log end
+    /// offset and its leader epoch `leader_epoch` (both patched in place in
+    /// `batch`, outside the CRC), then the bytes are written. Rolls first when
+    /// the active segment would exceed `segment_bytes`, is older than
+    /// `segment_ms`, has a full index, or the batch's offsets would not fit the
+    /// index's relative offsets. Flushes per `flush_messages`/`flush_ms`.
+    pub fn append(
+        &self,
+        batch: &mut [u8],
+        leader_epoch: LeaderEpoch,
+        now: TimestampMs,
+    ) -> Result<AppendInfo, StorageError> {
+        let header = BatchHeader::parse(batch)?;
+        let batch_bytes = header.size_bytes();
+        if batch_bytes > batch.len() {
+            return Err(BatchError::Truncated {
+                needed_bytes: batch_bytes,
+                available_bytes: batch.len(),
+            }
+            .into());
+        }
+        if batch_bytes < batch.len() {
+            return Err(BatchError::LengthMismatch {
+                batch_bytes,
+                buffer_bytes: batch.len(),
+            }
+            .into());
+        }
+        if header.last_offset_delta < 0 {
+            return Err(BatchError::RecordCountMismatch {
+                records_count: header.records_count,
+                last_offset_delta: header.last_offset_delta,
+            }
+            .into());
+        }
+        let cfg = self.config();
+        let mut w = lock(&self.writer);
+        self.check_writable(&w)?;
+
+        let needs_roll = {
+            let st = read_lock(&self.state);
+            let a = &st.active;
+            let m = &a.meta;
+            let last_relative = m
+                .next_offset
+                .get()
+                .saturating_add(i64::from(header.last_offset_delta))
+                .saturating_sub(a.base().get());
+            m.size > 0
+                && (m.size + batch_bytes as u64 > cfg.effective_segment_bytes()
+                    || m.roll_clock_start
+                        .is_some_and(|t| now.get().saturating_sub(t) > cfg.segment_ms)
+                    || m.index_full(cfg.segment_index_bytes)
+                    || last_relative > RELATIVE_OFFSET_MAX)
+        };
+        if needs_roll {
+            self.roll_locked(&mut w)?;
+        }
+
+        let (files, plan, base_offset, position, index_len, time_len) = {
+            let st = read_lock(&self.state);
+            let a = &st.active;
+            let base_offset = st.log_end();
+            let header = BatchHeader {
+                base_offset,
+                partition_leader_epoch: leader_epoch,
+                ..header.clone()
+            };
+            let plan = a
+                .meta
+                .plan_append(a.base(), a.meta.size, &header, cfg.index_interval_bytes);
+            (
+                Arc::clone(&a.files),
+                plan,
+                base_offset,
+                a.meta.size,
+                a.meta.index.len(),
+                a.meta.time_index.len(),
+            )
+        };
+        batch::set_base_offset(batch, base_offset)?;
+        batch::set_partition_leader_epoch(batch, leader_epoch)?;
+
+        let written = files
+            .log
+            .write_all_at(batch, position)
+            .map_err(|e| StorageError::io("write", &files.log_path, e))
+            .and_then(|()| match plan.offset_entry {
+                Some(e) => w
+                    .index_file
+                    .write_all_at(&e.encode(), (index_len * OFFSET_INDEX_ENTRY_BYTES) as u64)
+                    .map_err(|err| StorageError::io("write", &files.index_path, err)),
+                None => Ok(()),
+            })
+            .and_then(|()| match plan.time_entry {
+                Some(e) => w
+                    .time_index_file
+                    .write_all_at(&e.encode(), (time_len * TIME_INDEX_ENTRY_BYTES) as u64)
+                    .map_err(|err| StorageError::io("write", &files.time_index_path, err)),
+                None => Ok(()),
+            });
+        if let Err(e) = written {
+            // Undo the partial append so the files match the published state;
+            // if even that fails, only a reopen (recovery) can fix them.
+            let undone = files.log.set_len(position).is_ok()
+                && w.index_file
+                    .set_len((index_len * OFFSET_INDEX_ENTRY_BYTES) as u64)
+                    .is_ok()
+                && w.time_index_file
+                    .set_len((time_len * TIME_INDEX_ENTRY_BYTES) as u64)
+                    .is_ok();
+            if !undone {
+                w.failed = true;
+            }
+            return Err(e);
+        }
+
+        let log_start_offset = {
+            let mut st = write_lock(&self.state);
+            st.active.meta.apply(&plan);
+            st.active.meta.roll_clock_start.get_or_insert(now.get());
+            st.log_start
+        };
+
+        w.unflushed_records = w
+            .unflushed_records
+            .saturating_add(u64::try_from(header.records_count).unwrap_or(0));
+        let since_flush = u64::try_from(now.get().saturating_sub(w.last_flush_ms)).unwrap_or(0);
+        if w.unflushed_records >= cfg.flush_messages || since_flush >= cfg.flush_ms {
+            self.flush_locked(&mut w, now.get())?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: Offset(
+                base_offset
+                    .get()
+                    .saturating_add(i64::from(header.last_offset_delta)),
+            ),
+            log_start_offset,
+        })
+    }
+
+    /// fsync the active segment's log and indexes.
+    fn flush_locked(&self, w: &mut Writer, now: i64) -> Result<(), StorageError> {
+        let files = Arc::clone(&read_lock(&self.state).active.files);
+        let synced = files
+            .log
+            .sync_data()
+            .and_then(|()| w.index_file.sync_data())
+            .and_then(|()| w.time_index_file.sync_data());
+        if let Err(e) = synced {
+            // After a failed fsync the kernel may have dropped the dirty pages;
+            // retrying could report success for lost data. Stop writing.
+            w.failed = true;
+            return Err(StorageError::io("fsync", &files.log_path, e));
+        }
+        w.unflushed_records = 0;
+        w.last_flush_ms = now;
+        Ok(())
+    }
+
+    /// Seal the active segment (final time index entry, fsync) and start a new
+    /// one at the log end offset.
+    fn roll_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+        let (old_files, final_entry, time_len, new_base) = {
+            let st = read_lock(&self.state);
+            let a = &st.active;
+            (
+                Arc::clone(&a.files),
+                a.meta.final_time_entry(a.base()),
+                a.meta.time_index.len(),
+                st.log_end(),
+            )
+        };
+        if let Some(e) = final_entry {
+            w.time_index_file
+                .write_all_at(&e.encode(), (time_len * TIME_INDEX_ENTRY_BYTES) as u64)
+                .map_err(|err| StorageError::io("write", &old_files.time_index_path, err))?;
+        }
+        self.flush_locked(w, now_ms())?;
+        let new_files = SegmentFiles::create(&self.dir, new_base)?;
+        let (index_file, time_index_file) = new_files.open_index_writers()?;
+        checkpoint::sync_dir(&self.dir)?;
+        {
+            let mut st = write_lock(&self.state);
+            if let Some(e) = final_entry {
+                st.active.meta.time_index.push(e);
+            }
+            let old = std::mem::replace(
+                &mut st.active,
+                Segment {
+                    files: Arc::new(new_files),
+                    meta: SegmentMeta::empty(new_base),
+                },
+            );
+            st.sealed.push(old);
+        }
+        w.index_file = index_file;
+        w.time_index_file = time_index_file;
+        Ok(())
+    }
+
+    /// Whole batches starting with the one containing `start`, in offset
+    /// order (crossing segments), while their total stays within `max_bytes`;
+    /// with `min_one_batch` the first batch is returned even if larger. No
+    /// batch whose base offset is `>= upper` is returned. `start` equal to the
+    /// log end gives an empty result; below the log start or above the log
+    /// end is [`StorageError::OffsetOutOfRange`].
+    pub fn read(
+        &self,
+        start: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError> {
+        let _io = read_lock(&self.io_guard);
+        let (plan, log_start_offset, log_end_offset) = {
+            let st = read_lock(&self.state);
+            if start < st.log_start || start > st.log_end() {
+                return Err(st.out_of_range(start));
+            }
+            let mut plan = Vec::new();
+            if start < st.log_end() && start < upper {
+                let first = st.locate(start);
+                // Bytes in the segments after the first: once they alone
+                // exceed `max_bytes`, later segments cannot be reached.
+                let mut after_first = 0u64;
+                for i in first..st.len() {
+                    let Some(s) = st.get(i) else { break };
+                    if i == first {
+                        let pos = s.meta.position_for(s.base(), start);
+                        plan.push((Arc::clone(&s.files), pos, s.meta.size));
+                        continue;
+                    }
+                    plan.push((Arc::clone(&s.files), 0, s.meta.size));
+                    after_first += s.meta.size;
+                    if after_first >= max_bytes as u64 {
+                        break;
+                    }
+                }
+            }
+            (plan, st.log_start, st.log_end())
+        };
+
+        let mut out = BytesMut::new();
+        let mut first_offset = None;
+        let mut next_offset = start;
+        'segments: for (files, mut pos, end) in plan {
+            if first_offset.is_none() {
+                // Skip the batches wholly before `start`.
+                loop {
+                    if pos >= end {
+                        continue 'segments;
+                    }
+                    let h = files.read_header(pos, end)?;
+                    if h.last_offset() >= start {
+                        break;
+                    }
+                    pos += h.size_bytes() as u64;
+                }
+            }
+            if pos >= end {
+                continue;
+            }
+            let h = files.read_header(pos, end)?;
+            if h.base_offset >= upper {
+                break;
+            }
+            let budget = max_bytes.saturating_sub(out.len());
+            if h.size_bytes() > budget {
+                if out.is_empty() && min_one_batch {
+                    let mut one = vec![0u8; h.size_bytes()];
+                    files.read_exact_at(&mut one, pos)?;
+                    out.extend_from_slice(&one);
+                    first_offset = Some(h.base_offset);
+                    next_offset = h.next_offset();
+                }
+                break;
+            }
+            let want = budget.min(usize::try_from(end - pos).unwrap_or(usize::MAX));
+            let old_len = out.len();
+            out.resize(old_len + want, 0);
+            let dst = out.get_mut(old_len..).unwrap_or_default();
+            files.read_exact_at(dst, pos)?;
+            let mut keep = 0usize;
+            let mut stopped_at_upper = false;
+            for item in BatchIter::new(out.get(old_len..).unwrap_or_default()) {
+                let (bh, bytes) =
+                    item.map_err(|e| files.corrupt(pos + keep as u64, &e.to_string()))?;
+                if bh.base_offset >= upper {
+                    stopped_at_upper = true;
+                    break;
+                }
+                first_offset.get_or_insert(bh.base_offset);
+                next_offset = bh.next_offset();
+                keep += bytes.len();
+            }
+            out.truncate(old_len + keep);
+            let reached_segment_end = !stopped_at_upper && keep as u64 == end - pos;
+            if !reached_segment_end {
+                break;
+            }
+        }
+        Ok(ReadResult {
+            bytes: out.freeze(),
+            first_offset,
+            next_offset,
+            log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    /// The earliest record (by offset, at or after the log start) whose
+    /// timestamp is `>= ts`, as (offset, timestamp). Uses segment max
+    /// timestamps and the time index to find where to look, then decodes
+    /// candidate batches.
+    pub fn offset_for_timestamp(
+        &self,
+        ts: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>, StorageError> {
+        let _io = read_lock(&self.io_guard);
+        let (log_start, candidates) = {
+            let st = read_lock(&self.state);
+            let log_start = st.log_start;
+            let candidates: Vec<_> = st
+                .iter()
+                .filter(|s| s.meta.max_timestamp >= ts.get() && s.meta.next_offset > log_start)
+                .map(|s| {
+                    let mut from = s.base().max(log_start);
+                    if let Some(e) = index::lookup_time_before(&s.meta.time_index, ts.get()) {
+                        from = from.max(Offset(
+                            s.base().get().saturating_add(i64::from(e.relative_offset)),
+                        ));
+                    }
+                    (
+                        Arc::clone(&s.files),
+                        s.meta.position_for(s.base(), from),
+                        s.meta.size,
+                    )
+                })
+                .collect();
+            (log_start, candidates)
+        };
+        for (files, pos, end) in candidates {
+            let found = segment::find_batch(&files, pos, end, |p, h| {
+                if h.max_timestamp < ts || h.last_offset() < log_start {
+                    return Ok(None);
+                }
+                let records = decode_at(&files, p, h)?;
+                Ok(records
+                    .iter()
+                    .map(|r| (h.record_offset(r), h.record_timestamp(r)))
+                    .find(|&(o, t)| o >= log_start && t >= ts))
+            })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp at or after the log start (the
+    /// earliest such record on ties), as (timestamp, offset); `None` when no
+    /// batch carries a timestamp.
+    pub fn max_timestamp(&self) -> Result<Option<(TimestampMs, Offset)>, StorageError> {
+        let _io = read_lock(&self.io_guard);
+        struct Candidate {
+            files: Arc<SegmentFiles>,
+            end: u64,
+            /// Walk every batch from here (segment straddling the log start).
+            walk_from: Option<u64>,
+            /// Else: the segment's max and where its batch is.
+            max_timestamp: i64,
+            offset_of_max: Offset,
+            position: u64,
+        }
+        let (log_start, candidates) = {
+            let st = read_lock(&self.state);
+            let log_start = st.log_start;
+            let candidates: Vec<Candidate> = st
+                .iter()
+                .filter(|s| s.meta.next_offset > log_start && s.meta.max_timestamp >= 0)
+                .map(|s| Candidate {
+                    files: Arc::clone(&s.files),
+                    end: s.meta.size,
+                    walk_from: (s.base() < log_start)
+                        .then(|| s.meta.position_for(s.base(), log_start)),
+                    max_timestamp: s.meta.max_timestamp,
+                    offset_of_max: s.meta.offset_of_max,
+                    position: s.meta.position_for(s.base(), s.meta.offset_of_max),
+                })
+                .collect();
+            (log_start, candidates)
+        };
+        let mut best: Option<(TimestampMs, Offset)> = None;
+        let beats = |best: &Option<(TimestampMs, Offset)>, ts: TimestampMs| {
+            best.is_none_or(|(b, _)| ts > b)
+        };
+        for c in candidates {
+            if let Some(from) = c.walk_from {
+                segment::find_batch(&c.files, from, c.end, |p, h| {
+                    if h.last_offset() < log_start {
+                        return Ok(None::<()>);
+                    }
+                    if h.base_offset < log_start || beats(&best, h.max_timestamp) {
+                        if let Some(found) = live_max(&c.files, p, h, log_start)? {
+                            if beats(&best, found.0) {
+                                best = Some(found);
+                            }
+                        }
+                    }
+                    Ok(None)
+                })?;
+                continue;
+            }
+            if !beats(&best, TimestampMs(c.max_timestamp)) {
+                continue;
+            }
+            let target = c.offset_of_max;
+            let found = segment::find_batch(&c.files, c.position, c.end, |p, h| {
+                if h.last_offset() < target {
+                    return Ok(None);
+                }
+                Ok(Some(live_max(&c.files, p, h, log_start)?))
+            })?;
+            if let Some(Some(found)) = found {
+                if beats(&best, found.0) {
+                    best = Some(found);
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// Move the log start to `offset` (persisted) and delete the segments
+    /// wholly below it. `offset` must be `<= log end`; a value at or below the
+    /// current log start changes nothing. Returns the new log start.
+    pub fn delete_records_before(&self, offset: Offset) -> Result<Offset, StorageError> {
+        let w = lock(&self.writer);
+        self.check_writable(&w)?;
+        {
+            let st = read_lock(&self.state);
+            if offset > st.log_end() {
+                return Err(st.out_of_range(offset));
+            }
+            if offset <= st.log_start {
+                return Ok(st.log_start);
+            }
+        }
+        checkpoint::write(&self.dir, offset)?;
+        let removed: Vec<Segment> = {
+            let mut st = write_lock(&self.state);
+            st.log_start = offset;
+            let below = st
+                .sealed
+                .iter()
+                .take_while(|s| s.meta.next_offset <= offset)
+                .count();
+            st.sealed.drain(..below).collect()
+        };
+        self.remove_segments(&removed)?;
+        Ok(offset)
+    }
+
+    fn remove_segments(&self, removed: &[Segment]) -> Result<(), StorageError> {
+        for s in removed {
+            s.files.remove_files()?;
+        }
+        if !removed.is_empty() {
+            checkpoint::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Delete the oldest segment (for retention), moving the log start past
+    /// it. When only the active segment holds data it is rolled first, so the
+    /// log ends up empty at its log end offset. `None` if the log is empty.
+    pub fn delete_oldest_segment(&self) -> Result<Option<SegmentInfo>, StorageError> {
+        let mut w = lock(&self.writer);
+        self.check_writable(&w)?;
+        let needs_roll = {
+            let st = read_lock(&self.state);
+            if st.sealed.is_empty() && st.active.meta.size == 0 {
+                return Ok(None);
+            }
+            st.sealed.is_empty()
+        };
+        if needs_roll {
+            self.roll_locked(&mut w)?;
+        }
+        let (old_start, new_start) = {
+            let st = read_lock(&self.state);
+            let next_base = st.get(1).map_or(st.log_end(), Segment::base);
+            (st.log_start, st.log_start.max(next_base))
+        };
+        if new_start > old_start {
+            checkpoint::write(&self.dir, new_start)?;
+        }
+        let removed = {
+            let mut st = write_lock(&self.state);
+            st.log_start = new_start;
+            if st.sealed.is_empty() {
+                return Ok(None);
+            }
+            st.sealed.remove(0)
+        };
+        let info = removed.info(false);
+        self.remove_segments(std::slice::from_ref(&removed))?;
+        Ok(Some(info))
+    }
+
+    /// Remove every record at offset `>= offset` (for replica reconciliation).
+    /// Whole batches are dropped: the batch containing `offset` goes too, so
+    /// the new log end may be below `offset`. `offset >= log end` changes
+    /// nothing; `offset` below the log start empties the log and restarts it
+    /// at `offset`. Later segments are deleted newest first and the file is
+    /// truncated and fsynced, so a crash midway leaves a prefix of the log.
+    pub fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
+        let cfg = self.config();
+        let mut w = lock(&self.writer);
+        self.check_writable(&w)?;
+        let _io = write_lock(&self.io_guard);
+        let result = self.truncate_locked(&mut w, offset, cfg.index_interval_bytes);
+        if result.is_err() {
+            // The files may no longer match the in-memory view.
+            w.failed = true;
+        }
+        result
+    }
+
+    fn truncate_locked(
+        &self,
+        w: &mut Writer,
+        offset: Offset,
+        index_interval_bytes: u32,
+    ) -> Result<(), StorageError> {
+        let mut st = write_lock(&self.state);
+        if offset >= st.log_end() {
+            return Ok(());
+        }
+        if offset < st.log_start {
+            return self.restart_at(w, &mut st, offset);
+        }
+        while st.active.base() > offset {
+            let Some(prev) = st.sealed.pop() else { break };
+            let dropped = std::mem::replace(&mut st.active, prev);
+            dropped.files.remove_files()?;
+        }
+        let files = Arc::clone(&st.active.files);
+        let size = st.active.meta.size;
+        let from = st.active.meta.position_for(files.base, offset);
+        let cut = segment::find_batch(&files, from, size, |p, h| {
+            Ok((h.last_offset() >= offset).then_some(p))
+        })?
+        .unwrap_or(size);
+        files
+            .log
+            .set_len(cut)
+            .and_then(|()| files.log.sync_data())
+            .map_err(|e| StorageError::io("truncate", &files.log_path, e))?;
+        st.active.meta = segment::rebuild_from_headers(&files, cut, index_interval_bytes)?;
+        checkpoint::sync_dir(&self.dir)?;
+        let (index_file, time_index_file) = files.open_index_writers()?;
+        w.index_file = index_file;
+        w.time_index_file = time_index_file;
+        w.unflushed_records = 0;
+        if st.log_end() < st.log_start {
+            // Only records below the log start were left: continue at the log start.
+            let start = st.log_start;
+            return self.restart_at(w, &mut st, start);
+        }
+        Ok(())
+    }
+
+    /// Delete every segment and start empty at `offset`, which becomes the log start.
+    fn restart_at(
+        &self,
+        w: &mut Writer,
+        st: &mut LogState,
+        offset: Offset,
+    ) -> Result<(), StorageError> {
+        st.active.files.remove_files()?;
+        while let Some(s) = st.sealed.pop() {
+            s.files.remove_files()?;
+        }
+        let files = SegmentFiles::create(&self.dir, offset)?;
+        let (index_file, time_index_file) = files.open_index_writers()?;
+        checkpoint::sync_dir(&self.dir)?;
+        checkpoint::write(&self.dir, offset)?;
+        st.active = Segment {
+            files: Arc::new(files),
+            meta: SegmentMeta::empty(offset),
+        };
+        st.log_start = offset;
+        w.index_file = index_file;
+        w.time_index_file = time_index_file;
+        w.unflushed_records = 0;
+        Ok(())
+    }
+
+    /// fsync the active segment (older segments were fsynced when rolled).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let mut w = lock(&self.writer);
+        if w.failed {
+            return Err(StorageError::Failed {
+                dir: self.dir.clone(),
+            });
+        }
+        self.flush_locked(&mut w, now_ms())
+    }
+
+    /// Flush and write the clean-shutdown marker, so the next open skips full
+    /// recovery. Later writes fail with [`StorageError::Closed`]; reads still work.
+    pub fn close(&self) -> Result<(), StorageError> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Ok(());
+        }
+        self.check_writable(&w)?;
+        self.flush_locked(&mut w, now_ms())?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StorageError::io("create", &marker, e))?;
+        checkpoint::sync_dir(&self.dir)?;
+        w.closed = true;
+        Ok(())
+    }
+
+    /// Delete the whole partition directory.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        delete_log_dir(&dir)
+    }
+}
+
+/// Read and decode the batch at `position`.
+fn decode_at(
+    files: &SegmentFiles,
+    position: u64,
+    header: &BatchHeader,
+) -> Result<Vec<batch::Record>, StorageError> {
+    let mut bytes = vec![0u8; header.size_bytes()];
+    files.read_exact_at(&mut bytes, position)?;
+    batch::records(&bytes, DECODE_BYTES_MAX).map_err(|e| files.corrupt(position, &e.to_string()))
+}
+
+/// The largest record timestamp among the batch's records at or after
+/// `log_start`, with the earliest offset carrying it.
+fn live_max(
+    files: &SegmentFiles,
+    position: u64,
+    header: &BatchHeader,
+    log_start: Offset,
+) -> Result<Option<(TimestampMs, Offset)>, StorageError> {
+    let records = decode_at(files, position, header)?;
+    let mut best: Option<(TimestampMs, Offset)> = None;
+    for r in &records {
+        let (o, t) = (header.record_offset(r), header.record_timestamp(r));
+        if o >= log_start && best.is_none_or(|(b, _)| t > b) {
+            best = Some((t, o));
+        }
+    }
+    Ok(best)
+}

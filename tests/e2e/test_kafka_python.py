@@ -1,0 +1,95 @@
+"""samsa driven by kafka-python (a pure-Python client with its own protocol code)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+import helpers as h
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def kp_admin(broker):
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT_MS)
+    yield a
+    a.close()
+
+
+def test_admin_create_list_delete(broker, kp_admin):
+    t = h.unique_topic("kp-admin")
+    kp_admin.create_topics({t: {"num_partitions": 2, "replication_factor": 1}}, timeout_ms=TIMEOUT_MS)
+    assert t in kp_admin.list_topics()
+    desc = {d["name"]: d for d in kp_admin.describe_topics([t])}
+    parts = desc[t]["partitions"]
+    assert sorted(p["partition_index"] for p in parts) == [0, 1]
+    assert all(p["leader_id"] == 1 for p in parts)
+
+    with pytest.raises(TopicAlreadyExistsError):
+        kp_admin.create_topics({t: {"num_partitions": 2, "replication_factor": 1}}, timeout_ms=TIMEOUT_MS)
+
+    kp_admin.delete_topics([t], timeout_ms=TIMEOUT_MS)
+    h.wait_until(lambda: t not in kp_admin.list_topics(), message=f"{t} deleted")
+    with pytest.raises(UnknownTopicOrPartitionError):
+        kp_admin.delete_topics([t], timeout_ms=TIMEOUT_MS)
+
+
+def test_produce_keyed_json_and_consume_without_group(broker, kp_admin):
+    t = h.unique_topic("kp-rt")
+    kp_admin.create_topics({t: {"num_partitions": 1, "replication_factor": 1}}, timeout_ms=TIMEOUT_MS)
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap,
+                             key_serializer=str.encode,
+                             value_serializer=lambda v: json.dumps(v).encode("utf-8"))
+    futures = [producer.send(t, key=f"k{i % 3}", value={"n": i, "text": "x" * i}) for i in range(40)]
+    producer.flush(timeout=20)
+    metas = [f.get(timeout=20) for f in futures]
+    producer.close(timeout=10)
+    assert [(m.topic, m.partition, m.offset) for m in metas] == [(t, 0, i) for i in range(40)]
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             key_deserializer=bytes.decode,
+                             value_deserializer=lambda b: json.loads(b.decode("utf-8")))
+    try:
+        tp = TopicPartition(t, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        records = []
+        deadline = time.monotonic() + 20
+        while len(records) < 40 and time.monotonic() < deadline:
+            for recs in consumer.poll(timeout_ms=500).values():
+                records.extend(recs)
+    finally:
+        consumer.close()
+    assert [(r.offset, r.key, r.value) for r in records] == \
+        [(i, f"k{i % 3}", {"n": i, "text": "x" * i}) for i in range(40)]
+
+
+def test_offset_lookups(broker, kp_admin):
+    t = h.unique_topic("kp-offsets")
+    kp_admin.create_topics({t: {"num_partitions": 1, "replication_factor": 1}}, timeout_ms=TIMEOUT_MS)
+    t0 = int(time.time() * 1000) - 600_000
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(10):
+        producer.send(t, value=f"v{i}".encode(), timestamp_ms=t0 + 100 * i)
+    producer.flush(timeout=20)
+    producer.close(timeout=10)
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, request_timeout_ms=TIMEOUT_MS)
+    try:
+        tp = TopicPartition(t, 0)
+        assert consumer.beginning_offsets([tp], timeout_ms=TIMEOUT_MS) == {tp: 0}
+        assert consumer.end_offsets([tp], timeout_ms=TIMEOUT_MS) == {tp: 10}
+        hit = consumer.offsets_for_times({tp: t0 + 250}, timeout_ms=TIMEOUT_MS)[tp]
+        assert (hit.offset, hit.timestamp) == (3, t0 + 300)
+        hit = consumer.offsets_for_times({tp: t0}, timeout_ms=TIMEOUT_MS)[tp]
+        assert (hit.offset, hit.timestamp) == (0, t0)
+        assert consumer.offsets_for_times({tp: t0 + 10_000}, timeout_ms=TIMEOUT_MS)[tp] is None
+    finally:
+        consumer.close()
