@@ -244,6 +244,8 @@ def test_create_partitions(broker):
     md = a.list_topics(t, timeout=10).topics[t]
     assert all(pm.leader == 1 for pm in md.partitions.values())
 
+    # A fresh producer: the first one's cached metadata still says 1 partition.
+    p = h.producer(broker.bootstrap, acks="all")
     log = h.produce_and_flush(p, [dict(value=b"in-new-partition", partition=3)], t)
     assert not log.errors, log.errors
     assert (log.ok[0].partition, log.ok[0].offset) == (3, 0)

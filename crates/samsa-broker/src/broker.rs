@@ -236,12 +236,11 @@ impl Broker {
                 path: dir.clone(),
                 source,
             })?;
-            let log = PartitionLog::open(&dir, settings.log).map_err(|source| {
-                BrokerError::Storage {
+            let log =
+                PartitionLog::open(&dir, settings.log).map_err(|source| BrokerError::Storage {
                     dir: dir.clone(),
                     source,
-                }
-            })?;
+                })?;
             let partition = Arc::new(Partition::new(
                 topic.name.clone(),
                 topic.id,
@@ -250,6 +249,12 @@ impl Broker {
                 settings,
                 leader_epoch,
             ));
+            partition
+                .rebuild_producer_state()
+                .map_err(|source| BrokerError::Storage {
+                    dir: dir.clone(),
+                    source,
+                })?;
             let mut map = match self.partitions.write() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),

@@ -54,6 +54,9 @@ impl TopicSettings {
     }
 }
 
+/// The most log bytes read at startup to rebuild a partition's producer table.
+pub const PRODUCER_SCAN_BYTES_MAX: usize = 256 << 20;
+
 /// A hosted partition.
 pub struct Partition {
     pub topic: String,
@@ -127,6 +130,32 @@ impl Partition {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
+    }
+
+    /// Rebuilds the producer table from the batch headers of the active
+    /// segment (idempotent producers' recent sequences), reading at most
+    /// `PRODUCER_SCAN_BYTES_MAX` from its end.
+    pub fn rebuild_producer_state(&self) -> Result<(), samsa_storage::StorageError> {
+        let end = self.log.log_end_offset();
+        let Some(active) = self.log.segments_info().into_iter().find(|s| s.active) else {
+            return Ok(());
+        };
+        let mut offset = active.base_offset.max(self.log.log_start_offset());
+        let mut producers = self.producers();
+        let mut scanned = 0usize;
+        while offset < end && scanned < PRODUCER_SCAN_BYTES_MAX {
+            let read = self.log.read(offset, 1 << 20, end, true)?;
+            if read.bytes.is_empty() {
+                break;
+            }
+            scanned += read.bytes.len();
+            for item in samsa_model::batch::BatchIter::new(&read.bytes) {
+                let Ok((header, _)) = item else { break };
+                producers.record(&header, header.base_offset.get());
+            }
+            offset = read.next_offset;
+        }
+        Ok(())
     }
 
     /// The high watermark: on a single node every appended record is committed.

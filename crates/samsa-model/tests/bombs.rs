@@ -140,6 +140,6 @@ fn bombs_are_rejected_fast_with_bounded_memory() {
     }
     if let Some(peak) = peak_rss_bytes() {
         eprintln!("peak RSS {} MiB", peak >> 20);
-        assert!(peak < 512 << 20, "peak RSS {peak} bytes");
+        assert!(peak < 128 << 20, "peak RSS {peak} bytes");
     }
 }

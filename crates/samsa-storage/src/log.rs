@@ -623,9 +623,11 @@ impl PartitionLog {
     /// Whole batches starting with the one containing `start`, in offset
     /// order (crossing segments), while their total stays within `max_bytes`;
     /// with `min_one_batch` the first batch is returned even if larger. No
-    /// batch whose base offset is `>= upper` is returned. `start` equal to the
-    /// log end gives an empty result; below the log start or above the log
-    /// end is [`StorageError::OffsetOutOfRange`].
+    /// batch whose base offset is `>= upper` is returned, and nothing at all
+    /// when `start >= upper`. `start` equal to the log end gives an empty
+    /// result; below the log start or above the log end is
+    /// [`StorageError::OffsetOutOfRange`]. The result's bytes are one
+    /// allocation of at most `max_bytes` (or the one oversized batch).
     pub fn read(
         &self,
         start: Offset,
@@ -689,9 +691,8 @@ impl PartitionLog {
             let budget = max_bytes.saturating_sub(out.len());
             if h.size_bytes() > budget {
                 if out.is_empty() && min_one_batch {
-                    let mut one = vec![0u8; h.size_bytes()];
-                    files.read_exact_at(&mut one, pos)?;
-                    out.extend_from_slice(&one);
+                    out.resize(h.size_bytes(), 0);
+                    files.read_exact_at(&mut out, pos)?;
                     first_offset = Some(h.base_offset);
                     next_offset = h.next_offset();
                 }

@@ -127,7 +127,7 @@ fn config(segment_bytes: u64, index_interval_bytes: u32) -> LogConfig {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn log_matches_model(

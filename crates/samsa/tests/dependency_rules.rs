@@ -10,6 +10,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("samsa-protocol", &["samsa-model"]),
     ("samsa-storage", &["samsa-model"]),
     ("samsa-metadata", &["samsa-model"]),
+    ("samsa-coordinator", &["samsa-model"]),
     (
         "samsa-broker",
         &[
@@ -17,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-protocol",
             "samsa-storage",
             "samsa-metadata",
+            "samsa-coordinator",
         ],
     ),
     (
@@ -26,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-protocol",
             "samsa-storage",
             "samsa-metadata",
+            "samsa-coordinator",
             "samsa-broker",
         ],
     ),

@@ -1,0 +1,1 @@
+//! Group coordinator (being written).
