@@ -38,6 +38,7 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
+    tokio::spawn(flusher(broker.clone(), shutdown.clone()));
     let permits = Arc::new(Semaphore::new(
         broker.settings.connections_max.min(Semaphore::MAX_PERMITS),
     ));
@@ -81,6 +82,30 @@ pub async fn serve(
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// How often partitions are checked for a due `flush.ms`.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Periodically fsyncs partitions whose `flush.ms` has passed (Kafka's log
+/// flusher); does nothing for the default `flush.ms` = Long.MAX.
+async fn flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = crate::handlers::produce::now_ms();
+        for p in broker.all_partitions() {
+            if p.settings().log.flush_ms >= i64::MAX as u64 {
+                continue;
+            }
+            if let Err(e) = p.log.flush_if_due(now) {
+                tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "periodic flush failed");
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1030,6 +1030,23 @@ impl PartitionLog {
         self.flush_locked(&mut w, now_ms())
     }
 
+    /// fsync the active segment if it holds unflushed records and `flush_ms`
+    /// has passed since the last flush (the periodic half of Kafka's
+    /// `flush.ms`; appends check it too). Returns whether it flushed.
+    pub fn flush_if_due(&self, now: TimestampMs) -> Result<bool, StorageError> {
+        let cfg = self.config();
+        let mut w = lock(&self.writer);
+        if w.failed || w.closed || w.unflushed_records == 0 {
+            return Ok(false);
+        }
+        let since = u64::try_from(now.get().saturating_sub(w.last_flush_ms)).unwrap_or(0);
+        if since < cfg.flush_ms {
+            return Ok(false);
+        }
+        self.flush_locked(&mut w, now.get())?;
+        Ok(true)
+    }
+
     /// Flush and write the clean-shutdown marker, so the next open skips full
     /// recovery. Later writes fail with [`StorageError::Closed`]; reads still work.
     pub fn close(&self) -> Result<(), StorageError> {

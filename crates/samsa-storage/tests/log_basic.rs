@@ -545,3 +545,32 @@ fn concurrent_readers_see_complete_batches() {
         (0..400).map(|i| 1 + i % 3).sum::<usize>()
     );
 }
+
+#[test]
+fn flush_if_due_follows_flush_ms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig {
+        flush_ms: 1000,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), cfg).expect("open");
+    // Nothing unflushed yet: nothing to do.
+    assert!(!log.flush_if_due(TimestampMs(i64::MAX / 2)).unwrap());
+    let now = TimestampMs(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
+    let mut b = batch(1, now.get(), "a");
+    log.append(&mut b, LeaderEpoch(0), now).expect("append");
+    assert!(!log.flush_if_due(now).unwrap(), "not due within flush.ms");
+    assert!(
+        log.flush_if_due(TimestampMs(now.get() + 5_000)).unwrap(),
+        "due after flush.ms"
+    );
+    assert!(
+        !log.flush_if_due(TimestampMs(now.get() + 10_000)).unwrap(),
+        "already flushed"
+    );
+}
