@@ -37,6 +37,7 @@ def base_conf(bootstrap: str) -> dict:
         "bootstrap.servers": bootstrap,
         "socket.timeout.ms": 10000,
         "broker.address.family": "v4",
+        "log.connection.close": False,
     }
 
 
