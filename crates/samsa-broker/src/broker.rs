@@ -52,7 +52,11 @@ type PartitionKey = (TopicId, i32);
 /// Everything request handlers share.
 pub struct Broker {
     pub settings: BrokerSettings,
-    pub config: Arc<StaticConfig>,
+    /// `server.properties` + `--set`, as started.
+    static_config: Arc<StaticConfig>,
+    /// The static config with the dynamic broker configs of the image laid over
+    /// it; recomputed on every reconcile.
+    effective_config: RwLock<Arc<StaticConfig>>,
     pub controller: Controller,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     reconcile_lock: Mutex<()>,
@@ -89,7 +93,8 @@ impl Broker {
         let (data_signal, _) = tokio::sync::watch::channel(0);
         let broker = Arc::new(Broker {
             settings,
-            config,
+            effective_config: RwLock::new(config.clone()),
+            static_config: config,
             controller,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
@@ -117,6 +122,14 @@ impl Broker {
         let id = block.0;
         block.0 += 1;
         Ok(id)
+    }
+
+    /// The broker config in force: static values with dynamic ones over them.
+    pub fn config(&self) -> Arc<StaticConfig> {
+        match self.effective_config.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// The current metadata image.
@@ -183,6 +196,14 @@ impl Broker {
         };
         let image = self.image();
         let me = self.settings.node_id;
+        let config = Arc::new(
+            self.static_config
+                .with_dynamic(&image.dynamic_broker_configs(me)),
+        );
+        match self.effective_config.write() {
+            Ok(mut g) => *g = config.clone(),
+            Err(p) => *p.into_inner() = config.clone(),
+        }
         let mut wanted: HashMap<PartitionKey, (Arc<TopicImage>, usize)> = HashMap::new();
         for topic in image.topics.values() {
             for (i, p) in topic.partitions.iter().enumerate() {
@@ -220,7 +241,7 @@ impl Broker {
         }
         // Open new partitions; refresh settings of existing ones.
         for (key, (topic, i)) in wanted {
-            let settings = TopicSettings::resolve(&self.config, &topic.configs);
+            let settings = TopicSettings::resolve(&config, &topic.configs);
             let leader_epoch = topic.partitions[i].leader_epoch;
             if let Some(p) = self.partition(key.0, key.1) {
                 p.set_settings(settings);

@@ -472,6 +472,18 @@ pub struct ResolvedConfig {
 #[derive(Clone, Debug, Default)]
 pub struct StaticConfig {
     values: BTreeMap<String, String>,
+    /// Dynamic broker configs (AlterConfigs on a broker resource), which win
+    /// over `values`.
+    dynamic: BTreeMap<String, String>,
+}
+
+/// Broker keys that AlterConfigs may change at run time: the broker-wide
+/// defaults of topic configs, as in Kafka's dynamic "log" configs.
+pub fn is_dynamic_broker_key(key: &str) -> bool {
+    key == "message.max.bytes"
+        || TOPIC_CONFIGS
+            .iter()
+            .any(|d| d.synonyms.iter().any(|s| s.name == key))
 }
 
 /// A startup config problem.
@@ -520,9 +532,29 @@ impl StaticConfig {
         }
     }
 
-    /// The explicitly configured value of `key`.
+    /// This config with `dynamic` (per-broker dynamic configs, already merged
+    /// over cluster-wide ones) laid over the static values.
+    pub fn with_dynamic(&self, dynamic: &BTreeMap<String, String>) -> StaticConfig {
+        StaticConfig {
+            values: self.values.clone(),
+            dynamic: dynamic.clone(),
+        }
+    }
+
+    /// The explicitly configured value of `key` (dynamic, else static).
     pub fn explicit(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(String::as_str)
+        self.dynamic
+            .get(key)
+            .or_else(|| self.values.get(key))
+            .map(String::as_str)
+    }
+
+    fn explicit_source(&self, key: &str) -> ConfigSource {
+        if self.dynamic.contains_key(key) {
+            ConfigSource::DynamicBrokerConfig
+        } else {
+            ConfigSource::StaticBrokerConfig
+        }
     }
 
     /// The value of a broker key: configured, else its default.
@@ -550,7 +582,7 @@ impl StaticConfig {
                 Some(v) => ResolvedConfig {
                     def,
                     value: Some(v.to_string()),
-                    source: ConfigSource::StaticBrokerConfig,
+                    source: self.explicit_source(def.name),
                 },
                 None => ResolvedConfig {
                     def,
@@ -577,7 +609,7 @@ impl StaticConfig {
                 return ResolvedConfig {
                     def,
                     value: Some(value),
-                    source: ConfigSource::StaticBrokerConfig,
+                    source: self.explicit_source(syn.name),
                 };
             }
         }
@@ -661,6 +693,20 @@ mod tests {
             .unwrap();
         assert_eq!(r.value.as_deref(), Some("77"));
         assert_eq!(r.source, ConfigSource::TopicConfig);
+    }
+
+    #[test]
+    fn dynamic_broker_configs_win_over_static_ones() {
+        let mut cfg = StaticConfig::default();
+        cfg.set("log.retention.ms", "5000").unwrap();
+        let mut dynamic = BTreeMap::new();
+        dynamic.insert("log.retention.ms".to_string(), "9000".to_string());
+        let eff = cfg.with_dynamic(&dynamic);
+        let r = eff.topic_default(topic_def("retention.ms").unwrap());
+        assert_eq!(r.value.as_deref(), Some("9000"));
+        assert_eq!(r.source, ConfigSource::DynamicBrokerConfig);
+        assert!(is_dynamic_broker_key("log.retention.ms"));
+        assert!(!is_dynamic_broker_key("listeners"));
     }
 
     #[test]

@@ -425,6 +425,41 @@ impl Controller {
         Ok(start)
     }
 
+    /// Sets (`Some`) or removes (`None`) dynamic broker configs of `broker`
+    /// (`None`: the cluster-wide default), after validating all of them.
+    pub fn alter_broker_configs(
+        &self,
+        broker: Option<BrokerId>,
+        changes: &[(String, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        let mut inner = self.lock();
+        let resource = match broker {
+            Some(id) => ConfigResource::Broker(id),
+            None => ConfigResource::BrokerDefault,
+        };
+        let mut records = Vec::new();
+        for (key, value) in changes {
+            if !config::is_dynamic_broker_key(key) {
+                return Err(ControllerError::InvalidConfig(format!(
+                    "Cannot update these configs dynamically: {key}"
+                )));
+            }
+            if let (Some(def), Some(v)) = (config::broker_def(key), value) {
+                config::validate(def, v).map_err(ControllerError::InvalidConfig)?;
+            }
+            records.push(MetadataRecord::Config {
+                resource: resource.clone(),
+                name: key.clone(),
+                value: value.as_ref().map(|v| v.trim().to_string()),
+            });
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.commit(&mut inner, &records)
+    }
+
     /// Sets (`Some`) or removes (`None`) topic config keys, after validating all of
     /// them; nothing is committed if any is invalid.
     pub fn alter_topic_configs(

@@ -56,6 +56,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub topic_names: HashMap<TopicId, String>,
     pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
+    /// Cluster-wide dynamic broker defaults.
+    pub default_broker_configs: BTreeMap<String, String>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
     /// How many records built this image.
@@ -63,6 +65,16 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// The dynamic configs in force for `broker`: its own over the cluster-wide
+    /// defaults.
+    pub fn dynamic_broker_configs(&self, broker: BrokerId) -> BTreeMap<String, String> {
+        let mut merged = self.default_broker_configs.clone();
+        if let Some(own) = self.broker_configs.get(&broker) {
+            merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        merged
+    }
+
     /// The topic named `name`.
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
         self.topics.get(name)
@@ -151,6 +163,7 @@ impl MetadataImage {
                         None => return,
                     },
                     ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
+                    ConfigResource::BrokerDefault => &mut self.default_broker_configs,
                 };
                 match value {
                     Some(v) => {

@@ -10,6 +10,8 @@ pub enum ConfigResource {
     Topic(String),
     /// One broker's dynamic config, by id.
     Broker(BrokerId),
+    /// The cluster-wide dynamic broker default (Kafka's broker resource "").
+    BrokerDefault,
 }
 
 /// One change to cluster state. Records are applied in log order to the image.

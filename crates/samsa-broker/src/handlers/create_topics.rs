@@ -60,7 +60,7 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                     if version >= 5 {
                         let rf = topic.partitions.first().map_or(0, |p| p.replicas.len());
                         let configs = broker
-                            .config
+                            .config()
                             .resolve_topic(&topic.configs)
                             .into_iter()
                             .map(|c| {

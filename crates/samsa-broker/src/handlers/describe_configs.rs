@@ -32,7 +32,7 @@ pub fn handle(
                 .with_resource_name(res.resource_name.clone());
             let resolved: Result<Vec<ResolvedConfig>, (ResponseError, String)> = match res.resource_type {
                 RESOURCE_TOPIC => match image.topic(&name) {
-                    Some(t) => Ok(broker.config.resolve_topic(&t.configs)),
+                    Some(t) => Ok(broker.config().resolve_topic(&t.configs)),
                     None => Err((
                         ResponseError::UnknownTopicOrPartition,
                         format!("Topic {name} does not exist."),
@@ -40,7 +40,7 @@ pub fn handle(
                 },
                 RESOURCE_BROKER => {
                     if name.is_empty() || name == broker.settings.node_id.to_string() {
-                        Ok(broker.config.describe_broker())
+                        Ok(broker.config().describe_broker())
                     } else {
                         Err((
                             ResponseError::InvalidRequest,
@@ -67,7 +67,7 @@ pub fn handle(
                     let configs = configs
                         .into_iter()
                         .filter(|c| wanted.as_ref().is_none_or(|w| w.iter().any(|k| k == c.def.name)))
-                        .map(|c| entry(&broker.config, c, res.resource_type, flags, version))
+                        .map(|c| entry(&broker.config(), c, res.resource_type, flags, version))
                         .collect();
                     result.with_configs(configs)
                 }

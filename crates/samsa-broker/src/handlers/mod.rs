@@ -10,6 +10,7 @@ use samsa_protocol::codec::{encode_response, Request};
 
 use crate::broker::Broker;
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -54,6 +55,12 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<BytesMut> 
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
         }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle_alter(broker, r, version))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            alter_configs::handle_incremental(broker, r, version),
+        ),
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r, version))
         }
