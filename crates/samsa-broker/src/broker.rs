@@ -63,6 +63,8 @@ pub struct Broker {
     /// Bumped after every append; parked fetches wait for it to change.
     data_signal: tokio::sync::watch::Sender<u64>,
     pub fetch_sessions: FetchSessionCache,
+    /// The group coordinator.
+    pub groups: Arc<crate::groups::GroupService>,
     /// This broker's current block of producer ids: (next, end).
     producer_ids: Mutex<(i64, i64)>,
 }
@@ -91,6 +93,7 @@ impl Broker {
             settings.rack.clone(),
         )?;
         let (data_signal, _) = tokio::sync::watch::channel(0);
+        let config_for_groups = config.clone();
         let broker = Arc::new(Broker {
             settings,
             effective_config: RwLock::new(config.clone()),
@@ -101,9 +104,11 @@ impl Broker {
             data_signal,
             fetch_sessions: FetchSessionCache::new(1000),
             producer_ids: Mutex::new((0, 0)),
+            groups: Arc::new(crate::groups::GroupService::new(&config_for_groups)),
         });
         broker.remove_stale_dirs()?;
         broker.reconcile()?;
+        broker.groups.load(&broker);
         Ok(broker)
     }
 

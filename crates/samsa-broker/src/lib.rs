@@ -9,9 +9,11 @@
 pub mod broker;
 pub mod errors;
 pub mod fetch_session;
+pub mod groups;
 pub mod handlers;
 pub mod partition;
 pub mod producer_state;
+pub mod retention;
 pub mod server;
 pub mod settings;
 

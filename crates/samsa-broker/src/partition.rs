@@ -20,6 +20,12 @@ pub struct TopicSettings {
     pub min_insync_replicas: usize,
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy` includes `delete`: retention applies.
+    pub delete_retention: bool,
+    /// `retention.ms`; -1 = unlimited.
+    pub retention_ms: i64,
+    /// `retention.bytes`; -1 = unlimited.
+    pub retention_bytes: i64,
     pub log: LogConfig,
 }
 
@@ -40,6 +46,11 @@ impl TopicSettings {
             min_insync_replicas: num("min.insync.replicas", 1).max(1) as usize,
             timestamp_before_max_ms: num("message.timestamp.before.max.ms", i64::MAX),
             timestamp_after_max_ms: num("message.timestamp.after.max.ms", 3_600_000),
+            delete_retention: get("cleanup.policy")
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("delete")),
+            retention_ms: num("retention.ms", 604_800_000),
+            retention_bytes: num("retention.bytes", -1),
             log: LogConfig {
                 segment_bytes: num("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
                 segment_ms: segment_ms - jitter,

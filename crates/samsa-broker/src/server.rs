@@ -39,6 +39,13 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     tokio::spawn(flusher(broker.clone(), shutdown.clone()));
+    tokio::spawn(retention_task(broker.clone(), shutdown.clone()));
+    tokio::spawn(
+        broker
+            .groups
+            .clone()
+            .run_timers(broker.clone(), shutdown.clone()),
+    );
     let permits = Arc::new(Semaphore::new(
         broker.settings.connections_max.min(Semaphore::MAX_PERMITS),
     ));
@@ -64,7 +71,7 @@ pub async fn serve(
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = connection(broker, stream, shutdown).await {
+                    if let Err(e) = connection(broker, stream, peer, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                 });
@@ -108,6 +115,37 @@ async fn flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Enforces retention every `log.retention.check.interval.ms`.
+async fn retention_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let every = broker
+            .config()
+            .get_i64("log.retention.check.interval.ms")
+            .unwrap_or(300_000)
+            .clamp(10, 86_400_000) as u64;
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(every)) => {}
+        }
+        let now = crate::handlers::produce::now_ms();
+        for p in broker.all_partitions() {
+            match crate::retention::enforce(&p, now) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    topic = %p.topic,
+                    partition = p.index.get(),
+                    segments = n,
+                    log_start_offset = p.log.log_start_offset().get(),
+                    "retention deleted segments"
+                ),
+                Err(e) => {
+                    tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "retention failed")
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
     #[error("io: {0}")]
@@ -121,6 +159,7 @@ enum ConnError {
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
@@ -157,7 +196,7 @@ async fn connection(
                 return Err(e.into());
             }
         };
-        if let Some(response) = handlers::handle(&broker, request).await {
+        if let Some(response) = handlers::handle(&broker, peer, request).await {
             write.write_all(&response).await?;
         }
     }

@@ -82,7 +82,9 @@ impl Response {
     /// (used when an append fails, see [`Output`]).
     pub fn with_error(self, code: i16) -> Response {
         match self {
-            Response::JoinGroup(r) => Response::JoinGroup(JoinGroupResponse::error(code, r.member_id)),
+            Response::JoinGroup(r) => {
+                Response::JoinGroup(JoinGroupResponse::error(code, r.member_id))
+            }
             Response::SyncGroup(_) => Response::SyncGroup(SyncGroupResponse::error(code)),
             Response::Heartbeat(_) => Response::Heartbeat(HeartbeatResponse { error_code: code }),
             Response::LeaveGroup(r) => Response::LeaveGroup(LeaveGroupResponse {
@@ -103,7 +105,7 @@ impl Response {
                 }
                 Response::DeleteGroups(r)
             }
-            Response::OffsetDelete(r) => Response::OffsetDelete(OffsetDeleteResponse {
+            Response::OffsetDelete(_) => Response::OffsetDelete(OffsetDeleteResponse {
                 error_code: code,
                 topics: Vec::new(),
             }),

@@ -29,7 +29,9 @@ mod tests {
 
     #[test]
     fn parses_topics_and_rejects_garbage() {
-        let raw = [0u8, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c', 0xff, 0xff, 0xff, 0xff];
+        let raw = [
+            0u8, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c', 0xff, 0xff, 0xff, 0xff,
+        ];
         assert_eq!(
             subscription_topics(&raw),
             Some(vec!["a".to_owned(), "bc".to_owned()])

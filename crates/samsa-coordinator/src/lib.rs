@@ -1,1 +1,70 @@
-//! Group coordinator (being written).
+//! samsa's consumer group coordinator, as a sans-I/O state machine: Kafka 4.x semantics
+//! for the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed
+//! offsets (OffsetCommit, OffsetFetch, OffsetDelete, expiry), group administration
+//! (ListGroups, DescribeGroups, DeleteGroups) and the KIP-848 consumer protocol
+//! (ConsumerGroupHeartbeat, ConsumerGroupDescribe), persisted as Kafka's
+//! `__consumer_offsets` records.
+//!
+//! No sockets, no clocks, no randomness: time comes in as `now` arguments, the random part
+//! of member ids from the generator given to [`Coordinator::new`], so a seeded simulation
+//! replays exactly.
+//!
+//! # Calling contract (for the broker)
+//!
+//! 1. **Load.** [`Coordinator::new`] starts `Loading` (requests get
+//!    `COORDINATOR_LOAD_IN_PROGRESS`). Feed every `__consumer_offsets` record, in log order,
+//!    to [`Coordinator::replay`] (all partitions of the topic: one coordinator serves all
+//!    groups of this broker), then call [`Coordinator::finish_loading`].
+//! 2. **Requests.** Translate each Kafka request into its struct, call the method with the
+//!    current time and a [`ReplyToken`]. State-changing calls return `Vec<`[`Output`]`>`;
+//!    read-only ones (`offset_fetch`, `list_groups`, `describe_groups`,
+//!    `consumer_group_describe`) return their response directly.
+//! 3. **Outputs, in order.** An [`Output::Append`] must be durable in
+//!    `__consumer_offsets` (as one record batch, in the given partition) before any later
+//!    output — of this call or a later one — is acted upon; [`Output::Reply`] answers the
+//!    request holding that token. JoinGroup and SyncGroup replies may come from later
+//!    calls (another member's request, or `tick`). Every token is answered exactly once.
+//!    If an append fails, answer the remaining replies of the call with
+//!    [`Response::with_error`]`(NOT_COORDINATOR)`, call [`Coordinator::unload`] (it
+//!    answers parked requests) and rebuild the coordinator from the log.
+//! 4. **Time.** Call [`Coordinator::tick`] at (or after) [`Coordinator::next_deadline`];
+//!    every call also fires what is due at its `now` first.
+//!
+//! # Persistence
+//!
+//! See [`records`] for the byte layouts and crash behaviour. Replaying the records a
+//! coordinator emitted rebuilds its [`DurableState`]; classic groups come back as Kafka
+//! loads them after a failover (`Stable` with their members, whose sessions restart).
+//!
+//! # Not implemented
+//!
+//! Transactional offset commits (TxnOffsetCommit; `require_stable` is trivially
+//! satisfied), regex subscriptions in KIP-848 groups (refused with `INVALID_REQUEST`),
+//! online migration between classic and KIP-848 protocols for non-empty groups (empty
+//! groups are converted), classic-protocol members inside KIP-848 groups, rack-aware
+//! assignment, per-group dynamic configs, share/streams groups, and OffsetCommit v10
+//! (topic ids).
+
+mod api;
+mod assignor;
+mod classic;
+mod codec;
+mod config;
+mod consumer;
+mod coordinator;
+mod embedded;
+mod error;
+mod offsets;
+pub mod records;
+mod timer;
+
+pub use api::*;
+pub use assignor::{TopicInfo, TopicMetadata, TopicMetadataMap, BALANCE_MOVES_MAX};
+pub use classic::{ClassicState, CONSUMER_PROTOCOL_TYPE};
+pub use codec::DecodeError;
+pub use config::*;
+pub use consumer::{MemberState, LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH};
+pub use coordinator::{
+    partition_for, ConsumerGroupDurable, Coordinator, CoordinatorStatus, DurableState,
+};
+pub use error::{codes, GroupError, ReplayError};

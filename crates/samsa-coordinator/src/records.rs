@@ -679,7 +679,11 @@ fn decode_group_metadata(v: &[u8]) -> Result<GroupMetadataValue, DecodeError> {
     let mut members = Vec::with_capacity(n);
     for _ in 0..n {
         let member_id = string(&mut r)?;
-        let group_instance_id = if version >= 3 { nullable(&mut r)? } else { None };
+        let group_instance_id = if version >= 3 {
+            nullable(&mut r)?
+        } else {
+            None
+        };
         let client_id = string(&mut r)?;
         let client_host = string(&mut r)?;
         let rebalance_timeout = if version >= 1 { r.i32()? } else { -1 };
@@ -863,7 +867,14 @@ mod tests {
         let dec = CoordinatorRecord::decode(&key, Some(&v));
         assert!(matches!(
             dec,
-            Ok(CoordinatorRecord::OffsetCommit { value: Some(OffsetCommitValue { offset: 10, commit_timestamp: 77, .. }), .. })
+            Ok(CoordinatorRecord::OffsetCommit {
+                value: Some(OffsetCommitValue {
+                    offset: 10,
+                    commit_timestamp: 77,
+                    ..
+                }),
+                ..
+            })
         ));
 
         let mut w = Writer::new();
@@ -881,7 +892,9 @@ mod tests {
         w.bytes(b"x");
         let v = w.finish();
         let dec = decode_group_metadata(&v);
-        assert!(matches!(&dec, Ok(g) if g.members.len() == 1 && g.members[0].rebalance_timeout == 30_000));
+        assert!(
+            matches!(&dec, Ok(g) if g.members.len() == 1 && g.members[0].rebalance_timeout == 30_000)
+        );
     }
 
     #[test]

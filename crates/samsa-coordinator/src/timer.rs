@@ -26,7 +26,10 @@ pub(crate) enum TimerPayload {
     None,
     /// Kafka's `InitialDelayedJoin`: current delay and the time left in the rebalance
     /// timeout.
-    InitialJoin { delay_ms: i64, remaining_ms: i64 },
+    InitialJoin {
+        delay_ms: i64,
+        remaining_ms: i64,
+    },
     /// The generation (classic sync) or member epoch (KIP-848 rebalance) it was set for.
     Epoch(i32),
 }
@@ -52,10 +55,6 @@ impl Timers {
         }
     }
 
-    pub(crate) fn contains(&self, key: &TimerKey) -> bool {
-        self.by_key.contains_key(key)
-    }
-
     pub(crate) fn next_deadline(&self) -> Option<i64> {
         self.queue.first().map(|(d, _, _)| *d)
     }
@@ -68,7 +67,11 @@ impl Timers {
     /// Removes and returns the earliest timer due at `now` that was scheduled before
     /// `watermark`; timers scheduled while firing others wait for the next call, so a
     /// zero-delay timer that reschedules itself cannot spin.
-    pub(crate) fn pop_expired(&mut self, now: i64, watermark: u64) -> Option<(TimerKey, TimerPayload)> {
+    pub(crate) fn pop_expired(
+        &mut self,
+        now: i64,
+        watermark: u64,
+    ) -> Option<(i64, TimerKey, TimerPayload)> {
         let found = self
             .queue
             .iter()
@@ -77,7 +80,7 @@ impl Timers {
             .cloned()?;
         self.queue.remove(&found);
         let (_, _, payload) = self.by_key.remove(&found.2)?;
-        Some((found.2, payload))
+        Some((found.0, found.2, payload))
     }
 
     pub(crate) fn clear(&mut self) {
@@ -100,8 +103,8 @@ mod tests {
         t.schedule(a.clone(), 20, TimerPayload::None);
         assert_eq!(t.next_deadline(), Some(10));
         let w = t.watermark();
-        assert_eq!(t.pop_expired(25, w).map(|x| x.0), Some(b));
-        assert_eq!(t.pop_expired(25, w).map(|x| x.0), Some(a));
+        assert_eq!(t.pop_expired(25, w).map(|x| x.1), Some(b));
+        assert_eq!(t.pop_expired(25, w).map(|x| (x.0, x.1)), Some((20, a)));
         assert_eq!(t.pop_expired(25, w), None);
     }
 }

@@ -354,6 +354,15 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("offsets.topic.num.partitions", Int, Some("50"), Validator::Range(1, i32::MAX as i64), [], "Partitions of __consumer_offsets."),
     def!("offsets.topic.replication.factor", Short, Some("3"), Validator::Range(1, i16::MAX as i64), [], "Replication factor of __consumer_offsets."),
     def!("group.initial.rebalance.delay.ms", Int, Some("3000"), Validator::Range(0, i32::MAX as i64), [], "Delay before the first rebalance of a new group."),
+    def!("group.min.session.timeout.ms", Int, Some("6000"), Validator::Range(0, i32::MAX as i64), [], "Smallest session timeout a classic group member may ask for."),
+    def!("group.max.session.timeout.ms", Int, Some("1800000"), Validator::Range(0, i32::MAX as i64), [], "Largest session timeout a classic group member may ask for."),
+    def!("group.max.size", Int, Some("2147483647"), Validator::Range(1, i32::MAX as i64), [], "Largest number of members of a classic group."),
+    def!("group.consumer.session.timeout.ms", Int, Some("45000"), Validator::Range(1, i32::MAX as i64), [], "Session timeout of consumer-protocol (KIP-848) group members."),
+    def!("group.consumer.heartbeat.interval.ms", Int, Some("5000"), Validator::Range(1, i32::MAX as i64), [], "Heartbeat interval given to consumer-protocol group members."),
+    def!("group.coordinator.rebalance.protocols", List, Some("classic,consumer"), Validator::ListOf(&["classic", "consumer", "share", "streams"]), [], "Rebalance protocols the group coordinator accepts."),
+    def!("offsets.retention.minutes", Int, Some("10080"), Validator::Range(1, i32::MAX as i64), [], "How long committed offsets of an empty group are kept."),
+    def!("offsets.retention.check.interval.ms", Long, Some("600000"), Validator::Range(1, i64::MAX), [], "How often expired offsets are removed."),
+    def!("offset.metadata.max.bytes", Int, Some("4096"), Validator::Range(0, i32::MAX as i64), [], "Longest metadata string of a committed offset."),
     def!("batch.decompressed.bytes.max", Int, Some("67108864"), Validator::Range(1024, i32::MAX as i64), [], "samsa: largest decompressed size of one batch the broker will inspect; larger batches are refused."),
 ];
 

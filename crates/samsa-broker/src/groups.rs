@@ -1,0 +1,348 @@
+//! The group coordinator service: runs `samsa-coordinator`'s state machine for
+//! every group of this broker, persists its records in `__consumer_offsets`,
+//! parks JoinGroup/SyncGroup requests until their answer is ready, and drives
+//! its timers.
+//!
+//! Contract kept (see `samsa_coordinator`): every `Append` output is durably in
+//! the log before any later output is acted on — appends happen while the
+//! coordinator mutex is held, and replies are sent only after the appends
+//! before them succeeded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use samsa_coordinator::{
+    codes, Coordinator, CoordinatorConfig, Output, ReplyToken, Response, TopicInfo, TopicMetadata,
+};
+use samsa_metadata::{MetadataImage, NewTopic};
+use samsa_model::batch::{self, BatchBuilder, NewRecord};
+use samsa_model::{Offset, TopicId};
+use tokio::sync::{oneshot, Notify};
+
+use crate::broker::Broker;
+use crate::handlers::produce::now_ms;
+
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Bytes read per step while replaying `__consumer_offsets` at startup.
+const REPLAY_READ_BYTES_MAX: usize = 1 << 20;
+/// Largest decompressed batch accepted while replaying.
+const REPLAY_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+
+/// Topic metadata for the server-side assignors, read from an image.
+struct ImageTopics(Arc<MetadataImage>);
+
+impl TopicMetadata for ImageTopics {
+    fn topic_by_name(&self, name: &str) -> Option<TopicInfo> {
+        self.0.topic(name).map(|t| TopicInfo {
+            name: t.name.clone(),
+            id: t.id,
+            partitions: t.partitions.len() as u32,
+        })
+    }
+
+    fn topic_by_id(&self, id: TopicId) -> Option<TopicInfo> {
+        self.0.topic_by_id(id).map(|t| TopicInfo {
+            name: t.name.clone(),
+            id: t.id,
+            partitions: t.partitions.len() as u32,
+        })
+    }
+}
+
+/// The coordinator plus its plumbing.
+pub struct GroupService {
+    coordinator: Mutex<Coordinator>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    next_token: AtomicU64,
+    /// Wakes the timer task when a call may have moved the next deadline.
+    timer_wake: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl GroupService {
+    /// A coordinator configured from the broker's config, not yet loaded.
+    pub fn new(config: &samsa_metadata::config::StaticConfig) -> GroupService {
+        let mut cc = CoordinatorConfig::default();
+        let int = |k: &str| config.get_i64(k);
+        if let Some(v) = int("group.initial.rebalance.delay.ms") {
+            cc.group_initial_rebalance_delay_ms = v as i32;
+        }
+        if let Some(v) = int("group.min.session.timeout.ms") {
+            cc.group_min_session_timeout_ms = v as i32;
+        }
+        if let Some(v) = int("group.max.session.timeout.ms") {
+            cc.group_max_session_timeout_ms = v as i32;
+        }
+        if let Some(v) = int("offsets.retention.minutes") {
+            cc.offsets_retention_minutes = v;
+        }
+        if let Some(v) = int("offsets.topic.num.partitions") {
+            cc.offsets_topic_num_partitions = v.max(1) as u32;
+        }
+        if let Some(v) = int("group.consumer.session.timeout.ms") {
+            cc.group_consumer_session_timeout_ms = v as i32;
+        }
+        if let Some(v) = int("group.consumer.heartbeat.interval.ms") {
+            cc.group_consumer_heartbeat_interval_ms = v as i32;
+        }
+        let mut counter: u64 = 0;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let id_gen = Box::new(move || {
+            counter += 1;
+            let u = uuid::Uuid::from_u64_pair(seed, counter ^ uuid::Uuid::new_v4().as_u64_pair().0);
+            u.to_string()
+        });
+        GroupService {
+            coordinator: Mutex::new(Coordinator::new(cc, id_gen)),
+            pending: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            timer_wake: Notify::new(),
+        }
+    }
+
+    /// Replays `__consumer_offsets` (if it exists) and opens for requests.
+    pub fn load(&self, broker: &Broker) {
+        let mut c = lock(&self.coordinator);
+        let image = broker.image();
+        if let Some(topic) = image.topic(OFFSETS_TOPIC) {
+            for p in &topic.partitions {
+                let Some(part) = broker.partition(topic.id, p.index.get()) else {
+                    continue;
+                };
+                let end = part.high_watermark();
+                let mut offset = part.log.log_start_offset();
+                while offset < end {
+                    let read = match part.log.read(offset, REPLAY_READ_BYTES_MAX, end, true) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(partition = p.index.get(), error = %e, "replaying __consumer_offsets");
+                            break;
+                        }
+                    };
+                    if read.bytes.is_empty() {
+                        break;
+                    }
+                    for item in batch::BatchIter::new(&read.bytes) {
+                        let Ok((header, bytes)) = item else { break };
+                        if header.is_control() {
+                            continue;
+                        }
+                        let records = match batch::records(bytes, REPLAY_DECOMPRESSED_BYTES_MAX) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                tracing::error!(error = %e, "undecodable __consumer_offsets batch");
+                                continue;
+                            }
+                        };
+                        for r in records {
+                            if header.record_offset(&r) < offset {
+                                continue;
+                            }
+                            let Some(key) = r.key.as_deref() else {
+                                continue;
+                            };
+                            if let Err(e) = c.replay(key, r.value.as_deref()) {
+                                tracing::warn!(error = %e, "skipping an unreadable __consumer_offsets record");
+                            }
+                        }
+                    }
+                    offset = read.next_offset;
+                }
+            }
+        }
+        let outputs = c.finish_loading(now_ms());
+        self.execute(broker, &mut c, outputs);
+    }
+
+    fn token(&self) -> (ReplyToken, oneshot::Receiver<Response>) {
+        let id = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        (ReplyToken(id), rx)
+    }
+
+    /// Runs one state-changing call and waits for its reply (which may come from
+    /// a later call or a timer).
+    pub async fn call<F>(&self, broker: &Broker, f: F) -> Option<Response>
+    where
+        F: FnOnce(
+            &mut Coordinator,
+            &dyn TopicMetadata,
+            samsa_model::TimestampMs,
+            ReplyToken,
+        ) -> Vec<Output>,
+    {
+        let (token, rx) = self.token();
+        {
+            let mut c = lock(&self.coordinator);
+            let topics = ImageTopics(broker.image());
+            let outputs = f(&mut c, &topics, now_ms(), token);
+            self.execute(broker, &mut c, outputs);
+        }
+        self.timer_wake.notify_one();
+        rx.await.ok()
+    }
+
+    /// Runs a read-only call.
+    pub fn read<R>(
+        &self,
+        broker: &Broker,
+        f: impl FnOnce(&Coordinator, &dyn TopicMetadata) -> R,
+    ) -> R {
+        let c = lock(&self.coordinator);
+        let topics = ImageTopics(broker.image());
+        f(&c, &topics)
+    }
+
+    /// Acts on outputs in order: appends (under the coordinator lock), then replies.
+    fn execute(&self, broker: &Broker, c: &mut Coordinator, outputs: Vec<Output>) {
+        let mut failed = false;
+        for output in outputs {
+            match output {
+                Output::Append { partition, records } => {
+                    if failed {
+                        continue;
+                    }
+                    if let Err(e) = append(broker, partition, &records) {
+                        tracing::error!(partition, error = %e, "appending to __consumer_offsets failed; reloading the coordinator");
+                        failed = true;
+                    }
+                }
+                Output::Reply { token, response } => {
+                    let response = if failed {
+                        response.with_error(codes::NOT_COORDINATOR)
+                    } else {
+                        response
+                    };
+                    if let Some(tx) = lock(&self.pending).remove(&token.0) {
+                        let _ = tx.send(response);
+                    }
+                }
+            }
+        }
+        if failed {
+            let parked = c.unload();
+            for o in parked {
+                if let Output::Reply { token, response } = o {
+                    if let Some(tx) = lock(&self.pending).remove(&token.0) {
+                        let _ = tx.send(response.with_error(codes::NOT_COORDINATOR));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fires the coordinator's timers until `shutdown`.
+    pub async fn run_timers(
+        self: Arc<Self>,
+        broker: Arc<Broker>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let deadline = lock(&self.coordinator).next_deadline();
+            let sleep_ms = deadline
+                .map(|d| (d.get() - now_ms().get()).clamp(0, 1000))
+                .unwrap_or(1000) as u64;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = self.timer_wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {}
+            }
+            let mut c = lock(&self.coordinator);
+            let outputs = c.tick(now_ms());
+            self.execute(&broker, &mut c, outputs);
+        }
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on
+    /// the first FindCoordinator). Returns whether it exists now.
+    pub fn ensure_offsets_topic(&self, broker: &Broker) -> bool {
+        if broker.image().topic(OFFSETS_TOPIC).is_some() {
+            return true;
+        }
+        let config = broker.config();
+        let partitions = config.get_i64("offsets.topic.num.partitions").unwrap_or(50) as i32;
+        let brokers = broker.image().brokers.len().max(1) as i64;
+        // Kafka refuses until enough brokers exist; a single node (or a smaller
+        // cluster) uses what it has so groups work out of the box.
+        let rf = config
+            .get_i64("offsets.topic.replication.factor")
+            .unwrap_or(3)
+            .min(brokers) as i16;
+        let results = broker.controller.create_topics(
+            vec![NewTopic {
+                name: OFFSETS_TOPIC.into(),
+                num_partitions: partitions,
+                replication_factor: rf,
+                assignments: vec![],
+                configs: vec![
+                    ("cleanup.policy".into(), Some("compact".into())),
+                    ("compression.type".into(), Some("producer".into())),
+                    ("segment.bytes".into(), Some("104857600".into())),
+                ],
+            }],
+            false,
+        );
+        if let Err(e) = broker.reconcile() {
+            tracing::error!(error = %e, "reconciling after creating __consumer_offsets");
+        }
+        match results.into_iter().next() {
+            Some(Ok(_)) => true,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "creating __consumer_offsets");
+                broker.image().topic(OFFSETS_TOPIC).is_some()
+            }
+            None => false,
+        }
+    }
+
+    /// Committed offsets of `group`, for lag.
+    pub fn status_ok(&self) -> bool {
+        matches!(
+            lock(&self.coordinator).status(),
+            samsa_coordinator::CoordinatorStatus::Active
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AppendError {
+    #[error("__consumer_offsets partition {0} is not hosted here")]
+    NoPartition(u32),
+    #[error("building the batch: {0}")]
+    Batch(#[from] samsa_model::batch::BatchError),
+    #[error("storage: {0}")]
+    Storage(#[from] samsa_storage::StorageError),
+}
+
+fn append(
+    broker: &Broker,
+    partition: u32,
+    records: &[samsa_coordinator::Record],
+) -> Result<Offset, AppendError> {
+    let image = broker.image();
+    let part = image
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| broker.partition(t.id, partition as i32))
+        .ok_or(AppendError::NoPartition(partition))?;
+    let now = now_ms();
+    let mut builder = BatchBuilder::new();
+    for r in records {
+        builder.push(NewRecord::new(now, Some(&r.key), r.value.as_deref()));
+    }
+    let mut bytes = builder.build()?;
+    let info = part.log.append(&mut bytes, part.leader_epoch(), now)?;
+    broker.notify_data();
+    Ok(info.last_offset)
+}

@@ -1,0 +1,99 @@
+//! OffsetCommit: committed offsets, checked against the member's generation.
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
+use samsa_coordinator as gc;
+
+use super::s;
+use crate::broker::Broker;
+
+/// Answers OffsetCommit.
+pub async fn handle(
+    broker: &Broker,
+    request: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
+    let topics: Vec<gc::OffsetCommitTopic> = request
+        .topics
+        .iter()
+        .map(|t| gc::OffsetCommitTopic {
+            name: t.name.0.to_string(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| gc::OffsetCommitPartition {
+                    partition_index: p.partition_index,
+                    committed_offset: p.committed_offset,
+                    committed_leader_epoch: if version >= 6 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    committed_metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
+                .collect(),
+        })
+        .collect();
+    let req = gc::OffsetCommitRequest {
+        api_version: version,
+        group_id: request.group_id.0.to_string(),
+        generation_id_or_member_epoch: request.generation_id_or_member_epoch,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.map(|v| v.to_string()),
+        retention_time_ms: if (2..=4).contains(&version) {
+            request.retention_time_ms
+        } else {
+            -1
+        },
+        topics: topics.clone(),
+    };
+    let response = broker
+        .groups
+        .call(broker, move |c, _, now, token| {
+            c.offset_commit(req, now, token)
+        })
+        .await;
+    let r = match response {
+        Some(gc::Response::OffsetCommit(r)) => r,
+        other => {
+            let code = other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code());
+            gc::OffsetCommitResponse {
+                topics: topics
+                    .iter()
+                    .map(|t| gc::OffsetCommitTopicResponse {
+                        name: t.name.clone(),
+                        partitions: t
+                            .partitions
+                            .iter()
+                            .map(|p| gc::PartitionResult {
+                                partition_index: p.partition_index,
+                                error_code: code,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+    };
+    OffsetCommitResponse::default().with_topics(
+        r.topics
+            .into_iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(TopicName(s(t.name)))
+                    .with_partitions(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(p.error_code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,439 @@
+//! Committed offsets: OffsetCommit (v2–v9), OffsetFetch (v1–v9, multi-group),
+//! OffsetDelete (v0) and expiry after `offsets.retention.minutes` (Kafka's
+//! `OffsetMetadataManager`).
+
+use samsa_model::TimestampMs;
+
+use crate::api::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopicResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetDeleteTopicResponse, OffsetFetchGroupResponse,
+    OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse,
+    OffsetFetchTopicResponse, Output, PartitionResult, ReplyToken, Response,
+};
+use crate::classic::{ClassicGroup, ClassicState, ExpiryBase};
+use crate::config::STRING_BYTES_MAX;
+use crate::coordinator::{check_str, Coordinator, Ctx, Group};
+use crate::error::{codes, GroupError};
+use crate::records::{CoordinatorRecord, OffsetCommitValue};
+
+impl Coordinator {
+    /// OffsetCommit (v2–v9). Classic groups check member id and generation (generation
+    /// -1 with an empty member id is a "simple" commit, accepted only while the group is
+    /// Empty, and creates the group if needed); KIP-848 groups check the member epoch.
+    /// The broker answers UNKNOWN_TOPIC_OR_PARTITION for partitions that do not exist
+    /// before calling this.
+    pub fn offset_commit(
+        &mut self,
+        req: OffsetCommitRequest,
+        now: TimestampMs,
+        token: ReplyToken,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.begin(now, &mut out);
+        let resp = self.commit_inner(&req, &mut out);
+        out.push(Output::Reply {
+            token,
+            response: Response::OffsetCommit(resp),
+        });
+        self.run_timers(&mut out);
+        out
+    }
+
+    fn validate_commit(&mut self, req: &OffsetCommitRequest) -> Result<(), GroupError> {
+        if let Some(e) = self.status_error() {
+            return Err(e);
+        }
+        if req.group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        check_str(&req.group_id, "group id")?;
+        check_str(&req.member_id, "member id")?;
+        let generation = req.generation_id_or_member_epoch;
+        match self.groups.get(&req.group_id) {
+            None => {
+                if generation >= 0 {
+                    return Err(if req.api_version >= 9 {
+                        GroupError::GroupIdNotFound
+                    } else {
+                        GroupError::IllegalGeneration
+                    });
+                }
+                if self.groups.len() >= self.config.max_groups() {
+                    return Err(GroupError::CoordinatorNotAvailable);
+                }
+                // A simple group, created to hold offsets.
+                self.groups.insert(
+                    req.group_id.clone(),
+                    Group::Classic(ClassicGroup::new(req.group_id.clone(), Some(self.now))),
+                );
+                Ok(())
+            }
+            Some(Group::Classic(g)) => g.validate_offset_commit(
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+                generation,
+            ),
+            Some(Group::Consumer(g)) => {
+                g.validate_offset_commit(&req.member_id, generation, req.api_version)
+            }
+        }
+    }
+
+    fn commit_inner(
+        &mut self,
+        req: &OffsetCommitRequest,
+        out: &mut Vec<Output>,
+    ) -> OffsetCommitResponse {
+        let all = |code: i16| OffsetCommitResponse {
+            topics: req
+                .topics
+                .iter()
+                .map(|t| OffsetCommitTopicResponse {
+                    name: t.name.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionResult {
+                            partition_index: p.partition_index,
+                            error_code: code,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        if let Err(e) = self.validate_commit(req) {
+            return all(e.code());
+        }
+        let now = self.now;
+        let expire =
+            (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
+        let max_metadata = self.config.metadata_max_bytes();
+        let mut records = Vec::new();
+        let mut resp = all(codes::NONE);
+        for (t, rt) in req.topics.iter().zip(resp.topics.iter_mut()) {
+            for (p, rp) in t.partitions.iter().zip(rt.partitions.iter_mut()) {
+                let metadata = p.committed_metadata.clone().unwrap_or_default();
+                if t.name.len() > STRING_BYTES_MAX {
+                    rp.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                    continue;
+                }
+                if metadata.len() > max_metadata {
+                    rp.error_code = codes::OFFSET_METADATA_TOO_LARGE;
+                    continue;
+                }
+                let value = OffsetCommitValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                    expire_timestamp: expire,
+                };
+                records.push(CoordinatorRecord::OffsetCommit {
+                    group: req.group_id.clone(),
+                    topic: t.name.clone(),
+                    partition: p.partition_index,
+                    value: Some(value.clone()),
+                });
+                self.offsets
+                    .entry(req.group_id.clone())
+                    .or_default()
+                    .entry(t.name.clone())
+                    .or_default()
+                    .insert(p.partition_index, value);
+            }
+        }
+        let mut cx = Ctx {
+            cfg: &self.config,
+            timers: &mut self.timers,
+            out,
+            now,
+        };
+        cx.append(&req.group_id, records);
+        resp
+    }
+
+    /// OffsetFetch (v1–v9; v8+ several groups). Unknown groups and partitions read as
+    /// offset -1; `topics: None` returns every committed partition. v9 KIP-848 members
+    /// have their member epoch checked (STALE_MEMBER_EPOCH / UNKNOWN_MEMBER_ID).
+    /// `require_stable` needs nothing: samsa has no pending transactional offsets.
+    pub fn offset_fetch(&self, req: &OffsetFetchRequest) -> OffsetFetchResponse {
+        let groups = req
+            .groups
+            .iter()
+            .map(|g| {
+                let error = |code: i16| OffsetFetchGroupResponse {
+                    group_id: g.group_id.clone(),
+                    error_code: code,
+                    topics: Vec::new(),
+                };
+                if let Some(e) = self.status_error() {
+                    return error(e.code());
+                }
+                if g.group_id.is_empty() {
+                    return error(codes::INVALID_GROUP_ID);
+                }
+                if let Some(Group::Consumer(cg)) = self.groups.get(&g.group_id) {
+                    if let Err(e) = cg.validate_offset_fetch(g.member_id.as_deref(), g.member_epoch)
+                    {
+                        return error(e.code());
+                    }
+                }
+                let offsets = self.offsets.get(&g.group_id);
+                let topics = match &g.topics {
+                    None => offsets
+                        .map(|o| {
+                            o.iter()
+                                .map(|(t, ps)| OffsetFetchTopicResponse {
+                                    name: t.clone(),
+                                    partitions: ps
+                                        .iter()
+                                        .map(|(p, v)| OffsetFetchPartitionResponse {
+                                            partition_index: *p,
+                                            committed_offset: v.offset,
+                                            committed_leader_epoch: v.leader_epoch,
+                                            metadata: Some(v.metadata.clone()),
+                                            error_code: codes::NONE,
+                                        })
+                                        .collect(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    Some(topics) => topics
+                        .iter()
+                        .map(|t| OffsetFetchTopicResponse {
+                            name: t.name.clone(),
+                            partitions: t
+                                .partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    let v = offsets
+                                        .and_then(|o| o.get(&t.name))
+                                        .and_then(|ps| ps.get(p));
+                                    OffsetFetchPartitionResponse {
+                                        partition_index: *p,
+                                        committed_offset: v.map_or(-1, |v| v.offset),
+                                        committed_leader_epoch: v.map_or(-1, |v| v.leader_epoch),
+                                        metadata: Some(
+                                            v.map(|v| v.metadata.clone()).unwrap_or_default(),
+                                        ),
+                                        error_code: codes::NONE,
+                                    }
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                };
+                OffsetFetchGroupResponse {
+                    group_id: g.group_id.clone(),
+                    error_code: codes::NONE,
+                    topics,
+                }
+            })
+            .collect();
+        OffsetFetchResponse { groups }
+    }
+
+    /// OffsetDelete (v0): removes committed offsets of topics the group does not consume
+    /// (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
+    pub fn offset_delete(
+        &mut self,
+        req: OffsetDeleteRequest,
+        now: TimestampMs,
+        token: ReplyToken,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.begin(now, &mut out);
+        let resp = self.offset_delete_inner(&req, &mut out);
+        out.push(Output::Reply {
+            token,
+            response: Response::OffsetDelete(resp),
+        });
+        self.run_timers(&mut out);
+        out
+    }
+
+    fn offset_delete_inner(
+        &mut self,
+        req: &OffsetDeleteRequest,
+        out: &mut Vec<Output>,
+    ) -> OffsetDeleteResponse {
+        let error = |code: i16| OffsetDeleteResponse {
+            error_code: code,
+            topics: Vec::new(),
+        };
+        if let Some(e) = self.status_error() {
+            return error(e.code());
+        }
+        if req.group_id.is_empty() {
+            return error(codes::INVALID_GROUP_ID);
+        }
+        let subscribed: Box<dyn Fn(&str) -> bool + '_> = match self.groups.get(&req.group_id) {
+            None => return error(codes::GROUP_ID_NOT_FOUND),
+            Some(Group::Classic(g)) => {
+                match g.state {
+                    ClassicState::Dead => return error(codes::GROUP_ID_NOT_FOUND),
+                    ClassicState::Empty => {}
+                    _ if g.protocol_type.as_deref()
+                        != Some(crate::classic::CONSUMER_PROTOCOL_TYPE) =>
+                    {
+                        return error(codes::NON_EMPTY_GROUP)
+                    }
+                    _ => {}
+                }
+                let topics = g.subscribed_topics();
+                Box::new(move |t: &str| topics.as_ref().is_some_and(|s| s.contains(t)))
+            }
+            Some(Group::Consumer(g)) => {
+                let topics = g.subscribed_topic_names();
+                Box::new(move |t: &str| topics.contains(t))
+            }
+        };
+        let mut to_delete = Vec::new();
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let is_subscribed = subscribed(&t.name);
+                OffsetDeleteTopicResponse {
+                    name: t.name.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let error_code = if is_subscribed {
+                                codes::GROUP_SUBSCRIBED_TO_TOPIC
+                            } else {
+                                to_delete.push((t.name.clone(), *p));
+                                codes::NONE
+                            };
+                            PartitionResult {
+                                partition_index: *p,
+                                error_code,
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        drop(subscribed);
+        let mut records = Vec::new();
+        for (topic, partition) in to_delete {
+            let exists = self
+                .offsets
+                .get(&req.group_id)
+                .and_then(|o| o.get(&topic))
+                .is_some_and(|ps| ps.contains_key(&partition));
+            if exists {
+                self.remove_offset(&req.group_id, &topic, partition);
+                records.push(CoordinatorRecord::OffsetCommit {
+                    group: req.group_id.clone(),
+                    topic,
+                    partition,
+                    value: None,
+                });
+            }
+        }
+        let mut cx = Ctx {
+            cfg: &self.config,
+            timers: &mut self.timers,
+            out,
+            now: self.now,
+        };
+        cx.append(&req.group_id, records);
+        OffsetDeleteResponse {
+            error_code: codes::NONE,
+            topics,
+        }
+    }
+
+    /// Removes offsets older than `offsets.retention.minutes` (Kafka's rules: a classic
+    /// group's offsets expire counting from when it became Empty; a Stable consumer group
+    /// or KIP-848 group keeps the offsets of topics it is subscribed to; explicit expire
+    /// timestamps win), then deletes groups left empty with no offsets. Runs on its own
+    /// every `offsets.retention.check.interval.ms` from [`Coordinator::tick`].
+    pub fn expire_offsets(&mut self, now: TimestampMs) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.begin(now, &mut out);
+        if self.status_error().is_none() {
+            self.expire_offsets_into(&mut out);
+        }
+        out
+    }
+
+    pub(crate) fn expire_offsets_into(&mut self, out: &mut Vec<Output>) {
+        let now = self.now;
+        let retention = self.config.retention_ms();
+        let ids: Vec<String> = self
+            .groups
+            .keys()
+            .chain(self.offsets.keys())
+            .cloned()
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for gid in ids {
+            if !seen.insert(gid.clone()) {
+                continue;
+            }
+            let (base, subscribed, empty) = match self.groups.get(&gid) {
+                Some(Group::Classic(g)) => (
+                    g.expiry_base(),
+                    g.subscribed_topics().unwrap_or_default(),
+                    g.state == ClassicState::Empty,
+                ),
+                Some(Group::Consumer(g)) => (
+                    Some(ExpiryBase::CommitTimestamp),
+                    g.subscribed_topic_names(),
+                    g.members.is_empty(),
+                ),
+                None => (Some(ExpiryBase::CommitTimestamp), Default::default(), true),
+            };
+            let mut records = Vec::new();
+            if let (Some(base), Some(offsets)) = (base, self.offsets.get(&gid)) {
+                for (topic, parts) in offsets {
+                    if subscribed.contains(topic) {
+                        continue;
+                    }
+                    for (partition, v) in parts {
+                        let expired = match v.expire_timestamp {
+                            Some(at) => now >= at,
+                            None => {
+                                let from = match base {
+                                    ExpiryBase::CommitTimestamp => v.commit_timestamp,
+                                    ExpiryBase::EmptySince(t) => t.unwrap_or(v.commit_timestamp),
+                                };
+                                now.saturating_sub(from) >= retention
+                            }
+                        };
+                        if expired {
+                            records.push(CoordinatorRecord::OffsetCommit {
+                                group: gid.clone(),
+                                topic: topic.clone(),
+                                partition: *partition,
+                                value: None,
+                            });
+                        }
+                    }
+                }
+            }
+            for r in &records {
+                if let CoordinatorRecord::OffsetCommit {
+                    topic, partition, ..
+                } = r
+                {
+                    self.remove_offset(&gid, topic, *partition);
+                }
+            }
+            if empty && !self.offsets.contains_key(&gid) && self.groups.contains_key(&gid) {
+                records.extend(self.delete_group_records(&gid));
+            }
+            let mut cx = Ctx {
+                cfg: &self.config,
+                timers: &mut self.timers,
+                out,
+                now,
+            };
+            cx.append(&gid, records);
+        }
+    }
+}
