@@ -177,8 +177,11 @@ impl Broker {
     /// Creates topics with broker defaults (auto-creation), returning those that
     /// now exist.
     pub fn auto_create(&self, names: &[String]) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
+        // Internal topics are created by their coordinators with their own
+        // settings, never by auto-creation (as in Kafka).
         let topics = names
             .iter()
+            .filter(|n| !is_internal_topic(n))
             .map(|n| NewTopic {
                 name: n.clone(),
                 num_partitions: -1,
@@ -186,11 +189,20 @@ impl Broker {
                 ..Default::default()
             })
             .collect();
-        let results = self.controller.create_topics(topics, false);
+        let mut results = self.controller.create_topics(topics, false).into_iter();
         if let Err(e) = self.reconcile() {
             tracing::error!(error = %e, "reconciling logs after auto-creation failed");
         }
-        results
+        names
+            .iter()
+            .map(|n| {
+                if is_internal_topic(n) {
+                    Err(ControllerError::UnknownTopic)
+                } else {
+                    results.next().unwrap_or(Err(ControllerError::UnknownTopic))
+                }
+            })
+            .collect()
     }
 
     /// Brings hosted partition logs in line with the current image.
@@ -333,6 +345,11 @@ impl Broker {
             }
         }
     }
+}
+
+/// Topics that only their coordinators create.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state"
 }
 
 fn write_partition_metadata(dir: &Path, id: TopicId) -> std::io::Result<()> {

@@ -67,6 +67,14 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
                     if !(-1..=1).contains(&acks) {
                         return r.with_error_code(ResponseError::InvalidRequiredAcks.code());
                     }
+                    if crate::broker::is_internal_topic(&t.name.0) {
+                        return r
+                            .with_error_code(ResponseError::InvalidTopicException.code())
+                            .with_error_message(Some(s(format!(
+                                "Cannot append to internal topic {}",
+                                t.name.0.as_str()
+                            ))));
+                    }
                     let Some(part) = topic.as_ref().and_then(|t| broker.partition(t.id, p.index))
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
