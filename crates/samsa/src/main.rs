@@ -1,19 +1,25 @@
-//! The `samsa` command: `samsa serve` runs a broker; later commands are the
-//! operator's CLI.
+//! The `samsa` command: `samsa serve` runs a broker; the other subcommands are
+//! the operator's CLI (topics, produce, consume, groups, configs, perf,
+//! completions), talking to any Kafka-compatible broker through samsa-client.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
+mod configs;
+mod consume;
+mod datetime;
+mod groups;
+mod perf;
+mod produce;
+mod serve;
+mod table;
+mod topics;
 
-use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
-use samsa_broker::{Broker, BrokerSettings};
-use samsa_metadata::config::StaticConfig;
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "samsa",
     version,
-    about = "A Kafka-compatible event streaming broker"
+    about = "A Kafka-compatible event streaming broker, and a CLI for any Kafka cluster"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,121 +29,65 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker in the foreground (single node by default).
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
+    /// Create, list, describe, alter and delete topics.
+    Topics(topics::TopicsArgs),
+    /// Write one record per line of standard input to a topic.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    Groups(groups::GroupsArgs),
+    /// Describe and alter topic and broker configs.
+    Configs(configs::ConfigsArgs),
+    /// Measure produce or consume throughput and latency.
+    Perf(perf::PerfArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish
+        shell: clap_complete::Shell,
+    },
 }
 
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Address to listen on for Kafka clients (sets `listeners`).
-    #[arg(long, value_name = "HOST:PORT")]
-    listen: Option<String>,
-    /// Data directory (sets `log.dirs`). Default: ./samsa-data
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// A Kafka-style properties file (server.properties).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Override one config key, e.g. --set num.partitions=3 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-}
-
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
+    let filter = match &cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SAMSA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Serve(args) => serve(args),
-    }
-}
-
-fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
-    let mut cfg = StaticConfig::default();
-    let mut apply = |key: &str, value: &str, origin: &str| -> anyhow::Result<()> {
-        let known = cfg
-            .set(key, value)
-            .with_context(|| format!("{origin}: {key}={value}"))?;
-        if !known {
-            tracing::warn!(
-                key,
-                origin,
-                "the configuration key is not known to samsa and is ignored"
-            );
+    let result = match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "samsa", &mut std::io::stdout());
+            Ok(())
         }
-        Ok(())
+        Command::Topics(args) => common::run(topics::run(args)),
+        Command::Produce(args) => common::run(produce::run(args)),
+        Command::Consume(args) => common::run(consume::run(args)),
+        Command::Groups(args) => common::run(groups::run(args)),
+        Command::Configs(args) => common::run(configs::run(args)),
+        Command::Perf(args) => common::run(perf::run(args)),
     };
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let props = StaticConfig::parse_properties(&text)
-            .with_context(|| format!("parsing {}", path.display()))?;
-        for (k, v) in props {
-            apply(&k, &v, &path.display().to_string())?;
-        }
+    if let Err(e) = result {
+        common::report(&e);
+        std::process::exit(1);
     }
-    for kv in &args.set {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--set expects KEY=VALUE, got {kv:?}");
-        };
-        apply(k.trim(), v.trim(), "--set")?;
-    }
-    if let Some(listen) = &args.listen {
-        apply("listeners", &format!("PLAINTEXT://{listen}"), "--listen")?;
-    }
-    if let Some(dir) = &args.data_dir {
-        apply("log.dirs", &dir.display().to_string(), "--data-dir")?;
-    }
-    Ok(cfg)
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = Arc::new(load_config(&args)?);
-    let settings = BrokerSettings::from_config(&cfg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
-        let data_dir = settings.data_dir.clone();
-        let broker = Broker::open(settings, cfg).context("opening the data directory")?;
-        tracing::info!(
-            listen = %broker.settings.listen,
-            data_dir = %data_dir.display(),
-            node_id = broker.settings.node_id.get(),
-            cluster_id = %broker.image().cluster_id,
-            "samsa is serving"
-        );
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(samsa_broker::serve(broker.clone(), listener, stop_rx));
-        wait_for_signal().await?;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
-            Err(e) => tracing::error!(error = %e, "server task failed"),
-        }
-        broker.shutdown();
-        tracing::info!("shut down cleanly");
-        Ok(())
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
-    Ok(())
 }

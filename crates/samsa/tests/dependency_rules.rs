@@ -11,6 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("samsa-storage", &["samsa-model"]),
     ("samsa-metadata", &["samsa-model"]),
     ("samsa-coordinator", &["samsa-model"]),
+    ("samsa-client", &["samsa-model", "samsa-protocol"]),
     (
         "samsa-broker",
         &[
@@ -30,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-metadata",
             "samsa-coordinator",
             "samsa-broker",
+            "samsa-client",
         ],
     ),
 ];

@@ -1,0 +1,939 @@
+//! Admin operations: topics, partitions, configs, records, cluster, consumer
+//! groups and their offsets, and offset lookups (ListOffsets).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{
+    alter_configs_request, create_partitions_request, create_topics_request,
+    delete_records_request, delete_topics_request, describe_configs_request,
+    incremental_alter_configs_request, list_offsets_request, offset_commit_request,
+    offset_fetch_request, AlterConfigsRequest, ApiKey, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::{codes, BrokerInfo, Client, TopicInfo};
+use crate::error::ClientError;
+use crate::group_protocol::Assignment;
+
+/// Kafka's ConfigResource types.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's ConfigSource values.
+pub mod config_source {
+    pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+    pub const STATIC_BROKER_CONFIG: i8 = 4;
+    pub const DEFAULT_CONFIG: i8 = 5;
+
+    /// The name Kafka's tools print for a source.
+    pub fn name(source: i8) -> &'static str {
+        match source {
+            1 => "DYNAMIC_TOPIC_CONFIG",
+            2 => "DYNAMIC_BROKER_CONFIG",
+            3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+            4 => "STATIC_BROKER_CONFIG",
+            5 => "DEFAULT_CONFIG",
+            6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+            7 => "CLIENT_METRICS_CONFIG",
+            8 => "GROUP_CONFIG",
+            _ => "UNKNOWN",
+        }
+    }
+}
+
+/// A topic to create.
+#[derive(Clone, Debug)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 = the broker's `num.partitions`.
+    pub partitions: i32,
+    /// -1 = the broker's `default.replication.factor`.
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+}
+
+/// What CreateTopics reported for a created topic.
+#[derive(Clone, Debug)]
+pub struct CreatedTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+/// A config resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigResource {
+    Topic(String),
+    /// A broker id; `None` = the cluster-wide broker default.
+    Broker(Option<i32>),
+}
+
+impl ConfigResource {
+    fn kind_and_name(&self) -> (i8, String) {
+        match self {
+            ConfigResource::Topic(t) => (RESOURCE_TOPIC, t.clone()),
+            ConfigResource::Broker(id) => (
+                RESOURCE_BROKER,
+                id.map(|i| i.to_string()).unwrap_or_default(),
+            ),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ConfigResource::Topic(t) => format!("topic {t}"),
+            ConfigResource::Broker(Some(id)) => format!("broker {id}"),
+            ConfigResource::Broker(None) => "the broker defaults".to_string(),
+        }
+    }
+}
+
+/// One config as DescribeConfigs reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: i8,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+impl ConfigEntry {
+    /// Whether the value is the built-in default (Kafka's `isDefault`).
+    pub fn is_default(&self) -> bool {
+        self.source == config_source::DEFAULT_CONFIG
+    }
+}
+
+/// A change to one config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlterOp {
+    Set(String, String),
+    Delete(String),
+}
+
+/// DescribeCluster's answer.
+#[derive(Clone, Debug)]
+pub struct ClusterDescription {
+    pub cluster_id: String,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// A group as ListGroups reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    /// Empty if the broker does not report states (ListGroups < v4).
+    pub state: String,
+    pub coordinator: i32,
+}
+
+/// A member of a described group.
+#[derive(Clone, Debug)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Decoded from the consumer protocol's assignment bytes.
+    pub assignment: Assignment,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Clone, Debug)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub error_code: i16,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<GroupMember>,
+    pub coordinator: i32,
+}
+
+/// Which offset ListOffsets looks up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    /// The first offset whose timestamp is at least this (ms since epoch).
+    Timestamp(i64),
+}
+
+impl OffsetQuery {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetQuery::Earliest => -2,
+            OffsetQuery::Latest => -1,
+            OffsetQuery::Timestamp(t) => t,
+        }
+    }
+}
+
+/// A ListOffsets answer for one partition. `offset` is -1 when no record has a
+/// timestamp at or after the one asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// A committed offset of a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub metadata: Option<String>,
+}
+
+/// Topic-partition key used in results.
+pub type Tp = (String, i32);
+
+/// Admin operations over a [`Client`].
+#[derive(Clone)]
+pub struct Admin {
+    client: Client,
+    /// Timeout passed to the broker in CreateTopics/DeleteTopics/...
+    pub operation_timeout_ms: i32,
+}
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(sb(s))
+}
+
+fn opt_string(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(|s| s.to_string())
+}
+
+impl Admin {
+    pub fn new(client: Client) -> Admin {
+        Admin {
+            client,
+            operation_timeout_ms: 30_000,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    // ---------------------------------------------------------------- topics
+
+    /// CreateTopics for one topic.
+    pub async fn create_topic(&self, topic: &NewTopic) -> Result<CreatedTopic, ClientError> {
+        let conn = self.client.admin_connection().await?;
+        let v = conn.version(ApiKey::CreateTopics)?;
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(self.operation_timeout_ms)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(topic_name(&topic.name))
+                .with_num_partitions(topic.partitions)
+                .with_replication_factor(topic.replication_factor)
+                .with_configs(
+                    topic
+                        .configs
+                        .iter()
+                        .map(|(k, val)| {
+                            create_topics_request::CreatableTopicConfig::default()
+                                .with_name(sb(k))
+                                .with_value(Some(sb(val)))
+                        })
+                        .collect(),
+                )]);
+        let resp = conn.send_version(&req, v).await?;
+        let r = resp
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == topic.name)
+            .ok_or_else(|| {
+                ClientError::Invalid(format!("CreateTopics did not answer for {}", topic.name))
+            })?;
+        ClientError::check(
+            r.error_code,
+            opt_string(&r.error_message),
+            format!("topic {}", topic.name),
+        )?;
+        self.client.invalidate_topic(&topic.name);
+        Ok(CreatedTopic {
+            name: topic.name.clone(),
+            partitions: r.num_partitions,
+            replication_factor: r.replication_factor,
+        })
+    }
+
+    /// DeleteTopics for one topic (by name).
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        let conn = self.client.admin_connection().await?;
+        let v = conn.version(ApiKey::DeleteTopics)?;
+        let mut req = DeleteTopicsRequest::default().with_timeout_ms(self.operation_timeout_ms);
+        if v >= 6 {
+            req = req.with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                .with_name(Some(topic_name(name)))]);
+        } else {
+            req = req.with_topic_names(vec![topic_name(name)]);
+        }
+        let resp = conn.send_version(&req, v).await?;
+        let r = resp.responses.first().ok_or_else(|| {
+            ClientError::Invalid(format!("DeleteTopics did not answer for {name}"))
+        })?;
+        ClientError::check(
+            r.error_code,
+            opt_string(&r.error_message),
+            format!("topic {name}"),
+        )?;
+        self.client.invalidate_topic(name);
+        Ok(())
+    }
+
+    /// Every topic (sorted by name); internal ones only if asked.
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicInfo>, ClientError> {
+        let mut topics = self.client.fetch_metadata(None, false).await?;
+        topics.retain(|t| t.error_code == 0 && (include_internal || !t.is_internal));
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    /// Metadata of the named topics (each must exist) or of all topics.
+    pub async fn describe_topics(
+        &self,
+        names: Option<&[String]>,
+    ) -> Result<Vec<TopicInfo>, ClientError> {
+        match names {
+            None => self.list_topics(false).await,
+            Some(names) => {
+                let infos = self.client.fetch_metadata(Some(names), false).await?;
+                let mut out = Vec::new();
+                for name in names {
+                    let t = infos.iter().find(|t| &t.name == name).ok_or_else(|| {
+                        ClientError::at(
+                            codes::UNKNOWN_TOPIC_OR_PARTITION,
+                            None,
+                            format!("topic {name}"),
+                        )
+                    })?;
+                    ClientError::check(t.error_code, None, format!("topic {name}"))?;
+                    out.push(t.clone());
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// CreatePartitions: grow `topic` to `total` partitions.
+    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<(), ClientError> {
+        let conn = self.client.admin_connection().await?;
+        let v = conn.version(ApiKey::CreatePartitions)?;
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(self.operation_timeout_ms)
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_count(total)
+                    .with_assignments(None),
+            ]);
+        let resp = conn.send_version(&req, v).await?;
+        let r = resp.results.first().ok_or_else(|| {
+            ClientError::Invalid(format!("CreatePartitions did not answer for {topic}"))
+        })?;
+        ClientError::check(
+            r.error_code,
+            opt_string(&r.error_message),
+            format!("topic {topic}"),
+        )?;
+        self.client.invalidate_topic(topic);
+        Ok(())
+    }
+
+    // --------------------------------------------------------------- configs
+
+    /// Every config of a resource (DescribeConfigs), sorted by name.
+    pub async fn describe_configs(
+        &self,
+        resource: &ConfigResource,
+    ) -> Result<Vec<ConfigEntry>, ClientError> {
+        let (kind, name) = resource.kind_and_name();
+        let conn = match resource {
+            ConfigResource::Broker(Some(id)) => self.client.broker_connection(*id).await?,
+            _ => self.client.any_connection().await?,
+        };
+        let v = conn.version(ApiKey::DescribeConfigs)?;
+        let req = DescribeConfigsRequest::default()
+            .with_include_synonyms(false)
+            .with_include_documentation(false)
+            .with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(kind)
+                    .with_resource_name(sb(&name))
+                    .with_configuration_keys(None),
+            ]);
+        let resp = conn.send_version(&req, v).await?;
+        let r = resp.results.first().ok_or_else(|| {
+            ClientError::Invalid(format!(
+                "DescribeConfigs did not answer for {}",
+                resource.describe()
+            ))
+        })?;
+        ClientError::check(
+            r.error_code,
+            opt_string(&r.error_message),
+            resource.describe(),
+        )?;
+        let mut entries: Vec<ConfigEntry> = r
+            .configs
+            .iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: opt_string(&c.value),
+                source: c.config_source,
+                read_only: c.read_only,
+                sensitive: c.is_sensitive,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Applies config changes: IncrementalAlterConfigs when the broker has it,
+    /// else AlterConfigs with the resource's current dynamic configs merged.
+    pub async fn alter_configs(
+        &self,
+        resource: &ConfigResource,
+        ops: &[AlterOp],
+    ) -> Result<(), ClientError> {
+        let (kind, name) = resource.kind_and_name();
+        let conn = match resource {
+            ConfigResource::Broker(Some(id)) => self.client.broker_connection(*id).await?,
+            _ => self.client.admin_connection().await?,
+        };
+        if let Some(v) = conn.versions().version(ApiKey::IncrementalAlterConfigs) {
+            let configs = ops
+                .iter()
+                .map(|op| match op {
+                    AlterOp::Set(k, val) => {
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(sb(k))
+                            .with_config_operation(0)
+                            .with_value(Some(sb(val)))
+                    }
+                    AlterOp::Delete(k) => {
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(sb(k))
+                            .with_config_operation(1)
+                            .with_value(None)
+                    }
+                })
+                .collect();
+            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(kind)
+                    .with_resource_name(sb(&name))
+                    .with_configs(configs),
+            ]);
+            let resp = conn.send_version(&req, v).await?;
+            let r = resp.responses.first().ok_or_else(|| {
+                ClientError::Invalid("IncrementalAlterConfigs returned no result".into())
+            })?;
+            return ClientError::check(
+                r.error_code,
+                opt_string(&r.error_message),
+                resource.describe(),
+            );
+        }
+        let v = conn.version(ApiKey::AlterConfigs)?;
+        // AlterConfigs replaces the whole dynamic set: start from what is set now.
+        let dynamic_source = match resource {
+            ConfigResource::Topic(_) => config_source::DYNAMIC_TOPIC_CONFIG,
+            ConfigResource::Broker(Some(_)) => config_source::DYNAMIC_BROKER_CONFIG,
+            ConfigResource::Broker(None) => config_source::DYNAMIC_DEFAULT_BROKER_CONFIG,
+        };
+        let mut set: BTreeMap<String, String> = self
+            .describe_configs(resource)
+            .await?
+            .into_iter()
+            .filter(|e| e.source == dynamic_source)
+            .filter_map(|e| e.value.map(|v| (e.name, v)))
+            .collect();
+        for op in ops {
+            match op {
+                AlterOp::Set(k, val) => {
+                    set.insert(k.clone(), val.clone());
+                }
+                AlterOp::Delete(k) => {
+                    set.remove(k);
+                }
+            }
+        }
+        let req = AlterConfigsRequest::default().with_resources(vec![
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(kind)
+                .with_resource_name(sb(&name))
+                .with_configs(
+                    set.iter()
+                        .map(|(k, val)| {
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(sb(k))
+                                .with_value(Some(sb(val)))
+                        })
+                        .collect(),
+                ),
+        ]);
+        let resp = conn.send_version(&req, v).await?;
+        let r = resp
+            .responses
+            .first()
+            .ok_or_else(|| ClientError::Invalid("AlterConfigs returned no result".into()))?;
+        ClientError::check(
+            r.error_code,
+            opt_string(&r.error_message),
+            resource.describe(),
+        )
+    }
+
+    // --------------------------------------------------------------- records
+
+    /// DeleteRecords: moves each partition's log start offset up to the given
+    /// offset (-1 = the high watermark). Returns the new low watermarks.
+    pub async fn delete_records(
+        &self,
+        targets: &[(String, i32, i64)],
+    ) -> Result<BTreeMap<Tp, i64>, ClientError> {
+        let by_leader = self
+            .group_by_leader(targets.iter().map(|(t, p, o)| (t.clone(), *p, *o)))
+            .await?;
+        let mut out = BTreeMap::new();
+        for (leader, items) in by_leader {
+            let mut topics: BTreeMap<String, Vec<delete_records_request::DeleteRecordsPartition>> =
+                BTreeMap::new();
+            for (t, p, o) in &items {
+                topics.entry(t.clone()).or_default().push(
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(*p)
+                        .with_offset(*o),
+                );
+            }
+            let (resp, _) = self
+                .client
+                .send_to(leader, ApiKey::DeleteRecords, |_| {
+                    DeleteRecordsRequest::default()
+                        .with_timeout_ms(self.operation_timeout_ms)
+                        .with_topics(
+                            topics
+                                .iter()
+                                .map(|(t, ps)| {
+                                    delete_records_request::DeleteRecordsTopic::default()
+                                        .with_name(topic_name(t))
+                                        .with_partitions(ps.clone())
+                                })
+                                .collect(),
+                        )
+                })
+                .await?;
+            for t in &resp.topics {
+                for p in &t.partitions {
+                    ClientError::check(
+                        p.error_code,
+                        None,
+                        format!("partition {}-{}", t.name.0, p.partition_index),
+                    )?;
+                    out.insert((t.name.0.to_string(), p.partition_index), p.low_watermark);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// ListOffsets for the given partitions, routed to their leaders (retried
+    /// after a metadata refresh when leadership moved).
+    pub async fn list_offsets(
+        &self,
+        partitions: &[Tp],
+        query: OffsetQuery,
+        isolation_level: i8,
+    ) -> Result<BTreeMap<Tp, ListedOffset>, ClientError> {
+        let mut out = BTreeMap::new();
+        let mut todo: Vec<Tp> = partitions.to_vec();
+        let mut attempt = 0;
+        while !todo.is_empty() {
+            let by_leader = self
+                .group_by_leader(todo.iter().map(|(t, p)| (t.clone(), *p, ())))
+                .await?;
+            let mut retry = Vec::new();
+            for (leader, items) in by_leader {
+                let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for (t, p, ()) in &items {
+                    topics.entry(t.clone()).or_default().push(*p);
+                }
+                let (resp, _) = self
+                    .client
+                    .send_to(leader, ApiKey::ListOffsets, |_| {
+                        ListOffsetsRequest::default()
+                            .with_replica_id(BrokerId(-1))
+                            .with_isolation_level(isolation_level)
+                            .with_topics(
+                                topics
+                                    .iter()
+                                    .map(|(t, ps)| {
+                                        list_offsets_request::ListOffsetsTopic::default()
+                                            .with_name(topic_name(t))
+                                            .with_partitions(
+                                                ps.iter()
+                                                    .map(|p| {
+                                                        list_offsets_request::ListOffsetsPartition::default()
+                                                            .with_partition_index(*p)
+                                                            .with_current_leader_epoch(-1)
+                                                            .with_timestamp(query.wire())
+                                                    })
+                                                    .collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .await?;
+                for t in &resp.topics {
+                    for p in &t.partitions {
+                        let tp = (t.name.0.to_string(), p.partition_index);
+                        let retriable = matches!(
+                            p.error_code,
+                            codes::NOT_LEADER_OR_FOLLOWER
+                                | codes::LEADER_NOT_AVAILABLE
+                                | codes::UNKNOWN_LEADER_EPOCH
+                                | codes::FENCED_LEADER_EPOCH
+                                | codes::OFFSET_NOT_AVAILABLE
+                        );
+                        if retriable && attempt < self.client.config().retries {
+                            self.client.invalidate_topic(&tp.0);
+                            retry.push(tp);
+                            continue;
+                        }
+                        ClientError::check(
+                            p.error_code,
+                            None,
+                            format!("partition {}-{}", tp.0, tp.1),
+                        )?;
+                        out.insert(
+                            tp,
+                            ListedOffset {
+                                offset: p.offset,
+                                timestamp: p.timestamp,
+                            },
+                        );
+                    }
+                }
+            }
+            if !retry.is_empty() {
+                attempt += 1;
+                tokio::time::sleep(self.client.config().retry_backoff).await;
+            }
+            todo = retry;
+        }
+        Ok(out)
+    }
+
+    async fn group_by_leader<T>(
+        &self,
+        items: impl Iterator<Item = (String, i32, T)>,
+    ) -> Result<BTreeMap<i32, Vec<(String, i32, T)>>, ClientError> {
+        let mut by_leader: BTreeMap<i32, Vec<(String, i32, T)>> = BTreeMap::new();
+        for (t, p, x) in items {
+            let leader = self.client.leader(&t, p).await?;
+            by_leader.entry(leader).or_default().push((t, p, x));
+        }
+        Ok(by_leader)
+    }
+
+    // --------------------------------------------------------------- cluster
+
+    /// DescribeCluster.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, ClientError> {
+        let (resp, _) = self
+            .client
+            .send_any(ApiKey::DescribeCluster, |_| {
+                DescribeClusterRequest::default()
+            })
+            .await?;
+        ClientError::check(
+            resp.error_code,
+            opt_string(&resp.error_message),
+            "DescribeCluster",
+        )?;
+        Ok(ClusterDescription {
+            cluster_id: resp.cluster_id.to_string(),
+            controller_id: resp.controller_id.0,
+            brokers: resp
+                .brokers
+                .iter()
+                .map(|b| BrokerInfo {
+                    id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: opt_string(&b.rack),
+                })
+                .collect(),
+        })
+    }
+
+    // ---------------------------------------------------------------- groups
+
+    /// ListGroups on every broker, merged and sorted by group id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>, ClientError> {
+        let brokers: Vec<i32> = self.client.cluster().brokers.keys().copied().collect();
+        let mut out = Vec::new();
+        for id in brokers {
+            let (resp, _) = self
+                .client
+                .send_to(id, ApiKey::ListGroups, |_| ListGroupsRequest::default())
+                .await?;
+            ClientError::check(resp.error_code, None, format!("ListGroups on broker {id}"))?;
+            out.extend(resp.groups.iter().map(|g| GroupListing {
+                group_id: g.group_id.0.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: g.group_state.to_string(),
+                coordinator: id,
+            }));
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(out)
+    }
+
+    /// DescribeGroups (one request per group, to its coordinator).
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        let coordinator = self.client.group_coordinator(group).await?;
+        let (resp, _) = self
+            .client
+            .send_to(coordinator, ApiKey::DescribeGroups, |_| {
+                DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))])
+            })
+            .await?;
+        let g = resp.groups.first().ok_or_else(|| {
+            ClientError::Invalid(format!("DescribeGroups did not answer for {group}"))
+        })?;
+        ClientError::check(
+            g.error_code,
+            opt_string(&g.error_message),
+            format!("group {group}"),
+        )?;
+        let consumer = g.protocol_type.as_str() == "consumer" || g.protocol_type.is_empty();
+        let members = g
+            .members
+            .iter()
+            .map(|m| GroupMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: opt_string(&m.group_instance_id),
+                client_id: m.client_id.to_string(),
+                client_host: m.client_host.to_string(),
+                assignment: if consumer {
+                    Assignment::decode(&m.member_assignment).unwrap_or_default()
+                } else {
+                    Assignment::default()
+                },
+            })
+            .collect();
+        Ok(GroupDescription {
+            group_id: g.group_id.0.to_string(),
+            error_code: g.error_code,
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members,
+            coordinator,
+        })
+    }
+
+    /// OffsetFetch: a group's committed offsets (all topics when `topics` is None).
+    pub async fn list_group_offsets(
+        &self,
+        group: &str,
+        topics: Option<&[Tp]>,
+    ) -> Result<BTreeMap<Tp, CommittedOffset>, ClientError> {
+        let coordinator = self.client.group_coordinator(group).await?;
+        fetch_committed(&self.client, coordinator, group, topics).await
+    }
+
+    /// OffsetCommit from outside the group (generation -1, empty member id);
+    /// the group must have no active members.
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), ClientError> {
+        let coordinator = self.client.group_coordinator(group).await?;
+        commit_offsets(&self.client, coordinator, group, -1, "", offsets).await
+    }
+
+    /// DeleteGroups for one group.
+    pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
+        let coordinator = self.client.group_coordinator(group).await?;
+        let (resp, _) = self
+            .client
+            .send_to(coordinator, ApiKey::DeleteGroups, |_| {
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb(group))])
+            })
+            .await?;
+        let r = resp.results.first().ok_or_else(|| {
+            ClientError::Invalid(format!("DeleteGroups did not answer for {group}"))
+        })?;
+        ClientError::check(r.error_code, None, format!("group {group}"))
+    }
+}
+
+/// OffsetFetch against `coordinator` (shared by the admin and the consumer).
+pub(crate) async fn fetch_committed(
+    client: &Client,
+    coordinator: i32,
+    group: &str,
+    topics: Option<&[Tp]>,
+) -> Result<BTreeMap<Tp, CommittedOffset>, ClientError> {
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    if let Some(ts) = topics {
+        for (t, p) in ts {
+            by_topic.entry(t.clone()).or_default().push(*p);
+        }
+    }
+    let want_all = topics.is_none();
+    let (resp, v) = client
+        .send_to(coordinator, ApiKey::OffsetFetch, |v| {
+            if v >= 8 {
+                let topics = (!want_all).then(|| {
+                    by_topic
+                        .iter()
+                        .map(|(t, ps)| {
+                            offset_fetch_request::OffsetFetchRequestTopics::default()
+                                .with_name(topic_name(t))
+                                .with_partition_indexes(ps.clone())
+                        })
+                        .collect()
+                });
+                OffsetFetchRequest::default()
+                    .with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(sb(group)))
+                            .with_member_id(None)
+                            .with_topics(topics),
+                    ])
+                    .with_require_stable(false)
+            } else {
+                let topics = (!want_all).then(|| {
+                    by_topic
+                        .iter()
+                        .map(|(t, ps)| {
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(topic_name(t))
+                                .with_partition_indexes(ps.clone())
+                        })
+                        .collect()
+                });
+                OffsetFetchRequest::default()
+                    .with_group_id(GroupId(sb(group)))
+                    .with_topics(topics)
+            }
+        })
+        .await?;
+    let mut out = BTreeMap::new();
+    if v >= 8 {
+        let g = resp.groups.first().ok_or_else(|| {
+            ClientError::Invalid(format!("OffsetFetch did not answer for {group}"))
+        })?;
+        ClientError::check(g.error_code, None, format!("group {group}"))?;
+        for t in &g.topics {
+            for p in &t.partitions {
+                ClientError::check(
+                    p.error_code,
+                    None,
+                    format!("group {group} partition {}-{}", t.name.0, p.partition_index),
+                )?;
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        metadata: opt_string(&p.metadata),
+                    },
+                );
+            }
+        }
+    } else {
+        ClientError::check(resp.error_code, None, format!("group {group}"))?;
+        for t in &resp.topics {
+            for p in &t.partitions {
+                ClientError::check(
+                    p.error_code,
+                    None,
+                    format!("group {group} partition {}-{}", t.name.0, p.partition_index),
+                )?;
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        metadata: opt_string(&p.metadata),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// OffsetCommit against `coordinator` (shared by the admin and the consumer).
+pub(crate) async fn commit_offsets(
+    client: &Client,
+    coordinator: i32,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &[(String, i32, i64)],
+) -> Result<(), ClientError> {
+    let mut by_topic: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+    for (t, p, o) in offsets {
+        by_topic.entry(t.clone()).or_default().push((*p, *o));
+    }
+    let (resp, _) = client
+        .send_to(coordinator, ApiKey::OffsetCommit, |_| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(sb(group)))
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(sb(member_id))
+                .with_topics(
+                    by_topic
+                        .iter()
+                        .map(|(t, ps)| {
+                            offset_commit_request::OffsetCommitRequestTopic::default()
+                                .with_name(topic_name(t))
+                                .with_partitions(
+                                    ps.iter()
+                                        .map(|(p, o)| {
+                                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                                .with_partition_index(*p)
+                                                .with_committed_offset(*o)
+                                                .with_committed_leader_epoch(-1)
+                                                .with_committed_metadata(Some(StrBytes::default()))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+        })
+        .await?;
+    for t in &resp.topics {
+        for p in &t.partitions {
+            ClientError::check(
+                p.error_code,
+                None,
+                format!("group {group} partition {}-{}", t.name.0, p.partition_index),
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,687 @@
+//! Response guard: walks a response body against the schema of its API and
+//! version before `kafka-protocol` decodes it.
+//!
+//! `kafka-protocol`'s decoders reserve `Vec::with_capacity(n)` for an array whose
+//! count `n` comes straight off the wire, before checking that the elements are
+//! there; a few bytes from a faulty or hostile broker could ask for gigabytes.
+//! [`check_response_body`] refuses a body unless every array count fits in the
+//! bytes that remain after it (each element occupies at least one byte) and
+//! every string or byte field fits too. Decoding an accepted body reserves at
+//! most `body_len * size_of::<element>()` bytes per array, and the body itself is
+//! capped by the connection's response size limit.
+//!
+//! Wire facts used: classic versions use an INT16 length for strings and INT32
+//! lengths for bytes and arrays (-1 = null); flexible versions use unsigned
+//! varints holding `length + 1` (0 = null) and end every struct with a tagged
+//! field section (count, then tag, size, payload per field). Tagged fields that
+//! `kafka-protocol` knows are decoded from the main buffer with their own schema,
+//! so their payloads are walked too and must be exactly their declared size.
+//!
+//! The client speaks only the versions listed in [`crate::versions`]; a schema
+//! here covers exactly those (mostly the flexible versions of each API).
+
+use kafka_protocol::messages::ApiKey;
+
+/// Why a response body was refused before decoding.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GuardError {
+    #[error("no response schema for API key {key} version {version}")]
+    Unsupported { key: i16, version: i16 },
+    #[error("body ends inside a field at byte {at}")]
+    Truncated { at: usize },
+    #[error("length {len} at byte {at} exceeds the {remaining} bytes that remain")]
+    TooLong {
+        at: usize,
+        len: u64,
+        remaining: usize,
+    },
+    #[error("negative length {len} at byte {at}")]
+    Negative { at: usize, len: i64 },
+    #[error("malformed varint at byte {at}")]
+    Varint { at: usize },
+    #[error(
+        "tagged field {tag} at byte {at} declares {declared} bytes but its payload is {actual}"
+    )]
+    TagSize {
+        at: usize,
+        tag: u32,
+        declared: usize,
+        actual: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    I8,
+    I16,
+    I32,
+    I64,
+    Uuid,
+    /// String (nullable or not: null is left to the decoder to refuse).
+    Str,
+    /// Bytes or records.
+    Bytes,
+    /// Array of INT32.
+    I32s,
+    Array(&'static Schema),
+    Struct(&'static Schema),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    kind: Kind,
+    min: i16,
+    max: i16,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tag {
+    tag: u32,
+    kind: Kind,
+    min: i16,
+}
+
+#[derive(Debug)]
+struct Schema {
+    fields: &'static [Field],
+    tags: &'static [Tag],
+}
+
+const fn f(kind: Kind) -> Field {
+    Field {
+        kind,
+        min: 0,
+        max: i16::MAX,
+    }
+}
+
+const fn since(min: i16, kind: Kind) -> Field {
+    Field {
+        kind,
+        min,
+        max: i16::MAX,
+    }
+}
+
+const fn until(max: i16, kind: Kind) -> Field {
+    Field { kind, min: 0, max }
+}
+
+const fn s(fields: &'static [Field]) -> Schema {
+    Schema { fields, tags: &[] }
+}
+
+const fn st(fields: &'static [Field], tags: &'static [Tag]) -> Schema {
+    Schema { fields, tags }
+}
+
+const fn tag(tag: u32, min: i16, kind: Kind) -> Tag {
+    Tag { tag, kind, min }
+}
+
+use Kind::{Bytes, I32s, Str, Uuid, I16, I32, I64, I8};
+
+const fn arr(schema: &'static Schema) -> Kind {
+    Kind::Array(schema)
+}
+
+// ----------------------------------------------------------------------------
+// Response schemas (field order and types per Kafka's message definitions).
+
+static API_VERSION: Schema = s(&[f(I16), f(I16), f(I16)]);
+static FEATURE_KEY: Schema = s(&[f(Str), f(I16), f(I16)]);
+static API_VERSIONS: Schema = st(
+    &[f(I16), f(arr(&API_VERSION)), since(1, I32)],
+    &[
+        tag(0, 3, arr(&FEATURE_KEY)),
+        tag(1, 3, I64),
+        tag(2, 3, arr(&FEATURE_KEY)),
+        tag(3, 3, I8),
+    ],
+);
+
+static MD_BROKER: Schema = s(&[f(I32), f(Str), f(I32), f(Str)]);
+static MD_PARTITION: Schema = s(&[f(I16), f(I32), f(I32), f(I32), f(I32s), f(I32s), f(I32s)]);
+static MD_TOPIC: Schema = s(&[
+    f(I16),
+    f(Str),
+    since(10, Uuid),
+    f(I8),
+    f(arr(&MD_PARTITION)),
+    f(I32),
+]);
+static METADATA: Schema = s(&[
+    f(I32),
+    f(arr(&MD_BROKER)),
+    f(Str),
+    f(I32),
+    f(arr(&MD_TOPIC)),
+    until(10, I32),
+]);
+
+static LEADER_AND_EPOCH: Schema = s(&[f(I32), f(I32)]);
+static NODE_ENDPOINT: Schema = s(&[f(I32), f(Str), f(I32), f(Str)]);
+static PRODUCE_RECORD_ERROR: Schema = s(&[f(I32), f(Str)]);
+static PRODUCE_PARTITION: Schema = st(
+    &[
+        f(I32),
+        f(I16),
+        f(I64),
+        f(I64),
+        f(I64),
+        f(arr(&PRODUCE_RECORD_ERROR)),
+        f(Str),
+    ],
+    &[tag(0, 10, Kind::Struct(&LEADER_AND_EPOCH))],
+);
+static PRODUCE_TOPIC: Schema = s(&[f(Str), f(arr(&PRODUCE_PARTITION))]);
+static PRODUCE: Schema = st(
+    &[f(arr(&PRODUCE_TOPIC)), f(I32)],
+    &[tag(0, 10, arr(&NODE_ENDPOINT))],
+);
+
+static ABORTED_TXN: Schema = s(&[f(I64), f(I64)]);
+static EPOCH_END_OFFSET: Schema = s(&[f(I32), f(I64)]);
+static SNAPSHOT_ID: Schema = s(&[f(I64), f(I32)]);
+static FETCH_PARTITION: Schema = st(
+    &[
+        f(I32),
+        f(I16),
+        f(I64),
+        f(I64),
+        f(I64),
+        f(arr(&ABORTED_TXN)),
+        f(I32),
+        f(Bytes),
+    ],
+    &[
+        tag(0, 12, Kind::Struct(&EPOCH_END_OFFSET)),
+        tag(1, 12, Kind::Struct(&LEADER_AND_EPOCH)),
+        tag(2, 12, Kind::Struct(&SNAPSHOT_ID)),
+    ],
+);
+static FETCH_TOPIC: Schema = s(&[f(Str), f(arr(&FETCH_PARTITION))]);
+static FETCH: Schema = st(
+    &[f(I32), f(I16), f(I32), f(arr(&FETCH_TOPIC))],
+    &[tag(0, 16, arr(&NODE_ENDPOINT))],
+);
+
+static LIST_OFFSETS_PARTITION: Schema = s(&[f(I32), f(I16), f(I64), f(I64), f(I32)]);
+static LIST_OFFSETS_TOPIC: Schema = s(&[f(Str), f(arr(&LIST_OFFSETS_PARTITION))]);
+static LIST_OFFSETS: Schema = s(&[f(I32), f(arr(&LIST_OFFSETS_TOPIC))]);
+
+static CREATE_TOPIC_CONFIG: Schema = s(&[f(Str), f(Str), f(I8), f(I8), f(I8)]);
+static CREATE_TOPIC_RESULT: Schema = st(
+    &[
+        f(Str),
+        since(7, Uuid),
+        f(I16),
+        f(Str),
+        f(I32),
+        f(I16),
+        f(arr(&CREATE_TOPIC_CONFIG)),
+    ],
+    &[tag(0, 5, I16)],
+);
+static CREATE_TOPICS: Schema = s(&[f(I32), f(arr(&CREATE_TOPIC_RESULT))]);
+
+static DELETE_TOPIC_RESULT: Schema = s(&[f(Str), since(6, Uuid), f(I16), since(5, Str)]);
+static DELETE_TOPICS: Schema = s(&[f(I32), f(arr(&DELETE_TOPIC_RESULT))]);
+
+static NAME_ERROR_MESSAGE: Schema = s(&[f(Str), f(I16), f(Str)]);
+static CREATE_PARTITIONS: Schema = s(&[f(I32), f(arr(&NAME_ERROR_MESSAGE))]);
+
+static CONFIG_SYNONYM: Schema = s(&[f(Str), f(Str), f(I8)]);
+static CONFIG_ENTRY: Schema = s(&[
+    f(Str),
+    f(Str),
+    f(I8),
+    f(I8),
+    f(I8),
+    f(arr(&CONFIG_SYNONYM)),
+    f(I8),
+    f(Str),
+]);
+static CONFIG_RESOURCE: Schema = s(&[f(I16), f(Str), f(I8), f(Str), f(arr(&CONFIG_ENTRY))]);
+static DESCRIBE_CONFIGS: Schema = s(&[f(I32), f(arr(&CONFIG_RESOURCE))]);
+
+static ALTER_RESOURCE: Schema = s(&[f(I16), f(Str), f(I8), f(Str)]);
+static ALTER_CONFIGS: Schema = s(&[f(I32), f(arr(&ALTER_RESOURCE))]);
+
+static DELETE_RECORDS_PARTITION: Schema = s(&[f(I32), f(I64), f(I16)]);
+static DELETE_RECORDS_TOPIC: Schema = s(&[f(Str), f(arr(&DELETE_RECORDS_PARTITION))]);
+static DELETE_RECORDS: Schema = s(&[f(I32), f(arr(&DELETE_RECORDS_TOPIC))]);
+
+static CLUSTER_BROKER: Schema = s(&[f(I32), f(Str), f(I32), f(Str), since(2, I8)]);
+static DESCRIBE_CLUSTER: Schema = s(&[
+    f(I32),
+    f(I16),
+    f(Str),
+    since(1, I8),
+    f(Str),
+    f(I32),
+    f(arr(&CLUSTER_BROKER)),
+    f(I32),
+]);
+
+static COORDINATOR: Schema = s(&[f(Str), f(I32), f(Str), f(I32), f(I16), f(Str)]);
+static FIND_COORDINATOR: Schema = s(&[
+    f(I32),
+    until(3, I16),
+    until(3, Str),
+    until(3, I32),
+    until(3, Str),
+    until(3, I32),
+    since(4, arr(&COORDINATOR)),
+]);
+
+static JOIN_MEMBER: Schema = s(&[f(Str), f(Str), f(Bytes)]);
+static JOIN_GROUP: Schema = s(&[
+    f(I32),
+    f(I16),
+    f(I32),
+    since(7, Str),
+    f(Str),
+    f(Str),
+    since(9, I8),
+    f(Str),
+    f(arr(&JOIN_MEMBER)),
+]);
+
+static SYNC_GROUP: Schema = s(&[f(I32), f(I16), since(5, Str), since(5, Str), f(Bytes)]);
+static HEARTBEAT: Schema = s(&[f(I32), f(I16)]);
+static LEAVE_MEMBER: Schema = s(&[f(Str), f(Str), f(I16)]);
+static LEAVE_GROUP: Schema = s(&[f(I32), f(I16), f(arr(&LEAVE_MEMBER))]);
+
+static PARTITION_ERROR: Schema = s(&[f(I32), f(I16)]);
+static COMMIT_TOPIC: Schema = s(&[f(Str), f(arr(&PARTITION_ERROR))]);
+static OFFSET_COMMIT: Schema = s(&[f(I32), f(arr(&COMMIT_TOPIC))]);
+
+static OFFSET_FETCH_PARTITION: Schema = s(&[f(I32), f(I64), f(I32), f(Str), f(I16)]);
+static OFFSET_FETCH_TOPIC: Schema = s(&[f(Str), f(arr(&OFFSET_FETCH_PARTITION))]);
+static OFFSET_FETCH_GROUP: Schema = s(&[f(Str), f(arr(&OFFSET_FETCH_TOPIC)), f(I16)]);
+static OFFSET_FETCH: Schema = s(&[
+    f(I32),
+    until(7, arr(&OFFSET_FETCH_TOPIC)),
+    until(7, I16),
+    since(8, arr(&OFFSET_FETCH_GROUP)),
+]);
+
+static LISTED_GROUP: Schema = s(&[f(Str), f(Str), since(4, Str), since(5, Str)]);
+static LIST_GROUPS: Schema = s(&[f(I32), f(I16), f(arr(&LISTED_GROUP))]);
+
+static GROUP_MEMBER: Schema = s(&[f(Str), f(Str), f(Str), f(Str), f(Bytes), f(Bytes)]);
+static DESCRIBED_GROUP: Schema = s(&[
+    f(I16),
+    since(6, Str),
+    f(Str),
+    f(Str),
+    f(Str),
+    f(Str),
+    f(arr(&GROUP_MEMBER)),
+    f(I32),
+]);
+static DESCRIBE_GROUPS: Schema = s(&[f(I32), f(arr(&DESCRIBED_GROUP))]);
+
+static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
+static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
+
+/// A response type the guard can walk: key, covered versions, first flexible version.
+struct Api {
+    key: ApiKey,
+    min: i16,
+    max: i16,
+    flexible_min: i16,
+    body: &'static Schema,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16, flexible_min: i16, body: &'static Schema) -> Api {
+    Api {
+        key,
+        min,
+        max,
+        flexible_min,
+        body,
+    }
+}
+
+static APIS: &[Api] = &[
+    api(ApiKey::ApiVersions, 0, 3, 3, &API_VERSIONS),
+    api(ApiKey::Metadata, 9, 12, 9, &METADATA),
+    api(ApiKey::Produce, 9, 11, 9, &PRODUCE),
+    api(ApiKey::Fetch, 12, 12, 12, &FETCH),
+    api(ApiKey::ListOffsets, 6, 8, 6, &LIST_OFFSETS),
+    api(ApiKey::CreateTopics, 5, 7, 5, &CREATE_TOPICS),
+    api(ApiKey::DeleteTopics, 4, 6, 4, &DELETE_TOPICS),
+    api(ApiKey::CreatePartitions, 2, 3, 2, &CREATE_PARTITIONS),
+    api(ApiKey::DescribeConfigs, 4, 4, 4, &DESCRIBE_CONFIGS),
+    api(ApiKey::AlterConfigs, 2, 2, 2, &ALTER_CONFIGS),
+    api(ApiKey::IncrementalAlterConfigs, 1, 1, 1, &ALTER_CONFIGS),
+    api(ApiKey::DeleteRecords, 2, 2, 2, &DELETE_RECORDS),
+    api(ApiKey::DescribeCluster, 0, 1, 0, &DESCRIBE_CLUSTER),
+    api(ApiKey::FindCoordinator, 3, 6, 3, &FIND_COORDINATOR),
+    api(ApiKey::JoinGroup, 6, 9, 6, &JOIN_GROUP),
+    api(ApiKey::SyncGroup, 4, 5, 4, &SYNC_GROUP),
+    api(ApiKey::Heartbeat, 4, 4, 4, &HEARTBEAT),
+    api(ApiKey::LeaveGroup, 4, 5, 4, &LEAVE_GROUP),
+    api(ApiKey::OffsetCommit, 8, 9, 8, &OFFSET_COMMIT),
+    api(ApiKey::OffsetFetch, 6, 9, 6, &OFFSET_FETCH),
+    api(ApiKey::ListGroups, 3, 5, 3, &LIST_GROUPS),
+    api(ApiKey::DescribeGroups, 5, 6, 5, &DESCRIBE_GROUPS),
+    api(ApiKey::DeleteGroups, 2, 2, 2, &DELETE_GROUPS),
+];
+
+/// The response versions the guard covers for `key`, if any.
+pub fn covered(key: ApiKey) -> Option<(i16, i16)> {
+    APIS.iter().find(|a| a.key == key).map(|a| (a.min, a.max))
+}
+
+/// Checks that `body` (the bytes after the response header) is a response of
+/// `key`/`version` whose every length fits in the bytes present. Trailing bytes
+/// after the schema are allowed (newer brokers may add fields we skip).
+pub fn check_response_body(key: ApiKey, version: i16, body: &[u8]) -> Result<(), GuardError> {
+    let api = APIS
+        .iter()
+        .find(|a| a.key == key && (a.min..=a.max).contains(&version))
+        .ok_or(GuardError::Unsupported {
+            key: key as i16,
+            version,
+        })?;
+    let mut w = Walker {
+        buf: body,
+        pos: 0,
+        version,
+        flexible: version >= api.flexible_min,
+    };
+    w.walk_struct(api.body)
+}
+
+struct Walker<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    version: i16,
+    flexible: bool,
+}
+
+impl Walker<'_> {
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), GuardError> {
+        if n > self.remaining() {
+            return Err(GuardError::TooLong {
+                at: self.pos,
+                len: n as u64,
+                remaining: self.remaining(),
+            });
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], GuardError> {
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos + N)
+            .ok_or(GuardError::Truncated { at: self.pos })?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        self.pos += N;
+        Ok(out)
+    }
+
+    fn uvarint(&mut self) -> Result<u32, GuardError> {
+        let at = self.pos;
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let b = *self.buf.get(self.pos).ok_or(GuardError::Truncated { at })?;
+            self.pos += 1;
+            let bits = u32::from(b & 0x7f);
+            if i == 4 && bits > 0x0f {
+                return Err(GuardError::Varint { at });
+            }
+            value |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(GuardError::Varint { at })
+    }
+
+    /// A length prefix: `None` for null; classic lengths are `width` bytes.
+    fn length(&mut self, classic_width: usize) -> Result<Option<usize>, GuardError> {
+        let at = self.pos;
+        if self.flexible {
+            let n = self.uvarint()?;
+            return Ok(n.checked_sub(1).map(|n| n as usize));
+        }
+        let n: i64 = if classic_width == 2 {
+            i64::from(i16::from_be_bytes(self.fixed::<2>()?))
+        } else {
+            i64::from(i32::from_be_bytes(self.fixed::<4>()?))
+        };
+        match n {
+            -1 => Ok(None),
+            n if n < 0 => Err(GuardError::Negative { at, len: n }),
+            n => Ok(Some(n as usize)),
+        }
+    }
+
+    fn walk_kind(&mut self, kind: Kind) -> Result<(), GuardError> {
+        match kind {
+            Kind::I8 => self.skip_fixed(1),
+            Kind::I16 => self.skip_fixed(2),
+            Kind::I32 => self.skip_fixed(4),
+            Kind::I64 => self.skip_fixed(8),
+            Kind::Uuid => self.skip_fixed(16),
+            Kind::Str => {
+                if let Some(n) = self.length(2)? {
+                    self.skip(n)?;
+                }
+                Ok(())
+            }
+            Kind::Bytes => {
+                if let Some(n) = self.length(4)? {
+                    self.skip(n)?;
+                }
+                Ok(())
+            }
+            Kind::I32s => {
+                if let Some(n) = self.array_len()? {
+                    self.skip(
+                        n.checked_mul(4)
+                            .ok_or(GuardError::Truncated { at: self.pos })?,
+                    )?;
+                }
+                Ok(())
+            }
+            Kind::Array(schema) => {
+                if let Some(n) = self.array_len()? {
+                    for _ in 0..n {
+                        self.walk_struct(schema)?;
+                    }
+                }
+                Ok(())
+            }
+            Kind::Struct(schema) => self.walk_struct(schema),
+        }
+    }
+
+    fn skip_fixed(&mut self, n: usize) -> Result<(), GuardError> {
+        if self.remaining() < n {
+            return Err(GuardError::Truncated { at: self.pos });
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// An array count, refused unless that many one-byte elements could follow.
+    fn array_len(&mut self) -> Result<Option<usize>, GuardError> {
+        let at = self.pos;
+        let n = self.length(4)?;
+        if let Some(n) = n {
+            if n > self.remaining() {
+                return Err(GuardError::TooLong {
+                    at,
+                    len: n as u64,
+                    remaining: self.remaining(),
+                });
+            }
+        }
+        Ok(n)
+    }
+
+    fn walk_struct(&mut self, schema: &Schema) -> Result<(), GuardError> {
+        for field in schema.fields {
+            if field.min <= self.version && self.version <= field.max {
+                self.walk_kind(field.kind)?;
+            }
+        }
+        if !self.flexible {
+            return Ok(());
+        }
+        let count = self.uvarint()?;
+        for _ in 0..count {
+            let tag = self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            let at = self.pos;
+            if size > self.remaining() {
+                return Err(GuardError::TooLong {
+                    at,
+                    len: size as u64,
+                    remaining: self.remaining(),
+                });
+            }
+            let known = schema
+                .tags
+                .iter()
+                .find(|t| t.tag == tag && self.version >= t.min);
+            match known {
+                Some(t) => {
+                    let mut sub = Walker {
+                        buf: &self.buf[..at + size],
+                        pos: at,
+                        version: self.version,
+                        flexible: true,
+                    };
+                    sub.walk_kind(t.kind)?;
+                    if sub.pos != at + size {
+                        return Err(GuardError::TagSize {
+                            at,
+                            tag,
+                            declared: size,
+                            actual: sub.pos - at,
+                        });
+                    }
+                    self.pos = at + size;
+                }
+                None => self.pos = at + size,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn encode<T: Encodable>(msg: &T, version: i16) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        msg.encode(&mut buf, version).expect("encodes");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn accepts_real_responses_of_every_covered_version() {
+        let md = MetadataResponse::default()
+            .with_brokers(vec![metadata_response::MetadataResponseBroker::default()
+                .with_host(StrBytes::from_static_str("localhost"))
+                .with_port(9092)])
+            .with_topics(vec![metadata_response::MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                .with_partitions(vec![
+                    metadata_response::MetadataResponsePartition::default()
+                        .with_replica_nodes(vec![BrokerId(1)])
+                        .with_isr_nodes(vec![BrokerId(1)]),
+                ])]);
+        for v in 9..=12 {
+            check_response_body(ApiKey::Metadata, v, &encode(&md, v)).expect("valid metadata");
+        }
+        let av = ApiVersionsResponse::default().with_api_keys(vec![
+            api_versions_response::ApiVersion::default()
+                .with_api_key(3)
+                .with_max_version(12),
+        ]);
+        for v in 0..=3 {
+            check_response_body(ApiKey::ApiVersions, v, &encode(&av, v))
+                .expect("valid api versions");
+        }
+        let fetch = FetchResponse::default().with_responses(vec![
+            fetch_response::FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![fetch_response::PartitionData::default()
+                    .with_records(Some(bytes::Bytes::from_static(b"abc")))
+                    .with_current_leader(
+                        fetch_response::LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(1))
+                            .with_leader_epoch(3),
+                    )]),
+        ]);
+        check_response_body(ApiKey::Fetch, 12, &encode(&fetch, 12)).expect("valid fetch");
+        let of = OffsetFetchResponse::default().with_groups(vec![
+            offset_fetch_response::OffsetFetchResponseGroup::default().with_topics(vec![
+                offset_fetch_response::OffsetFetchResponseTopics::default().with_partitions(vec![
+                    offset_fetch_response::OffsetFetchResponsePartitions::default(),
+                ]),
+            ]),
+        ]);
+        for v in 8..=9 {
+            check_response_body(ApiKey::OffsetFetch, v, &encode(&of, v))
+                .expect("valid offset fetch");
+        }
+    }
+
+    #[test]
+    fn refuses_huge_array_counts() {
+        // Metadata v9: throttle, then a compact array claiming 2^28 brokers.
+        let mut body = vec![0, 0, 0, 0];
+        body.extend_from_slice(&[0x81, 0x80, 0x80, 0x80, 0x01]);
+        let err = check_response_body(ApiKey::Metadata, 9, &body).unwrap_err();
+        assert!(matches!(err, GuardError::TooLong { .. }), "{err:?}");
+        // ApiVersions v0: error code, then an INT32 array count of i32::MAX.
+        let body = [0, 0, 0x7f, 0xff, 0xff, 0xff];
+        assert!(check_response_body(ApiKey::ApiVersions, 0, &body).is_err());
+    }
+
+    #[test]
+    fn refuses_truncated_and_oversized_tags() {
+        let hb = HeartbeatResponse::default();
+        let mut bytes = encode(&hb, 4);
+        bytes.pop();
+        assert!(check_response_body(ApiKey::Heartbeat, 4, &bytes).is_err());
+        // A known tag (CreateTopics result tag 0, an INT16) declared as 5 bytes.
+        let ok = encode(
+            &CreateTopicsResponse::default()
+                .with_topics(vec![create_topics_response::CreatableTopicResult::default()]),
+            5,
+        );
+        check_response_body(ApiKey::CreateTopics, 5, &ok).expect("valid");
+        let mut bad = ok.clone();
+        // Replace the result's empty tag section (second-to-last byte) with one tag.
+        let n = bad.len();
+        bad.truncate(n - 2);
+        bad.extend_from_slice(&[1, 0, 5, 0, 1, 0, 0, 0, 0]);
+        let err = check_response_body(ApiKey::CreateTopics, 5, &bad).unwrap_err();
+        assert!(matches!(err, GuardError::TagSize { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn unknown_versions_are_refused() {
+        assert!(check_response_body(ApiKey::Fetch, 11, &[]).is_err());
+    }
+}

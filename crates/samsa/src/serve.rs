@@ -1,0 +1,110 @@
+//! `samsa serve`: run a broker in the foreground until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use samsa_broker::{Broker, BrokerSettings};
+use samsa_metadata::config::StaticConfig;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on for Kafka clients (sets `listeners`).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Data directory (sets `log.dirs`). Default: ./samsa-data
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A Kafka-style properties file (server.properties).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override one config key, e.g. --set num.partitions=3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
+    let mut cfg = StaticConfig::default();
+    let mut apply = |key: &str, value: &str, origin: &str| -> anyhow::Result<()> {
+        let known = cfg
+            .set(key, value)
+            .with_context(|| format!("{origin}: {key}={value}"))?;
+        if !known {
+            tracing::warn!(
+                key,
+                origin,
+                "the configuration key is not known to samsa and is ignored"
+            );
+        }
+        Ok(())
+    };
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let props = StaticConfig::parse_properties(&text)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        for (k, v) in props {
+            apply(&k, &v, &path.display().to_string())?;
+        }
+    }
+    for kv in &args.set {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--set expects KEY=VALUE, got {kv:?}");
+        };
+        apply(k.trim(), v.trim(), "--set")?;
+    }
+    if let Some(listen) = &args.listen {
+        apply("listeners", &format!("PLAINTEXT://{listen}"), "--listen")?;
+    }
+    if let Some(dir) = &args.data_dir {
+        apply("log.dirs", &dir.display().to_string(), "--data-dir")?;
+    }
+    Ok(cfg)
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = Arc::new(load_config(&args)?);
+    let settings = BrokerSettings::from_config(&cfg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let data_dir = settings.data_dir.clone();
+        let broker = Broker::open(settings, cfg).context("opening the data directory")?;
+        tracing::info!(
+            listen = %broker.settings.listen,
+            data_dir = %data_dir.display(),
+            node_id = broker.settings.node_id.get(),
+            cluster_id = %broker.image().cluster_id,
+            "samsa is serving"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(samsa_broker::serve(broker.clone(), listener, stop_rx));
+        wait_for_signal().await?;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+        }
+        broker.shutdown();
+        tracing::info!("shut down cleanly");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
