@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use samsa_metadata::config::StaticConfig;
 use samsa_model::{LeaderEpoch, Offset, PartitionIndex, TopicId};
-use samsa_storage::{LogConfig, PartitionLog};
+use samsa_storage::{CompactionConfig, LogConfig, PartitionLog};
 
 use crate::producer_state::ProducerStates;
 
@@ -26,6 +26,8 @@ pub struct TopicSettings {
     pub retention_ms: i64,
     /// `retention.bytes`; -1 = unlimited.
     pub retention_bytes: i64,
+    /// The cleaner's settings (used when `compact` is set).
+    pub compaction: CompactionConfig,
     pub log: LogConfig,
 }
 
@@ -51,6 +53,16 @@ impl TopicSettings {
                 .any(|p| p.trim().eq_ignore_ascii_case("delete")),
             retention_ms: num("retention.ms", 604_800_000),
             retention_bytes: num("retention.bytes", -1),
+            compaction: CompactionConfig {
+                min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.5),
+                min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
+                max_compaction_lag_ms: num("max.compaction.lag.ms", i64::MAX),
+                delete_retention_ms: num("delete.retention.ms", 86_400_000),
+                ..CompactionConfig::default()
+            },
             log: LogConfig {
                 segment_bytes: num("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
                 segment_ms: segment_ms - jitter,

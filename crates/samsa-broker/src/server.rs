@@ -40,6 +40,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     tokio::spawn(flusher(broker.clone(), shutdown.clone()));
     tokio::spawn(retention_task(broker.clone(), shutdown.clone()));
+    tokio::spawn(cleaner_task(broker.clone(), shutdown.clone()));
     tokio::spawn(
         broker
             .groups
@@ -141,6 +142,57 @@ async fn retention_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
                 Err(e) => {
                     tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "retention failed")
                 }
+            }
+        }
+    }
+}
+
+/// The log cleaner: every `log.cleaner.backoff.ms`, compacts partitions of
+/// topics whose `cleanup.policy` includes `compact`, one at a time, on a
+/// blocking thread so produce and fetch never wait for it.
+async fn cleaner_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let every = broker
+            .config()
+            .get_i64("log.cleaner.backoff.ms")
+            .unwrap_or(15_000)
+            .clamp(10, 86_400_000) as u64;
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(every)) => {}
+        }
+        if !broker.config().get_bool("log.cleaner.enable") {
+            continue;
+        }
+        for p in broker.all_partitions() {
+            let settings = p.settings();
+            if !settings.compact {
+                continue;
+            }
+            let part = p.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                part.log
+                    .compact(&settings.compaction, crate::handlers::produce::now_ms())
+            })
+            .await;
+            match result {
+                Ok(Ok(Some(stats))) => tracing::info!(
+                    topic = %p.topic,
+                    partition = p.index.get(),
+                    records_read = stats.records_read,
+                    records_kept = stats.records_kept,
+                    bytes_before = stats.bytes_before,
+                    bytes_after = stats.bytes_after,
+                    "compacted"
+                ),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "compaction failed")
+                }
+                Err(e) => tracing::error!(error = %e, "compaction task failed"),
+            }
+            if *shutdown.borrow() {
+                return;
             }
         }
     }

@@ -335,6 +335,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("log.retention.bytes", Long, Some("-1"), Validator::Range(-1, i64::MAX), [], "Retention size per partition."),
     def!("log.retention.check.interval.ms", Long, Some("300000"), Validator::Range(1, i64::MAX), [], "How often retention is enforced."),
     def!("log.cleanup.policy", List, Some("delete"), Validator::ListOf(&["delete", "compact"]), [], "Default cleanup policy."),
+    def!("log.cleaner.backoff.ms", Long, Some("15000"), Validator::Range(0, i64::MAX), [], "Sleep between log cleaner runs."),
+    def!("log.cleaner.enable", Boolean, Some("true"), Validator::Any, [], "Whether the log cleaner runs."),
     def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Validator::Range(0, i64::MAX), [], "Tombstone retention."),
     def!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Validator::DoubleRange(0.0, 1.0), [], "Default min.cleanable.dirty.ratio."),
     def!("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Validator::Range(0, i64::MAX), [], "Default min.compaction.lag.ms."),

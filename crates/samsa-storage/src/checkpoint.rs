@@ -63,17 +63,29 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 
 /// Atomically replace the checkpoint with `offset`.
 pub(crate) fn write(dir: &Path, offset: Offset) -> Result<(), StorageError> {
-    let tmp = dir.join(LOG_START_TMP_FILE);
+    write_atomically(dir, LOG_START_FILE, LOG_START_TMP_FILE, &encode(offset))
+}
+
+/// Atomically replace `dir/name` with `bytes`: write and fsync `dir/tmp_name`,
+/// rename it over `name`, fsync the directory. A crash leaves the old or the
+/// new file, plus possibly the temporary one (the log deletes `*.tmp` on open).
+pub(crate) fn write_atomically(
+    dir: &Path,
+    name: &str,
+    tmp_name: &str,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let tmp = dir.join(tmp_name);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(|e| StorageError::io("create", &tmp, e))?;
-    f.write_all(&encode(offset))
+    f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| StorageError::io("write", &tmp, e))?;
-    let dst = dir.join(LOG_START_FILE);
+    let dst = dir.join(name);
     fs::rename(&tmp, &dst).map_err(|e| StorageError::io("rename", &dst, e))?;
     sync_dir(dir)
 }

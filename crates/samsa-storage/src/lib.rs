@@ -5,20 +5,24 @@
 //! broker validates produced batches first; this crate assigns offsets, keeps
 //! the offset and time indexes, serves reads of whole batches, answers
 //! timestamp lookups, moves the log start (DeleteRecords, retention),
-//! truncates (replication), and after a crash recovers to a prefix of what
-//! was appended in which every batch passed its CRC check.
+//! truncates (replication), compacts (`cleanup.policy=compact`, keeping the
+//! latest record per key at its original offset), and after a crash recovers
+//! to a prefix of what was appended in which every batch passed its CRC check.
 //!
 //! File formats and crash behaviour are documented in [`log`] (directory),
 //! [`segment`] (`.log` files and recovery), [`index`] (`.index`,
-//! `.timeindex`) and [`checkpoint`] (`log-start-offset`).
+//! `.timeindex`), [`checkpoint`] (`log-start-offset`) and [`cleaner`]
+//! (`cleaner-checkpoint`, `.cleaned`/`.swap` files, compaction).
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod index;
 pub mod log;
 pub mod segment;
 
+pub use cleaner::{CompactionConfig, CompactionStats};
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use log::{delete_log_dir, AppendInfo, PartitionLog, ReadResult, SegmentInfo};

@@ -13,6 +13,10 @@
 //!   and retention.
 //! - `clean-shutdown`: an empty marker written by [`PartitionLog::close`] after
 //!   everything was fsynced, and removed (durably) on open before any write.
+//! - `cleaner-checkpoint`: the compaction checkpoint (first dirty offset and
+//!   compacted end), and `*.cleaned` / `*.swap`: segments being written or
+//!   committed by a compaction; see [`crate::cleaner`] for their layouts and
+//!   how open finishes or undoes an interrupted segment replacement.
 //! - `*.tmp`: leftovers of an interrupted checkpoint write, deleted on open.
 //!
 //! # Concurrency
@@ -28,6 +32,8 @@
 //! readers may be looking at, additionally takes an I/O guard that readers
 //! hold (shared) during their file reads. A segment deleted while a reader
 //! still holds its file keeps being readable through the open descriptor.
+//! Compaction ([`PartitionLog::compact`]) runs its passes outside the writer
+//! lock and takes it only to replace cleaned segments (see [`crate::cleaner`]).
 //!
 //! # Crash behaviour
 //!
@@ -42,6 +48,8 @@
 //! recovered only if that check fails. Data not yet fsynced (see
 //! `flush_messages`/`flush_ms`) may be lost, but what remains is always a
 //! prefix of what was appended, and every batch it holds passed a CRC check.
+//! Before any of this, open completes or undoes a segment replacement a
+//! compaction left half done ([`crate::cleaner`]).
 
 use std::fs;
 use std::io;
@@ -53,11 +61,15 @@ use samsa_model::batch::{self, BatchError, BatchHeader, BatchIter};
 use samsa_model::{LeaderEpoch, Offset, TimestampMs};
 
 use crate::checkpoint;
+use crate::cleaner::{
+    self, CleanedGroup, CleanerCheckpoint, CompactionConfig, CompactionStats, ProducerLastBatches,
+    Rewriter, SegmentSnapshot, SwapCrashPoint,
+};
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{self, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 use crate::segment::{
-    self, SegmentFiles, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    self, Continuity, SegmentFiles, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 use std::os::unix::fs::FileExt;
 
@@ -130,6 +142,10 @@ struct LogState {
     sealed: Vec<Segment>,
     active: Segment,
     log_start: Offset,
+    /// The persisted cleaner checkpoint (changed under the writer lock).
+    cleaner: CleanerCheckpoint,
+    /// Truncations so far; a clean that sees it change gives up.
+    truncations: u64,
 }
 
 impl LogState {
@@ -190,6 +206,20 @@ pub struct PartitionLog {
     writer: Mutex<Writer>,
     io_guard: RwLock<()>,
     state: RwLock<LogState>,
+    /// Serialises compactions (held for a whole clean, never by appends).
+    /// Holds when a tombstone kept by the last clean may be removed (not
+    /// persisted: after a restart tombstones wait for the next dirty clean).
+    cleaning: Mutex<Option<i64>>,
+}
+
+/// How the replacement of one cleaned group ended.
+enum SwapOutcome {
+    /// Replaced this many original segments.
+    Replaced(usize),
+    /// The originals are no longer in the log (retention deleted them).
+    Skipped,
+    /// A truncation happened since the clean started.
+    Truncated,
 }
 
 // Poisoning only follows a panic in our own code, which already aborted that
@@ -234,6 +264,7 @@ impl PartitionLog {
             .try_exists()
             .map_err(|e| StorageError::io("stat", dir, e))?;
         fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
+        cleaner::complete_interrupted_swaps(dir)?;
         if !existed {
             // Make the new directory's own entry durable.
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
@@ -270,6 +301,8 @@ impl PartitionLog {
         }
 
         let checkpointed = checkpoint::read(dir)?;
+        let cleaner_checkpoint = CleanerCheckpoint::read(dir)?;
+        let gaps_end = cleaner_checkpoint.map_or(Offset(0), |c| c.compacted_end);
         let mut segments = Vec::with_capacity(bases.len());
         let last = bases.len().checked_sub(1);
         for (i, &base) in bases.iter().enumerate() {
@@ -282,7 +315,14 @@ impl PartitionLog {
             };
             let meta = match fast {
                 Some(meta) => meta,
-                None => segment::recover(&files, config.index_interval_bytes, is_active)?,
+                None => {
+                    let continuity = if is_active {
+                        Continuity::ContiguousAbove(gaps_end)
+                    } else {
+                        Continuity::Increasing
+                    };
+                    segment::recover(&files, config.index_interval_bytes, continuity)?
+                }
             };
             segments.push(Segment {
                 files: Arc::new(files),
@@ -346,6 +386,20 @@ impl PartitionLog {
             });
         };
         let (index_file, time_index_file) = active.files.open_index_writers()?;
+        let log_end = active.meta.next_offset;
+        let cleaner = match cleaner_checkpoint {
+            Some(c) => {
+                let clamped = CleanerCheckpoint {
+                    first_dirty: c.first_dirty.min(log_end),
+                    compacted_end: c.compacted_end.min(log_end),
+                };
+                if clamped != c {
+                    clamped.write(dir)?;
+                }
+                clamped
+            }
+            None => CleanerCheckpoint::initial(log_start),
+        };
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             config: Mutex::new(config),
@@ -362,7 +416,10 @@ impl PartitionLog {
                 sealed: segments,
                 active,
                 log_start,
+                cleaner,
+                truncations: 0,
             }),
+            cleaning: Mutex::new(None),
         })
     }
 
@@ -959,6 +1016,10 @@ impl PartitionLog {
         if offset >= st.log_end() {
             return Ok(());
         }
+        st.truncations += 1;
+        // Before any record goes: nothing at or above the cut may count as
+        // clean, and only compacted ranges below it may have gaps.
+        self.lower_cleaner_checkpoint(&mut st, offset)?;
         if offset < st.log_start {
             return self.restart_at(w, &mut st, offset);
         }
@@ -985,6 +1046,8 @@ impl PartitionLog {
         w.index_file = index_file;
         w.time_index_file = time_index_file;
         w.unflushed_records = 0;
+        let end = st.log_end();
+        self.lower_cleaner_checkpoint(&mut st, end)?;
         if st.log_end() < st.log_start {
             // Only records below the log start were left: continue at the log start.
             let start = st.log_start;
@@ -1008,6 +1071,13 @@ impl PartitionLog {
         let (index_file, time_index_file) = files.open_index_writers()?;
         checkpoint::sync_dir(&self.dir)?;
         checkpoint::write(&self.dir, offset)?;
+        let restarted = CleanerCheckpoint {
+            first_dirty: offset,
+            compacted_end: offset,
+        };
+        restarted.write(&self.dir)?;
+        st.cleaner = restarted;
+        st.truncations += 1;
         st.active = Segment {
             files: Arc::new(files),
             meta: SegmentMeta::empty(offset),
@@ -1017,6 +1087,323 @@ impl PartitionLog {
         w.time_index_file = time_index_file;
         w.unflushed_records = 0;
         Ok(())
+    }
+
+    /// Seal the active segment now (final time index entry, fsync) and start
+    /// a new one at the log end, as if a roll condition had been met (Kafka's
+    /// `Log.roll`; e.g. so a compaction can reach the latest records). Does
+    /// nothing when the active segment is empty.
+    pub fn roll(&self) -> Result<(), StorageError> {
+        let mut w = lock(&self.writer);
+        self.check_writable(&w)?;
+        if read_lock(&self.state).active.meta.size == 0 {
+            return Ok(());
+        }
+        self.roll_locked(&mut w)
+    }
+
+    /// Lower the cleaner checkpoint's offsets to at most `to` (persisted
+    /// first). Caller holds the writer lock.
+    fn lower_cleaner_checkpoint(&self, st: &mut LogState, to: Offset) -> Result<(), StorageError> {
+        let cur = st.cleaner;
+        let lowered = CleanerCheckpoint {
+            first_dirty: cur.first_dirty.min(to),
+            compacted_end: cur.compacted_end.min(to),
+        };
+        if lowered != cur {
+            lowered.write(&self.dir)?;
+            st.cleaner = lowered;
+        }
+        Ok(())
+    }
+
+    /// The sealed segments as the cleaner sees them, and the first dirty
+    /// offset (the cleaner checkpoint, at least the log start).
+    fn cleaner_snapshot(st: &LogState) -> (Vec<SegmentSnapshot>, Offset) {
+        let first_dirty = st.cleaner.first_dirty.max(st.log_start);
+        let segments = st
+            .sealed
+            .iter()
+            .map(|s| SegmentSnapshot {
+                files: Arc::clone(&s.files),
+                next_offset: s.meta.next_offset,
+                size: s.meta.size,
+                max_timestamp: s.meta.max_timestamp,
+                index_entries: s.meta.index.len(),
+                time_entries: s.meta.time_index.len(),
+                dirty_position: if s.meta.next_offset <= first_dirty {
+                    s.meta.size
+                } else if s.base() >= first_dirty {
+                    0
+                } else {
+                    s.meta.position_for(s.base(), first_dirty)
+                },
+            })
+            .collect();
+        (segments, first_dirty)
+    }
+
+    /// The cleaner checkpoint: records below it were deduplicated by a
+    /// completed clean.
+    pub fn first_dirty_offset(&self) -> Offset {
+        let st = read_lock(&self.state);
+        st.cleaner.first_dirty.max(st.log_start)
+    }
+
+    /// The fraction of the sealed segments' bytes past the cleaner
+    /// checkpoint ("dirty"); 0 when there are no sealed bytes. The segment
+    /// holding the checkpoint counts from the offset index entry at or before
+    /// it, so the ratio may slightly overstate the dirty part.
+    pub fn dirty_ratio(&self) -> f64 {
+        let (segments, _) = Self::cleaner_snapshot(&read_lock(&self.state));
+        cleaner::dirty_ratio(&segments)
+    }
+
+    /// Compact the log (Kafka's `cleanup.policy=compact`) if a clean is due:
+    /// the dirty ratio of the cleanable range is at least
+    /// `min_cleanable_dirty_ratio`, or a dirty record is older than
+    /// `max_compaction_lag_ms`. Never touches the active segment nor segments
+    /// holding dirty records newer than `min_compaction_lag_ms`. Offsets, the
+    /// log start and the log end never change. `None` when nothing was due.
+    /// See [`crate::cleaner`] for the rules, concurrency and crash behaviour.
+    pub fn compact(
+        &self,
+        config: &CompactionConfig,
+        now: TimestampMs,
+    ) -> Result<Option<CompactionStats>, StorageError> {
+        self.compact_inner(config, now, None)
+    }
+
+    /// Test hook: [`PartitionLog::compact`], but the replacement of the
+    /// `group`-th merged segment stops at `point` as if the process died
+    /// there; the log then fails with [`StorageError::Failed`] and must be
+    /// reopened (which runs recovery).
+    #[doc(hidden)]
+    pub fn compact_crashing_at(
+        &self,
+        config: &CompactionConfig,
+        now: TimestampMs,
+        group: usize,
+        point: SwapCrashPoint,
+    ) -> Result<Option<CompactionStats>, StorageError> {
+        self.compact_inner(config, now, Some((group, point)))
+    }
+
+    fn truncated_since(&self, epoch: u64) -> bool {
+        read_lock(&self.state).truncations != epoch
+    }
+
+    /// A pass failed: if a truncation pulled the data away meanwhile, the
+    /// clean is simply abandoned.
+    fn abandon<T>(&self, epoch: u64, e: StorageError) -> Result<Option<T>, StorageError> {
+        if self.truncated_since(epoch) {
+            tracing::info!(dir = %self.dir.display(), error = %e, "compaction abandoned after a truncation");
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    }
+
+    fn compact_inner(
+        &self,
+        config: &CompactionConfig,
+        now: TimestampMs,
+        crash: Option<(usize, SwapCrashPoint)>,
+    ) -> Result<Option<CompactionStats>, StorageError> {
+        let mut cleaning = lock(&self.cleaning);
+        let tombstones_due = cleaning.is_some_and(|deadline| now.get() >= deadline);
+        self.check_writable(&lock(&self.writer))?;
+        let log_config = self.config();
+        let (segments, first_dirty, epoch) = {
+            let st = read_lock(&self.state);
+            let (segments, first_dirty) = Self::cleaner_snapshot(&st);
+            (segments, first_dirty, st.truncations)
+        };
+        let plan = match cleaner::plan(&segments, first_dirty, config, now, tombstones_due) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Ok(None),
+            Err(e) => return self.abandon(epoch, e),
+        };
+        let cleanable = segments.get(..plan.cleanable).unwrap_or_default();
+        let (map, dirty_end) = match cleaner::build_offset_map(cleanable, first_dirty, config) {
+            Ok(r) => r,
+            Err(e) => return self.abandon(epoch, e),
+        };
+        let rewrite: Vec<SegmentSnapshot> = cleanable
+            .iter()
+            .take_while(|s| s.base() < dirty_end)
+            .cloned()
+            .collect();
+        let producers = match ProducerLastBatches::scan(&rewrite) {
+            Ok(p) => p,
+            Err(e) => return self.abandon(epoch, e),
+        };
+        tracing::debug!(
+            dir = %self.dir.display(),
+            first_dirty = first_dirty.get(),
+            dirty_end = dirty_end.get(),
+            keys = map.len(),
+            segments = rewrite.len(),
+            "compacting"
+        );
+        let groups = cleaner::group_segments(&rewrite, &log_config);
+        let compacted_end = rewrite.last().map_or(Offset(0), |s| s.next_offset);
+        let mut rewriter = Rewriter::new(
+            map,
+            producers,
+            dirty_end,
+            first_dirty,
+            config,
+            &log_config,
+            now,
+        );
+        let mut stats = CompactionStats {
+            segments_cleaned: 0,
+            records_read: 0,
+            records_kept: 0,
+            tombstones_dropped: 0,
+            bytes_before: 0,
+            bytes_after: 0,
+            dirty_ratio: plan.dirty_ratio,
+            first_dirty_offset: first_dirty,
+        };
+        for (i, range) in groups.into_iter().enumerate() {
+            let group = rewrite.get(range).unwrap_or_default();
+            let cleaned = match rewriter.clean_group(&self.dir, group) {
+                Ok(c) => c,
+                Err(e) => return self.abandon(epoch, e).map(|_: Option<()>| Some(stats)),
+            };
+            stats.records_read += cleaned.stats.records_read;
+            stats.records_kept += cleaned.stats.records_kept;
+            stats.tombstones_dropped += cleaned.stats.tombstones_dropped;
+            stats.bytes_before += cleaned.stats.bytes_before;
+            stats.bytes_after += cleaned.stats.bytes_after;
+            if !cleaned.changed {
+                cleaned.discard();
+                continue;
+            }
+            let crash_here = crash.filter(|&(g, _)| g == i).map(|(_, p)| p);
+            match self.swap_in(cleaned, compacted_end, epoch, crash_here)? {
+                SwapOutcome::Replaced(n) => stats.segments_cleaned += n,
+                SwapOutcome::Skipped => {}
+                SwapOutcome::Truncated => return Ok(Some(stats)),
+            }
+        }
+        *cleaning = rewriter.tombstone_deadline;
+        let w = lock(&self.writer);
+        self.check_writable(&w)?;
+        let cur = {
+            let st = read_lock(&self.state);
+            if st.truncations != epoch {
+                return Ok(Some(stats));
+            }
+            st.cleaner
+        };
+        let advanced = CleanerCheckpoint {
+            first_dirty: cur.first_dirty.max(dirty_end),
+            ..cur
+        };
+        if advanced != cur {
+            advanced.write(&self.dir)?;
+            write_lock(&self.state).cleaner = advanced;
+        }
+        stats.first_dirty_offset = advanced.first_dirty;
+        drop(w);
+        Ok(Some(stats))
+    }
+
+    /// Replace a cleaned group's originals (under the writer lock).
+    fn swap_in(
+        &self,
+        cleaned: CleanedGroup,
+        compacted_end: Offset,
+        epoch: u64,
+        crash: Option<SwapCrashPoint>,
+    ) -> Result<SwapOutcome, StorageError> {
+        let mut w = lock(&self.writer);
+        if let Err(e) = self.check_writable(&w) {
+            cleaned.discard();
+            return Err(e);
+        }
+        let (at, cur) = {
+            let st = read_lock(&self.state);
+            if st.truncations != epoch {
+                cleaned.discard();
+                return Ok(SwapOutcome::Truncated);
+            }
+            let at = st.sealed.iter().position(|s| {
+                cleaned
+                    .originals
+                    .first()
+                    .is_some_and(|o| Arc::ptr_eq(o, &s.files))
+            });
+            let whole_run = at.is_some_and(|at| {
+                st.sealed
+                    .get(at..at + cleaned.originals.len())
+                    .is_some_and(|run| {
+                        run.iter()
+                            .zip(&cleaned.originals)
+                            .all(|(s, o)| Arc::ptr_eq(&s.files, o))
+                    })
+            });
+            (at.filter(|_| whole_run), st.cleaner)
+        };
+        let Some(at) = at else {
+            cleaned.discard();
+            return Ok(SwapOutcome::Skipped);
+        };
+        if cur.compacted_end < compacted_end {
+            // Durable before any gap is committed (see `cleaner`).
+            let raised = CleanerCheckpoint {
+                compacted_end,
+                ..cur
+            };
+            if let Err(e) = raised.write(&self.dir) {
+                cleaned.discard();
+                return Err(e);
+            }
+            write_lock(&self.state).cleaner = raised;
+        }
+        let crashed = |w: &mut Writer| {
+            w.failed = true;
+            Err(StorageError::Failed {
+                dir: self.dir.clone(),
+            })
+        };
+        if crash == Some(SwapCrashPoint::Cleaned) {
+            return crashed(&mut w);
+        }
+        let mut committed = false;
+        match cleaned.replace_originals(&self.dir, crash, &mut committed) {
+            Ok(true) => {}
+            Ok(false) => return crashed(&mut w),
+            Err(e) => {
+                if committed {
+                    // The files no longer match the in-memory view; a reopen
+                    // completes the replacement.
+                    w.failed = true;
+                } else {
+                    cleaned.discard();
+                }
+                return Err(e);
+            }
+        }
+        let replaced = cleaned.originals.len();
+        {
+            let mut st = write_lock(&self.state);
+            let end = (at + replaced).min(st.sealed.len());
+            st.sealed.splice(
+                at..end,
+                std::iter::once(Segment {
+                    files: Arc::new(cleaned.files),
+                    meta: cleaned.meta,
+                }),
+            );
+        }
+        if crash == Some(SwapCrashPoint::Installed) {
+            return crashed(&mut w);
+        }
+        Ok(SwapOutcome::Replaced(replaced))
     }
 
     /// fsync the active segment (older segments were fsynced when rolled).

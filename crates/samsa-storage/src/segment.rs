@@ -9,6 +9,14 @@
 //! (after the broker patched `baseOffset` and `partitionLeaderEpoch`); there is
 //! no file header and no padding. See [`crate::index`] for the index layouts.
 //!
+//! A segment rewritten by the cleaner ([`crate::cleaner`]) holds the same
+//! kind of batches, but with offset gaps: a batch may start after the
+//! previous one's last offset + 1 (whole batches removed), a batch may hold
+//! fewer records than `lastOffsetDelta + 1` with gaps between their offset
+//! deltas, and a batch may hold no records at all (`recordsCount` 0). Batch
+//! offsets still strictly increase, and a batch's `lastOffsetDelta` is never
+//! changed, so its next offset is still `baseOffset + lastOffsetDelta + 1`.
+//!
 //! # Crash behaviour
 //!
 //! Bytes are written with positioned writes at the end of the file; a crash can
@@ -16,8 +24,10 @@
 //! were lost and read back as zeros or stale data) at the end of the *active*
 //! segment only, because a segment is fsynced (log and both indexes) before
 //! the next one is created. `recover` scans a segment batch by batch —
-//! header sanity, `batchLength` within the file, CRC-32C, offsets increasing —
-//! truncates the file at the first batch that fails, and rebuilds both indexes.
+//! header sanity, `batchLength` within the file, CRC-32C, offsets increasing
+//! (for the active segment: contiguous, except for gaps the cleaner made, see
+//! `Continuity`) — truncates the file at the first batch that fails, and
+//! rebuilds both indexes. Sealed segments accept gaps between batches.
 //! `load_fast` is the cheap path for segments that are known to be complete
 //! (older segments, or the active one after a clean shutdown): it trusts the
 //! CRCs, sanity-checks the index files and walks only the headers after the
@@ -47,11 +57,11 @@ pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
 /// Digits in a segment file name's base offset.
 const FILE_NAME_DIGITS: usize = 20;
 /// Read-ahead for whole-segment scans (recovery).
-const SCAN_BUFFER_BYTES: usize = 1 << 20;
+pub(crate) const SCAN_BUFFER_BYTES: usize = 1 << 20;
 /// Read-ahead for short header walks (lookups, tail checks).
 const WALK_BUFFER_BYTES: usize = 64 << 10;
 /// Largest relative offset an index entry can hold.
-const RELATIVE_OFFSET_MAX: i64 = u32::MAX as i64;
+pub(crate) const RELATIVE_OFFSET_MAX: i64 = u32::MAX as i64;
 
 /// The file name stem of a segment (`{base:020}`).
 pub fn file_stem(base: Offset) -> String {
@@ -80,7 +90,7 @@ pub(crate) struct SegmentFiles {
 }
 
 impl SegmentFiles {
-    fn paths(dir: &Path, base: Offset) -> (PathBuf, PathBuf, PathBuf) {
+    pub(crate) fn paths(dir: &Path, base: Offset) -> (PathBuf, PathBuf, PathBuf) {
         let stem = file_stem(base);
         (
             dir.join(format!("{stem}{LOG_SUFFIX}")),
@@ -202,7 +212,7 @@ impl SegmentFiles {
     }
 }
 
-fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -485,7 +495,7 @@ impl<'f> Walker<'f> {
 
 /// After a restart the `segment_ms` clock starts at the segment's first
 /// batch's max timestamp (unknown if it carries none: then at the next append).
-fn roll_clock_from(first: &BatchHeader) -> Option<i64> {
+pub(crate) fn roll_clock_from(first: &BatchHeader) -> Option<i64> {
     let ts = first.max_timestamp.get();
     (ts >= 0).then_some(ts)
 }
@@ -512,18 +522,32 @@ fn offsets_problem(
     None
 }
 
+/// How strictly [`recover`] checks the offsets of consecutive batches.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Continuity {
+    /// Offsets need only increase: gaps between batches are accepted. Used for
+    /// sealed segments, which were fsynced whole before the next segment was
+    /// created and may have been rewritten by the cleaner
+    /// ([`crate::cleaner`]), which removes whole batches.
+    Increasing,
+    /// The active segment, which is only ever appended to: each batch must
+    /// start exactly where the previous one ended (the first at the segment
+    /// base); this also catches damage to `baseOffset`, which the CRC does not
+    /// cover. The one exception is a gap made by compaction: a batch may skip
+    /// offsets when its base offset is `<=` this bound (the cleaner
+    /// checkpoint's compacted end), i.e. when every missing offset lies in a
+    /// range the cleaner has rewritten. That only happens after a truncation
+    /// made a compacted segment the active one.
+    ContiguousAbove(Offset),
+}
+
 /// Full recovery of a segment: verify every batch (header, length, CRC,
-/// increasing offsets), truncate the log file at the first bad one, rebuild
-/// and fsync both indexes. Returns the rebuilt state.
-///
-/// With `contiguous` (the active segment, which is only ever appended to),
-/// each batch must start exactly where the previous one ended (the first at
-/// the segment base); this also catches damage to `baseOffset`, which the CRC
-/// does not cover. Otherwise offsets need only increase.
+/// offsets per `continuity`), truncate the log file at the first bad one,
+/// rebuild and fsync both indexes. Returns the rebuilt state.
 pub(crate) fn recover(
     files: &SegmentFiles,
     index_interval_bytes: u32,
-    contiguous: bool,
+    continuity: Continuity,
 ) -> Result<SegmentMeta, StorageError> {
     let file_bytes = files.log_file_bytes()?;
     let mut meta = SegmentMeta::empty(files.base);
@@ -542,7 +566,14 @@ pub(crate) fn recover(
         if let Err(e) = batch::verify_crc(&body) {
             break Some((position, e.to_string()));
         }
-        if contiguous && header.base_offset != meta.next_offset {
+        let follows = match continuity {
+            Continuity::Increasing => true,
+            Continuity::ContiguousAbove(gaps_end) => {
+                header.base_offset == meta.next_offset
+                    || (header.base_offset > meta.next_offset && header.base_offset <= gaps_end)
+            }
+        };
+        if !follows {
             break Some((
                 position,
                 "batch does not follow the previous one".to_owned(),
