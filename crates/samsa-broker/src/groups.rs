@@ -53,6 +53,8 @@ impl TopicMetadata for ImageTopics {
 
 /// The coordinator plus its plumbing.
 pub struct GroupService {
+    /// Kept to build a fresh coordinator when one must be reloaded.
+    config: CoordinatorConfig,
     coordinator: Mutex<Coordinator>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
     next_token: AtomicU64,
@@ -93,18 +95,9 @@ impl GroupService {
         if let Some(v) = int("group.consumer.heartbeat.interval.ms") {
             cc.group_consumer_heartbeat_interval_ms = v as i32;
         }
-        let mut counter: u64 = 0;
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let id_gen = Box::new(move || {
-            counter += 1;
-            let u = uuid::Uuid::from_u64_pair(seed, counter ^ uuid::Uuid::new_v4().as_u64_pair().0);
-            u.to_string()
-        });
         GroupService {
-            coordinator: Mutex::new(Coordinator::new(cc, id_gen)),
+            coordinator: Mutex::new(fresh_coordinator(&cc)),
+            config: cc,
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             timer_wake: Notify::new(),
@@ -114,6 +107,26 @@ impl GroupService {
     /// Replays `__consumer_offsets` (if it exists) and opens for requests.
     pub fn load(&self, broker: &Broker) {
         let mut c = lock(&self.coordinator);
+        if self.load_into(broker, &mut c) {
+            self.reload(broker, &mut c);
+        }
+    }
+
+    /// After a failed append the in-memory state may be ahead of the log: start
+    /// over from the log (Kafka's coordinator unload + load). A reload that fails
+    /// again leaves the coordinator unloaded; the timer task retries it.
+    fn reload(&self, broker: &Broker, c: &mut Coordinator) {
+        *c = fresh_coordinator(&self.config);
+        if self.load_into(broker, c) {
+            tracing::error!("reloading the group coordinator failed; retrying shortly");
+        } else {
+            tracing::info!("group coordinator reloaded from __consumer_offsets");
+        }
+    }
+
+    /// Replays the log into `c` (a coordinator in its Loading state) and opens
+    /// it. Returns whether an append failed on the way.
+    fn load_into(&self, broker: &Broker, c: &mut Coordinator) -> bool {
         let image = broker.image();
         if let Some(topic) = image.topic(OFFSETS_TOPIC) {
             for p in &topic.partitions {
@@ -162,7 +175,7 @@ impl GroupService {
             }
         }
         let outputs = c.finish_loading(now_ms());
-        self.execute(broker, &mut c, outputs);
+        self.execute(broker, c, outputs)
     }
 
     fn token(&self) -> (ReplyToken, oneshot::Receiver<Response>) {
@@ -188,7 +201,9 @@ impl GroupService {
             let mut c = lock(&self.coordinator);
             let topics = ImageTopics(broker.image());
             let outputs = f(&mut c, &topics, now_ms(), token);
-            self.execute(broker, &mut c, outputs);
+            if self.execute(broker, &mut c, outputs) {
+                self.reload(broker, &mut c);
+            }
         }
         self.timer_wake.notify_one();
         rx.await.ok()
@@ -205,8 +220,10 @@ impl GroupService {
         f(&c, &topics)
     }
 
-    /// Acts on outputs in order: appends (under the coordinator lock), then replies.
-    fn execute(&self, broker: &Broker, c: &mut Coordinator, outputs: Vec<Output>) {
+    /// Acts on outputs in order: appends (under the coordinator lock), then
+    /// replies. Returns whether an append failed (the coordinator is then
+    /// unloaded and must be reloaded).
+    fn execute(&self, broker: &Broker, c: &mut Coordinator, outputs: Vec<Output>) -> bool {
         let mut failed = false;
         for output in outputs {
             match output {
@@ -241,6 +258,7 @@ impl GroupService {
                 }
             }
         }
+        failed
     }
 
     /// Fires the coordinator's timers until `shutdown`.
@@ -260,8 +278,14 @@ impl GroupService {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {}
             }
             let mut c = lock(&self.coordinator);
+            if matches!(c.status(), samsa_coordinator::CoordinatorStatus::Unloaded) {
+                self.reload(&broker, &mut c);
+                continue;
+            }
             let outputs = c.tick(now_ms());
-            self.execute(&broker, &mut c, outputs);
+            if self.execute(&broker, &mut c, outputs) {
+                self.reload(&broker, &mut c);
+            }
         }
     }
 
@@ -269,7 +293,15 @@ impl GroupService {
     /// the first FindCoordinator). Returns whether it exists now.
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> bool {
         if broker.image().topic(OFFSETS_TOPIC).is_some() {
-            return true;
+            // Another request may have created it and still be opening its
+            // partitions; wait for that (reconcile is serialized) and report
+            // ready only when every partition is hosted here.
+            return offsets_partitions_hosted(broker) || {
+                if let Err(e) = broker.reconcile() {
+                    tracing::error!(error = %e, "reconciling __consumer_offsets");
+                }
+                offsets_partitions_hosted(broker)
+            };
         }
         let config = broker.config();
         let partitions = config.get_i64("offsets.topic.num.partitions").unwrap_or(50) as i32;
@@ -297,14 +329,10 @@ impl GroupService {
         if let Err(e) = broker.reconcile() {
             tracing::error!(error = %e, "reconciling after creating __consumer_offsets");
         }
-        match results.into_iter().next() {
-            Some(Ok(_)) => true,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "creating __consumer_offsets");
-                broker.image().topic(OFFSETS_TOPIC).is_some()
-            }
-            None => false,
+        if let Some(Err(e)) = results.into_iter().next() {
+            tracing::warn!(error = %e, "creating __consumer_offsets");
         }
+        offsets_partitions_hosted(broker)
     }
 
     /// Committed offsets of `group`, for lag.
@@ -314,6 +342,30 @@ impl GroupService {
             samsa_coordinator::CoordinatorStatus::Active
         )
     }
+}
+
+/// Whether every partition of `__consumer_offsets` has its log open here.
+fn offsets_partitions_hosted(broker: &Broker) -> bool {
+    let image = broker.image();
+    image.topic(OFFSETS_TOPIC).is_some_and(|t| {
+        t.partitions
+            .iter()
+            .all(|p| broker.partition(t.id, p.index.get()).is_some())
+    })
+}
+
+/// A coordinator in its Loading state with a member-id generator.
+fn fresh_coordinator(config: &CoordinatorConfig) -> Coordinator {
+    let mut counter: u64 = 0;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let id_gen = Box::new(move || {
+        counter += 1;
+        uuid::Uuid::from_u64_pair(seed, counter ^ uuid::Uuid::new_v4().as_u64_pair().0).to_string()
+    });
+    Coordinator::new(config.clone(), id_gen)
 }
 
 #[derive(Debug, thiserror::Error)]

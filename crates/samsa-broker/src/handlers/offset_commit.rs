@@ -15,6 +15,15 @@ pub async fn handle(
     request: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
+    // Partitions the cluster does not have are refused here, as Kafka does,
+    // and never reach the coordinator (nothing is stored for them).
+    let image = broker.image();
+    let exists = |topic: &str, partition: i32| {
+        image
+            .topic(topic)
+            .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
+    };
+    let mut unknown: Vec<(String, i32)> = Vec::new();
     let topics: Vec<gc::OffsetCommitTopic> = request
         .topics
         .iter()
@@ -23,6 +32,13 @@ pub async fn handle(
             partitions: t
                 .partitions
                 .iter()
+                .filter(|p| {
+                    let ok = exists(&t.name.0, p.partition_index);
+                    if !ok {
+                        unknown.push((t.name.0.to_string(), p.partition_index));
+                    }
+                    ok
+                })
                 .map(|p| gc::OffsetCommitPartition {
                     partition_index: p.partition_index,
                     committed_offset: p.committed_offset,
@@ -47,15 +63,25 @@ pub async fn handle(
         } else {
             -1
         },
-        topics: topics.clone(),
+        topics: topics
+            .iter()
+            .filter(|t| !t.partitions.is_empty())
+            .cloned()
+            .collect(),
     };
-    let response = broker
-        .groups
-        .call(broker, move |c, _, now, token| {
-            c.offset_commit(req, now, token)
-        })
-        .await;
-    let r = match response {
+    let response = if req.topics.is_empty() {
+        Some(gc::Response::OffsetCommit(
+            gc::OffsetCommitResponse::default(),
+        ))
+    } else {
+        broker
+            .groups
+            .call(broker, move |c, _, now, token| {
+                c.offset_commit(req, now, token)
+            })
+            .await
+    };
+    let mut r = match response {
         Some(gc::Response::OffsetCommit(r)) => r,
         other => {
             let code = other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code());
@@ -77,6 +103,19 @@ pub async fn handle(
             }
         }
     };
+    for (name, partition) in unknown {
+        let result = gc::PartitionResult {
+            partition_index: partition,
+            error_code: gc::codes::UNKNOWN_TOPIC_OR_PARTITION,
+        };
+        match r.topics.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.partitions.push(result),
+            None => r.topics.push(gc::OffsetCommitTopicResponse {
+                name,
+                partitions: vec![result],
+            }),
+        }
+    }
     OffsetCommitResponse::default().with_topics(
         r.topics
             .into_iter()
