@@ -12,6 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("samsa-metadata", &["samsa-model"]),
     ("samsa-coordinator", &["samsa-model"]),
     ("samsa-client", &["samsa-model", "samsa-protocol"]),
+    ("samsa-quorum", &["samsa-model", "samsa-metadata"]),
     (
         "samsa-broker",
         &[
@@ -20,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-storage",
             "samsa-metadata",
             "samsa-coordinator",
+            "samsa-quorum",
         ],
     ),
     (
@@ -32,6 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-coordinator",
             "samsa-broker",
             "samsa-client",
+            "samsa-quorum",
         ],
     ),
 ];
