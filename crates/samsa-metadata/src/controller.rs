@@ -1,25 +1,37 @@
-//! The controller: validates admin requests against the current image, turns them
-//! into metadata records, commits them through the quorum and publishes the new
-//! image.
+//! The controller: commits planned changes through the quorum and owns the
+//! apply side, the published image.
 //!
-//! Concurrency: one writer at a time (a mutex around the quorum and the working
-//! image); readers take the published `Arc<MetadataImage>` and never block on it
-//! for longer than an `Arc` clone.
+//! Two halves:
+//!
+//! * **Apply.** The image changes only through [`Controller::apply`], one
+//!   committed [`Step`] at a time (a batch with its log index, or a reset to a
+//!   snapshot image). Each step publishes a new `Arc<MetadataImage>` together
+//!   with the index of the last batch it reflects ([`Controller::last_batch`]).
+//!   Steps at or below that index are ignored, so the same batch may be handed
+//!   in both by the commit path and by a committed stream.
+//! * **Commit.** An admin operation is planned (see [`crate::plan`]) against the
+//!   published image, committed through the [`MetadataQuorum`] fenced on the
+//!   batch that image was built up to, and the committed batch is applied. With
+//!   [`crate::quorum::LocalQuorum`] this all happens synchronously in the
+//!   caller; the public admin methods are thin wrappers over plan → commit →
+//!   apply that read their answer from the new image.
+//!
+//! Concurrency: one writer at a time (a mutex around the quorum, held from
+//! planning to applying); readers take the published `Arc<MetadataImage>` and
+//! never block on it for longer than an `Arc` clone.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+use samsa_model::{BrokerId, TopicId};
 
-use crate::config::{self, StaticConfig};
+use crate::config::StaticConfig;
 use crate::image::{MetadataImage, TopicImage};
+use crate::plan::{self, Planned};
 use crate::quorum::{MetadataQuorum, QuorumError};
-use crate::record::{ConfigResource, MetadataRecord};
+use crate::record::MetadataRecord;
 
-/// The longest legal topic name.
-pub const TOPIC_NAME_CHARS_MAX: usize = 249;
-/// The most partitions one request may create for one topic.
-pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
+pub use crate::plan::{validate_topic_name, TOPIC_NAME_CHARS_MAX, TOPIC_PARTITIONS_MAX};
 
 /// Why the controller refused a change. Each maps to one Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -57,51 +69,82 @@ pub struct NewTopic {
     pub configs: Vec<(String, Option<String>)>,
 }
 
-struct Inner {
-    quorum: Box<dyn MetadataQuorum>,
-    image: MetadataImage,
+/// One committed step for [`Controller::apply`].
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A committed batch with its log index, applied after everything before.
+    Batch {
+        index: u64,
+        records: Vec<MetadataRecord>,
+    },
+    /// Replace the image (a snapshot, or a log replayed at startup) that
+    /// reflects every batch up to `last_batch`.
+    Reset {
+        image: MetadataImage,
+        last_batch: Option<u64>,
+    },
+}
+
+/// The published image and the last committed batch it reflects.
+#[derive(Clone, Debug, Default)]
+struct Published {
+    image: Arc<MetadataImage>,
+    last_batch: Option<u64>,
 }
 
 /// The metadata controller of this node.
 pub struct Controller {
-    inner: Mutex<Inner>,
-    published: RwLock<Arc<MetadataImage>>,
+    /// The write path; held from planning until the batch is applied.
+    quorum: Mutex<Box<dyn MetadataQuorum>>,
+    published: RwLock<Published>,
     config: Arc<StaticConfig>,
 }
 
 impl Controller {
-    /// Builds the image from `committed` records and, for a brand new log, commits
+    /// A controller over `quorum` with an empty image; feed it with
+    /// [`Controller::apply`].
+    pub fn new(quorum: Box<dyn MetadataQuorum>, config: Arc<StaticConfig>) -> Controller {
+        Controller {
+            quorum: Mutex::new(quorum),
+            published: RwLock::new(Published::default()),
+            config,
+        }
+    }
+
+    /// Builds the image from `committed`, the records `quorum` already holds (up
+    /// to its [`MetadataQuorum::last_batch`]), and, for a brand new log, commits
     /// the cluster's first record.
     pub fn open(
-        mut quorum: Box<dyn MetadataQuorum>,
+        quorum: Box<dyn MetadataQuorum>,
         committed: Vec<MetadataRecord>,
         config: Arc<StaticConfig>,
     ) -> Result<Controller, ControllerError> {
-        let mut image = MetadataImage::default();
-        for r in &committed {
-            image.apply(r);
+        let last_batch = quorum.last_batch();
+        let controller = Controller::new(quorum, config);
+        if let Some(index) = last_batch {
+            controller.apply(Step::Batch {
+                index,
+                records: committed,
+            });
         }
-        if image.cluster_id.is_empty() {
-            let init = MetadataRecord::InitCluster {
-                cluster_id: new_cluster_id(),
-            };
-            quorum.append(std::slice::from_ref(&init))?;
-            image.apply(&init);
-        }
-        let published = RwLock::new(Arc::new(image.clone()));
-        Ok(Controller {
-            inner: Mutex::new(Inner { quorum, image }),
-            published,
-            config,
-        })
+        controller.init_cluster()?;
+        Ok(controller)
+    }
+
+    /// Commits the cluster's first record unless the image has a cluster id.
+    pub fn init_cluster(&self) -> Result<(), ControllerError> {
+        self.submit(|image| Ok(plan::plan_init_cluster(image)))
+            .map(|_| ())
     }
 
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        match self.published.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.published().image
+    }
+
+    /// The log index of the last committed batch the current image reflects.
+    pub fn last_batch(&self) -> Option<u64> {
+        self.published().last_batch
     }
 
     /// The broker's static config.
@@ -109,28 +152,68 @@ impl Controller {
         &self.config
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        match self.inner.lock() {
+    fn published(&self) -> Published {
+        match self.published.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies one committed step and publishes the image it produces. Returns
+    /// whether anything changed: a batch at or below [`Controller::last_batch`]
+    /// was applied already and is ignored.
+    pub fn apply(&self, step: Step) -> bool {
+        let mut published = match self.published.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match step {
+            Step::Batch { index, records } => {
+                if published.last_batch.is_some_and(|last| index <= last) {
+                    return false;
+                }
+                let mut image = MetadataImage::clone(&published.image);
+                for r in &records {
+                    image.apply(r);
+                }
+                *published = Published {
+                    image: Arc::new(image),
+                    last_batch: Some(index),
+                };
+            }
+            Step::Reset { image, last_batch } => {
+                *published = Published {
+                    image: Arc::new(image),
+                    last_batch,
+                };
+            }
+        }
+        true
+    }
+
+    fn lock_quorum(&self) -> MutexGuard<'_, Box<dyn MetadataQuorum>> {
+        match self.quorum.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// Commits `records` and publishes the image they produce.
-    fn commit(&self, inner: &mut Inner, records: &[MetadataRecord]) -> Result<(), ControllerError> {
+    /// Plans against the published image, commits the plan fenced on the batch
+    /// that image reflects, and applies it. Returns the plan's outcome and the
+    /// image after the change. An empty plan commits nothing.
+    fn submit<T>(
+        &self,
+        plan: impl FnOnce(&MetadataImage) -> Result<Planned<T>, ControllerError>,
+    ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
+        let mut quorum = self.lock_quorum();
+        let Published { image, last_batch } = self.published();
+        let Planned { records, outcome } = plan(&image)?;
         if records.is_empty() {
-            return Ok(());
+            return Ok((outcome, image));
         }
-        inner.quorum.append(records)?;
-        for r in records {
-            inner.image.apply(r);
-        }
-        let next = Arc::new(inner.image.clone());
-        match self.published.write() {
-            Ok(mut g) => *g = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
-        }
-        Ok(())
+        let index = quorum.append_after(last_batch, &records)?;
+        self.apply(Step::Batch { index, records });
+        Ok((outcome, self.image()))
     }
 
     /// Registers (or re-registers) a broker's endpoint.
@@ -141,173 +224,46 @@ impl Controller {
         port: u16,
         rack: Option<String>,
     ) -> Result<(), ControllerError> {
-        let mut inner = self.lock();
-        let record = MetadataRecord::RegisterBroker {
-            broker_id: id,
-            host: host.to_string(),
-            port,
-            rack,
-        };
-        let unchanged = inner.image.brokers.get(&id).is_some_and(|b| {
-            matches!(&record, MetadataRecord::RegisterBroker { host, port, rack, .. }
-                if &b.host == host && b.port == *port && &b.rack == rack)
-        });
-        if unchanged {
-            return Ok(());
-        }
-        self.commit(&mut inner, &[record])
+        self.submit(|image| Ok(plan::plan_register_broker(image, id, host, port, rack)))
+            .map(|_| ())
     }
 
-    /// Creates topics; one result per input, in order. With `validate_only`
-    /// nothing is committed.
+    /// Creates topics; one result per input, in order. Each topic is planned and
+    /// committed on its own, after the ones before it. With `validate_only`
+    /// nothing is committed and each topic is planned against the current image.
     pub fn create_topics(
         &self,
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
-        let mut inner = self.lock();
         let mut results = Vec::with_capacity(topics.len());
         let mut names_in_request = BTreeSet::new();
         for topic in topics {
             if !names_in_request.insert(topic.name.clone()) {
-                results.push(Err(ControllerError::InvalidRequest(format!(
-                    "Duplicate topic name {} in the request.",
-                    topic.name
-                ))));
+                results.push(Err(plan::duplicate_topic(&topic.name)));
                 continue;
             }
-            let records = match self.plan_topic(&inner.image, &topic) {
-                Ok(r) => r,
-                Err(e) => {
-                    results.push(Err(e));
-                    continue;
-                }
+            let created = if validate_only {
+                let image = self.image();
+                plan::plan_create_topic(&image, &self.config, &topic).map(|planned| {
+                    let mut scratch = MetadataImage::clone(&image);
+                    for r in &planned.records {
+                        scratch.apply(r);
+                    }
+                    Arc::new(scratch)
+                })
+            } else {
+                self.submit(|image| plan::plan_create_topic(image, &self.config, &topic))
+                    .map(|(_, image)| image)
             };
-            if validate_only {
-                let mut scratch = inner.image.clone();
-                for r in &records {
-                    scratch.apply(r);
-                }
-                match scratch.topic(&topic.name) {
-                    Some(t) => results.push(Ok(t.clone())),
-                    None => results.push(Err(ControllerError::UnknownTopic)),
-                }
-                continue;
-            }
-            if let Err(e) = self.commit(&mut inner, &records) {
-                results.push(Err(e));
-                continue;
-            }
-            match inner.image.topic(&topic.name) {
-                Some(t) => results.push(Ok(t.clone())),
-                None => results.push(Err(ControllerError::UnknownTopic)),
-            }
+            results.push(created.and_then(|image| {
+                image
+                    .topic(&topic.name)
+                    .cloned()
+                    .ok_or(ControllerError::UnknownTopic)
+            }));
         }
         results
-    }
-
-    fn plan_topic(
-        &self,
-        image: &MetadataImage,
-        topic: &NewTopic,
-    ) -> Result<Vec<MetadataRecord>, ControllerError> {
-        validate_topic_name(&topic.name)?;
-        if image.topics.contains_key(&topic.name) {
-            return Err(ControllerError::TopicAlreadyExists(topic.name.clone()));
-        }
-        let normalized = topic.name.replace('.', "_");
-        if let Some(other) = image
-            .topics
-            .keys()
-            .find(|n| n.replace('.', "_") == normalized)
-        {
-            return Err(ControllerError::InvalidTopic(format!(
-                "Topic '{}' collides with existing topic: {other}",
-                topic.name
-            )));
-        }
-        let live: Vec<BrokerId> = image.brokers.keys().copied().collect();
-        let assignments: Vec<Vec<BrokerId>> = if !topic.assignments.is_empty() {
-            if topic.num_partitions != -1 || topic.replication_factor != -1 {
-                return Err(ControllerError::InvalidRequest(
-                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
-                ));
-            }
-            for replicas in &topic.assignments {
-                validate_assignment(replicas, &live)?;
-            }
-            topic.assignments.clone()
-        } else {
-            let partitions = if topic.num_partitions == -1 {
-                self.config.get_i64("num.partitions").unwrap_or(1) as i32
-            } else {
-                topic.num_partitions
-            };
-            if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
-                return Err(ControllerError::InvalidPartitions(format!(
-                    "Number of partitions was set to an invalid non-positive value: {partitions}."
-                )));
-            }
-            let rf = if topic.replication_factor == -1 {
-                self.config
-                    .get_i64("default.replication.factor")
-                    .unwrap_or(1) as i16
-            } else {
-                topic.replication_factor
-            };
-            if rf <= 0 {
-                return Err(ControllerError::InvalidReplicationFactor(format!(
-                    "Replication factor must be larger than 0, or -1 to use the default value. ({rf})"
-                )));
-            }
-            if rf as usize > live.len() {
-                return Err(ControllerError::InvalidReplicationFactor(format!(
-                    "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
-                    live.len()
-                )));
-            }
-            place_replicas(&live, 0, partitions, rf as usize)
-        };
-        let mut configs = BTreeMap::new();
-        for (key, value) in &topic.configs {
-            let Some(def) = config::topic_def(key) else {
-                return Err(ControllerError::InvalidConfig(format!(
-                    "Unknown topic config name: {key}"
-                )));
-            };
-            match value {
-                Some(v) => {
-                    config::validate(def, v).map_err(ControllerError::InvalidConfig)?;
-                    configs.insert(key.clone(), v.trim().to_string());
-                }
-                None => {
-                    return Err(ControllerError::InvalidConfig(format!(
-                        "Null value not supported for topic configs: {key}"
-                    )))
-                }
-            }
-        }
-        let topic_id = loop {
-            let id = TopicId::random();
-            if !image.topic_names.contains_key(&id) {
-                break id;
-            }
-        };
-        let mut records = vec![MetadataRecord::Topic {
-            name: topic.name.clone(),
-            topic_id,
-        }];
-        for (name, value) in configs {
-            records.push(MetadataRecord::Config {
-                resource: ConfigResource::Topic(topic.name.clone()),
-                name,
-                value: Some(value),
-            });
-        }
-        for (i, replicas) in assignments.into_iter().enumerate() {
-            records.push(partition_record(topic_id, i as i32, replicas));
-        }
-        Ok(records)
     }
 
     /// Deletes the topic named `name` (or with id `id`).
@@ -316,21 +272,8 @@ impl Controller {
         name: Option<&str>,
         id: Option<TopicId>,
     ) -> Result<(String, TopicId), ControllerError> {
-        if !self.config.get_bool("delete.topic.enable") {
-            return Err(ControllerError::TopicDeletionDisabled);
-        }
-        let mut inner = self.lock();
-        let topic = match (name, id) {
-            (Some(n), _) => inner.image.topic(n).cloned(),
-            (None, Some(id)) => inner.image.topic_by_id(id).cloned(),
-            (None, None) => None,
-        }
-        .ok_or(ControllerError::UnknownTopic)?;
-        self.commit(
-            &mut inner,
-            &[MetadataRecord::RemoveTopic { topic_id: topic.id }],
-        )?;
-        Ok((topic.name.clone(), topic.id))
+        self.submit(|image| plan::plan_delete_topic(image, &self.config, name, id))
+            .map(|(deleted, _)| deleted)
     }
 
     /// Grows `name` to `total` partitions.
@@ -341,67 +284,12 @@ impl Controller {
         assignments: Option<Vec<Vec<BrokerId>>>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let mut inner = self.lock();
-        let topic = inner
-            .image
-            .topic(name)
-            .cloned()
-            .ok_or(ControllerError::UnknownTopic)?;
-        let current = topic.partitions.len() as i32;
-        if total < current {
-            return Err(ControllerError::InvalidPartitions(format!(
-                "Topic currently has {current} partitions, which is higher than the requested {total}."
-            )));
-        }
-        if total == current {
-            return Err(ControllerError::InvalidPartitions(format!(
-                "Topic already has {current} partitions."
-            )));
-        }
-        if total > TOPIC_PARTITIONS_MAX {
-            return Err(ControllerError::InvalidPartitions(format!(
-                "Topic may have at most {TOPIC_PARTITIONS_MAX} partitions."
-            )));
-        }
-        let live: Vec<BrokerId> = inner.image.brokers.keys().copied().collect();
-        let added = (total - current) as usize;
-        let new_replicas = match assignments {
-            Some(a) => {
-                if a.len() != added {
-                    return Err(ControllerError::InvalidReplicaAssignment(format!(
-                        "Increasing the number of partitions by {added} but {} assignments provided.",
-                        a.len()
-                    )));
-                }
-                for replicas in &a {
-                    validate_assignment(replicas, &live)?;
-                }
-                a
-            }
-            None => {
-                let rf = topic
-                    .partitions
-                    .first()
-                    .map(|p| p.replicas.len())
-                    .unwrap_or(1);
-                if rf > live.len() {
-                    return Err(ControllerError::InvalidReplicationFactor(format!(
-                        "Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.",
-                        live.len()
-                    )));
-                }
-                place_replicas(&live, current as usize, added as i32, rf)
-            }
-        };
         if validate_only {
-            return Ok(());
+            return plan::plan_create_partitions(&self.image(), name, total, assignments)
+                .map(|_| ());
         }
-        let records: Vec<_> = new_replicas
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| partition_record(topic.id, current + i as i32, r))
-            .collect();
-        self.commit(&mut inner, &records)
+        self.submit(|image| plan::plan_create_partitions(image, name, total, assignments))
+            .map(|_| ())
     }
 
     /// Hands a block of `count` producer ids to `broker`; returns its first id.
@@ -410,19 +298,8 @@ impl Controller {
         broker: BrokerId,
         count: i64,
     ) -> Result<i64, ControllerError> {
-        let mut inner = self.lock();
-        let start = inner.image.next_producer_id;
-        let next = start
-            .checked_add(count)
-            .ok_or_else(|| ControllerError::InvalidRequest("producer ids exhausted".into()))?;
-        self.commit(
-            &mut inner,
-            &[MetadataRecord::ProducerIds {
-                broker_id: broker,
-                next_producer_id: next,
-            }],
-        )?;
-        Ok(start)
+        self.submit(|image| plan::plan_allocate_producer_ids(image, broker, count))
+            .map(|(start, _)| start)
     }
 
     /// Sets (`Some`) or removes (`None`) dynamic broker configs of `broker`
@@ -433,31 +310,11 @@ impl Controller {
         changes: &[(String, Option<String>)],
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let mut inner = self.lock();
-        let resource = match broker {
-            Some(id) => ConfigResource::Broker(id),
-            None => ConfigResource::BrokerDefault,
-        };
-        let mut records = Vec::new();
-        for (key, value) in changes {
-            if !config::is_dynamic_broker_key(key) {
-                return Err(ControllerError::InvalidConfig(format!(
-                    "Cannot update these configs dynamically: {key}"
-                )));
-            }
-            if let (Some(def), Some(v)) = (config::broker_def(key), value) {
-                config::validate(def, v).map_err(ControllerError::InvalidConfig)?;
-            }
-            records.push(MetadataRecord::Config {
-                resource: resource.clone(),
-                name: key.clone(),
-                value: value.as_ref().map(|v| v.trim().to_string()),
-            });
-        }
         if validate_only {
-            return Ok(());
+            return plan::plan_alter_broker_configs(&self.image(), broker, changes).map(|_| ());
         }
-        self.commit(&mut inner, &records)
+        self.submit(|image| plan::plan_alter_broker_configs(image, broker, changes))
+            .map(|_| ())
     }
 
     /// Sets (`Some`) or removes (`None`) topic config keys, after validating all of
@@ -468,122 +325,12 @@ impl Controller {
         changes: &[(String, Option<String>)],
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let mut inner = self.lock();
-        if inner.image.topic(name).is_none() {
-            return Err(ControllerError::UnknownTopic);
-        }
-        let mut records = Vec::new();
-        for (key, value) in changes {
-            let def = config::topic_def(key).ok_or_else(|| {
-                ControllerError::InvalidConfig(format!("Unknown topic config name: {key}"))
-            })?;
-            if let Some(v) = value {
-                config::validate(def, v).map_err(ControllerError::InvalidConfig)?;
-            }
-            records.push(MetadataRecord::Config {
-                resource: ConfigResource::Topic(name.to_string()),
-                name: key.clone(),
-                value: value.as_ref().map(|v| v.trim().to_string()),
-            });
-        }
         if validate_only {
-            return Ok(());
+            return plan::plan_alter_topic_configs(&self.image(), name, changes).map(|_| ());
         }
-        self.commit(&mut inner, &records)
+        self.submit(|image| plan::plan_alter_topic_configs(image, name, changes))
+            .map(|_| ())
     }
-}
-
-fn partition_record(topic_id: TopicId, index: i32, replicas: Vec<BrokerId>) -> MetadataRecord {
-    let leader = replicas.first().copied().unwrap_or(BrokerId(-1));
-    MetadataRecord::Partition {
-        topic_id,
-        partition: PartitionIndex(index),
-        isr: replicas.clone(),
-        replicas,
-        leader,
-        leader_epoch: LeaderEpoch(0),
-        partition_epoch: 0,
-    }
-}
-
-fn validate_assignment(replicas: &[BrokerId], live: &[BrokerId]) -> Result<(), ControllerError> {
-    if replicas.is_empty() {
-        return Err(ControllerError::InvalidReplicaAssignment(
-            "Replica assignment must not be empty.".into(),
-        ));
-    }
-    let unique: BTreeSet<_> = replicas.iter().collect();
-    if unique.len() != replicas.len() {
-        return Err(ControllerError::InvalidReplicaAssignment(
-            "Duplicate brokers in replica assignment.".into(),
-        ));
-    }
-    if let Some(b) = replicas.iter().find(|b| !live.contains(b)) {
-        return Err(ControllerError::InvalidReplicaAssignment(format!(
-            "Broker {b} in replica assignment is not registered."
-        )));
-    }
-    Ok(())
-}
-
-/// Round-robin placement: partition `p`'s first replica (its preferred leader) is
-/// broker `(first + p) mod n`, the others follow it in id order.
-fn place_replicas(
-    live: &[BrokerId],
-    first: usize,
-    partitions: i32,
-    rf: usize,
-) -> Vec<Vec<BrokerId>> {
-    let n = live.len().max(1);
-    (0..partitions as usize)
-        .map(|p| {
-            (0..rf)
-                .filter_map(|r| live.get((first + p + r) % n).copied())
-                .collect()
-        })
-        .collect()
-}
-
-/// Kafka's topic name rules.
-pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
-    if name.is_empty() {
-        return Err(ControllerError::InvalidTopic(
-            "Topic name is illegal, it can't be empty".into(),
-        ));
-    }
-    if name == "." || name == ".." {
-        return Err(ControllerError::InvalidTopic(
-            "Topic name cannot be \".\" or \"..\"".into(),
-        ));
-    }
-    if name == "__cluster_metadata" {
-        return Err(ControllerError::InvalidTopic(
-            "The name __cluster_metadata is reserved for the metadata log.".into(),
-        ));
-    }
-    if name.len() > TOPIC_NAME_CHARS_MAX {
-        return Err(ControllerError::InvalidTopic(format!(
-            "Topic name is illegal, it can't be longer than {TOPIC_NAME_CHARS_MAX} characters, topic name: {name}"
-        )));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return Err(ControllerError::InvalidTopic(format!(
-            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
-        )));
-    }
-    Ok(())
-}
-
-fn new_cluster_id() -> String {
-    // Kafka cluster ids are 22-character URL-safe base64 of a random UUID.
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().as_u128();
-    (0..22)
-        .map(|i| ALPHABET[((bytes >> (i * 6)) & 63) as usize] as char)
-        .collect()
 }
 
 #[cfg(test)]
@@ -716,5 +463,87 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, p)| p.index.get() == i as i32));
+    }
+
+    #[test]
+    fn apply_publishes_batches_once_with_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = controller(dir.path());
+        // InitCluster + RegisterBroker: two records, each its own batch.
+        assert_eq!(c.last_batch(), Some(2));
+        let before = c.image();
+        c.create_topics(vec![topic("t", 2)], false)[0]
+            .as_ref()
+            .unwrap();
+        assert_eq!(c.last_batch(), Some(5), "Topic + two Partition records");
+        let after = c.image();
+        // A batch already applied (as a committed stream would hand it again) is
+        // ignored.
+        let replay = Step::Batch {
+            index: 5,
+            records: vec![MetadataRecord::RemoveTopic {
+                topic_id: after.topic("t").unwrap().id,
+            }],
+        };
+        assert!(!c.apply(replay));
+        assert!(c.image().topic("t").is_some());
+        assert!(
+            before.topic("t").is_none(),
+            "published images are immutable"
+        );
+        // A reset replaces the image and the fence position.
+        assert!(c.apply(Step::Reset {
+            image: MetadataImage::clone(&before),
+            last_batch: Some(2),
+        }));
+        assert!(c.image().topic("t").is_none());
+        assert_eq!(c.last_batch(), Some(2));
+    }
+
+    /// A quorum whose log moved on without this controller (another writer).
+    struct Behind(Option<u64>);
+
+    impl MetadataQuorum for Behind {
+        fn last_batch(&self) -> Option<u64> {
+            self.0
+        }
+        fn append_after(
+            &mut self,
+            after: Option<u64>,
+            _records: &[MetadataRecord],
+        ) -> Result<u64, QuorumError> {
+            Err(QuorumError::Fenced {
+                expected: after,
+                actual: self.0.map(|i| i + 1),
+            })
+        }
+    }
+
+    #[test]
+    fn a_fenced_commit_applies_nothing() {
+        let c = Controller::new(Box::new(Behind(Some(1))), Arc::new(StaticConfig::default()));
+        c.apply(Step::Batch {
+            index: 1,
+            records: vec![
+                MetadataRecord::InitCluster {
+                    cluster_id: "c".into(),
+                },
+                MetadataRecord::RegisterBroker {
+                    broker_id: BrokerId(1),
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                },
+            ],
+        });
+        let r = c.create_topics(vec![topic("t", 1)], false);
+        assert!(matches!(
+            r[0],
+            Err(ControllerError::Quorum(QuorumError::Fenced { .. }))
+        ));
+        assert!(c.image().topic("t").is_none());
+        assert_eq!(c.last_batch(), Some(1));
+        // Validate-only never reaches the quorum.
+        assert!(c.create_topics(vec![topic("t", 1)], true)[0].is_ok());
     }
 }

@@ -3,9 +3,11 @@
 //! admin requests into records, and the topic/broker config definitions.
 //!
 //! Every change to cluster state (topic created, partitions added, config altered,
-//! broker registered, leader changed) is a [`MetadataRecord`] appended to the
-//! metadata log through a [`quorum::MetadataQuorum`] and only then applied to the
-//! image. A single node is a one-voter quorum whose log is a local file.
+//! broker registered, leader changed) is planned against the published image
+//! ([`plan`]: pure, no side effects), committed as a batch of [`MetadataRecord`]s
+//! to the metadata log through a [`quorum::MetadataQuorum`] (fenced on the batch
+//! the image was built up to), and only then applied to the image by the
+//! [`Controller`]. A single node is a one-voter quorum whose log is a local file.
 //!
 //! Invariant: this crate knows nothing about the Kafka wire format, sockets or
 //! partition data files. The image is changed only by applying records.
@@ -14,9 +16,11 @@ pub mod config;
 pub mod controller;
 pub mod image;
 pub mod log;
+pub mod plan;
 pub mod quorum;
 pub mod record;
 
-pub use controller::{Controller, ControllerError, NewTopic};
+pub use controller::{Controller, ControllerError, NewTopic, Step};
 pub use image::{BrokerInfo, MetadataImage, PartitionImage, TopicImage};
+pub use plan::Planned;
 pub use record::{ConfigResource, MetadataRecord};
