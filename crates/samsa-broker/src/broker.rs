@@ -15,6 +15,7 @@ use samsa_metadata::{Controller, ControllerError, MetadataImage, NewTopic, Topic
 use samsa_model::{PartitionIndex, TopicId};
 use samsa_storage::PartitionLog;
 
+use crate::cluster::{ClusterQuorum, ClusterSettings, ClusterState};
 use crate::fetch_session::FetchSessionCache;
 use crate::partition::{Partition, TopicSettings};
 use crate::settings::BrokerSettings;
@@ -39,6 +40,8 @@ pub enum BrokerError {
     Metadata(#[from] ControllerError),
     #[error("metadata log: {0}")]
     Quorum(#[from] samsa_metadata::quorum::QuorumError),
+    #[error("metadata quorum: {0}")]
+    Raft(#[from] samsa_quorum::QuorumError),
     #[error("partition {dir}: {source}")]
     Storage {
         dir: PathBuf,
@@ -67,6 +70,8 @@ pub struct Broker {
     pub groups: Arc<crate::groups::GroupService>,
     /// This broker's current block of producer ids: (next, end).
     producer_ids: Mutex<(i64, i64)>,
+    /// The Raft metadata quorum, in cluster mode (`controller.quorum.voters`).
+    pub cluster: Option<Arc<ClusterState>>,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -92,9 +97,22 @@ impl Broker {
             settings.advertised_port,
             settings.rack.clone(),
         )?;
+        let broker = Broker::new(settings, config, controller, None);
+        broker.remove_stale_dirs()?;
+        broker.reconcile()?;
+        broker.groups.load(&broker);
+        Ok(broker)
+    }
+
+    fn new(
+        settings: BrokerSettings,
+        config: Arc<StaticConfig>,
+        controller: Controller,
+        cluster: Option<Arc<ClusterState>>,
+    ) -> Arc<Broker> {
         let (data_signal, _) = tokio::sync::watch::channel(0);
         let config_for_groups = config.clone();
-        let broker = Arc::new(Broker {
+        Arc::new(Broker {
             settings,
             effective_config: RwLock::new(config.clone()),
             static_config: config,
@@ -105,11 +123,79 @@ impl Broker {
             fetch_sessions: FetchSessionCache::new(1000),
             producer_ids: Mutex::new((0, 0)),
             groups: Arc::new(crate::groups::GroupService::new(&config_for_groups)),
-        });
+            cluster,
+        })
+    }
+
+    /// Opens one node of a cluster whose metadata is a Raft quorum (see
+    /// [`crate::cluster`]): starts the voter (or observer), follows the
+    /// committed log, and waits until this broker has registered itself
+    /// through the quorum leader (retrying while there is none). Only then —
+    /// the image having caught up with the log — are stale partition
+    /// directories removed and the group coordinator loaded.
+    pub async fn open_cluster(
+        settings: BrokerSettings,
+        config: Arc<StaticConfig>,
+        cluster: ClusterSettings,
+    ) -> Result<Arc<Broker>, BrokerError> {
+        let dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let (state, source, applied) = ClusterState::start(cluster, &dir).await?;
+        let controller = Controller::new(Box::new(ClusterQuorum(state.clone())), config.clone());
+        let broker = Broker::new(settings, config, controller, Some(state.clone()));
+        tokio::spawn(crate::cluster::follow(broker.clone(), source, applied));
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let b = broker.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                b.controller.init_cluster()?;
+                b.controller.register_broker(
+                    b.settings.node_id,
+                    &b.settings.advertised_host,
+                    b.settings.advertised_port,
+                    b.settings.rack.clone(),
+                )
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    if attempt % 10 == 1 {
+                        tracing::info!(error = %e, leader = ?state.leader(), "waiting for the metadata quorum to register this broker");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "registration task failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        tracing::info!(leader = ?state.leader(), last_batch = ?broker.controller.last_batch(), "registered with the metadata quorum");
         broker.remove_stale_dirs()?;
         broker.reconcile()?;
         broker.groups.load(&broker);
         Ok(broker)
+    }
+
+    /// Runs a controller operation that may write metadata. In cluster mode
+    /// the write waits on the Raft quorum, so the call runs where it may block
+    /// (see [`crate::cluster`]); a single node commits locally.
+    pub fn admin<T>(&self, f: impl FnOnce(&Controller) -> T) -> T {
+        match &self.cluster {
+            Some(c) => c.blocking(|| f(&self.controller)),
+            None => f(&self.controller),
+        }
+    }
+
+    /// The node id of the active controller: the Raft leader in cluster mode
+    /// (-1 while there is none), this node otherwise.
+    pub fn controller_id(&self) -> i32 {
+        match &self.cluster {
+            Some(c) => c.leader().and_then(|l| i32::try_from(l).ok()).unwrap_or(-1),
+            None => self.settings.node_id.get(),
+        }
     }
 
     /// A producer id never handed out before.
@@ -119,9 +205,8 @@ impl Broker {
             Err(p) => p.into_inner(),
         };
         if block.0 >= block.1 {
-            let start = self
-                .controller
-                .allocate_producer_ids(self.settings.node_id, PRODUCER_ID_BLOCK)?;
+            let start =
+                self.admin(|c| c.allocate_producer_ids(self.settings.node_id, PRODUCER_ID_BLOCK))?;
             *block = (start, start + PRODUCER_ID_BLOCK);
         }
         let id = block.0;
@@ -189,7 +274,7 @@ impl Broker {
                 ..Default::default()
             })
             .collect();
-        let mut results = self.controller.create_topics(topics, false).into_iter();
+        let mut results = self.admin(|c| c.create_topics(topics, false)).into_iter();
         if let Err(e) = self.reconcile() {
             tracing::error!(error = %e, "reconciling logs after auto-creation failed");
         }
@@ -266,6 +351,14 @@ impl Broker {
                 continue;
             }
             let dir = self.partition_dir(&topic.name, key.1);
+            if read_partition_metadata(&dir).is_some_and(|id| id != topic.id) {
+                // Left over from an earlier topic of the same name (deleted
+                // while this broker was not following the log).
+                tracing::info!(dir = %dir.display(), "removing the directory of an earlier topic with this name");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(error = %e, "could not remove stale partition directory");
+                }
+            }
             std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
                 path: dir.clone(),
                 source,
@@ -306,6 +399,12 @@ impl Broker {
     /// `partition.metadata` names another topic id (a topic deleted and recreated
     /// while the broker was down).
     fn remove_stale_dirs(&self) -> Result<(), BrokerError> {
+        // Serialized with reconcile, so a directory it is creating for a newer
+        // image is never taken for a stale one.
+        let _guard = match self.reconcile_lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
         let image = self.image();
         let dir = &self.settings.data_dir;
         let entries = std::fs::read_dir(dir).map_err(|source| BrokerError::DataDir {

@@ -1,6 +1,7 @@
 //! The one place where samsa's typed errors become Kafka error codes.
 
 use kafka_protocol::error::ResponseError;
+use samsa_metadata::quorum::QuorumError;
 use samsa_metadata::ControllerError;
 use samsa_model::batch::{BatchError, BatchErrorKind};
 use samsa_storage::StorageError;
@@ -22,6 +23,10 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
         ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ControllerError::Quorum(QuorumError::NoLeader(_)) => ResponseError::NotController,
+        ControllerError::Quorum(QuorumError::Timeout(_) | QuorumError::Fenced { .. }) => {
+            ResponseError::RequestTimedOut
+        }
         ControllerError::Quorum(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -312,20 +312,22 @@ impl GroupService {
             .get_i64("offsets.topic.replication.factor")
             .unwrap_or(3)
             .min(brokers) as i16;
-        let results = broker.controller.create_topics(
-            vec![NewTopic {
-                name: OFFSETS_TOPIC.into(),
-                num_partitions: partitions,
-                replication_factor: rf,
-                assignments: vec![],
-                configs: vec![
-                    ("cleanup.policy".into(), Some("compact".into())),
-                    ("compression.type".into(), Some("producer".into())),
-                    ("segment.bytes".into(), Some("104857600".into())),
-                ],
-            }],
-            false,
-        );
+        let results = broker.admin(|c| {
+            c.create_topics(
+                vec![NewTopic {
+                    name: OFFSETS_TOPIC.into(),
+                    num_partitions: partitions,
+                    replication_factor: rf,
+                    assignments: vec![],
+                    configs: vec![
+                        ("cleanup.policy".into(), Some("compact".into())),
+                        ("compression.type".into(), Some("producer".into())),
+                        ("segment.bytes".into(), Some("104857600".into())),
+                    ],
+                }],
+                false,
+            )
+        });
         if let Err(e) = broker.reconcile() {
             tracing::error!(error = %e, "reconciling after creating __consumer_offsets");
         }

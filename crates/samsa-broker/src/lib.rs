@@ -7,6 +7,7 @@
 //! validated by `samsa-model` and stored/served as bytes by `samsa-storage`.
 
 pub mod broker;
+pub mod cluster;
 pub mod errors;
 pub mod fetch_session;
 pub mod groups;

@@ -67,14 +67,11 @@ impl BrokerSettings {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
         let listeners = cfg.get("listeners").unwrap_or("PLAINTEXT://127.0.0.1:9092");
-        let controller_names: Vec<&str> = cfg
-            .get("controller.listener.names")
-            .map(|v| v.split(',').map(str::trim).collect())
-            .unwrap_or_default();
+        let controller_names = crate::cluster::controller_listener_names(cfg);
         let mut client_listener = None;
         for l in listeners.split(',').filter(|l| !l.trim().is_empty()) {
             let (name, host, port) = parse_listener(l).map_err(|r| invalid("listeners", r))?;
-            if !controller_names.contains(&name.as_str()) && client_listener.is_none() {
+            if !controller_names.contains(&name) && client_listener.is_none() {
                 client_listener = Some((host, port));
             }
         }
@@ -95,10 +92,22 @@ impl BrokerSettings {
             .map_err(|e| invalid("listeners", format!("cannot resolve {bind_host}: {e}")))?;
         let (adv_host, adv_port) = match cfg.get("advertised.listeners") {
             Some(adv) if !adv.trim().is_empty() => {
-                let first = adv.split(',').next().unwrap_or(adv);
-                let (_, h, p) =
-                    parse_listener(first).map_err(|r| invalid("advertised.listeners", r))?;
-                (h, p)
+                // The first advertised listener that is not a controller's.
+                let mut client = None;
+                for l in adv.split(',').filter(|l| !l.trim().is_empty()) {
+                    let (name, h, p) =
+                        parse_listener(l).map_err(|r| invalid("advertised.listeners", r))?;
+                    if !controller_names.contains(&name) {
+                        client = Some((h, p));
+                        break;
+                    }
+                }
+                client.ok_or_else(|| {
+                    invalid(
+                        "advertised.listeners",
+                        "no client listener advertised".into(),
+                    )
+                })?
             }
             _ => {
                 let h = if host.is_empty() || host == "0.0.0.0" || host == "::" {

@@ -58,6 +58,10 @@ pub enum ControllerError {
     Quorum(#[from] QuorumError),
 }
 
+/// How many times a change is planned and committed before a fenced commit
+/// is reported.
+pub const SUBMIT_TRIES_MAX: u32 = 3;
+
 /// A topic to create (CreateTopics fields, with -1 meaning "broker default").
 #[derive(Clone, Debug, Default)]
 pub struct NewTopic {
@@ -201,19 +205,33 @@ impl Controller {
     /// Plans against the published image, commits the plan fenced on the batch
     /// that image reflects, and applies it. Returns the plan's outcome and the
     /// image after the change. An empty plan commits nothing.
+    ///
+    /// A fenced commit (another writer committed after the image was built —
+    /// only possible with a replicated quorum, whose `append_after` returns
+    /// once this node caught up) is re-planned against the newer image, up to
+    /// [`SUBMIT_TRIES_MAX`] times in all.
     fn submit<T>(
         &self,
-        plan: impl FnOnce(&MetadataImage) -> Result<Planned<T>, ControllerError>,
+        mut plan: impl FnMut(&MetadataImage) -> Result<Planned<T>, ControllerError>,
     ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
         let mut quorum = self.lock_quorum();
-        let Published { image, last_batch } = self.published();
-        let Planned { records, outcome } = plan(&image)?;
-        if records.is_empty() {
-            return Ok((outcome, image));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let Published { image, last_batch } = self.published();
+            let Planned { records, outcome } = plan(&image)?;
+            if records.is_empty() {
+                return Ok((outcome, image));
+            }
+            match quorum.append_after(last_batch, &records) {
+                Ok(index) => {
+                    self.apply(Step::Batch { index, records });
+                    return Ok((outcome, self.image()));
+                }
+                Err(QuorumError::Fenced { .. }) if tries < SUBMIT_TRIES_MAX => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let index = quorum.append_after(last_batch, &records)?;
-        self.apply(Step::Batch { index, records });
-        Ok((outcome, self.image()))
     }
 
     /// Registers (or re-registers) a broker's endpoint.
@@ -224,8 +242,16 @@ impl Controller {
         port: u16,
         rack: Option<String>,
     ) -> Result<(), ControllerError> {
-        self.submit(|image| Ok(plan::plan_register_broker(image, id, host, port, rack)))
-            .map(|_| ())
+        self.submit(|image| {
+            Ok(plan::plan_register_broker(
+                image,
+                id,
+                host,
+                port,
+                rack.clone(),
+            ))
+        })
+        .map(|_| ())
     }
 
     /// Creates topics; one result per input, in order. Each topic is planned and
@@ -288,7 +314,7 @@ impl Controller {
             return plan::plan_create_partitions(&self.image(), name, total, assignments)
                 .map(|_| ());
         }
-        self.submit(|image| plan::plan_create_partitions(image, name, total, assignments))
+        self.submit(|image| plan::plan_create_partitions(image, name, total, assignments.clone()))
             .map(|_| ())
     }
 
@@ -517,6 +543,49 @@ mod tests {
                 actual: self.0.map(|i| i + 1),
             })
         }
+    }
+
+    /// A quorum that fences the first append (another writer got in first)
+    /// and then accepts.
+    struct FencedOnce {
+        fenced: bool,
+        last: Option<u64>,
+    }
+
+    impl MetadataQuorum for FencedOnce {
+        fn last_batch(&self) -> Option<u64> {
+            self.last
+        }
+        fn append_after(
+            &mut self,
+            after: Option<u64>,
+            _records: &[MetadataRecord],
+        ) -> Result<u64, QuorumError> {
+            if !self.fenced {
+                self.fenced = true;
+                return Err(QuorumError::Fenced {
+                    expected: after,
+                    actual: after.map(|i| i + 1),
+                });
+            }
+            let index = after.unwrap_or(0) + 1;
+            self.last = Some(index);
+            Ok(index)
+        }
+    }
+
+    #[test]
+    fn a_fenced_commit_is_replanned() {
+        let c = Controller::new(
+            Box::new(FencedOnce {
+                fenced: false,
+                last: None,
+            }),
+            Arc::new(StaticConfig::default()),
+        );
+        c.init_cluster().unwrap();
+        assert!(!c.image().cluster_id.is_empty());
+        assert_eq!(c.last_batch(), Some(1));
     }
 
     #[test]

@@ -31,6 +31,17 @@ pub enum QuorumError {
         expected: Option<u64>,
         actual: Option<u64>,
     },
+    /// No quorum leader is known or reachable right now (retriable: Kafka's
+    /// NOT_CONTROLLER). Nothing was committed.
+    #[error("no metadata quorum leader: {0}")]
+    NoLeader(String),
+    /// The append was not acknowledged in time; it may still commit later
+    /// (retriable: Kafka's REQUEST_TIMED_OUT).
+    #[error("metadata append timed out: {0}")]
+    Timeout(String),
+    /// The quorum refused the batch or failed for another reason.
+    #[error("metadata quorum: {0}")]
+    Failed(String),
 }
 
 /// A replicated, ordered, durable log of metadata records, written in batches.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use samsa_broker::cluster::ClusterSettings;
 use samsa_broker::{Broker, BrokerSettings};
 use samsa_metadata::config::StaticConfig;
 
@@ -64,17 +65,31 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = Arc::new(load_config(&args)?);
-    let settings = BrokerSettings::from_config(&cfg)?;
+    // `controller.quorum.voters` set: one node of a cluster whose metadata is
+    // a Raft quorum; otherwise the single-node broker (local metadata log).
+    let cluster = ClusterSettings::from_config(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if let Some(c) = cluster.as_ref().filter(|c| !c.broker_role) {
+        return runtime.block_on(controller_only(c.clone(), &cfg));
+    }
+    let settings = BrokerSettings::from_config(&cfg)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let data_dir = settings.data_dir.clone();
-        let broker = Broker::open(settings, cfg).context("opening the data directory")?;
+        let broker = match cluster {
+            None => Broker::open(settings, cfg).context("opening the data directory")?,
+            Some(c) => {
+                tracing::info!(node_id = c.node_id, voters = ?c.voters, voter = c.controller_listen.is_some(), "starting a cluster node");
+                Broker::open_cluster(settings, cfg, c)
+                    .await
+                    .context("starting the cluster node")?
+            }
+        };
         tracing::info!(
             listen = %broker.settings.listen,
             data_dir = %data_dir.display(),
@@ -96,6 +111,26 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shut down cleanly");
         Ok(())
     })
+}
+
+/// `process.roles=controller`: a metadata voter that serves no Kafka clients.
+async fn controller_only(cluster: ClusterSettings, cfg: &StaticConfig) -> anyhow::Result<()> {
+    let data_dir = cfg
+        .get("log.dirs")
+        .and_then(|d| d.split(',').next().map(|s| s.trim().to_string()))
+        .or_else(|| cfg.get("log.dir").map(str::to_string))
+        .unwrap_or_else(|| "./samsa-data".to_string());
+    let config = cluster
+        .quorum_config(std::path::Path::new(&data_dir))
+        .context("a controller needs a CONTROLLER listener")?;
+    let quorum = samsa_quorum::RaftQuorum::start(config)
+        .await
+        .context("starting the metadata quorum")?;
+    tracing::info!(node_id = cluster.node_id, listen = %quorum.local_addr(), "samsa controller is serving");
+    wait_for_signal().await?;
+    quorum.shutdown().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

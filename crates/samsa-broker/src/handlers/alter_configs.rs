@@ -47,14 +47,10 @@ fn apply(
     validate_only: bool,
 ) -> Outcome {
     let result = match resource_type {
-        RESOURCE_TOPIC => broker
-            .controller
-            .alter_topic_configs(name, changes, validate_only),
+        RESOURCE_TOPIC => broker.admin(|c| c.alter_topic_configs(name, changes, validate_only)),
         RESOURCE_BROKER => {
             let target = broker_target(broker, name)?;
-            broker
-                .controller
-                .alter_broker_configs(target, changes, validate_only)
+            broker.admin(|c| c.alter_broker_configs(target, changes, validate_only))
         }
         other => {
             return Err((

@@ -23,12 +23,9 @@ pub fn handle(
                     .map(|x| x.broker_ids.into_iter().map(|b| BrokerId(b.0)).collect())
                     .collect()
             });
-            let result = broker.controller.create_partitions(
-                &t.name.0,
-                t.count,
-                assignments,
-                request.validate_only,
-            );
+            let result = broker.admin(|c| {
+                c.create_partitions(&t.name.0, t.count, assignments, request.validate_only)
+            });
             let r = CreatePartitionsTopicResult::default().with_name(t.name);
             match result {
                 Ok(()) => r,

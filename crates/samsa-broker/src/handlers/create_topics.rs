@@ -42,9 +42,7 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
             }
         })
         .collect();
-    let results = broker
-        .controller
-        .create_topics(topics, request.validate_only);
+    let results = broker.admin(|c| c.create_topics(topics, request.validate_only));
     if !request.validate_only {
         if let Err(e) = broker.reconcile() {
             tracing::error!(error = %e, "reconciling logs after CreateTopics");

@@ -28,8 +28,7 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
     for (name, id) in targets {
         let by_id = name.is_none() && !id.is_nil();
         let result = broker
-            .controller
-            .delete_topic(name.as_deref(), (!id.is_nil()).then_some(TopicId(id)));
+            .admin(|c| c.delete_topic(name.as_deref(), (!id.is_nil()).then_some(TopicId(id))));
         let mut r =
             DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(s(n))));
         match result {

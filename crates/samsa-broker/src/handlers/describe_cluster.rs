@@ -21,6 +21,25 @@ pub fn handle(
             .with_endpoint_type(request.endpoint_type.clamp(1, 2))
             .with_cluster_id(s(image.cluster_id.clone()));
     }
+    // In cluster mode the controllers are the Raft voters.
+    if let (Some(cluster), true) = (&broker.cluster, version >= 1 && request.endpoint_type == 2) {
+        let controllers = cluster
+            .settings
+            .voters
+            .iter()
+            .map(|(id, addr)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(*id as i32))
+                    .with_host(s(addr.ip().to_string()))
+                    .with_port(addr.port() as i32)
+            })
+            .collect();
+        return DescribeClusterResponse::default()
+            .with_cluster_id(s(image.cluster_id.clone()))
+            .with_controller_id(BrokerId(broker.controller_id()))
+            .with_brokers(controllers)
+            .with_endpoint_type(2);
+    }
     let brokers = image
         .brokers
         .values()
@@ -34,7 +53,7 @@ pub fn handle(
         .collect();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(s(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.settings.node_id.get()))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_brokers(brokers);
     if version >= 1 {
         response = response.with_endpoint_type(request.endpoint_type);

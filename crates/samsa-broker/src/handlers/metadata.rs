@@ -96,7 +96,7 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(s(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.settings.node_id.get()))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics)
 }
 

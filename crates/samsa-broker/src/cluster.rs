@@ -1,0 +1,432 @@
+//! Cluster mode: the metadata log as a Raft quorum (samsa-quorum) instead of
+//! the single node's [`LocalQuorum`](samsa_metadata::quorum::LocalQuorum).
+//!
+//! Enabled when `controller.quorum.voters` is set. A node whose
+//! `process.roles` contains `controller` is a voter ([`RaftQuorum`] on its
+//! CONTROLLER listener, state in `<data>/__cluster_metadata-0/raft`); a
+//! broker-only node follows the log as an [`Observer`].
+//!
+//! * **Apply.** Every node feeds its controller's image only from the
+//!   committed stream (a voter's [`RaftQuorum::subscribe`], an observer's
+//!   [`Observer::next`]) in one task ([`follow`]), which then reconciles the
+//!   partition logs.
+//! * **Write.** The controller's synchronous [`MetadataQuorum`] seam is
+//!   bridged by [`ClusterQuorum`]: `append_after` runs the async append on
+//!   the runtime (through `block_in_place` + `Handle::block_on`, so the worker
+//!   thread hands its other tasks away while it waits), on the local voter if
+//!   it leads, else forwarded to the leader through an [`Observer`]; it returns
+//!   only once the committed stream has applied that batch here, so the
+//!   controller's own apply is a no-op and answers come from the image. A
+//!   fenced append first waits until this node caught up with the batch that
+//!   fenced it (the controller then re-plans). No leader → `NoLeader`
+//!   (NOT_CONTROLLER), no answer in time → `Timeout` (REQUEST_TIMED_OUT).
+//!   Callers that may write go through [`crate::Broker::admin`], which also
+//!   runs the whole controller call (including waiting for its write mutex) in
+//!   `block_in_place`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use samsa_metadata::config::StaticConfig;
+use samsa_metadata::quorum::{MetadataQuorum, QuorumError as MetaError};
+use samsa_metadata::{MetadataRecord, Step};
+use samsa_quorum::{
+    parse_voters, Committed, Observer, ObserverConfig, QuorumConfig, QuorumError, RaftQuorum,
+    Subscription,
+};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::settings::{parse_listener, SettingsError};
+
+/// Directory (under the metadata dir) of a voter's Raft state.
+pub const RAFT_DIR: &str = "raft";
+
+/// How long a write waits for this node's image to reach its batch.
+const APPLY_WAIT: Duration = Duration::from_secs(15);
+
+/// The cluster part of the config (`controller.quorum.voters` and friends).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    /// `controller.quorum.voters`.
+    pub voters: BTreeMap<u64, SocketAddr>,
+    /// The CONTROLLER listener, when this node is a voter.
+    pub controller_listen: Option<SocketAddr>,
+    /// Whether `process.roles` contains `broker`.
+    pub broker_role: bool,
+}
+
+impl ClusterSettings {
+    /// The cluster settings, or `None` for a single node (no
+    /// `controller.quorum.voters`).
+    pub fn from_config(cfg: &StaticConfig) -> Result<Option<ClusterSettings>, SettingsError> {
+        let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
+        let Some(voters) = cfg
+            .get("controller.quorum.voters")
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let voters =
+            parse_voters(voters).map_err(|e| invalid("controller.quorum.voters", e.to_string()))?;
+        let node_id: u64 = cfg
+            .explicit("node.id")
+            .or_else(|| cfg.explicit("broker.id"))
+            .or_else(|| cfg.get("node.id"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| invalid("node.id", "not a non-negative number".into()))?;
+        let roles: Vec<String> = cfg
+            .get("process.roles")
+            .unwrap_or("broker,controller")
+            .split(',')
+            .map(|r| r.trim().to_ascii_lowercase())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let broker_role = roles.iter().any(|r| r == "broker");
+        let controller_role = roles.iter().any(|r| r == "controller");
+        if !broker_role && !controller_role {
+            return Err(invalid("process.roles", "names no role".into()));
+        }
+        let controller_listen = if controller_role {
+            if !voters.contains_key(&node_id) {
+                return Err(invalid(
+                    "controller.quorum.voters",
+                    format!("this controller (node.id {node_id}) is not one of the voters"),
+                ));
+            }
+            let names = controller_listener_names(cfg);
+            let listeners = cfg.get("listeners").unwrap_or_default();
+            let mut found = None;
+            for l in listeners.split(',').filter(|l| !l.trim().is_empty()) {
+                let (name, host, port) = parse_listener(l).map_err(|r| invalid("listeners", r))?;
+                if names.contains(&name) {
+                    let host = if host.is_empty() {
+                        "0.0.0.0".into()
+                    } else {
+                        host
+                    };
+                    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or_else(|| invalid("listeners", format!("cannot resolve {host}")))?;
+                    found = Some(addr);
+                    break;
+                }
+            }
+            Some(found.ok_or_else(|| {
+                invalid(
+                    "listeners",
+                    format!("a controller needs a listener named one of {names:?}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        Ok(Some(ClusterSettings {
+            node_id,
+            voters,
+            controller_listen,
+            broker_role,
+        }))
+    }
+
+    /// The Raft configuration of this voter (`None` for a broker-only node).
+    pub fn quorum_config(&self, data_dir: &std::path::Path) -> Option<QuorumConfig> {
+        let listen = self.controller_listen?;
+        Some(QuorumConfig::new(
+            self.node_id,
+            self.voters.clone(),
+            listen,
+            data_dir.join(crate::broker::METADATA_DIR).join(RAFT_DIR),
+        ))
+    }
+}
+
+/// `controller.listener.names`, `CONTROLLER` when unset.
+pub fn controller_listener_names(cfg: &StaticConfig) -> Vec<String> {
+    let names: Vec<String> = cfg
+        .get("controller.listener.names")
+        .unwrap_or_default()
+        .split(',')
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        vec!["CONTROLLER".into()]
+    } else {
+        names
+    }
+}
+
+/// What the broker keeps of the running quorum.
+pub struct ClusterState {
+    pub settings: ClusterSettings,
+    handle: Handle,
+    /// This node's voter, if it is one.
+    pub raft: Option<Arc<RaftQuorum>>,
+    /// Forwards appends to the leader.
+    forwarder: tokio::sync::Mutex<Observer>,
+    /// The last batch the committed stream applied to this node's image.
+    applied: watch::Receiver<Option<u64>>,
+    /// The leader an observer last heard of (-1: none).
+    observed_leader: AtomicI64,
+}
+
+impl ClusterState {
+    /// Starts the quorum side of this node: the voter (if any) and the
+    /// forwarder. Returns the state, the committed stream to follow and the
+    /// sender [`follow`] publishes applied batches on.
+    pub async fn start(
+        settings: ClusterSettings,
+        data_dir: &std::path::Path,
+    ) -> Result<(Arc<ClusterState>, Source, watch::Sender<Option<u64>>), QuorumError> {
+        let raft = match settings.quorum_config(data_dir) {
+            Some(config) => Some(Arc::new(RaftQuorum::start(config).await?)),
+            None => None,
+        };
+        let source = match &raft {
+            Some(r) => Source::Voter(r.subscribe()),
+            None => Source::Observer(Box::new(Observer::new(ObserverConfig::new(
+                settings.voters.clone(),
+            ))?)),
+        };
+        let forwarder = Observer::new(ObserverConfig::new(settings.voters.clone()))?;
+        let (applied_tx, applied) = watch::channel(None);
+        let state = Arc::new(ClusterState {
+            settings,
+            handle: Handle::current(),
+            raft,
+            forwarder: tokio::sync::Mutex::new(forwarder),
+            applied,
+            observed_leader: AtomicI64::new(-1),
+        });
+        Ok((state, source, applied_tx))
+    }
+
+    /// The current quorum leader, if known.
+    pub fn leader(&self) -> Option<u64> {
+        match &self.raft {
+            Some(r) => r.leader(),
+            None => u64::try_from(self.observed_leader.load(Ordering::Relaxed)).ok(),
+        }
+    }
+
+    /// Runs `fut` to completion from synchronous code without stalling the
+    /// runtime's worker threads. A current-thread runtime cannot do that (its
+    /// one thread would wait for itself): refused.
+    fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, MetaError> {
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                Ok(tokio::task::block_in_place(|| self.handle.block_on(fut)))
+            }
+            Ok(_) => Err(MetaError::Failed(
+                "cluster metadata writes need the multi-threaded runtime".into(),
+            )),
+            Err(_) => Ok(self.handle.block_on(fut)),
+        }
+    }
+
+    /// Runs `f` (which may block on a metadata write) so that it does not
+    /// stall a runtime worker.
+    pub(crate) fn blocking<T>(&self, f: impl FnOnce() -> T) -> T {
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(f)
+            }
+            _ => f(),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), MetaError> {
+        let mut rx = self.applied.clone();
+        let reached = tokio::time::timeout(APPLY_WAIT, async {
+            rx.wait_for(|a| a.is_some_and(|a| a >= index)).await.is_ok()
+        })
+        .await;
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MetaError::Failed("the metadata follower stopped".into())),
+            Err(_) => Err(MetaError::Timeout(format!(
+                "batch {index} was committed but not applied here within {} ms",
+                APPLY_WAIT.as_millis()
+            ))),
+        }
+    }
+
+    async fn append_after(
+        &self,
+        after: Option<u64>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<u64, MetaError> {
+        let local = match &self.raft {
+            Some(r) if r.is_leader() => Some(r.append_after(after, records.clone()).await),
+            _ => None,
+        };
+        let result = match local {
+            Some(Err(QuorumError::NotLeader { .. })) | None => {
+                self.forwarder
+                    .lock()
+                    .await
+                    .append_after(after, records)
+                    .await
+            }
+            Some(other) => other,
+        };
+        match result {
+            Ok(index) => {
+                self.wait_applied(index).await?;
+                Ok(index)
+            }
+            Err(QuorumError::Fenced { last_batch }) => {
+                if let Some(actual) = last_batch {
+                    self.wait_applied(actual).await?;
+                }
+                Err(MetaError::Fenced {
+                    expected: after,
+                    actual: last_batch,
+                })
+            }
+            Err(e @ (QuorumError::NotLeader { .. } | QuorumError::Network(_))) => {
+                Err(MetaError::NoLeader(e.to_string()))
+            }
+            Err(e @ QuorumError::Timeout { .. }) => Err(MetaError::Timeout(e.to_string())),
+            Err(e) => Err(MetaError::Failed(e.to_string())),
+        }
+    }
+}
+
+/// The controller's [`MetadataQuorum`] in cluster mode.
+pub struct ClusterQuorum(pub Arc<ClusterState>);
+
+impl MetadataQuorum for ClusterQuorum {
+    fn last_batch(&self) -> Option<u64> {
+        *self.0.applied.borrow()
+    }
+
+    fn append_after(
+        &mut self,
+        after: Option<u64>,
+        records: &[MetadataRecord],
+    ) -> Result<u64, MetaError> {
+        let state = self.0.clone();
+        let records = records.to_vec();
+        self.0.block_on(state.append_after(after, records))?
+    }
+}
+
+/// Where this node reads the committed metadata log from.
+pub enum Source {
+    Voter(Subscription),
+    Observer(Box<Observer>),
+}
+
+/// Applies the committed stream to `broker`'s image, publishes the applied
+/// batch on `applied`, and reconciles the partition logs after each step.
+/// Runs until the quorum shuts down.
+pub async fn follow(broker: Arc<Broker>, mut source: Source, applied: watch::Sender<Option<u64>>) {
+    loop {
+        let step = match &mut source {
+            Source::Voter(s) => s.next().await,
+            Source::Observer(o) => {
+                let step = o.next().await;
+                if let (Some(state), Some(l)) = (&broker.cluster, o.leader()) {
+                    state.observed_leader.store(l as i64, Ordering::Relaxed);
+                }
+                step
+            }
+        };
+        let step = match step {
+            Ok(Committed::Batch(b)) => Step::Batch {
+                index: b.index,
+                records: b.records,
+            },
+            Ok(Committed::Snapshot(s)) => Step::Reset {
+                image: s.to_image(),
+                last_batch: s.last_batch,
+            },
+            Err(QuorumError::Shutdown(_)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the committed metadata log");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        broker.controller.apply(step);
+        applied.send_replace(broker.controller.last_batch());
+        if let Err(e) = broker.reconcile() {
+            tracing::error!(error = %e, "reconciling logs with the committed metadata");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> StaticConfig {
+        let mut c = StaticConfig::default();
+        for (k, v) in pairs {
+            c.set(k, v).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn single_node_without_voters() {
+        assert!(ClusterSettings::from_config(&StaticConfig::default())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn kraft_style_properties_resolve() {
+        let base = [
+            ("node.id", "2"),
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+            ),
+            ("controller.listener.names", "CONTROLLER"),
+            (
+                "controller.quorum.voters",
+                "1@127.0.0.1:9093,2@127.0.0.1:19093,3@127.0.0.1:9095",
+            ),
+        ];
+        let c = ClusterSettings::from_config(&cfg(&base)).unwrap().unwrap();
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.voters.len(), 3);
+        assert!(c.broker_role);
+        assert_eq!(c.controller_listen.unwrap().port(), 19093);
+        let q = c.quorum_config(std::path::Path::new("/data")).unwrap();
+        assert_eq!(
+            q.dir,
+            std::path::Path::new("/data/__cluster_metadata-0/raft")
+        );
+        // The client listener is not the controller's.
+        let s = crate::BrokerSettings::from_config(&cfg(&base)).unwrap();
+        assert_eq!(s.listen.port(), 19092);
+
+        let mut broker_only = base.to_vec();
+        broker_only.push(("process.roles", "broker"));
+        broker_only[0] = ("node.id", "7");
+        let c = ClusterSettings::from_config(&cfg(&broker_only))
+            .unwrap()
+            .unwrap();
+        assert!(c.controller_listen.is_none() && c.broker_role);
+        assert!(c.quorum_config(std::path::Path::new("/d")).is_none());
+
+        // A controller must be a voter and have a CONTROLLER listener.
+        let mut stranger = base.to_vec();
+        stranger[0] = ("node.id", "9");
+        assert!(ClusterSettings::from_config(&cfg(&stranger)).is_err());
+        let mut no_listener = base.to_vec();
+        no_listener[1] = ("listeners", "PLAINTEXT://127.0.0.1:19092");
+        assert!(ClusterSettings::from_config(&cfg(&no_listener)).is_err());
+    }
+}
