@@ -236,6 +236,16 @@ impl Broker {
         map.get(&(topic_id, index)).cloned()
     }
 
+    /// Partition `index` of the topic named `topic` in `image`, if hosted here.
+    pub fn partition_named(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        index: i32,
+    ) -> Option<Arc<Partition>> {
+        image.topic(topic).and_then(|t| self.partition(t.id, index))
+    }
+
     /// Every hosted partition.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let map = match self.partitions.read() {

@@ -337,7 +337,7 @@ impl GroupService {
         offsets_partitions_hosted(broker)
     }
 
-    /// Committed offsets of `group`, for lag.
+    /// Whether the coordinator is loaded and serving.
     pub fn status_ok(&self) -> bool {
         matches!(
             lock(&self.coordinator).status(),

@@ -21,7 +21,6 @@ pub fn handle(
         .topics
         .into_iter()
         .map(|t| {
-            let topic = image.topic(&t.name.0);
             let partitions = t
                 .partitions
                 .into_iter()
@@ -29,7 +28,7 @@ pub fn handle(
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(part) = topic.and_then(|t| broker.partition(t.id, p.partition_index))
+                    let Some(part) = broker.partition_named(&image, &t.name.0, p.partition_index)
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

@@ -22,7 +22,6 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
         .topics
         .into_iter()
         .map(|t| {
-            let topic = image.topic(&t.name.0);
             let partitions = t
                 .partitions
                 .into_iter()
@@ -31,7 +30,7 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let Some(part) = topic.and_then(|t| broker.partition(t.id, p.partition_index))
+                    let Some(part) = broker.partition_named(&image, &t.name.0, p.partition_index)
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

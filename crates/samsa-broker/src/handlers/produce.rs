@@ -14,7 +14,7 @@ use samsa_model::TimestampMs;
 
 use super::s;
 use crate::broker::Broker;
-use crate::errors::{batch_error, controller_error, storage_error};
+use crate::errors::{batch_error, storage_error};
 use crate::partition::Partition;
 use crate::producer_state::SeqCheck;
 
@@ -42,7 +42,6 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
             for (name, r) in missing.iter().zip(broker.auto_create(&missing)) {
                 if let Err(e) = r {
                     tracing::debug!(topic = %name, error = %e, "auto-creation on produce refused");
-                    let _ = controller_error(&e);
                 }
             }
             image = broker.image();
