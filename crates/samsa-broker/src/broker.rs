@@ -5,19 +5,22 @@
 //! reconciles its partition logs with the new image (open logs for new
 //! partitions, delete logs of removed topics, push config changes to open logs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::quorum::LocalQuorum;
-use samsa_metadata::{Controller, ControllerError, MetadataImage, NewTopic, TopicImage};
-use samsa_model::{PartitionIndex, TopicId};
+use samsa_metadata::{
+    BrokerRegistration, Controller, ControllerError, Endpoint, MetadataImage, NewTopic, TopicImage,
+};
+use samsa_model::{BrokerId, PartitionIndex, TopicId};
 use samsa_storage::PartitionLog;
 
 use crate::cluster::{ClusterQuorum, ClusterSettings, ClusterState};
 use crate::fetch_session::FetchSessionCache;
-use crate::partition::{Partition, TopicSettings};
+use crate::partition::{Partition, RoleChange, TopicSettings};
 use crate::settings::BrokerSettings;
 
 /// Directory (under the data dir) of the metadata log.
@@ -72,6 +75,17 @@ pub struct Broker {
     producer_ids: Mutex<(i64, i64)>,
     /// The Raft metadata quorum, in cluster mode (`controller.quorum.voters`).
     pub cluster: Option<Arc<ClusterState>>,
+    /// Bumped when a high watermark moves or roles change; acks=all produces
+    /// and coordinator appends wait on it.
+    hw_signal: tokio::sync::watch::Sender<u64>,
+    /// Wakes the replica manager after a role change.
+    pub roles_changed: tokio::sync::Notify,
+    /// Leaders a replica fetcher task is running for.
+    fetchers: Mutex<HashSet<BrokerId>>,
+    /// This broker's epoch from its registration (cluster mode).
+    pub broker_epoch: AtomicI64,
+    /// Set by a controlled shutdown: heartbeats stop so the broker stays fenced.
+    pub shutting_down: AtomicBool,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -91,13 +105,11 @@ impl Broker {
         })?;
         let (quorum, records) = LocalQuorum::open(&dir.join(METADATA_DIR))?;
         let controller = Controller::open(Box::new(quorum), records, config.clone())?;
-        controller.register_broker(
-            settings.node_id,
-            &settings.advertised_host,
-            settings.advertised_port,
-            settings.rack.clone(),
-        )?;
+        let epoch = controller.register_broker(registration(&settings, false))?;
         let broker = Broker::new(settings, config, controller, None);
+        broker
+            .broker_epoch
+            .store(epoch, std::sync::atomic::Ordering::Relaxed);
         broker.remove_stale_dirs()?;
         broker.reconcile()?;
         broker.groups.load(&broker);
@@ -111,6 +123,7 @@ impl Broker {
         cluster: Option<Arc<ClusterState>>,
     ) -> Arc<Broker> {
         let (data_signal, _) = tokio::sync::watch::channel(0);
+        let (hw_signal, _) = tokio::sync::watch::channel(0);
         let config_for_groups = config.clone();
         Arc::new(Broker {
             settings,
@@ -124,6 +137,11 @@ impl Broker {
             producer_ids: Mutex::new((0, 0)),
             groups: Arc::new(crate::groups::GroupService::new(&config_for_groups)),
             cluster,
+            hw_signal,
+            roles_changed: tokio::sync::Notify::new(),
+            fetchers: Mutex::new(HashSet::new()),
+            broker_epoch: AtomicI64::new(0),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -148,21 +166,23 @@ impl Broker {
         let broker = Broker::new(settings, config, controller, Some(state.clone()));
         tokio::spawn(crate::cluster::follow(broker.clone(), source, applied));
         let mut attempt = 0u32;
+        let reg = registration(&broker.settings, true);
         loop {
             attempt += 1;
             let b = broker.clone();
+            let reg = reg.clone();
             let result = tokio::task::spawn_blocking(move || {
                 b.controller.init_cluster()?;
-                b.controller.register_broker(
-                    b.settings.node_id,
-                    &b.settings.advertised_host,
-                    b.settings.advertised_port,
-                    b.settings.rack.clone(),
-                )
+                b.controller.register_broker(reg)
             })
             .await;
             match result {
-                Ok(Ok(())) => break,
+                Ok(Ok(epoch)) => {
+                    broker
+                        .broker_epoch
+                        .store(epoch, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
                 Ok(Err(e)) => {
                     if attempt % 10 == 1 {
                         tracing::info!(error = %e, leader = ?state.leader(), "waiting for the metadata quorum to register this broker");
@@ -265,6 +285,24 @@ impl Broker {
         self.data_signal.subscribe()
     }
 
+    /// Wakes waiters for replication (a high watermark or a role changed).
+    pub fn notify_hw(&self) {
+        self.hw_signal.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees every later [`Broker::notify_hw`].
+    pub fn hw_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.hw_signal.subscribe()
+    }
+
+    /// The set of leaders with a running replica fetcher.
+    pub(crate) fn fetchers(&self) -> std::sync::MutexGuard<'_, HashSet<BrokerId>> {
+        match self.fetchers.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
     fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
         self.settings.data_dir.join(format!("{topic}-{index}"))
     }
@@ -351,13 +389,19 @@ impl Broker {
                 tracing::info!(topic = %partition.topic, partition = partition.index.get(), "deleted partition");
             }
         }
-        // Open new partitions; refresh settings of existing ones.
+        // Open new partitions; refresh settings and roles of existing ones.
+        let now = crate::handlers::produce::now_ms().get();
+        let mut roles_changed = false;
         for (key, (topic, i)) in wanted {
             let settings = TopicSettings::resolve(&config, &topic.configs);
             let leader_epoch = topic.partitions[i].leader_epoch;
             if let Some(p) = self.partition(key.0, key.1) {
                 p.set_settings(settings);
-                p.set_leader_epoch(leader_epoch);
+                let change = p.apply_image(me, &topic.partitions[i], now);
+                if change != RoleChange::Unchanged {
+                    tracing::info!(topic = %topic.name, partition = key.1, ?change, epoch = leader_epoch.get(), "partition role changed");
+                    roles_changed = true;
+                }
                 continue;
             }
             let dir = self.partition_dir(&topic.name, key.1);
@@ -396,12 +440,21 @@ impl Broker {
                     dir: dir.clone(),
                     source,
                 })?;
+            partition.load_high_watermark();
+            partition.apply_image(me, &topic.partitions[i], now);
+            roles_changed = true;
             let mut map = match self.partitions.write() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
             map.insert(key, partition);
         }
+        if roles_changed {
+            self.roles_changed.notify_waiters();
+            self.roles_changed.notify_one();
+            self.groups.wake();
+        }
+        self.notify_hw();
         Ok(())
     }
 
@@ -455,6 +508,34 @@ impl Broker {
         }
     }
 }
+
+/// This broker's registration: its listeners' advertised endpoints and a
+/// fresh incarnation id (a restart is a new incarnation). `fenced`: register
+/// fenced until heartbeats show it is alive (cluster mode).
+fn registration(settings: &BrokerSettings, fenced: bool) -> BrokerRegistration {
+    BrokerRegistration {
+        id: settings.node_id,
+        host: settings.advertised_host.clone(),
+        port: settings.advertised_port,
+        rack: settings.rack.clone(),
+        listeners: settings
+            .listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port,
+            })
+            .collect(),
+        incarnation: INCARNATION
+            .get_or_init(|| uuid::Uuid::new_v4().to_string())
+            .clone(),
+        fenced,
+    }
+}
+
+/// This process's incarnation id.
+static INCARNATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Topics that only their coordinators create.
 pub fn is_internal_topic(name: &str) -> bool {

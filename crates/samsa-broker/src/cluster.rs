@@ -24,7 +24,7 @@
 //!   runs the whole controller call (including waiting for its write mutex) in
 //!   `block_in_place`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -34,6 +34,7 @@ use std::time::Duration;
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::quorum::{MetadataQuorum, QuorumError as MetaError};
 use samsa_metadata::{MetadataRecord, Step};
+use samsa_model::BrokerId;
 use samsa_quorum::{
     parse_voters, Committed, Observer, ObserverConfig, QuorumConfig, QuorumError, RaftQuorum,
     Subscription,
@@ -60,6 +61,8 @@ pub struct ClusterSettings {
     pub controller_listen: Option<SocketAddr>,
     /// Whether `process.roles` contains `broker`.
     pub broker_role: bool,
+    /// `controller.quorum.election.timeout.ms`.
+    pub election_timeout_ms: u64,
 }
 
 impl ClusterSettings {
@@ -128,23 +131,35 @@ impl ClusterSettings {
         } else {
             None
         };
+        let election_timeout_ms = cfg
+            .get_i64("controller.quorum.election.timeout.ms")
+            .unwrap_or(1000)
+            .clamp(10, 600_000) as u64;
         Ok(Some(ClusterSettings {
             node_id,
             voters,
             controller_listen,
             broker_role,
+            election_timeout_ms,
         }))
     }
 
     /// The Raft configuration of this voter (`None` for a broker-only node).
     pub fn quorum_config(&self, data_dir: &std::path::Path) -> Option<QuorumConfig> {
         let listen = self.controller_listen?;
-        Some(QuorumConfig::new(
+        let mut config = QuorumConfig::new(
             self.node_id,
             self.voters.clone(),
             listen,
             data_dir.join(crate::broker::METADATA_DIR).join(RAFT_DIR),
-        ))
+        );
+        // Kafka's election timeout, randomized up to twice as long; leaders
+        // heartbeat five times per timeout.
+        let min = self.election_timeout_ms.max(50);
+        config.election_timeout_ms_min = min;
+        config.election_timeout_ms_max = min * 2;
+        config.heartbeat_interval_ms = (min / 5).max(10);
+        Some(config)
     }
 }
 
@@ -364,6 +379,209 @@ pub async fn follow(broker: Arc<Broker>, mut source: Source, applied: watch::Sen
         }
     }
 }
+
+fn config_ms(broker: &Broker, key: &str, default: i64) -> u64 {
+    broker
+        .config()
+        .get_i64(key)
+        .unwrap_or(default)
+        .clamp(1, 86_400_000) as u64
+}
+
+/// Sends this broker's heartbeat to every voter every
+/// `broker.heartbeat.interval.ms` (KRaft's BrokerHeartbeat), until shutdown
+/// or a controlled shutdown began. Every voter records it, so a newly
+/// elected controller already knows which brokers fell silent.
+pub async fn heartbeat(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+    let Some(state) = broker.cluster.clone() else {
+        return;
+    };
+    for (id, addr) in state.settings.voters.clone() {
+        let one = BTreeMap::from([(id, addr)]);
+        match Observer::new(ObserverConfig::new(one)) {
+            Ok(o) => {
+                tokio::spawn(heartbeat_to(
+                    broker.clone(),
+                    state.clone(),
+                    o,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(voter = id, error = %e, "cannot start a heartbeat sender"),
+        }
+    }
+}
+
+async fn heartbeat_to(
+    broker: Arc<Broker>,
+    state: Arc<ClusterState>,
+    mut observer: Observer,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let every = Duration::from_millis(config_ms(&broker, "broker.heartbeat.interval.ms", 2000));
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if broker.shutting_down.load(Ordering::Relaxed) {
+            continue;
+        }
+        let node = state.settings.node_id;
+        let epoch = broker.broker_epoch.load(Ordering::Relaxed);
+        match tokio::time::timeout(
+            every.max(Duration::from_millis(500)),
+            observer.heartbeat(node, epoch),
+        )
+        .await
+        {
+            // A voter that does not lead answers NotLeader after recording it.
+            Ok(Ok(()) | Err(QuorumError::NotLeader { .. })) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat not delivered"),
+            Err(_) => tracing::debug!("heartbeat timed out"),
+        }
+    }
+}
+
+/// On the active controller: fences brokers whose heartbeats stopped for
+/// `broker.session.timeout.ms` (their partitions get new leaders from the
+/// ISR), unfences fenced brokers that heartbeat again with their current
+/// broker epoch, and moves leadership back to preferred replicas every
+/// `leader.imbalance.check.interval.seconds` when
+/// `auto.leader.rebalance.enable` is set.
+pub async fn liveness(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let Some(raft) = broker.cluster.as_ref().and_then(|c| c.raft.clone()) else {
+        return;
+    };
+    // When this controller first saw each broker fenced: only heartbeats
+    // sent after that unfence it (a broker in controlled shutdown stopped
+    // heartbeating before it asked to be fenced).
+    let mut fenced_seen: HashMap<BrokerId, std::time::Instant> = HashMap::new();
+    let mut last_rebalance = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(LIVENESS_CHECK) => {}
+        }
+        let (true, Some(since)) = (raft.is_leader(), raft.leader_since()) else {
+            fenced_seen.clear();
+            last_rebalance = std::time::Instant::now();
+            continue;
+        };
+        let session = Duration::from_millis(config_ms(&broker, "broker.session.timeout.ms", 9000));
+        let beats = raft.heartbeats();
+        let image = broker.image();
+        let now = std::time::Instant::now();
+        for b in image.brokers.values() {
+            let Ok(node) = u64::try_from(b.id.get()) else {
+                continue;
+            };
+            let beat = beats
+                .get(&node)
+                .filter(|(_, epoch)| *epoch == b.epoch)
+                .map(|(t, _)| *t);
+            let action = if b.fenced {
+                let seen = *fenced_seen.entry(b.id).or_insert(now);
+                beat.filter(|t| *t > seen && now.duration_since(*t) < session)
+                    .map(|_| Liveness::Unfence(b.epoch))
+            } else {
+                fenced_seen.remove(&b.id);
+                // Never heard by this voter: a grace period from its election.
+                let last = beat.unwrap_or(since);
+                (now.duration_since(last) > session).then_some(Liveness::Fence)
+            };
+            let Some(action) = action else { continue };
+            let id = b.id;
+            let bk = broker.clone();
+            let result = tokio::task::spawn_blocking(move || match action {
+                Liveness::Fence => bk.admin(|c| c.fence_broker(id)),
+                Liveness::Unfence(epoch) => bk.admin(|c| c.unfence_broker(id, epoch)),
+            })
+            .await;
+            match result {
+                Ok(Ok(partitions)) => {
+                    tracing::info!(
+                        broker = id.get(),
+                        ?action,
+                        partitions = partitions.len(),
+                        "broker liveness changed"
+                    )
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(broker = id.get(), ?action, error = %e, "liveness change refused")
+                }
+                Err(e) => tracing::error!(error = %e, "liveness task failed"),
+            }
+        }
+        let cfg = broker.config();
+        let every = Duration::from_secs(
+            cfg.get_i64("leader.imbalance.check.interval.seconds")
+                .unwrap_or(300)
+                .clamp(1, 86_400) as u64,
+        );
+        if cfg.get_bool("auto.leader.rebalance.enable") && last_rebalance.elapsed() >= every {
+            last_rebalance = std::time::Instant::now();
+            if !samsa_metadata::plan::imbalanced_partitions(&image).is_empty() {
+                let bk = broker.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    bk.admin(|c| c.elect_leaders(samsa_metadata::ElectionType::Preferred, None))
+                })
+                .await;
+                if let Ok(Ok(results)) = result {
+                    let moved = results.iter().filter(|r| r.result.is_ok()).count();
+                    tracing::info!(moved, "automatic preferred leader election");
+                }
+            }
+        }
+    }
+}
+
+/// How often the active controller checks broker liveness.
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy, Debug)]
+enum Liveness {
+    Fence,
+    Unfence(i64),
+}
+
+/// Controlled shutdown (SIGTERM): stop heartbeating, then ask the controller
+/// to move this broker's leaderships to other in-sync replicas and fence it,
+/// retrying for up to `CONTROLLED_SHUTDOWN_WAIT`. Returns whether the
+/// controller confirmed.
+pub async fn controlled_shutdown(broker: &Arc<Broker>) -> bool {
+    broker.shutting_down.store(true, Ordering::Relaxed);
+    if broker.cluster.is_none() || !broker.config().get_bool("controlled.shutdown.enable") {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_WAIT;
+    loop {
+        let bk = broker.clone();
+        let me = broker.settings.node_id;
+        let result =
+            tokio::task::spawn_blocking(move || bk.admin(|c| c.controlled_shutdown(me))).await;
+        match result {
+            Ok(Ok(still_led)) => {
+                tracing::info!(
+                    still_led = still_led.len(),
+                    "controlled shutdown: leadership moved"
+                );
+                return true;
+            }
+            Ok(Err(e)) => tracing::info!(error = %e, "controlled shutdown refused; retrying"),
+            Err(e) => tracing::error!(error = %e, "controlled shutdown task failed"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("controlled shutdown did not complete; shutting down anyway");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// How long a controlled shutdown keeps asking the controller (when the
+/// whole cluster stops, the last brokers find no quorum and give up).
+const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,21 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         ControllerError::TopicDeletionDisabled => ResponseError::TopicDeletionDisabled,
         ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ControllerError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
+        ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+        ControllerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+        ControllerError::NotLeaderOrFollower(_) => ResponseError::NotLeaderOrFollower,
+        ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
+        ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        ControllerError::NotController(_) => ResponseError::NotController,
+        ControllerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        ControllerError::PreferredLeaderNotAvailable(_) => {
+            ResponseError::PreferredLeaderNotAvailable
+        }
+        ControllerError::EligibleLeadersNotAvailable(_) => {
+            ResponseError::EligibleLeadersNotAvailable
+        }
+        ControllerError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
         ControllerError::Quorum(QuorumError::NoLeader(_)) => ResponseError::NotController,
         ControllerError::Quorum(QuorumError::Timeout(_) | QuorumError::Fenced { .. }) => {
             ResponseError::RequestTimedOut

@@ -8,7 +8,7 @@
 //! coordinator mutex is held, and replies are sent only after the appends
 //! before them succeeded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,7 +17,7 @@ use samsa_coordinator::{
 };
 use samsa_metadata::{MetadataImage, NewTopic};
 use samsa_model::batch::{self, BatchBuilder, NewRecord};
-use samsa_model::{Offset, TopicId};
+use samsa_model::TopicId;
 use tokio::sync::{oneshot, Notify};
 
 use crate::broker::Broker;
@@ -60,6 +60,9 @@ pub struct GroupService {
     next_token: AtomicU64,
     /// Wakes the timer task when a call may have moved the next deadline.
     timer_wake: Notify,
+    /// The `__consumer_offsets` partitions the coordinator was loaded from
+    /// (those this broker led at the time); reloaded when leadership moves.
+    loaded: Mutex<BTreeSet<u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,6 +104,7 @@ impl GroupService {
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             timer_wake: Notify::new(),
+            loaded: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -124,16 +128,56 @@ impl GroupService {
         }
     }
 
+    /// Wakes the timer task (after a role change: it reloads when the
+    /// partitions this broker leads changed).
+    pub fn wake(&self) {
+        self.timer_wake.notify_one();
+    }
+
+    /// The `__consumer_offsets` partition of `group`.
+    pub fn partition_for(&self, group: &str) -> u32 {
+        samsa_coordinator::partition_for(group, self.config.offsets_topic_num_partitions)
+    }
+
+    /// Whether this broker's coordinator is loaded with `group`'s partition.
+    pub fn owns(&self, group: &str) -> bool {
+        lock(&self.loaded).contains(&self.partition_for(group))
+    }
+
+    /// The `__consumer_offsets` partitions this broker leads now.
+    fn led_partitions(broker: &Broker) -> BTreeSet<u32> {
+        let image = broker.image();
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return BTreeSet::new();
+        };
+        topic
+            .partitions
+            .iter()
+            .filter(|p| {
+                broker
+                    .partition(topic.id, p.index.get())
+                    .is_some_and(|part| part.is_leader())
+            })
+            .filter_map(|p| u32::try_from(p.index.get()).ok())
+            .collect()
+    }
+
     /// Replays the log into `c` (a coordinator in its Loading state) and opens
-    /// it. Returns whether an append failed on the way.
+    /// it. Returns whether an append failed on the way. Only the partitions
+    /// this broker leads are loaded; groups of the others get NOT_COORDINATOR.
     fn load_into(&self, broker: &Broker, c: &mut Coordinator) -> bool {
         let image = broker.image();
+        let led = Self::led_partitions(broker);
         if let Some(topic) = image.topic(OFFSETS_TOPIC) {
             for p in &topic.partitions {
+                if !u32::try_from(p.index.get()).is_ok_and(|i| led.contains(&i)) {
+                    continue;
+                }
                 let Some(part) = broker.partition(topic.id, p.index.get()) else {
                     continue;
                 };
-                let end = part.high_watermark();
+                // A new leader's log is the truth: load all of it.
+                let end = part.log.log_end_offset();
                 let mut offset = part.log.log_start_offset();
                 while offset < end {
                     let read = match part.log.read(offset, REPLAY_READ_BYTES_MAX, end, true) {
@@ -174,7 +218,9 @@ impl GroupService {
                 }
             }
         }
-        let outputs = c.finish_loading(now_ms());
+        let mut outputs = c.set_owned_partitions(Some(led.clone()));
+        outputs.extend(c.finish_loading(now_ms()));
+        *lock(&self.loaded) = led;
         self.execute(broker, c, outputs)
     }
 
@@ -221,19 +267,32 @@ impl GroupService {
     }
 
     /// Acts on outputs in order: appends (under the coordinator lock), then
-    /// replies. Returns whether an append failed (the coordinator is then
-    /// unloaded and must be reloaded).
+    /// replies. A reply that follows appends is sent only once every in-sync
+    /// replica has them (the high watermark passed them, as Kafka's
+    /// coordinator waits for acks=all), from a task, so the coordinator lock
+    /// is never held while waiting for replication. Returns whether an
+    /// append failed (the coordinator is then unloaded and must be reloaded).
     fn execute(&self, broker: &Broker, c: &mut Coordinator, outputs: Vec<Output>) -> bool {
         let mut failed = false;
+        // Appends so far that are not yet known to be replicated.
+        let mut unreplicated: Vec<(Arc<crate::partition::Partition>, i64, usize)> = Vec::new();
         for output in outputs {
             match output {
                 Output::Append { partition, records } => {
                     if failed {
                         continue;
                     }
-                    if let Err(e) = append(broker, partition, &records) {
-                        tracing::error!(partition, error = %e, "appending to __consumer_offsets failed; reloading the coordinator");
-                        failed = true;
+                    match append(broker, partition, &records) {
+                        Ok((part, last)) => {
+                            if part.high_watermark().get() <= last {
+                                let min_isr = part.settings().min_insync_replicas;
+                                unreplicated.push((part, last, min_isr));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(partition, error = %e, "appending to __consumer_offsets failed; reloading the coordinator");
+                            failed = true;
+                        }
                     }
                 }
                 Output::Reply { token, response } => {
@@ -242,8 +301,31 @@ impl GroupService {
                     } else {
                         response
                     };
-                    if let Some(tx) = lock(&self.pending).remove(&token.0) {
-                        let _ = tx.send(response);
+                    let Some(tx) = lock(&self.pending).remove(&token.0) else {
+                        continue;
+                    };
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(handle) if !unreplicated.is_empty() && !failed => {
+                            let waits = unreplicated.clone();
+                            let rx = broker.hw_watch();
+                            handle.spawn(async move {
+                                let outcome = crate::replica::wait_replicated_on(
+                                    rx,
+                                    &waits,
+                                    COMMIT_REPLICATION_WAIT,
+                                )
+                                .await;
+                                let response = if outcome.iter().all(Option::is_none) {
+                                    response
+                                } else {
+                                    response.with_error(codes::COORDINATOR_NOT_AVAILABLE)
+                                };
+                                let _ = tx.send(response);
+                            });
+                        }
+                        _ => {
+                            let _ = tx.send(response);
+                        }
                     }
                 }
             }
@@ -278,7 +360,9 @@ impl GroupService {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {}
             }
             let mut c = lock(&self.coordinator);
-            if matches!(c.status(), samsa_coordinator::CoordinatorStatus::Unloaded) {
+            if matches!(c.status(), samsa_coordinator::CoordinatorStatus::Unloaded)
+                || *lock(&self.loaded) != Self::led_partitions(&broker)
+            {
                 self.reload(&broker, &mut c);
                 continue;
             }
@@ -305,7 +389,7 @@ impl GroupService {
         }
         let config = broker.config();
         let partitions = config.get_i64("offsets.topic.num.partitions").unwrap_or(50) as i32;
-        let brokers = broker.image().brokers.len().max(1) as i64;
+        let brokers = broker.image().live_brokers().count().max(1) as i64;
         // Kafka refuses until enough brokers exist; a single node (or a smaller
         // cluster) uses what it has so groups work out of the box.
         let rf = config
@@ -346,12 +430,15 @@ impl GroupService {
     }
 }
 
-/// Whether every partition of `__consumer_offsets` has its log open here.
+/// Whether every partition of `__consumer_offsets` with a replica here has
+/// its log open.
 fn offsets_partitions_hosted(broker: &Broker) -> bool {
     let image = broker.image();
+    let me = broker.settings.node_id;
     image.topic(OFFSETS_TOPIC).is_some_and(|t| {
         t.partitions
             .iter()
+            .filter(|p| p.replicas.contains(&me))
             .all(|p| broker.partition(t.id, p.index.get()).is_some())
     })
 }
@@ -372,7 +459,7 @@ fn fresh_coordinator(config: &CoordinatorConfig) -> Coordinator {
 
 #[derive(Debug, thiserror::Error)]
 enum AppendError {
-    #[error("__consumer_offsets partition {0} is not hosted here")]
+    #[error("__consumer_offsets partition {0} is not led by this broker")]
     NoPartition(u32),
     #[error("building the batch: {0}")]
     Batch(#[from] samsa_model::batch::BatchError),
@@ -380,15 +467,18 @@ enum AppendError {
     Storage(#[from] samsa_storage::StorageError),
 }
 
+/// Appends one coordinator batch as the partition's leader; returns the
+/// partition and the batch's last offset.
 fn append(
     broker: &Broker,
     partition: u32,
     records: &[samsa_coordinator::Record],
-) -> Result<Offset, AppendError> {
+) -> Result<(Arc<crate::partition::Partition>, i64), AppendError> {
     let image = broker.image();
     let part = image
         .topic(OFFSETS_TOPIC)
         .and_then(|t| broker.partition(t.id, partition as i32))
+        .filter(|p| p.is_leader())
         .ok_or(AppendError::NoPartition(partition))?;
     let now = now_ms();
     let mut builder = BatchBuilder::new();
@@ -398,5 +488,11 @@ fn append(
     let mut bytes = builder.build()?;
     let info = part.log.append(&mut bytes, part.leader_epoch(), now)?;
     broker.notify_data();
-    Ok(info.last_offset)
+    if part.after_leader_append(broker.settings.node_id) {
+        broker.notify_hw();
+    }
+    Ok((part, info.last_offset.get()))
 }
+
+/// How long a coordinator reply waits for its records to be replicated.
+const COMMIT_REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

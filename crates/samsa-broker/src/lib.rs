@@ -14,6 +14,7 @@ pub mod groups;
 pub mod handlers;
 pub mod partition;
 pub mod producer_state;
+pub mod replica;
 pub mod retention;
 pub mod server;
 pub mod settings;

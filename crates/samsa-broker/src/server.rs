@@ -31,14 +31,40 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many bytes of a frame body are read per step.
 const FRAME_CHUNK_BYTES_MAX: usize = 64 * 1024;
 
-/// Serves `listener` until `shutdown` becomes true, then stops accepting, lets
-/// in-flight requests finish (bounded by a grace period) and returns.
+/// Serves `listeners` (name, socket) until `shutdown` becomes true, then stops
+/// accepting, lets in-flight requests finish (bounded by a grace period) and
+/// returns. Each connection remembers the listener it came in on, so Metadata
+/// answers with that listener's advertised endpoints (as Kafka does).
 pub async fn serve(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    listeners: Vec<(String, TcpListener)>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     tokio::spawn(flusher(broker.clone(), shutdown.clone()));
+    tokio::spawn(crate::replica::run(broker.clone(), shutdown.clone()));
+    if broker.cluster.is_some() {
+        tokio::spawn(crate::cluster::heartbeat(broker.clone(), shutdown.clone()));
+        tokio::spawn(crate::cluster::liveness(broker.clone(), shutdown.clone()));
+    }
+    // One accept task per listener feeds a bounded channel.
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel::<(
+        std::io::Result<(TcpStream, std::net::SocketAddr)>,
+        Arc<str>,
+    )>(64);
+    let mut acceptors = JoinSet::new();
+    for (name, listener) in listeners {
+        let tx = accepted_tx.clone();
+        let name: Arc<str> = Arc::from(name.as_str());
+        acceptors.spawn(async move {
+            loop {
+                let accepted = listener.accept().await;
+                if tx.send((accepted, name.clone())).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(accepted_tx);
     tokio::spawn(retention_task(broker.clone(), shutdown.clone()));
     tokio::spawn(cleaner_task(broker.clone(), shutdown.clone()));
     tokio::spawn(
@@ -54,7 +80,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
+            accepted = accepted_rx.recv() => {
+                let Some((accepted, listener_name)) = accepted else { break };
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -72,7 +99,7 @@ pub async fn serve(
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = connection(broker, stream, peer, shutdown).await {
+                    if let Err(e) = connection(broker, stream, peer, listener_name, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                 });
@@ -80,7 +107,7 @@ pub async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
-    drop(listener);
+    acceptors.shutdown().await;
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -212,6 +239,7 @@ async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    listener: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
@@ -248,7 +276,7 @@ async fn connection(
                 return Err(e.into());
             }
         };
-        if let Some(response) = handlers::handle(&broker, peer, request).await {
+        if let Some(response) = handlers::handle(&broker, peer, &listener, request).await {
             write.write_all(&response).await?;
         }
     }

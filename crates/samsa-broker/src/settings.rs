@@ -33,6 +33,32 @@ pub struct BrokerSettings {
     /// `max.connections`.
     pub connections_max: usize,
     pub auto_create_topics: bool,
+    /// Every Kafka-protocol listener (not the controller's), the first being
+    /// `listen`; each advertises its own endpoint.
+    pub listeners: Vec<Listener>,
+}
+
+/// One Kafka-protocol listener: its name, where it binds, and what it
+/// advertises (`advertised.listeners` entry of the same name, else its own
+/// address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
+fn resolve_bind(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let bind_host = if host.is_empty() { "0.0.0.0" } else { host };
+    format!("{bind_host}:{port}").parse().or_else(|_| {
+        std::net::ToSocketAddrs::to_socket_addrs(&(bind_host, port))
+            .map_err(|e| format!("cannot resolve {bind_host}: {e}"))
+            .and_then(|mut a| {
+                a.next()
+                    .ok_or_else(|| format!("cannot resolve {bind_host}"))
+            })
+    })
 }
 
 /// Parses `PLAINTEXT://host:port` (or `NAME://host:port`, or `host:port`) and
@@ -128,7 +154,49 @@ impl BrokerSettings {
                 .and_then(|v| usize::try_from(v).ok())
                 .ok_or_else(|| invalid(key, "not a non-negative number".into()))
         };
+        let mut advertised: Vec<(String, String, u16)> = Vec::new();
+        if let Some(adv) = cfg.get("advertised.listeners") {
+            for l in adv.split(',').filter(|l| !l.trim().is_empty()) {
+                advertised.push(parse_listener(l).map_err(|r| invalid("advertised.listeners", r))?);
+            }
+        }
+        let mut all = Vec::new();
+        for l in listeners.split(',').filter(|l| !l.trim().is_empty()) {
+            let (name, host, port) = parse_listener(l).map_err(|r| invalid("listeners", r))?;
+            if controller_names.contains(&name) {
+                continue;
+            }
+            let bind = resolve_bind(&host, port).map_err(|r| invalid("listeners", r))?;
+            let (ah, ap) = match advertised.iter().find(|(n, _, _)| *n == name) {
+                Some((_, h, p)) => (h.clone(), *p),
+                None if all.is_empty() => (adv_host.clone(), adv_port),
+                None => {
+                    let h = if host.is_empty() || host == "0.0.0.0" || host == "::" {
+                        "127.0.0.1".to_string()
+                    } else {
+                        host.clone()
+                    };
+                    (h, bind.port())
+                }
+            };
+            if all.iter().any(|x: &Listener| x.name == name) {
+                return Err(invalid(
+                    "listeners",
+                    format!("listener {name} is named twice"),
+                ));
+            }
+            all.push(Listener {
+                name,
+                bind,
+                advertised_host: ah,
+                advertised_port: ap,
+            });
+        }
+        if let Some(first) = all.first_mut() {
+            first.bind = listen;
+        }
         Ok(BrokerSettings {
+            listeners: all,
             node_id: BrokerId(node_id),
             listen,
             advertised_host: adv_host,
@@ -172,6 +240,25 @@ mod tests {
             ("localhost", 29092)
         );
         assert_eq!(s.data_dir, PathBuf::from("/tmp/a"));
+        assert_eq!(s.listeners.len(), 1);
+        assert_eq!(s.listeners[0].name, "PLAINTEXT");
+
+        // A second (inter-broker) listener with its own advertised endpoint.
+        cfg.set(
+            "listeners",
+            "PLAINTEXT://127.0.0.1:19092,REPLICATION://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093",
+        )
+        .unwrap();
+        cfg.set(
+            "advertised.listeners",
+            "PLAINTEXT://localhost:29092,REPLICATION://127.0.0.1:39094",
+        )
+        .unwrap();
+        let s = BrokerSettings::from_config(&cfg).unwrap();
+        assert_eq!(s.listeners.len(), 2);
+        assert_eq!(s.listeners[1].name, "REPLICATION");
+        assert_eq!(s.listeners[1].bind.port(), 19094);
+        assert_eq!(s.listeners[1].advertised_port, 39094);
         cfg.set("listeners", "nonsense").unwrap();
         assert!(BrokerSettings::from_config(&cfg).is_err());
     }

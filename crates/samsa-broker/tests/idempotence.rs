@@ -45,7 +45,13 @@ fn send(broker: &Broker, records: Bytes) -> (i16, i64) {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(records))])]);
-    let resp = produce::handle(broker, req, 9).expect("acks=-1 answers");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let resp = runtime
+        .block_on(produce::handle(broker, req, 9))
+        .expect("acks=-1 answers");
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }

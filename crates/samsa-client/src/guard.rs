@@ -252,6 +252,22 @@ static DELETE_RECORDS_PARTITION: Schema = s(&[f(I32), f(I64), f(I16)]);
 static DELETE_RECORDS_TOPIC: Schema = s(&[f(Str), f(arr(&DELETE_RECORDS_PARTITION))]);
 static DELETE_RECORDS: Schema = s(&[f(I32), f(arr(&DELETE_RECORDS_TOPIC))]);
 
+static EPOCH_END_PARTITION: Schema = s(&[f(I16), f(I32), f(I32), f(I64)]);
+static EPOCH_END_TOPIC: Schema = s(&[f(Str), f(arr(&EPOCH_END_PARTITION))]);
+static OFFSET_FOR_LEADER_EPOCH: Schema = s(&[f(I32), f(arr(&EPOCH_END_TOPIC))]);
+
+static ELECTION_PARTITION: Schema = s(&[f(I32), f(I16), f(Str)]);
+static ELECTION_TOPIC: Schema = s(&[f(Str), f(arr(&ELECTION_PARTITION))]);
+static ELECT_LEADERS: Schema = s(&[f(I32), f(I16), f(arr(&ELECTION_TOPIC))]);
+
+static REASSIGN_PARTITION: Schema = s(&[f(I32), f(I16), f(Str)]);
+static REASSIGN_TOPIC: Schema = s(&[f(Str), f(arr(&REASSIGN_PARTITION))]);
+static ALTER_REASSIGNMENTS: Schema = s(&[f(I32), f(I16), f(Str), f(arr(&REASSIGN_TOPIC))]);
+
+static ONGOING_PARTITION: Schema = s(&[f(I32), f(I32s), f(I32s), f(I32s)]);
+static ONGOING_TOPIC: Schema = s(&[f(Str), f(arr(&ONGOING_PARTITION))]);
+static LIST_REASSIGNMENTS: Schema = s(&[f(I32), f(I16), f(Str), f(arr(&ONGOING_TOPIC))]);
+
 static CLUSTER_BROKER: Schema = s(&[f(I32), f(Str), f(I32), f(Str), since(2, I8)]);
 static DESCRIBE_CLUSTER: Schema = s(&[
     f(I32),
@@ -359,6 +375,28 @@ static APIS: &[Api] = &[
     api(ApiKey::IncrementalAlterConfigs, 1, 1, 1, &ALTER_CONFIGS),
     api(ApiKey::DeleteRecords, 2, 2, 2, &DELETE_RECORDS),
     api(ApiKey::DescribeCluster, 0, 1, 0, &DESCRIBE_CLUSTER),
+    api(
+        ApiKey::OffsetForLeaderEpoch,
+        4,
+        4,
+        4,
+        &OFFSET_FOR_LEADER_EPOCH,
+    ),
+    api(ApiKey::ElectLeaders, 2, 2, 2, &ELECT_LEADERS),
+    api(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        0,
+        0,
+        &ALTER_REASSIGNMENTS,
+    ),
+    api(
+        ApiKey::ListPartitionReassignments,
+        0,
+        0,
+        0,
+        &LIST_REASSIGNMENTS,
+    ),
     api(ApiKey::FindCoordinator, 3, 6, 3, &FIND_COORDINATOR),
     api(ApiKey::JoinGroup, 6, 9, 6, &JOIN_GROUP),
     api(ApiKey::SyncGroup, 4, 5, 4, &SYNC_GROUP),
@@ -644,6 +682,50 @@ mod tests {
             check_response_body(ApiKey::OffsetFetch, v, &encode(&of, v))
                 .expect("valid offset fetch");
         }
+    }
+
+    #[test]
+    fn replication_admin_responses_pass() {
+        use kafka_protocol::messages::*;
+        let epochs = OffsetForLeaderEpochResponse::default().with_topics(vec![
+            offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![
+                    offset_for_leader_epoch_response::EpochEndOffset::default()
+                        .with_partition(2)
+                        .with_leader_epoch(5)
+                        .with_end_offset(77),
+                ]),
+        ]);
+        check_response_body(ApiKey::OffsetForLeaderEpoch, 4, &encode(&epochs, 4))
+            .expect("valid epochs");
+        let elect = ElectLeadersResponse::default().with_replica_election_results(vec![
+            elect_leaders_response::ReplicaElectionResult::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_result(vec![elect_leaders_response::PartitionResult::default()
+                    .with_error_message(Some(StrBytes::from_static_str("no")))]),
+        ]);
+        check_response_body(ApiKey::ElectLeaders, 2, &encode(&elect, 2)).expect("valid elect");
+        let alter = AlterPartitionReassignmentsResponse::default().with_responses(vec![
+            alter_partition_reassignments_response::ReassignableTopicResponse::default()
+                .with_partitions(vec![Default::default()]),
+        ]);
+        check_response_body(ApiKey::AlterPartitionReassignments, 0, &encode(&alter, 0))
+            .expect("valid alter");
+        let list = ListPartitionReassignmentsResponse::default().with_topics(vec![
+            list_partition_reassignments_response::OngoingTopicReassignment::default()
+                .with_partitions(vec![
+                    list_partition_reassignments_response::OngoingPartitionReassignment::default()
+                        .with_replicas(vec![BrokerId(1), BrokerId(2)])
+                        .with_adding_replicas(vec![BrokerId(2)]),
+                ]),
+        ]);
+        check_response_body(ApiKey::ListPartitionReassignments, 0, &encode(&list, 0))
+            .expect("valid list");
+        // Truncated: the partitions array count claims more than remains.
+        let mut body = encode(&epochs, 4).to_vec();
+        body.truncate(body.len() - 10);
+        assert!(check_response_body(ApiKey::OffsetForLeaderEpoch, 4, &body).is_err());
     }
 
     #[test]

@@ -126,6 +126,15 @@ pub struct Coordinator {
     pub(crate) offsets: BTreeMap<String, GroupOffsets>,
     pub(crate) timers: Timers,
     pub(crate) now: i64,
+    /// The `__consumer_offsets` partitions this coordinator leads (`None`: all).
+    pub(crate) owned: Option<BTreeSet<u32>>,
+    /// Owned partitions gained while `Active` whose records are still being replayed.
+    pub(crate) loading: BTreeSet<u32>,
+}
+
+/// Whether `partition` is among `owned` (`None` owns every partition).
+fn owned_contains(owned: &Option<BTreeSet<u32>>, partition: u32) -> bool {
+    owned.as_ref().is_none_or(|s| s.contains(&partition))
 }
 
 pub(crate) fn check_str(s: &str, what: &str) -> Result<(), GroupError> {
@@ -175,6 +184,8 @@ impl Coordinator {
             offsets: BTreeMap::new(),
             timers: Timers::default(),
             now: i64::MIN,
+            owned: None,
+            loading: BTreeSet::new(),
         }
     }
 
@@ -198,6 +209,164 @@ impl Coordinator {
             CoordinatorStatus::Loading => Some(GroupError::CoordinatorLoadInProgress),
             CoordinatorStatus::Active => None,
             CoordinatorStatus::Unloaded => Some(GroupError::NotCoordinator),
+        }
+    }
+
+    /// Why a request for `group_id` cannot be served, if it cannot: the coordinator's
+    /// status first (loading / unloaded), then the group's partition (not owned:
+    /// NOT_COORDINATOR; gained and still loading: COORDINATOR_LOAD_IN_PROGRESS).
+    pub(crate) fn group_error(&self, group_id: &str) -> Option<GroupError> {
+        if let Some(e) = self.status_error() {
+            return Some(e);
+        }
+        let partition = self.partition_for(group_id);
+        if !owned_contains(&self.owned, partition) {
+            Some(GroupError::NotCoordinator)
+        } else if self.loading.contains(&partition) {
+            Some(GroupError::CoordinatorLoadInProgress)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the group's partition is owned and loaded (requests for it are served
+    /// once the coordinator is `Active`).
+    pub(crate) fn serves(&self, group_id: &str) -> bool {
+        let partition = self.partition_for(group_id);
+        owned_contains(&self.owned, partition) && !self.loading.contains(&partition)
+    }
+
+    // ------------------------------------------------------------ partition ownership
+
+    /// Whether this coordinator owns the `__consumer_offsets` partition of `group_id`
+    /// (see [`Coordinator::set_owned_partitions`]). Says nothing about the status: a
+    /// `Loading` or `Unloaded` coordinator, or a partition still loading, does not serve
+    /// the group even if it owns it.
+    pub fn owns(&self, group_id: &str) -> bool {
+        owned_contains(&self.owned, self.partition_for(group_id))
+    }
+
+    /// The owned `__consumer_offsets` partitions (`None`: all of them, the default).
+    pub fn owned_partitions(&self) -> Option<&BTreeSet<u32>> {
+        self.owned.as_ref()
+    }
+
+    /// Owned partitions gained while `Active` that are still loading (see
+    /// [`Coordinator::set_owned_partitions`]).
+    pub fn loading_partitions(&self) -> &BTreeSet<u32> {
+        &self.loading
+    }
+
+    /// Sets the `__consumer_offsets` partitions this coordinator leads (`None`: all, the
+    /// default, for a single node). Requests for groups of other partitions are answered
+    /// NOT_COORDINATOR, and ListGroups leaves their groups out.
+    ///
+    /// * Partitions no longer owned are unloaded, as Kafka unloads one coordinator
+    ///   partition: parked JoinGroup / SyncGroup requests of their groups are answered
+    ///   NOT_COORDINATOR (the returned replies), their deadlines are cancelled and their
+    ///   groups and offsets forgotten. Nothing is appended.
+    /// * On an `Active` coordinator, partitions newly owned start *loading*: requests for
+    ///   their groups get COORDINATOR_LOAD_IN_PROGRESS (and ListGroups fails with it, as
+    ///   in Kafka) until the broker has fed the partition's records to
+    ///   [`Coordinator::replay`] and called [`Coordinator::finish_loading_partition`].
+    /// * On a `Loading` coordinator nothing is gated per partition: replay the owned
+    ///   partitions, then [`Coordinator::finish_loading`]; records of partitions not
+    ///   owned are skipped by `replay`.
+    pub fn set_owned_partitions(&mut self, owned: Option<BTreeSet<u32>>) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.status == CoordinatorStatus::Active {
+            let gained: Vec<u32> = match &owned {
+                Some(s) => s
+                    .iter()
+                    .copied()
+                    .filter(|p| *p < self.config.partitions())
+                    .filter(|p| !owned_contains(&self.owned, *p))
+                    .collect(),
+                None => (0..self.config.partitions())
+                    .filter(|p| !owned_contains(&self.owned, *p))
+                    .collect(),
+            };
+            self.loading.extend(gained);
+        }
+        self.owned = owned;
+        let Coordinator {
+            config,
+            timers,
+            groups,
+            offsets,
+            loading,
+            owned,
+            now,
+            ..
+        } = self;
+        loading.retain(|p| owned_contains(owned, *p));
+        let partitions = config.partitions();
+        let keep = |group: &str| owned_contains(owned, partition_for(group, partitions));
+        let mut cx = Ctx {
+            cfg: config,
+            timers,
+            out: &mut out,
+            now: *now,
+        };
+        for (id, g) in groups.iter_mut() {
+            if let Group::Classic(g) = g {
+                if !keep(id) {
+                    g.fail_all_waiters(&mut cx, codes::NOT_COORDINATOR);
+                }
+            }
+        }
+        groups.retain(|id, _| keep(id));
+        offsets.retain(|id, _| keep(id));
+        timers.retain(|k| k.group().is_none_or(keep));
+        out
+    }
+
+    /// Ends the loading of `partition`, gained while `Active` (see
+    /// [`Coordinator::set_owned_partitions`]): its groups come up as after
+    /// [`Coordinator::finish_loading`] (sessions restarted at `now`) and are served from
+    /// now on. Does nothing unless `partition` is loading.
+    pub fn finish_loading_partition(&mut self, partition: u32, now: TimestampMs) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.status != CoordinatorStatus::Active || !self.loading.contains(&partition) {
+            return out;
+        }
+        self.begin(now, &mut out);
+        self.loading.remove(&partition);
+        self.activate_groups(|p| p == partition, &mut out);
+        self.run_timers(&mut out);
+        out
+    }
+
+    /// Starts the sessions of the loaded groups whose partition `load` selects, and
+    /// rebalances classic groups above `group.max.size` (Kafka's `onLoaded`).
+    fn activate_groups(&mut self, load: impl Fn(u32) -> bool, out: &mut Vec<Output>) {
+        let Coordinator {
+            config,
+            timers,
+            groups,
+            now,
+            ..
+        } = self;
+        let partitions = config.partitions();
+        let mut cx = Ctx {
+            cfg: config,
+            timers,
+            out,
+            now: *now,
+        };
+        for (id, g) in groups.iter_mut() {
+            if !load(partition_for(id, partitions)) {
+                continue;
+            }
+            match g {
+                Group::Classic(g) => {
+                    g.schedule_all_sessions(&mut cx);
+                    if g.members.len() > cx.cfg.classic_max_size() {
+                        g.prepare_rebalance(&mut cx);
+                    }
+                }
+                Group::Consumer(g) => g.schedule_all(&mut cx),
+            }
         }
     }
 
@@ -323,11 +492,25 @@ impl Coordinator {
     /// back as Kafka loads them: classic groups with members as `Stable` (their members
     /// must heartbeat within their session timeout, counted from `finish_loading`),
     /// KIP-848 groups exactly as recorded.
+    ///
+    /// While the coordinator is `Loading`, records of partitions it does not own (see
+    /// [`Coordinator::set_owned_partitions`]) are skipped. Once `Active`, only records of
+    /// partitions still loading are accepted ([`ReplayError::NotLoading`] otherwise).
     pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), ReplayError> {
-        if self.status != CoordinatorStatus::Loading {
+        let loading_all = self.status == CoordinatorStatus::Loading;
+        let loading_some = self.status == CoordinatorStatus::Active && !self.loading.is_empty();
+        if !loading_all && !loading_some {
             return Err(ReplayError::NotLoading);
         }
         let record = CoordinatorRecord::decode(key, value)?;
+        let partition = self.partition_for(record.group());
+        if loading_all {
+            if !owned_contains(&self.owned, partition) {
+                return Ok(());
+            }
+        } else if !self.loading.contains(&partition) {
+            return Err(ReplayError::NotLoading);
+        }
         self.apply(record);
         Ok(())
     }
@@ -487,30 +670,7 @@ impl Coordinator {
         }
         self.status = CoordinatorStatus::Active;
         self.now = self.now.max(now.get());
-        let Coordinator {
-            config,
-            timers,
-            groups,
-            now,
-            ..
-        } = self;
-        let mut cx = Ctx {
-            cfg: config,
-            timers,
-            out: &mut out,
-            now: *now,
-        };
-        for g in groups.values_mut() {
-            match g {
-                Group::Classic(g) => {
-                    g.schedule_all_sessions(&mut cx);
-                    if g.members.len() > cx.cfg.classic_max_size() {
-                        g.prepare_rebalance(&mut cx);
-                    }
-                }
-                Group::Consumer(g) => g.schedule_all(&mut cx),
-            }
-        }
+        self.activate_groups(|_| true, &mut out);
         let next = self.now + self.config.offsets_retention_check_interval_ms.max(1);
         self.timers
             .schedule(TimerKey::OffsetRetention, next, TimerPayload::None);
@@ -543,6 +703,7 @@ impl Coordinator {
         self.groups.clear();
         self.offsets.clear();
         self.timers.clear();
+        self.loading.clear();
         self.status = CoordinatorStatus::Unloaded;
         out
     }
@@ -570,7 +731,7 @@ impl Coordinator {
                 )),
             });
         };
-        if let Some(e) = self.status_error() {
+        if let Some(e) = self.group_error(&req.group_id) {
             return fail(out, e.code());
         }
         if req.group_id.is_empty() {
@@ -666,7 +827,7 @@ impl Coordinator {
                     response: Response::SyncGroup(SyncGroupResponse::error(code)),
                 });
             };
-            if let Some(e) = c.status_error() {
+            if let Some(e) = c.group_error(&req.group_id) {
                 return fail(out, e.code());
             }
             if req.group_id.is_empty() {
@@ -710,7 +871,7 @@ impl Coordinator {
         token: ReplyToken,
     ) -> Vec<Output> {
         self.call(now, |c, out| {
-            let code = if let Some(e) = c.status_error() {
+            let code = if let Some(e) = c.group_error(&req.group_id) {
                 e.code()
             } else if req.group_id.is_empty() {
                 codes::INVALID_GROUP_ID
@@ -760,7 +921,7 @@ impl Coordinator {
                 error_code: code,
                 members: Vec::new(),
             };
-            let mut resp = if let Some(e) = c.status_error() {
+            let mut resp = if let Some(e) = c.group_error(&req.group_id) {
                 top(e.code())
             } else if req.group_id.is_empty() {
                 top(codes::INVALID_GROUP_ID)
@@ -940,7 +1101,7 @@ impl Coordinator {
         topics: &dyn TopicMetadata,
         out: &mut Vec<Output>,
     ) -> Result<ConsumerGroupHeartbeatResponse, GroupError> {
-        if let Some(e) = self.status_error() {
+        if let Some(e) = self.group_error(&req.group_id) {
             return Err(e);
         }
         self.validate_consumer_heartbeat(req)?;
@@ -1013,9 +1174,14 @@ impl Coordinator {
     // ------------------------------------------------------------ group admin APIs
 
     /// ListGroups (v0–v5), with the v4 state filter and v5 type filter
-    /// (case-insensitive).
+    /// (case-insensitive). Only groups of owned partitions are listed; while an owned
+    /// partition is loading the whole request fails with COORDINATOR_LOAD_IN_PROGRESS,
+    /// as in Kafka.
     pub fn list_groups(&self, req: &ListGroupsRequest) -> ListGroupsResponse {
-        if let Some(e) = self.status_error() {
+        let error = self.status_error().or_else(|| {
+            (!self.loading.is_empty()).then_some(GroupError::CoordinatorLoadInProgress)
+        });
+        if let Some(e) = error {
             return ListGroupsResponse {
                 error_code: e.code(),
                 groups: Vec::new(),
@@ -1026,6 +1192,7 @@ impl Coordinator {
         let groups = self
             .groups
             .iter()
+            .filter(|(id, _)| self.serves(id))
             .map(|(id, g)| match g {
                 Group::Classic(g) => ListedGroup {
                     group_id: id.clone(),
@@ -1059,7 +1226,7 @@ impl Coordinator {
                     group_id: id.clone(),
                     ..Default::default()
                 };
-                if let Some(e) = self.status_error() {
+                if let Some(e) = self.group_error(id) {
                     return DescribedGroup {
                         error_code: e.code(),
                         ..base
@@ -1144,7 +1311,7 @@ impl Coordinator {
                     group_id: id.clone(),
                     ..Default::default()
                 };
-                if let Some(e) = self.status_error() {
+                if let Some(e) = self.group_error(id) {
                     return ConsumerDescribedGroup {
                         error_code: e.code(),
                         ..base
@@ -1245,7 +1412,7 @@ impl Coordinator {
         self.call(now, |c, out| {
             let mut results = Vec::with_capacity(group_ids.len());
             for id in group_ids {
-                let code = if let Some(e) = c.status_error() {
+                let code = if let Some(e) = c.group_error(&id) {
                     e.code()
                 } else if id.is_empty() {
                     codes::INVALID_GROUP_ID

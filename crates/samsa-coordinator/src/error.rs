@@ -64,7 +64,8 @@ pub enum GroupError {
     /// The group is being removed or converted; the client retries.
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
-    /// This coordinator no longer serves the group (unloaded).
+    /// This coordinator does not serve the group (unloaded, or the group's
+    /// `__consumer_offsets` partition is not owned).
     #[error("this broker is not the coordinator")]
     NotCoordinator,
     /// The generation id is not the group's.
@@ -161,7 +162,8 @@ pub enum ReplayError {
     /// log and skip the record (Kafka fails the load instead).
     #[error("undecodable record: {0}")]
     Decode(#[from] crate::codec::DecodeError),
-    /// Records are only replayed while loading (before `finish_loading`).
+    /// Records are only replayed while loading (before `finish_loading`), or, on an
+    /// active coordinator, for a partition gained and still loading.
     #[error("replay is only allowed while the coordinator is loading")]
     NotLoading,
 }

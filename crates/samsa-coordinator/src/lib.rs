@@ -13,13 +13,20 @@
 //!
 //! 1. **Load.** [`Coordinator::new`] starts `Loading` (requests get
 //!    `COORDINATOR_LOAD_IN_PROGRESS`). Feed every `__consumer_offsets` record, in log order,
-//!    to [`Coordinator::replay`] (all partitions of the topic: one coordinator serves all
-//!    groups of this broker), then call [`Coordinator::finish_loading`].
-//! 2. **Requests.** Translate each Kafka request into its struct, call the method with the
+//!    to [`Coordinator::replay`] (every partition this broker leads: one coordinator
+//!    serves all groups of this broker), then call [`Coordinator::finish_loading`].
+//! 2. **Ownership (clusters).** By default the coordinator owns every partition of
+//!    `__consumer_offsets`. A broker of a replicated cluster calls
+//!    [`Coordinator::set_owned_partitions`] with the partitions it leads, and again
+//!    whenever that changes: groups of other partitions get `NOT_COORDINATOR` (lost
+//!    partitions are unloaded, their parked requests answered); partitions gained while
+//!    `Active` answer `COORDINATOR_LOAD_IN_PROGRESS` until their records have been
+//!    replayed and [`Coordinator::finish_loading_partition`] called.
+//! 3. **Requests.** Translate each Kafka request into its struct, call the method with the
 //!    current time and a [`ReplyToken`]. State-changing calls return `Vec<`[`Output`]`>`;
 //!    read-only ones (`offset_fetch`, `list_groups`, `describe_groups`,
 //!    `consumer_group_describe`) return their response directly.
-//! 3. **Outputs, in order.** An [`Output::Append`] must be durable in
+//! 4. **Outputs, in order.** An [`Output::Append`] must be durable in
 //!    `__consumer_offsets` (as one record batch, in the given partition) before any later
 //!    output — of this call or a later one — is acted upon; [`Output::Reply`] answers the
 //!    request holding that token. JoinGroup and SyncGroup replies may come from later
@@ -27,7 +34,7 @@
 //!    If an append fails, answer the remaining replies of the call with
 //!    [`Response::with_error`]`(NOT_COORDINATOR)`, call [`Coordinator::unload`] (it
 //!    answers parked requests) and rebuild the coordinator from the log.
-//! 4. **Time.** Call [`Coordinator::tick`] at (or after) [`Coordinator::next_deadline`];
+//! 5. **Time.** Call [`Coordinator::tick`] at (or after) [`Coordinator::next_deadline`];
 //!    every call also fires what is due at its `now` first.
 //!
 //! # Persistence

@@ -40,7 +40,7 @@ impl Coordinator {
     }
 
     fn validate_commit(&mut self, req: &OffsetCommitRequest) -> Result<(), GroupError> {
-        if let Some(e) = self.status_error() {
+        if let Some(e) = self.group_error(&req.group_id) {
             return Err(e);
         }
         if req.group_id.is_empty() {
@@ -166,7 +166,7 @@ impl Coordinator {
                     error_code: code,
                     topics: Vec::new(),
                 };
-                if let Some(e) = self.status_error() {
+                if let Some(e) = self.group_error(&g.group_id) {
                     return error(e.code());
                 }
                 if g.group_id.is_empty() {
@@ -262,7 +262,7 @@ impl Coordinator {
             error_code: code,
             topics: Vec::new(),
         };
-        if let Some(e) = self.status_error() {
+        if let Some(e) = self.group_error(&req.group_id) {
             return error(e.code());
         }
         if req.group_id.is_empty() {
@@ -372,7 +372,8 @@ impl Coordinator {
             .collect();
         let mut seen = std::collections::BTreeSet::new();
         for gid in ids {
-            if !seen.insert(gid.clone()) {
+            if !seen.insert(gid.clone()) || !self.serves(&gid) {
+                // Groups of a partition still loading are left alone until it is loaded.
                 continue;
             }
             let (base, subscribed, empty) = match self.groups.get(&gid) {

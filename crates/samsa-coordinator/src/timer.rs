@@ -20,6 +20,20 @@ pub(crate) enum TimerKey {
     OffsetRetention,
 }
 
+impl TimerKey {
+    /// The group the deadline belongs to (`None` for coordinator-wide ones).
+    pub(crate) fn group(&self) -> Option<&str> {
+        match self {
+            TimerKey::ClassicHeartbeat { group, .. }
+            | TimerKey::ClassicJoin { group }
+            | TimerKey::ClassicSync { group }
+            | TimerKey::ConsumerSession { group, .. }
+            | TimerKey::ConsumerRebalance { group, .. } => Some(group),
+            TimerKey::OffsetRetention => None,
+        }
+    }
+}
+
 /// Data carried by a deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TimerPayload {
@@ -83,6 +97,18 @@ impl Timers {
         Some((found.0, found.2, payload))
     }
 
+    /// Cancels every deadline whose key `keep` rejects.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&TimerKey) -> bool) {
+        let Timers { by_key, queue, .. } = self;
+        by_key.retain(|key, (deadline, seq, _)| {
+            let kept = keep(key);
+            if !kept {
+                queue.remove(&(*deadline, *seq, key.clone()));
+            }
+            kept
+        });
+    }
+
     pub(crate) fn clear(&mut self) {
         self.by_key.clear();
         self.queue.clear();
@@ -106,5 +132,27 @@ mod tests {
         assert_eq!(t.pop_expired(25, w).map(|x| x.1), Some(b));
         assert_eq!(t.pop_expired(25, w).map(|x| (x.0, x.1)), Some((20, a)));
         assert_eq!(t.pop_expired(25, w), None);
+    }
+
+    #[test]
+    fn retain_cancels_rejected_keys() {
+        let mut t = Timers::default();
+        let a = TimerKey::ClassicJoin { group: "a".into() };
+        let b = TimerKey::ConsumerSession {
+            group: "b".into(),
+            member: "m".into(),
+        };
+        t.schedule(a.clone(), 10, TimerPayload::None);
+        t.schedule(b.clone(), 5, TimerPayload::None);
+        t.schedule(TimerKey::OffsetRetention, 20, TimerPayload::None);
+        t.retain(|k| k.group() != Some("b"));
+        assert_eq!(t.next_deadline(), Some(10));
+        let w = t.watermark();
+        assert_eq!(t.pop_expired(30, w).map(|x| x.1), Some(a));
+        assert_eq!(
+            t.pop_expired(30, w).map(|x| x.1),
+            Some(TimerKey::OffsetRetention)
+        );
+        assert_eq!(t.pop_expired(30, w), None);
     }
 }

@@ -69,6 +69,11 @@ enum Op {
     Round {
         group: usize,
     },
+    /// The group's `__consumer_offsets` partition moves away and back: unloaded, then
+    /// loaded again from its log.
+    Failover {
+        group: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -87,6 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..SLOTS).prop_map(|slot| Op::KipLeave { slot }),
         1 => prop_oneof![Just(6u32), Just(8u32)].prop_map(|partitions| Op::Resize { partitions }),
         5 => (0..2usize).prop_map(|group| Op::Round { group }),
+        1 => (0..3usize).prop_map(|group| Op::Failover { group }),
     ]
 }
 
@@ -329,6 +335,7 @@ impl Sim {
                 }
             }
             Op::Resize { partitions } => self.topics.insert("t", tid(1), *partitions),
+            Op::Failover { group } => self.failover(Self::group_name(*group)),
             Op::Round { group } => {
                 for slot in 0..SLOTS {
                     let c = self.classic[*group][slot].clone();
@@ -379,6 +386,40 @@ impl Sim {
             }
         }
         self.deliver();
+    }
+
+    /// Unloads the partition of `group` (parked requests answered NOT_COORDINATOR) and
+    /// loads it again from the records it was given; the durable state survives.
+    fn failover(&mut self, group: &str) {
+        let p = self.h.c.partition_for(group);
+        let before = self.h.c.durable_state();
+        let others: BTreeSet<u32> = (0..self.h.c.config().offsets_topic_num_partitions)
+            .filter(|q| *q != p)
+            .collect();
+        let outs = self.h.c.set_owned_partitions(Some(others));
+        assert!(
+            outs.iter()
+                .all(|o| matches!(o, Output::Reply { response, .. }
+                if response.error_code() == codes::NOT_COORDINATOR)),
+            "{outs:?}"
+        );
+        self.h.absorb(outs);
+        assert_eq!(self.h.c.group_state(group), None);
+        let outs = self.h.c.set_owned_partitions(None);
+        assert!(outs.is_empty());
+        let log: Vec<Record> = self
+            .h
+            .records
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, r)| r.clone())
+            .collect();
+        for r in &log {
+            self.h.c.replay(&r.key, r.value.as_deref()).expect("replay");
+        }
+        assert_eq!(self.h.c.durable_state(), before);
+        let outs = self.h.c.finish_loading_partition(p, self.h.t());
+        self.h.absorb(outs);
     }
 
     fn kip_heartbeat(&mut self, slot: usize, ack: bool, subs: usize) {

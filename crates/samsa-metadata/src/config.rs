@@ -313,6 +313,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("advertised.listeners", List, None, Validator::Any, [], "Addresses given to clients; default: listeners."),
     def!("controller.listener.names", List, None, Validator::Any, [], "Listener names used by the controller."),
     def!("controller.quorum.voters", List, None, Validator::Any, [], "Controller quorum voters, id@host:port."),
+    def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Validator::Range(10, 600_000), [], "Without a leader for this long (randomized up to twice as long) a voter starts an election."),
     def!("broker.rack", String, None, Validator::Any, [], "Rack of this broker."),
     def!("log.dirs", List, None, Validator::Any, [], "Data directory; samsa uses the first one."),
     def!("log.dir", String, Some("./samsa-data"), Validator::Any, [], "Data directory when log.dirs is unset."),
@@ -365,6 +366,21 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("offsets.retention.minutes", Int, Some("10080"), Validator::Range(1, i32::MAX as i64), [], "How long committed offsets of an empty group are kept."),
     def!("offsets.retention.check.interval.ms", Long, Some("600000"), Validator::Range(1, i64::MAX), [], "How often expired offsets are removed."),
     def!("offset.metadata.max.bytes", Int, Some("4096"), Validator::Range(0, i32::MAX as i64), [], "Longest metadata string of a committed offset."),
+    def!("broker.session.timeout.ms", Int, Some("9000"), Validator::Any, [], "How long the controller waits for a broker heartbeat before fencing the broker."),
+    def!("broker.heartbeat.interval.ms", Int, Some("2000"), Validator::Any, [], "How often a broker heartbeats to the controller."),
+    def!("replica.lag.time.max.ms", Long, Some("30000"), Validator::Any, [], "A follower that has not caught up with the leader's log end for this long is removed from the ISR."),
+    def!("replica.fetch.wait.max.ms", Int, Some("500"), Validator::Any, [], "Longest a follower's fetch waits at the leader for data; keep below replica.lag.time.max.ms."),
+    def!("replica.fetch.min.bytes", Int, Some("1"), Validator::Any, [], "Bytes a follower's fetch waits for before the leader answers."),
+    def!("replica.fetch.max.bytes", Int, Some("1048576"), Validator::Range(0, i32::MAX as i64), [], "Bytes a follower fetches per partition (a larger first batch is still returned)."),
+    def!("replica.fetch.response.max.bytes", Int, Some("10485760"), Validator::Range(0, i32::MAX as i64), [], "Bytes a follower's whole fetch response may carry (a larger first batch is still returned)."),
+    def!("replica.fetch.backoff.ms", Int, Some("1000"), Validator::Range(0, i32::MAX as i64), [], "Sleep after a follower fetch fails."),
+    def!("replica.socket.timeout.ms", Int, Some("30000"), Validator::Any, [], "Socket timeout of follower fetches; at least replica.fetch.wait.max.ms."),
+    def!("replica.high.watermark.checkpoint.interval.ms", Long, Some("5000"), Validator::Any, [], "How often high watermarks are saved to disk."),
+    def!("auto.leader.rebalance.enable", Boolean, Some("true"), Validator::Any, [], "Move leadership back to preferred replicas periodically."),
+    def!("leader.imbalance.check.interval.seconds", Long, Some("300"), Validator::Range(1, i64::MAX), [], "How often the controller checks for partitions not led by their preferred replica."),
+    def!("leader.imbalance.per.broker.percentage", Int, Some("10"), Validator::Any, [], "Share of a broker's partitions that may be led elsewhere before a rebalance (ZooKeeper-era; KRaft rebalances any imbalance)."),
+    def!("controlled.shutdown.enable", Boolean, Some("true"), Validator::Any, [], "Move leadership away before a broker shuts down."),
+    def!("inter.broker.listener.name", String, None, Validator::Any, [], "Listener brokers use to reach each other (followers fetch from leaders through it); unset: the PLAINTEXT listener, as security.inter.broker.protocol defaults to."),
     def!("batch.decompressed.bytes.max", Int, Some("67108864"), Validator::Range(1024, i32::MAX as i64), [], "samsa: largest decompressed size of one batch the broker will inspect; larger batches are refused."),
 ];
 
@@ -718,6 +734,37 @@ mod tests {
         assert_eq!(r.source, ConfigSource::DynamicBrokerConfig);
         assert!(is_dynamic_broker_key("log.retention.ms"));
         assert!(!is_dynamic_broker_key("listeners"));
+    }
+
+    #[test]
+    fn replication_configs_have_kafkas_defaults() {
+        let cfg = StaticConfig::default();
+        for (key, value) in [
+            ("broker.session.timeout.ms", 9000),
+            ("broker.heartbeat.interval.ms", 2000),
+            ("replica.lag.time.max.ms", 30000),
+            ("replica.fetch.wait.max.ms", 500),
+            ("replica.fetch.min.bytes", 1),
+            ("replica.fetch.max.bytes", 1048576),
+            ("replica.fetch.response.max.bytes", 10485760),
+            ("replica.fetch.backoff.ms", 1000),
+            ("replica.socket.timeout.ms", 30000),
+            ("leader.imbalance.check.interval.seconds", 300),
+            ("leader.imbalance.per.broker.percentage", 10),
+            ("replica.high.watermark.checkpoint.interval.ms", 5000),
+        ] {
+            assert_eq!(cfg.get_i64(key), Some(value), "{key}");
+        }
+        assert!(cfg.get_bool("auto.leader.rebalance.enable"));
+        assert!(cfg.get_bool("controlled.shutdown.enable"));
+        assert_eq!(cfg.get("inter.broker.listener.name"), None);
+        let mut cfg = cfg;
+        cfg.set("inter.broker.listener.name", "REPLICATION")
+            .unwrap();
+        assert_eq!(cfg.get("inter.broker.listener.name"), Some("REPLICATION"));
+        assert!(cfg
+            .set("leader.imbalance.check.interval.seconds", "0")
+            .is_err());
     }
 
     #[test]

@@ -23,13 +23,13 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use samsa_model::{BrokerId, TopicId};
+use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId, TopicPartition};
 
 use crate::config::StaticConfig;
-use crate::image::{MetadataImage, TopicImage};
+use crate::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::plan::{self, Planned};
 use crate::quorum::{MetadataQuorum, QuorumError};
-use crate::record::MetadataRecord;
+use crate::record::{Endpoint, MetadataRecord};
 
 pub use crate::plan::{validate_topic_name, TOPIC_NAME_CHARS_MAX, TOPIC_PARTITIONS_MAX};
 
@@ -54,6 +54,49 @@ pub enum ControllerError {
     TopicDeletionDisabled,
     #[error("{0}")]
     InvalidRequest(String),
+    /// The broker id has no registration (BROKER_ID_NOT_REGISTERED).
+    #[error("Broker {0} is not registered.")]
+    BrokerIdNotRegistered(BrokerId),
+    /// The request names a broker epoch other than the registered one: it
+    /// comes from an earlier incarnation of the broker (STALE_BROKER_EPOCH).
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// The request's leader epoch is older than the partition's
+    /// (FENCED_LEADER_EPOCH).
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// The requesting broker does not lead the partition
+    /// (NOT_LEADER_OR_FOLLOWER).
+    #[error("{0}")]
+    NotLeaderOrFollower(String),
+    /// The request's partition epoch is older than the partition's: it was
+    /// planned against a state that changed since (INVALID_UPDATE_VERSION).
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
+    /// A proposed ISR member is not registered or is fenced
+    /// (INELIGIBLE_REPLICA).
+    #[error("{0}")]
+    IneligibleReplica(String),
+    /// The request is ahead of this controller's image (a newer leader or
+    /// partition epoch than it knows): retry once it caught up
+    /// (NOT_CONTROLLER, as Kafka answers).
+    #[error("{0}")]
+    NotController(String),
+    /// The partition already has the leader the election would give it
+    /// (ELECTION_NOT_NEEDED).
+    #[error("Leader election not needed for this partition.")]
+    ElectionNotNeeded,
+    /// The preferred replica is not in the ISR or not live
+    /// (PREFERRED_LEADER_NOT_AVAILABLE).
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    /// No replica could be elected (ELIGIBLE_LEADERS_NOT_AVAILABLE).
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
+    /// Cancelling a reassignment of a partition that has none
+    /// (NO_REASSIGNMENT_IN_PROGRESS).
+    #[error("No partition reassignment is in progress for this partition.")]
+    NoReassignmentInProgress,
     #[error("metadata log: {0}")]
     Quorum(#[from] QuorumError),
 }
@@ -71,6 +114,71 @@ pub struct NewTopic {
     /// Manual assignment: replicas per partition index, in partition order.
     pub assignments: Vec<Vec<BrokerId>>,
     pub configs: Vec<(String, Option<String>)>,
+}
+
+/// A broker's registration (the parts of Kafka's BrokerRegistrationRequest
+/// samsa uses).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub id: BrokerId,
+    /// The endpoint clients are given.
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    /// Every named listener; may be empty (then `host`/`port` serve all).
+    pub listeners: Vec<Endpoint>,
+    /// An id the broker process picked at start-up (e.g. a random UUID): the
+    /// same value again means a retry of the same process, a new one a
+    /// restart.
+    pub incarnation: String,
+    /// Register fenced (a replicated cluster: the broker is unfenced once it
+    /// caught up with the metadata log), or unfenced at once (single node).
+    pub fenced: bool,
+}
+
+/// An ISR change proposed by a partition's leader (one partition of Kafka's
+/// AlterPartition request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterPartition {
+    pub topic_id: TopicId,
+    pub partition: PartitionIndex,
+    /// The requesting broker, which must be the partition's leader.
+    pub leader: BrokerId,
+    /// The requester's broker epoch; `None`: not checked.
+    pub broker_epoch: Option<i64>,
+    /// The leader epoch and partition epoch the leader's view is at.
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
+    /// The proposed ISR: replicas of the partition, including the leader.
+    pub new_isr: Vec<BrokerId>,
+}
+
+/// Kafka's ElectLeaders election types.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Move leadership to the preferred (first) replica when it is in sync
+    /// and live.
+    Preferred,
+    /// Give a leaderless partition whose in-sync replicas are all down a
+    /// leader from the live out-of-sync replicas (may lose data).
+    Unclean,
+}
+
+/// The answer for one partition of a multi-partition request.
+#[derive(Debug)]
+pub struct PartitionResult<T = ()> {
+    pub partition: TopicPartition,
+    pub result: Result<T, ControllerError>,
+}
+
+/// One ongoing reassignment (ListPartitionReassignments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    pub partition: TopicPartition,
+    /// All replicas: the target ones, then the ones being removed.
+    pub replicas: Vec<BrokerId>,
+    pub adding_replicas: Vec<BrokerId>,
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 /// One committed step for [`Controller::apply`].
@@ -234,24 +342,104 @@ impl Controller {
         }
     }
 
-    /// Registers (or re-registers) a broker's endpoint.
-    pub fn register_broker(
+    /// Registers a broker (first start, restart or changed endpoints); returns
+    /// its broker epoch. A registration identical to the current one (same
+    /// incarnation, endpoints and rack) changes nothing. A new registration
+    /// gets the next epoch; registered fenced, the broker's leaderships and
+    /// ISR memberships move away as with [`Controller::fence_broker`];
+    /// registered unfenced, it is elected where it may lead (as with
+    /// [`Controller::unfence_broker`]).
+    pub fn register_broker(&self, reg: BrokerRegistration) -> Result<i64, ControllerError> {
+        self.submit(|image| plan::plan_register_broker(image, &self.config, &reg))
+            .map(|(epoch, _)| epoch)
+    }
+
+    /// Fences a broker (missed heartbeats): it leaves every ISR that keeps
+    /// another member and loses its leaderships to the first live in-sync
+    /// replica; a partition whose only in-sync replica it is keeps it in the
+    /// ISR with no leader (or, with `unclean.leader.election.enable`, gets an
+    /// out-of-sync live replica as leader). Returns the partitions left
+    /// without a leader. Nothing changes for an already fenced broker.
+    pub fn fence_broker(&self, id: BrokerId) -> Result<Vec<TopicPartition>, ControllerError> {
+        self.submit(|image| plan::plan_fence_broker(image, &self.config, id))
+            .map(|(offline, _)| offline)
+    }
+
+    /// Unfences a broker at broker epoch `epoch` (it caught up): it is
+    /// elected leader of the leaderless partitions it is in sync for, and of
+    /// leaderless partitions it replicates whose in-sync replicas are all down
+    /// when unclean election is enabled for their topic. Returns the
+    /// partitions that got a leader.
+    pub fn unfence_broker(
         &self,
         id: BrokerId,
-        host: &str,
-        port: u16,
-        rack: Option<String>,
-    ) -> Result<(), ControllerError> {
+        epoch: i64,
+    ) -> Result<Vec<TopicPartition>, ControllerError> {
+        self.submit(|image| plan::plan_unfence_broker(image, &self.config, id, epoch))
+            .map(|(elected, _)| elected)
+    }
+
+    /// A broker's controlled shutdown: its leaderships move to other live
+    /// in-sync replicas and it is fenced, in one batch. Returns the
+    /// partitions it was the only in-sync replica of: they have no leader
+    /// until it comes back (empty when shutting it down loses nothing).
+    pub fn controlled_shutdown(
+        &self,
+        id: BrokerId,
+    ) -> Result<Vec<TopicPartition>, ControllerError> {
+        self.submit(|image| plan::plan_controlled_shutdown(image, &self.config, id))
+            .map(|(offline, _)| offline)
+    }
+
+    /// Applies a leader's ISR change; returns the partition as it is
+    /// afterwards. When the change completes an ongoing reassignment that
+    /// removes the leader, the returned leader differs from the requester
+    /// (Kafka answers NEW_LEADER_ELECTED in that case).
+    pub fn alter_partition(
+        &self,
+        request: AlterPartition,
+    ) -> Result<PartitionImage, ControllerError> {
+        self.submit(|image| plan::plan_alter_partition(image, &self.config, &request))
+            .map(|(partition, _)| partition)
+    }
+
+    /// Elects leaders (ElectLeaders); one result per partition, the new
+    /// leader on success. `None`: every partition, reporting only those the
+    /// election concerns (not those answering ELECTION_NOT_NEEDED). All
+    /// elections commit as one batch.
+    pub fn elect_leaders(
+        &self,
+        kind: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<PartitionResult<BrokerId>>, ControllerError> {
+        self.submit(|image| Ok(plan::plan_elect_leaders(image, kind, partitions.as_deref())))
+            .map(|(results, _)| results)
+    }
+
+    /// Starts (`Some(target replicas)`) or cancels (`None`) partition
+    /// reassignments (AlterPartitionReassignments); one result per entry,
+    /// all changes committed as one batch.
+    pub fn alter_reassignments(
+        &self,
+        changes: Vec<(String, i32, Option<Vec<BrokerId>>)>,
+    ) -> Result<Vec<PartitionResult>, ControllerError> {
         self.submit(|image| {
-            Ok(plan::plan_register_broker(
+            Ok(plan::plan_alter_reassignments(
                 image,
-                id,
-                host,
-                port,
-                rack.clone(),
+                &self.config,
+                &changes,
             ))
         })
-        .map(|_| ())
+        .map(|(results, _)| results)
+    }
+
+    /// The ongoing reassignments (ListPartitionReassignments): of every
+    /// partition, or of the listed topics' listed partitions.
+    pub fn list_reassignments(
+        &self,
+        filter: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<OngoingReassignment> {
+        plan::list_reassignments(&self.image(), filter)
     }
 
     /// Creates topics; one result per input, in order. Each topic is planned and
@@ -362,13 +550,20 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::NO_LEADER;
     use crate::quorum::LocalQuorum;
 
     fn controller(dir: &std::path::Path) -> Controller {
         let (q, records) = LocalQuorum::open(dir).unwrap();
         let c = Controller::open(Box::new(q), records, Arc::new(StaticConfig::default())).unwrap();
-        c.register_broker(BrokerId(1), "127.0.0.1", 9092, None)
-            .unwrap();
+        c.register_broker(BrokerRegistration {
+            id: BrokerId(1),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            incarnation: "test".into(),
+            ..Default::default()
+        })
+        .unwrap();
         c
     }
 
@@ -526,6 +721,118 @@ mod tests {
         assert_eq!(c.last_batch(), Some(2));
     }
 
+    fn registration(id: i32, incarnation: &str, fenced: bool) -> BrokerRegistration {
+        BrokerRegistration {
+            id: BrokerId(id),
+            host: "127.0.0.1".into(),
+            port: 9092 + id as u16,
+            incarnation: incarnation.into(),
+            fenced,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fencing_and_isr_changes_commit_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = controller(dir.path());
+            assert_eq!(c.register_broker(registration(2, "b", true)).unwrap(), 1);
+            assert!(c.image().brokers[&BrokerId(2)].fenced);
+            assert_eq!(c.unfence_broker(BrokerId(2), 1).unwrap(), Vec::new());
+            c.create_topics(
+                vec![NewTopic {
+                    replication_factor: 2,
+                    ..topic("t", 1)
+                }],
+                false,
+            )[0]
+            .as_ref()
+            .unwrap();
+            let p = c.image().topic("t").unwrap().partitions[0].clone();
+            assert_eq!(p.leader, BrokerId(1));
+
+            // The leader shrinks the ISR; a replay of the same request is stale.
+            let request = AlterPartition {
+                topic_id: c.image().topic("t").unwrap().id,
+                partition: PartitionIndex(0),
+                leader: BrokerId(1),
+                broker_epoch: Some(1),
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr: vec![BrokerId(1)],
+            };
+            let shrunk = c.alter_partition(request.clone()).unwrap();
+            assert_eq!(shrunk.isr, vec![BrokerId(1)]);
+            assert!(matches!(
+                c.alter_partition(request),
+                Err(ControllerError::InvalidUpdateVersion(_))
+            ));
+
+            let offline = c.controlled_shutdown(BrokerId(1)).unwrap();
+            assert_eq!(
+                offline,
+                vec![TopicPartition {
+                    topic: "t".into(),
+                    partition: PartitionIndex(0)
+                }]
+            );
+        }
+        let c = controller(dir.path());
+        let image = c.image();
+        // `controller` registered broker 1 again with the same incarnation:
+        // nothing changed, it is still fenced.
+        assert!(image.brokers[&BrokerId(1)].fenced);
+        assert!(!image.brokers[&BrokerId(2)].fenced);
+        let p = &image.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![BrokerId(1)]));
+        let elected = c.unfence_broker(BrokerId(1), 1).unwrap();
+        assert_eq!(elected.len(), 1);
+        assert_eq!(
+            c.image().topic("t").unwrap().partitions[0].leader,
+            BrokerId(1)
+        );
+    }
+
+    #[test]
+    fn elections_and_reassignments_answer_per_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = controller(dir.path());
+        c.register_broker(registration(2, "b", false)).unwrap();
+        c.create_topics(vec![topic("t", 2)], false)[0]
+            .as_ref()
+            .unwrap();
+        let results = c
+            .alter_reassignments(vec![
+                ("t".into(), 0, Some(vec![BrokerId(2)])),
+                ("t".into(), 1, None),
+            ])
+            .unwrap();
+        assert!(results[0].result.is_ok());
+        assert!(matches!(
+            results[1].result,
+            Err(ControllerError::NoReassignmentInProgress)
+        ));
+        // Broker 2 is not in sync yet: the reassignment waits.
+        let ongoing = c.list_reassignments(None);
+        assert_eq!(ongoing.len(), 1);
+        assert_eq!(ongoing[0].replicas, vec![BrokerId(2), BrokerId(1)]);
+        let results = c
+            .elect_leaders(ElectionType::Preferred, Some(vec![("t".into(), 0)]))
+            .unwrap();
+        assert!(matches!(
+            results[0].result,
+            Err(ControllerError::PreferredLeaderNotAvailable(_))
+        ));
+        c.alter_reassignments(vec![("t".into(), 0, None)]).unwrap();
+        assert!(c.list_reassignments(None).is_empty());
+        let image = c.image();
+        assert_eq!(
+            image.topic("t").unwrap().partitions[0].replicas,
+            vec![BrokerId(1)]
+        );
+    }
+
     /// A quorum whose log moved on without this controller (another writer).
     struct Behind(Option<u64>);
 
@@ -602,6 +909,10 @@ mod tests {
                     host: "h".into(),
                     port: 1,
                     rack: None,
+                    epoch: 1,
+                    incarnation: String::new(),
+                    listeners: Vec::new(),
+                    fenced: false,
                 },
             ],
         });

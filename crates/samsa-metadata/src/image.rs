@@ -4,31 +4,105 @@
 //! `Arc<MetadataImage>` and read without locks. A change is made by cloning (cheap:
 //! topics are behind `Arc`) and applying records.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 
-use crate::record::{ConfigResource, MetadataRecord};
+use crate::record::{ConfigResource, Endpoint, MetadataRecord};
+
+/// Kafka's NO_LEADER: the leader of a partition none of whose eligible
+/// replicas is available.
+pub const NO_LEADER: BrokerId = BrokerId(-1);
 
 /// A registered broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerInfo {
     pub id: BrokerId,
+    /// The endpoint clients are given.
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// The broker epoch of the current registration (strictly increasing per
+    /// broker; 0 for registrations written before epochs existed).
+    pub epoch: i64,
+    /// The id of the broker process that registered (see
+    /// [`MetadataRecord::RegisterBroker`]).
+    pub incarnation: String,
+    /// Named listeners; empty: `host`/`port` serve every name.
+    pub listeners: Vec<Endpoint>,
+    /// A fenced broker leads no partition, may not join an ISR and gets no
+    /// new replicas. Brokers registered before fencing existed are unfenced.
+    pub fenced: bool,
+}
+
+impl BrokerInfo {
+    /// The endpoint of listener `name`: the named listener, or, for a broker
+    /// that registered no named listeners, its `host`/`port` under that name.
+    /// `None` when the broker has named listeners but not this one.
+    pub fn endpoint(&self, name: &str) -> Option<Cow<'_, Endpoint>> {
+        if self.listeners.is_empty() {
+            return Some(Cow::Owned(Endpoint {
+                name: name.to_string(),
+                host: self.host.clone(),
+                port: self.port,
+            }));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(Cow::Borrowed)
+    }
 }
 
 /// One partition's replica set and leadership.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionImage {
     pub index: PartitionIndex,
+    /// Every replica, preferred leader first (during a reassignment: the
+    /// target replicas, then those being removed).
     pub replicas: Vec<BrokerId>,
+    /// The in-sync replicas. Never empty: when the last in-sync replica is
+    /// fenced it stays here and the leader becomes [`NO_LEADER`].
     pub isr: Vec<BrokerId>,
+    /// The leader, or [`NO_LEADER`].
     pub leader: BrokerId,
+    /// Bumped when the leader changes or the replica set loses members.
     pub leader_epoch: LeaderEpoch,
+    /// Bumped with every change of this partition.
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (a subset of `replicas`).
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas an ongoing reassignment removes (a subset of `replicas`).
+    pub removing_replicas: Vec<BrokerId>,
+}
+
+impl PartitionImage {
+    /// The replicas once the ongoing reassignment (if any) completes:
+    /// `replicas` without the ones being removed, in order.
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The preferred leader: the first replica.
+    pub fn preferred_leader(&self) -> Option<BrokerId> {
+        self.replicas.first().copied()
+    }
+
+    /// Whether the partition has a leader.
+    pub fn has_leader(&self) -> bool {
+        self.leader != NO_LEADER
+    }
 }
 
 /// One topic.
@@ -85,6 +159,23 @@ impl MetadataImage {
         self.topic_names.get(&id).and_then(|n| self.topics.get(n))
     }
 
+    /// Partition `index` of the topic named `topic`.
+    pub fn partition(&self, topic: &str, index: PartitionIndex) -> Option<&PartitionImage> {
+        let i = usize::try_from(index.get()).ok()?;
+        self.topic(topic)?.partitions.get(i)
+    }
+
+    /// The unfenced brokers, by id: those that may lead, join ISRs and get new
+    /// replicas.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> + '_ {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Whether `id` is registered and unfenced.
+    pub fn is_live(&self, id: BrokerId) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
     /// Applies one record. Records that refer to unknown topics are ignored (they
     /// cannot be produced by the controller, which validates against the image).
     pub fn apply(&mut self, record: &MetadataRecord) {
@@ -98,6 +189,10 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                epoch,
+                incarnation,
+                listeners,
+                fenced,
             } => {
                 self.brokers.insert(
                     *broker_id,
@@ -106,8 +201,26 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        epoch: *epoch,
+                        incarnation: incarnation.clone(),
+                        listeners: listeners.clone(),
+                        fenced: *fenced,
                     },
                 );
+            }
+            MetadataRecord::FenceBroker { broker_id, epoch } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    if b.epoch == *epoch {
+                        b.fenced = true;
+                    }
+                }
+            }
+            MetadataRecord::UnfenceBroker { broker_id, epoch } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    if b.epoch == *epoch {
+                        b.fenced = false;
+                    }
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 self.topic_names.insert(*topic_id, name.clone());
@@ -129,6 +242,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let Some(name) = self.topic_names.get(topic_id) else {
                     return;
@@ -144,6 +259,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                 };
                 let idx = partition.get();
                 match usize::try_from(idx) {
@@ -185,5 +302,95 @@ impl MetadataImage {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(id: i32, epoch: i64, fenced: bool) -> MetadataRecord {
+        MetadataRecord::RegisterBroker {
+            broker_id: BrokerId(id),
+            host: "h".into(),
+            port: 9092,
+            rack: Some("r".into()),
+            epoch,
+            incarnation: format!("inc{epoch}"),
+            listeners: vec![Endpoint {
+                name: "INTERNAL".into(),
+                host: "10.0.0.1".into(),
+                port: 9093,
+            }],
+            fenced,
+        }
+    }
+
+    #[test]
+    fn broker_records_set_the_registration_and_fencing_by_epoch() {
+        let mut image = MetadataImage::default();
+        image.apply(&register(1, 3, true));
+        image.apply(&register(2, 1, false));
+        let b = &image.brokers[&BrokerId(1)];
+        assert_eq!(
+            (b.epoch, b.incarnation.as_str(), b.fenced),
+            (3, "inc3", true)
+        );
+        assert_eq!(b.endpoint("INTERNAL").unwrap().port, 9093);
+        assert!(b.endpoint("EXTERNAL").is_none());
+        let live: Vec<BrokerId> = image.live_brokers().map(|b| b.id).collect();
+        assert_eq!(live, vec![BrokerId(2)]);
+
+        // A record for another epoch is stale and ignored.
+        image.apply(&MetadataRecord::UnfenceBroker {
+            broker_id: BrokerId(1),
+            epoch: 2,
+        });
+        assert!(image.brokers[&BrokerId(1)].fenced);
+        image.apply(&MetadataRecord::UnfenceBroker {
+            broker_id: BrokerId(1),
+            epoch: 3,
+        });
+        assert!(image.is_live(BrokerId(1)));
+        image.apply(&MetadataRecord::FenceBroker {
+            broker_id: BrokerId(2),
+            epoch: 1,
+        });
+        assert!(!image.is_live(BrokerId(2)));
+        // Unknown brokers are ignored.
+        image.apply(&MetadataRecord::FenceBroker {
+            broker_id: BrokerId(9),
+            epoch: 0,
+        });
+        assert_eq!(image.brokers.len(), 2);
+        assert_eq!(image.records_applied, 6, "stale records count as applied");
+    }
+
+    #[test]
+    fn partition_records_carry_the_reassignment() {
+        let mut image = MetadataImage::default();
+        let topic_id = TopicId(uuid::Uuid::from_u128(7));
+        image.apply(&MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id,
+        });
+        image.apply(&MetadataRecord::Partition {
+            topic_id,
+            partition: PartitionIndex(0),
+            replicas: vec![BrokerId(3), BrokerId(1), BrokerId(2)],
+            isr: vec![BrokerId(1), BrokerId(2)],
+            leader: BrokerId(1),
+            leader_epoch: LeaderEpoch(4),
+            partition_epoch: 9,
+            adding_replicas: vec![BrokerId(3)],
+            removing_replicas: vec![BrokerId(2)],
+        });
+        let p = image.partition("t", PartitionIndex(0)).unwrap();
+        assert!(p.is_reassigning());
+        assert_eq!(p.target_replicas(), vec![BrokerId(3), BrokerId(1)]);
+        assert_eq!(p.preferred_leader(), Some(BrokerId(3)));
+        assert!(p.has_leader());
+        assert!(image.partition("t", PartitionIndex(1)).is_none());
+        assert!(image.partition("t", PartitionIndex(-1)).is_none());
     }
 }

@@ -9,6 +9,11 @@
 //! the image was built up to), and only then applied to the image by the
 //! [`Controller`]. A single node is a one-voter quorum whose log is a local file.
 //!
+//! Replication follows Kafka's KRaft controller: brokers register with an
+//! epoch and may be fenced; fencing, unfencing, ISR changes proposed by
+//! leaders (`AlterPartition`), leader elections and reassignments are planned
+//! as full `Partition` records (see [`plan`]).
+//!
 //! Invariant: this crate knows nothing about the Kafka wire format, sockets or
 //! partition data files. The image is changed only by applying records.
 
@@ -20,7 +25,10 @@ pub mod plan;
 pub mod quorum;
 pub mod record;
 
-pub use controller::{Controller, ControllerError, NewTopic, Step};
-pub use image::{BrokerInfo, MetadataImage, PartitionImage, TopicImage};
+pub use controller::{
+    AlterPartition, BrokerRegistration, Controller, ControllerError, ElectionType, NewTopic,
+    OngoingReassignment, PartitionResult, Step,
+};
+pub use image::{BrokerInfo, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
 pub use plan::Planned;
-pub use record::{ConfigResource, MetadataRecord};
+pub use record::{ConfigResource, Endpoint, MetadataRecord};

@@ -1,4 +1,10 @@
 //! The typed records of the metadata log.
+//!
+//! Records are stored as JSON (see [`crate::log`]). Fields added after a record
+//! type was first written carry `#[serde(default)]`, so logs and snapshots
+//! written before them still parse: an old `RegisterBroker` reads as an
+//! unfenced broker at epoch 0 with no incarnation and no named listeners, an old
+//! `Partition` as one with no reassignment in progress.
 
 use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use serde::{Deserialize, Serialize};
@@ -14,30 +20,82 @@ pub enum ConfigResource {
     BrokerDefault,
 }
 
+/// One named listener a broker advertises (Kafka's `advertised.listeners`
+/// entry `NAME://host:port`), e.g. the client listener and the listener other
+/// brokers replicate from (`inter.broker.listener.name`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener name (`PLAINTEXT`, `REPLICATION`, ...), compared exactly.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
 /// One change to cluster state. Records are applied in log order to the image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
     /// The first record of a cluster's log: its id, never changed afterwards.
     InitCluster { cluster_id: String },
-    /// A broker joined, or re-registered with new endpoints.
+    /// A broker registered: it joined, restarted (a new `incarnation`), or
+    /// re-registered with new endpoints. Replaces the whole registration.
     RegisterBroker {
         broker_id: BrokerId,
+        /// The endpoint clients are given (kept for images and tools that
+        /// know no listener names; see `listeners`).
         host: String,
         port: u16,
         rack: Option<String>,
+        /// The broker epoch: assigned by the controller, strictly increasing
+        /// per broker with every registration (0 in logs written before
+        /// broker epochs existed). Fence/unfence records and heartbeats name
+        /// the epoch they apply to.
+        #[serde(default)]
+        epoch: i64,
+        /// An id the broker process picks at start-up: the same value means
+        /// the same process registering again; a new one means a restart.
+        #[serde(default)]
+        incarnation: String,
+        /// Every named listener the broker advertises (may be empty: then
+        /// `host`/`port` serve every name).
+        #[serde(default)]
+        listeners: Vec<Endpoint>,
+        /// Whether the broker starts out fenced: a fenced broker leads no
+        /// partition, joins no ISR and receives no new replicas.
+        #[serde(default)]
+        fenced: bool,
     },
+    /// The broker at `epoch` was fenced (Kafka's `FenceBrokerRecord`). Ignored
+    /// when the broker's registered epoch differs (the record is stale).
+    FenceBroker { broker_id: BrokerId, epoch: i64 },
+    /// The broker at `epoch` was unfenced (Kafka's `UnfenceBrokerRecord`).
+    /// Ignored when the broker's registered epoch differs.
+    UnfenceBroker { broker_id: BrokerId, epoch: i64 },
     /// A topic was created. Its partitions follow as [`MetadataRecord::Partition`].
     Topic { name: String, topic_id: TopicId },
-    /// A partition was created, or its leadership/replica set changed.
+    /// A partition was created, or its leadership/replica set changed. A
+    /// change is written as the full new state: `partition_epoch` is one more
+    /// than before; `leader_epoch` is one more exactly when the leader changed
+    /// or the change removed replicas from the replica set (as in Kafka 3.6+,
+    /// where an ISR shrink alone no longer bumps it).
     Partition {
         topic_id: TopicId,
         partition: PartitionIndex,
+        /// Every replica, preferred leader first. During a reassignment this is
+        /// the target replicas followed by the ones being removed.
         replicas: Vec<BrokerId>,
         isr: Vec<BrokerId>,
+        /// The leader, or -1 (Kafka's NO_LEADER) while no eligible replica is
+        /// available.
         leader: BrokerId,
         leader_epoch: LeaderEpoch,
         partition_epoch: i32,
+        /// Replicas a reassignment in progress adds (also in `replicas`).
+        #[serde(default)]
+        adding_replicas: Vec<BrokerId>,
+        /// Replicas a reassignment in progress removes (also in `replicas`).
+        #[serde(default)]
+        removing_replicas: Vec<BrokerId>,
     },
     /// A config key was set (`value: Some`) or removed (`value: None`).
     Config {
@@ -53,4 +111,78 @@ pub enum MetadataRecord {
         broker_id: BrokerId,
         next_producer_id: i64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_without_the_replication_fields_still_parse() {
+        let old = r#"{"type":"RegisterBroker","broker_id":3,"host":"h","port":9092,"rack":"r1"}"#;
+        let parsed: MetadataRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            parsed,
+            MetadataRecord::RegisterBroker {
+                broker_id: BrokerId(3),
+                host: "h".into(),
+                port: 9092,
+                rack: Some("r1".into()),
+                epoch: 0,
+                incarnation: String::new(),
+                listeners: Vec::new(),
+                fenced: false,
+            }
+        );
+        let old = r#"{"type":"Partition","topic_id":"00000000-0000-0000-0000-000000000001",
+            "partition":2,"replicas":[1,2],"isr":[2],"leader":2,"leader_epoch":4,
+            "partition_epoch":7}"#;
+        let parsed: MetadataRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            parsed,
+            MetadataRecord::Partition {
+                topic_id: TopicId(uuid::Uuid::from_u128(1)),
+                partition: PartitionIndex(2),
+                replicas: vec![BrokerId(1), BrokerId(2)],
+                isr: vec![BrokerId(2)],
+                leader: BrokerId(2),
+                leader_epoch: LeaderEpoch(4),
+                partition_epoch: 7,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn new_records_round_trip() {
+        let records = [
+            MetadataRecord::RegisterBroker {
+                broker_id: BrokerId(1),
+                host: "h".into(),
+                port: 1,
+                rack: None,
+                epoch: 5,
+                incarnation: "abc".into(),
+                listeners: vec![Endpoint {
+                    name: "REPLICATION".into(),
+                    host: "10.0.0.1".into(),
+                    port: 9093,
+                }],
+                fenced: true,
+            },
+            MetadataRecord::FenceBroker {
+                broker_id: BrokerId(1),
+                epoch: 5,
+            },
+            MetadataRecord::UnfenceBroker {
+                broker_id: BrokerId(1),
+                epoch: 5,
+            },
+        ];
+        for r in records {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<MetadataRecord>(&json).unwrap(), r);
+        }
+    }
 }

@@ -329,6 +329,7 @@ const NSTR: Kind = Kind::NullableStr;
 const BYTES: Kind = Kind::Bytes;
 const I32_ARRAY: Kind = Kind::Array(Elem::Int32);
 const STR_ARRAY: Kind = Kind::Array(Elem::Str);
+const NULLABLE_I32_ARRAY: Kind = Kind::NullableArray(Elem::Int32);
 const NULLABLE_STR_ARRAY: Kind = Kind::NullableArray(Elem::Str);
 
 // ---------------------------------------------------------------------------------------
@@ -396,6 +397,21 @@ static APIS: &[Api] = &[
         4,
         Some(4),
         &OFFSET_FOR_LEADER_EPOCH,
+    ),
+    api(ApiKey::ElectLeaders, 0, 2, Some(2), &ELECT_LEADERS),
+    api(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        0,
+        Some(0),
+        &ALTER_PARTITION_REASSIGNMENTS,
+    ),
+    api(
+        ApiKey::ListPartitionReassignments,
+        0,
+        0,
+        Some(0),
+        &LIST_PARTITION_REASSIGNMENTS,
     ),
     api(ApiKey::SaslHandshake, 0, 1, None, &SASL_HANDSHAKE),
     api(ApiKey::SaslAuthenticate, 0, 2, Some(2), &SASL_AUTHENTICATE),
@@ -754,7 +770,8 @@ const DESCRIBE_TOPIC_PARTITIONS_TOPIC: Schema = schema(&[f("name", STR)]);
 const DESCRIBE_TOPIC_PARTITIONS_CURSOR: Schema =
     schema(&[f("topic_name", STR), f("partition_index", I32)]);
 
-// OffsetForLeaderEpoch (23)
+// OffsetForLeaderEpoch (23). Versions 0-1 were removed in Kafka 4.0 (KIP-896) and
+// kafka-protocol 0.18 cannot encode or decode them, so the table starts at 2.
 const OFFSET_FOR_LEADER_EPOCH: Schema = schema(&[
     f("replica_id", I32).since(3),
     f("topics", array(&OFFSET_FOR_LEADER_EPOCH_TOPIC)),
@@ -768,6 +785,45 @@ const OFFSET_FOR_LEADER_EPOCH_PARTITION: Schema = schema(&[
     f("current_leader_epoch", I32),
     f("leader_epoch", I32),
 ]);
+
+// ElectLeaders (43)
+const ELECT_LEADERS: Schema = schema(&[
+    f("election_type", I8).since(1),
+    f("topic_partitions", nullable_array(&ELECT_LEADERS_TOPIC)),
+    f("timeout_ms", I32),
+]);
+const ELECT_LEADERS_TOPIC: Schema = schema(&[f("topic", STR), f("partitions", I32_ARRAY)]);
+
+// AlterPartitionReassignments (45). v1 (Kafka 4.1) adds allow_replication_factor_change
+// after timeout_ms; only v0 is covered.
+const ALTER_PARTITION_REASSIGNMENTS: Schema = schema(&[
+    f("timeout_ms", I32),
+    f("topics", array(&ALTER_PARTITION_REASSIGNMENTS_TOPIC)),
+]);
+const ALTER_PARTITION_REASSIGNMENTS_TOPIC: Schema = schema(&[
+    f("name", STR),
+    f(
+        "partitions",
+        array(&ALTER_PARTITION_REASSIGNMENTS_PARTITION),
+    ),
+]);
+const ALTER_PARTITION_REASSIGNMENTS_PARTITION: Schema = schema(&[
+    f("partition_index", I32),
+    // Null cancels a pending reassignment.
+    f("replicas", NULLABLE_I32_ARRAY),
+]);
+
+// ListPartitionReassignments (46)
+const LIST_PARTITION_REASSIGNMENTS: Schema = schema(&[
+    f("timeout_ms", I32),
+    // Null lists every ongoing reassignment.
+    f(
+        "topics",
+        nullable_array(&LIST_PARTITION_REASSIGNMENTS_TOPIC),
+    ),
+]);
+const LIST_PARTITION_REASSIGNMENTS_TOPIC: Schema =
+    schema(&[f("name", STR), f("partition_indexes", I32_ARRAY)]);
 
 // SaslHandshake (17)
 const SASL_HANDSHAKE: Schema = schema(&[f("mechanism", STR)]);

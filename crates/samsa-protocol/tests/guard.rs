@@ -111,6 +111,9 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4, 4),
+    (ApiKey::ElectLeaders, 0, 2, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 0, 0),
+    (ApiKey::ListPartitionReassignments, 0, 0, 0),
     (ApiKey::SaslHandshake, 0, 1, i16::MAX),
     (ApiKey::SaslAuthenticate, 0, 2, 2),
 ];
@@ -242,6 +245,18 @@ macro_rules! with_request_type {
                 type $t = OffsetForLeaderEpochRequest;
                 $body
             }
+            ApiKey::ElectLeaders => {
+                type $t = ElectLeadersRequest;
+                $body
+            }
+            ApiKey::AlterPartitionReassignments => {
+                type $t = AlterPartitionReassignmentsRequest;
+                $body
+            }
+            ApiKey::ListPartitionReassignments => {
+                type $t = ListPartitionReassignmentsRequest;
+                $body
+            }
             ApiKey::SaslHandshake => {
                 type $t = SaslHandshakeRequest;
                 $body
@@ -360,6 +375,9 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
         ApiKey::ConsumerGroupDescribe => enc(&consumer_group_describe(f), v),
         ApiKey::DescribeTopicPartitions => enc(&describe_topic_partitions(f), v),
         ApiKey::OffsetForLeaderEpoch => enc(&offset_for_leader_epoch(v, f), v),
+        ApiKey::ElectLeaders => enc(&elect_leaders(v, f), v),
+        ApiKey::AlterPartitionReassignments => enc(&alter_partition_reassignments(f), v),
+        ApiKey::ListPartitionReassignments => enc(&list_partition_reassignments(f), v),
         ApiKey::SaslHandshake => enc(
             &SaslHandshakeRequest::default().with_mechanism(st("PLAIN")),
             v,
@@ -970,6 +988,54 @@ fn offset_for_leader_epoch(v: i16, f: Fill) -> OffsetForLeaderEpochRequest {
     request
 }
 
+fn elect_leaders(v: i16, f: Fill) -> ElectLeadersRequest {
+    use elect_leaders_request::TopicPartitions;
+    let mut request = ElectLeadersRequest::default()
+        .with_topic_partitions(f.opt_vec(two(|_| {
+            TopicPartitions::default()
+                .with_topic(topic("orders"))
+                .with_partitions(vec![0, 1])
+                .with_unknown_tagged_fields(f.tags())
+        })))
+        .with_timeout_ms(30_000)
+        .with_unknown_tagged_fields(f.tags());
+    if v >= 1 {
+        request.election_type = 1;
+    }
+    request
+}
+
+fn alter_partition_reassignments(f: Fill) -> AlterPartitionReassignmentsRequest {
+    use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(two(|_| {
+            ReassignableTopic::default()
+                .with_name(topic("orders"))
+                .with_partitions(two(|p| {
+                    ReassignablePartition::default()
+                        .with_partition_index(p)
+                        .with_replicas(f.opt_vec(brokers()))
+                        .with_unknown_tagged_fields(f.tags())
+                }))
+                .with_unknown_tagged_fields(f.tags())
+        }))
+        .with_unknown_tagged_fields(f.tags())
+}
+
+fn list_partition_reassignments(f: Fill) -> ListPartitionReassignmentsRequest {
+    use list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(f.opt_vec(two(|_| {
+            ListPartitionReassignmentsTopics::default()
+                .with_name(topic("orders"))
+                .with_partition_indexes(vec![0, 1])
+                .with_unknown_tagged_fields(f.tags())
+        })))
+        .with_unknown_tagged_fields(f.tags())
+}
+
 type Encoding = (ApiKey, i16, String, Vec<u8>);
 
 /// Every valid encoding the tests build: populated variants and the default request.
@@ -1213,6 +1279,147 @@ fn compact_string_and_bytes_lengths_are_checked() {
                 field: "client_software_name",
                 len: 100,
                 remaining: 2
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn partition_admin_array_lengths_are_checked() {
+    // OffsetForLeaderEpoch v2: topics count of i32::MAX with 8 bytes behind it.
+    let mut body = i32::MAX.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0; 8]);
+    assert_eq!(
+        check_request_body(ApiKey::OffsetForLeaderEpoch as i16, 2, &body),
+        Err(GuardError::LengthTooLarge {
+            at: 0,
+            field: "topics",
+            // Topic: INT16 string length + INT32 partitions count.
+            len: 6 * i32::MAX as u64,
+            remaining: 8,
+        })
+    );
+    // OffsetForLeaderEpoch v3: replica_id comes first, so the count is at byte 4.
+    let mut body = 1i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&i32::MAX.to_be_bytes());
+    let err = check_request_body(ApiKey::OffsetForLeaderEpoch as i16, 3, &body).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GuardError::LengthTooLarge {
+                at: 4,
+                field: "topics",
+                remaining: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // ElectLeaders v0: a null topic_partitions array is valid (elect every partition)...
+    let mut body = (-1i32).to_be_bytes().to_vec();
+    body.extend_from_slice(&60_000i32.to_be_bytes());
+    assert_eq!(
+        check_request_body(ApiKey::ElectLeaders as i16, 0, &body),
+        Ok(())
+    );
+    // ...but a count of i32::MAX is not.
+    body[..4].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert_eq!(
+        check_request_body(ApiKey::ElectLeaders as i16, 0, &body),
+        Err(GuardError::LengthTooLarge {
+            at: 0,
+            field: "topic_partitions",
+            len: 6 * i32::MAX as u64,
+            remaining: 4,
+        })
+    );
+    // ElectLeaders v1: one topic whose partition list claims i32::MAX entries.
+    let mut body = vec![1]; // election_type
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.push(b't');
+    body.extend_from_slice(&i32::MAX.to_be_bytes());
+    body.extend_from_slice(&60_000i32.to_be_bytes());
+    assert_eq!(
+        check_request_body(ApiKey::ElectLeaders as i16, 1, &body),
+        Err(GuardError::LengthTooLarge {
+            at: 8,
+            field: "partitions",
+            len: 4 * i32::MAX as u64,
+            remaining: 4,
+        })
+    );
+    // ElectLeaders v2: a compact array count of u32::MAX - 1.
+    let body = [0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0, 0, 0];
+    let err = check_request_body(ApiKey::ElectLeaders as i16, 2, &body).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GuardError::LengthTooLarge {
+                at: 1,
+                field: "topic_partitions",
+                remaining: 5,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // AlterPartitionReassignments v0: one topic, one partition whose compact replicas
+    // array claims 2^28 brokers.
+    let mut body = 30_000i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[2, 2, b't', 2]); // topics: 1; name "t"; partitions: 1
+    body.extend_from_slice(&0i32.to_be_bytes()); // partition_index
+    body.extend_from_slice(&[0x81, 0x80, 0x80, 0x80, 0x01]); // replicas: 2^28
+    body.extend_from_slice(&[0, 0, 0]); // tagged fields of partition, topic, request
+    assert_eq!(
+        check_request_body(ApiKey::AlterPartitionReassignments as i16, 0, &body),
+        Err(GuardError::LengthTooLarge {
+            at: 12,
+            field: "replicas",
+            len: 4 << 28,
+            remaining: 3,
+        })
+    );
+    // The same body with null replicas (cancel the reassignment) is fine.
+    let mut cancel = body[..12].to_vec();
+    cancel.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(
+        check_request_body(ApiKey::AlterPartitionReassignments as i16, 0, &cancel),
+        Ok(())
+    );
+    // A null topics array is not allowed.
+    let mut body = 30_000i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0]);
+    assert_eq!(
+        check_request_body(ApiKey::AlterPartitionReassignments as i16, 0, &body),
+        Err(GuardError::NullNotAllowed {
+            at: 4,
+            field: "topics",
+        })
+    );
+
+    // ListPartitionReassignments v0: null topics lists everything...
+    let mut body = 30_000i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0]);
+    assert_eq!(
+        check_request_body(ApiKey::ListPartitionReassignments as i16, 0, &body),
+        Ok(())
+    );
+    // ...and a topic count far beyond the body is refused.
+    let mut body = 30_000i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0]);
+    let err = check_request_body(ApiKey::ListPartitionReassignments as i16, 0, &body).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GuardError::LengthTooLarge {
+                at: 4,
+                field: "topics",
+                remaining: 1,
+                ..
             }
         ),
         "{err:?}"
@@ -1569,6 +1776,65 @@ fn dense_minimal_arrays_decode_within_the_allocation_bound() {
                 12,
             ),
         ),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            enc(
+                &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+                    ELEMENTS
+                ]),
+                4,
+            ),
+        ),
+        (
+            ApiKey::ElectLeaders,
+            2,
+            enc(
+                &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default();
+                    ELEMENTS
+                ])),
+                2,
+            ),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            0,
+            enc(
+                &AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default();
+                    ELEMENTS
+                ]),
+                0,
+            ),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            0,
+            enc(
+                &AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default();
+                            ELEMENTS
+                        ]);
+                    1
+                ]),
+                0,
+            ),
+        ),
+        (
+            ApiKey::ListPartitionReassignments,
+            0,
+            enc(
+                &ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
+                    list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+                    ELEMENTS
+                ])),
+                0,
+            ),
+        ),
     ];
     for (api, v, body) in cases {
         assert_eq!(
@@ -1601,6 +1867,11 @@ const PROPTEST_PAIRS: &[(ApiKey, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0),
     (ApiKey::DescribeCluster, 0),
     (ApiKey::ListGroups, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2),
+    (ApiKey::ElectLeaders, 0),
+    (ApiKey::ElectLeaders, 2),
+    (ApiKey::AlterPartitionReassignments, 0),
+    (ApiKey::ListPartitionReassignments, 0),
 ];
 
 proptest! {

@@ -13,8 +13,11 @@
 //!   [`RaftQuorum::append`] commits a batch on the leader;
 //!   [`RaftQuorum::subscribe`] yields every committed batch, in order, exactly
 //!   once, from the start of the log or from a snapshot ([`Committed`]).
+//!   The leader also keeps the brokers' liveness heartbeats in memory
+//!   ([`RaftQuorum::heartbeats`], [`RaftQuorum::leader_since`]).
 //! * [`Observer`] is how a broker that is not a voter follows the committed log:
-//!   it fetches from any voter's CONTROLLER listener.
+//!   it fetches from any voter's CONTROLLER listener, and sends its appends
+//!   and heartbeats ([`Observer::heartbeat`]) to the leader.
 //!
 //! Module map: `types` (openraft type config, proposals, the fencing rule),
 //! `frame` (checksummed frames, atomic files), `log_store` (the durable log
@@ -45,5 +48,5 @@ mod wire;
 pub use committed::{Batch, Committed, SnapshotView, Subscription};
 pub use config::{parse_voters, ObserverConfig, QuorumConfig};
 pub use error::QuorumError;
-pub use observer::Observer;
-pub use quorum::{QuorumStatus, RaftQuorum};
+pub use observer::{Observer, HEARTBEAT_TIMEOUT_MS_MAX};
+pub use quorum::{QuorumStatus, RaftQuorum, HEARTBEAT_NODES_MAX};

@@ -28,9 +28,18 @@
 //! reported as [`QuorumError::Timeout`]. [`Observer::append_after`] makes a
 //! retry after an unknown outcome safe: if the first attempt committed, the
 //! retry is fenced off.
+//!
+//! A broker also reports that it is alive: [`Observer::heartbeat`] sends
+//! `Heartbeat { node, broker_epoch }` to the leader, following `NotLeader`
+//! hints the same way, within [`HEARTBEAT_TIMEOUT_MS_MAX`] in all. A
+//! heartbeat only refreshes a timestamp, so unlike an append it is simply
+//! retried on another voter after any failure. Heartbeats keep one
+//! connection per voter, apart from the ones fetches use.
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use samsa_metadata::MetadataRecord;
 
@@ -40,11 +49,17 @@ use crate::error::QuorumError;
 use crate::network::{CallError, Connector};
 use crate::snapshot::{self, DecodedSnapshot};
 use crate::types::Precondition;
-use crate::wire::{FetchResponse, ProposeResult, Request, Response, SnapshotChunk};
+use crate::wire::{
+    FetchResponse, HeartbeatResult, ProposeResult, Request, Response, SnapshotChunk,
+};
 
 /// How often a snapshot download restarts because the voter replaced its
 /// snapshot mid-way, before the voter is given up on for now.
 const SNAPSHOT_RESTARTS_MAX: u32 = 3;
+
+/// The longest one [`Observer::heartbeat`] call may take, redirects and
+/// retries included (less when `rpc_timeout_ms` is smaller).
+pub const HEARTBEAT_TIMEOUT_MS_MAX: u64 = 2_000;
 
 /// A non-voting follower of the committed metadata log.
 ///
@@ -58,6 +73,8 @@ pub struct Observer {
     cursor: Cursor,
     pending: VecDeque<Committed>,
     leader: Option<u64>,
+    /// One heartbeat connection per voter, in `voters` order.
+    heartbeat_conns: Vec<Connector>,
 }
 
 impl Observer {
@@ -70,6 +87,11 @@ impl Observer {
             .iter()
             .map(|(id, addr)| (*id, Connector::new(*addr, config.frame_bytes_max)))
             .collect();
+        let heartbeat_conns = config
+            .voters
+            .values()
+            .map(|addr| Connector::new(*addr, config.frame_bytes_max))
+            .collect();
         Ok(Observer {
             config,
             voters,
@@ -77,6 +99,7 @@ impl Observer {
             cursor: Cursor::default(),
             pending: VecDeque::new(),
             leader: None,
+            heartbeat_conns,
         })
     }
 
@@ -199,6 +222,67 @@ impl Observer {
         Err(QuorumError::NotLeader {
             leader: self.leader,
         })
+    }
+
+    /// Tells the leader that broker `node`, at `broker_epoch`, is alive.
+    /// Follows `NotLeader` hints and tries the other voters on failures, all
+    /// within [`HEARTBEAT_TIMEOUT_MS_MAX`] (or `rpc_timeout_ms` if smaller).
+    /// Errors: [`QuorumError::NotLeader`] when no voter leads (e.g. during an
+    /// election), [`QuorumError::Network`] when no leader answered in time.
+    pub async fn heartbeat(&mut self, node: u64, broker_epoch: i64) -> Result<(), QuorumError> {
+        let limit = Duration::from_millis(self.config.rpc_timeout_ms.min(HEARTBEAT_TIMEOUT_MS_MAX));
+        let deadline = Instant::now() + limit;
+        let backoff = Duration::from_millis(self.config.retry_backoff_ms);
+        let mut last_error = None;
+        for _ in 0..self.voters.len() * 3 {
+            if let Some(l) = self.leader {
+                if let Some(i) = self.voters.iter().position(|(id, _)| *id == l) {
+                    self.current = i;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let id = self.voters[self.current].0;
+            let body = Request::Heartbeat { node, broker_epoch };
+            let failed = match self.heartbeat_conns[self.current]
+                .call(id, body, &[], left)
+                .await
+            {
+                Ok((Response::Heartbeat(HeartbeatResult::Recorded), _)) => {
+                    self.leader = Some(id);
+                    return Ok(());
+                }
+                Ok((Response::Heartbeat(HeartbeatResult::NotLeader { leader }), _)) => {
+                    last_error = None;
+                    self.leader = leader.filter(|l| *l != id);
+                    if self.leader.is_some() {
+                        continue;
+                    }
+                    None
+                }
+                Ok(_) => Some(format!("voter {id} answered a heartbeat oddly")),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failed {
+                tracing::debug!(voter = id, error = %e, "heartbeat failed; trying the next voter");
+                last_error = Some(e);
+                self.leader = None;
+            }
+            self.current = (self.current + 1) % self.voters.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(backoff.min(left)).await;
+        }
+        match last_error {
+            Some(e) => Err(QuorumError::Network(format!(
+                "heartbeat not recorded within {} ms: {e}",
+                limit.as_millis()
+            ))),
+            None => Err(QuorumError::NotLeader {
+                leader: self.leader,
+            }),
+        }
     }
 
     fn note_leader(&mut self, leader: Option<u64>) {

@@ -1,6 +1,7 @@
 //! The CONTROLLER listener of a voter: serves Raft RPCs from the other voters,
-//! Fetch/FetchSnapshot from observers, and Propose (an append forwarded by a
-//! broker that is not the leader). Frame and message formats: `wire`.
+//! Fetch/FetchSnapshot from observers, Propose (an append forwarded by a
+//! broker that is not the leader) and Heartbeat (broker liveness, recorded by
+//! the leader only; see `quorum`). Frame and message formats: `wire`.
 //!
 //! Limits: at most `connections_max` connections (more are closed at once);
 //! one request at a time per connection; a frame is refused before allocation
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 use crate::committed::{until_true, CommittedReader, ReadOutcome};
 use crate::error::QuorumError;
 use crate::frame::{FRAME_HEADER_BYTES, STATE_BYTES_MAX};
-use crate::quorum::{propose, ProposeLimits};
+use crate::quorum::{propose, Liveness, ProposeLimits};
 use crate::snapshot;
 use crate::types::TypeConfig;
 use crate::wire::{
@@ -39,6 +40,7 @@ pub(crate) struct ServerCtx {
     pub limits: ProposeLimits,
     pub id: u64,
     pub raft: Raft<TypeConfig>,
+    pub liveness: Arc<Liveness>,
     pub reader: CommittedReader,
     pub frame_bytes_max: usize,
     pub snapshot_bytes_max: usize,
@@ -214,6 +216,10 @@ async fn handle(ctx: &ServerCtx, body: Request, attachment: Vec<u8>) -> (Respons
             };
             (Response::Propose(result), Vec::new())
         }
+        Request::Heartbeat { node, broker_epoch } => (
+            Response::Heartbeat(ctx.liveness.heartbeat(&ctx.raft, node, broker_epoch)),
+            Vec::new(),
+        ),
         Request::FetchSnapshot {
             snapshot_id,
             offset,

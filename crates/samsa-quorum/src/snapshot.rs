@@ -27,9 +27,11 @@
 //!
 //! # Compaction
 //!
-//! [`compact`] emits, in this order: `InitCluster`; a `RegisterBroker` per broker;
-//! the cluster-wide then per-broker dynamic configs; per topic (by name) its
-//! `Topic`, its `Partition`s in index order and its configs; and one
+//! [`compact`] emits, in this order: `InitCluster`; a `RegisterBroker` per broker
+//! (carrying its epoch, incarnation, listeners and fenced flag, so no
+//! `FenceBroker`/`UnfenceBroker` is needed); the cluster-wide then per-broker
+//! dynamic configs; per topic (by name) its `Topic`, its `Partition`s in index
+//! order (with any reassignment in progress) and its configs; and one
 //! `ProducerIds` with the next producer id. Applying them to an empty image gives
 //! an image equal to the compacted one (checked by a property test), except for
 //! per-broker config maps left empty by removals, which carry no meaning.
@@ -82,6 +84,10 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
             host: b.host.clone(),
             port: b.port,
             rack: b.rack.clone(),
+            epoch: b.epoch,
+            incarnation: b.incarnation.clone(),
+            listeners: b.listeners.clone(),
+            fenced: b.fenced,
         });
     }
     let config = |resource: ConfigResource, name: &String, value: &String| MetadataRecord::Config {
@@ -111,6 +117,8 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
+                adding_replicas: p.adding_replicas.clone(),
+                removing_replicas: p.removing_replicas.clone(),
             });
         }
         for (k, v) in &topic.configs {
@@ -198,6 +206,7 @@ pub(crate) fn decode(bytes: &[u8], record_bytes_max: usize) -> Result<DecodedSna
 mod tests {
     use proptest::prelude::*;
     use samsa_metadata::log::RECORD_BYTES_MAX;
+    use samsa_metadata::Endpoint;
     use samsa_model::{LeaderEpoch, PartitionIndex, TopicId};
 
     use super::*;
@@ -224,25 +233,74 @@ mod tests {
         let broker = 0i32..3;
         prop_oneof![
             "[a-z]{1,4}".prop_map(|c| MetadataRecord::InitCluster { cluster_id: c }),
-            (broker.clone(), 1u16..3).prop_map(|(b, port)| MetadataRecord::RegisterBroker {
-                broker_id: BrokerId(b),
-                host: "h".into(),
-                port,
-                rack: None,
+            (
+                broker.clone(),
+                1u16..3,
+                proptest::option::of("[r-s]"),
+                0i64..3,
+                "[a-b]{0,2}",
+                proptest::collection::vec(("[A-B]", 1u16..3), 0..3),
+                any::<bool>(),
+            )
+                .prop_map(|(b, port, rack, epoch, incarnation, listeners, fenced)| {
+                    MetadataRecord::RegisterBroker {
+                        broker_id: BrokerId(b),
+                        host: "h".into(),
+                        port,
+                        rack,
+                        epoch,
+                        incarnation,
+                        listeners: listeners
+                            .into_iter()
+                            .map(|(name, port)| Endpoint {
+                                name,
+                                host: "l".into(),
+                                port,
+                            })
+                            .collect(),
+                        fenced,
+                    }
+                }),
+            (broker.clone(), 0i64..3, any::<bool>()).prop_map(|(b, epoch, fence)| {
+                if fence {
+                    MetadataRecord::FenceBroker {
+                        broker_id: BrokerId(b),
+                        epoch,
+                    }
+                } else {
+                    MetadataRecord::UnfenceBroker {
+                        broker_id: BrokerId(b),
+                        epoch,
+                    }
+                }
             }),
             topic.clone().prop_map(|t| MetadataRecord::Topic {
                 name: format!("t{t}"),
                 topic_id: TopicId(uuid_for(t)),
             }),
-            (topic.clone(), 0i32..3, 0i32..5).prop_map(|(t, p, e)| MetadataRecord::Partition {
-                topic_id: TopicId(uuid_for(t)),
-                partition: PartitionIndex(p),
-                replicas: vec![BrokerId(0)],
-                isr: vec![BrokerId(0)],
-                leader: BrokerId(0),
-                leader_epoch: LeaderEpoch(e),
-                partition_epoch: e,
-            }),
+            (
+                topic.clone(),
+                0i32..3,
+                0i32..5,
+                proptest::collection::vec(0i32..4, 1..4),
+                proptest::collection::vec(0i32..4, 0..2),
+                proptest::collection::vec(0i32..4, 0..2),
+            )
+                .prop_map(|(t, p, e, replicas, adding, removing)| {
+                    let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
+                    let replicas = ids(replicas);
+                    MetadataRecord::Partition {
+                        topic_id: TopicId(uuid_for(t)),
+                        partition: PartitionIndex(p),
+                        isr: replicas[..1].to_vec(),
+                        leader: replicas[0],
+                        replicas,
+                        leader_epoch: LeaderEpoch(e),
+                        partition_epoch: e,
+                        adding_replicas: ids(adding),
+                        removing_replicas: ids(removing),
+                    }
+                }),
             (0u8..3, broker, "[a-c]", proptest::option::of("[x-z]")).prop_map(
                 |(kind, b, name, value)| {
                     let resource = match kind {
@@ -290,6 +348,69 @@ mod tests {
             // Compaction is idempotent.
             prop_assert_eq!(compact(&decoded.image()), compact(&image));
         }
+    }
+
+    #[test]
+    fn replication_state_survives_compaction() {
+        use samsa_metadata::config::StaticConfig;
+        use samsa_metadata::plan;
+        use samsa_metadata::{BrokerRegistration, NewTopic};
+
+        fn run(image: &mut MetadataImage, records: Vec<MetadataRecord>) {
+            for r in &records {
+                image.apply(r);
+            }
+        }
+
+        let config = StaticConfig::default();
+        let mut image = MetadataImage::default();
+        let records = plan::plan_init_cluster(&image).records;
+        run(&mut image, records);
+        for id in 1..=3 {
+            let reg = BrokerRegistration {
+                id: BrokerId(id),
+                host: "h".into(),
+                port: 9092,
+                rack: Some(format!("r{id}")),
+                listeners: vec![Endpoint {
+                    name: "REPLICATION".into(),
+                    host: "10.0.0.1".into(),
+                    port: 9100 + id as u16,
+                }],
+                incarnation: format!("i{id}"),
+                fenced: false,
+            };
+            let records = plan::plan_register_broker(&image, &config, &reg)
+                .unwrap()
+                .records;
+            run(&mut image, records);
+        }
+        let topic = NewTopic {
+            name: "t".into(),
+            num_partitions: 2,
+            replication_factor: 2,
+            ..Default::default()
+        };
+        let records = plan::plan_create_topic(&image, &config, &topic)
+            .unwrap()
+            .records;
+        run(&mut image, records);
+        let target = vec![BrokerId(3), BrokerId(2)];
+        let records =
+            plan::plan_alter_reassignments(&image, &config, &[("t".into(), 0, Some(target))])
+                .records;
+        run(&mut image, records);
+        let records = plan::plan_fence_broker(&image, &config, BrokerId(1))
+            .unwrap()
+            .records;
+        run(&mut image, records);
+        assert!(image.brokers[&BrokerId(1)].fenced);
+        assert!(image.topic("t").unwrap().partitions[0].is_reassigning());
+
+        let bytes = encode(&empty_meta(), Some(3), &image).unwrap();
+        let rebuilt = decode(&bytes, RECORD_BYTES_MAX).unwrap().image();
+        assert_eq!(view(&rebuilt), view(&image));
+        assert_eq!(rebuilt.brokers, image.brokers);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The controller RPC protocol: frames on a TCP connection, and the messages
 //! they carry (Raft's AppendEntries/Vote/InstallSnapshot between voters,
 //! Fetch/FetchSnapshot for observers, Propose for appends forwarded to the
-//! leader).
+//! leader, Heartbeat for broker liveness).
 //!
 //! # Frame layout
 //!
@@ -29,6 +29,21 @@
 //! bulky payload, snapshot bytes, travels as a raw attachment instead of a JSON
 //! number array. No checksum: TCP's suffices on the wire, and everything
 //! stored is re-checksummed by the disk formats.
+//!
+//! # Messages
+//!
+//! | request | sent by | answered with |
+//! |---|---|---|
+//! | `AppendEntries`, `Vote`, `InstallSnapshot` | voters (openraft) | openraft's result |
+//! | `Fetch { next, wait_ms, bytes_max }` | observers | [`FetchResponse`] |
+//! | `FetchSnapshot { snapshot_id, offset, bytes_max }` | observers | [`SnapshotChunk`] + bytes |
+//! | `Propose { precondition, records }` | brokers, to the leader | [`ProposeResult`] |
+//! | `Heartbeat { node, broker_epoch }` | brokers, to the leader | [`HeartbeatResult`] |
+//!
+//! Any request may instead be answered `Refused { reason }` (wrong target
+//! node, malformed, over a limit). A JSON heartbeat request looks like
+//! `{"to":1,"body":{"Heartbeat":{"node":7,"broker_epoch":42}}}` and its answer
+//! `{"Heartbeat":"Recorded"}` or `{"Heartbeat":{"NotLeader":{"leader":2}}}`.
 
 use std::time::Duration;
 
@@ -85,6 +100,13 @@ pub(crate) enum Request {
         precondition: Precondition,
         records: Vec<MetadataRecord>,
     },
+    /// Any broker: broker `node` (at `broker_epoch`) is alive. The receiver
+    /// must lead; it records the time of arrival in memory only (nothing is
+    /// replicated), so a new leader starts with an empty table.
+    Heartbeat {
+        node: u64,
+        broker_epoch: i64,
+    },
 }
 
 /// The outcome of a forwarded append ([`Request::Propose`]).
@@ -109,6 +131,15 @@ pub(crate) enum ProposeResult {
     },
 }
 
+/// The outcome of a [`Request::Heartbeat`].
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum HeartbeatResult {
+    /// The leader recorded it.
+    Recorded,
+    /// The receiver does not lead; `leader` is the one it knows of.
+    NotLeader { leader: Option<u64> },
+}
+
 /// Responses, one per request kind.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Response {
@@ -118,6 +149,7 @@ pub(crate) enum Response {
     Fetch(FetchResponse),
     FetchSnapshot(SnapshotChunk),
     Propose(ProposeResult),
+    Heartbeat(HeartbeatResult),
     /// The request was refused (wrong target, malformed, over a limit).
     Refused {
         reason: String,
@@ -304,6 +336,42 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn heartbeat_messages_have_the_documented_json() {
+        let request = RequestEnvelope {
+            to: 1,
+            body: Request::Heartbeat {
+                node: 7,
+                broker_epoch: 42,
+            },
+        };
+        let json = r#"{"to":1,"body":{"Heartbeat":{"node":7,"broker_epoch":42}}}"#;
+        assert_eq!(serde_json::to_string(&request).unwrap(), json);
+        assert!(matches!(
+            serde_json::from_str::<RequestEnvelope>(json).unwrap().body,
+            Request::Heartbeat {
+                node: 7,
+                broker_epoch: 42
+            }
+        ));
+        for (response, json) in [
+            (HeartbeatResult::Recorded, r#"{"Heartbeat":"Recorded"}"#),
+            (
+                HeartbeatResult::NotLeader { leader: Some(2) },
+                r#"{"Heartbeat":{"NotLeader":{"leader":2}}}"#,
+            ),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&Response::Heartbeat(response)).unwrap(),
+                json
+            );
+            assert!(matches!(
+                serde_json::from_str::<Response>(json).unwrap(),
+                Response::Heartbeat(_)
+            ));
+        }
     }
 
     #[tokio::test]

@@ -105,7 +105,7 @@
 //! |----|------|--------------------------------------------------------|
 //! | 0  | 4    | format version, u32 (= 1)                              |
 //! | 4  | 8    | first dirty offset, i64                                |
-//! | 12 | 8    | compacted end, i64: no segment at or above it was ever rewritten |
+//! | 12 | 8    | compacted end, i64: offset gaps between batches exist only at or below it |
 //! | 20 | 4    | CRC-32C of bytes 0..20, u32                            |
 //!
 //! # Crash behaviour
@@ -138,7 +138,10 @@
 //! whose recovery otherwise requires contiguous batches; recovery accepts a
 //! gap there only when it lies below the compacted end (step 2 makes that
 //! durable before any gap can be committed). Truncation lowers both
-//! checkpoint offsets to the new log end before removing anything.
+//! checkpoint offsets to the new log end before removing anything. A
+//! follower replicating a compacted leader also writes gaps
+//! ([`crate::PartitionLog::append_replicated`]): it raises the compacted end
+//! to the base offset of a batch following a gap before writing it.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -274,8 +277,10 @@ pub enum SwapCrashPoint {
 pub(crate) struct CleanerCheckpoint {
     /// Records below this were deduplicated by a completed clean.
     pub first_dirty: Offset,
-    /// No segment whose base offset is at or above this was ever rewritten;
-    /// gaps between batches can only exist below it.
+    /// Gaps between batches can only exist up to this offset: no segment
+    /// whose base offset is at or above it was ever rewritten, and no batch
+    /// after a gap starts above it (replicated appends raise it, see
+    /// [`crate::PartitionLog::append_replicated`]).
     pub compacted_end: Offset,
 }
 

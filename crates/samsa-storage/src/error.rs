@@ -25,7 +25,8 @@ pub enum StorageError {
         log_start: Offset,
         log_end: Offset,
     },
-    /// The bytes handed to `append` are not one well-formed batch.
+    /// The bytes handed to `append` are not one well-formed batch (or, for
+    /// `append_replicated`, a complete batch is malformed or fails its CRC).
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] BatchError),
     /// Stored bytes that recovery did not vouch for turned out to be damaged
@@ -35,6 +36,28 @@ pub enum StorageError {
         path: PathBuf,
         position: u64,
         reason: String,
+    },
+    /// A replicated batch starts below the log end but ends at or after it
+    /// ([`crate::PartitionLog::append_replicated`]): the follower's log and
+    /// the leader's disagree on batch boundaries.
+    #[error("replicated batch [{base_offset}, {last_offset}] overlaps the log end {log_end}")]
+    OverlappingBatch {
+        base_offset: Offset,
+        last_offset: Offset,
+        log_end: Offset,
+    },
+    /// Replicated batches whose offsets do not strictly increase.
+    #[error("replicated batch at offset {base_offset} does not follow the previous one ending at {previous_last}")]
+    BatchesOutOfOrder {
+        base_offset: Offset,
+        previous_last: Offset,
+    },
+    /// A replicated batch lies more than 2^32 - 1 offsets above the base of
+    /// the (empty) segment it would go to, beyond what index entries address.
+    #[error("replicated batch ending at offset {last_offset} is too far above segment base {segment_base}")]
+    OffsetGapTooLarge {
+        last_offset: Offset,
+        segment_base: Offset,
     },
     /// The log was closed; reopen it to write again.
     #[error("log {} is closed", dir.display())]

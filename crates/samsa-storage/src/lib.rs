@@ -8,16 +8,23 @@
 //! truncates (replication), compacts (`cleanup.policy=compact`, keeping the
 //! latest record per key at its original offset), and after a crash recovers
 //! to a prefix of what was appended in which every batch passed its CRC check.
+//! For replication it also stores batches fetched from a leader unchanged
+//! (`append_replicated`), keeps the leader epoch cache (KIP-101/279) and
+//! checkpoints the high watermark.
 //!
 //! File formats and crash behaviour are documented in [`log`] (directory),
 //! [`segment`] (`.log` files and recovery), [`index`] (`.index`,
-//! `.timeindex`), [`checkpoint`] (`log-start-offset`) and [`cleaner`]
-//! (`cleaner-checkpoint`, `.cleaned`/`.swap` files, compaction).
+//! `.timeindex`), [`checkpoint`] (`log-start-offset`), [`cleaner`]
+//! (`cleaner-checkpoint`, `.cleaned`/`.swap` files, compaction),
+//! [`epoch_cache`] (`leader-epoch-checkpoint`) and [`high_watermark`]
+//! (`high-watermark`).
 
 pub mod checkpoint;
 pub mod cleaner;
 pub mod config;
+pub mod epoch_cache;
 pub mod error;
+pub mod high_watermark;
 pub mod index;
 pub mod log;
 pub mod segment;

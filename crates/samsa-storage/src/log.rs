@@ -17,6 +17,15 @@
 //!   compacted end), and `*.cleaned` / `*.swap`: segments being written or
 //!   committed by a compaction; see [`crate::cleaner`] for their layouts and
 //!   how open finishes or undoes an interrupted segment replacement.
+//! - `leader-epoch-checkpoint`: the leader epoch cache, Kafka's text format
+//!   (`0`, the entry count, then one `<epoch> <start offset>` line per epoch;
+//!   see [`crate::epoch_cache`] for the layout and how open trims or rebuilds
+//!   it after a crash). Maintained by appends (a batch of a new epoch records
+//!   it durably before the batch is written), [`PartitionLog::assign_epoch`],
+//!   truncation and log start moves.
+//! - `high-watermark`: the last high watermark the broker checkpointed, one
+//!   decimal line ([`crate::high_watermark`]); written by
+//!   [`PartitionLog::write_high_watermark`], never read by the log itself.
 //! - `*.tmp`: leftovers of an interrupted checkpoint write, deleted on open.
 //!
 //! # Concurrency
@@ -50,9 +59,16 @@
 //! prefix of what was appended, and every batch it holds passed a CRC check.
 //! Before any of this, open completes or undoes a segment replacement a
 //! compaction left half done ([`crate::cleaner`]).
+//!
+//! Replicated appends ([`PartitionLog::append_replicated`]) may leave offset
+//! gaps between batches (the leader's log was compacted). Before such a gap is
+//! written the cleaner checkpoint's compacted end is raised (durably) to the
+//! base offset of the batch after it, so the active segment's recovery, which
+//! otherwise requires contiguous batches, accepts it (see [`crate::cleaner`]).
 
 use std::fs;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -66,7 +82,9 @@ use crate::cleaner::{
     Rewriter, SegmentSnapshot, SwapCrashPoint,
 };
 use crate::config::LogConfig;
+use crate::epoch_cache::EpochCache;
 use crate::error::StorageError;
+use crate::high_watermark;
 use crate::index::{self, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 use crate::segment::{
     self, Continuity, SegmentFiles, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
@@ -136,6 +154,67 @@ impl Segment {
     }
 }
 
+/// A batch about to be written: its header as it will be stored, and where
+/// its bytes are in the caller's buffer.
+struct Pending {
+    header: BatchHeader,
+    range: Range<usize>,
+}
+
+/// What the roll decision needs to know about the active segment.
+#[derive(Copy, Clone, Debug)]
+struct ActiveView {
+    base: Offset,
+    size: u64,
+    index_entries: usize,
+    time_entries: usize,
+    roll_clock_start: Option<i64>,
+}
+
+impl ActiveView {
+    fn of(active: &Segment) -> Self {
+        ActiveView {
+            base: active.base(),
+            size: active.meta.size,
+            index_entries: active.meta.index.len(),
+            time_entries: active.meta.time_index.len(),
+            roll_clock_start: active.meta.roll_clock_start,
+        }
+    }
+
+    /// Whether the batch with `header` must go to a new segment: the segment
+    /// is not empty and would exceed `segment_bytes`, is older than
+    /// `segment_ms`, has a full index, or cannot address the batch's last
+    /// offset relative to its base.
+    fn roll_due(&self, header: &BatchHeader, cfg: &LogConfig, now: TimestampMs) -> bool {
+        let last_relative = header.last_offset().get().saturating_sub(self.base.get());
+        self.size > 0
+            && (self.size + header.size_bytes() as u64 > cfg.effective_segment_bytes()
+                || self
+                    .roll_clock_start
+                    .is_some_and(|t| now.get().saturating_sub(t) > cfg.segment_ms)
+                || segment::indexes_full(
+                    self.index_entries,
+                    self.time_entries,
+                    cfg.segment_index_bytes,
+                )
+                || last_relative > RELATIVE_OFFSET_MAX)
+    }
+}
+
+/// A batch's `lastOffsetDelta` must not be negative (its offsets would run
+/// backwards).
+fn check_last_offset_delta(header: &BatchHeader) -> Result<(), StorageError> {
+    if header.last_offset_delta < 0 {
+        return Err(BatchError::RecordCountMismatch {
+            records_count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// The in-memory view of the log.
 struct LogState {
     /// Older segments, ascending base offset.
@@ -146,6 +225,8 @@ struct LogState {
     cleaner: CleanerCheckpoint,
     /// Truncations so far; a clean that sees it change gives up.
     truncations: u64,
+    /// The leader epoch cache, as persisted (changed under the writer lock).
+    epochs: EpochCache,
 }
 
 impl LogState {
@@ -210,6 +291,9 @@ pub struct PartitionLog {
     /// Holds when a tombstone kept by the last clean may be removed (not
     /// persisted: after a restart tombstones wait for the next dirty clean).
     cleaning: Mutex<Option<i64>>,
+    /// The high watermark last written to its checkpoint by this instance
+    /// (the lock also serialises those writes).
+    high_watermark: Mutex<Option<Offset>>,
 }
 
 /// How the replacement of one cleaned group ended.
@@ -400,6 +484,7 @@ impl PartitionLog {
             }
             None => CleanerCheckpoint::initial(log_start),
         };
+        let epochs = load_epoch_cache(dir, &segments, &active, log_start, log_end)?;
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             config: Mutex::new(config),
@@ -418,8 +503,10 @@ impl PartitionLog {
                 log_start,
                 cleaner,
                 truncations: 0,
+                epochs,
             }),
             cleaning: Mutex::new(None),
+            high_watermark: Mutex::new(None),
         })
     }
 
@@ -461,6 +548,93 @@ impl PartitionLog {
         out
     }
 
+    /// The latest leader epoch in the epoch cache, `None` when it is empty.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        read_lock(&self.state).epochs.latest_epoch()
+    }
+
+    /// The epoch cache's `(epoch, start offset)` entries, oldest first
+    /// (strictly increasing in both).
+    pub fn epoch_entries(&self) -> Vec<(LeaderEpoch, Offset)> {
+        read_lock(&self.state).epochs.entries().to_vec()
+    }
+
+    /// Record that this replica leads from `epoch` on: `(epoch, log end)` is
+    /// added to the epoch cache (persisted) when `epoch` is greater than the
+    /// latest cached epoch; otherwise (and for negative epochs) nothing
+    /// happens. An epoch assigned while the log end has not moved since the
+    /// previous assignment replaces that one (it has no batches). Not kept
+    /// across a reopen until a batch of the epoch is written (see
+    /// [`crate::epoch_cache`]).
+    pub fn assign_epoch(&self, epoch: LeaderEpoch) -> Result<(), StorageError> {
+        let w = lock(&self.writer);
+        self.check_writable(&w)?;
+        self.update_epochs(|cache, log_end| cache.record(epoch, log_end))
+    }
+
+    /// Kafka's `OffsetForLeaderEpoch` answer for `requested`: `(NONE, -1)`
+    /// when the cache is empty or `requested` is below its first epoch or
+    /// above its latest; `(latest, log end)` for the latest epoch; otherwise
+    /// the largest cached epoch `<= requested` and the start offset of the
+    /// first cached epoch `> requested` (where `requested`'s data ends).
+    pub fn end_offset_for_epoch(&self, requested: LeaderEpoch) -> (LeaderEpoch, Offset) {
+        let st = read_lock(&self.state);
+        st.epochs.end_offset_for(requested, st.log_end())
+    }
+
+    /// Apply `f` (given the log end) to a copy of the epoch cache and, if it
+    /// reports a change, persist and publish the copy. Caller holds the writer
+    /// lock and not the state lock.
+    fn update_epochs(
+        &self,
+        f: impl FnOnce(&mut EpochCache, Offset) -> bool,
+    ) -> Result<(), StorageError> {
+        let (mut cache, log_end) = {
+            let st = read_lock(&self.state);
+            (st.epochs.clone(), st.log_end())
+        };
+        if f(&mut cache, log_end) {
+            cache.write(&self.dir)?;
+            write_lock(&self.state).epochs = cache;
+        }
+        Ok(())
+    }
+
+    /// [`Self::update_epochs`] for a caller holding the state write lock.
+    fn update_epochs_in(
+        &self,
+        st: &mut LogState,
+        f: impl FnOnce(&mut EpochCache) -> bool,
+    ) -> Result<(), StorageError> {
+        let mut cache = st.epochs.clone();
+        if f(&mut cache) {
+            cache.write(&self.dir)?;
+            st.epochs = cache;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint the high watermark `hw` to the `high-watermark` file
+    /// (atomically, see [`crate::high_watermark`]). Skipped when `hw` equals
+    /// the value this instance wrote last.
+    pub fn write_high_watermark(&self, hw: Offset) -> Result<(), StorageError> {
+        let mut last = lock(&self.high_watermark);
+        if *last == Some(hw) {
+            return Ok(());
+        }
+        high_watermark::write(&self.dir, hw)?;
+        *last = Some(hw);
+        Ok(())
+    }
+
+    /// The checkpointed high watermark clamped to `[log start, log end]`;
+    /// `None` when the file is missing or does not hold a number.
+    pub fn read_high_watermark(&self) -> Option<Offset> {
+        let hw = high_watermark::read(&self.dir)?;
+        let st = read_lock(&self.state);
+        Some(hw.max(st.log_start).min(st.log_end()))
+    }
+
     fn check_writable(&self, w: &Writer) -> Result<(), StorageError> {
         if w.failed {
             return Err(StorageError::Failed {
@@ -481,6 +655,9 @@ impl PartitionLog {
     /// the active segment would exceed `segment_bytes`, is older than
     /// `segment_ms`, has a full index, or the batch's offsets would not fit the
     /// index's relative offsets. Flushes per `flush_messages`/`flush_ms`.
+    /// When `leader_epoch` is greater than the latest cached epoch, `(epoch,
+    /// base offset)` is made durable in the leader epoch cache before the
+    /// batch is written.
     pub fn append(
         &self,
         batch: &mut [u8],
@@ -503,118 +680,307 @@ impl PartitionLog {
             }
             .into());
         }
-        if header.last_offset_delta < 0 {
-            return Err(BatchError::RecordCountMismatch {
-                records_count: header.records_count,
-                last_offset_delta: header.last_offset_delta,
-            }
-            .into());
-        }
+        check_last_offset_delta(&header)?;
         let cfg = self.config();
         let mut w = lock(&self.writer);
         self.check_writable(&w)?;
 
-        let needs_roll = {
-            let st = read_lock(&self.state);
-            let a = &st.active;
-            let m = &a.meta;
-            let last_relative = m
-                .next_offset
-                .get()
-                .saturating_add(i64::from(header.last_offset_delta))
-                .saturating_sub(a.base().get());
-            m.size > 0
-                && (m.size + batch_bytes as u64 > cfg.effective_segment_bytes()
-                    || m.roll_clock_start
-                        .is_some_and(|t| now.get().saturating_sub(t) > cfg.segment_ms)
-                    || m.index_full(cfg.segment_index_bytes)
-                    || last_relative > RELATIVE_OFFSET_MAX)
-        };
-        if needs_roll {
-            self.roll_locked(&mut w)?;
-        }
-
-        let (files, plan, base_offset, position, index_len, time_len) = {
-            let st = read_lock(&self.state);
-            let a = &st.active;
-            let base_offset = st.log_end();
-            let header = BatchHeader {
-                base_offset,
-                partition_leader_epoch: leader_epoch,
-                ..header.clone()
-            };
-            let plan = a
-                .meta
-                .plan_append(a.base(), a.meta.size, &header, cfg.index_interval_bytes);
-            (
-                Arc::clone(&a.files),
-                plan,
-                base_offset,
-                a.meta.size,
-                a.meta.index.len(),
-                a.meta.time_index.len(),
-            )
-        };
+        let base_offset = read_lock(&self.state).log_end();
         batch::set_base_offset(batch, base_offset)?;
         batch::set_partition_leader_epoch(batch, leader_epoch)?;
-
-        let written = files
-            .log
-            .write_all_at(batch, position)
-            .map_err(|e| StorageError::io("write", &files.log_path, e))
-            .and_then(|()| match plan.offset_entry {
-                Some(e) => w
-                    .index_file
-                    .write_all_at(&e.encode(), (index_len * OFFSET_INDEX_ENTRY_BYTES) as u64)
-                    .map_err(|err| StorageError::io("write", &files.index_path, err)),
-                None => Ok(()),
-            })
-            .and_then(|()| match plan.time_entry {
-                Some(e) => w
-                    .time_index_file
-                    .write_all_at(&e.encode(), (time_len * TIME_INDEX_ENTRY_BYTES) as u64)
-                    .map_err(|err| StorageError::io("write", &files.time_index_path, err)),
-                None => Ok(()),
-            });
-        if let Err(e) = written {
-            // Undo the partial append so the files match the published state;
-            // if even that fails, only a reopen (recovery) can fix them.
-            let undone = files.log.set_len(position).is_ok()
-                && w.index_file
-                    .set_len((index_len * OFFSET_INDEX_ENTRY_BYTES) as u64)
-                    .is_ok()
-                && w.time_index_file
-                    .set_len((time_len * TIME_INDEX_ENTRY_BYTES) as u64)
-                    .is_ok();
-            if !undone {
-                w.failed = true;
-            }
-            return Err(e);
-        }
-
-        let log_start_offset = {
-            let mut st = write_lock(&self.state);
-            st.active.meta.apply(&plan);
-            st.active.meta.roll_clock_start.get_or_insert(now.get());
-            st.log_start
-        };
-
-        w.unflushed_records = w
-            .unflushed_records
-            .saturating_add(u64::try_from(header.records_count).unwrap_or(0));
-        let since_flush = u64::try_from(now.get().saturating_sub(w.last_flush_ms)).unwrap_or(0);
-        if w.unflushed_records >= cfg.flush_messages || since_flush >= cfg.flush_ms {
-            self.flush_locked(&mut w, now.get())?;
-        }
+        let pending = [Pending {
+            header: BatchHeader {
+                base_offset,
+                partition_leader_epoch: leader_epoch,
+                ..header
+            },
+            range: 0..batch.len(),
+        }];
+        self.append_locked(&mut w, &cfg, now, batch, &pending)?;
+        let last_offset = pending
+            .first()
+            .map_or(base_offset, |p| p.header.last_offset());
         Ok(AppendInfo {
             base_offset,
-            last_offset: Offset(
-                base_offset
-                    .get()
-                    .saturating_add(i64::from(header.last_offset_delta)),
-            ),
-            log_start_offset,
+            last_offset,
+            log_start_offset: read_lock(&self.state).log_start,
         })
+    }
+
+    /// Append batches fetched from the leader (the follower's path). `batches`
+    /// holds zero or more complete record batches, possibly followed by an
+    /// incomplete one, which is ignored. Batches are stored byte for byte:
+    /// their base offsets and leader epochs are kept as the leader assigned
+    /// them.
+    ///
+    /// Every complete batch is checked (header, `lastOffsetDelta >= 0`, CRC,
+    /// offsets increasing from batch to batch) before anything is written; a
+    /// failure rejects the whole call. Batches wholly below the log end are
+    /// skipped (already present); a batch starting below the log end but
+    /// ending at or after it is [`StorageError::OverlappingBatch`]. A batch may
+    /// start after the log end or after the previous batch's end (offset gaps
+    /// of a compacted log). Rolls, indexes and flushes as [`Self::append`];
+    /// each batch whose leader epoch exceeds the latest cached one is recorded
+    /// in the leader epoch cache (durably, before any batch is written).
+    /// Returns the offsets appended and the log start, `None` when nothing new
+    /// was given.
+    pub fn append_replicated(
+        &self,
+        batches: &[u8],
+        now: TimestampMs,
+    ) -> Result<Option<AppendInfo>, StorageError> {
+        let mut parsed: Vec<Pending> = Vec::new();
+        let mut position = 0usize;
+        for item in BatchIter::new(batches) {
+            let (header, bytes) = item?;
+            batch::verify_crc(bytes)?;
+            check_last_offset_delta(&header)?;
+            if let Some(prev) = parsed.last() {
+                if header.base_offset <= prev.header.last_offset() {
+                    return Err(StorageError::BatchesOutOfOrder {
+                        base_offset: header.base_offset,
+                        previous_last: prev.header.last_offset(),
+                    });
+                }
+            }
+            let range = position..position + bytes.len();
+            position = range.end;
+            parsed.push(Pending { header, range });
+        }
+
+        let cfg = self.config();
+        let mut w = lock(&self.writer);
+        self.check_writable(&w)?;
+        let log_end = read_lock(&self.state).log_end();
+        let skip = parsed
+            .iter()
+            .take_while(|p| p.header.last_offset() < log_end)
+            .count();
+        let accepted = parsed.get(skip..).unwrap_or_default();
+        let (Some(first), Some(last)) = (accepted.first(), accepted.last()) else {
+            return Ok(None);
+        };
+        if first.header.base_offset < log_end {
+            return Err(StorageError::OverlappingBatch {
+                base_offset: first.header.base_offset,
+                last_offset: first.header.last_offset(),
+                log_end,
+            });
+        }
+        // The base offset of the last batch that follows a gap.
+        let mut expected = log_end;
+        let mut last_gap = None;
+        for p in accepted {
+            if p.header.base_offset > expected {
+                last_gap = Some(p.header.base_offset);
+            }
+            expected = p.header.next_offset();
+        }
+        if let Some(gap_end) = last_gap {
+            self.allow_gaps_up_to(gap_end)?;
+        }
+        self.append_locked(&mut w, &cfg, now, batches, accepted)?;
+        Ok(Some(AppendInfo {
+            base_offset: first.header.base_offset,
+            last_offset: last.header.last_offset(),
+            log_start_offset: read_lock(&self.state).log_start,
+        }))
+    }
+
+    /// Raise the cleaner checkpoint's compacted end to `offset` (persisted),
+    /// so recovery accepts offset gaps in the active segment up to a batch
+    /// starting there. Caller holds the writer lock.
+    fn allow_gaps_up_to(&self, offset: Offset) -> Result<(), StorageError> {
+        let cur = read_lock(&self.state).cleaner;
+        if cur.compacted_end >= offset {
+            return Ok(());
+        }
+        let raised = CleanerCheckpoint {
+            compacted_end: offset,
+            ..cur
+        };
+        raised.write(&self.dir)?;
+        write_lock(&self.state).cleaner = raised;
+        Ok(())
+    }
+
+    /// Record the new leader epochs of `batches` in the epoch cache (durably),
+    /// then write the batches ([`Self::write_batches_locked`]). If writing
+    /// fails, the cache goes back to its old entries plus those of the batches
+    /// that did get written. Caller holds the writer lock.
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        cfg: &LogConfig,
+        now: TimestampMs,
+        buf: &[u8],
+        batches: &[Pending],
+    ) -> Result<(), StorageError> {
+        let old = {
+            let st = read_lock(&self.state);
+            batches
+                .iter()
+                .any(|p| st.epochs.is_new(p.header.partition_leader_epoch))
+                .then(|| st.epochs.clone())
+        };
+        let with_epochs_below = |old: &EpochCache, end: Offset| {
+            let mut cache = old.clone();
+            for p in batches.iter().filter(|p| p.header.base_offset < end) {
+                cache.record(p.header.partition_leader_epoch, p.header.base_offset);
+            }
+            cache
+        };
+        if let Some(old) = &old {
+            let updated = with_epochs_below(old, Offset(i64::MAX));
+            updated.write(&self.dir)?;
+            write_lock(&self.state).epochs = updated;
+        }
+        let result = self.write_batches_locked(w, cfg, now, buf, batches);
+        if let (Err(_), Some(old)) = (&result, &old) {
+            let end = read_lock(&self.state).log_end();
+            let kept = with_epochs_below(old, end);
+            if kept != read_lock(&self.state).epochs {
+                if kept.write(&self.dir).is_err() {
+                    // The file may name epochs the log does not hold; a reopen
+                    // trims them.
+                    w.failed = true;
+                }
+                write_lock(&self.state).epochs = kept;
+            }
+        }
+        result
+    }
+
+    /// Write `batches` (laid out back to back in `buf` at their `range`s,
+    /// offsets increasing, the first at or after the log end) to the active
+    /// segment, rolling before any batch that meets a roll condition. The
+    /// batches that go to the same segment are written with one write per
+    /// file. Then flushes per `flush_messages`/`flush_ms`. On an error, the
+    /// batches already written stay (the log end tells how far it got).
+    /// Caller holds the writer lock.
+    fn write_batches_locked(
+        &self,
+        w: &mut Writer,
+        cfg: &LogConfig,
+        now: TimestampMs,
+        buf: &[u8],
+        batches: &[Pending],
+    ) -> Result<(), StorageError> {
+        let mut rest = batches;
+        while let Some(first) = rest.first() {
+            let due = {
+                let st = read_lock(&self.state);
+                ActiveView::of(&st.active).roll_due(&first.header, cfg, now)
+            };
+            if due {
+                self.roll_locked(w)?;
+            }
+            let (files, view, mut planned) = {
+                let st = read_lock(&self.state);
+                let a = &st.active;
+                (
+                    Arc::clone(&a.files),
+                    ActiveView::of(a),
+                    a.meta.planning_copy(),
+                )
+            };
+            if first
+                .header
+                .last_offset()
+                .get()
+                .saturating_sub(view.base.get())
+                > RELATIVE_OFFSET_MAX
+            {
+                // Only an empty segment gets here (a non-empty one was rolled).
+                return Err(StorageError::OffsetGapTooLarge {
+                    last_offset: first.header.last_offset(),
+                    segment_base: view.base,
+                });
+            }
+            let seeded_time_entries = planned.time_index.len();
+            let mut plans = Vec::new();
+            for p in rest {
+                if !plans.is_empty() {
+                    let next = ActiveView {
+                        size: planned.size,
+                        index_entries: view.index_entries + planned.index.len(),
+                        time_entries: view.time_entries + planned.time_index.len()
+                            - seeded_time_entries,
+                        roll_clock_start: Some(view.roll_clock_start.unwrap_or(now.get())),
+                        ..view
+                    };
+                    if next.roll_due(&p.header, cfg, now) {
+                        break;
+                    }
+                }
+                let plan = planned.plan_append(
+                    view.base,
+                    planned.size,
+                    &p.header,
+                    cfg.index_interval_bytes,
+                );
+                planned.apply(&plan);
+                plans.push(plan);
+            }
+            let (group, tail) = rest.split_at(plans.len().min(rest.len()));
+            rest = tail;
+            let bytes_range =
+                group.first().map_or(0, |p| p.range.start)..group.last().map_or(0, |p| p.range.end);
+            let bytes = buf.get(bytes_range).unwrap_or_default();
+            let offset_entries: Vec<u8> = planned.index.iter().flat_map(|e| e.encode()).collect();
+            let time_entries: Vec<u8> = planned
+                .time_index
+                .get(seeded_time_entries..)
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|e| e.encode())
+                .collect();
+            let index_at = (view.index_entries * OFFSET_INDEX_ENTRY_BYTES) as u64;
+            let time_at = (view.time_entries * TIME_INDEX_ENTRY_BYTES) as u64;
+            let written = files
+                .log
+                .write_all_at(bytes, view.size)
+                .map_err(|e| StorageError::io("write", &files.log_path, e))
+                .and_then(|()| {
+                    w.index_file
+                        .write_all_at(&offset_entries, index_at)
+                        .map_err(|err| StorageError::io("write", &files.index_path, err))
+                })
+                .and_then(|()| {
+                    w.time_index_file
+                        .write_all_at(&time_entries, time_at)
+                        .map_err(|err| StorageError::io("write", &files.time_index_path, err))
+                });
+            if let Err(e) = written {
+                // Undo the partial write so the files match the published
+                // state; if even that fails, only a reopen (recovery) can fix them.
+                let undone = files.log.set_len(view.size).is_ok()
+                    && w.index_file.set_len(index_at).is_ok()
+                    && w.time_index_file.set_len(time_at).is_ok();
+                if !undone {
+                    w.failed = true;
+                }
+                return Err(e);
+            }
+            {
+                let mut st = write_lock(&self.state);
+                for plan in &plans {
+                    st.active.meta.apply(plan);
+                }
+                st.active.meta.roll_clock_start.get_or_insert(now.get());
+            }
+            let records: u64 = group
+                .iter()
+                .map(|p| u64::try_from(p.header.records_count).unwrap_or(0))
+                .sum();
+            w.unflushed_records = w.unflushed_records.saturating_add(records);
+        }
+
+        let since_flush = u64::try_from(now.get().saturating_sub(w.last_flush_ms)).unwrap_or(0);
+        if w.unflushed_records >= cfg.flush_messages || since_flush >= cfg.flush_ms {
+            self.flush_locked(w, now.get())?;
+        }
+        Ok(())
     }
 
     /// fsync the active segment's log and indexes.
@@ -937,6 +1303,7 @@ impl PartitionLog {
             st.sealed.drain(..below).collect()
         };
         self.remove_segments(&removed)?;
+        self.update_epochs(|cache, _| cache.truncate_from_start(offset))?;
         Ok(offset)
     }
 
@@ -977,14 +1344,14 @@ impl PartitionLog {
         let removed = {
             let mut st = write_lock(&self.state);
             st.log_start = new_start;
-            if st.sealed.is_empty() {
-                return Ok(None);
-            }
-            st.sealed.remove(0)
+            (!st.sealed.is_empty()).then(|| st.sealed.remove(0))
         };
-        let info = removed.info(false);
-        self.remove_segments(std::slice::from_ref(&removed))?;
-        Ok(Some(info))
+        let info = removed.as_ref().map(|s| s.info(false));
+        if let Some(removed) = &removed {
+            self.remove_segments(std::slice::from_ref(removed))?;
+        }
+        self.update_epochs(|cache, _| cache.truncate_from_start(new_start))?;
+        Ok(info)
     }
 
     /// Remove every record at offset `>= offset` (for replica reconciliation).
@@ -999,6 +1366,30 @@ impl PartitionLog {
         self.check_writable(&w)?;
         let _io = write_lock(&self.io_guard);
         let result = self.truncate_locked(&mut w, offset, cfg.index_interval_bytes);
+        if result.is_err() {
+            // The files may no longer match the in-memory view.
+            w.failed = true;
+        }
+        result
+    }
+
+    /// Delete every record and restart the log empty at `offset`, which
+    /// becomes both the log start and the log end, whether it is above or
+    /// below the current range (Kafka's `truncateFullyAndStartAt`: a follower
+    /// whose log end fell below the leader's log start). The leader epoch
+    /// cache is emptied. Segments are deleted newest first, then the new
+    /// log start is checkpointed, so a crash midway leaves a prefix of the old
+    /// log, or an empty log at the old log start or at `offset`. A negative
+    /// `offset` is [`StorageError::OffsetOutOfRange`].
+    pub fn reset_to(&self, offset: Offset) -> Result<(), StorageError> {
+        let mut w = lock(&self.writer);
+        self.check_writable(&w)?;
+        let _io = write_lock(&self.io_guard);
+        let mut st = write_lock(&self.state);
+        if offset.get() < 0 {
+            return Err(st.out_of_range(offset));
+        }
+        let result = self.restart_at(&mut w, &mut st, offset);
         if result.is_err() {
             // The files may no longer match the in-memory view.
             w.failed = true;
@@ -1048,6 +1439,7 @@ impl PartitionLog {
         w.unflushed_records = 0;
         let end = st.log_end();
         self.lower_cleaner_checkpoint(&mut st, end)?;
+        self.update_epochs_in(&mut st, |cache| cache.truncate_from_end(end))?;
         if st.log_end() < st.log_start {
             // Only records below the log start were left: continue at the log start.
             let start = st.log_start;
@@ -1077,6 +1469,7 @@ impl PartitionLog {
         };
         restarted.write(&self.dir)?;
         st.cleaner = restarted;
+        self.update_epochs_in(st, EpochCache::clear)?;
         st.truncations += 1;
         st.active = Segment {
             files: Arc::new(files),
@@ -1458,6 +1851,43 @@ impl PartitionLog {
         drop(self);
         delete_log_dir(&dir)
     }
+}
+
+/// The leader epoch cache for a log just opened: the checkpoint file, or when
+/// it is missing or unparsable, one rebuilt from the segments' batch headers;
+/// then trimmed to the log (`[log_start, log_end)`, see
+/// [`crate::epoch_cache`]) and written back if that changed anything.
+fn load_epoch_cache(
+    dir: &Path,
+    sealed: &[Segment],
+    active: &Segment,
+    log_start: Offset,
+    log_end: Offset,
+) -> Result<EpochCache, StorageError> {
+    let (mut cache, mut dirty) = match EpochCache::read(dir)? {
+        Some(cache) => (cache, false),
+        None => {
+            let mut cache = EpochCache::default();
+            for s in sealed.iter().chain(std::iter::once(active)) {
+                segment::find_batch(&s.files, 0, s.meta.size, |_, h| {
+                    cache.record(h.partition_leader_epoch, h.base_offset);
+                    Ok(None::<()>)
+                })?;
+            }
+            tracing::info!(
+                dir = %dir.display(),
+                entries = cache.entries().len(),
+                "rebuilt the leader epoch cache from the log"
+            );
+            (cache, true)
+        }
+    };
+    dirty |= cache.truncate_from_start(log_start);
+    dirty |= cache.truncate_from_end(log_end);
+    if dirty {
+        cache.write(dir)?;
+    }
+    Ok(cache)
 }
 
 /// Read and decode the batch at `position`.

@@ -365,11 +365,17 @@ impl SegmentMeta {
         })
     }
 
-    /// Whether either index has reached `segment_index_bytes`.
-    pub fn index_full(&self, segment_index_bytes: u64) -> bool {
-        let entries_max = |entry_bytes: usize| segment_index_bytes / entry_bytes as u64;
-        self.index.len() as u64 >= entries_max(OFFSET_INDEX_ENTRY_BYTES)
-            || self.time_index.len() as u64 >= entries_max(TIME_INDEX_ENTRY_BYTES)
+    /// A copy for planning several appends ahead ([`SegmentMeta::plan_append`]
+    /// then [`SegmentMeta::apply`] in turn) without cloning the indexes: the
+    /// same counters, no offset index entries (so after planning it holds
+    /// exactly the new ones) and only the last time index entry (which
+    /// planning consults), so it holds that one plus the new ones.
+    pub fn planning_copy(&self) -> SegmentMeta {
+        SegmentMeta {
+            index: Vec::new(),
+            time_index: self.time_index.last().copied().into_iter().collect(),
+            ..*self
+        }
     }
 
     /// Position to start scanning for `offset` (a batch boundary at or before
@@ -498,6 +504,18 @@ impl<'f> Walker<'f> {
 pub(crate) fn roll_clock_from(first: &BatchHeader) -> Option<i64> {
     let ts = first.max_timestamp.get();
     (ts >= 0).then_some(ts)
+}
+
+/// Whether an offset index of `index_entries` or a time index of
+/// `time_entries` has reached `segment_index_bytes`.
+pub(crate) fn indexes_full(
+    index_entries: usize,
+    time_entries: usize,
+    segment_index_bytes: u64,
+) -> bool {
+    let entries_max = |entry_bytes: usize| segment_index_bytes / entry_bytes as u64;
+    index_entries as u64 >= entries_max(OFFSET_INDEX_ENTRY_BYTES)
+        || time_entries as u64 >= entries_max(TIME_INDEX_ENTRY_BYTES)
 }
 
 /// Offsets must increase and stay addressable by a u32 relative offset and position.

@@ -77,9 +77,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let settings = BrokerSettings::from_config(&cfg)?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let mut listeners = Vec::new();
+        for l in &settings.listeners {
+            let socket = tokio::net::TcpListener::bind(l.bind)
+                .await
+                .with_context(|| format!("binding listener {} on {}", l.name, l.bind))?;
+            listeners.push((l.name.clone(), socket));
+        }
         let data_dir = settings.data_dir.clone();
         let broker = match cluster {
             None => Broker::open(settings, cfg).context("opening the data directory")?,
@@ -98,8 +102,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "samsa is serving"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(samsa_broker::serve(broker.clone(), listener, stop_rx));
+        let server = tokio::spawn(samsa_broker::serve(broker.clone(), listeners, stop_rx));
         wait_for_signal().await?;
+        if broker.cluster.is_some() {
+            tracing::info!("controlled shutdown: moving partition leadership to other brokers");
+            samsa_broker::cluster::controlled_shutdown(&broker).await;
+        }
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
         match server.await {

@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-metadata",
             "samsa-coordinator",
             "samsa-quorum",
+            "samsa-client",
         ],
     ),
     (

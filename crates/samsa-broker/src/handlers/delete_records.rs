@@ -32,6 +32,9 @@ pub fn handle(
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    if !part.is_leader() {
+                        return r.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     let hw = part.high_watermark();
                     let target = if p.offset == -1 { hw } else { Offset(p.offset) };
                     if target.get() < 0 || target > hw {

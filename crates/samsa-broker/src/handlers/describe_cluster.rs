@@ -3,12 +3,13 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::s;
+use super::{s, Ctx};
 use crate::broker::Broker;
 
 /// Answers DescribeCluster.
 pub fn handle(
     broker: &Broker,
+    ctx: &Ctx,
     request: DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {
@@ -43,11 +44,13 @@ pub fn handle(
     let brokers = image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
+            let (host, port) = super::metadata::endpoint_on(b, &ctx.listener);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id.get()))
-                .with_host(s(b.host.clone()))
-                .with_port(b.port as i32)
+                .with_host(s(host))
+                .with_port(port as i32)
                 .with_rack(b.rack.clone().map(s))
         })
         .collect();

@@ -5,6 +5,7 @@
 //! A fetch that finds fewer than `min_bytes` parks on the broker's data signal
 //! (no busy loop) until an append wakes it or `max_wait_ms` passes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use samsa_metadata::MetadataImage;
-use samsa_model::{Offset, TopicId};
+use samsa_model::{BrokerId, Offset, TopicId};
 
 use super::s;
 use crate::broker::Broker;
@@ -91,6 +92,11 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
         request.max_bytes as usize
     };
     let min_bytes = request.min_bytes.max(0) as usize;
+    let refused = if replica_id >= 0 {
+        follower_progress(broker, &image, &partitions, replica_id)
+    } else {
+        HashMap::new()
+    };
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
     let mut watch = broker.data_watch();
@@ -104,6 +110,7 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
             max_bytes,
             replica_id,
             read_committed,
+            &refused,
         );
         let total: usize = results.iter().map(|r| r.bytes).sum();
         let any_error = results.iter().any(|r| r.data.error_code != 0);
@@ -122,6 +129,7 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
                 max_bytes,
                 replica_id,
                 read_committed,
+                &refused,
             );
         }
     };
@@ -179,6 +187,50 @@ fn resolve(
     }
 }
 
+/// A follower's fetch: record each partition's fetch offset as the
+/// follower's log end (moving high watermarks, asking for ISR expansion).
+/// Returns the partitions refused, with their error.
+fn follower_progress(
+    broker: &Arc<Broker>,
+    image: &MetadataImage,
+    partitions: &[(SessionKey, FetchParams)],
+    replica_id: i32,
+) -> HashMap<SessionKey, ResponseError> {
+    let me = broker.settings.node_id;
+    let now = crate::handlers::produce::now_ms().get();
+    let mut refused = HashMap::new();
+    let mut moved = false;
+    for (key, params) in partitions {
+        let Some(part) = image
+            .topic(&key.topic)
+            .and_then(|t| broker.partition(t.id, key.partition))
+        else {
+            continue;
+        };
+        let epoch = part.leader_epoch().get();
+        if params.current_leader_epoch >= 0 && params.current_leader_epoch != epoch {
+            continue;
+        }
+        match part.follower_fetched(me, BrokerId(replica_id), params.fetch_offset, now) {
+            Ok((hw_moved, expand)) => {
+                moved |= hw_moved;
+                if let Some(isr) = expand {
+                    tracing::info!(topic = %part.topic, partition = part.index.get(), follower = replica_id, ?isr, "follower caught up; expanding the ISR");
+                    crate::replica::submit_isr(broker, &part, isr);
+                }
+            }
+            Err(_) => {
+                refused.insert(key.clone(), ResponseError::NotLeaderOrFollower);
+            }
+        }
+    }
+    if moved {
+        broker.notify_hw();
+    }
+    refused
+}
+
+#[allow(clippy::too_many_arguments)]
 fn read_all(
     broker: &Broker,
     image: &MetadataImage,
@@ -186,12 +238,26 @@ fn read_all(
     max_bytes: usize,
     replica_id: i32,
     read_committed: bool,
+    refused: &HashMap<SessionKey, ResponseError>,
 ) -> Vec<PartResult> {
     let mut remaining = max_bytes;
     let mut first_with_data = true;
     partitions
         .iter()
         .map(|(key, params)| {
+            if let Some(code) = refused.get(key) {
+                return PartResult {
+                    key: key.clone(),
+                    data: PartitionData::default()
+                        .with_partition_index(key.partition)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_records(Some(Bytes::new()))
+                        .with_error_code(code.code()),
+                    bytes: 0,
+                };
+            }
             let result = read_one(
                 broker,
                 image,
@@ -245,9 +311,8 @@ fn read_one(
             ResponseError::UnknownTopicOrPartition
         });
     };
-    if replica_id >= 0 {
-        // Follower fetches arrive with replication; no broker replicates from a
-        // single node, so a client claiming to be a replica is refused.
+    if !part.is_leader() {
+        // Consumers and followers both fetch from the leader only.
         return error(ResponseError::NotLeaderOrFollower);
     }
     let epoch = part.leader_epoch().get();
@@ -260,6 +325,12 @@ fn read_one(
     }
     let hw = part.high_watermark();
     let log_start = part.log.log_start_offset();
+    // Followers read up to the log end; consumers up to the high watermark.
+    let upper = if replica_id >= 0 {
+        part.log.log_end_offset()
+    } else {
+        hw
+    };
     let data = base
         .with_high_watermark(hw.get())
         .with_last_stable_offset(hw.get())
@@ -268,7 +339,7 @@ fn read_one(
     let limit = (params.partition_max_bytes.max(0) as usize).min(remaining);
     match part
         .log
-        .read(Offset(params.fetch_offset), limit, hw, first_with_data)
+        .read(Offset(params.fetch_offset), limit, upper, first_with_data)
     {
         Ok(read) => {
             let bytes = read.bytes.len();
@@ -280,6 +351,8 @@ fn read_one(
         }
         Err(e) => PartResult {
             key: key.clone(),
+            // Keeps the high watermark and log start: a follower behind the
+            // log start restarts its log there.
             data: data.with_error_code(storage_error(&e).code()),
             bytes: 0,
         },

@@ -1,12 +1,13 @@
-//! FindCoordinator: this broker coordinates every group (single node); the
-//! `__consumer_offsets` topic is created on first use, as in Kafka.
+//! FindCoordinator: a group's coordinator is the leader of its
+//! `__consumer_offsets` partition; the topic is created on first use, as in
+//! Kafka.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::s;
+use super::{s, Ctx};
 use crate::broker::Broker;
 
 const KEY_GROUP: i8 = 0;
@@ -14,12 +15,13 @@ const KEY_GROUP: i8 = 0;
 /// Answers FindCoordinator (v0-3: one key; v4+: a batch of keys).
 pub fn handle(
     broker: &Broker,
+    ctx: &Ctx,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     let answer = |key: StrBytes| -> Coordinator {
         let c = Coordinator::default()
-            .with_key(key)
+            .with_key(key.clone())
             .with_node_id(BrokerId(-1));
         if request.key_type != KEY_GROUP {
             return c
@@ -28,14 +30,36 @@ pub fn handle(
                     "transaction coordinator is not available on this broker",
                 )));
         }
-        if !broker.groups.ensure_offsets_topic(broker) || !broker.groups.status_ok() {
-            return c
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                .with_error_message(Some(s("the group coordinator is not available yet")));
+        let unavailable = |c: Coordinator| {
+            c.with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_error_message(Some(s("the group coordinator is not available yet")))
+        };
+        if !broker.groups.ensure_offsets_topic(broker) {
+            return unavailable(c);
         }
-        c.with_node_id(BrokerId(broker.settings.node_id.get()))
-            .with_host(s(broker.settings.advertised_host.clone()))
-            .with_port(broker.settings.advertised_port as i32)
+        let image = broker.image();
+        let partition = broker.groups.partition_for(key.as_str());
+        let leader = image
+            .topic(crate::groups::OFFSETS_TOPIC)
+            .and_then(|t| t.partitions.get(partition as usize))
+            .map(|p| p.leader);
+        let Some(info) = leader
+            .and_then(|l| image.brokers.get(&l))
+            .filter(|b| !b.fenced)
+        else {
+            return unavailable(c);
+        };
+        if info.id == broker.settings.node_id
+            && (!broker.groups.status_ok() || !broker.groups.owns(key.as_str()))
+        {
+            // Leading the partition but not loaded yet.
+            broker.groups.wake();
+            return unavailable(c);
+        }
+        let (host, port) = super::metadata::endpoint_on(info, &ctx.listener);
+        c.with_node_id(BrokerId(info.id.get()))
+            .with_host(s(host))
+            .with_port(port as i32)
     };
     if version >= 4 {
         let coordinators = request

@@ -34,6 +34,9 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    if !part.is_leader() {
+                        return r.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     let epoch = part.leader_epoch().get();
                     if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
                         let code = if p.current_leader_epoch < epoch {

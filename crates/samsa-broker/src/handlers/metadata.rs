@@ -9,12 +9,17 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use samsa_metadata::{MetadataImage, TopicImage};
 use samsa_model::TopicId;
 
-use super::s;
+use super::{s, Ctx};
 use crate::broker::Broker;
 use crate::errors::controller_error;
 
 /// Answers Metadata.
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub fn handle(
+    broker: &Broker,
+    ctx: &Ctx,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let mut image = broker.image();
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
@@ -82,14 +87,18 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
             })
             .collect(),
     };
+    // Fenced brokers are left out, as in Kafka; each broker is given with its
+    // endpoint on the listener this request came in on.
     let brokers = image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
+            let (host, port) = endpoint_on(b, &ctx.listener);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id.get()))
-                .with_host(s(b.host.clone()))
-                .with_port(b.port as i32)
+                .with_host(s(host))
+                .with_port(port as i32)
                 .with_rack(b.rack.clone().map(s))
         })
         .collect();
@@ -105,11 +114,13 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage, version: i16) -> MetadataR
         .partitions
         .iter()
         .map(|p| {
-            let leader_alive = image.brokers.contains_key(&p.leader);
+            let live =
+                |id: &samsa_model::BrokerId| image.brokers.get(id).is_some_and(|b| !b.fenced);
+            let leader_alive = live(&p.leader);
             let offline = p
                 .replicas
                 .iter()
-                .filter(|r| !image.brokers.contains_key(r))
+                .filter(|r| !live(r))
                 .map(|r| BrokerId(r.get()))
                 .collect();
             MetadataResponsePartition::default()
@@ -134,4 +145,13 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage, version: i16) -> MetadataR
         entry = entry.with_topic_id(t.id.0);
     }
     entry
+}
+
+/// `b`'s (host, port) on the listener named `listener` (its registered
+/// endpoint when it has no listener of that name).
+pub fn endpoint_on(b: &samsa_metadata::BrokerInfo, listener: &str) -> (String, u16) {
+    match b.endpoint(listener) {
+        Some(e) => (e.host.clone(), e.port),
+        None => (b.host.clone(), b.port),
+    }
 }

@@ -34,6 +34,8 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
+pub mod partition_admin;
 pub mod produce;
 pub mod sync_group;
 
@@ -42,6 +44,8 @@ pub mod sync_group;
 pub struct Ctx {
     pub peer: std::net::SocketAddr,
     pub client_id: String,
+    /// The listener the request came in on (`PLAINTEXT`, ...).
+    pub listener: Arc<str>,
 }
 
 impl Ctx {
@@ -55,6 +59,7 @@ impl Ctx {
 pub async fn handle(
     broker: &Arc<Broker>,
     peer: std::net::SocketAddr,
+    listener: &Arc<str>,
     request: Request,
 ) -> Option<BytesMut> {
     let version = request.version();
@@ -66,12 +71,15 @@ pub async fn handle(
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default(),
+        listener: listener.clone(),
     };
     let api_key = request.api_key;
     let correlation_id = request.header.correlation_id;
     let body = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, &ctx, r, version))
+        }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, r, version))
         }
@@ -81,7 +89,7 @@ pub async fn handle(
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions::handle(broker, r, version))
         }
-        RequestKind::Produce(r) => match produce::handle(broker, r, version) {
+        RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return None,
         },
@@ -102,7 +110,7 @@ pub async fn handle(
             alter_configs::handle_incremental(broker, r, version),
         ),
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, &ctx, r, version))
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(join_group::handle(broker, &ctx, r, version).await)
@@ -144,8 +152,20 @@ pub async fn handle(
             ResponseKind::DeleteRecords(delete_records::handle(broker, r, version))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version))
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &ctx, r, version))
         }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r, version))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(partition_admin::elect_leaders(broker, r, version))
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            partition_admin::alter_reassignments(broker, r, version),
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            partition_admin::list_reassignments(broker, r, version),
+        ),
         other => {
             // parse_request only admits APIs in the version table, each of which
             // has an arm above.

@@ -3,7 +3,8 @@
 //! Nothing is appended for a partition whose batch fails validation; other
 //! partitions in the same request are unaffected (as in Kafka).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
@@ -15,7 +16,7 @@ use samsa_model::TimestampMs;
 use super::s;
 use crate::broker::Broker;
 use crate::errors::{batch_error, storage_error};
-use crate::partition::Partition;
+use crate::partition::{NotLeader, Partition};
 use crate::producer_state::SeqCheck;
 
 /// Wall-clock now in ms.
@@ -27,9 +28,16 @@ pub fn now_ms() -> TimestampMs {
     TimestampMs(ms)
 }
 
-/// Answers Produce; `None` for acks=0.
-pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+/// Answers Produce; `None` for acks=0. With acks=all the answer waits until
+/// every ISR member has the batch (the high watermark passed it), at most the
+/// request's `timeout_ms`.
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, PRODUCE_WAIT_MS_MAX) as u64);
     let mut image = broker.image();
     if broker.settings.auto_create_topics && (-1..=1).contains(&acks) {
         let missing: Vec<String> = request
@@ -49,15 +57,20 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
     }
     let now = now_ms();
     let mut appended = false;
-    let responses = request
+    // (topic index, partition index, partition, last offset, min ISR) per
+    // append that acks=all must wait for.
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize)> = Vec::new();
+    let mut responses: Vec<TopicProduceResponse> = request
         .topic_data
         .into_iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(ti, t)| {
             let topic = image.topic(&t.name.0).cloned();
             let partition_responses = t
                 .partition_data
                 .into_iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(pi, p)| {
                     let r = PartitionProduceResponse::default()
                         .with_index(p.index)
                         .with_base_offset(-1)
@@ -84,8 +97,12 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
                             .with_error_message(Some(s("null records")));
                     };
                     match append(broker, &part, &records, acks, now) {
-                        Ok((base, append_time, log_start)) => {
+                        Ok((base, last, append_time, log_start)) => {
                             appended = true;
+                            if acks == -1 {
+                                let min_isr = part.settings().min_insync_replicas;
+                                waits.push((ti, pi, part.clone(), last, min_isr));
+                            }
                             r.with_base_offset(base)
                                 .with_log_append_time_ms(append_time)
                                 .with_log_start_offset(log_start)
@@ -107,10 +124,43 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
     if acks == 0 {
         return None;
     }
+    if !waits.is_empty() {
+        let list: Vec<(Arc<Partition>, i64, usize)> = waits
+            .iter()
+            .map(|(_, _, p, last, min)| (p.clone(), *last, *min))
+            .collect();
+        let outcomes = crate::replica::wait_replicated(broker, &list, timeout).await;
+        for ((ti, pi, part, _, min_isr), outcome) in waits.into_iter().zip(outcomes) {
+            let Some(code) = outcome else { continue };
+            if let Some(r) = responses
+                .get_mut(ti)
+                .and_then(|t| t.partition_responses.get_mut(pi))
+            {
+                let message = match code {
+                    ResponseError::NotEnoughReplicasAfterAppend => format!(
+                        "The ISR of {}-{} shrank below min.insync.replicas ({min_isr}) after the append",
+                        part.topic, part.index.get()
+                    ),
+                    ResponseError::RequestTimedOut => {
+                        "The batch was not replicated to every in-sync replica in time".into()
+                    }
+                    _ => "This broker is no longer the leader of the partition".into(),
+                };
+                r.error_code = code.code();
+                r.error_message = Some(s(message));
+                if code != ResponseError::NotEnoughReplicasAfterAppend {
+                    r.base_offset = -1;
+                }
+            }
+        }
+    }
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-type AppendOutcome = Result<(i64, i64, i64), (ResponseError, String)>;
+/// The longest an acks=all produce waits for replication.
+pub const PRODUCE_WAIT_MS_MAX: i32 = 300_000;
+
+type AppendOutcome = Result<(i64, i64, i64, i64), (ResponseError, String)>;
 
 fn append(
     broker: &Broker,
@@ -162,15 +212,23 @@ fn append(
             ));
         }
     }
-    if acks == -1 && settings.min_insync_replicas > 1 {
-        // A single node's ISR is itself.
-        return Err((
-            ResponseError::NotEnoughReplicas,
-            format!(
-                "The size of the current ISR (1) is insufficient to satisfy the min.isr requirement of {}",
-                settings.min_insync_replicas
-            ),
-        ));
+    match part.check_produce(acks, settings.min_insync_replicas) {
+        Ok(()) => {}
+        Err(NotLeader::NotLeader) => {
+            return Err((
+                ResponseError::NotLeaderOrFollower,
+                "This broker is not the leader of the partition".into(),
+            ))
+        }
+        Err(NotLeader::NotEnoughReplicas { isr, min }) => {
+            return Err((
+                ResponseError::NotEnoughReplicas,
+                format!(
+                    "The size of the current ISR ({isr}) is insufficient to satisfy the min.isr requirement of {min} for partition {}-{}",
+                    part.topic, part.index.get()
+                ),
+            ))
+        }
     }
     let append_time = if settings.log_append_time {
         now.get()
@@ -182,7 +240,14 @@ fn append(
         match producers.check(header) {
             SeqCheck::Append => {}
             SeqCheck::Duplicate { base_offset } => {
-                return Ok((base_offset, append_time, part.log.log_start_offset().get()));
+                // The original append's last offset: wait for it like the first time.
+                let last = base_offset + i64::from(header.last_offset_delta);
+                return Ok((
+                    base_offset,
+                    last,
+                    append_time,
+                    part.log.log_start_offset().get(),
+                ));
             }
             SeqCheck::Reject(code, message) => return Err((code, message)),
         }
@@ -196,8 +261,13 @@ fn append(
         .append(&mut buf, part.leader_epoch(), now)
         .map_err(|e| (storage_error(&e), e.to_string()))?;
     producers.record(header, info.base_offset.get());
+    drop(producers);
+    if part.after_leader_append(broker.settings.node_id) {
+        broker.notify_hw();
+    }
     Ok((
         info.base_offset.get(),
+        info.last_offset.get(),
         append_time,
         info.log_start_offset.get(),
     ))

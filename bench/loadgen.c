@@ -1,0 +1,864 @@
+/*
+ * loadgen: a native Kafka load generator on librdkafka, used by bench/bench.py.
+ *
+ * Every mode prints exactly one JSON object on stdout (one line); progress
+ * and librdkafka logs go to stderr.
+ *
+ *   loadgen produce -b HOST:PORT -t TOPIC -n N -s SIZE [-a 1|all|0] [-z none|lz4]
+ *                   [-r RATE] [-d MAX_SECONDS] [-X key=value]...
+ *       Produce N records of SIZE bytes (no key; librdkafka's default sticky
+ *       partitioner spreads them over the topic's partitions). Latency per
+ *       record = delivery report time - produce() call time (with -r: the
+ *       record's scheduled send time, so a stalled producer is not hidden).
+ *   loadgen consume -b .. -t TOPIC -p PARTITIONS -n N [-d MAX_SECONDS]
+ *       assign() partitions 0..P-1 from offset 0 and read until N records.
+ *   loadgen pc      -b .. -t TOPIC -p PARTITIONS -n N -s SIZE [produce options]
+ *       A consumer (assigned from offset 0) and a producer at once, in one
+ *       process; end-to-end latency = consume time - the CLOCK_MONOTONIC stamp
+ *       the producer put in the first 8 bytes of the value.
+ *   loadgen topic-create -b .. -t TOPIC -p PARTITIONS [-R REPLICATION_FACTOR]
+ *       CreateTopics, then wait until Metadata shows every partition with a leader.
+ *   loadgen topic-delete -b .. -t TOPIC
+ *   loadgen metadata -b .. [-t TOPIC]    broker count; the topic's smallest replica/ISR counts
+ *   loadgen tcp  [-d SECONDS]            loopback TCP throughput (one sender, one receiver)
+ *   loadgen disk -f FILE [-m MIB]        sequential write of MIB MiB in 1 MiB writes + fdatasync
+ *   loadgen evict DIR                    fsync + posix_fadvise(DONTNEED) every file under DIR,
+ *                                        reporting page-cache-resident bytes before and after
+ *
+ * Values are words drawn from a fixed pseudo-random 1,000-word vocabulary
+ * (text-like, so lz4 has something to find), with the send timestamp in the
+ * first 8 bytes.
+ *
+ * Build: cc -O2 -o loadgen loadgen.c -lrdkafka -lpthread -lm
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- utilities */
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    /* Still one JSON line, so the driver can report the reason. */
+    printf("{\"ok\":false,\"error\":\"");
+    for (const char *p = buf; *p; p++) {
+        if (*p == '"' || *p == '\\') putchar('\\');
+        if ((unsigned char)*p < 0x20) putchar(' ');
+        else putchar(*p);
+    }
+    printf("\"}\n");
+    fflush(stdout);
+    fprintf(stderr, "loadgen: %s\n", buf);
+    exit(1);
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc((unsigned char)*s < 0x20 ? ' ' : *s, f);
+    }
+    fputc('"', f);
+}
+
+/* ------------------------------------------------- log-linear latency histogram
+ * Values in microseconds. Exact below 512 us, then 256 sub-buckets per power
+ * of two (relative error < 0.4%). */
+
+#define SUB 256
+#define NBUCKETS (2 * SUB + 48 * SUB)
+
+typedef struct {
+    uint64_t b[NBUCKETS];
+    uint64_t count;
+    uint64_t max;
+} hist_t;
+
+static int hist_index(uint64_t v) {
+    if (v < 2 * SUB) return (int)v;
+    int msb = 63 - __builtin_clzll(v); /* >= 9 */
+    int shift = msb - 8;               /* keep 9 significant bits: 256..511 */
+    int idx = 2 * SUB + (shift - 1) * SUB + (int)((v >> shift) - SUB);
+    return idx < NBUCKETS ? idx : NBUCKETS - 1;
+}
+
+static uint64_t hist_value(int idx) {
+    if (idx < 2 * SUB) return (uint64_t)idx;
+    int k = idx - 2 * SUB;
+    int shift = k / SUB + 1;
+    uint64_t lo = ((uint64_t)(k % SUB + SUB)) << shift;
+    return lo + ((1ULL << shift) >> 1); /* bucket midpoint */
+}
+
+static void hist_add(hist_t *h, int64_t us) {
+    if (us < 0) us = 0;
+    h->b[hist_index((uint64_t)us)]++;
+    h->count++;
+    if ((uint64_t)us > h->max) h->max = (uint64_t)us;
+}
+
+static double hist_pct(const hist_t *h, double pct) {
+    if (!h->count) return -1;
+    uint64_t rank = (uint64_t)((pct / 100.0) * (double)h->count);
+    if (rank >= h->count) rank = h->count - 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < NBUCKETS; i++) {
+        seen += h->b[i];
+        if (seen > rank) return (double)hist_value(i);
+    }
+    return (double)h->max;
+}
+
+static void hist_json(FILE *f, const char *name, const hist_t *h) {
+    if (!h->count) {
+        fprintf(f, ",\"%s\":null", name);
+        return;
+    }
+    fprintf(f, ",\"%s\":{\"count\":%" PRIu64 ",\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}",
+            name, h->count, hist_pct(h, 50) / 1000.0, hist_pct(h, 99) / 1000.0, hist_pct(h, 99.9) / 1000.0,
+            (double)h->max / 1000.0);
+}
+
+/* ------------------------------------------------------------------ options */
+
+typedef struct {
+    const char *bootstrap, *topic, *acks, *compression, *file;
+    long long records;
+    int size, partitions, rf;
+    double rate, max_seconds;
+    long mib;
+    char *extra[64];
+    int nextra;
+} opts_t;
+
+static opts_t o = {.bootstrap = "127.0.0.1:9092", .acks = "1", .compression = "none", .records = 1000000,
+                   .size = 100, .partitions = 1, .rf = 1, .max_seconds = 600, .mib = 1024};
+
+static void conf_set(rd_kafka_conf_t *c, const char *k, const char *v) {
+    char err[512];
+    if (rd_kafka_conf_set(c, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) die("config %s=%s: %s", k, v, err);
+}
+
+static void conf_extra(rd_kafka_conf_t *c) {
+    for (int i = 0; i < o.nextra; i++) {
+        char *kv = strdup(o.extra[i]);
+        char *eq = strchr(kv, '=');
+        if (!eq) die("-X wants key=value, got %s", kv);
+        *eq = 0;
+        conf_set(c, kv, eq + 1);
+        free(kv);
+    }
+}
+
+static char last_error[512];
+static atomic_int fatal_error;
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    fprintf(stderr, "loadgen: librdkafka error %s: %s\n", rd_kafka_err2name(err), reason);
+    if (err == RD_KAFKA_RESP_ERR__FATAL || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        snprintf(last_error, sizeof last_error, "%s: %s", rd_kafka_err2name(err), reason);
+        if (err == RD_KAFKA_RESP_ERR__FATAL) atomic_store(&fatal_error, 1);
+    }
+}
+
+static rd_kafka_conf_t *base_conf(void) {
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    conf_set(c, "bootstrap.servers", o.bootstrap);
+    conf_set(c, "client.id", "samsa-bench-loadgen");
+    rd_kafka_conf_set_error_cb(c, error_cb);
+    return c;
+}
+
+/* Wait until Metadata shows the topic with `parts` partitions, all led. */
+static int wait_topic(rd_kafka_t *rk, const char *topic, int parts, double timeout_s, char *why, size_t whylen) {
+    int64_t deadline = now_ns() + (int64_t)(timeout_s * 1e9);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int ok = 0;
+    snprintf(why, whylen, "no metadata");
+    while (now_ns() < deadline) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            for (int i = 0; i < md->topic_cnt; i++) {
+                const rd_kafka_metadata_topic_t *t = &md->topics[i];
+                if (strcmp(t->topic, topic) != 0) continue;
+                if (t->err) {
+                    snprintf(why, whylen, "topic error %s", rd_kafka_err2name(t->err));
+                    break;
+                }
+                int led = 0;
+                for (int p = 0; p < t->partition_cnt; p++)
+                    if (t->partitions[p].leader >= 0 && !t->partitions[p].err) led++;
+                if (t->partition_cnt == parts && led == parts) ok = 1;
+                else snprintf(why, whylen, "%d/%d partitions with a leader", led, t->partition_cnt);
+            }
+            rd_kafka_metadata_destroy(md);
+        } else {
+            snprintf(why, whylen, "metadata: %s", rd_kafka_err2str(err));
+        }
+        if (ok) break;
+        usleep(50000);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ payload */
+
+static char *pool; /* text-like source of values */
+#define POOL_SIZE (4 << 20)
+
+static void make_pool(void) {
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    static char words[1000][12];
+    for (int w = 0; w < 1000; w++) {
+        int len = 2 + (int)(RND() % 9);
+        for (int i = 0; i < len; i++) words[w][i] = (char)('a' + RND() % 26);
+        words[w][len] = 0;
+    }
+    pool = malloc(POOL_SIZE + 64);
+    size_t at = 0;
+    while (at < POOL_SIZE) {
+        /* Zipf-ish: favour low word numbers, like natural text. */
+        uint64_t r = RND() % 1000;
+        r = (r * r) / 1000;
+        const char *w = words[r];
+        size_t l = strlen(w);
+        memcpy(pool + at, w, l);
+        at += l;
+        pool[at++] = ' ';
+    }
+#undef RND
+}
+
+/* ------------------------------------------------------------------ produce */
+
+typedef struct {
+    rd_kafka_t *rk;
+    atomic_llong sent, delivered, failed, delivered_bytes;
+    atomic_int stop;
+    hist_t lat;
+    int64_t last_dr_ns;
+    char first_err[256];
+    int64_t rate_t0;
+} prod_t;
+
+static prod_t P;
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    int64_t t = now_ns();
+    if (m->err) {
+        if (!P.first_err[0])
+            snprintf(P.first_err, sizeof P.first_err, "%s: %s", rd_kafka_err2name(m->err), rd_kafka_err2str(m->err));
+        atomic_fetch_add(&P.failed, 1);
+    } else {
+        int64_t sent;
+        memcpy(&sent, m->payload, sizeof sent);
+        hist_add(&P.lat, (t - sent) / 1000);
+        atomic_fetch_add(&P.delivered_bytes, (long long)m->len);
+        atomic_fetch_add(&P.delivered, 1);
+    }
+    P.last_dr_ns = t;
+}
+
+static void *poller(void *arg) {
+    (void)arg;
+    while (!atomic_load(&P.stop)) rd_kafka_poll(P.rk, 20);
+    rd_kafka_poll(P.rk, 0);
+    return NULL;
+}
+
+static rd_kafka_t *make_producer(void) {
+    rd_kafka_conf_t *c = base_conf();
+    char buf[64];
+    conf_set(c, "acks", o.acks);
+    conf_set(c, "compression.type", o.compression);
+    conf_set(c, "enable.idempotence", "false");
+    conf_set(c, "linger.ms", "5");
+    conf_set(c, "batch.size", "1000000");
+    conf_set(c, "batch.num.messages", "10000");
+    conf_set(c, "queue.buffering.max.messages", "200000");
+    conf_set(c, "queue.buffering.max.kbytes", "65536");
+    snprintf(buf, sizeof buf, "%lld", (long long)(o.max_seconds * 1000) + 60000);
+    conf_set(c, "message.timeout.ms", buf);
+    conf_extra(c);
+    rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    if (!rk) die("producer: %s", err);
+    return rk;
+}
+
+typedef struct {
+    int64_t t0, t1;
+    long long attempted;
+} prod_result_t;
+
+/* Runs the produce loop; returns when every sent record has a delivery report
+ * (or the deadline passes). */
+static prod_result_t run_produce(rd_kafka_t *rk, int64_t deadline_ns) {
+    prod_result_t r = {0};
+    P.rk = rk;
+    pthread_t th;
+    pthread_create(&th, NULL, poller, NULL);
+    char *val = malloc((size_t)o.size + 16);
+    uint64_t x = 88172645463325252ULL;
+    int64_t t0 = now_ns();
+    r.t0 = t0;
+    double ns_per_rec = o.rate > 0 ? 1e9 / o.rate : 0;
+    long long i = 0;
+    while (i < o.records) {
+        int64_t now = now_ns();
+        if (now > deadline_ns || atomic_load(&fatal_error)) break;
+        long long due = o.records;
+        if (o.rate > 0) {
+            due = (long long)((double)(now - t0) / ns_per_rec) + 1;
+            if (due > o.records) due = o.records;
+            if (i >= due) {
+                struct timespec ts = {0, 50000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+        }
+        for (; i < due; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int64_t stamp = o.rate > 0 ? t0 + (int64_t)((double)i * ns_per_rec) : now_ns();
+            size_t off = (size_t)(x % (POOL_SIZE - (size_t)o.size));
+            memcpy(val, pool + off, (size_t)o.size);
+            memcpy(val, &stamp, sizeof stamp);
+            for (;;) {
+                rd_kafka_resp_err_t err = rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(o.topic), RD_KAFKA_V_VALUE(val, (size_t)o.size),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) die("produce: %s", rd_kafka_err2str(err));
+                struct timespec ts = {0, 200000};
+                nanosleep(&ts, NULL);
+                if (now_ns() > deadline_ns) goto out;
+            }
+            atomic_fetch_add(&P.sent, 1);
+            if ((i & 4095) == 4095 && now_ns() > deadline_ns) {
+                i++;
+                goto out;
+            }
+        }
+    }
+out:
+    r.attempted = atomic_load(&P.sent);
+    /* Wait for every delivery report (the poller serves them). */
+    int64_t drain_deadline = now_ns() + (int64_t)60e9;
+    while (atomic_load(&P.delivered) + atomic_load(&P.failed) < atomic_load(&P.sent) && now_ns() < drain_deadline &&
+           !atomic_load(&fatal_error))
+        usleep(500);
+    atomic_store(&P.stop, 1);
+    pthread_join(th, NULL);
+    r.t1 = P.last_dr_ns ? P.last_dr_ns : now_ns();
+    free(val);
+    return r;
+}
+
+static void print_common(const char *mode) {
+    printf("{\"ok\":true,\"mode\":\"%s\",\"librdkafka\":", mode);
+    json_str(stdout, rd_kafka_version_str());
+    printf(",\"topic\":");
+    json_str(stdout, o.topic);
+    printf(",\"size\":%d,\"acks\":", o.size);
+    json_str(stdout, o.acks);
+    printf(",\"compression\":");
+    json_str(stdout, o.compression);
+    printf(",\"rate\":%.0f", o.rate);
+}
+
+static void print_produce(const prod_result_t *r) {
+    double el = (double)(r->t1 - r->t0) / 1e9;
+    long long d = atomic_load(&P.delivered);
+    long long bytes = atomic_load(&P.delivered_bytes);
+    printf(",\"produced\":%lld,\"produce_failed\":%lld,\"produce_attempted\":%lld,\"produce_bytes\":%lld", d,
+           (long long)atomic_load(&P.failed), r->attempted, bytes);
+    printf(",\"produce_elapsed_s\":%.6f,\"produce_rec_per_s\":%.1f,\"produce_mb_per_s\":%.3f", el, d / el,
+           bytes / el / 1e6);
+    printf(",\"produce_error\":");
+    json_str(stdout, P.first_err[0] ? P.first_err : last_error);
+    hist_json(stdout, "produce_latency", &P.lat);
+}
+
+static int cmd_produce(void) {
+    if (!o.topic) die("produce needs -t TOPIC");
+    make_pool();
+    rd_kafka_t *rk = make_producer();
+    char why[256];
+    /* Connect and learn the topic's leaders before the clock starts. */
+    if (!wait_topic(rk, o.topic, o.partitions, 30, why, sizeof why)) die("topic %s not ready: %s", o.topic, why);
+    prod_result_t r = run_produce(rk, now_ns() + (int64_t)(o.max_seconds * 1e9));
+    print_common("produce");
+    print_produce(&r);
+    printf("}\n");
+    fflush(stdout);
+    rd_kafka_flush(rk, 5000);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ consume */
+
+typedef struct {
+    rd_kafka_t *rk;
+    long long want, got, bytes;
+    int64_t t0, t1, deadline;
+    hist_t e2e;
+    int measure_e2e;
+    char err[256];
+} cons_t;
+
+static rd_kafka_t *make_consumer(void) {
+    rd_kafka_conf_t *c = base_conf();
+    char gid[64];
+    snprintf(gid, sizeof gid, "loadgen-%d-%lld", (int)getpid(), (long long)now_ns());
+    conf_set(c, "group.id", gid); /* assign() only; nothing is committed */
+    conf_set(c, "enable.auto.commit", "false");
+    conf_set(c, "enable.auto.offset.store", "false");
+    conf_set(c, "enable.partition.eof", "false");
+    conf_set(c, "auto.offset.reset", "earliest");
+    conf_set(c, "fetch.max.bytes", "67108864");
+    conf_set(c, "max.partition.fetch.bytes", "8388608");
+    conf_set(c, "fetch.wait.max.ms", "100");
+    conf_set(c, "queued.min.messages", "1000000");
+    conf_set(c, "queued.max.messages.kbytes", "262144");
+    conf_extra(c);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+    if (!rk) die("consumer: %s", err);
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+static void consumer_assign(rd_kafka_t *rk) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(o.partitions);
+    for (int p = 0; p < o.partitions; p++)
+        rd_kafka_topic_partition_list_add(l, o.topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) die("assign: %s", rd_kafka_err2str(err));
+}
+
+static void *consume_loop(void *arg) {
+    cons_t *c = arg;
+    while (c->got < c->want && now_ns() < c->deadline && !atomic_load(&fatal_error)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+        if (!m) continue;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && !c->err[0])
+                snprintf(c->err, sizeof c->err, "%s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        int64_t t = now_ns();
+        if (c->measure_e2e && m->len >= 8) {
+            int64_t sent;
+            memcpy(&sent, m->payload, sizeof sent);
+            hist_add(&c->e2e, (t - sent) / 1000);
+        }
+        c->got++;
+        c->bytes += (long long)m->len;
+        c->t1 = t;
+        rd_kafka_message_destroy(m);
+    }
+    return NULL;
+}
+
+static void print_consume(const cons_t *c) {
+    double el = (double)((c->t1 ? c->t1 : now_ns()) - c->t0) / 1e9;
+    printf(",\"consumed\":%lld,\"consume_bytes\":%lld,\"consume_elapsed_s\":%.6f", c->got, c->bytes, el);
+    printf(",\"consume_rec_per_s\":%.1f,\"consume_mb_per_s\":%.3f,\"consume_error\":", c->got / el, c->bytes / el / 1e6);
+    json_str(stdout, c->err[0] ? c->err : last_error);
+    hist_json(stdout, "e2e_latency", &c->e2e);
+}
+
+static int cmd_consume(void) {
+    if (!o.topic) die("consume needs -t TOPIC");
+    static cons_t c;
+    c.rk = make_consumer();
+    char why[256];
+    if (!wait_topic(c.rk, o.topic, o.partitions, 30, why, sizeof why)) die("topic %s not ready: %s", o.topic, why);
+    c.want = o.records;
+    c.t0 = now_ns();
+    c.deadline = c.t0 + (int64_t)(o.max_seconds * 1e9);
+    consumer_assign(c.rk);
+    consume_loop(&c);
+    print_common("consume");
+    print_consume(&c);
+    printf("}\n");
+    fflush(stdout);
+    rd_kafka_consumer_close(c.rk);
+    rd_kafka_destroy(c.rk);
+    return 0;
+}
+
+/* Producer and consumer at once; the consumer is assigned (and has fetched
+ * the empty partitions) before the first record is produced. */
+static int cmd_pc(void) {
+    if (!o.topic) die("pc needs -t TOPIC");
+    make_pool();
+    static cons_t c;
+    c.rk = make_consumer();
+    rd_kafka_t *prk = make_producer();
+    char why[256];
+    if (!wait_topic(prk, o.topic, o.partitions, 30, why, sizeof why)) die("topic %s not ready: %s", o.topic, why);
+    c.want = o.records;
+    c.measure_e2e = 1;
+    consumer_assign(c.rk);
+    /* Let the consumer resolve offsets and start fetching. */
+    for (int i = 0; i < 10; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, 100);
+        if (m) rd_kafka_message_destroy(m);
+    }
+    int64_t t0 = now_ns();
+    c.t0 = t0;
+    c.deadline = t0 + (int64_t)(o.max_seconds * 1e9) + (int64_t)30e9;
+    pthread_t th;
+    pthread_create(&th, NULL, consume_loop, &c);
+    prod_result_t r = run_produce(prk, t0 + (int64_t)(o.max_seconds * 1e9));
+    /* The consumer waits for what was actually delivered. */
+    c.want = atomic_load(&P.delivered);
+    pthread_join(th, NULL);
+    print_common("pc");
+    print_produce(&r);
+    print_consume(&c);
+    double el = (double)((c.t1 > r.t1 ? c.t1 : r.t1) - t0) / 1e9;
+    printf(",\"pc_elapsed_s\":%.6f}\n", el);
+    fflush(stdout);
+    rd_kafka_flush(prk, 5000);
+    rd_kafka_destroy(prk);
+    rd_kafka_consumer_close(c.rk);
+    rd_kafka_destroy(c.rk);
+    return 0;
+}
+
+/* -------------------------------------------------------------------- admin */
+
+static int admin_result(rd_kafka_t *rk, rd_kafka_queue_t *q, rd_kafka_event_type_t want, char *why, size_t whylen) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (o.max_seconds < 600 ? (int)(o.max_seconds * 1000) : 60000) + 5000);
+    (void)rk;
+    if (!ev) {
+        snprintf(why, whylen, "admin request timed out");
+        return -1;
+    }
+    int rc = 0;
+    if (rd_kafka_event_error(ev)) {
+        snprintf(why, whylen, "%s", rd_kafka_event_error_string(ev));
+        rc = -1;
+    } else if (rd_kafka_event_type(ev) == want) {
+        const rd_kafka_topic_result_t **res;
+        size_t n = 0;
+        if (want == RD_KAFKA_EVENT_CREATETOPICS_RESULT)
+            res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        else
+            res = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                const char *s = rd_kafka_topic_result_error_string(res[i]);
+                snprintf(why, whylen, "%s: %s", rd_kafka_err2name(e), s ? s : "");
+                rc = -1;
+            }
+        }
+    }
+    rd_kafka_event_destroy(ev);
+    return rc;
+}
+
+static int cmd_topic(int create) {
+    if (!o.topic) die("needs -t TOPIC");
+    rd_kafka_conf_t *c = base_conf();
+    char err[512], why[512] = "";
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    if (!rk) die("admin client: %s", err);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *ao =
+        rd_kafka_AdminOptions_new(rk, create ? RD_KAFKA_ADMIN_OP_CREATETOPICS : RD_KAFKA_ADMIN_OP_DELETETOPICS);
+    int admin_ms = o.max_seconds < 600 ? (int)(o.max_seconds * 1000) : 60000;
+    rd_kafka_AdminOptions_set_operation_timeout(ao, admin_ms / 2, err, sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(ao, admin_ms, err, sizeof err);
+    int64_t t0 = now_ns();
+    int rc;
+    if (create) {
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(o.topic, o.partitions, o.rf, err, sizeof err);
+        if (!nt) die("NewTopic: %s", err);
+        rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
+        rc = admin_result(rk, q, RD_KAFKA_EVENT_CREATETOPICS_RESULT, why, sizeof why);
+        rd_kafka_NewTopic_destroy(nt);
+        if (rc == 0 && !wait_topic(rk, o.topic, o.partitions, o.max_seconds < 600 ? o.max_seconds : 60, why, sizeof why))
+            rc = -1;
+    } else {
+        rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(o.topic);
+        rd_kafka_DeleteTopics(rk, &dt, 1, ao, q);
+        rc = admin_result(rk, q, RD_KAFKA_EVENT_DELETETOPICS_RESULT, why, sizeof why);
+        rd_kafka_DeleteTopic_destroy(dt);
+    }
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    if (rc) die("%s %s: %s", create ? "create" : "delete", o.topic, why);
+    printf("{\"ok\":true,\"mode\":\"%s\",\"topic\":", create ? "topic-create" : "topic-delete");
+    json_str(stdout, o.topic);
+    printf(",\"partitions\":%d,\"replication_factor\":%d,\"elapsed_s\":%.3f}\n", o.partitions, o.rf,
+           (double)(now_ns() - t0) / 1e9);
+    return 0;
+}
+
+/* Brokers in the cluster, and for -t TOPIC the smallest replica and ISR
+ * counts over its partitions. */
+static int cmd_metadata(void) {
+    rd_kafka_conf_t *c = base_conf();
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    if (!rk) die("client: %s", err);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, o.max_seconds < 600 ? (int)(o.max_seconds * 1000) : 10000);
+    if (e) die("metadata: %s", rd_kafka_err2str(e));
+    int min_rep = -1, min_isr = -1, parts = -1;
+    for (int i = 0; o.topic && i < md->topic_cnt; i++) {
+        const rd_kafka_metadata_topic_t *t = &md->topics[i];
+        if (strcmp(t->topic, o.topic) != 0) continue;
+        parts = t->partition_cnt;
+        for (int p = 0; p < t->partition_cnt; p++) {
+            int r = t->partitions[p].replica_cnt, s = t->partitions[p].isr_cnt;
+            if (min_rep < 0 || r < min_rep) min_rep = r;
+            if (min_isr < 0 || s < min_isr) min_isr = s;
+        }
+    }
+    printf("{\"ok\":true,\"mode\":\"metadata\",\"brokers\":%d,\"partitions\":%d,\"min_replicas\":%d,\"min_isr\":%d}\n",
+           md->broker_cnt, parts, min_rep, min_isr);
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+/* ------------------------------------------------------------ machine limits */
+
+#define TCP_BUF (1 << 20)
+
+static void *tcp_sender(void *arg) {
+    int fd = *(int *)arg;
+    char *buf = malloc(TCP_BUF);
+    memset(buf, 'x', TCP_BUF);
+    for (;;) {
+        ssize_t n = send(fd, buf, TCP_BUF, MSG_NOSIGNAL);
+        if (n <= 0) break;
+    }
+    free(buf);
+    return NULL;
+}
+
+static int cmd_tcp(void) {
+    double secs = o.max_seconds < 600 ? o.max_seconds : 3;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, 1) || getsockname(ls, (struct sockaddr *)&a, &al))
+        die("tcp listen: %s", strerror(errno));
+    int cs = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(cs, (struct sockaddr *)&a, sizeof a)) die("tcp connect: %s", strerror(errno));
+    int ss = accept(ls, NULL, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, tcp_sender, &cs);
+    char *buf = malloc(TCP_BUF);
+    long long total = 0;
+    /* one second of warm-up, then measure */
+    int64_t warm = now_ns() + (int64_t)1e9, t0 = 0, end = 0;
+    for (;;) {
+        ssize_t n = recv(ss, buf, TCP_BUF, 0);
+        if (n <= 0) die("tcp recv: %s", strerror(errno));
+        int64_t t = now_ns();
+        if (!t0) {
+            if (t >= warm) {
+                t0 = t;
+                end = t0 + (int64_t)(secs * 1e9);
+            }
+            continue;
+        }
+        total += n;
+        if (t >= end) {
+            double el = (double)(t - t0) / 1e9;
+            printf("{\"ok\":true,\"mode\":\"tcp\",\"bytes\":%lld,\"elapsed_s\":%.3f,\"mb_per_s\":%.1f}\n", total, el,
+                   total / el / 1e6);
+            fflush(stdout);
+            break;
+        }
+    }
+    shutdown(ss, SHUT_RDWR);
+    close(ss);
+    pthread_join(th, NULL);
+    close(cs);
+    close(ls);
+    return 0;
+}
+
+static int cmd_disk(void) {
+    if (!o.file) die("disk needs -f FILE");
+    const size_t bs = 1 << 20;
+    char *buf = aligned_alloc(4096, bs);
+    uint64_t x = 1;
+    for (size_t i = 0; i < bs / 8; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ((uint64_t *)buf)[i] = x;
+    }
+    int fd = open(o.file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) die("open %s: %s", o.file, strerror(errno));
+    int64_t t0 = now_ns();
+    for (long i = 0; i < o.mib; i++) {
+        buf[0] = (char)i;
+        if (write(fd, buf, bs) != (ssize_t)bs) die("write: %s", strerror(errno));
+    }
+    int64_t t_written = now_ns();
+    if (fdatasync(fd)) die("fdatasync: %s", strerror(errno));
+    int64_t t1 = now_ns();
+    close(fd);
+    unlink(o.file);
+    double el = (double)(t1 - t0) / 1e9;
+    double bytes = (double)o.mib * (double)bs;
+    printf("{\"ok\":true,\"mode\":\"disk\",\"bytes\":%.0f,\"elapsed_s\":%.3f,\"write_s\":%.3f,\"mb_per_s\":%.1f}\n",
+           bytes, el, (double)(t_written - t0) / 1e9, bytes / el / 1e6);
+    return 0;
+}
+
+/* fsync + fadvise(DONTNEED) each regular file under dir; count resident bytes. */
+static long long resident_bytes(int fd, off_t size) {
+    if (size <= 0) return 0;
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) return 0;
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t pages = ((size_t)size + (size_t)pg - 1) / (size_t)pg;
+    unsigned char *v = malloc(pages);
+    long long res = 0;
+    if (mincore(m, (size_t)size, v) == 0)
+        for (size_t i = 0; i < pages; i++) res += (v[i] & 1) ? pg : 0;
+    free(v);
+    munmap(m, (size_t)size);
+    return res;
+}
+
+static long long ev_files, ev_bytes, ev_before, ev_after;
+
+static void evict_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st)) continue;
+        if (S_ISDIR(st.st_mode)) {
+            evict_dir(path);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode)) continue;
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ev_files++;
+        ev_bytes += st.st_size;
+        ev_before += resident_bytes(fd, st.st_size);
+        fdatasync(fd);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        ev_after += resident_bytes(fd, st.st_size);
+        close(fd);
+    }
+    closedir(d);
+}
+
+static int cmd_evict(const char *dir) {
+    evict_dir(dir);
+    printf("{\"ok\":true,\"mode\":\"evict\",\"files\":%lld,\"bytes\":%lld,\"resident_before\":%lld,"
+           "\"resident_after\":%lld}\n",
+           ev_files, ev_bytes, ev_before, ev_after);
+    return 0;
+}
+
+/* --------------------------------------------------------------------- main */
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: loadgen produce|consume|pc|topic-create|topic-delete|tcp|disk|evict [options]\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    if (!strcmp(mode, "version")) {
+        printf("{\"ok\":true,\"mode\":\"version\",\"librdkafka\":\"%s\"}\n", rd_kafka_version_str());
+        return 0;
+    }
+    if (!strcmp(mode, "evict")) {
+        if (argc < 3) die("evict DIR");
+        return cmd_evict(argv[2]);
+    }
+    optind = 2;
+    int ch;
+    while ((ch = getopt(argc, argv, "b:t:n:s:a:z:r:d:p:R:f:m:X:")) != -1) {
+        switch (ch) {
+        case 'b': o.bootstrap = optarg; break;
+        case 't': o.topic = optarg; break;
+        case 'n': o.records = atoll(optarg); break;
+        case 's': o.size = atoi(optarg); break;
+        case 'a': o.acks = optarg; break;
+        case 'z': o.compression = optarg; break;
+        case 'r': o.rate = atof(optarg); break;
+        case 'd': o.max_seconds = atof(optarg); break;
+        case 'p': o.partitions = atoi(optarg); break;
+        case 'R': o.rf = atoi(optarg); break;
+        case 'f': o.file = optarg; break;
+        case 'm': o.mib = atol(optarg); break;
+        case 'X':
+            if (o.nextra < 64) o.extra[o.nextra++] = optarg;
+            break;
+        default: return 2;
+        }
+    }
+    if (o.size < 16) o.size = 16;
+    signal(SIGPIPE, SIG_IGN);
+    if (!strcmp(mode, "produce")) return cmd_produce();
+    if (!strcmp(mode, "consume")) return cmd_consume();
+    if (!strcmp(mode, "pc")) return cmd_pc();
+    if (!strcmp(mode, "topic-create")) return cmd_topic(1);
+    if (!strcmp(mode, "topic-delete")) return cmd_topic(0);
+    if (!strcmp(mode, "metadata")) return cmd_metadata();
+    if (!strcmp(mode, "tcp")) return cmd_tcp();
+    if (!strcmp(mode, "disk")) return cmd_disk();
+    die("unknown mode %s", mode);
+    return 2;
+}

@@ -1,0 +1,600 @@
+//! Partition replication (Kafka's ReplicaManager and ReplicaFetcher roles).
+//!
+//! * **Roles.** After every metadata change [`crate::Broker::reconcile`] gives
+//!   each hosted partition its role from the image
+//!   ([`crate::partition::Partition::apply_image`]): leader, follower of some
+//!   broker, or offline.
+//! * **Followers** run one fetcher task per leader broker ([`fetcher`]). A
+//!   follower that enters a new leader epoch first truncates a divergent
+//!   suffix (KIP-101/279: OffsetForLeaderEpoch, repeated until both sides name
+//!   the same epoch), then sends Fetch with its `replica_id` from its log end,
+//!   appends what comes back byte for byte
+//!   ([`samsa_storage::PartitionLog::append_replicated`]) and takes the
+//!   leader's high watermark.
+//! * **Leaders** record each follower's fetch offset as its log end, move the
+//!   high watermark to the smallest log end in the ISR, and ask the controller
+//!   to change the ISR: a follower joins once it reached the high watermark and
+//!   the start of the current leader epoch; an ISR member that has not caught
+//!   up for `replica.lag.time.max.ms` is removed ([`run`]'s periodic check).
+//!   ISR changes are metadata records (AlterPartition through the quorum),
+//!   fenced on the leader and partition epochs.
+//! * **acks=all** waits for the high watermark ([`wait_replicated`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId as WireBrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName,
+};
+use samsa_client::connection::{Connection, ConnectionConfig};
+use samsa_metadata::AlterPartition;
+use samsa_model::{BrokerId, LeaderEpoch, Offset};
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::handlers::produce::now_ms;
+use crate::handlers::s;
+use crate::partition::Partition;
+
+/// How often leaders look for lagging ISR members and new fetchers are started.
+const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Rounds of OffsetForLeaderEpoch before a follower gives up for this pass.
+const TRUNCATION_ROUNDS_MAX: usize = 16;
+/// How long a partition the leader refused is left out of fetches.
+const PAUSE: Duration = Duration::from_millis(100);
+
+/// Partitions left out of fetches: their epoch and until when.
+type Paused = HashMap<(samsa_model::TopicId, i32), (LeaderEpoch, tokio::time::Instant)>;
+
+fn config_ms(broker: &Broker, key: &str, default: i64) -> i64 {
+    broker.config().get_i64(key).unwrap_or(default).max(0)
+}
+
+/// The replica manager's background work: starts fetchers for the leaders
+/// this broker follows, shrinks ISRs of partitions it leads, and checkpoints
+/// high watermarks. Runs until `shutdown`.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_checkpoint = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                checkpoint_all(&broker);
+                return;
+            }
+            _ = broker.roles_changed.notified() => {}
+            _ = tokio::time::sleep(CHECK_INTERVAL) => {}
+        }
+        start_fetchers(&broker, &shutdown);
+        shrink_isrs(&broker);
+        let every = config_ms(
+            &broker,
+            "replica.high.watermark.checkpoint.interval.ms",
+            5000,
+        );
+        if last_checkpoint.elapsed() >= Duration::from_millis(every as u64) {
+            last_checkpoint = tokio::time::Instant::now();
+            checkpoint_all(&broker);
+        }
+    }
+}
+
+fn checkpoint_all(broker: &Broker) {
+    for p in broker.all_partitions() {
+        if let Err(e) = p.checkpoint_high_watermark() {
+            tracing::warn!(topic = %p.topic, partition = p.index.get(), error = %e, "checkpointing the high watermark");
+        }
+    }
+}
+
+fn start_fetchers(broker: &Arc<Broker>, shutdown: &watch::Receiver<bool>) {
+    let leaders: HashSet<BrokerId> = broker
+        .all_partitions()
+        .iter()
+        .filter_map(|p| p.follower_of().map(|(l, _, _)| l))
+        .collect();
+    let mut running = broker.fetchers();
+    for leader in leaders {
+        if running.insert(leader) {
+            tracing::info!(leader = leader.get(), "starting a replica fetcher");
+            tokio::spawn(fetcher(broker.clone(), leader, shutdown.clone()));
+        }
+    }
+}
+
+fn shrink_isrs(broker: &Arc<Broker>) {
+    let me = broker.settings.node_id;
+    let lag_max = config_ms(broker, "replica.lag.time.max.ms", 30_000);
+    let now = now_ms().get();
+    for p in broker.all_partitions() {
+        if let Some(isr) = p.lagging_isr(me, now, lag_max) {
+            tracing::info!(topic = %p.topic, partition = p.index.get(), ?isr, "shrinking the ISR");
+            submit_isr(broker, &p, isr);
+        }
+    }
+}
+
+/// Sends an ISR change for `part` to the controller (one in flight per
+/// partition); the new ISR takes effect when the metadata change comes back.
+pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId>) {
+    let Some((leader_epoch, partition_epoch)) = part.isr_change_in_flight(true) else {
+        return;
+    };
+    let broker = broker.clone();
+    let part = part.clone();
+    tokio::task::spawn_blocking(move || {
+        let request = AlterPartition {
+            topic_id: part.topic_id,
+            partition: part.index,
+            leader: broker.settings.node_id,
+            broker_epoch: Some(
+                broker
+                    .broker_epoch
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            leader_epoch,
+            partition_epoch,
+            new_isr: isr.clone(),
+        };
+        let result = broker.admin(|c| c.alter_partition(request));
+        part.isr_change_in_flight(false);
+        match result {
+            Ok(_) => {
+                tracing::info!(topic = %part.topic, partition = part.index.get(), ?isr, "ISR changed");
+                if let Err(e) = broker.reconcile() {
+                    tracing::error!(error = %e, "reconciling after an ISR change");
+                }
+            }
+            Err(e) => {
+                tracing::info!(topic = %part.topic, partition = part.index.get(), error = %e, "ISR change refused")
+            }
+        }
+        broker.notify_hw();
+    });
+}
+
+/// Waits until the high watermark of each `(partition, offset)` passes the
+/// offset. Per partition: `None` = replicated, `Some(error)` otherwise
+/// (leadership lost, ISR below `min.insync.replicas`, or timed out).
+pub async fn wait_replicated(
+    broker: &Broker,
+    waits: &[(Arc<Partition>, i64, usize)],
+    timeout: Duration,
+) -> Vec<Option<ResponseError>> {
+    wait_replicated_on(broker.hw_watch(), waits, timeout).await
+}
+
+/// [`wait_replicated`] on a receiver of [`Broker::hw_watch`].
+pub async fn wait_replicated_on(
+    mut rx: watch::Receiver<u64>,
+    waits: &[(Arc<Partition>, i64, usize)],
+    timeout: Duration,
+) -> Vec<Option<ResponseError>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut results: Vec<Option<Option<ResponseError>>> = vec![None; waits.len()];
+    loop {
+        rx.borrow_and_update();
+        for (i, (part, last_offset, min_isr)) in waits.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            if part.high_watermark().get() > *last_offset {
+                let enough = part.isr_len().is_some_and(|n| n >= *min_isr);
+                results[i] = Some(if enough {
+                    None
+                } else {
+                    Some(ResponseError::NotEnoughReplicasAfterAppend)
+                });
+            } else if !part.is_leader() {
+                results[i] = Some(Some(ResponseError::NotLeaderOrFollower));
+            }
+        }
+        if results.iter().all(Option::is_some) {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Some(ResponseError::RequestTimedOut)))
+        .collect()
+}
+
+/// The address followers use to reach `leader`: its endpoint on
+/// `inter.broker.listener.name` (its first endpoint when unset).
+fn leader_address(broker: &Broker, leader: BrokerId) -> Option<String> {
+    let image = broker.image();
+    let info = image.brokers.get(&leader)?;
+    let name = broker
+        .config()
+        .get("inter.broker.listener.name")
+        .map(str::to_string);
+    let (host, port) = match name.as_deref().and_then(|n| info.endpoint(n)) {
+        Some(e) => (e.host.clone(), e.port),
+        None => (info.host.clone(), info.port),
+    };
+    Some(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// Follows every partition led by `leader` until none is left (or shutdown).
+async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Receiver<bool>) {
+    let me = broker.settings.node_id;
+    let mut conn: Option<Arc<Connection>> = None;
+    // Partitions paused after an error, until their leader epoch changes or
+    // the retry time comes (the leader may just not have the same metadata
+    // yet).
+    let mut paused: Paused = HashMap::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let parts: Vec<(Arc<Partition>, LeaderEpoch, bool)> = broker
+            .all_partitions()
+            .into_iter()
+            .filter_map(|p| match p.follower_of() {
+                Some((l, epoch, truncated)) if l == leader => Some((p, epoch, truncated)),
+                _ => None,
+            })
+            .collect();
+        if parts.is_empty() {
+            let mut running = broker.fetchers();
+            // Re-check under the lock: a partition may just have started
+            // following this leader.
+            let again = broker
+                .all_partitions()
+                .iter()
+                .any(|p| p.follower_of().is_some_and(|(l, _, _)| l == leader));
+            if !again {
+                running.remove(&leader);
+                tracing::info!(leader = leader.get(), "replica fetcher stopped");
+                return;
+            }
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        paused.retain(|k, (e, until)| {
+            *until > now
+                && parts
+                    .iter()
+                    .any(|(p, epoch, _)| (p.topic_id, p.index.get()) == *k && epoch == e)
+        });
+        let active: Vec<&(Arc<Partition>, LeaderEpoch, bool)> = parts
+            .iter()
+            .filter(|(p, _, _)| !paused.contains_key(&(p.topic_id, p.index.get())))
+            .collect();
+        let backoff = Duration::from_millis(
+            config_ms(&broker, "replica.fetch.backoff.ms", 1000).clamp(10, 1000) as u64,
+        );
+        if active.is_empty() {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = broker.roles_changed.notified() => {}
+                _ = tokio::time::sleep(PAUSE) => {}
+            }
+            continue;
+        }
+        let connection = match conn.as_ref().filter(|c| !c.is_closed()) {
+            Some(c) => c.clone(),
+            None => {
+                let Some(addr) = leader_address(&broker, leader) else {
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                };
+                let config = Arc::new(ConnectionConfig {
+                    client_id: format!("samsa-replica-{}", me.get()),
+                    connect_timeout: Duration::from_secs(3),
+                    request_timeout: Duration::from_millis(
+                        config_ms(&broker, "replica.socket.timeout.ms", 30_000).max(1000) as u64,
+                    ),
+                    ..ConnectionConfig::default()
+                });
+                match Connection::connect(&addr, config).await {
+                    Ok(c) => {
+                        conn = Some(c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        tracing::debug!(leader = leader.get(), %addr, error = %e, "connecting to the leader");
+                        tokio::select! {
+                            _ = shutdown.changed() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let untruncated: Vec<(Arc<Partition>, LeaderEpoch)> = active
+            .iter()
+            .filter(|(_, _, t)| !t)
+            .map(|(p, e, _)| (p.clone(), *e))
+            .collect();
+        if !untruncated.is_empty() {
+            if let Err(e) = truncate(&broker, &connection, &untruncated, &mut paused).await {
+                tracing::info!(leader = leader.get(), error = %e, "truncation round failed");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+            }
+            continue;
+        }
+        let wait_ms = config_ms(&broker, "replica.fetch.wait.max.ms", 500).min(30_000);
+        let request = fetch_request(&broker, &active, wait_ms);
+        let sent = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = tokio::time::timeout(
+                Duration::from_millis(wait_ms as u64 + 3000),
+                connection.send_version(&request, 12),
+            ) => r,
+        };
+        let response = match sent {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(leader = leader.get(), error = %e, "replica fetch failed");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Err(_) => {
+                tracing::info!(
+                    leader = leader.get(),
+                    "replica fetch timed out; reconnecting"
+                );
+                conn = None;
+                continue;
+            }
+        };
+        if response.error_code != 0 {
+            tracing::info!(
+                leader = leader.get(),
+                code = response.error_code,
+                "replica fetch refused"
+            );
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        let by_key: HashMap<(String, i32), &(Arc<Partition>, LeaderEpoch, bool)> = active
+            .iter()
+            .map(|x| ((x.0.topic.clone(), x.0.index.get()), *x))
+            .collect();
+        for t in response.responses {
+            for pd in t.partitions {
+                let Some((part, epoch, _)) =
+                    by_key.get(&(t.topic.0.to_string(), pd.partition_index))
+                else {
+                    continue;
+                };
+                handle_fetched(&broker, part, *epoch, pd, &mut paused);
+            }
+        }
+    }
+    broker.fetchers().remove(&leader);
+}
+
+fn fetch_request(
+    broker: &Broker,
+    parts: &[&(Arc<Partition>, LeaderEpoch, bool)],
+    wait_ms: i64,
+) -> FetchRequest {
+    let partition_max =
+        config_ms(broker, "replica.fetch.max.bytes", 1_048_576).clamp(1, i32::MAX as i64);
+    let response_max =
+        config_ms(broker, "replica.fetch.response.max.bytes", 10_485_760).clamp(1, i32::MAX as i64);
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (p, epoch, _) in parts {
+        let fp = FetchPartition::default()
+            .with_partition(p.index.get())
+            .with_current_leader_epoch(epoch.get())
+            .with_fetch_offset(p.log.log_end_offset().get())
+            .with_last_fetched_epoch(p.log.latest_epoch().map_or(-1, |e| e.get()))
+            .with_log_start_offset(p.log.log_start_offset().get())
+            .with_partition_max_bytes(partition_max as i32);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == p.topic) {
+            Some(t) => t.partitions.push(fp),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(s(p.topic.clone())))
+                    .with_partitions(vec![fp]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(WireBrokerId(broker.settings.node_id.get()))
+        .with_max_wait_ms(wait_ms as i32)
+        .with_min_bytes(
+            config_ms(broker, "replica.fetch.min.bytes", 1).clamp(0, i32::MAX as i64) as i32,
+        )
+        .with_max_bytes(response_max as i32)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+fn handle_fetched(
+    broker: &Broker,
+    part: &Arc<Partition>,
+    epoch: LeaderEpoch,
+    pd: kafka_protocol::messages::fetch_response::PartitionData,
+    paused: &mut Paused,
+) {
+    let key = (part.topic_id, part.index.get());
+    match ResponseError::try_from_code(pd.error_code) {
+        None => {
+            let records: Bytes = pd.records.unwrap_or_default();
+            if !records.is_empty() {
+                match part.log.append_replicated(&records, now_ms()) {
+                    Ok(Some(_)) => {
+                        let mut producers = part.producers();
+                        for item in samsa_model::batch::BatchIter::new(&records) {
+                            let Ok((header, _)) = item else { break };
+                            producers.record(&header, header.base_offset.get());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(topic = %part.topic, partition = part.index.get(), error = %e, "appending replicated batches; truncating again");
+                        part.set_truncated(epoch, false);
+                        return;
+                    }
+                }
+            }
+            if pd.log_start_offset > part.log.log_start_offset().get() {
+                let to = Offset(pd.log_start_offset.min(part.log.log_end_offset().get()));
+                if let Err(e) = part.log.delete_records_before(to) {
+                    tracing::warn!(topic = %part.topic, partition = part.index.get(), error = %e, "following the leader's log start");
+                }
+            }
+            part.follower_hw(pd.high_watermark);
+        }
+        Some(ResponseError::OffsetOutOfRange) => {
+            let end = part.log.log_end_offset().get();
+            if pd.log_start_offset > end {
+                tracing::info!(topic = %part.topic, partition = part.index.get(), leader_log_start = pd.log_start_offset, "behind the leader's log start: restarting the log there");
+                if let Err(e) = part.log.reset_to(Offset(pd.log_start_offset)) {
+                    tracing::error!(error = %e, "restarting the log");
+                }
+            } else {
+                part.set_truncated(epoch, false);
+            }
+        }
+        Some(e) => {
+            tracing::debug!(topic = %part.topic, partition = part.index.get(), error = ?e, "replica fetch error; waiting for new metadata");
+            paused.insert(key, (epoch, tokio::time::Instant::now() + PAUSE));
+        }
+    }
+    let _ = broker;
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TruncateError {
+    #[error("{0}")]
+    Client(#[from] samsa_client::ClientError),
+    #[error("storage: {0}")]
+    Storage(#[from] samsa_storage::StorageError),
+}
+
+/// KIP-279 truncation for partitions that just entered a leader epoch as
+/// followers: ask the leader where our latest epoch ends, cut there, and
+/// repeat with an earlier epoch while the leader answers with an epoch we do
+/// not have.
+async fn truncate(
+    broker: &Broker,
+    conn: &Connection,
+    parts: &[(Arc<Partition>, LeaderEpoch)],
+    paused: &mut Paused,
+) -> Result<(), TruncateError> {
+    // Per partition: the epoch to ask about next (None = done).
+    let mut asking: Vec<Option<LeaderEpoch>> = parts
+        .iter()
+        .map(|(p, _)| {
+            if p.log.log_end_offset() <= p.log.log_start_offset() {
+                None
+            } else {
+                Some(p.log.latest_epoch().unwrap_or(LeaderEpoch(-1)))
+            }
+        })
+        .collect();
+    for (i, (p, epoch)) in parts.iter().enumerate() {
+        if asking[i].is_none() {
+            p.set_truncated(*epoch, true);
+        }
+    }
+    for _round in 0..TRUNCATION_ROUNDS_MAX {
+        let pending: Vec<usize> = (0..parts.len()).filter(|i| asking[*i].is_some()).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+        for &i in &pending {
+            let (p, epoch) = &parts[i];
+            let op = OffsetForLeaderPartition::default()
+                .with_partition(p.index.get())
+                .with_current_leader_epoch(epoch.get())
+                .with_leader_epoch(asking[i].map_or(-1, |e| e.get()));
+            match topics.iter_mut().find(|t| t.topic.0.as_str() == p.topic) {
+                Some(t) => t.partitions.push(op),
+                None => topics.push(
+                    OffsetForLeaderTopic::default()
+                        .with_topic(TopicName(s(p.topic.clone())))
+                        .with_partitions(vec![op]),
+                ),
+            }
+        }
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(WireBrokerId(broker.settings.node_id.get()))
+            .with_topics(topics);
+        let response = conn.send_version(&request, 4).await?;
+        let mut answered: HashMap<(String, i32), (i16, i32, i64)> = HashMap::new();
+        for t in response.topics {
+            for p in t.partitions {
+                answered.insert(
+                    (t.topic.0.to_string(), p.partition),
+                    (p.error_code, p.leader_epoch, p.end_offset),
+                );
+            }
+        }
+        for &i in &pending {
+            let (p, epoch) = &parts[i];
+            let Some(&(code, leader_epoch, end_offset)) =
+                answered.get(&(p.topic.clone(), p.index.get()))
+            else {
+                continue;
+            };
+            if code != 0 {
+                tracing::debug!(topic = %p.topic, partition = p.index.get(), code, "OffsetForLeaderEpoch refused; waiting for new metadata");
+                paused.insert(
+                    (p.topic_id, p.index.get()),
+                    (*epoch, tokio::time::Instant::now() + PAUSE),
+                );
+                asking[i] = None;
+                continue;
+            }
+            let end = p.log.log_end_offset().get();
+            let cut = if leader_epoch < 0 || end_offset < 0 {
+                // The leader knows none of our epochs: keep only what was
+                // committed (Kafka's pre-KIP-101 rule).
+                Some(p.high_watermark().get())
+            } else {
+                let (mine, my_end) = p.log.end_offset_for_epoch(LeaderEpoch(leader_epoch));
+                if mine.get() == leader_epoch {
+                    Some(end_offset.min(my_end.get()))
+                } else if mine.get() < 0 {
+                    // We have nothing from that epoch or before it.
+                    Some(p.log.log_start_offset().get())
+                } else {
+                    // Ask again about the latest epoch we have before it.
+                    asking[i] = Some(mine);
+                    None
+                }
+            };
+            if let Some(cut) = cut {
+                if cut < end {
+                    tracing::info!(topic = %p.topic, partition = p.index.get(), from = end, to = cut, "truncating a divergent log suffix");
+                    p.log.truncate_to(Offset(cut))?;
+                    p.producers().clear();
+                    if let Err(e) = p.rebuild_producer_state() {
+                        tracing::warn!(error = %e, "rebuilding producer state after truncation");
+                    }
+                }
+                p.follower_hw(p.high_watermark().get());
+                p.set_truncated(*epoch, true);
+                asking[i] = None;
+            }
+        }
+    }
+    Ok(())
+}
