@@ -209,11 +209,17 @@ impl Broker {
         }
     }
 
-    /// The node id of the active controller: the Raft leader in cluster mode
-    /// (-1 while there is none), this node otherwise.
+    /// The controller id given to clients: the Raft leader in cluster mode
+    /// when it is also a live broker (-1 while there is no leader); when the
+    /// active controller is a controller-only node, which clients cannot
+    /// reach, this broker (it forwards admin writes, as KRaft brokers do).
     pub fn controller_id(&self) -> i32 {
         match &self.cluster {
-            Some(c) => c.leader().and_then(|l| i32::try_from(l).ok()).unwrap_or(-1),
+            Some(c) => match c.leader().and_then(|l| i32::try_from(l).ok()) {
+                None => -1,
+                Some(l) if self.image().is_live(BrokerId(l)) => l,
+                Some(_) => self.settings.node_id.get(),
+            },
             None => self.settings.node_id.get(),
         }
     }

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::quorum::{MetadataQuorum, QuorumError as MetaError};
-use samsa_metadata::{MetadataRecord, Step};
+use samsa_metadata::{Controller, MetadataRecord, Step};
 use samsa_model::BrokerId;
 use samsa_quorum::{
     parse_voters, Committed, Observer, ObserverConfig, QuorumConfig, QuorumError, RaftQuorum,
@@ -346,32 +346,14 @@ pub enum Source {
 /// Runs until the quorum shuts down.
 pub async fn follow(broker: Arc<Broker>, mut source: Source, applied: watch::Sender<Option<u64>>) {
     loop {
-        let step = match &mut source {
-            Source::Voter(s) => s.next().await,
-            Source::Observer(o) => {
-                let step = o.next().await;
-                if let (Some(state), Some(l)) = (&broker.cluster, o.leader()) {
-                    state.observed_leader.store(l as i64, Ordering::Relaxed);
-                }
-                step
-            }
+        let Some(step) = next_step(&mut source).await else {
+            return;
         };
-        let step = match step {
-            Ok(Committed::Batch(b)) => Step::Batch {
-                index: b.index,
-                records: b.records,
-            },
-            Ok(Committed::Snapshot(s)) => Step::Reset {
-                image: s.to_image(),
-                last_batch: s.last_batch,
-            },
-            Err(QuorumError::Shutdown(_)) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the committed metadata log");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+        if let (Some(state), Source::Observer(o)) = (&broker.cluster, &source) {
+            if let Some(l) = o.leader() {
+                state.observed_leader.store(l as i64, Ordering::Relaxed);
             }
-        };
+        }
         broker.controller.apply(step);
         applied.send_replace(broker.controller.last_batch());
         if let Err(e) = broker.reconcile() {
@@ -449,8 +431,8 @@ async fn heartbeat_to(
 /// broker epoch, and moves leadership back to preferred replicas every
 /// `leader.imbalance.check.interval.seconds` when
 /// `auto.leader.rebalance.enable` is set.
-pub async fn liveness(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let Some(raft) = broker.cluster.as_ref().and_then(|c| c.raft.clone()) else {
+pub async fn liveness<H: ControllerHost>(host: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+    let Some(raft) = host.cluster().and_then(|c| c.raft.clone()) else {
         return;
     };
     // When this controller first saw each broker fenced: only heartbeats
@@ -468,9 +450,14 @@ pub async fn liveness(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             last_rebalance = std::time::Instant::now();
             continue;
         };
-        let session = Duration::from_millis(config_ms(&broker, "broker.session.timeout.ms", 9000));
+        let session = Duration::from_millis(
+            host.config()
+                .get_i64("broker.session.timeout.ms")
+                .unwrap_or(9000)
+                .clamp(1, 86_400_000) as u64,
+        );
         let beats = raft.heartbeats();
-        let image = broker.image();
+        let image = host.controller().image();
         let now = std::time::Instant::now();
         for b in image.brokers.values() {
             let Ok(node) = u64::try_from(b.id.get()) else {
@@ -492,10 +479,10 @@ pub async fn liveness(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             };
             let Some(action) = action else { continue };
             let id = b.id;
-            let bk = broker.clone();
+            let bk = host.clone();
             let result = tokio::task::spawn_blocking(move || match action {
-                Liveness::Fence => bk.admin(|c| c.fence_broker(id)),
-                Liveness::Unfence(epoch) => bk.admin(|c| c.unfence_broker(id, epoch)),
+                Liveness::Fence => bk.admin(|c: &Controller| c.fence_broker(id)),
+                Liveness::Unfence(epoch) => bk.admin(|c: &Controller| c.unfence_broker(id, epoch)),
             })
             .await;
             match result {
@@ -513,7 +500,7 @@ pub async fn liveness(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
                 Err(e) => tracing::error!(error = %e, "liveness task failed"),
             }
         }
-        let cfg = broker.config();
+        let cfg = host.config();
         let every = Duration::from_secs(
             cfg.get_i64("leader.imbalance.check.interval.seconds")
                 .unwrap_or(300)
@@ -522,9 +509,11 @@ pub async fn liveness(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         if cfg.get_bool("auto.leader.rebalance.enable") && last_rebalance.elapsed() >= every {
             last_rebalance = std::time::Instant::now();
             if !samsa_metadata::plan::imbalanced_partitions(&image).is_empty() {
-                let bk = broker.clone();
+                let bk = host.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    bk.admin(|c| c.elect_leaders(samsa_metadata::ElectionType::Preferred, None))
+                    bk.admin(|c: &Controller| {
+                        c.elect_leaders(samsa_metadata::ElectionType::Preferred, None)
+                    })
                 })
                 .await;
                 if let Ok(Ok(results)) = result {
@@ -533,6 +522,117 @@ pub async fn liveness(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
                 }
             }
         }
+    }
+}
+
+/// What the controller tasks need from the process they run in: a broker
+/// (combined mode) or a controller-only node ([`ControllerNode`]).
+pub trait ControllerHost: Send + Sync + 'static {
+    fn controller(&self) -> &Controller;
+    fn cluster(&self) -> Option<&Arc<ClusterState>>;
+    fn config(&self) -> Arc<StaticConfig>;
+    /// Runs a controller operation that may write metadata (blocking on the
+    /// quorum without stalling the runtime).
+    fn admin<T>(&self, f: impl FnOnce(&Controller) -> T) -> T {
+        match self.cluster() {
+            Some(c) => c.blocking(|| f(self.controller())),
+            None => f(self.controller()),
+        }
+    }
+}
+
+/// A `process.roles=controller` node: a Raft voter with its own image of
+/// the metadata (no partitions, no clients), which runs the active
+/// controller's liveness task when it leads.
+pub struct ControllerNode {
+    cluster: Arc<ClusterState>,
+    controller: Controller,
+    config: Arc<StaticConfig>,
+}
+
+impl ControllerHost for ControllerNode {
+    fn controller(&self) -> &Controller {
+        &self.controller
+    }
+    fn cluster(&self) -> Option<&Arc<ClusterState>> {
+        Some(&self.cluster)
+    }
+    fn config(&self) -> Arc<StaticConfig> {
+        self.config.clone()
+    }
+}
+
+impl ControllerNode {
+    /// Starts the voter, follows the committed log into the image and runs
+    /// the liveness task until `shutdown`.
+    pub async fn start(
+        settings: ClusterSettings,
+        data_dir: &std::path::Path,
+        config: Arc<StaticConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<ControllerNode>, QuorumError> {
+        let (cluster, mut source, applied) = ClusterState::start(settings, data_dir).await?;
+        let controller = Controller::new(Box::new(ClusterQuorum(cluster.clone())), config.clone());
+        let node = Arc::new(ControllerNode {
+            cluster,
+            controller,
+            config,
+        });
+        let follower = node.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(step) = next_step(&mut source).await else {
+                    return;
+                };
+                follower.controller.apply(step);
+                applied.send_replace(follower.controller.last_batch());
+            }
+        });
+        tokio::spawn(liveness(node.clone(), shutdown));
+        Ok(node)
+    }
+
+    /// The node's voter address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.cluster.raft.as_ref().map(|r| r.local_addr())
+    }
+}
+
+/// The next committed step from `source` (None once the quorum shut down).
+async fn next_step(source: &mut Source) -> Option<Step> {
+    loop {
+        let step = match source {
+            Source::Voter(s) => s.next().await,
+            Source::Observer(o) => o.next().await,
+        };
+        return match step {
+            Ok(Committed::Batch(b)) => Some(Step::Batch {
+                index: b.index,
+                records: b.records,
+            }),
+            Ok(Committed::Snapshot(s)) => Some(Step::Reset {
+                image: s.to_image(),
+                last_batch: s.last_batch,
+            }),
+            Err(QuorumError::Shutdown(_)) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the committed metadata log");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+    }
+}
+
+impl ControllerHost for Broker {
+    fn controller(&self) -> &Controller {
+        &self.controller
+    }
+    fn cluster(&self) -> Option<&Arc<ClusterState>> {
+        self.cluster.as_ref()
+    }
+    fn config(&self) -> Arc<StaticConfig> {
+        Broker::config(self)
     }
 }
 

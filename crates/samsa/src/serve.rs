@@ -121,22 +121,28 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// `process.roles=controller`: a metadata voter that serves no Kafka clients.
-async fn controller_only(cluster: ClusterSettings, cfg: &StaticConfig) -> anyhow::Result<()> {
+/// `process.roles=controller`: a metadata voter that serves no Kafka clients;
+/// while it leads the quorum it is the active controller (fences brokers that
+/// stop heartbeating and moves their leaderships).
+async fn controller_only(cluster: ClusterSettings, cfg: &Arc<StaticConfig>) -> anyhow::Result<()> {
     let data_dir = cfg
         .get("log.dirs")
         .and_then(|d| d.split(',').next().map(|s| s.trim().to_string()))
         .or_else(|| cfg.get("log.dir").map(str::to_string))
         .unwrap_or_else(|| "./samsa-data".to_string());
-    let config = cluster
-        .quorum_config(std::path::Path::new(&data_dir))
-        .context("a controller needs a CONTROLLER listener")?;
-    let quorum = samsa_quorum::RaftQuorum::start(config)
-        .await
-        .context("starting the metadata quorum")?;
-    tracing::info!(node_id = cluster.node_id, listen = %quorum.local_addr(), "samsa controller is serving");
+    let node_id = cluster.node_id;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let node = samsa_broker::cluster::ControllerNode::start(
+        cluster,
+        std::path::Path::new(&data_dir),
+        cfg.clone(),
+        stop_rx,
+    )
+    .await
+    .context("starting the metadata quorum")?;
+    tracing::info!(node_id, listen = ?node.local_addr(), "samsa controller is serving");
     wait_for_signal().await?;
-    quorum.shutdown().await;
+    let _ = stop_tx.send(true);
     tracing::info!("shut down cleanly");
     Ok(())
 }
