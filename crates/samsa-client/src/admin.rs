@@ -1,22 +1,25 @@
 //! Admin operations: topics, partitions, configs, records, cluster, consumer
-//! groups and their offsets, and offset lookups (ListOffsets).
+//! groups and their offsets, offset lookups (ListOffsets), and partition
+//! placement (ElectLeaders, Alter/ListPartitionReassignments).
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::{
-    alter_configs_request, create_partitions_request, create_topics_request,
-    delete_records_request, delete_topics_request, describe_configs_request,
-    incremental_alter_configs_request, list_offsets_request, offset_commit_request,
-    offset_fetch_request, AlterConfigsRequest, ApiKey, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    alter_configs_request, alter_partition_reassignments_request, create_partitions_request,
+    create_topics_request, delete_records_request, delete_topics_request, describe_configs_request,
+    elect_leaders_request, incremental_alter_configs_request, list_offsets_request,
+    list_partition_reassignments_request, offset_commit_request, offset_fetch_request,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, BrokerId,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    ElectLeadersRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::client::{codes, BrokerInfo, Client, TopicInfo};
-use crate::error::ClientError;
+use crate::error::{is_retriable_code, ClientError};
 use crate::group_protocol::Assignment;
 
 /// Kafka's ConfigResource types.
@@ -195,6 +198,102 @@ pub struct CommittedOffset {
 
 /// Topic-partition key used in results.
 pub type Tp = (String, i32);
+
+/// Kafka error codes the partition placement operations answer with.
+pub mod placement_codes {
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+}
+
+/// Kafka's leader election types (ElectLeaders v1+).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Move leadership to the first replica of each partition, if it is a live
+    /// in-sync replica.
+    Preferred,
+    /// Elect a leader for partitions that have none, from outside the ISR if
+    /// need be (may lose acknowledged records).
+    Unclean,
+}
+
+impl ElectionType {
+    /// The value sent on the wire.
+    pub fn wire(self) -> i8 {
+        match self {
+            ElectionType::Preferred => 0,
+            ElectionType::Unclean => 1,
+        }
+    }
+
+    /// The name Kafka's tools print (`PREFERRED`, `UNCLEAN`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ElectionType::Preferred => "PREFERRED",
+            ElectionType::Unclean => "UNCLEAN",
+        }
+    }
+}
+
+impl std::fmt::Display for ElectionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ElectionType {
+    type Err = String;
+
+    /// `preferred` or `unclean`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "preferred" => Ok(ElectionType::Preferred),
+            "unclean" => Ok(ElectionType::Unclean),
+            other => Err(format!(
+                "unknown election type {other:?}: use PREFERRED or UNCLEAN"
+            )),
+        }
+    }
+}
+
+/// The broker's answer for each partition of a per-partition admin request:
+/// `Ok(())` or the partition's Kafka error (e.g. `ELECTION_NOT_NEEDED`).
+pub type PartitionResults = BTreeMap<Tp, Result<(), ClientError>>;
+
+/// A reassignment in progress (ListPartitionReassignments).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// The current replica set: the target followed by the replicas being removed.
+    pub replicas: Vec<i32>,
+    /// Replicas still catching up to join the ISR.
+    pub adding_replicas: Vec<i32>,
+    /// Replicas that leave once the added ones are in sync.
+    pub removing_replicas: Vec<i32>,
+}
+
+/// Groups `(topic, partition, x)` by topic, keeping the order of first appearance.
+fn by_topic<T>(items: impl IntoIterator<Item = (String, i32, T)>) -> Vec<(String, Vec<(i32, T)>)> {
+    let mut out: Vec<(String, Vec<(i32, T)>)> = Vec::new();
+    for (t, p, x) in items {
+        match out.iter_mut().find(|(name, _)| *name == t) {
+            Some((_, ps)) => ps.push((p, x)),
+            None => out.push((t, vec![(p, x)])),
+        }
+    }
+    out
+}
+
+fn partition_result(
+    topic: &str,
+    partition: i32,
+    code: i16,
+    message: Option<String>,
+) -> Result<(), ClientError> {
+    ClientError::check(code, message, format!("partition {topic}-{partition}"))
+}
 
 /// Admin operations over a [`Client`].
 #[derive(Clone)]
@@ -653,6 +752,196 @@ impl Admin {
         Ok(by_leader)
     }
 
+    // ----------------------------------------------------- partition placement
+
+    /// Sends a controller request to the controller Metadata names (any broker
+    /// if it is unknown or down: brokers forward metadata changes to the
+    /// active controller). A top-level retriable error (NOT_CONTROLLER while a
+    /// controller is elected, ...) or a lost connection is retried after a
+    /// metadata refresh, up to the configured number of retries.
+    async fn send_controller<R: Request>(
+        &self,
+        key: ApiKey,
+        request: &R,
+        top_error: impl Fn(&R::Response) -> (i16, Option<String>),
+        what: &str,
+    ) -> Result<R::Response, ClientError> {
+        let mut attempt = 0;
+        loop {
+            let result = async {
+                let conn = self.client.admin_connection().await?;
+                let v = conn.version(key)?;
+                let resp = conn.send_version(request, v).await?;
+                let (code, message) = top_error(&resp);
+                ClientError::check(code, message, what)?;
+                Ok(resp)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < self.client.config().retries && retry_controller(&e) => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "{what}: retrying");
+                    tokio::time::sleep(self.client.config().retry_backoff).await;
+                    if let Err(e) = self.client.fetch_metadata(Some(&[]), false).await {
+                        tracing::debug!(error = %e, "metadata refresh failed");
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// ElectLeaders (v2): a preferred or unclean leader election for the given
+    /// partitions, or for every partition (`None`; the broker then leaves out
+    /// the partitions where no election was needed). Returns each partition's
+    /// outcome; `ELECTION_NOT_NEEDED` means a valid leader is already in place.
+    pub async fn elect_leaders(
+        &self,
+        election_type: ElectionType,
+        partitions: Option<Vec<Tp>>,
+    ) -> Result<PartitionResults, ClientError> {
+        let topic_partitions = partitions.map(|ps| {
+            by_topic(ps.into_iter().map(|(t, p)| (t, p, ())))
+                .into_iter()
+                .map(|(t, ps)| {
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic_name(&t))
+                        .with_partitions(ps.into_iter().map(|(p, ())| p).collect())
+                })
+                .collect()
+        });
+        let req = ElectLeadersRequest::default()
+            .with_election_type(election_type.wire())
+            .with_topic_partitions(topic_partitions)
+            .with_timeout_ms(self.operation_timeout_ms);
+        let resp = self
+            .send_controller(
+                ApiKey::ElectLeaders,
+                &req,
+                |r| (r.error_code, None),
+                "ElectLeaders",
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for t in &resp.replica_election_results {
+            let topic = t.topic.0.to_string();
+            for p in &t.partition_result {
+                out.insert(
+                    (topic.clone(), p.partition_id),
+                    partition_result(
+                        &topic,
+                        p.partition_id,
+                        p.error_code,
+                        opt_string(&p.error_message),
+                    ),
+                );
+            }
+            self.client.invalidate_topic(&topic);
+        }
+        Ok(out)
+    }
+
+    /// AlterPartitionReassignments (v0): for each `(topic, partition, target)`,
+    /// start moving the partition to the `target` replicas (the first is the
+    /// preferred leader), or cancel its ongoing reassignment (`None`).
+    /// Returns each partition's outcome.
+    pub async fn alter_partition_reassignments(
+        &self,
+        changes: Vec<(String, i32, Option<Vec<i32>>)>,
+    ) -> Result<PartitionResults, ClientError> {
+        let topics = by_topic(changes)
+            .into_iter()
+            .map(|(t, ps)| {
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|(p, target)| {
+                                alter_partition_reassignments_request::ReassignablePartition::default()
+                                    .with_partition_index(p)
+                                    .with_replicas(
+                                        target.map(|r| r.into_iter().map(BrokerId).collect()),
+                                    )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.operation_timeout_ms)
+            .with_topics(topics);
+        let resp = self
+            .send_controller(
+                ApiKey::AlterPartitionReassignments,
+                &req,
+                |r| (r.error_code, opt_string(&r.error_message)),
+                "AlterPartitionReassignments",
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for t in &resp.responses {
+            let topic = t.name.0.to_string();
+            for p in &t.partitions {
+                out.insert(
+                    (topic.clone(), p.partition_index),
+                    partition_result(
+                        &topic,
+                        p.partition_index,
+                        p.error_code,
+                        opt_string(&p.error_message),
+                    ),
+                );
+            }
+            self.client.invalidate_topic(&topic);
+        }
+        Ok(out)
+    }
+
+    /// ListPartitionReassignments (v0): the ongoing reassignments of the given
+    /// partitions (those not being reassigned are left out), or of all (`None`).
+    pub async fn list_partition_reassignments(
+        &self,
+        partitions: Option<Vec<Tp>>,
+    ) -> Result<BTreeMap<Tp, OngoingReassignment>, ClientError> {
+        let topics = partitions.map(|ps| {
+            by_topic(ps.into_iter().map(|(t, p)| (t, p, ())))
+                .into_iter()
+                .map(|(t, ps)| {
+                    list_partition_reassignments_request::ListPartitionReassignmentsTopics::default(
+                    )
+                    .with_name(topic_name(&t))
+                    .with_partition_indexes(ps.into_iter().map(|(p, ())| p).collect())
+                })
+                .collect()
+        });
+        let req = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.operation_timeout_ms)
+            .with_topics(topics);
+        let resp = self
+            .send_controller(
+                ApiKey::ListPartitionReassignments,
+                &req,
+                |r| (r.error_code, opt_string(&r.error_message)),
+                "ListPartitionReassignments",
+            )
+            .await?;
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        let mut out = BTreeMap::new();
+        for t in &resp.topics {
+            for p in &t.partitions {
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    OngoingReassignment {
+                        replicas: ids(&p.replicas),
+                        adding_replicas: ids(&p.adding_replicas),
+                        removing_replicas: ids(&p.removing_replicas),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
     // --------------------------------------------------------------- cluster
 
     /// DescribeCluster.
@@ -786,6 +1075,17 @@ impl Admin {
             ClientError::Invalid(format!("DeleteGroups did not answer for {group}"))
         })?;
         ClientError::check(r.error_code, None, format!("group {group}"))
+    }
+}
+
+/// Whether a controller request that failed this way is worth another try:
+/// a retriable top-level Kafka error (NOT_CONTROLLER, ...) or a lost
+/// connection. Timeouts are not retried (the request timeout is long already).
+fn retry_controller(e: &ClientError) -> bool {
+    match e {
+        ClientError::Kafka { code, .. } => is_retriable_code(*code),
+        ClientError::Io { .. } | ClientError::Disconnected { .. } => true,
+        _ => false,
     }
 }
 
@@ -936,4 +1236,304 @@ pub(crate) async fn commit_offsets(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::{BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::{
+        alter_partition_reassignments_response, api_versions_response, elect_leaders_response,
+        list_partition_reassignments_response, metadata_response,
+        AlterPartitionReassignmentsResponse, ApiVersionsResponse, ElectLeadersResponse,
+        ListPartitionReassignmentsResponse, MetadataResponse, RequestHeader, ResponseHeader,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::ClientConfig;
+
+    /// What the fake controller saw.
+    #[derive(Default)]
+    struct Seen {
+        elect: Vec<ElectLeadersRequest>,
+        alter: Vec<AlterPartitionReassignmentsRequest>,
+        list: Vec<ListPartitionReassignmentsRequest>,
+    }
+
+    /// A one-broker cluster (node 1, also the controller) that answers the
+    /// partition placement APIs. The first ElectLeaders is refused with
+    /// NOT_CONTROLLER (a controller election in progress).
+    async fn fake_controller() -> (String, Arc<Mutex<Seen>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let state = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(s, addr.port(), state.clone()));
+            }
+        });
+        (addr.to_string(), seen)
+    }
+
+    async fn serve(mut s: TcpStream, port: u16, seen: Arc<Mutex<Seen>>) {
+        loop {
+            let mut size = [0u8; 4];
+            if s.read_exact(&mut size).await.is_err() {
+                return;
+            }
+            let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+            s.read_exact(&mut body).await.expect("body");
+            let mut b = Bytes::from(body);
+            let key = i16::from_be_bytes([b[0], b[1]]);
+            let version = i16::from_be_bytes([b[2], b[3]]);
+            let api = ApiKey::try_from(key).expect("key");
+            let header =
+                RequestHeader::decode(&mut b, api.request_header_version(version)).expect("header");
+            let mut out = BytesMut::new();
+            out.put_i32(0);
+            ResponseHeader::default()
+                .with_correlation_id(header.correlation_id)
+                .encode(&mut out, api.response_header_version(version))
+                .expect("encode header");
+            match api {
+                ApiKey::ApiVersions => {
+                    let apis = [
+                        (ApiKey::ApiVersions, 0, 3),
+                        (ApiKey::Metadata, 0, 12),
+                        (ApiKey::ElectLeaders, 0, 2),
+                        (ApiKey::AlterPartitionReassignments, 0, 0),
+                        (ApiKey::ListPartitionReassignments, 0, 0),
+                    ];
+                    ApiVersionsResponse::default()
+                        .with_api_keys(
+                            apis.iter()
+                                .map(|(k, min, max)| {
+                                    api_versions_response::ApiVersion::default()
+                                        .with_api_key(*k as i16)
+                                        .with_min_version(*min)
+                                        .with_max_version(*max)
+                                })
+                                .collect(),
+                        )
+                        .encode(&mut out, version)
+                        .expect("encode");
+                }
+                ApiKey::Metadata => {
+                    MetadataResponse::default()
+                        .with_controller_id(BrokerId(1))
+                        .with_brokers(vec![metadata_response::MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(1))
+                            .with_host(sb("127.0.0.1"))
+                            .with_port(i32::from(port))])
+                        .encode(&mut out, version)
+                        .expect("encode");
+                }
+                ApiKey::ElectLeaders => {
+                    let req = ElectLeadersRequest::decode(&mut b, version).expect("request");
+                    let first = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.elect.push(req.clone());
+                        seen.elect.len() == 1
+                    };
+                    let mut resp = ElectLeadersResponse::default();
+                    if first {
+                        resp.error_code = placement_codes::NOT_CONTROLLER;
+                    } else {
+                        // t-0 elected, t-1 already led by its preferred replica.
+                        resp.replica_election_results =
+                            vec![elect_leaders_response::ReplicaElectionResult::default()
+                                .with_topic(topic_name("t"))
+                                .with_partition_result(vec![
+                                    elect_leaders_response::PartitionResult::default()
+                                        .with_partition_id(0),
+                                    elect_leaders_response::PartitionResult::default()
+                                        .with_partition_id(1)
+                                        .with_error_code(placement_codes::ELECTION_NOT_NEEDED)
+                                        .with_error_message(Some(sb("not needed"))),
+                                ])];
+                    }
+                    resp.encode(&mut out, version).expect("encode");
+                }
+                ApiKey::AlterPartitionReassignments => {
+                    let req = AlterPartitionReassignmentsRequest::decode(&mut b, version)
+                        .expect("request");
+                    let topics = req
+                        .topics
+                        .iter()
+                        .map(|t| {
+                            alter_partition_reassignments_response::ReassignableTopicResponse::default()
+                                .with_name(t.name.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            // Cancelling answers "none in progress"; broker 9 does not exist.
+                                            let code = match &p.replicas {
+                                                None => placement_codes::NO_REASSIGNMENT_IN_PROGRESS,
+                                                Some(r) if r.contains(&BrokerId(9)) => {
+                                                    placement_codes::INVALID_REPLICA_ASSIGNMENT
+                                                }
+                                                Some(_) => 0,
+                                            };
+                                            alter_partition_reassignments_response::ReassignablePartitionResponse::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_error_code(code)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    seen.lock().unwrap().alter.push(req);
+                    AlterPartitionReassignmentsResponse::default()
+                        .with_responses(topics)
+                        .encode(&mut out, version)
+                        .expect("encode");
+                }
+                ApiKey::ListPartitionReassignments => {
+                    let req = ListPartitionReassignmentsRequest::decode(&mut b, version)
+                        .expect("request");
+                    seen.lock().unwrap().list.push(req);
+                    ListPartitionReassignmentsResponse::default()
+                        .with_topics(vec![
+                            list_partition_reassignments_response::OngoingTopicReassignment::default()
+                                .with_name(topic_name("t"))
+                                .with_partitions(vec![
+                                    list_partition_reassignments_response::OngoingPartitionReassignment::default()
+                                        .with_partition_index(0)
+                                        .with_replicas(vec![BrokerId(2), BrokerId(3), BrokerId(1)])
+                                        .with_adding_replicas(vec![BrokerId(3)])
+                                        .with_removing_replicas(vec![BrokerId(1)]),
+                                ]),
+                        ])
+                        .encode(&mut out, version)
+                        .expect("encode");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            let n = (out.len() - 4) as i32;
+            out[0..4].copy_from_slice(&n.to_be_bytes());
+            s.write_all(&out).await.expect("write");
+        }
+    }
+
+    async fn admin(addr: &str) -> Admin {
+        let mut config = ClientConfig::new(addr);
+        config.retry_backoff = std::time::Duration::from_millis(1);
+        Admin::new(Client::connect(config).await.expect("connect"))
+    }
+
+    #[test]
+    fn election_types_parse_in_any_case() {
+        assert_eq!("PREFERRED".parse(), Ok(ElectionType::Preferred));
+        assert_eq!("unclean".parse(), Ok(ElectionType::Unclean));
+        assert_eq!(" Preferred ".parse(), Ok(ElectionType::Preferred));
+        assert!("dirty".parse::<ElectionType>().is_err());
+        assert_eq!(ElectionType::Unclean.wire(), 1);
+        assert_eq!(ElectionType::Preferred.to_string(), "PREFERRED");
+    }
+
+    #[tokio::test]
+    async fn elect_leaders_retries_not_controller_and_reports_each_partition() {
+        let (addr, seen) = fake_controller().await;
+        let admin = admin(&addr).await;
+        let results = admin
+            .elect_leaders(
+                ElectionType::Unclean,
+                Some(vec![("t".into(), 0), ("t".into(), 1)]),
+            )
+            .await
+            .expect("elect");
+        assert!(results[&("t".to_string(), 0)].is_ok());
+        let e = results[&("t".to_string(), 1)].as_ref().unwrap_err();
+        assert_eq!(e.code(), Some(placement_codes::ELECTION_NOT_NEEDED));
+        assert!(
+            e.to_string().contains("partition t-1: ELECTION_NOT_NEEDED"),
+            "{e}"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.elect.len(), 2, "NOT_CONTROLLER is retried once");
+        let req = &seen.elect[1];
+        assert_eq!(req.election_type, 1);
+        let tps = req.topic_partitions.as_ref().expect("partitions sent");
+        assert_eq!(tps.len(), 1, "grouped by topic");
+        assert_eq!(tps[0].topic.0.as_str(), "t");
+        assert_eq!(tps[0].partitions, vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn elect_leaders_for_all_partitions_sends_null() {
+        let (addr, seen) = fake_controller().await;
+        let admin = admin(&addr).await;
+        admin
+            .elect_leaders(ElectionType::Preferred, None)
+            .await
+            .expect("elect");
+        let seen = seen.lock().unwrap();
+        assert!(seen.elect.iter().all(|r| r.topic_partitions.is_none()));
+        assert_eq!(seen.elect[1].election_type, 0);
+    }
+
+    #[tokio::test]
+    async fn reassignments_start_cancel_and_list() {
+        let (addr, seen) = fake_controller().await;
+        let admin = admin(&addr).await;
+        let results = admin
+            .alter_partition_reassignments(vec![
+                ("t".into(), 0, Some(vec![2, 3, 1])),
+                ("u".into(), 0, Some(vec![9])),
+                ("t".into(), 1, None),
+            ])
+            .await
+            .expect("alter");
+        assert!(results[&("t".to_string(), 0)].is_ok());
+        assert_eq!(
+            results[&("u".to_string(), 0)].as_ref().unwrap_err().code(),
+            Some(placement_codes::INVALID_REPLICA_ASSIGNMENT)
+        );
+        assert_eq!(
+            results[&("t".to_string(), 1)].as_ref().unwrap_err().code(),
+            Some(placement_codes::NO_REASSIGNMENT_IN_PROGRESS)
+        );
+        {
+            let seen = seen.lock().unwrap();
+            let req = &seen.alter[0];
+            let names: Vec<&str> = req.topics.iter().map(|t| t.name.0.as_str()).collect();
+            assert_eq!(names, vec!["t", "u"]);
+            assert_eq!(
+                req.topics[0].partitions[0].replicas,
+                Some(vec![BrokerId(2), BrokerId(3), BrokerId(1)])
+            );
+            assert_eq!(req.topics[0].partitions[1].partition_index, 1);
+            assert_eq!(req.topics[0].partitions[1].replicas, None, "null = cancel");
+        }
+
+        let ongoing = admin
+            .list_partition_reassignments(None)
+            .await
+            .expect("list");
+        assert_eq!(
+            ongoing[&("t".to_string(), 0)],
+            OngoingReassignment {
+                replicas: vec![2, 3, 1],
+                adding_replicas: vec![3],
+                removing_replicas: vec![1],
+            }
+        );
+        admin
+            .list_partition_reassignments(Some(vec![("t".into(), 0), ("t".into(), 2)]))
+            .await
+            .expect("list");
+        let seen = seen.lock().unwrap();
+        assert!(seen.list[0].topics.is_none());
+        let topics = seen.list[1].topics.as_ref().expect("filter sent");
+        assert_eq!(topics[0].partition_indexes, vec![0, 2]);
+    }
 }

@@ -110,6 +110,7 @@ pub fn hint_for_code(code: i16) -> Option<&'static str> {
         36 => "the topic exists already: inspect it with `samsa topics describe NAME`",
         37 => "the number of partitions must be at least 1 (and can only grow)",
         38 => "the replication factor cannot exceed the number of brokers in the cluster; use a smaller --replication-factor",
+        39 => "each replica must be a live broker listed once: `samsa topics describe` and the cluster's broker ids show what exists",
         40 => "check the config name and value: `samsa configs describe --topic NAME` lists the topic's configs",
         41 => "the broker is not the controller; retry",
         42 => "the broker rejected the request as invalid",
@@ -117,6 +118,10 @@ pub fn hint_for_code(code: i16) -> Option<&'static str> {
         68 => "the group still has active members: stop its consumers first",
         69 => "no such group: `samsa groups list` shows the existing groups",
         73 => "topic deletion is disabled: set delete.topic.enable=true on the broker",
+        80 => "the preferred replica (the first of the partition's replicas) must be alive and in the ISR: wait until it has caught up (`samsa topics describe --under-replicated-partitions` lists partitions still catching up) and retry",
+        83 => "no replica of the partition is alive: start one of its brokers",
+        84 => "the partition already has a valid leader; nothing to do",
+        85 => "the partition has no reassignment in progress: `samsa reassign-partitions --list` shows the ongoing ones",
         87 => "the partition count can only be increased",
         _ => return None,
     })
@@ -201,6 +206,44 @@ pub fn unbracket(v: &str) -> String {
     }
 }
 
+/// Kafka's name for a partition: `topic-partition`.
+pub fn tp_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// Joins partition names with ", " (how Kafka's tools list them).
+pub fn tp_list<'a>(tps: impl IntoIterator<Item = &'a (String, i32)>) -> String {
+    tps.into_iter()
+        .map(|(t, p)| tp_name(t, *p))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An error without the partition it applies to (for per-partition lines
+/// that name it already): `NAME (error code N): message`.
+pub fn bare_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Kafka {
+            code,
+            name,
+            message,
+            ..
+        } => match message.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => format!("{name} (error code {code}): {m}"),
+            None => format!("{name} (error code {code})"),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Reads a JSON file given on the command line.
+pub fn read_json_file(path: &std::path::Path, flag: &str) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {flag} {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{flag} {} is not valid JSON", path.display()))
+}
+
 /// Prints a JSON value on one line.
 pub fn print_json(v: &serde_json::Value) {
     println!("{v}");
@@ -229,5 +272,19 @@ mod tests {
         assert!(hint_for_code(36).unwrap().contains("samsa topics describe"));
         assert!(hint_for_code(3).unwrap().contains("samsa topics create"));
         assert!(hint_for_code(38).unwrap().contains("number of brokers"));
+    }
+
+    #[test]
+    fn per_partition_errors_leave_out_the_partition() {
+        let e = ClientError::at(80, Some("t-0: not in sync".into()), "partition t-0");
+        assert_eq!(
+            bare_error(&e),
+            "PREFERRED_LEADER_NOT_AVAILABLE (error code 80): t-0: not in sync"
+        );
+        assert_eq!(
+            bare_error(&ClientError::at(84, None, "partition t-0")),
+            "ELECTION_NOT_NEEDED (error code 84)"
+        );
+        assert_eq!(tp_list(&[("a".into(), 0), ("b".into(), 1)]), "a-0, b-1");
     }
 }

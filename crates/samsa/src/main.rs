@@ -1,14 +1,17 @@
 //! The `samsa` command: `samsa serve` runs a broker; the other subcommands are
-//! the operator's CLI (topics, produce, consume, groups, configs, perf,
-//! completions), talking to any Kafka-compatible broker through samsa-client.
+//! the operator's CLI (topics, produce, consume, groups, configs,
+//! leader-election, reassign-partitions, perf, completions), talking to any
+//! Kafka-compatible broker through samsa-client.
 
 mod common;
 mod configs;
 mod consume;
 mod datetime;
 mod groups;
+mod leader_election;
 mod perf;
 mod produce;
+mod reassign;
 mod serve;
 mod table;
 mod topics;
@@ -40,6 +43,10 @@ enum Command {
     Groups(groups::GroupsArgs),
     /// Describe and alter topic and broker configs.
     Configs(configs::ConfigsArgs),
+    /// Elect preferred (or unclean) partition leaders, like kafka-leader-election.sh.
+    LeaderElection(leader_election::LeaderElectionArgs),
+    /// Move partition replicas between brokers, like kafka-reassign-partitions.sh.
+    ReassignPartitions(reassign::ReassignArgs),
     /// Measure produce or consume throughput and latency.
     Perf(perf::PerfArgs),
     /// Print a shell completion script.
@@ -74,6 +81,8 @@ fn main() {
         Command::Consume(args) => common::run(consume::run(args)),
         Command::Groups(args) => common::run(groups::run(args)),
         Command::Configs(args) => common::run(configs::run(args)),
+        Command::LeaderElection(args) => common::run(leader_election::run(args)),
+        Command::ReassignPartitions(args) => common::run(reassign::run(args)),
         Command::Perf(args) => common::run(perf::run(args)),
     };
     if let Err(e) = result {

@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use samsa_client::admin::{ConfigResource, NewTopic};
-use samsa_client::client::TopicInfo;
+use std::collections::BTreeSet;
+
+use samsa_client::client::{PartitionInfo, TopicInfo};
 use samsa_client::error::ClientError;
 use samsa_client::Admin;
 use serde_json::json;
@@ -29,7 +31,7 @@ enum TopicsCommand {
         exclude_internal: bool,
     },
     /// Show partitions (leader, replicas, ISR) and non-default configs.
-    Describe(NameArg),
+    Describe(DescribeArgs),
     /// Add partitions to a topic.
     Alter {
         #[command(flatten)]
@@ -78,6 +80,49 @@ struct NameArg {
 }
 
 #[derive(clap::Args)]
+struct DescribeArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// Only partitions whose ISR is smaller than their replica set (and no
+    /// topic summary lines), like kafka-topics.sh.
+    #[arg(long)]
+    under_replicated_partitions: bool,
+    /// Only partitions without a live leader (and no topic summary lines).
+    #[arg(long)]
+    unavailable_partitions: bool,
+}
+
+/// Which partitions `topics describe` shows.
+#[derive(Clone, Copy, Debug, Default)]
+struct PartitionFilter {
+    under_replicated: bool,
+    unavailable: bool,
+}
+
+impl PartitionFilter {
+    fn active(self) -> bool {
+        self.under_replicated || self.unavailable
+    }
+
+    /// Whether a partition passes (either filter matching is enough).
+    fn keep(self, p: &PartitionInfo, live: &BTreeSet<i32>) -> bool {
+        !self.active()
+            || (self.under_replicated && under_replicated(p))
+            || (self.unavailable && unavailable(p, live))
+    }
+}
+
+/// Kafka's under-replicated: fewer in-sync replicas than replicas.
+fn under_replicated(p: &PartitionInfo) -> bool {
+    p.isr.len() < p.replicas.len()
+}
+
+/// Kafka's unavailable (offline): no leader, or a leader that is not a live broker.
+fn unavailable(p: &PartitionInfo, live: &BTreeSet<i32>) -> bool {
+    p.leader < 0 || (!live.is_empty() && !live.contains(&p.leader))
+}
+
+#[derive(clap::Args)]
 struct CreateArgs {
     #[command(flatten)]
     name: RequiredName,
@@ -112,9 +157,13 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TopicsCommand::Describe(n) => {
-            let name = n.name.or(n.topic);
-            describe(&conn, &admin, name).await
+        TopicsCommand::Describe(d) => {
+            let name = d.name.name.or(d.name.topic);
+            let filter = PartitionFilter {
+                under_replicated: d.under_replicated_partitions,
+                unavailable: d.unavailable_partitions,
+            };
+            describe(&conn, &admin, name, filter).await
         }
         TopicsCommand::Alter { name, partitions } => {
             let name = name.get();
@@ -197,7 +246,12 @@ fn join_ids(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
-async fn describe(conn: &ConnArgs, admin: &Admin, name: Option<String>) -> anyhow::Result<()> {
+async fn describe(
+    conn: &ConnArgs,
+    admin: &Admin,
+    name: Option<String>,
+    filter: PartitionFilter,
+) -> anyhow::Result<()> {
     let names = name.map(|n| vec![n]);
     let topics: Vec<TopicInfo> = match admin.describe_topics(names.as_deref()).await {
         Ok(t) => t,
@@ -214,27 +268,51 @@ async fn describe(conn: &ConnArgs, admin: &Admin, name: Option<String>) -> anyho
         }
         Err(e) => return Err(e.into()),
     };
+    let live: BTreeSet<i32> = admin.client().cluster().brokers.keys().copied().collect();
     let mut json_topics = Vec::new();
+    let (mut total_under, mut total_offline) = (0usize, 0usize);
     for t in &topics {
-        let configs: Vec<(String, String)> = match admin
-            .describe_configs(&ConfigResource::Topic(t.name.clone()))
-            .await
-        {
-            Ok(entries) => entries
-                .into_iter()
-                .filter(|e| !e.is_default())
-                .map(|e| {
-                    let v = if e.sensitive {
-                        "<sensitive>".to_string()
-                    } else {
-                        e.value.unwrap_or_else(|| "null".into())
-                    };
-                    (e.name, v)
-                })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(topic = %t.name, error = %e, "cannot describe the topic's configs");
-                Vec::new()
+        let under_count = t.partitions.iter().filter(|p| under_replicated(p)).count();
+        let offline_count = t
+            .partitions
+            .iter()
+            .filter(|p| unavailable(p, &live))
+            .count();
+        total_under += under_count;
+        total_offline += offline_count;
+        let shown: Vec<&PartitionInfo> = t
+            .partitions
+            .iter()
+            .filter(|p| filter.keep(p, &live))
+            .collect();
+        if filter.active() && shown.is_empty() {
+            continue;
+        }
+        // The filtered text view prints no topic lines, so no configs either.
+        let want_configs = conn.json() || !filter.active();
+        let configs: Vec<(String, String)> = if !want_configs {
+            Vec::new()
+        } else {
+            match admin
+                .describe_configs(&ConfigResource::Topic(t.name.clone()))
+                .await
+            {
+                Ok(entries) => entries
+                    .into_iter()
+                    .filter(|e| !e.is_default())
+                    .map(|e| {
+                        let v = if e.sensitive {
+                            "<sensitive>".to_string()
+                        } else {
+                            e.value.unwrap_or_else(|| "null".into())
+                        };
+                        (e.name, v)
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(topic = %t.name, error = %e, "cannot describe the topic's configs");
+                    Vec::new()
+                }
             }
         };
         let rf = t.partitions.first().map_or(0, |p| p.replicas.len());
@@ -245,7 +323,9 @@ async fn describe(conn: &ConnArgs, admin: &Admin, name: Option<String>) -> anyho
                 "partition_count": t.partitions.len(),
                 "replication_factor": rf,
                 "configs": configs.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "partitions": t.partitions.iter().map(|p| json!({
+                "under_replicated_partitions": under_count,
+                "offline_partitions": offline_count,
+                "partitions": shown.iter().map(|p| json!({
                     "partition": p.partition,
                     "leader": p.leader,
                     "replicas": p.replicas,
@@ -255,20 +335,22 @@ async fn describe(conn: &ConnArgs, admin: &Admin, name: Option<String>) -> anyho
             }));
             continue;
         }
-        let cfg = configs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        println!(
-            "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
-            t.name,
-            t.topic_id_string().unwrap_or_else(|| "-".into()),
-            t.partitions.len(),
-            rf,
-            cfg
-        );
-        for p in &t.partitions {
+        if !filter.active() {
+            let cfg = configs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            println!(
+                "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
+                t.name,
+                t.topic_id_string().unwrap_or_else(|| "-".into()),
+                t.partitions.len(),
+                rf,
+                cfg
+            );
+        }
+        for p in shown {
             let leader = if p.leader < 0 {
                 "none".to_string()
             } else {
@@ -290,6 +372,85 @@ async fn describe(conn: &ConnArgs, admin: &Admin, name: Option<String>) -> anyho
     }
     if conn.json() {
         print_json(&serde_json::Value::Array(json_topics));
+    } else if let Some(summary) = health_summary(total_under, total_offline) {
+        eprintln!("{summary}");
     }
     Ok(())
+}
+
+/// The stderr line `topics describe` prints when something needs attention.
+fn health_summary(under: usize, offline: usize) -> Option<String> {
+    match (under, offline) {
+        (0, 0) => None,
+        (u, 0) => Some(format!("{u} under-replicated partition(s)")),
+        (0, o) => Some(format!("{o} offline partition(s)")),
+        (u, o) => Some(format!("{u} under-replicated, {o} offline partition(s)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionInfo {
+        PartitionInfo {
+            partition: 0,
+            error_code: 0,
+            leader,
+            leader_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            offline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn filters_follow_kafka_topics() {
+        let live: BTreeSet<i32> = [1, 2].into_iter().collect();
+        let healthy = part(1, &[1, 2], &[1, 2]);
+        let under = part(1, &[1, 3], &[1]);
+        let offline = part(-1, &[3], &[3]);
+        let led_by_dead = part(3, &[3, 1], &[3, 1]);
+        assert!(!under_replicated(&healthy) && under_replicated(&under));
+        assert!(
+            !under_replicated(&offline),
+            "a lone replica keeps its ISR of one"
+        );
+        assert!(unavailable(&offline, &live) && unavailable(&led_by_dead, &live));
+        assert!(!unavailable(&under, &live));
+
+        let all = PartitionFilter::default();
+        assert!(!all.active() && all.keep(&healthy, &live));
+        let urp = PartitionFilter {
+            under_replicated: true,
+            unavailable: false,
+        };
+        assert!(
+            urp.keep(&under, &live) && !urp.keep(&healthy, &live) && !urp.keep(&offline, &live)
+        );
+        let both = PartitionFilter {
+            under_replicated: true,
+            unavailable: true,
+        };
+        assert!(
+            both.keep(&under, &live) && both.keep(&offline, &live) && !both.keep(&healthy, &live)
+        );
+    }
+
+    #[test]
+    fn the_summary_names_what_needs_attention() {
+        assert_eq!(health_summary(0, 0), None);
+        assert_eq!(
+            health_summary(2, 1).as_deref(),
+            Some("2 under-replicated, 1 offline partition(s)")
+        );
+        assert_eq!(
+            health_summary(2, 0).as_deref(),
+            Some("2 under-replicated partition(s)")
+        );
+        assert_eq!(
+            health_summary(0, 3).as_deref(),
+            Some("3 offline partition(s)")
+        );
+    }
 }
