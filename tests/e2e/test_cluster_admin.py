@@ -16,6 +16,7 @@ with raw Metadata requests to every node (cluster.py), not only through the CLI.
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 from pathlib import Path
 
@@ -334,6 +335,28 @@ def test_preferred_leader_election_moves_leadership_back(cluster_factory, tmp_pa
     p = cli(c, "leader-election", "--path-to-json-file",
             write_json(tmp_path, "missing.json", {"partitions": [{"topic": topic, "partition": 7}]}), check=False)
     assert p.returncode == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in p.stdout + p.stderr, (p.stdout, p.stderr)
+
+
+@pytest.mark.timeout(240)
+def test_automatic_leader_rebalance_returns_leadership_to_the_preferred_replica(cluster_factory):
+    """auto.leader.rebalance.enable (Kafka's default): once the preferred
+    replica is back in the ISR, the controller moves leadership back on its
+    own at the next leader.imbalance.check.interval.seconds."""
+    c = cluster_factory(3, overrides={"auto.leader.rebalance.enable": "true",
+                                      "leader.imbalance.check.interval.seconds": "2"})
+    topic = h.unique_topic("rebalance")
+    c.create_topic(topic, 3, rf=3)
+    preferred = partition_state(c, topic, 0).replicas[0]
+    assert c.leader_of(topic, 0) == preferred, c.describe(topic)
+    c.sigterm(preferred)
+    new = c.wait_new_leader(topic, 0, preferred)
+    log(f"{topic}-0: leader {preferred} -> {new} while {preferred} is down")
+    c.restart(preferred)
+    c.wait_isr_full(topic, range(3), rf=3)
+    t0 = time.monotonic()
+    h.wait_until(lambda: c.leader_of(topic, 0) == preferred, timeout=30,
+                 message=f"{topic}-0 back on its preferred replica {preferred}: {c.describe(topic)}")
+    log(f"{topic}-0: leadership back on {preferred} {time.monotonic() - t0:.1f}s after the ISR was full")
 
 
 # =====================================================================================
