@@ -151,6 +151,11 @@ pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId
                     tracing::error!(error = %e, "reconciling after an ISR change");
                 }
             }
+            // A restarted follower fetches before its first heartbeat unfences
+            // it; the expansion is retried on its next fetch.
+            Err(e @ samsa_metadata::ControllerError::IneligibleReplica(_)) => {
+                tracing::debug!(topic = %part.topic, partition = part.index.get(), error = %e, "ISR change refused")
+            }
             Err(e) => {
                 tracing::info!(topic = %part.topic, partition = part.index.get(), error = %e, "ISR change refused")
             }
