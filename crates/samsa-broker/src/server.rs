@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use samsa_protocol::codec::{api_versions_unsupported, parse_request, ParseError};
+use samsa_protocol::codec::{api_versions_unsupported, parse_request, ParseError, ResponseFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -41,6 +41,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     tokio::spawn(flusher(broker.clone(), shutdown.clone()));
+    tokio::spawn(memory_trimmer(shutdown.clone()));
     tokio::spawn(crate::replica::run(broker.clone(), shutdown.clone()));
     if broker.cluster.is_some() {
         tokio::spawn(crate::cluster::heartbeat(broker.clone(), shutdown.clone()));
@@ -140,6 +141,23 @@ async fn flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "periodic flush failed");
             }
         }
+    }
+}
+
+/// How often freed heap memory is handed back to the OS.
+const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Periodically returns freed heap pages to the OS ([`crate::memory`]), so the
+/// resident size follows the current load rather than the peak. Runs on a
+/// blocking thread: trimming a large heap takes a moment.
+async fn memory_trimmer(mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(MEMORY_TRIM_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
     }
 }
 
@@ -277,9 +295,56 @@ async fn connection(
             }
         };
         if let Some(response) = handlers::handle(&broker, peer, &listener, request).await {
-            write.write_all(&response).await?;
+            write_frame(&mut write, &response).await?;
         }
     }
+}
+
+/// How many chunks one vectored write hands to the kernel at most.
+const WRITE_CHUNKS_MAX: usize = 64;
+
+/// Writes a response frame's chunks back to back with vectored writes, so
+/// record sets go from the storage read buffers to the socket uncopied.
+async fn write_frame<W: AsyncWriteExt + Unpin>(
+    write: &mut W,
+    frame: &ResponseFrame,
+) -> std::io::Result<()> {
+    let chunks = frame.chunks();
+    if let [one] = chunks {
+        return write.write_all(one).await;
+    }
+    let mut index = 0usize;
+    let mut skip = 0usize;
+    let mut slices = Vec::with_capacity(chunks.len().min(WRITE_CHUNKS_MAX));
+    while index < chunks.len() {
+        slices.clear();
+        for (i, c) in chunks.iter().enumerate().skip(index).take(WRITE_CHUNKS_MAX) {
+            let from = if i == index { skip } else { 0 };
+            if let Some(rest) = c.get(from..) {
+                slices.push(std::io::IoSlice::new(rest));
+            }
+        }
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && index < chunks.len() {
+            let left = chunks.get(index).map_or(0, |c| c.len() - skip);
+            if n >= left {
+                n -= left;
+                index += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+        while index < chunks.len() && chunks.get(index).is_some_and(|c| c.len() == skip) {
+            index += 1;
+            skip = 0;
+        }
+    }
+    Ok(())
 }
 
 async fn read_frame_body<R: AsyncReadExt + Unpin>(

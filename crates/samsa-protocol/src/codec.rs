@@ -22,6 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::guard;
@@ -135,24 +136,188 @@ pub fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header
-        .encode(&mut buf, api_key.response_header_version(version))
-        .map_err(|e| EncodeError {
-            api_key,
-            version,
-            reason: e.to_string(),
-        })?;
-    body.encode(&mut buf, version).map_err(|e| EncodeError {
+    let frame = encode_response_frame(api_key, version, correlation_id, body)?;
+    let mut buf = BytesMut::with_capacity(frame.len());
+    for chunk in frame.chunks() {
+        buf.extend_from_slice(chunk);
+    }
+    Ok(buf)
+}
+
+/// Record sets at least this large are referenced by a [`ResponseFrame`]
+/// instead of being copied into the encoded bytes.
+const ZERO_COPY_BYTES_MIN: usize = 1024;
+
+/// An encoded response frame (size prefix included) as chunks to be written
+/// back to back. The record sets of a Fetch response are chunks of their own
+/// that share the bytes read from storage, so they are never copied.
+#[derive(Debug, Default)]
+pub struct ResponseFrame {
+    chunks: Vec<Bytes>,
+}
+
+impl ResponseFrame {
+    /// The chunks, in order.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// Total bytes of the frame, size prefix included.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether the frame has no bytes (never true for an encoded response).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<BytesMut> for ResponseFrame {
+    fn from(buf: BytesMut) -> Self {
+        ResponseFrame {
+            chunks: vec![buf.freeze()],
+        }
+    }
+}
+
+/// Encodes a response frame, size prefix included, without copying the
+/// record sets of a Fetch response.
+pub fn encode_response_frame(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<ResponseFrame, EncodeError> {
+    let fail = |e: String| EncodeError {
         api_key,
         version,
-        reason: e.to_string(),
-    })?;
-    let size = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf)
+        reason: e,
+    };
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
+    let ResponseKind::Fetch(fetch) = body else {
+        let mut buf = BytesMut::with_capacity(256);
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, header_version)
+            .map_err(|e| fail(e.to_string()))?;
+        body.encode(&mut buf, version)
+            .map_err(|e| fail(e.to_string()))?;
+        let size = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&size.to_be_bytes());
+        return Ok(ResponseFrame::from(buf));
+    };
+    let shared: Vec<Bytes> = fetch
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.clone())
+        .filter(|r| r.len() >= ZERO_COPY_BYTES_MIN)
+        .collect();
+    let mut buf = ChunkedBuf {
+        cur: BytesMut::with_capacity(256 + 64 * shared.len()),
+        chunks: Vec::with_capacity(2 * shared.len() + 2),
+        shared,
+        next_shared: 0,
+        before_cur: 0,
+    };
+    header
+        .encode(&mut buf, header_version)
+        .map_err(|e| fail(e.to_string()))?;
+    fetch
+        .encode(&mut buf, version)
+        .map_err(|e| fail(e.to_string()))?;
+    buf.flush();
+    let size = i32::try_from(buf.before_cur).map_err(|_| fail("response too large".into()))?;
+    let mut chunks = Vec::with_capacity(buf.chunks.len() + 1);
+    chunks.push(Bytes::copy_from_slice(&size.to_be_bytes()));
+    chunks.append(&mut buf.chunks);
+    Ok(ResponseFrame { chunks })
+}
+
+/// An encode target that keeps the given record sets (`shared`, in encoding
+/// order) as chunks of their own instead of copying them: when
+/// `put_slice` is handed exactly the bytes of the next shared record set
+/// (same address and length), the bytes so far become a chunk and the record
+/// set is referenced. Anything else is copied, so the output is always the
+/// plain encoding.
+struct ChunkedBuf {
+    cur: BytesMut,
+    chunks: Vec<Bytes>,
+    shared: Vec<Bytes>,
+    next_shared: usize,
+    /// Bytes in `chunks` (the logical offset where `cur` starts).
+    before_cur: usize,
+}
+
+impl ChunkedBuf {
+    fn flush(&mut self) {
+        if !self.cur.is_empty() {
+            let done = self.cur.split().freeze();
+            self.before_cur += done.len();
+            self.chunks.push(done);
+        }
+    }
+}
+
+// SAFETY: every method delegates to the inner `BytesMut`, which upholds the
+// `BufMut` contract; `put_slice` either delegates or appends a whole chunk
+// without touching `cur`'s uninitialised capacity.
+unsafe impl BufMut for ChunkedBuf {
+    fn remaining_mut(&self) -> usize {
+        self.cur.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: forwarded with the caller's guarantee (cnt bytes of
+        // `chunk_mut()`, which is `cur`'s, were initialised).
+        unsafe { self.cur.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.cur.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if src.len() >= ZERO_COPY_BYTES_MIN {
+            if let Some(next) = self.shared.get(self.next_shared) {
+                if next.as_ptr() == src.as_ptr() && next.len() == src.len() {
+                    let next = next.clone();
+                    self.next_shared += 1;
+                    self.flush();
+                    self.before_cur += next.len();
+                    self.chunks.push(next);
+                    return;
+                }
+            }
+        }
+        self.cur.extend_from_slice(src);
+    }
+}
+
+impl ByteBufMut for ChunkedBuf {
+    fn offset(&self) -> usize {
+        self.before_cur + self.cur.len()
+    }
+
+    // Gaps are used by the record batch encoder, never by message encoding;
+    // positions before `cur` are out of reach and ignored.
+    fn seek(&mut self, offset: usize) {
+        if let Some(rel) = offset.checked_sub(self.before_cur) {
+            self.cur.resize(rel, 0);
+        }
+    }
+
+    fn range(&mut self, r: std::ops::Range<usize>) -> &mut [u8] {
+        let (Some(start), Some(end)) = (
+            r.start.checked_sub(self.before_cur),
+            r.end.checked_sub(self.before_cur),
+        ) else {
+            return &mut [];
+        };
+        self.cur.get_mut(start..end).unwrap_or_default()
+    }
 }
 
 /// Our API table as ApiVersions entries.

@@ -98,3 +98,44 @@ fn unsupported_api_versions_reply_is_v0_with_error_35() {
     let first_key = i16::from_be_bytes(b[14..16].try_into().unwrap());
     assert_eq!(first_key, 0, "Produce first");
 }
+
+#[test]
+fn fetch_frames_share_record_sets_and_match_the_plain_encoding() {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchResponse, ResponseKind, TopicName};
+    use samsa_protocol::codec::{encode_response, encode_response_frame};
+
+    let big = Bytes::from(vec![7u8; 5000]);
+    let small = Bytes::from(vec![9u8; 10]);
+    let parts = vec![
+        PartitionData::default()
+            .with_partition_index(0)
+            .with_records(Some(big.clone())),
+        PartitionData::default()
+            .with_partition_index(1)
+            .with_records(Some(small)),
+        PartitionData::default()
+            .with_partition_index(2)
+            .with_records(Some(big.slice(100..4000))),
+        PartitionData::default().with_partition_index(3),
+    ];
+    let body = ResponseKind::Fetch(FetchResponse::default().with_responses(
+        vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(parts)],
+    ));
+    for version in [4i16, 11, 12, 13] {
+        let plain = encode_response(ApiKey::Fetch, version, 99, &body).unwrap();
+        let frame = encode_response_frame(ApiKey::Fetch, version, 99, &body).unwrap();
+        let mut joined = Vec::new();
+        for c in frame.chunks() {
+            joined.extend_from_slice(c);
+        }
+        assert_eq!(joined, plain.to_vec(), "v{version}");
+        assert_eq!(frame.len(), plain.len());
+        let size = i32::from_be_bytes([plain[0], plain[1], plain[2], plain[3]]);
+        assert_eq!(size as usize, plain.len() - 4);
+        // The large record sets are referenced, not copied.
+        assert!(frame.chunks().iter().any(|c| c.as_ptr() == big.as_ptr()));
+    }
+}

@@ -73,7 +73,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
-use samsa_model::batch::{self, BatchError, BatchHeader, BatchIter};
+use samsa_model::batch::{self, BatchError, BatchHeader, BatchIter, BATCH_HEADER_BYTES};
 use samsa_model::{LeaderEpoch, Offset, TimestampMs};
 
 use crate::checkpoint;
@@ -204,6 +204,14 @@ impl ActiveView {
 
 /// A batch's `lastOffsetDelta` must not be negative (its offsets would run
 /// backwards).
+/// Bytes to append: `buf`, except that `head`, when given, is written in
+/// place of its first bytes (the produced batch's patched header).
+#[derive(Clone, Copy)]
+struct Frame<'a> {
+    buf: &'a [u8],
+    head: Option<&'a [u8]>,
+}
+
 fn check_last_offset_delta(header: &BatchHeader) -> Result<(), StorageError> {
     if header.last_offset_delta < 0 {
         return Err(BatchError::RecordCountMismatch {
@@ -664,6 +672,22 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
     ) -> Result<AppendInfo, StorageError> {
+        let info = self.append_unmodified(batch, leader_epoch, now)?;
+        batch::set_base_offset(batch, info.base_offset)?;
+        batch::set_partition_leader_epoch(batch, leader_epoch)?;
+        Ok(info)
+    }
+
+    /// [`Self::append`] without modifying `batch`: its header, with the base
+    /// offset and leader epoch patched, is written in front of the rest of
+    /// its bytes, so the stored batch is the one `append` stores, and the
+    /// batch is never copied.
+    pub fn append_unmodified(
+        &self,
+        batch: &[u8],
+        leader_epoch: LeaderEpoch,
+        now: TimestampMs,
+    ) -> Result<AppendInfo, StorageError> {
         let header = BatchHeader::parse(batch)?;
         let batch_bytes = header.size_bytes();
         if batch_bytes > batch.len() {
@@ -681,13 +705,22 @@ impl PartitionLog {
             .into());
         }
         check_last_offset_delta(&header)?;
+        let mut head = [0u8; BATCH_HEADER_BYTES];
+        head.copy_from_slice(
+            batch
+                .get(..BATCH_HEADER_BYTES)
+                .ok_or(BatchError::Truncated {
+                    needed_bytes: BATCH_HEADER_BYTES,
+                    available_bytes: batch.len(),
+                })?,
+        );
         let cfg = self.config();
         let mut w = lock(&self.writer);
         self.check_writable(&w)?;
 
         let base_offset = read_lock(&self.state).log_end();
-        batch::set_base_offset(batch, base_offset)?;
-        batch::set_partition_leader_epoch(batch, leader_epoch)?;
+        batch::set_base_offset(&mut head, base_offset)?;
+        batch::set_partition_leader_epoch(&mut head, leader_epoch)?;
         let pending = [Pending {
             header: BatchHeader {
                 base_offset,
@@ -696,7 +729,16 @@ impl PartitionLog {
             },
             range: 0..batch.len(),
         }];
-        self.append_locked(&mut w, &cfg, now, batch, &pending)?;
+        self.append_locked(
+            &mut w,
+            &cfg,
+            now,
+            Frame {
+                buf: batch,
+                head: Some(&head),
+            },
+            &pending,
+        )?;
         let last_offset = pending
             .first()
             .map_or(base_offset, |p| p.header.last_offset());
@@ -779,7 +821,16 @@ impl PartitionLog {
         if let Some(gap_end) = last_gap {
             self.allow_gaps_up_to(gap_end)?;
         }
-        self.append_locked(&mut w, &cfg, now, batches, accepted)?;
+        self.append_locked(
+            &mut w,
+            &cfg,
+            now,
+            Frame {
+                buf: batches,
+                head: None,
+            },
+            accepted,
+        )?;
         Ok(Some(AppendInfo {
             base_offset: first.header.base_offset,
             last_offset: last.header.last_offset(),
@@ -813,7 +864,7 @@ impl PartitionLog {
         w: &mut Writer,
         cfg: &LogConfig,
         now: TimestampMs,
-        buf: &[u8],
+        buf: Frame<'_>,
         batches: &[Pending],
     ) -> Result<(), StorageError> {
         let old = {
@@ -863,9 +914,10 @@ impl PartitionLog {
         w: &mut Writer,
         cfg: &LogConfig,
         now: TimestampMs,
-        buf: &[u8],
+        frame: Frame<'_>,
         batches: &[Pending],
     ) -> Result<(), StorageError> {
+        let buf = frame.buf;
         let mut rest = batches;
         while let Some(first) = rest.first() {
             let due = {
@@ -926,7 +978,7 @@ impl PartitionLog {
             rest = tail;
             let bytes_range =
                 group.first().map_or(0, |p| p.range.start)..group.last().map_or(0, |p| p.range.end);
-            let bytes = buf.get(bytes_range).unwrap_or_default();
+            let bytes = buf.get(bytes_range.clone()).unwrap_or_default();
             let offset_entries: Vec<u8> = planned.index.iter().flat_map(|e| e.encode()).collect();
             let time_entries: Vec<u8> = planned
                 .time_index
@@ -937,20 +989,30 @@ impl PartitionLog {
                 .collect();
             let index_at = (view.index_entries * OFFSET_INDEX_ENTRY_BYTES) as u64;
             let time_at = (view.time_entries * TIME_INDEX_ENTRY_BYTES) as u64;
-            let written = files
-                .log
-                .write_all_at(bytes, view.size)
-                .map_err(|e| StorageError::io("write", &files.log_path, e))
-                .and_then(|()| {
-                    w.index_file
-                        .write_all_at(&offset_entries, index_at)
-                        .map_err(|err| StorageError::io("write", &files.index_path, err))
-                })
-                .and_then(|()| {
-                    w.time_index_file
-                        .write_all_at(&time_entries, time_at)
-                        .map_err(|err| StorageError::io("write", &files.time_index_path, err))
-                });
+            // The patched header replaces the first bytes of `buf`.
+            let head = frame
+                .head
+                .filter(|h| bytes_range.start == 0 && h.len() <= bytes.len());
+            let written = match head {
+                Some(h) => files.log.write_all_at(h, view.size).and_then(|()| {
+                    files.log.write_all_at(
+                        bytes.get(h.len()..).unwrap_or_default(),
+                        view.size + h.len() as u64,
+                    )
+                }),
+                None => files.log.write_all_at(bytes, view.size),
+            }
+            .map_err(|e| StorageError::io("write", &files.log_path, e))
+            .and_then(|()| {
+                w.index_file
+                    .write_all_at(&offset_entries, index_at)
+                    .map_err(|err| StorageError::io("write", &files.index_path, err))
+            })
+            .and_then(|()| {
+                w.time_index_file
+                    .write_all_at(&time_entries, time_at)
+                    .map_err(|err| StorageError::io("write", &files.time_index_path, err))
+            });
             if let Err(e) = written {
                 // Undo the partial write so the files match the published
                 // state; if even that fails, only a reopen (recovery) can fix them.
@@ -1114,8 +1176,7 @@ impl PartitionLog {
             let budget = max_bytes.saturating_sub(out.len());
             if h.size_bytes() > budget {
                 if out.is_empty() && min_one_batch {
-                    out.resize(h.size_bytes(), 0);
-                    files.read_exact_at(&mut out, pos)?;
+                    files.read_append_at(&mut out, h.size_bytes(), pos)?;
                     first_offset = Some(h.base_offset);
                     next_offset = h.next_offset();
                 }
@@ -1123,9 +1184,7 @@ impl PartitionLog {
             }
             let want = budget.min(usize::try_from(end - pos).unwrap_or(usize::MAX));
             let old_len = out.len();
-            out.resize(old_len + want, 0);
-            let dst = out.get_mut(old_len..).unwrap_or_default();
-            files.read_exact_at(dst, pos)?;
+            files.read_append_at(&mut out, want, pos)?;
             let mut keep = 0usize;
             let mut stopped_at_upper = false;
             for item in BatchIter::new(out.get(old_len..).unwrap_or_default()) {

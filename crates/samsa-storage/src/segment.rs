@@ -37,8 +37,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use bytes::BytesMut;
 use samsa_model::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 use samsa_model::Offset;
 
@@ -152,6 +154,50 @@ impl SegmentFiles {
         self.log
             .read_exact_at(buf, position)
             .map_err(|e| StorageError::io("read", &self.log_path, e))
+    }
+
+    /// Append `len` bytes of the log at `position` to `out`, reading straight
+    /// into its spare capacity (no zero-fill of memory about to be
+    /// overwritten). On an error `out` keeps its length.
+    pub fn read_append_at(
+        &self,
+        out: &mut BytesMut,
+        len: usize,
+        position: u64,
+    ) -> Result<(), StorageError> {
+        let fail = |e: std::io::Error| StorageError::io("read", &self.log_path, e);
+        out.reserve(len);
+        let fd = self.log.as_raw_fd();
+        let mut filled = 0usize;
+        while filled < len {
+            let Some(dst) = out.spare_capacity_mut().get_mut(filled..len) else {
+                break;
+            };
+            let at = libc::off_t::try_from(position + filled as u64)
+                .map_err(|_| fail(std::io::ErrorKind::InvalidInput.into()))?;
+            // SAFETY: `dst` is writable memory of `dst.len()` bytes owned by
+            // `out`; pread(2) writes at most that many bytes into it and
+            // never reads it.
+            let n = unsafe { libc::pread(fd, dst.as_mut_ptr().cast(), dst.len(), at) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(fail(e));
+            }
+            if n == 0 {
+                return Err(fail(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            filled += n.unsigned_abs();
+        }
+        if filled < len {
+            return Err(fail(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        // SAFETY: the `len` bytes after the current length were initialised
+        // by pread above (`filled == len`), and `reserve` made room for them.
+        unsafe { out.set_len(out.len() + len) };
+        Ok(())
     }
 
     /// The header of the batch at `position`, which must lie before `end`.

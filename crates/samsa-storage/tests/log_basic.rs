@@ -574,3 +574,64 @@ fn flush_if_due_follows_flush_ms() {
         "already flushed"
     );
 }
+
+#[test]
+fn append_unmodified_stores_what_append_stores() {
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let a = PartitionLog::open(dir_a.path(), LogConfig::default()).expect("open");
+    let b = PartitionLog::open(dir_b.path(), LogConfig::default()).expect("open");
+    for (i, n) in [3usize, 1, 5].into_iter().enumerate() {
+        let original = batch(n, 1000 + i as i64, "k");
+        let mut patched = original.clone();
+        let ia = a
+            .append(&mut patched, LeaderEpoch(4), TimestampMs(5))
+            .expect("append");
+        let ib = b
+            .append_unmodified(&original, LeaderEpoch(4), TimestampMs(5))
+            .expect("append_unmodified");
+        assert_eq!(
+            (ia.base_offset, ia.last_offset),
+            (ib.base_offset, ib.last_offset)
+        );
+        // The caller's batch is untouched.
+        assert_eq!(original, batch(n, 1000 + i as i64, "k"));
+    }
+    let end = a.log_end_offset();
+    let ra = a.read(Offset(0), 1 << 20, end, false).expect("read");
+    let rb = b.read(Offset(0), 1 << 20, end, false).expect("read");
+    assert_eq!(ra.bytes, rb.bytes);
+    for (h, bytes) in batches(&rb.bytes) {
+        assert_eq!(h.partition_leader_epoch, LeaderEpoch(4));
+        batch::verify_crc(&bytes).expect("crc");
+    }
+    // Reads starting inside the log return the same bytes from both.
+    let ra = a.read(Offset(5), 1 << 20, end, true).expect("read");
+    let rb = b.read(Offset(5), 1 << 20, end, true).expect("read");
+    assert_eq!(ra.bytes, rb.bytes);
+    assert_eq!(ra.first_offset, Some(Offset(4)));
+}
+
+#[test]
+fn large_reads_return_the_stored_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+    let mut stored = Vec::new();
+    for i in 0..200 {
+        let mut b = batch(50, 1000 + i, "large-read-value-padding-padding-padding");
+        log.append(&mut b, LeaderEpoch(1), TimestampMs(5))
+            .expect("append");
+        stored.extend_from_slice(&b);
+    }
+    assert!(stored.len() >= 256 * 1024, "{} bytes", stored.len());
+    let end = log.log_end_offset();
+    let r = log.read(Offset(0), 64 << 20, end, false).expect("read");
+    assert_eq!(&r.bytes[..], &stored[..]);
+    // A budget that ends inside a batch keeps whole batches only.
+    let r = log.read(Offset(0), 300_000, end, false).expect("read");
+    assert!(r.bytes.len() <= 300_000 && !r.bytes.is_empty());
+    assert_eq!(&r.bytes[..], &stored[..r.bytes.len()]);
+    let r = log.read(Offset(75), 64 << 20, end, true).expect("read");
+    assert_eq!(r.first_offset, Some(Offset(50)));
+    assert_eq!(&r.bytes[..], &stored[stored.len() - r.bytes.len()..]);
+}

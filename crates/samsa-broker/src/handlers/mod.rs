@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use samsa_protocol::codec::{encode_response, Request};
+use samsa_protocol::codec::{encode_response_frame, Request, ResponseFrame};
 
 use crate::broker::Broker;
 
@@ -61,7 +60,7 @@ pub async fn handle(
     peer: std::net::SocketAddr,
     listener: &Arc<str>,
     request: Request,
-) -> Option<BytesMut> {
+) -> Option<ResponseFrame> {
     let version = request.version();
     let ctx = Ctx {
         peer,
@@ -174,7 +173,7 @@ pub async fn handle(
             return None;
         }
     };
-    match encode_response(api_key, version, correlation_id, &body) {
+    match encode_response_frame(api_key, version, correlation_id, &body) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             tracing::error!(error = %e, "response encoding failed");

@@ -252,14 +252,17 @@ fn append(
             SeqCheck::Reject(code, message) => return Err((code, message)),
         }
     }
-    let mut buf = BytesMut::from(records);
-    if settings.log_append_time {
+    // The batch is stored as sent except for the header fields the log
+    // patches; only LogAppendTime (timestamps + CRC) needs a modified copy.
+    let appended = if settings.log_append_time {
+        let mut buf = BytesMut::from(records);
         batch::set_log_append_time(&mut buf, now).map_err(|e| (batch_error(&e), e.to_string()))?;
-    }
-    let info = part
-        .log
-        .append(&mut buf, part.leader_epoch(), now)
-        .map_err(|e| (storage_error(&e), e.to_string()))?;
+        part.log.append(&mut buf, part.leader_epoch(), now)
+    } else {
+        part.log
+            .append_unmodified(records, part.leader_epoch(), now)
+    };
+    let info = appended.map_err(|e| (storage_error(&e), e.to_string()))?;
     producers.record(header, info.base_offset.get());
     drop(producers);
     if part.after_leader_append(broker.settings.node_id) {
