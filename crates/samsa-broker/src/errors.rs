@@ -62,3 +62,26 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         _ => ResponseError::KafkaStorageError,
     }
 }
+
+/// The checks Kafka applies before serving a partition to a client that may
+/// name the leader epoch it knows (`current`, -1 = unchecked): this broker
+/// must lead (NOT_LEADER_OR_FOLLOWER), and a named epoch must be the current
+/// one (older: FENCED_LEADER_EPOCH, newer: UNKNOWN_LEADER_EPOCH). Returns the
+/// current leader epoch.
+pub fn check_leader(
+    part: &crate::partition::Partition,
+    current: i32,
+) -> Result<i32, ResponseError> {
+    if !part.is_leader() {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    let epoch = part.leader_epoch().get();
+    if current >= 0 && current != epoch {
+        return Err(if current < epoch {
+            ResponseError::FencedLeaderEpoch
+        } else {
+            ResponseError::UnknownLeaderEpoch
+        });
+    }
+    Ok(epoch)
+}

@@ -311,17 +311,9 @@ fn read_one(
             ResponseError::UnknownTopicOrPartition
         });
     };
-    if !part.is_leader() {
-        // Consumers and followers both fetch from the leader only.
-        return error(ResponseError::NotLeaderOrFollower);
-    }
-    let epoch = part.leader_epoch().get();
-    if params.current_leader_epoch >= 0 && params.current_leader_epoch != epoch {
-        return error(if params.current_leader_epoch < epoch {
-            ResponseError::FencedLeaderEpoch
-        } else {
-            ResponseError::UnknownLeaderEpoch
-        });
+    // Consumers and followers both fetch from the leader only.
+    if let Err(code) = crate::errors::check_leader(&part, params.current_leader_epoch) {
+        return error(code);
     }
     let hw = part.high_watermark();
     let log_start = part.log.log_start_offset();

@@ -34,18 +34,10 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if !part.is_leader() {
-                        return r.with_error_code(ResponseError::NotLeaderOrFollower.code());
-                    }
-                    let epoch = part.leader_epoch().get();
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
-                        let code = if p.current_leader_epoch < epoch {
-                            ResponseError::FencedLeaderEpoch
-                        } else {
-                            ResponseError::UnknownLeaderEpoch
-                        };
-                        return r.with_error_code(code.code());
-                    }
+                    let epoch = match crate::errors::check_leader(&part, p.current_leader_epoch) {
+                        Ok(epoch) => epoch,
+                        Err(code) => return r.with_error_code(code.code()),
+                    };
                     let r = if version >= 4 {
                         r.with_leader_epoch(epoch)
                     } else {

@@ -33,16 +33,7 @@ pub fn handle(
                     let Some(part) = broker.partition_named(&image, &t.topic.0, p.partition) else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if !part.is_leader() {
-                        return r.with_error_code(ResponseError::NotLeaderOrFollower.code());
-                    }
-                    let epoch = part.leader_epoch().get();
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
-                        let code = if p.current_leader_epoch < epoch {
-                            ResponseError::FencedLeaderEpoch
-                        } else {
-                            ResponseError::UnknownLeaderEpoch
-                        };
+                    if let Err(code) = crate::errors::check_leader(&part, p.current_leader_epoch) {
                         return r.with_error_code(code.code());
                     }
                     let (found, end) = part.log.end_offset_for_epoch(LeaderEpoch(p.leader_epoch));
