@@ -5,11 +5,12 @@
  * and librdkafka logs go to stderr.
  *
  *   loadgen produce -b HOST:PORT -t TOPIC -n N -s SIZE [-a 1|all|0] [-z none|lz4]
- *                   [-r RATE] [-d MAX_SECONDS] [-X key=value]...
+ *                   [-r RATE] [-d MAX_SECONDS] [-l LINGER_MS] [-X key=value]...
  *       Produce N records of SIZE bytes (no key; librdkafka's default sticky
  *       partitioner spreads them over the topic's partitions). Latency per
  *       record = delivery report time - produce() call time (with -r: the
  *       record's scheduled send time, so a stalled producer is not hidden).
+ *       linger.ms is LINGER_MS (default 5, librdkafka's own default).
  *   loadgen consume -b .. -t TOPIC -p PARTITIONS -n N [-d MAX_SECONDS]
  *       assign() partitions 0..P-1 from offset 0 and read until N records.
  *   loadgen pc      -b .. -t TOPIC -p PARTITIONS -n N -s SIZE [produce options]
@@ -152,7 +153,7 @@ static void hist_json(FILE *f, const char *name, const hist_t *h) {
 /* ------------------------------------------------------------------ options */
 
 typedef struct {
-    const char *bootstrap, *topic, *acks, *compression, *file;
+    const char *bootstrap, *topic, *acks, *compression, *file, *linger;
     long long records;
     int size, partitions, rf;
     double rate, max_seconds;
@@ -161,7 +162,7 @@ typedef struct {
     int nextra;
 } opts_t;
 
-static opts_t o = {.bootstrap = "127.0.0.1:9092", .acks = "1", .compression = "none", .records = 1000000,
+static opts_t o = {.bootstrap = "127.0.0.1:9092", .acks = "1", .compression = "none", .linger = "5", .records = 1000000,
                    .size = 100, .partitions = 1, .rf = 1, .max_seconds = 600, .mib = 1024};
 
 static void conf_set(rd_kafka_conf_t *c, const char *k, const char *v) {
@@ -309,7 +310,7 @@ static rd_kafka_t *make_producer(void) {
     conf_set(c, "acks", o.acks);
     conf_set(c, "compression.type", o.compression);
     conf_set(c, "enable.idempotence", "false");
-    conf_set(c, "linger.ms", "5");
+    conf_set(c, "linger.ms", o.linger);
     conf_set(c, "batch.size", "1000000");
     conf_set(c, "batch.num.messages", "10000");
     conf_set(c, "queue.buffering.max.messages", "200000");
@@ -459,6 +460,11 @@ static rd_kafka_t *make_consumer(void) {
     conf_set(c, "fetch.wait.max.ms", "100");
     conf_set(c, "queued.min.messages", "1000000");
     conf_set(c, "queued.max.messages.kbytes", "262144");
+    /* When a partition's local queue is over those thresholds librdkafka
+     * postpones its next fetch by fetch.queue.backoff.ms (default 1000 ms):
+     * a broker that delivers faster than this process drains would then
+     * idle the consumer for a whole second. Check again soon instead. */
+    conf_set(c, "fetch.queue.backoff.ms", "10");
     conf_extra(c);
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
@@ -829,7 +835,7 @@ int main(int argc, char **argv) {
     }
     optind = 2;
     int ch;
-    while ((ch = getopt(argc, argv, "b:t:n:s:a:z:r:d:p:R:f:m:X:")) != -1) {
+    while ((ch = getopt(argc, argv, "b:t:n:s:a:z:r:d:p:R:f:m:l:X:")) != -1) {
         switch (ch) {
         case 'b': o.bootstrap = optarg; break;
         case 't': o.topic = optarg; break;
@@ -843,6 +849,7 @@ int main(int argc, char **argv) {
         case 'R': o.rf = atoi(optarg); break;
         case 'f': o.file = optarg; break;
         case 'm': o.mib = atol(optarg); break;
+        case 'l': o.linger = optarg; break;
         case 'X':
             if (o.nextra < 64) o.extra[o.nextra++] = optarg;
             break;

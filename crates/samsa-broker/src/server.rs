@@ -10,8 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use samsa_protocol::codec::{api_versions_unsupported, parse_request, ParseError, ResponseFrame};
+use samsa_protocol::codec::{
+    api_versions_unsupported, parse_request, Chunk, FileRegion, ParseError, ResponseFrame,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -303,22 +306,51 @@ async fn connection(
 /// How many chunks one vectored write hands to the kernel at most.
 const WRITE_CHUNKS_MAX: usize = 64;
 
-/// Writes a response frame's chunks back to back with vectored writes, so
-/// record sets go from the storage read buffers to the socket uncopied.
-async fn write_frame<W: AsyncWriteExt + Unpin>(
-    write: &mut W,
-    frame: &ResponseFrame,
-) -> std::io::Result<()> {
+/// Writes a response frame's chunks back to back: in-memory chunks with
+/// vectored writes, so record sets read into memory go to the socket
+/// uncopied, and file-backed record sets straight from the segment file
+/// with `sendfile(2)`, so they never pass through user memory.
+async fn write_frame(write: &mut OwnedWriteHalf, frame: &ResponseFrame) -> std::io::Result<()> {
     let chunks = frame.chunks();
-    if let [one] = chunks {
+    let mut index = 0usize;
+    while index < chunks.len() {
+        let rest = chunks.get(index..).unwrap_or_default();
+        let in_memory = rest
+            .iter()
+            .take_while(|c| matches!(c, Chunk::Bytes(_)))
+            .count();
+        if in_memory > 0 {
+            write_chunks(write, rest.get(..in_memory).unwrap_or_default()).await?;
+            index += in_memory;
+            continue;
+        }
+        if let Some(Chunk::File(region)) = rest.first() {
+            send_region(write.as_ref(), region.as_ref()).await?;
+        }
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Writes in-memory chunks (`Chunk::File`s are not expected here and are
+/// skipped) with vectored writes.
+async fn write_chunks(write: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io::Result<()> {
+    let bytes: Vec<&[u8]> = chunks
+        .iter()
+        .filter_map(|c| match c {
+            Chunk::Bytes(b) => Some(&b[..]),
+            Chunk::File(_) => None,
+        })
+        .collect();
+    if let [one] = bytes[..] {
         return write.write_all(one).await;
     }
     let mut index = 0usize;
     let mut skip = 0usize;
-    let mut slices = Vec::with_capacity(chunks.len().min(WRITE_CHUNKS_MAX));
-    while index < chunks.len() {
+    let mut slices = Vec::with_capacity(bytes.len().min(WRITE_CHUNKS_MAX));
+    while index < bytes.len() {
         slices.clear();
-        for (i, c) in chunks.iter().enumerate().skip(index).take(WRITE_CHUNKS_MAX) {
+        for (i, c) in bytes.iter().enumerate().skip(index).take(WRITE_CHUNKS_MAX) {
             let from = if i == index { skip } else { 0 };
             if let Some(rest) = c.get(from..) {
                 slices.push(std::io::IoSlice::new(rest));
@@ -328,8 +360,8 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        while n > 0 && index < chunks.len() {
-            let left = chunks.get(index).map_or(0, |c| c.len() - skip);
+        while n > 0 && index < bytes.len() {
+            let left = bytes.get(index).map_or(0, |c| c.len() - skip);
             if n >= left {
                 n -= left;
                 index += 1;
@@ -339,9 +371,77 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(
                 n = 0;
             }
         }
-        while index < chunks.len() && chunks.get(index).is_some_and(|c| c.len() == skip) {
+        while index < bytes.len() && bytes.get(index).is_some_and(|c| c.len() == skip) {
             index += 1;
             skip = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Largest count handed to one `sendfile(2)` call (the kernel's own cap).
+#[cfg(target_os = "linux")]
+const SENDFILE_BYTES_MAX: usize = 0x7fff_f000;
+
+/// Sends a file region to the socket with `sendfile(2)`, waiting for the
+/// socket to become writable whenever it is full. A region that reads short
+/// (its segment was truncated after the fetch found it) fails, which closes
+/// the connection: the client reconnects and fetches again.
+#[cfg(target_os = "linux")]
+async fn send_region(stream: &TcpStream, region: &dyn FileRegion) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let out_fd = stream.as_raw_fd();
+    let in_fd = region.file().as_raw_fd();
+    let mut offset = libc::off_t::try_from(region.position())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut left = region.len();
+    while left > 0 {
+        stream.writable().await?;
+        let want = left.min(SENDFILE_BYTES_MAX);
+        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: `out_fd` and `in_fd` belong to the stream and the file
+            // borrowed for this whole function, so both stay open during the
+            // call; sendfile(2) only reads `want` bytes of `in_fd` at
+            // `offset` and advances `offset`, which is a valid local.
+            let n = unsafe { libc::sendfile(out_fd, in_fd, &mut offset, want) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n.unsigned_abs())
+            }
+        });
+        match sent {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file shorter than the fetched range (truncated)",
+                ))
+            }
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Without `sendfile(2)`: read the region, then write it.
+#[cfg(not(target_os = "linux"))]
+async fn send_region(stream: &TcpStream, region: &dyn FileRegion) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(region.len());
+    region.read_append(&mut buf)?;
+    let mut written = 0usize;
+    while written < buf.len() {
+        stream.writable().await?;
+        match stream.try_write(buf.get(written..).unwrap_or_default()) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

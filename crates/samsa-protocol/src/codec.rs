@@ -18,6 +18,11 @@
 //! [`crate::guard`] so that no length from the wire can cause an allocation larger
 //! than the frame; only then is it decoded by `kafka-protocol`.
 
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::sync::OnceLock;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
@@ -129,7 +134,8 @@ pub struct EncodeError {
     pub reason: String,
 }
 
-/// Encodes a response frame, size prefix included.
+/// Encodes a response frame, size prefix included, as one buffer (file-backed
+/// record sets are read into it).
 pub fn encode_response(
     api_key: ApiKey,
     version: i16,
@@ -137,47 +143,193 @@ pub fn encode_response(
     body: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
     let frame = encode_response_frame(api_key, version, correlation_id, body)?;
-    let mut buf = BytesMut::with_capacity(frame.len());
-    for chunk in frame.chunks() {
-        buf.extend_from_slice(chunk);
-    }
-    Ok(buf)
+    frame.to_bytes().map_err(|e| EncodeError {
+        api_key,
+        version,
+        reason: format!("reading a file-backed record set: {e}"),
+    })
 }
 
 /// Record sets at least this large are referenced by a [`ResponseFrame`]
 /// instead of being copied into the encoded bytes.
 const ZERO_COPY_BYTES_MIN: usize = 1024;
 
+/// Bytes of an open file that a [`ResponseFrame`] carries by reference, to be
+/// sent straight from the file (`sendfile(2)`) or read when that is not
+/// possible. Implemented by the broker over its storage's log ranges, so this
+/// crate knows nothing about segments.
+pub trait FileRegion: Send + Sync + fmt::Debug {
+    /// The open file.
+    fn file(&self) -> &File;
+    /// Position of the first byte in the file.
+    fn position(&self) -> u64;
+    /// Number of bytes.
+    fn len(&self) -> usize;
+    /// Whether the region holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Appends the region's bytes to `out`.
+    fn read_append(&self, out: &mut BytesMut) -> io::Result<()>;
+}
+
+/// One piece of an encoded [`ResponseFrame`].
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// Bytes in a file, sent without being read into memory.
+    File(Box<dyn FileRegion>),
+}
+
+impl Chunk {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Bytes(b) => b.len(),
+            Chunk::File(f) => f.len(),
+        }
+    }
+
+    /// Whether the chunk holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// An encoded response frame (size prefix included) as chunks to be written
-/// back to back. The record sets of a Fetch response are chunks of their own
-/// that share the bytes read from storage, so they are never copied.
+/// back to back. The record sets of a Fetch response are chunks of their own:
+/// in-memory record sets share the bytes read from storage, file-backed ones
+/// (see [`FileRecordSets`]) are [`Chunk::File`]s, so neither is copied.
 #[derive(Debug, Default)]
 pub struct ResponseFrame {
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk>,
 }
 
 impl ResponseFrame {
     /// The chunks, in order.
-    pub fn chunks(&self) -> &[Bytes] {
+    pub fn chunks(&self) -> &[Chunk] {
         &self.chunks
     }
 
     /// Total bytes of the frame, size prefix included.
     pub fn len(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
+        self.chunks.iter().map(Chunk::len).sum()
     }
 
     /// Whether the frame has no bytes (never true for an encoded response).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The whole frame in one buffer, file-backed chunks read from their files.
+    pub fn to_bytes(&self) -> io::Result<BytesMut> {
+        let mut buf = BytesMut::with_capacity(self.len());
+        for chunk in &self.chunks {
+            match chunk {
+                Chunk::Bytes(b) => buf.extend_from_slice(b),
+                Chunk::File(f) => f.read_append(&mut buf)?,
+            }
+        }
+        Ok(buf)
+    }
 }
 
 impl From<BytesMut> for ResponseFrame {
     fn from(buf: BytesMut) -> Self {
         ResponseFrame {
-            chunks: vec![buf.freeze()],
+            chunks: vec![Chunk::Bytes(buf.freeze())],
         }
+    }
+}
+
+/// Bytes of the zeroed, never-touched memory that placeholders are cut from:
+/// the largest file-backed record set plus one byte per set in a response.
+const PLACEHOLDER_BYTES: usize = FILE_RECORD_SET_BYTES_MAX + FILE_RECORD_SETS_MAX;
+/// Largest file-backed record set; larger ones are read into memory.
+pub const FILE_RECORD_SET_BYTES_MAX: usize = 64 << 20;
+/// Most file-backed record sets in one response; further ones are read into memory.
+pub const FILE_RECORD_SETS_MAX: usize = 4096;
+
+/// Zeroed memory that is allocated once, lazily (the pages are never written
+/// or read, so they take no RSS), and only ever used for its addresses.
+fn placeholder_memory() -> &'static [u8] {
+    static MEMORY: OnceLock<&'static [u8]> = OnceLock::new();
+    MEMORY.get_or_init(|| Box::leak(vec![0u8; PLACEHOLDER_BYTES].into_boxed_slice()))
+}
+
+/// Record sets of one Fetch response that stay in their files.
+///
+/// `kafka-protocol` encodes a partition's `records` from a `Bytes`, so each
+/// file-backed record set is represented there by a *placeholder*: a `Bytes`
+/// of the right length whose address is unique within the response, cut from
+/// untouched zeroed memory. [`encode_response_frame_with_files`] recognises
+/// each placeholder by address and length when the encoder hands it over and
+/// emits the set's file regions in its place; the placeholder's bytes are
+/// never read or sent.
+#[derive(Debug, Default)]
+pub struct FileRecordSets {
+    sets: Vec<FileRecordSet>,
+}
+
+/// One registered set: the placeholder's address and length, and the
+/// regions (taken when the encoder reaches the placeholder).
+#[derive(Debug)]
+struct FileRecordSet {
+    address: usize,
+    len: usize,
+    regions: Vec<Box<dyn FileRegion>>,
+}
+
+impl FileRecordSets {
+    /// Registers one partition's record set made of `regions` (in order) and
+    /// returns the placeholder to put in its `records` field, or `None` (the
+    /// caller reads the bytes instead) if the set is smaller than
+    /// [`ZERO_COPY_BYTES_MIN`], larger than [`FILE_RECORD_SET_BYTES_MAX`], or
+    /// the response already has [`FILE_RECORD_SETS_MAX`] sets.
+    pub fn add(&mut self, regions: Vec<Box<dyn FileRegion>>) -> Option<Bytes> {
+        let len: usize = regions.iter().map(|r| r.len()).sum();
+        let index = self.sets.len();
+        if !(ZERO_COPY_BYTES_MIN..=FILE_RECORD_SET_BYTES_MAX).contains(&len)
+            || index >= FILE_RECORD_SETS_MAX
+        {
+            return None;
+        }
+        let placeholder = placeholder_memory().get(index..index + len)?;
+        self.sets.push(FileRecordSet {
+            address: placeholder.as_ptr() as usize,
+            len,
+            regions,
+        });
+        Some(Bytes::from_static(placeholder))
+    }
+
+    /// Number of registered sets.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Whether no set was registered.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// Whether `bytes` is one of the registered placeholders.
+    fn is_placeholder(&self, bytes: &[u8]) -> bool {
+        let at = bytes.as_ptr() as usize;
+        self.sets
+            .iter()
+            .any(|set| set.address == at && set.len == bytes.len())
+    }
+
+    /// Takes the regions of the set whose placeholder is exactly `src`.
+    fn take(&mut self, src: &[u8]) -> Option<Vec<Box<dyn FileRegion>>> {
+        let at = src.as_ptr() as usize;
+        let set = self
+            .sets
+            .iter_mut()
+            .find(|set| set.address == at && set.len == src.len() && !set.regions.is_empty())?;
+        Some(std::mem::take(&mut set.regions))
     }
 }
 
@@ -189,6 +341,26 @@ pub fn encode_response_frame(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<ResponseFrame, EncodeError> {
+    encode_response_frame_with_files(
+        api_key,
+        version,
+        correlation_id,
+        body,
+        FileRecordSets::default(),
+    )
+}
+
+/// [`encode_response_frame`] for a response whose `records` fields may hold
+/// placeholders registered in `files`; each becomes that set's file chunks.
+/// Fails if a registered set was not encoded (a placeholder that did not
+/// reach the encoder would leave its file bytes unsent).
+pub fn encode_response_frame_with_files(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+    files: FileRecordSets,
+) -> Result<ResponseFrame, EncodeError> {
     let fail = |e: String| EncodeError {
         api_key,
         version,
@@ -197,6 +369,11 @@ pub fn encode_response_frame(
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = api_key.response_header_version(version);
     let ResponseKind::Fetch(fetch) = body else {
+        if !files.is_empty() {
+            return Err(fail(
+                "file-backed record sets outside a Fetch response".into(),
+            ));
+        }
         let mut buf = BytesMut::with_capacity(256);
         buf.put_i32(0);
         header
@@ -213,13 +390,14 @@ pub fn encode_response_frame(
         .iter()
         .flat_map(|t| t.partitions.iter())
         .filter_map(|p| p.records.clone())
-        .filter(|r| r.len() >= ZERO_COPY_BYTES_MIN)
+        .filter(|r| r.len() >= ZERO_COPY_BYTES_MIN && !files.is_placeholder(r))
         .collect();
     let mut buf = ChunkedBuf {
         cur: BytesMut::with_capacity(256 + 64 * shared.len()),
         chunks: Vec::with_capacity(2 * shared.len() + 2),
         shared,
         next_shared: 0,
+        files,
         before_cur: 0,
     };
     header
@@ -229,9 +407,12 @@ pub fn encode_response_frame(
         .encode(&mut buf, version)
         .map_err(|e| fail(e.to_string()))?;
     buf.flush();
+    if buf.files.sets.iter().any(|set| !set.regions.is_empty()) {
+        return Err(fail("a file-backed record set was not encoded".into()));
+    }
     let size = i32::try_from(buf.before_cur).map_err(|_| fail("response too large".into()))?;
     let mut chunks = Vec::with_capacity(buf.chunks.len() + 1);
-    chunks.push(Bytes::copy_from_slice(&size.to_be_bytes()));
+    chunks.push(Chunk::Bytes(Bytes::copy_from_slice(&size.to_be_bytes())));
     chunks.append(&mut buf.chunks);
     Ok(ResponseFrame { chunks })
 }
@@ -244,9 +425,10 @@ pub fn encode_response_frame(
 /// plain encoding.
 struct ChunkedBuf {
     cur: BytesMut,
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk>,
     shared: Vec<Bytes>,
     next_shared: usize,
+    files: FileRecordSets,
     /// Bytes in `chunks` (the logical offset where `cur` starts).
     before_cur: usize,
 }
@@ -256,7 +438,7 @@ impl ChunkedBuf {
         if !self.cur.is_empty() {
             let done = self.cur.split().freeze();
             self.before_cur += done.len();
-            self.chunks.push(done);
+            self.chunks.push(Chunk::Bytes(done));
         }
     }
 }
@@ -281,13 +463,19 @@ unsafe impl BufMut for ChunkedBuf {
 
     fn put_slice(&mut self, src: &[u8]) {
         if src.len() >= ZERO_COPY_BYTES_MIN {
+            if let Some(regions) = self.files.take(src) {
+                self.flush();
+                self.before_cur += src.len();
+                self.chunks.extend(regions.into_iter().map(Chunk::File));
+                return;
+            }
             if let Some(next) = self.shared.get(self.next_shared) {
                 if next.as_ptr() == src.as_ptr() && next.len() == src.len() {
                     let next = next.clone();
                     self.next_shared += 1;
                     self.flush();
                     self.before_cur += next.len();
-                    self.chunks.push(next);
+                    self.chunks.push(Chunk::Bytes(next));
                     return;
                 }
             }

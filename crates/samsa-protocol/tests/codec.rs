@@ -3,7 +3,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestHeader, RequestKind};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use samsa_protocol::codec::{api_versions_unsupported, parse_request, ParseError};
+use samsa_protocol::codec::{
+    api_versions_unsupported, parse_request, Chunk, FileRegion, ParseError,
+};
 
 fn frame(key: i16, version: i16, body: &[u8]) -> Bytes {
     let mut b = BytesMut::new();
@@ -129,13 +131,136 @@ fn fetch_frames_share_record_sets_and_match_the_plain_encoding() {
         let frame = encode_response_frame(ApiKey::Fetch, version, 99, &body).unwrap();
         let mut joined = Vec::new();
         for c in frame.chunks() {
-            joined.extend_from_slice(c);
+            match c {
+                Chunk::Bytes(b) => joined.extend_from_slice(b),
+                Chunk::File(_) => panic!("no file-backed sets were registered"),
+            }
         }
         assert_eq!(joined, plain.to_vec(), "v{version}");
         assert_eq!(frame.len(), plain.len());
         let size = i32::from_be_bytes([plain[0], plain[1], plain[2], plain[3]]);
         assert_eq!(size as usize, plain.len() - 4);
         // The large record sets are referenced, not copied.
-        assert!(frame.chunks().iter().any(|c| c.as_ptr() == big.as_ptr()));
+        assert!(frame
+            .chunks()
+            .iter()
+            .any(|c| matches!(c, Chunk::Bytes(b) if b.as_ptr() == big.as_ptr())));
     }
+}
+
+#[derive(Debug)]
+struct TestRegion {
+    file: std::sync::Arc<std::fs::File>,
+    position: u64,
+    len: usize,
+}
+
+impl FileRegion for TestRegion {
+    fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+    fn position(&self) -> u64 {
+        self.position
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn read_append(&self, out: &mut BytesMut) -> std::io::Result<()> {
+        let mut buf = vec![0u8; self.len];
+        std::os::unix::fs::FileExt::read_exact_at(&*self.file, &mut buf, self.position)?;
+        out.extend_from_slice(&buf);
+        Ok(())
+    }
+}
+
+/// File-backed record sets come out as file chunks in the right places, and
+/// the frame's bytes (file chunks read back) equal the plain encoding of the
+/// same response with the bytes in memory.
+#[test]
+fn fetch_frames_send_file_backed_record_sets_from_the_file() {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchResponse, ResponseKind, TopicName};
+    use samsa_protocol::codec::{
+        encode_response, encode_response_frame_with_files, FileRecordSets,
+    };
+
+    let content: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut tmp = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut tmp, &content).unwrap();
+    let file = std::sync::Arc::new(tmp);
+    let region = |position: u64, len: usize| -> Box<dyn FileRegion> {
+        Box::new(TestRegion {
+            file: file.clone(),
+            position,
+            len,
+        })
+    };
+    let in_memory = Bytes::from(vec![5u8; 3000]);
+    let build = |records: [Option<Bytes>; 3]| {
+        let [a, b, c] = records;
+        ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![
+                    PartitionData::default().with_partition_index(0).with_records(a),
+                    PartitionData::default().with_partition_index(1).with_records(b),
+                ]),
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("u")))
+                .with_partitions(vec![PartitionData::default()
+                    .with_partition_index(0)
+                    .with_records(c)]),
+        ]))
+    };
+    for version in [4i16, 11, 12, 13] {
+        let mut files = FileRecordSets::default();
+        // Partition t-0: two regions (two segments); u-0: one region.
+        let p0 = files
+            .add(vec![region(100, 4000), region(9000, 2000)])
+            .unwrap();
+        let p2 = files.add(vec![region(0, 20_000)]).unwrap();
+        assert_eq!(files.len(), 2);
+        // Too small to be worth a file chunk: the caller reads it instead.
+        assert!(files.add(vec![region(0, 10)]).is_none());
+        let with_placeholders = build([Some(p0), Some(in_memory.clone()), Some(p2)]);
+        let frame =
+            encode_response_frame_with_files(ApiKey::Fetch, version, 7, &with_placeholders, files)
+                .unwrap();
+
+        let mut t0 = content[100..4100].to_vec();
+        t0.extend_from_slice(&content[9000..11_000]);
+        let plain_body = build([
+            Some(Bytes::from(t0)),
+            Some(in_memory.clone()),
+            Some(Bytes::from(content.clone())),
+        ]);
+        let plain = encode_response(ApiKey::Fetch, version, 7, &plain_body).unwrap();
+        assert_eq!(
+            frame.to_bytes().unwrap().to_vec(),
+            plain.to_vec(),
+            "v{version}"
+        );
+        assert_eq!(frame.len(), plain.len());
+        let file_chunks: Vec<(u64, usize)> = frame
+            .chunks()
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::File(f) => Some((f.position(), f.len())),
+                Chunk::Bytes(_) => None,
+            })
+            .collect();
+        assert_eq!(file_chunks, vec![(100, 4000), (9000, 2000), (0, 20_000)]);
+        // The in-memory set between them is still shared, not copied.
+        assert!(frame
+            .chunks()
+            .iter()
+            .any(|c| matches!(c, Chunk::Bytes(b) if b.as_ptr() == in_memory.as_ptr())));
+    }
+
+    // A registered set whose placeholder never reaches the encoder is an
+    // error, not a response with bytes missing.
+    let mut files = FileRecordSets::default();
+    let _lost = files.add(vec![region(0, 5000)]).unwrap();
+    let body = build([None, Some(in_memory.clone()), None]);
+    assert!(encode_response_frame_with_files(ApiKey::Fetch, 12, 7, &body, files).is_err());
 }

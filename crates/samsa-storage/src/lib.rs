@@ -32,7 +32,9 @@ pub mod segment;
 pub use cleaner::{CompactionConfig, CompactionStats};
 pub use config::LogConfig;
 pub use error::StorageError;
-pub use log::{delete_log_dir, AppendInfo, PartitionLog, ReadResult, SegmentInfo};
+pub use log::{
+    delete_log_dir, AppendInfo, LogSlice, PartitionLog, ReadResult, SegmentInfo, SliceRead,
+};
 
 #[cfg(test)]
 mod tests {

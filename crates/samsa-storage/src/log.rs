@@ -119,6 +119,57 @@ pub struct ReadResult {
     pub log_end_offset: Offset,
 }
 
+/// Where [`PartitionLog::read_slices`] found whole batches.
+#[derive(Clone, Debug)]
+pub struct SliceRead {
+    /// File ranges of complete batches, in offset order.
+    pub slices: Vec<LogSlice>,
+    /// Total bytes of `slices`.
+    pub len: usize,
+    /// Base offset of the first batch (may be below the requested start).
+    pub first_offset: Option<Offset>,
+    /// Offset just after the last batch, or the requested start if none.
+    pub next_offset: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+/// A range of one segment's `.log` file holding complete batches, byte for
+/// byte as stored. Keeps the file open while it exists.
+#[derive(Clone, Debug)]
+pub struct LogSlice {
+    files: Arc<SegmentFiles>,
+    position: u64,
+    len: usize,
+}
+
+impl LogSlice {
+    /// The open log file the bytes are in.
+    pub fn file(&self) -> &std::fs::File {
+        &self.files.log
+    }
+
+    /// Byte position of the first batch in the file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Length of the range in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the range is empty (never true for a slice returned by a read).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the range's bytes to `out`.
+    pub fn read_append(&self, out: &mut BytesMut) -> Result<(), StorageError> {
+        self.files.read_append_at(out, self.len, self.position)
+    }
+}
+
 /// A segment as seen by retention and tools.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SegmentInfo {
@@ -1121,6 +1172,52 @@ impl PartitionLog {
         min_one_batch: bool,
     ) -> Result<ReadResult, StorageError> {
         let _io = read_lock(&self.io_guard);
+        let found = self.read_slices_locked(start, max_bytes, upper, min_one_batch)?;
+        let mut out = BytesMut::with_capacity(found.len);
+        for slice in &found.slices {
+            slice.read_append(&mut out)?;
+        }
+        Ok(ReadResult {
+            bytes: out.freeze(),
+            first_offset: found.first_offset,
+            next_offset: found.next_offset,
+            log_start_offset: found.log_start_offset,
+            log_end_offset: found.log_end_offset,
+        })
+    }
+
+    /// Like [`PartitionLog::read`], but instead of reading the batches it
+    /// returns where they are: ranges of segment files (at most one per
+    /// segment) that the caller sends or reads later. Only batch headers are
+    /// read here.
+    ///
+    /// The ranges stay readable after the segment is deleted (the file stays
+    /// open), but are not protected from truncation ([`PartitionLog::reset_to`]
+    /// on a replica that became a follower): a range that runs past the end
+    /// of a truncated file reads short, and bytes appended after a
+    /// truncation can take the place of the ones found here. Readers of
+    /// ranges at or below the high watermark are unaffected, because
+    /// truncation never goes below it on a replica that had those records
+    /// committed, and replicated batches are byte-identical; replica fetches
+    /// check batch CRCs on the follower.
+    pub fn read_slices(
+        &self,
+        start: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<SliceRead, StorageError> {
+        let _io = read_lock(&self.io_guard);
+        self.read_slices_locked(start, max_bytes, upper, min_one_batch)
+    }
+
+    fn read_slices_locked(
+        &self,
+        start: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<SliceRead, StorageError> {
         let (plan, log_start_offset, log_end_offset) = {
             let st = read_lock(&self.state);
             if start < st.log_start || start > st.log_end() {
@@ -1149,63 +1246,64 @@ impl PartitionLog {
             (plan, st.log_start, st.log_end())
         };
 
-        let mut out = BytesMut::new();
+        let mut slices: Vec<LogSlice> = Vec::new();
+        let mut total = 0usize;
         let mut first_offset = None;
         let mut next_offset = start;
         'segments: for (files, mut pos, end) in plan {
+            let mut scan = files.header_scanner(end);
             if first_offset.is_none() {
                 // Skip the batches wholly before `start`.
                 loop {
                     if pos >= end {
                         continue 'segments;
                     }
-                    let h = files.read_header(pos, end)?;
+                    let h = scan.header_at(pos)?;
                     if h.last_offset() >= start {
                         break;
                     }
                     pos += h.size_bytes() as u64;
                 }
             }
-            if pos >= end {
-                continue;
-            }
-            let h = files.read_header(pos, end)?;
-            if h.base_offset >= upper {
-                break;
-            }
-            let budget = max_bytes.saturating_sub(out.len());
-            if h.size_bytes() > budget {
-                if out.is_empty() && min_one_batch {
-                    files.read_append_at(&mut out, h.size_bytes(), pos)?;
-                    first_offset = Some(h.base_offset);
-                    next_offset = h.next_offset();
-                }
-                break;
-            }
-            let want = budget.min(usize::try_from(end - pos).unwrap_or(usize::MAX));
-            let old_len = out.len();
-            files.read_append_at(&mut out, want, pos)?;
-            let mut keep = 0usize;
-            let mut stopped_at_upper = false;
-            for item in BatchIter::new(out.get(old_len..).unwrap_or_default()) {
-                let (bh, bytes) =
-                    item.map_err(|e| files.corrupt(pos + keep as u64, &e.to_string()))?;
-                if bh.base_offset >= upper {
-                    stopped_at_upper = true;
+            let from = pos;
+            let mut reached_segment_end = true;
+            while pos < end {
+                let h = scan.header_at(pos)?;
+                if h.base_offset >= upper {
+                    reached_segment_end = false;
                     break;
                 }
-                first_offset.get_or_insert(bh.base_offset);
-                next_offset = bh.next_offset();
-                keep += bytes.len();
+                let taken = total + usize::try_from(pos - from).unwrap_or(usize::MAX);
+                if h.size_bytes() > max_bytes.saturating_sub(taken) {
+                    if taken == 0 && min_one_batch {
+                        first_offset = Some(h.base_offset);
+                        next_offset = h.next_offset();
+                        pos += h.size_bytes() as u64;
+                    }
+                    reached_segment_end = false;
+                    break;
+                }
+                first_offset.get_or_insert(h.base_offset);
+                next_offset = h.next_offset();
+                pos += h.size_bytes() as u64;
             }
-            out.truncate(old_len + keep);
-            let reached_segment_end = !stopped_at_upper && keep as u64 == end - pos;
+            drop(scan);
+            if pos > from {
+                let len = usize::try_from(pos - from).unwrap_or(usize::MAX);
+                total = total.saturating_add(len);
+                slices.push(LogSlice {
+                    files,
+                    position: from,
+                    len,
+                });
+            }
             if !reached_segment_end {
                 break;
             }
         }
-        Ok(ReadResult {
-            bytes: out.freeze(),
+        Ok(SliceRead {
+            slices,
+            len: total,
             first_offset,
             next_offset,
             log_start_offset,

@@ -215,6 +215,16 @@ impl SegmentFiles {
         Ok(header)
     }
 
+    /// A scanner over the batch headers of this log file below `end`.
+    pub fn header_scanner(&self, end: u64) -> HeaderScanner<'_> {
+        HeaderScanner {
+            files: self,
+            end,
+            buf: Vec::new(),
+            buf_position: 0,
+        }
+    }
+
     pub fn corrupt(&self, position: u64, reason: &str) -> StorageError {
         StorageError::Corrupt {
             path: self.log_path.clone(),
@@ -268,6 +278,64 @@ pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), Storage
     f.write_all_at(bytes, 0)
         .and_then(|()| f.sync_data())
         .map_err(|e| StorageError::io("write", path, e))
+}
+
+/// Bytes one [`HeaderScanner`] read fetches at most.
+const HEADER_SCAN_BYTES_MAX: usize = 16 * 1024;
+
+/// Reads batch headers front to back without reading the records: headers
+/// of small batches come out of one buffered read of up to
+/// [`HEADER_SCAN_BYTES_MAX`]; a batch larger than that costs one positioned
+/// read of its header. Used to find batch boundaries for reads that send the
+/// bytes straight from the file.
+#[derive(Debug)]
+pub(crate) struct HeaderScanner<'f> {
+    files: &'f SegmentFiles,
+    end: u64,
+    buf: Vec<u8>,
+    /// File position of `buf[0]`.
+    buf_position: u64,
+}
+
+impl HeaderScanner<'_> {
+    /// The header of the batch at `position`, which must end at or before
+    /// the scanner's `end`.
+    pub fn header_at(&mut self, position: u64) -> Result<BatchHeader, StorageError> {
+        let left = self.end.saturating_sub(position);
+        if left < BATCH_HEADER_BYTES as u64 {
+            return Err(self
+                .files
+                .corrupt(position, "batch header runs past the segment end"));
+        }
+        let cached = position
+            .checked_sub(self.buf_position)
+            .and_then(|from| usize::try_from(from).ok())
+            .filter(|&from| from + BATCH_HEADER_BYTES <= self.buf.len());
+        let from = match cached {
+            Some(from) => from,
+            None => {
+                let want = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(HEADER_SCAN_BYTES_MAX);
+                self.buf.resize(want, 0);
+                self.buf_position = position;
+                if let Err(e) = self.files.read_exact_at(&mut self.buf, position) {
+                    self.buf.clear();
+                    return Err(e);
+                }
+                0
+            }
+        };
+        let bytes = self.buf.get(from..).unwrap_or_default();
+        let header =
+            BatchHeader::parse(bytes).map_err(|e| self.files.corrupt(position, &e.to_string()))?;
+        if header.size_bytes() as u64 > left {
+            return Err(self
+                .files
+                .corrupt(position, "batch runs past the segment end"));
+        }
+        Ok(header)
+    }
 }
 
 /// Read an index file, `None` if it is missing or unreadable.

@@ -164,6 +164,20 @@ proptest! {
                         let want = model.expected_read(start, max_bytes, upper, min_one);
                         prop_assert_eq!(got.bytes.len(), want.len());
                         prop_assert!(got.bytes[..] == want[..]);
+                        // The same batches found as file ranges: at most one
+                        // per segment, read back byte for byte with pread.
+                        let found = log.read_slices(start, max_bytes, upper, min_one).expect("read_slices");
+                        prop_assert_eq!(found.len, want.len());
+                        prop_assert_eq!(found.next_offset, got.next_offset);
+                        prop_assert_eq!(found.first_offset, got.first_offset);
+                        let mut sent = Vec::new();
+                        for slice in &found.slices {
+                            prop_assert!(!slice.is_empty());
+                            let mut piece = vec![0u8; slice.len()];
+                            std::os::unix::fs::FileExt::read_exact_at(slice.file(), &mut piece, slice.position()).expect("pread");
+                            sent.extend_from_slice(&piece);
+                        }
+                        prop_assert!(sent[..] == want[..]);
                     }
                 }
                 Op::Reopen { clean } => {

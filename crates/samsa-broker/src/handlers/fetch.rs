@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use samsa_metadata::MetadataImage;
 use samsa_model::{BrokerId, Offset, TopicId};
+use samsa_protocol::codec::{FileRecordSets, FileRegion};
+use samsa_storage::LogSlice;
 
 use super::s;
 use crate::broker::Broker;
@@ -24,14 +26,80 @@ use crate::fetch_session::{FetchParams, SentState, SessionKey, SessionPlan};
 /// The longest a fetch may park, whatever the client asks.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
+/// Record sets at least this large are sent from their segment files
+/// (`sendfile`); smaller ones are read into memory, which costs less than a
+/// system call per set.
+pub const FILE_RECORDS_BYTES_MIN: usize = 16 * 1024;
+
 struct PartResult {
     key: SessionKey,
     data: PartitionData,
+    /// Where the records are; `data.records` is filled by [`attach_records`].
+    slices: Vec<LogSlice>,
     bytes: usize,
 }
 
-/// Answers Fetch.
-pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+/// A storage log range as a file region of a response frame.
+#[derive(Debug)]
+struct SegmentRegion(LogSlice);
+
+impl FileRegion for SegmentRegion {
+    fn file(&self) -> &std::fs::File {
+        self.0.file()
+    }
+
+    fn position(&self) -> u64 {
+        self.0.position()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read_append(&self, out: &mut BytesMut) -> std::io::Result<()> {
+        self.0.read_append(out).map_err(std::io::Error::other)
+    }
+}
+
+/// Puts a partition's found batches into its response: large record sets
+/// as placeholders registered in `files` (sent from the segment files),
+/// others read into memory now. A read that fails here answers the partition
+/// with the storage error instead.
+fn attach_records(r: &mut PartResult, files: &mut FileRecordSets) {
+    if r.slices.is_empty() {
+        return;
+    }
+    let slices = std::mem::take(&mut r.slices);
+    if r.bytes >= FILE_RECORDS_BYTES_MIN {
+        let regions = slices
+            .iter()
+            .map(|s| Box::new(SegmentRegion(s.clone())) as Box<dyn FileRegion>)
+            .collect();
+        if let Some(placeholder) = files.add(regions) {
+            r.data.records = Some(placeholder);
+            return;
+        }
+    }
+    let mut buf = BytesMut::with_capacity(r.bytes);
+    for slice in &slices {
+        if let Err(e) = slice.read_append(&mut buf) {
+            r.data.error_code = storage_error(&e).code();
+            r.data.records = Some(Bytes::new());
+            r.bytes = 0;
+            return;
+        }
+    }
+    r.data.records = Some(buf.freeze());
+}
+
+/// Answers Fetch. Large record sets stay in their segment files: the
+/// response holds placeholders for them, registered in the returned
+/// [`FileRecordSets`] for the frame encoder.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, FileRecordSets) {
     let image = broker.image();
     let replica_id = if version >= 15 {
         request.replica_state.replica_id.0
@@ -79,7 +147,12 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
         .begin(session_id, epoch, requested, forgotten)
     {
         Ok(x) => x,
-        Err(code) => return FetchResponse::default().with_error_code(code.code()),
+        Err(code) => {
+            return (
+                FetchResponse::default().with_error_code(code.code()),
+                FileRecordSets::default(),
+            )
+        }
     };
     let (session_id, incremental) = match plan {
         SessionPlan::Full { session_id } => (session_id, false),
@@ -134,7 +207,8 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
         }
     };
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
-    for r in results {
+    let mut files = FileRecordSets::default();
+    for mut r in results {
         let has_news = r.bytes > 0 || r.data.error_code != 0;
         let state = SentState {
             high_watermark: r.data.high_watermark,
@@ -146,6 +220,7 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
         if incremental && !include {
             continue;
         }
+        attach_records(&mut r, &mut files);
         let same_topic = responses
             .last()
             .is_some_and(|t| t.topic.0.as_str() == r.key.topic && t.topic_id == r.key.topic_id);
@@ -165,7 +240,7 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
     if version >= 7 {
         response = response.with_session_id(session_id);
     }
-    response
+    (response, files)
 }
 
 /// (name, id) of a requested topic: by id from v13, by name before.
@@ -255,6 +330,7 @@ fn read_all(
                         .with_log_start_offset(-1)
                         .with_records(Some(Bytes::new()))
                         .with_error_code(code.code()),
+                    slices: Vec::new(),
                     bytes: 0,
                 };
             }
@@ -297,6 +373,7 @@ fn read_one(
     let error = |code: ResponseError| PartResult {
         key: key.clone(),
         data: base.clone().with_error_code(code.code()),
+        slices: Vec::new(),
         bytes: 0,
     };
     let topic = if key.topic.is_empty() {
@@ -331,21 +408,20 @@ fn read_one(
     let limit = (params.partition_max_bytes.max(0) as usize).min(remaining);
     match part
         .log
-        .read(Offset(params.fetch_offset), limit, upper, first_with_data)
+        .read_slices(Offset(params.fetch_offset), limit, upper, first_with_data)
     {
-        Ok(read) => {
-            let bytes = read.bytes.len();
-            PartResult {
-                key: key.clone(),
-                data: data.with_records(Some(read.bytes)),
-                bytes,
-            }
-        }
+        Ok(found) => PartResult {
+            key: key.clone(),
+            data,
+            slices: found.slices,
+            bytes: found.len,
+        },
         Err(e) => PartResult {
             key: key.clone(),
             // Keeps the high watermark and log start: a follower behind the
             // log start restarts its log there.
             data: data.with_error_code(storage_error(&e).code()),
+            slices: Vec::new(),
             bytes: 0,
         },
     }

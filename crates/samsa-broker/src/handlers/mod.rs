@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use samsa_protocol::codec::{encode_response_frame, Request, ResponseFrame};
+use samsa_protocol::codec::{
+    encode_response_frame_with_files, FileRecordSets, Request, ResponseFrame,
+};
 
 use crate::broker::Broker;
 
@@ -74,6 +76,7 @@ pub async fn handle(
     };
     let api_key = request.api_key;
     let correlation_id = request.header.correlation_id;
+    let mut files = FileRecordSets::default();
     let body = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version)),
         RequestKind::Metadata(r) => {
@@ -92,7 +95,11 @@ pub async fn handle(
             Some(resp) => ResponseKind::Produce(resp),
             None => return None,
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::Fetch(r) => {
+            let (response, sets) = fetch::handle(broker, r, version).await;
+            files = sets;
+            ResponseKind::Fetch(response)
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version))
         }
@@ -173,7 +180,7 @@ pub async fn handle(
             return None;
         }
     };
-    match encode_response_frame(api_key, version, correlation_id, &body) {
+    match encode_response_frame_with_files(api_key, version, correlation_id, &body, files) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             tracing::error!(error = %e, "response encoding failed");
