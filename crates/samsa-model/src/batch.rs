@@ -540,14 +540,43 @@ impl<'a> Cursor<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
+    /// The unsigned value of a varint of one or two bytes at the cursor,
+    /// advancing past it; `None` (cursor unmoved) for anything else, which
+    /// the strict decoder in `varint` then handles. Such short encodings
+    /// cannot be over-long, so the result is what that decoder would give.
+    #[inline(always)]
+    fn short_varint(&mut self) -> Option<u32> {
+        let b0 = *self.buf.get(self.pos)?;
+        if b0 < 0x80 {
+            self.pos += 1;
+            return Some(u32::from(b0));
+        }
+        let b1 = *self.buf.get(self.pos + 1)?;
+        if b1 < 0x80 {
+            self.pos += 2;
+            return Some(u32::from(b0 & 0x7F) | (u32::from(b1) << 7));
+        }
+        None
+    }
+
+    #[inline]
     fn varint(&mut self, field: &'static str) -> Result<i32, MalformedReason> {
+        if let Some(raw) = self.short_varint() {
+            return Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32));
+        }
         varint::read_varint(self.buf, &mut self.pos).map_err(|e| varint_error(e, field))
     }
 
+    #[inline]
     fn varlong(&mut self, field: &'static str) -> Result<i64, MalformedReason> {
+        if let Some(raw) = self.short_varint() {
+            let raw = i64::from(raw);
+            return Ok((raw >> 1) ^ -(raw & 1));
+        }
         varint::read_varlong(self.buf, &mut self.pos).map_err(|e| varint_error(e, field))
     }
 
+    #[inline]
     fn i8(&mut self, field: &'static str) -> Result<i8, MalformedReason> {
         let b = *self
             .buf
@@ -557,6 +586,7 @@ impl<'a> Cursor<'a> {
         Ok(b as i8)
     }
 
+    #[inline]
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], MalformedReason> {
         let end = self
             .pos
@@ -571,6 +601,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A varint length (`-1` = null) followed by that many bytes.
+    #[inline]
     fn nullable_bytes(&mut self, field: &'static str) -> Result<Option<&'a [u8]>, MalformedReason> {
         let length = self.varint(field)?;
         match length {
@@ -581,6 +612,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A varint length (must be `>= 0`) followed by that many bytes.
+    #[inline]
     fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], MalformedReason> {
         let length = self.varint(field)?;
         if length < 0 {
@@ -685,6 +717,176 @@ fn walk_records<'a>(
     Ok(())
 }
 
+/// Whether `rest`, which starts at a record boundary, holds enough bytes for
+/// [`parse_record`] to decide that record: its whole `length` varint and then
+/// `length` bytes (or a varint or length that is already invalid). When it
+/// does, parsing `rest` gives the same result as parsing `rest` followed by
+/// any further bytes, because [`parse_record`] reads nothing past the record.
+#[inline]
+fn record_decidable(rest: &[u8]) -> bool {
+    let mut cur = Cursor::new(rest);
+    match cur.varint("record length") {
+        Err(MalformedReason::Truncated { .. }) => false,
+        Err(_) => true,
+        Ok(length) => match usize::try_from(length) {
+            Err(_) => true,
+            Ok(length) => cur.remaining() >= length,
+        },
+    }
+}
+
+/// Bytes of a `length` varint: a record whose `length` is still incomplete
+/// needs at most this many more bytes to learn its size.
+const RECORD_LENGTH_BYTES_MAX: usize = 5;
+
+/// [`walk_records`] for a records section that arrives in pieces (from
+/// [`compression::decompress_chunks`]): every piece is fed in order with
+/// [`RecordStream::feed`], then [`RecordStream::finish`] gives the result
+/// `walk_records` would have given on the concatenation.
+///
+/// Records are parsed in place in each piece; only a record that straddles two
+/// pieces is copied (into `carry`, which thus holds at most one record plus the
+/// few bytes fed to learn its length). After the first error the stream only
+/// counts what it is fed, so that the caller can still finish decompressing and
+/// report a decompression error, which takes precedence as it does when the
+/// whole section is decompressed before walking.
+struct RecordStream<F> {
+    /// `recordsCount` as declared.
+    declared: i32,
+    /// Records to walk (`declared`, or 0 if negative).
+    count: usize,
+    sequential_offsets: bool,
+    on_record: F,
+    /// Index of the next record.
+    index: usize,
+    /// The start of an incomplete record at the end of the pieces so far.
+    carry: Vec<u8>,
+    /// Bytes after the last record.
+    trailing: usize,
+    /// The first error met; once set, pieces are ignored.
+    failed: Option<BatchError>,
+}
+
+impl<F> RecordStream<F>
+where
+    F: FnMut(usize, RecordView<'_>) -> Result<(), BatchError>,
+{
+    fn new(count: i32, sequential_offsets: bool, on_record: F) -> Self {
+        RecordStream {
+            declared: count,
+            count: usize::try_from(count).unwrap_or(0),
+            sequential_offsets,
+            on_record,
+            index: 0,
+            carry: Vec::new(),
+            trailing: 0,
+            failed: None,
+        }
+    }
+
+    /// Take the next piece of the section.
+    fn feed(&mut self, piece: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.feed_inner(piece) {
+            self.failed = Some(e);
+            self.carry = Vec::new();
+        }
+    }
+
+    fn feed_inner(&mut self, mut piece: &[u8]) -> Result<(), BatchError> {
+        // First complete the record straddling from the previous piece, moving
+        // over only the bytes it needs (and a few to learn its length).
+        while !self.carry.is_empty() && !piece.is_empty() {
+            let mut pos = 0;
+            let wanted = match varint::read_varint(&self.carry, &mut pos) {
+                Ok(length) => pos
+                    .saturating_add(usize::try_from(length).unwrap_or(0))
+                    .saturating_sub(self.carry.len())
+                    .max(1),
+                Err(_) => RECORD_LENGTH_BYTES_MAX,
+            };
+            let (head, tail) = piece.split_at(wanted.min(piece.len()));
+            self.carry.extend_from_slice(head);
+            piece = tail;
+            let carry = std::mem::take(&mut self.carry);
+            let consumed = self.walk(&carry, false);
+            self.carry = carry;
+            self.carry.drain(..consumed?);
+        }
+        if piece.is_empty() {
+            return Ok(());
+        }
+        let consumed = self.walk(piece, false)?;
+        if let Some(rest) = piece.get(consumed..) {
+            self.carry.extend_from_slice(rest);
+        }
+        Ok(())
+    }
+
+    /// Walk the records of `buf` that can be decided (all of them when `eof`:
+    /// then `buf` must be the rest of the section); returns the bytes consumed.
+    /// Bytes after the last record are counted and consumed.
+    fn walk(&mut self, buf: &[u8], eof: bool) -> Result<usize, BatchError> {
+        let mut pos = 0;
+        while self.index < self.count {
+            let index = self.index;
+            let rest = buf.get(pos..).unwrap_or_default();
+            if rest.is_empty() {
+                if !eof {
+                    return Ok(pos);
+                }
+                return Err(BatchError::MalformedRecord {
+                    index,
+                    reason: MalformedReason::MissingRecords {
+                        declared: self.declared,
+                        found: index,
+                    },
+                });
+            }
+            if !eof && !record_decidable(rest) {
+                return Ok(pos);
+            }
+            let mut cur = Cursor::new(rest);
+            let view = parse_record(&mut cur)
+                .map_err(|reason| BatchError::MalformedRecord { index, reason })?;
+            if self.sequential_offsets && i64::from(view.offset_delta) != index as i64 {
+                return Err(BatchError::MalformedRecord {
+                    index,
+                    reason: MalformedReason::OffsetDeltaMismatch {
+                        expected: i32::try_from(index).unwrap_or(i32::MAX),
+                        found: view.offset_delta,
+                    },
+                });
+            }
+            (self.on_record)(index, view)?;
+            pos += cur.pos;
+            self.index += 1;
+        }
+        self.trailing = self.trailing.saturating_add(buf.len().saturating_sub(pos));
+        Ok(buf.len())
+    }
+
+    /// The end of the section: the result [`walk_records`] gives on all of it.
+    fn finish(mut self) -> Result<(), BatchError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let carry = std::mem::take(&mut self.carry);
+        self.walk(&carry, true)?;
+        if self.trailing != 0 {
+            return Err(BatchError::MalformedRecord {
+                index: self.count,
+                reason: MalformedReason::TrailingBytes {
+                    bytes: self.trailing,
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The records section of a whole batch, decompressed (bounded) if needed.
 /// Returns borrowed bytes when uncompressed, owned bytes otherwise.
 fn records_section<'a>(
@@ -779,26 +981,13 @@ pub struct ValidatedBatch {
     pub max_record_timestamp: TimestampMs,
 }
 
-/// Validate a producer's `records` bytes before appending; see
-/// [`validate_produced_batch_detailed`] for the checks.
-pub fn validate_produced_batch(
+/// The checks of [`validate_produced_batch_detailed`] that need only the
+/// header and the CRC: size limit, exact framing, CRC, base offset, not a
+/// control batch, record count.
+fn check_produced_header(
     bytes: &[u8],
     limits: &ValidationLimits,
 ) -> Result<BatchHeader, BatchError> {
-    validate_produced_batch_detailed(bytes, limits).map(|v| v.header)
-}
-
-/// Validate a producer's `records` bytes: exactly one complete magic-2 batch
-/// and nothing after it, within `limits.batch_bytes_max`, CRC correct,
-/// `baseOffset == 0`, not a control batch, `recordsCount >= 1` and equal to
-/// `lastOffsetDelta + 1`; then every record (decompressed, bounded by
-/// `limits.decompressed_bytes_max`) is walked: exact length framing,
-/// `offsetDelta` 0..n-1, lengths within bounds, nothing left over, and keys
-/// present when `limits.require_keys`.
-pub fn validate_produced_batch_detailed(
-    bytes: &[u8],
-    limits: &ValidationLimits,
-) -> Result<ValidatedBatch, BatchError> {
     if bytes.len() > limits.batch_bytes_max {
         return Err(BatchError::BatchTooLarge {
             batch_bytes: bytes.len(),
@@ -834,11 +1023,41 @@ pub fn validate_produced_batch_detailed(
             last_offset_delta: header.last_offset_delta,
         });
     }
-    let section = records_section(bytes, &header, limits.decompressed_bytes_max)?;
+    Ok(header)
+}
+
+/// Validate a producer's `records` bytes before appending; see
+/// [`validate_produced_batch_detailed`] for the checks.
+pub fn validate_produced_batch(
+    bytes: &[u8],
+    limits: &ValidationLimits,
+) -> Result<BatchHeader, BatchError> {
+    validate_produced_batch_detailed(bytes, limits).map(|v| v.header)
+}
+
+/// Validate a producer's `records` bytes: exactly one complete magic-2 batch
+/// and nothing after it, within `limits.batch_bytes_max`, CRC correct,
+/// `baseOffset == 0`, not a control batch, `recordsCount >= 1` and equal to
+/// `lastOffsetDelta + 1`; then every record (decompressed, bounded by
+/// `limits.decompressed_bytes_max`) is walked: exact length framing,
+/// `offsetDelta` 0..n-1, lengths within bounds, nothing left over, and keys
+/// present when `limits.require_keys`.
+///
+/// Compressed records are walked as they are decompressed, piece by piece
+/// ([`compression::decompress_chunks`]), so the whole section is never held
+/// in memory (only a record straddling two pieces is copied). The outcome is
+/// the same as decompressing first: an error of the compressed data, or the
+/// limit, is reported in preference to an error in the records before it.
+pub fn validate_produced_batch_detailed(
+    bytes: &[u8],
+    limits: &ValidationLimits,
+) -> Result<ValidatedBatch, BatchError> {
+    let header = check_produced_header(bytes, limits)?;
+    let size = header.size_bytes();
     let mut min_ts = i64::MAX;
     let mut max_ts = i64::MIN;
     let base_ts = header.base_timestamp.get();
-    walk_records(&section, header.records_count, true, |index, view| {
+    let on_record = |index: usize, view: RecordView<'_>| {
         if limits.require_keys && view.key.is_none() {
             return Err(BatchError::MissingKey { index });
         }
@@ -846,7 +1065,24 @@ pub fn validate_produced_batch_detailed(
         min_ts = min_ts.min(ts);
         max_ts = max_ts.max(ts);
         Ok(())
-    })?;
+    };
+    let raw = bytes
+        .get(BATCH_HEADER_BYTES..size)
+        .ok_or_else(|| truncated(size, bytes.len()))?;
+    match header.compression()? {
+        Compression::None => walk_records(raw, header.records_count, true, on_record)?,
+        codec => {
+            // Walk the records as they are decompressed, never holding the
+            // whole section; a decompression error (including the limit)
+            // outranks any record error, as if the section had been
+            // decompressed first.
+            let mut stream = RecordStream::new(header.records_count, true, on_record);
+            compression::decompress_chunks(codec, raw, limits.decompressed_bytes_max, |piece| {
+                stream.feed(piece)
+            })?;
+            stream.finish()?;
+        }
+    }
     Ok(ValidatedBatch {
         header,
         min_record_timestamp: TimestampMs(min_ts),
@@ -1310,5 +1546,581 @@ mod tests {
         assert_eq!(offsets, vec![0, 3, 6]);
         assert_eq!(it.consumed_bytes(), full);
         assert_eq!(it.remaining().len(), 20);
+    }
+}
+
+/// The streaming validation path against the whole-buffer one it replaced.
+#[cfg(test)]
+mod streaming_tests {
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::compression::reference;
+
+    /// `validate_produced_batch_detailed` as it was before streaming: the
+    /// section decompressed whole (by the reference decompressor), then walked.
+    fn validate_whole_buffer(
+        bytes: &[u8],
+        limits: &ValidationLimits,
+    ) -> Result<ValidatedBatch, BatchError> {
+        // The header checks are shared; what differs is how the records
+        // section is decompressed and walked.
+        let header = check_produced_header(bytes, limits)?;
+        let size = header.size_bytes();
+        let raw = bytes
+            .get(BATCH_HEADER_BYTES..size)
+            .ok_or_else(|| truncated(size, bytes.len()))?;
+        let section = match header.compression()? {
+            Compression::None => raw.to_vec(),
+            codec => reference::decompress(codec, raw, limits.decompressed_bytes_max)?,
+        };
+        let mut min_ts = i64::MAX;
+        let mut max_ts = i64::MIN;
+        let base_ts = header.base_timestamp.get();
+        walk_records(&section, header.records_count, true, |index, view| {
+            if limits.require_keys && view.key.is_none() {
+                return Err(BatchError::MissingKey { index });
+            }
+            let ts = base_ts.saturating_add(view.timestamp_delta);
+            min_ts = min_ts.min(ts);
+            max_ts = max_ts.max(ts);
+            Ok(())
+        })?;
+        Ok(ValidatedBatch {
+            header,
+            min_record_timestamp: TimestampMs(min_ts),
+            max_record_timestamp: TimestampMs(max_ts),
+        })
+    }
+
+    /// How a records section is compressed (the ways Kafka clients do it).
+    #[derive(Copy, Clone, Debug)]
+    enum Encoding {
+        Plain,
+        Gzip,
+        SnappyXerial,
+        SnappyRaw,
+        Lz4,
+        Lz4Linked,
+        Lz4Checksums,
+        Zstd,
+    }
+
+    const ENCODINGS: [Encoding; 8] = [
+        Encoding::Plain,
+        Encoding::Gzip,
+        Encoding::SnappyXerial,
+        Encoding::SnappyRaw,
+        Encoding::Lz4,
+        Encoding::Lz4Linked,
+        Encoding::Lz4Checksums,
+        Encoding::Zstd,
+    ];
+
+    impl Encoding {
+        fn codec(self) -> Compression {
+            match self {
+                Encoding::Plain => Compression::None,
+                Encoding::Gzip => Compression::Gzip,
+                Encoding::SnappyXerial | Encoding::SnappyRaw => Compression::Snappy,
+                Encoding::Lz4 | Encoding::Lz4Linked | Encoding::Lz4Checksums => Compression::Lz4,
+                Encoding::Zstd => Compression::Zstd,
+            }
+        }
+
+        fn encode(self, section: &[u8]) -> Vec<u8> {
+            let lz4 = |mode, checksums: bool| reference::lz4_frame(section, mode, checksums);
+            match self {
+                Encoding::SnappyRaw => snap::raw::Encoder::new()
+                    .compress_vec(section)
+                    .expect("snappy"),
+                Encoding::Lz4Linked => lz4(lz4_flex::frame::BlockMode::Linked, false),
+                Encoding::Lz4Checksums => lz4(lz4_flex::frame::BlockMode::Independent, true),
+                other => compression::compress(other.codec(), section).expect("compress"),
+            }
+        }
+    }
+
+    /// A batch around an already encoded `section`: header of `plain` with the
+    /// codec bits, `batchLength` and CRC made to match.
+    fn assemble(plain_header: &[u8], codec: Compression, section: &[u8]) -> Vec<u8> {
+        let mut b = plain_header[..BATCH_HEADER_BYTES].to_vec();
+        b.extend_from_slice(section);
+        let batch_length = i32::try_from(b.len() - LOG_OVERHEAD_BYTES).expect("length");
+        put(&mut b, field::BATCH_LENGTH, batch_length.to_be_bytes()).expect("put");
+        let attributes = be_i16(&b, field::ATTRIBUTES).expect("attributes");
+        let attributes = (attributes & !ATTR_COMPRESSION_MASK) | i16::from(codec.id());
+        put(&mut b, field::ATTRIBUTES, attributes.to_be_bytes()).expect("put");
+        rewrite_crc(&mut b).expect("crc");
+        b
+    }
+
+    /// Deterministic, somewhat compressible bytes.
+    fn filler(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x & 3 == 0 {
+                out.extend_from_slice(b"samsa record value ");
+            } else {
+                out.extend_from_slice(&x.to_le_bytes()[..1 + (x >> 61) as usize]);
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// A plain batch of records with the given value sizes (every third one
+    /// keyless, some with headers, timestamps going up and down).
+    fn plain_batch(value_sizes: &[usize]) -> Vec<u8> {
+        let mut b = BatchBuilder::new();
+        for (i, &len) in value_sizes.iter().enumerate() {
+            let key = format!("key-{i}");
+            let ts = 1_700_000_000_000 + (i as i64 % 7) * 1000 - i as i64;
+            let mut r = NewRecord::new(
+                TimestampMs(ts),
+                (i % 3 != 1).then_some(key.as_bytes()),
+                Some(&filler(i as u64 + 1, len)),
+            );
+            if i % 4 == 0 {
+                r = r.with_header(b"h", Some(b"v")).with_header(b"n", None);
+            }
+            b.push(r);
+        }
+        b.build().expect("build")
+    }
+
+    /// One record as a `RecordStream` or `walk_records` reports it.
+    type Seen = (
+        usize,
+        i8,
+        i64,
+        i32,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        usize,
+        Vec<u8>,
+    );
+
+    fn seen(index: usize, v: &RecordView<'_>) -> Seen {
+        (
+            index,
+            v.attributes,
+            v.timestamp_delta,
+            v.offset_delta,
+            v.key.map(<[u8]>::to_vec),
+            v.value.map(<[u8]>::to_vec),
+            v.header_count,
+            v.headers.to_vec(),
+        )
+    }
+
+    /// `walk_records` over the whole section: records seen and the outcome.
+    fn walk_whole(section: &[u8], count: i32) -> (Vec<Seen>, String) {
+        let mut got = Vec::new();
+        let r = walk_records(section, count, true, |i, v| {
+            got.push(seen(i, &v));
+            Ok(())
+        });
+        (got, format!("{r:?}"))
+    }
+
+    /// A `RecordStream` fed `section` cut at `cuts` (ascending positions).
+    fn walk_pieces(section: &[u8], count: i32, cuts: &[usize]) -> (Vec<Seen>, String) {
+        let mut got = Vec::new();
+        let mut stream = RecordStream::new(count, true, |i, v: RecordView<'_>| {
+            got.push(seen(i, &v));
+            Ok(())
+        });
+        let mut at = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&section.len())) {
+            stream.feed(&section[at..cut]);
+            at = cut;
+        }
+        let r = stream.finish();
+        (got, format!("{r:?}"))
+    }
+
+    /// Sections to cut: valid ones with records of 0 B to 20 KB (length
+    /// varints of 1 to 3 bytes), and damaged ones.
+    fn sections() -> Vec<(Vec<u8>, i32)> {
+        let plain = plain_batch(&[0, 1, 60, 62, 63, 64, 200, 5, 20_000, 3]);
+        let section = plain[BATCH_HEADER_BYTES..].to_vec();
+        let n = BatchHeader::parse(&plain).expect("header").records_count;
+        let mut out = vec![(section.clone(), n)];
+        // Fewer or more records than declared, trailing bytes, truncation.
+        out.push((section.clone(), n - 1));
+        out.push((section.clone(), n + 1));
+        let mut trailing = section.clone();
+        trailing.extend_from_slice(&[0, 1, 2]);
+        out.push((trailing, n));
+        for cut in [1, 2, 40, section.len() / 2, section.len() - 1] {
+            out.push((section[..cut].to_vec(), n));
+        }
+        // Bad length varints: over-long, negative, too large, longer than the record.
+        let mut bad = section.clone();
+        bad[..6].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]);
+        out.push((bad, n));
+        let mut bad = section.clone();
+        bad[0] = 0x03; // -2
+        out.push((bad, n));
+        let mut bad = section.clone();
+        bad[0] = 0x7E; // 63 instead of the real length
+        out.push((bad, n));
+        // A damaged byte inside every few records.
+        for at in (0..section.len()).step_by(997) {
+            let mut bad = section.clone();
+            bad[at] ^= 0x81;
+            out.push((bad, n));
+        }
+        out
+    }
+
+    #[test]
+    fn record_stream_matches_walk_records_at_every_cut() {
+        for (section, count) in sections() {
+            let expected = walk_whole(&section, count);
+            // Two pieces, cut everywhere near the start of the section, and
+            // every so often after.
+            let cuts =
+                (0..=section.len()).filter(|&c| c < 600 || c % 97 == 0 || c + 8 > section.len());
+            for cut in cuts {
+                assert_eq!(
+                    walk_pieces(&section, count, &[cut]),
+                    expected,
+                    "cut at {cut}"
+                );
+            }
+            // Many pieces of a fixed size (1 byte: every record straddles).
+            for size in [1, 2, 3, 5, 7, 64, 1000, 16_384] {
+                let cuts: Vec<usize> = (size..section.len()).step_by(size).collect();
+                assert_eq!(
+                    walk_pieces(&section, count, &cuts),
+                    expected,
+                    "pieces of {size}"
+                );
+            }
+            // Empty pieces change nothing.
+            let cuts = [0, 0, 10, 10, 10, 500, section.len()].map(|c| c.min(section.len()));
+            assert_eq!(
+                walk_pieces(&section, count, &cuts),
+                expected,
+                "empty pieces"
+            );
+        }
+    }
+
+    #[test]
+    fn carry_holds_at_most_one_straddling_record() {
+        // A 20 KB record fed in 1-byte pieces: the carry grows to that one
+        // record (not to everything fed so far) and is then consumed.
+        let plain = plain_batch(&[20_000, 10]);
+        let section = &plain[BATCH_HEADER_BYTES..];
+        let mut largest_carry = 0;
+        let mut stream = RecordStream::new(2, true, |_, _: RecordView<'_>| Ok(()));
+        for byte in section.chunks(1) {
+            stream.feed(byte);
+            largest_carry = largest_carry.max(stream.carry.len());
+        }
+        assert!(largest_carry <= 20_100, "{largest_carry}");
+        stream.finish().expect("valid");
+    }
+
+    #[test]
+    fn compressed_batches_straddling_blocks_validate_like_before() {
+        // Records straddling 64 KiB LZ4 blocks, 16 KiB reads and 32 KiB
+        // xerial blocks, one record spanning several blocks.
+        let plain = plain_batch(&[1000, 70_000, 5, 65_536, 100, 300_000, 7, 16_000, 16_500, 0]);
+        let limits = ValidationLimits {
+            batch_bytes_max: usize::MAX,
+            ..ValidationLimits::default()
+        };
+        let expected = validate_whole_buffer(&plain, &limits).expect("plain is valid");
+        for encoding in ENCODINGS {
+            let codec = encoding.codec();
+            let b = assemble(
+                &plain,
+                codec,
+                &encoding.encode(&plain[BATCH_HEADER_BYTES..]),
+            );
+            let got = validate_produced_batch_detailed(&b, &limits).expect("valid");
+            assert_eq!(
+                got.min_record_timestamp, expected.min_record_timestamp,
+                "{encoding:?}"
+            );
+            assert_eq!(
+                got.max_record_timestamp, expected.max_record_timestamp,
+                "{encoding:?}"
+            );
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{:?}", validate_whole_buffer(&b, &limits).expect("ok"))
+            );
+            // With keys required, the first keyless record (index 1) is named.
+            let strict = ValidationLimits {
+                require_keys: true,
+                ..limits
+            };
+            let err = validate_produced_batch_detailed(&b, &strict).expect_err("keyless");
+            assert!(
+                matches!(err, BatchError::MissingKey { index: 1 }),
+                "{encoding:?}: {err}"
+            );
+            // One byte short of the decompressed size is too large.
+            let section_len = plain.len() - BATCH_HEADER_BYTES;
+            let tight = ValidationLimits {
+                decompressed_bytes_max: section_len - 1,
+                ..limits
+            };
+            let got = validate_produced_batch_detailed(&b, &tight);
+            let want = validate_whole_buffer(&b, &tight);
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{encoding:?}");
+            if codec != Compression::None {
+                assert!(
+                    matches!(got, Err(BatchError::DecompressedTooLarge { .. })),
+                    "{encoding:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_or_corrupt_compressed_sections_fail_as_before() {
+        let plain = plain_batch(&[500, 70_000, 20, 3000, 64, 10_000]);
+        let limits = ValidationLimits {
+            batch_bytes_max: usize::MAX,
+            ..ValidationLimits::default()
+        };
+        for encoding in ENCODINGS {
+            let codec = encoding.codec();
+            let packed = encoding.encode(&plain[BATCH_HEADER_BYTES..]);
+            let step = (packed.len() / 61).max(1);
+            for at in (0..packed.len()).step_by(step) {
+                let mut flipped = packed.clone();
+                flipped[at] ^= 0x24;
+                for section in [&packed[..at], &flipped[..]] {
+                    let b = assemble(&plain, codec, section);
+                    let got = validate_produced_batch_detailed(&b, &limits);
+                    let want = validate_whole_buffer(&b, &limits);
+                    assert_eq!(
+                        format!("{got:?}"),
+                        format!("{want:?}"),
+                        "{encoding:?} at {at}"
+                    );
+                    if let (Err(g), Err(w)) = (&got, &want) {
+                        assert_eq!(g.kind(), w.kind());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bombs_are_too_large_with_memory_bounded_by_the_limit() {
+        let limit = 1 << 20;
+        let limits = ValidationLimits {
+            batch_bytes_max: usize::MAX,
+            decompressed_bytes_max: limit,
+            require_keys: false,
+        };
+        let template = plain_batch(&[1]);
+        // All zeros (every record malformed), and one record claiming 1 GiB.
+        let zeros = vec![0u8; 16 << 20];
+        let mut huge = Vec::new();
+        varint::write_varint(&mut huge, 1 << 30);
+        huge.resize(16 << 20, b'x');
+        for section in [&zeros, &huge] {
+            for encoding in ENCODINGS {
+                let codec = encoding.codec();
+                if codec == Compression::None {
+                    continue;
+                }
+                let b = assemble(&template, codec, &encoding.encode(section));
+                let got = validate_produced_batch_detailed(&b, &limits);
+                assert!(
+                    matches!(got, Err(BatchError::DecompressedTooLarge { limit_bytes }) if limit_bytes == limit),
+                    "{encoding:?}: {got:?}"
+                );
+                assert_eq!(
+                    format!("{got:?}"),
+                    format!("{:?}", validate_whole_buffer(&b, &limits))
+                );
+                // What the stream holds stays within the limit.
+                let mut stream = RecordStream::new(1, true, |_, _: RecordView<'_>| Ok(()));
+                let mut largest_carry = 0;
+                let r =
+                    compression::decompress_chunks(codec, &b[BATCH_HEADER_BYTES..], limit, |p| {
+                        stream.feed(p);
+                        largest_carry = largest_carry.max(stream.carry.capacity());
+                    });
+                assert!(r.is_err(), "{encoding:?}");
+                assert!(
+                    largest_carry <= 2 * limit,
+                    "{encoding:?}: carry of {largest_carry}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_varints_decode_like_the_strict_decoder() {
+        let mut inputs: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        inputs.push(Vec::new());
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                inputs.push(vec![b0, b1]);
+                if b0 >= 0x80 && b1 >= 0x80 {
+                    inputs.push(vec![b0, b1, 0x01]);
+                }
+            }
+        }
+        for input in inputs {
+            for start in [0usize, 1] {
+                let buf: Vec<u8> = std::iter::repeat_n(0x00, start)
+                    .chain(input.iter().copied())
+                    .collect();
+                let mut cur = Cursor {
+                    buf: &buf,
+                    pos: start,
+                };
+                let mut pos = start;
+                let want = varint::read_varint(&buf, &mut pos).map_err(|e| varint_error(e, "f"));
+                assert_eq!(cur.varint("f"), want, "{input:?}");
+                if want.is_ok() {
+                    assert_eq!(cur.pos, pos, "{input:?}");
+                }
+                let mut cur = Cursor {
+                    buf: &buf,
+                    pos: start,
+                };
+                let mut pos = start;
+                let want = varint::read_varlong(&buf, &mut pos).map_err(|e| varint_error(e, "f"));
+                assert_eq!(cur.varlong("f"), want, "{input:?}");
+                if want.is_ok() {
+                    assert_eq!(cur.pos, pos, "{input:?}");
+                }
+            }
+        }
+    }
+
+    /// A change to a batch before validation.
+    #[derive(Clone, Debug)]
+    enum Damage {
+        None,
+        /// XOR a byte of the uncompressed section (record-level errors).
+        Record {
+            at: usize,
+            mask: u8,
+        },
+        /// XOR one of the first bytes of a record (its length, attributes,
+        /// deltas, key length).
+        RecordStart {
+            record: usize,
+            offset: usize,
+            mask: u8,
+        },
+        /// XOR a byte of the compressed section.
+        Compressed {
+            at: usize,
+            mask: u8,
+        },
+        /// Cut the compressed section short.
+        Truncate {
+            at: usize,
+        },
+        /// Add bytes after the compressed section.
+        Append {
+            bytes: Vec<u8>,
+        },
+        /// Declare more or fewer records.
+        Count {
+            delta: i32,
+        },
+    }
+
+    fn damage_strategy() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            2 => Just(Damage::None),
+            // Mostly near the start, where records are dense.
+            3 => (prop_oneof![0usize..64, 0usize..4096, any::<usize>()], 1..=255u8)
+                .prop_map(|(at, mask)| Damage::Record { at, mask }),
+            3 => (any::<usize>(), 0usize..8, 1..=255u8)
+                .prop_map(|(record, offset, mask)| Damage::RecordStart { record, offset, mask }),
+            2 => (any::<usize>(), 1..=255u8).prop_map(|(at, mask)| Damage::Compressed { at, mask }),
+            1 => any::<usize>().prop_map(|at| Damage::Truncate { at }),
+            1 => prop::collection::vec(any::<u8>(), 1..20).prop_map(|bytes| Damage::Append { bytes }),
+            1 => (-2i32..=2).prop_map(|delta| Damage::Count { delta }),
+        ]
+    }
+
+    fn sizes_strategy() -> impl Strategy<Value = Vec<usize>> {
+        let size = prop_oneof![
+            6 => 0usize..200,
+            2 => 200usize..5000,
+            1 => 5000usize..90_000,
+        ];
+        prop::collection::vec(size, 1..30)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn streaming_validation_agrees_with_the_whole_buffer_path(
+            sizes in sizes_strategy(),
+            encoding in prop::sample::select(ENCODINGS.to_vec()),
+            damage in damage_strategy(),
+            small_limit in prop::option::weighted(0.3, any::<usize>()),
+            require_keys in prop::bool::weighted(0.2),
+        ) {
+            let plain = plain_batch(&sizes);
+            let mut section = plain[BATCH_HEADER_BYTES..].to_vec();
+            match damage {
+                Damage::Record { at, mask } => {
+                    let at = at % section.len();
+                    section[at] ^= mask;
+                }
+                Damage::RecordStart { record, offset, mask } => {
+                    let mut starts = Vec::new();
+                    let mut cur = Cursor::new(&section);
+                    while cur.remaining() > 0 {
+                        starts.push(cur.pos);
+                        parse_record(&mut cur).expect("valid record");
+                    }
+                    let at = (starts[record % starts.len()] + offset).min(section.len() - 1);
+                    section[at] ^= mask;
+                }
+                _ => {}
+            }
+            let mut packed = encoding.encode(&section);
+            match &damage {
+                Damage::Compressed { at, mask } if !packed.is_empty() => {
+                    let at = at % packed.len();
+                    packed[at] ^= mask;
+                }
+                Damage::Truncate { at } => packed.truncate(at % (packed.len() + 1)),
+                Damage::Append { bytes } => packed.extend_from_slice(bytes),
+                _ => {}
+            }
+            let mut b = assemble(&plain, encoding.codec(), &packed);
+            if let Damage::Count { delta } = damage {
+                let n = be_i32(&b, field::RECORDS_COUNT).expect("count") + delta;
+                put(&mut b, field::RECORDS_COUNT, n.to_be_bytes()).expect("put");
+                put(&mut b, field::LAST_OFFSET_DELTA, (n - 1).to_be_bytes()).expect("put");
+                rewrite_crc(&mut b).expect("crc");
+            }
+            let limits = ValidationLimits {
+                batch_bytes_max: usize::MAX,
+                decompressed_bytes_max: small_limit.map_or(128 << 20, |l| l % (section.len() + 100)),
+                require_keys,
+            };
+            let got = validate_produced_batch_detailed(&b, &limits);
+            let want = validate_whole_buffer(&b, &limits);
+            prop_assert_eq!(format!("{:?}", got), format!("{:?}", want));
+        }
     }
 }
