@@ -80,6 +80,10 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(
         broker.settings.connections_max.min(Semaphore::MAX_PERMITS),
     ));
+    let request_memory = broker
+        .settings
+        .queued_request_bytes_max
+        .map(crate::memory::RequestMemory::new);
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -101,9 +105,10 @@ pub async fn serve(
                 };
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
+                let memory = request_memory.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = connection(broker, stream, peer, listener_name, shutdown).await {
+                    if let Err(e) = connection(broker, stream, peer, listener_name, memory, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                 });
@@ -261,6 +266,7 @@ async fn connection(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     listener: Arc<str>,
+    memory: Option<crate::memory::RequestMemory>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
@@ -279,6 +285,14 @@ async fn connection(
         if size < 0 || size as usize > max {
             return Err(ConnError::FrameSize(size as i64));
         }
+        // Held until the response is written (`queued.max.request.bytes`).
+        let _reservation = match &memory {
+            Some(m) => tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                r = m.reserve(size as usize) => Some(r),
+            },
+            None => None,
+        };
         let frame = read_frame_body(&mut read, size as usize).await?;
         let request = match parse_request(frame) {
             Ok(r) => r,

@@ -30,6 +30,9 @@ pub struct BrokerSettings {
     pub message_bytes_max: usize,
     /// `batch.decompressed.bytes.max`: bound on inspecting compressed batches.
     pub batch_decompressed_bytes_max: usize,
+    /// `queued.max.request.bytes`: request frame bytes held at once across
+    /// all connections; `None` (the default, -1) for no shared limit.
+    pub queued_request_bytes_max: Option<usize>,
     /// `max.connections`.
     pub connections_max: usize,
     pub auto_create_topics: bool,
@@ -207,6 +210,10 @@ impl BrokerSettings {
             message_bytes_max: num("message.max.bytes")?,
             batch_decompressed_bytes_max: num("batch.decompressed.bytes.max")?,
             connections_max: num("max.connections")?,
+            queued_request_bytes_max: cfg
+                .get_i64("queued.max.request.bytes")
+                .filter(|&b| b > 0)
+                .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
             auto_create_topics: cfg.get_bool("auto.create.topics.enable"),
         })
     }

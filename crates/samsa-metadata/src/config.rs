@@ -323,6 +323,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("delete.topic.enable", Boolean, Some("true"), Validator::Any, [], "Whether DeleteTopics is allowed."),
     def!("message.max.bytes", Int, Some("1048588"), Validator::Range(0, i32::MAX as i64), [], "Largest record batch size allowed."),
     def!("socket.request.max.bytes", Int, Some("104857600"), Validator::Range(1, i32::MAX as i64), [], "Largest request frame accepted; larger frames close the connection."),
+    def!("queued.max.request.bytes", Long, Some("-1"), Validator::Range(-1, i64::MAX), [], "Bytes of request frames held in memory at once across all connections; a connection waits before reading a frame that does not fit. -1: no limit beyond socket.request.max.bytes per connection."),
     def!("queued.max.requests", Int, Some("500"), Validator::Range(1, i32::MAX as i64), [], "Requests in flight per connection before reading pauses."),
     def!("max.connections", Int, Some("2147483647"), Validator::Range(0, i32::MAX as i64), [], "Largest number of client connections."),
     def!("log.segment.bytes", Int, Some("1073741824"), Validator::Range(14, i32::MAX as i64), [], "Segment file size."),

@@ -2031,11 +2031,17 @@ fn load_epoch_cache(
                     Ok(None::<()>)
                 })?;
             }
-            tracing::info!(
-                dir = %dir.display(),
-                entries = cache.entries().len(),
-                "rebuilt the leader epoch cache from the log"
-            );
+            // A new partition has no checkpoint yet: only a rebuild that
+            // found epochs (a lost or damaged checkpoint) is news.
+            if cache.entries().is_empty() {
+                tracing::debug!(dir = %dir.display(), "no leader epoch cache; the log is empty");
+            } else {
+                tracing::info!(
+                    dir = %dir.display(),
+                    entries = cache.entries().len(),
+                    "rebuilt the leader epoch cache from the log"
+                );
+            }
             (cache, true)
         }
     };
