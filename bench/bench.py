@@ -12,6 +12,11 @@ Matrix (each row is the median of --runs runs):
   consume-cold     100 B / 1 KiB x 1 / 12 partitions x none / lz4, reading what the
                    acks=1 produce run just wrote, with the page cache emptied first
   consume-warm     the same data read again right away
+  consume-raw      100 B / 1 KiB x 1 / 12 partitions x none: the same data read again
+                   (warm, right after consume-warm) without librdkafka: raw Fetch v4
+                   requests, one in flight, every batch's CRC-32C checked, records
+                   counted from the batch headers but not decoded -- the broker's
+                   serving rate without librdkafka's per-message cost
   produce+consume  100 B / 1 KiB x 1 / 12 partitions x none / lz4, acks=1, one
                    producer and one consumer at once (end-to-end latency)
   latency@50k      100 B, 1 partition, acks=1 / all: produce+consume at a fixed
@@ -316,7 +321,8 @@ def loadgen(binary: str, mode: str, args: list[str], timeout: float) -> dict:
 
 @dataclass
 class Row:
-    kind: str          # produce | consume-cold | consume-warm | produce+consume | latency@50k | cluster3-rf3
+    kind: str          # produce | consume-cold | consume-warm | consume-raw | produce+consume | latency@50k[-l5]
+                       # | cluster3-rf3
     size: int
     parts: int
     acks: str | None
@@ -352,6 +358,8 @@ def build_matrix(quick: bool) -> list[Row]:
                     rows.append(Row("produce", size, parts, acks, comp))
                 rows.append(Row("consume-cold", size, parts, None, comp))
                 rows.append(Row("consume-warm", size, parts, None, comp))
+                if comp == "none":
+                    rows.append(Row("consume-raw", size, parts, None, comp))
                 rows.append(Row("produce+consume", size, parts, "1", comp))
     for kind in ("latency@50k", "latency@50k-l5"):
         for acks in ACKS:
@@ -361,7 +369,8 @@ def build_matrix(quick: bool) -> list[Row]:
     if quick:
         keep = {
             ("produce", 100, 1, "1", "none"), ("consume-cold", 100, 1, None, "none"),
-            ("consume-warm", 100, 1, None, "none"), ("produce", 1024, 12, "all", "lz4"),
+            ("consume-warm", 100, 1, None, "none"), ("consume-raw", 1024, 1, None, "none"),
+            ("produce", 1024, 12, "all", "lz4"),
             ("produce+consume", 1024, 12, "1", "lz4"), ("latency@50k", 100, 1, "all", "none"),
             ("cluster3-rf3", 100, 12, "all", "none"),
         }
@@ -369,8 +378,8 @@ def build_matrix(quick: bool) -> list[Row]:
     return rows
 
 
-ORDER = ["produce", "consume-cold", "consume-warm", "produce+consume", "latency@50k", "latency@50k-l5",
-         "cluster3-rf3"]
+ORDER = ["produce", "consume-cold", "consume-warm", "consume-raw", "produce+consume", "latency@50k",
+         "latency@50k-l5", "cluster3-rf3"]
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:
@@ -497,17 +506,19 @@ class Runner:
 
     # -- groups of rows that share data --
 
-    def run_produce_group(self, prow: Row | None, cold: Row | None, warm: Row | None, run_no: int) -> None:
+    def run_produce_group(self, prow: Row | None, cold: Row | None, warm: Row | None, raw: Row | None,
+                          run_no: int) -> None:
         """One produce run (acks from prow, or acks=1 when only the consume rows
-        are selected), then cold and warm consumes of exactly that data."""
-        base = prow or cold or warm
+        are selected), then cold and warm consumes of exactly that data, then
+        the raw (loadgen fetch) consume of it, still warm."""
+        base = prow or cold or warm or raw
         row_for_produce = prow or Row("produce", base.size, base.parts, "1", base.comp)
         n = self.records_for(base.size)
         try:
             self.ensure_broker()
             topic = self.new_topic(base.parts)
         except Exception as e:  # noqa: BLE001 -- one bad row must not stop the bench
-            for r in (prow, cold, warm):
+            for r in (prow, cold, warm, raw):
                 if r:
                     self.fail(r, e)
             return
@@ -521,7 +532,7 @@ class Runner:
                 self.record(prow, out)
                 log(f"    {prow.name} run {run_no}: {out['produce_rec_per_s']:,.0f} rec/s")
             produced = out["produced"]
-            for crow, is_cold in ((cold, True), (warm, False)):
+            for crow, is_cold in ((cold, True), (warm, False), (raw, False)):
                 if not crow:
                     continue
                 if is_cold:
@@ -529,8 +540,11 @@ class Runner:
                     if note:
                         crow.notes.add(note)
                 try:
-                    c = self.measured("consume", ["-t", topic, "-p", str(base.parts), "-n", str(produced),
-                                                  "-d", str(self.args.max_seconds)])
+                    # consume-raw: the raw Fetch v4 consumer, which counts records
+                    # without decoding them, so it is told their size (-s).
+                    mode, extra = ("fetch", ["-s", str(base.size)]) if crow is raw else ("consume", [])
+                    c = self.measured(mode, ["-t", topic, "-p", str(base.parts), "-n", str(produced),
+                                             "-d", str(self.args.max_seconds), *extra])
                     if c["consumed"] < produced:
                         raise LoadgenError(f"consumed {c['consumed']}/{produced} records in "
                                            f"{c['consume_elapsed_s']:.0f}s {c.get('consume_error') or ''}")
@@ -539,7 +553,7 @@ class Runner:
                 except Exception as e:  # noqa: BLE001
                     self.fail(crow, e)
         except Exception as e:  # noqa: BLE001
-            for r in (prow, cold, warm):
+            for r in (prow, cold, warm, raw):
                 if r:
                     self.fail(r, e)
         finally:
@@ -609,13 +623,15 @@ class Runner:
                 for comp in COMPRESSIONS:
                     cold = by_key.get(("consume-cold", size, parts, None, comp))
                     warm = by_key.get(("consume-warm", size, parts, None, comp))
+                    raw = by_key.get(("consume-raw", size, parts, None, comp))
                     for acks in ACKS:
                         prow = by_key.get(("produce", size, parts, acks, comp))
                         feeds = acks == "1"
-                        if not prow and not (feeds and (cold or warm)):
+                        if not prow and not (feeds and (cold or warm or raw)):
                             continue
                         for r in range(1, runs + 1):
-                            self.run_produce_group(prow, cold if feeds else None, warm if feeds else None, r)
+                            self.run_produce_group(prow, cold if feeds else None, warm if feeds else None,
+                                                   raw if feeds else None, r)
                     pc = by_key.get(("produce+consume", size, parts, "1", comp))
                     if pc:
                         for r in range(1, runs + 1):
@@ -643,7 +659,7 @@ def summarize(row: Row) -> dict | None:
         return None
     vals: dict[str, list] = {k: [] for k in ("rps", "mbps", "cpu_gb", "rss", "p50", "p99", "p999", "e2e50", "e2e99")}
     for r in row.runs:
-        if r["mode"] == "consume":
+        if r["mode"] in ("consume", "fetch"):
             el, n, b = r["consume_elapsed_s"], r["consumed"], r["consume_bytes"]
         elif r["mode"] == "pc":
             el, n, b = r["pc_elapsed_s"], r["consumed"], r["produce_bytes"]
@@ -712,7 +728,7 @@ def broker_table(rows: list[Row], runs: int, limits: dict | None) -> str:
         cells += [fnum(s[k], kind) for _, k, kind in COLS]
         if limits is not None:
             net, disk = limits.get("tcp"), limits.get("disk")
-            writes = row.kind not in ("consume-cold", "consume-warm")
+            writes = row.kind not in ("consume-cold", "consume-warm", "consume-raw")
             cells.append(fnum(100 * s["mbps"] / net if net and s["mbps"] else None, "pct"))
             cells.append(fnum(100 * s["mbps"] / disk if disk and s["mbps"] and writes else None, "pct"))
         body.append(cells)
@@ -949,6 +965,11 @@ def main() -> int:
     print("p50/p99/p99.9: produce() to delivery report, per record (client queueing included; latency rows "
           "time from the scheduled send); e2e: produce() to the consumer receiving it.")
     print("producer linger.ms: 5 (librdkafka's default) in every row but latency@50k, which uses 1.")
+    if any(r.kind == "consume-raw" for r in samsa_rows):
+        print("consume-raw: loadgen fetch, a raw Fetch v4 consumer (one request in flight, 64 MiB / 8 MiB per "
+              "partition, CRC-32C of every batch checked, records not decoded); MB/s = records x value size.")
+        print("  Loopback TCP work is charged to whichever process's system call or softirq runs it, so a client "
+              "that drains the socket at once shifts kernel CPU to the broker's CPU s/GB.")
     return 0
 
 

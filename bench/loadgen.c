@@ -13,6 +13,16 @@
  *       linger.ms is LINGER_MS (default 5, librdkafka's own default).
  *   loadgen consume -b .. -t TOPIC -p PARTITIONS -n N [-d MAX_SECONDS]
  *       assign() partitions 0..P-1 from offset 0 and read until N records.
+ *   loadgen fetch   -b HOST:PORT -t TOPIC -p PARTITIONS -n N -s SIZE [-d MAX_SECONDS]
+ *       A raw consumer without librdkafka: one TCP connection to the first
+ *       bootstrap address (which must lead every partition), a Metadata v4
+ *       check that the topic has partitions 0..P-1, then (clock started)
+ *       Fetch v4 for them from offset 0, one request in flight. Each record
+ *       batch's CRC-32C is verified and its records_count counted from the
+ *       header; records are not decoded, so consume_bytes = records * SIZE
+ *       (pass the -s the topic was produced with). Shows what the broker can
+ *       serve without librdkafka's per-message cost. Output fields as consume,
+ *       plus fetch_wire_bytes (response bytes read) and fetch_requests.
  *   loadgen pc      -b .. -t TOPIC -p PARTITIONS -n N -s SIZE [produce options]
  *       A consumer (assigned from offset 0) and a producer at once, in one
  *       process; end-to-end latency = consume time - the CLOCK_MONOTONIC stamp
@@ -40,6 +50,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -55,6 +66,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 /* ---------------------------------------------------------------- utilities */
 
@@ -575,6 +589,582 @@ static int cmd_pc(void) {
     return 0;
 }
 
+/* ------------------------------ raw fetch (librdkafka only for error names) */
+
+/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of a
+ * v2 record batch. SSE4.2's crc32 instruction when the CPU has it (three
+ * interleaved streams, combined with zero-shift tables), else slicing-by-8. */
+
+#define CRC32C_POLY 0x82F63B78u
+#define CRC32C_LONG 8192 /* bytes per stream and round in the hardware path */
+#define CRC32C_SHORT 256
+
+static uint32_t crc32c_table[8][256];
+static uint32_t crc32c_long[4][256], crc32c_short[4][256];
+
+static uint32_t gf2_times(const uint32_t *mat, uint32_t vec) {
+    uint32_t sum = 0;
+    for (; vec; vec >>= 1, mat++)
+        if (vec & 1) sum ^= *mat;
+    return sum;
+}
+
+/* out = a after b, for 32x32 GF(2) matrices stored as the images of each bit. */
+static void gf2_compose(uint32_t *out, const uint32_t *a, const uint32_t *b) {
+    uint32_t t[32];
+    for (int i = 0; i < 32; i++) t[i] = gf2_times(a, b[i]);
+    memcpy(out, t, sizeof t);
+}
+
+/* Tables that advance a raw CRC register over len zero bytes. */
+static void crc32c_zeros(uint32_t zeros[4][256], size_t len) {
+    uint32_t op[32], sq[32];
+    sq[0] = CRC32C_POLY; /* one zero bit */
+    for (int i = 1; i < 32; i++) sq[i] = 1u << (i - 1);
+    for (int i = 0; i < 3; i++) gf2_compose(sq, sq, sq); /* one zero byte */
+    for (int i = 0; i < 32; i++) op[i] = 1u << i;        /* identity */
+    for (; len; len >>= 1) {
+        if (len & 1) gf2_compose(op, sq, op);
+        gf2_compose(sq, sq, sq);
+    }
+    for (uint32_t n = 0; n < 256; n++)
+        for (int k = 0; k < 4; k++) zeros[k][n] = gf2_times(op, n << (8 * k));
+}
+
+static uint32_t crc32c_shift(uint32_t zeros[4][256], uint32_t crc) {
+    return zeros[0][crc & 0xff] ^ zeros[1][(crc >> 8) & 0xff] ^ zeros[2][(crc >> 16) & 0xff] ^ zeros[3][crc >> 24];
+}
+
+static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len) {
+    crc = ~crc;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (len && ((uintptr_t)p & 7)) {
+        crc = crc32c_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+        len--;
+    }
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        w ^= crc;
+        crc = crc32c_table[7][w & 0xff] ^ crc32c_table[6][(w >> 8) & 0xff] ^ crc32c_table[5][(w >> 16) & 0xff] ^
+              crc32c_table[4][(w >> 24) & 0xff] ^ crc32c_table[3][(w >> 32) & 0xff] ^
+              crc32c_table[2][(w >> 40) & 0xff] ^ crc32c_table[1][(w >> 48) & 0xff] ^ crc32c_table[0][w >> 56];
+    }
+#endif
+    while (len--) crc = crc32c_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p, size_t len) {
+    uint64_t c0 = (uint32_t)~crc;
+    while (len && ((uintptr_t)p & 7)) {
+        c0 = _mm_crc32_u8((uint32_t)c0, *p++);
+        len--;
+    }
+    for (; len >= 3 * CRC32C_LONG; len -= 3 * CRC32C_LONG) {
+        uint64_t c1 = 0, c2 = 0, a, b, c;
+        for (const unsigned char *end = p + CRC32C_LONG; p < end; p += 8) {
+            memcpy(&a, p, 8);
+            memcpy(&b, p + CRC32C_LONG, 8);
+            memcpy(&c, p + 2 * CRC32C_LONG, 8);
+            c0 = _mm_crc32_u64(c0, a);
+            c1 = _mm_crc32_u64(c1, b);
+            c2 = _mm_crc32_u64(c2, c);
+        }
+        c0 = crc32c_shift(crc32c_long, (uint32_t)c0) ^ c1;
+        c0 = crc32c_shift(crc32c_long, (uint32_t)c0) ^ c2;
+        p += 2 * CRC32C_LONG;
+    }
+    for (; len >= 3 * CRC32C_SHORT; len -= 3 * CRC32C_SHORT) {
+        uint64_t c1 = 0, c2 = 0, a, b, c;
+        for (const unsigned char *end = p + CRC32C_SHORT; p < end; p += 8) {
+            memcpy(&a, p, 8);
+            memcpy(&b, p + CRC32C_SHORT, 8);
+            memcpy(&c, p + 2 * CRC32C_SHORT, 8);
+            c0 = _mm_crc32_u64(c0, a);
+            c1 = _mm_crc32_u64(c1, b);
+            c2 = _mm_crc32_u64(c2, c);
+        }
+        c0 = crc32c_shift(crc32c_short, (uint32_t)c0) ^ c1;
+        c0 = crc32c_shift(crc32c_short, (uint32_t)c0) ^ c2;
+        p += 2 * CRC32C_SHORT;
+    }
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t a;
+        memcpy(&a, p, 8);
+        c0 = _mm_crc32_u64(c0, a);
+    }
+    while (len--) c0 = _mm_crc32_u8((uint32_t)c0, *p++);
+    return ~(uint32_t)c0;
+}
+#endif
+
+static uint32_t (*crc32c)(uint32_t, const unsigned char *, size_t) = crc32c_sw;
+static const char *crc32c_impl = "table";
+
+static void crc32c_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+        crc32c_table[0][n] = c;
+    }
+    for (int n = 0; n < 256; n++)
+        for (int k = 1; k < 8; k++)
+            crc32c_table[k][n] = crc32c_table[0][crc32c_table[k - 1][n] & 0xff] ^ (crc32c_table[k - 1][n] >> 8);
+    crc32c_zeros(crc32c_long, CRC32C_LONG);
+    crc32c_zeros(crc32c_short, CRC32C_SHORT);
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("sse4.2")) {
+        crc32c = crc32c_hw;
+        crc32c_impl = "sse4.2";
+    }
+#endif
+    /* Self-test: the standard check value, and both paths agreeing on every
+     * length class (unaligned starts, the long and short interleaved loops). */
+    if (crc32c_sw(0, (const unsigned char *)"123456789", 9) != 0xE3069283u ||
+        crc32c(0, (const unsigned char *)"123456789", 9) != 0xE3069283u)
+        die("CRC-32C self-test failed (check value)");
+    size_t tn = 3 * CRC32C_LONG * 2 + 3 * CRC32C_SHORT + 77;
+    unsigned char *t = malloc(tn);
+    uint64_t x = 0x2545F4914F6CDD1DULL;
+    for (size_t i = 0; i < tn; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        t[i] = (unsigned char)x;
+    }
+    static const size_t lens[] = {0, 1, 7, 8, 9, 3 * CRC32C_SHORT, 3 * CRC32C_SHORT + 13, 3 * CRC32C_LONG,
+                                  3 * CRC32C_LONG * 2 + 3 * CRC32C_SHORT + 70};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        for (size_t a = 0; a < 7; a += 3)
+            if (crc32c(0, t + a, lens[i]) != crc32c_sw(0, t + a, lens[i]))
+                die("CRC-32C self-test failed (%s vs table, %zu bytes at +%zu)", crc32c_impl, lens[i], a);
+    free(t);
+}
+
+/* Big-endian readers and writers. */
+static uint16_t be16(const unsigned char *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint64_t be64(const unsigned char *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
+static unsigned char *put16(unsigned char *p, int v) {
+    p[0] = (unsigned char)(v >> 8), p[1] = (unsigned char)v;
+    return p + 2;
+}
+static unsigned char *put32(unsigned char *p, int32_t v) {
+    uint32_t u = (uint32_t)v;
+    p[0] = (unsigned char)(u >> 24), p[1] = (unsigned char)(u >> 16), p[2] = (unsigned char)(u >> 8),
+    p[3] = (unsigned char)u;
+    return p + 4;
+}
+static unsigned char *put64(unsigned char *p, int64_t v) {
+    put32(p, (int32_t)((uint64_t)v >> 32));
+    return put32(p + 4, (int32_t)(uint32_t)v);
+}
+
+/* Bounds-checked cursor over a response. */
+typedef struct {
+    const unsigned char *p, *end;
+    const char *api; /* for messages */
+} rd_t;
+
+#define FETCH_MAX_RESPONSE (128 << 20)
+#define FETCH_CLIENT_ID "samsa-bench-loadgen"
+
+typedef struct {
+    int fd;
+    int64_t *offset; /* next fetch offset per partition */
+    long long want, got, batches, requests, wire_bytes;
+    int64_t t0, t1, deadline;
+    double timeout_s; /* socket receive/send timeout */
+} fetch_t;
+
+static fetch_t F;
+
+static void print_fetch(int ok, const char *err) {
+    int64_t end = F.t1 ? F.t1 : now_ns();
+    double el = F.t0 ? (double)(end - F.t0) / 1e9 : 0;
+    long long bytes = F.got * (long long)o.size;
+    printf("{\"ok\":%s,\"mode\":\"fetch\",\"topic\":", ok ? "true" : "false");
+    json_str(stdout, o.topic);
+    printf(",\"size\":%d,\"partitions\":%d,\"crc32c\":\"%s\"", o.size, o.partitions, crc32c_impl);
+    if (!ok) {
+        printf(",\"error\":");
+        json_str(stdout, err);
+    }
+    printf(",\"consumed\":%lld,\"consume_bytes\":%lld,\"consume_elapsed_s\":%.6f", F.got, bytes, el);
+    printf(",\"consume_rec_per_s\":%.1f,\"consume_mb_per_s\":%.3f,\"consume_error\":", el > 0 ? F.got / el : 0.0,
+           el > 0 ? bytes / el / 1e6 : 0.0);
+    json_str(stdout, ok ? "" : err);
+    printf(",\"e2e_latency\":null,\"fetch_requests\":%lld,\"fetch_wire_bytes\":%lld,\"fetch_batches\":%lld}\n",
+           F.requests, F.wire_bytes, F.batches);
+    fflush(stdout);
+}
+
+/* Fail with the counters so far in the usual JSON line. */
+static void fetch_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    print_fetch(0, buf);
+    fprintf(stderr, "loadgen: %s\n", buf);
+    exit(1);
+}
+
+static void rd_need(rd_t *r, size_t n, const char *what) {
+    if ((size_t)(r->end - r->p) < n) fetch_fail("malformed %s response: truncated at %s", r->api, what);
+}
+static int8_t rd_i8(rd_t *r, const char *what) {
+    rd_need(r, 1, what);
+    return (int8_t)*r->p++;
+}
+static int16_t rd_i16(rd_t *r, const char *what) {
+    rd_need(r, 2, what);
+    int16_t v = (int16_t)be16(r->p);
+    r->p += 2;
+    return v;
+}
+static int32_t rd_i32(rd_t *r, const char *what) {
+    rd_need(r, 4, what);
+    int32_t v = (int32_t)be32(r->p);
+    r->p += 4;
+    return v;
+}
+static int64_t rd_i64(rd_t *r, const char *what) {
+    rd_need(r, 8, what);
+    int64_t v = (int64_t)be64(r->p);
+    r->p += 8;
+    return v;
+}
+/* A string (i16 length); returns its length, -1 for null, and points *s at it. */
+static int rd_str(rd_t *r, const char **s, int nullable, const char *what) {
+    int16_t n = rd_i16(r, what);
+    if (n < -1 || (n == -1 && !nullable)) fetch_fail("malformed %s response: %s has length %d", r->api, what, n);
+    *s = (const char *)r->p;
+    if (n > 0) {
+        rd_need(r, (size_t)n, what);
+        r->p += n;
+    }
+    return n;
+}
+/* An array count: 0..the bytes left / min_item (-1 only where nullable). */
+static int32_t rd_count(rd_t *r, size_t min_item, int nullable, const char *what) {
+    int32_t n = rd_i32(r, what);
+    if (n < -1 || (n == -1 && !nullable) || (n > 0 && (size_t)n > (size_t)(r->end - r->p) / min_item))
+        fetch_fail("malformed %s response: %s count %d", r->api, what, n);
+    return n;
+}
+
+static int fetch_connect(void) {
+    /* The first bootstrap address: HOST:PORT or [V6]:PORT. */
+    char host[256];
+    size_t n = strcspn(o.bootstrap, ",");
+    if (n == 0 || n >= sizeof host) die("fetch: bad bootstrap %s", o.bootstrap);
+    memcpy(host, o.bootstrap, n);
+    host[n] = 0;
+    char *colon = strrchr(host, ':');
+    if (!colon) die("fetch: bootstrap %s has no :PORT", host);
+    *colon = 0;
+    const char *port = colon + 1, *h = host;
+    if (host[0] == '[' && colon > host + 1 && colon[-1] == ']') {
+        colon[-1] = 0;
+        h = host + 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *ai;
+    int rc = getaddrinfo(h, port, &hints, &res);
+    if (rc) die("fetch: resolve %s:%s: %s", h, port, gai_strerror(rc));
+    int fd = -1, err = 0;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) die("fetch: connect %s:%s: %s", h, port, strerror(err));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* A broker that stops answering fails the run instead of hanging it
+     * (max_wait_ms is 500, so a healthy broker answers well within this). */
+    double to = o.max_seconds + 5 < 30 ? o.max_seconds + 5 : 30;
+    F.timeout_s = to;
+    struct timeval tv = {.tv_sec = (time_t)to, .tv_usec = (suseconds_t)((to - (double)(time_t)to) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void fetch_recv(void *buf, size_t len, const char *what) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(F.fd, (char *)buf + got, len - got, MSG_WAITALL);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            fetch_fail("broker closed the connection while we read %s (%zu/%zu bytes; Fetch v4 unsupported?)", what,
+                       got, len);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            fetch_fail("no %s from the broker within %.0f s (%zu/%zu bytes)", what, F.timeout_s, got, len);
+        fetch_fail("recv %s: %s", what, strerror(errno));
+    }
+}
+
+/* The Fetch v4 request for the current offsets, size prefix included. */
+static size_t fetch_request(unsigned char *buf, int32_t corr) {
+    size_t tlen = strlen(o.topic);
+    unsigned char *p = buf + 4;
+    p = put16(p, 1); /* api_key Fetch */
+    p = put16(p, 4); /* api_version */
+    p = put32(p, corr);
+    p = put16(p, (int)strlen(FETCH_CLIENT_ID));
+    memcpy(p, FETCH_CLIENT_ID, strlen(FETCH_CLIENT_ID));
+    p += strlen(FETCH_CLIENT_ID);
+    p = put32(p, -1);       /* replica_id */
+    p = put32(p, 500);      /* max_wait_ms */
+    p = put32(p, 1);        /* min_bytes */
+    p = put32(p, 64 << 20); /* max_bytes */
+    *p++ = 0;               /* isolation_level: read uncommitted */
+    p = put32(p, 1);        /* topics */
+    p = put16(p, (int)tlen);
+    memcpy(p, o.topic, tlen);
+    p += tlen;
+    p = put32(p, o.partitions);
+    for (int i = 0; i < o.partitions; i++) {
+        p = put32(p, i);
+        p = put64(p, F.offset[i]);
+        p = put32(p, 8 << 20); /* partition_max_bytes */
+    }
+    size_t len = (size_t)(p - buf);
+    put32(buf, (int32_t)(len - 4));
+    return len;
+}
+
+/* Walk one partition's record set: verify and count the complete batches. */
+static long long fetch_records(int part, const unsigned char *rec, size_t len) {
+    long long n = 0;
+    int64_t next = F.offset[part];
+    size_t off = 0;
+    while (len - off >= 61) {
+        const unsigned char *b = rec + off;
+        int64_t base = (int64_t)be64(b);
+        int32_t blen = (int32_t)be32(b + 8);
+        if (blen < 49) fetch_fail("partition %d: batch at offset %" PRId64 " has batch_length %d", part, base, blen);
+        if ((size_t)blen + 12 > len - off) break; /* a trailing partial batch */
+        if ((int8_t)b[16] != 2)
+            fetch_fail("partition %d: batch at offset %" PRId64 " has magic %d, not 2", part, base, (int8_t)b[16]);
+        uint32_t want = be32(b + 17), crc = crc32c(0, b + 21, (size_t)blen - 9);
+        if (crc != want)
+            fetch_fail("partition %d: CRC-32C mismatch in the batch at offset %" PRId64 " (%d bytes): header %08x, "
+                       "computed %08x",
+                       part, base, blen + 12, want, crc);
+        int32_t last_delta = (int32_t)be32(b + 23), count = (int32_t)be32(b + 57);
+        if (last_delta < 0 || count < 0)
+            fetch_fail("partition %d: batch at offset %" PRId64 " has last_offset_delta %d, records_count %d", part,
+                       base, last_delta, count);
+        if (base >= F.offset[part]) n += count;
+        if (base + last_delta + 1 > next) next = base + last_delta + 1;
+        F.batches++;
+        off += 12 + (size_t)blen;
+    }
+    F.offset[part] = next;
+    return n;
+}
+
+static long long fetch_response(const unsigned char *buf, size_t len, int32_t corr) {
+    rd_t r = {buf, buf + len, "Fetch"};
+    int32_t c = rd_i32(&r, "correlation_id");
+    if (c != corr) fetch_fail("Fetch response has correlation_id %d, expected %d", c, corr);
+    rd_i32(&r, "throttle_time_ms");
+    int32_t ntopics = rd_count(&r, 6, 0, "topics");
+    long long n = 0;
+    size_t tlen = strlen(o.topic);
+    for (int32_t t = 0; t < ntopics; t++) {
+        const char *name;
+        int nl = rd_str(&r, &name, 0, "topic name");
+        if ((size_t)nl != tlen || memcmp(name, o.topic, tlen) != 0)
+            fetch_fail("Fetch response names topic %.*s, not %s", nl, name, o.topic);
+        int32_t nparts = rd_count(&r, 30, 0, "partitions");
+        for (int32_t i = 0; i < nparts; i++) {
+            int32_t part = rd_i32(&r, "partition");
+            int16_t ec = rd_i16(&r, "error_code");
+            rd_i64(&r, "high_watermark");
+            rd_i64(&r, "last_stable_offset");
+            int32_t naborted = rd_count(&r, 16, 1, "aborted_transactions");
+            if (naborted > 0) r.p += (size_t)naborted * 16; /* rd_count checked the room */
+            int32_t rlen = rd_i32(&r, "records length");
+            if (rlen < -1) fetch_fail("malformed Fetch response: records length %d", rlen);
+            const unsigned char *rec = r.p;
+            if (rlen > 0) {
+                rd_need(&r, (size_t)rlen, "records");
+                r.p += rlen;
+            }
+            if (part < 0 || part >= o.partitions)
+                fetch_fail("Fetch response has partition %d, asked for 0..%d", part, o.partitions - 1);
+            if (ec)
+                fetch_fail("partition %d of %s: broker error %d (%s)", part, o.topic, ec,
+                           rd_kafka_err2name((rd_kafka_resp_err_t)ec));
+            if (rlen > 0) n += fetch_records(part, rec, (size_t)rlen);
+        }
+    }
+    return n;
+}
+
+/* Sends a request (size prefix included) and reads its response into buf;
+ * returns the response size. */
+static size_t fetch_roundtrip(const unsigned char *req, size_t rlen, unsigned char **buf, size_t *cap,
+                              const char *api) {
+    for (size_t sent = 0; sent < rlen;) {
+        ssize_t n = send(F.fd, req + sent, rlen - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fetch_fail("send %s request: %s", api, n < 0 ? strerror(errno) : "nothing sent");
+        sent += (size_t)n;
+    }
+    unsigned char sz[4];
+    fetch_recv(sz, 4, "response size");
+    int32_t size = (int32_t)be32(sz);
+    if (size < 4 || size > FETCH_MAX_RESPONSE)
+        fetch_fail("%s response size %d is outside 4..%d bytes", api, size, FETCH_MAX_RESPONSE);
+    if ((size_t)size > *cap) {
+        while (*cap < (size_t)size) *cap *= 2;
+        free(*buf);
+        *buf = malloc(*cap);
+        if (!*buf) fetch_fail("out of memory for a %d-byte %s response", size, api);
+    }
+    fetch_recv(*buf, (size_t)size, "response body");
+    return (size_t)size;
+}
+
+/* Metadata v4 for the topic (no auto-creation): 0 when partitions 0..P-1
+ * all have a leader; else a reason in why, and 1 if it may pass with time
+ * (a leader election), -1 if not. Fetch alone cannot tell: some brokers
+ * answer a fetch from a topic they do not have with no error and no data. */
+static int fetch_metadata(const unsigned char *buf, size_t len, int32_t corr, char *why, size_t whylen) {
+    rd_t r = {buf, buf + len, "Metadata"};
+    const char *s;
+    int32_t c = rd_i32(&r, "correlation_id");
+    if (c != corr) fetch_fail("Metadata response has correlation_id %d, expected %d", c, corr);
+    rd_i32(&r, "throttle_time_ms");
+    int32_t nbrokers = rd_count(&r, 12, 0, "brokers");
+    for (int32_t i = 0; i < nbrokers; i++) {
+        rd_i32(&r, "node_id");
+        rd_str(&r, &s, 0, "host");
+        rd_i32(&r, "port");
+        rd_str(&r, &s, 1, "rack");
+    }
+    rd_str(&r, &s, 1, "cluster_id");
+    rd_i32(&r, "controller_id");
+    int32_t ntopics = rd_count(&r, 9, 0, "topics");
+    size_t tlen = strlen(o.topic);
+    int found = 0, led = 0, retry = 0, nparts = 0;
+    for (int32_t t = 0; t < ntopics; t++) {
+        int16_t ec = rd_i16(&r, "topic error_code");
+        const char *name;
+        int nl = rd_str(&r, &name, 0, "topic name");
+        rd_i8(&r, "is_internal");
+        int ours = (size_t)nl == tlen && memcmp(name, o.topic, tlen) == 0;
+        if (ours) {
+            found = 1;
+            if (ec) {
+                snprintf(why, whylen, "broker error %d (%s) in Metadata", ec,
+                         rd_kafka_err2name((rd_kafka_resp_err_t)ec));
+                return ec == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ? 1 : -1;
+            }
+        }
+        int32_t np = rd_count(&r, 18, 0, "partitions");
+        for (int32_t i = 0; i < np; i++) {
+            int16_t pec = rd_i16(&r, "partition error_code");
+            int32_t idx = rd_i32(&r, "partition_index"), leader = rd_i32(&r, "leader_id");
+            int32_t nrep = rd_count(&r, 4, 0, "replica_nodes");
+            r.p += (size_t)nrep * 4;
+            int32_t nisr = rd_count(&r, 4, 0, "isr_nodes");
+            r.p += (size_t)nisr * 4;
+            if (!ours) continue;
+            nparts++;
+            if (idx < 0 || idx >= o.partitions) continue;
+            if (!pec && leader >= 0) led++;
+            else retry = 1;
+        }
+    }
+    if (!found) {
+        snprintf(why, whylen, "not in the Metadata response");
+        return -1;
+    }
+    if (led == o.partitions) return 0;
+    snprintf(why, whylen, "%d partitions in Metadata, %d of partitions 0..%d with a leader", nparts, led,
+             o.partitions - 1);
+    return retry ? 1 : -1;
+}
+
+static int cmd_fetch(void) {
+    if (!o.topic) die("fetch needs -t TOPIC");
+    if (strlen(o.topic) > 32767) die("topic name too long");
+    if (o.partitions < 1 || o.partitions > 100000) die("fetch: bad -p %d", o.partitions);
+    crc32c_init();
+    F.offset = calloc((size_t)o.partitions, sizeof *F.offset);
+    unsigned char *req = malloc(64 + strlen(FETCH_CLIENT_ID) + strlen(o.topic) + 16 * (size_t)o.partitions);
+    /* Room for a full response (max_bytes, plus a first batch that may
+     * exceed the limits), faulted in before the clock starts. */
+    size_t cap = (64 << 20) + (8 << 20);
+    unsigned char *buf = malloc(cap);
+    if (!F.offset || !req || !buf) die("out of memory");
+    memset(buf, 1, cap); /* not 0: malloc + memset 0 may become an untouched calloc */
+    F.fd = fetch_connect();
+
+    /* The topic must exist with partitions 0..P-1 led (waiting out an
+     * election for up to 10 s) before the clock starts. */
+    int64_t until = now_ns() + (int64_t)((o.max_seconds < 10 ? o.max_seconds : 10) * 1e9);
+    for (int32_t corr = 1;; corr++) {
+        size_t tlen = strlen(o.topic);
+        unsigned char *p = req + 4;
+        p = put16(p, 3); /* api_key Metadata */
+        p = put16(p, 4); /* api_version */
+        p = put32(p, corr);
+        p = put16(p, (int)strlen(FETCH_CLIENT_ID));
+        memcpy(p, FETCH_CLIENT_ID, strlen(FETCH_CLIENT_ID));
+        p += strlen(FETCH_CLIENT_ID);
+        p = put32(p, 1); /* topics */
+        p = put16(p, (int)tlen);
+        memcpy(p, o.topic, tlen);
+        p += tlen;
+        *p++ = 0; /* allow_auto_topic_creation */
+        put32(req, (int32_t)(p - req - 4));
+        size_t size = fetch_roundtrip(req, (size_t)(p - req), &buf, &cap, "Metadata");
+        char why[256];
+        int rc = fetch_metadata(buf, size, corr, why, sizeof why);
+        if (rc == 0) break;
+        if (rc < 0 || now_ns() > until) fetch_fail("topic %s: %s", o.topic, why);
+        usleep(100000);
+    }
+
+    F.want = o.records;
+    F.t0 = now_ns();
+    F.deadline = F.t0 + (int64_t)(o.max_seconds * 1e9);
+    for (int32_t corr = 1000; F.got < F.want && now_ns() < F.deadline; corr++) {
+        size_t size = fetch_roundtrip(req, fetch_request(req, corr), &buf, &cap, "Fetch");
+        F.requests++;
+        F.wire_bytes += 4 + (long long)size;
+        long long n = fetch_response(buf, size, corr);
+        if (n > 0) {
+            F.got += n;
+            F.t1 = now_ns();
+        }
+    }
+    print_fetch(1, NULL);
+    close(F.fd);
+    free(buf);
+    free(req);
+    free(F.offset);
+    return 0;
+}
+
 /* -------------------------------------------------------------------- admin */
 
 static int admin_result(rd_kafka_t *rk, rd_kafka_queue_t *q, rd_kafka_event_type_t want, char *why, size_t whylen) {
@@ -821,7 +1411,7 @@ static int cmd_evict(const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: loadgen produce|consume|pc|topic-create|topic-delete|tcp|disk|evict [options]\n");
+        fprintf(stderr, "usage: loadgen produce|consume|fetch|pc|topic-create|topic-delete|tcp|disk|evict [options]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -860,6 +1450,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (!strcmp(mode, "produce")) return cmd_produce();
     if (!strcmp(mode, "consume")) return cmd_consume();
+    if (!strcmp(mode, "fetch")) return cmd_fetch();
     if (!strcmp(mode, "pc")) return cmd_pc();
     if (!strcmp(mode, "topic-create")) return cmd_topic(1);
     if (!strcmp(mode, "topic-delete")) return cmd_topic(0);

@@ -1,7 +1,7 @@
-"""Large fetches: record sets are sent straight from the segment files.
+"""Large fetches: record sets are copied from the segment files as they are sent.
 
 Fetch responses carry record sets of 16 KiB and more as ranges of the segment
-files (sendfile), so these tests read many megabytes spread over many small
+files, copied to the socket in small steps when the response is written, so these tests read many megabytes spread over many small
 segments with three different clients and check every byte, and check that
 serving them does not grow the broker's memory with the response size.
 """

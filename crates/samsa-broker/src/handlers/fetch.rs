@@ -26,9 +26,9 @@ use crate::fetch_session::{FetchParams, SentState, SessionKey, SessionPlan};
 /// The longest a fetch may park, whatever the client asks.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
-/// Record sets at least this large are sent from their segment files
-/// (`sendfile`); smaller ones are read into memory, which costs less than a
-/// system call per set.
+/// Record sets at least this large stay in their segment files until the
+/// response is written (copied to the socket in bounded steps); smaller ones
+/// are read into memory now and go out in the response's vectored write.
 pub const FILE_RECORDS_BYTES_MIN: usize = 16 * 1024;
 
 struct PartResult {
