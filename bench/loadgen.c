@@ -13,14 +13,15 @@
  *       linger.ms is LINGER_MS (default 5, librdkafka's own default).
  *   loadgen consume -b .. -t TOPIC -p PARTITIONS -n N [-d MAX_SECONDS]
  *       assign() partitions 0..P-1 from offset 0 and read until N records.
- *   loadgen fetch   -b HOST:PORT -t TOPIC -p PARTITIONS -n N -s SIZE [-d MAX_SECONDS]
+ *   loadgen fetch   -b HOST:PORT -t TOPIC -p PARTITIONS -n N -s SIZE [-k PASSES] [-d MAX_SECONDS]
  *       A raw consumer without librdkafka: one TCP connection to the first
  *       bootstrap address (which must lead every partition), a Metadata v4
  *       check that the topic has partitions 0..P-1, then (clock started)
  *       Fetch v4 for them from offset 0, one request in flight. Each record
  *       batch's CRC-32C is verified and its records_count counted from the
  *       header; records are not decoded, so consume_bytes = records * SIZE
- *       (pass the -s the topic was produced with). Shows what the broker can
+ *       (pass the -s the topic was produced with). With -k the N records
+ *       are read PASSES times (from offset 0 again after each pass). Shows what the broker can
  *       serve without librdkafka's per-message cost. Output fields as consume,
  *       plus fetch_wire_bytes (response bytes read) and fetch_requests.
  *   loadgen pc      -b .. -t TOPIC -p PARTITIONS -n N -s SIZE [produce options]
@@ -172,6 +173,7 @@ typedef struct {
     int size, partitions, rf;
     double rate, max_seconds;
     long mib;
+    int passes;
     char *extra[64];
     int nextra;
 } opts_t;
@@ -776,6 +778,8 @@ typedef struct {
     int fd;
     int64_t *offset; /* next fetch offset per partition */
     long long want, got, batches, requests, wire_bytes;
+    long long pass_end; /* got at the end of the current pass over the topic */
+    int passes;
     int64_t t0, t1, deadline;
     double timeout_s; /* socket receive/send timeout */
 } fetch_t;
@@ -1144,7 +1148,11 @@ static int cmd_fetch(void) {
         usleep(100000);
     }
 
-    F.want = o.records;
+    /* -k PASSES: read the N records PASSES times (back to offset 0 after
+     * each pass), so that a fast run lasts long enough to time. */
+    F.passes = o.passes > 1 ? o.passes : 1;
+    F.want = o.records * F.passes;
+    F.pass_end = o.records;
     F.t0 = now_ns();
     F.deadline = F.t0 + (int64_t)(o.max_seconds * 1e9);
     for (int32_t corr = 1000; F.got < F.want && now_ns() < F.deadline; corr++) {
@@ -1155,6 +1163,10 @@ static int cmd_fetch(void) {
         if (n > 0) {
             F.got += n;
             F.t1 = now_ns();
+        }
+        if (F.got >= F.pass_end && F.got < F.want) {
+            memset(F.offset, 0, (size_t)o.partitions * sizeof *F.offset);
+            F.pass_end += o.records;
         }
     }
     print_fetch(1, NULL);
@@ -1425,7 +1437,7 @@ int main(int argc, char **argv) {
     }
     optind = 2;
     int ch;
-    while ((ch = getopt(argc, argv, "b:t:n:s:a:z:r:d:p:R:f:m:l:X:")) != -1) {
+    while ((ch = getopt(argc, argv, "b:t:n:s:a:z:r:d:p:R:f:m:l:k:X:")) != -1) {
         switch (ch) {
         case 'b': o.bootstrap = optarg; break;
         case 't': o.topic = optarg; break;
@@ -1440,6 +1452,7 @@ int main(int argc, char **argv) {
         case 'f': o.file = optarg; break;
         case 'm': o.mib = atol(optarg); break;
         case 'l': o.linger = optarg; break;
+        case 'k': o.passes = atoi(optarg); break;
         case 'X':
             if (o.nextra < 64) o.extra[o.nextra++] = optarg;
             break;
