@@ -245,6 +245,25 @@ pub fn read_json_file(path: &std::path::Path, flag: &str) -> anyhow::Result<serd
 }
 
 /// Prints a JSON value on one line.
+/// The `"topic"` and `"partition"` of entry `i` of a Kafka tool's JSON
+/// `partitions` list (election and reassignment files share this shape).
+pub fn json_topic_partition(entry: &serde_json::Value, i: usize) -> anyhow::Result<(String, i32)> {
+    let topic = entry
+        .get("topic")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("partitions[{i}]: \"topic\" must be a non-empty string"))?;
+    let partition = entry
+        .get("partition")
+        .and_then(|n| n.as_i64())
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("partitions[{i}] ({topic}): \"partition\" must be a partition number")
+        })?;
+    Ok((topic.to_string(), partition))
+}
+
 pub fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }

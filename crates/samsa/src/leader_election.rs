@@ -62,22 +62,7 @@ pub fn parse_election_json(doc: &serde_json::Value) -> anyhow::Result<Vec<Tp>> {
     let mut seen = BTreeSet::new();
     let mut dups = Vec::new();
     for (i, p) in parts.iter().enumerate() {
-        let topic = p
-            .get("topic")
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                anyhow::anyhow!("partitions[{i}]: \"topic\" must be a non-empty string")
-            })?;
-        let partition = p
-            .get("partition")
-            .and_then(|n| n.as_i64())
-            .and_then(|n| i32::try_from(n).ok())
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                anyhow::anyhow!("partitions[{i}]: \"partition\" must be a partition number")
-            })?;
-        let tp = (topic.to_string(), partition);
+        let tp = crate::common::json_topic_partition(p, i)?;
         if !seen.insert(tp.clone()) {
             dups.push(tp.clone());
         }

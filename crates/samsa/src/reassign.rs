@@ -14,7 +14,8 @@ use samsa_client::Admin;
 use serde_json::json;
 
 use crate::common::{
-    bare_error, hint_for_code, hinted, print_json, read_json_file, tp_list, tp_name, ConnArgs,
+    bare_error, hint_for_code, hinted, json_topic_partition, print_json, read_json_file, tp_list,
+    tp_name, ConnArgs,
 };
 
 #[derive(clap::Args)]
@@ -101,23 +102,8 @@ pub fn parse_reassignment(doc: &serde_json::Value) -> anyhow::Result<(Vec<Move>,
     let mut seen = BTreeSet::new();
     let mut dups = Vec::new();
     for (i, p) in parts.iter().enumerate() {
-        let topic = p
-            .get("topic")
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                anyhow::anyhow!("partitions[{i}]: \"topic\" must be a non-empty string")
-            })?;
-        let partition = p
-            .get("partition")
-            .and_then(|n| n.as_i64())
-            .and_then(|n| i32::try_from(n).ok())
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "partitions[{i}] ({topic}): \"partition\" must be a partition number"
-                )
-            })?;
+        let (topic, partition) = json_topic_partition(p, i)?;
+        let topic = topic.as_str();
         let name = tp_name(topic, partition);
         let replicas = p
             .get("replicas")
