@@ -7,6 +7,8 @@ leader with nothing acknowledged lost."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -141,3 +143,33 @@ def partition_state_brokers(bootstrap: str) -> list[int]:
         return sorted(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5).brokers)
     except Exception:
         return []
+
+
+@pytest.mark.timeout(120)
+def test_broker_stops_promptly_while_a_metadata_write_waits(layout):
+    """SIGTERM reaches a broker while a client's CreateTopics waits on a
+    controller that does not answer (frozen with SIGSTOP). The broker's own
+    controlled shutdown queues behind that write; shutdown must still finish
+    within its bounds (5 s of controlled shutdown, then in-flight metadata
+    waits are released) and exit 0, not sit out every timeout in turn."""
+    controller, brokers = layout
+    boot = ",".join(b.bootstrap for b in brokers.values())
+    h.wait_until(lambda: partition_state_brokers(boot) == [1, 2, 3], timeout=30,
+                 message="three registered, unfenced brokers")
+    victim = brokers[1]
+    os.kill(controller.pid, signal.SIGSTOP)
+    try:
+        admin = AdminClient({"bootstrap.servers": victim.bootstrap})
+        topic = h.unique_topic("frozen")
+        pending = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                                      request_timeout=60, operation_timeout=60)
+        time.sleep(1.0)  # the request is now waiting inside the broker
+        assert not pending[topic].done(), "CreateTopics answered while the controller is frozen"
+        t0 = time.monotonic()
+        victim.stop()  # exit status 0 within the fixture's stop timeout
+        took = time.monotonic() - t0
+        print(f"\nbroker stopped {took:.2f}s after SIGTERM with a metadata write pending")
+        assert took < 9.0, f"shutdown took {took:.1f}s"
+        assert "shut down cleanly" in victim.log_path.read_text()
+    finally:
+        os.kill(controller.pid, signal.SIGCONT)

@@ -191,6 +191,10 @@ pub struct ClusterState {
     applied: watch::Receiver<Option<u64>>,
     /// The leader an observer last heard of (-1: none).
     observed_leader: AtomicI64,
+    /// Set once this node is shutting down: metadata writes still waiting
+    /// (for the leader, for the commit or for the local apply) give up at
+    /// once instead of holding the write path until their own timeouts.
+    closing: watch::Sender<bool>,
 }
 
 impl ClusterState {
@@ -220,6 +224,7 @@ impl ClusterState {
             forwarder: tokio::sync::Mutex::new(forwarder),
             applied,
             observed_leader: AtomicI64::new(-1),
+            closing: watch::Sender::new(false),
         });
         Ok((state, source, applied_tx))
     }
@@ -258,6 +263,14 @@ impl ClusterState {
         }
     }
 
+    /// Makes every metadata write of this node that is still waiting, and
+    /// every later one, fail at once with a timeout (the write may still
+    /// commit; this node just stops waiting for it). Called when the node
+    /// shuts down, after its controlled shutdown.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
     async fn wait_applied(&self, index: u64) -> Result<(), MetaError> {
         let mut rx = self.applied.clone();
         let reached = tokio::time::timeout(APPLY_WAIT, async {
@@ -275,6 +288,20 @@ impl ClusterState {
     }
 
     async fn append_after(
+        &self,
+        after: Option<u64>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<u64, MetaError> {
+        let mut closing = self.closing.subscribe();
+        tokio::select! {
+            result = self.append_and_apply(after, records) => result,
+            _ = closing.wait_for(|c| *c) => Err(MetaError::Timeout(
+                "this node is shutting down; the write may still commit".into(),
+            )),
+        }
+    }
+
+    async fn append_and_apply(
         &self,
         after: Option<u64>,
         records: Vec<MetadataRecord>,
@@ -588,6 +615,12 @@ impl ControllerNode {
                 applied.send_replace(follower.controller.last_batch());
             }
         });
+        let mut closing = shutdown.clone();
+        let cluster = node.cluster.clone();
+        tokio::spawn(async move {
+            let _ = closing.wait_for(|s| *s).await;
+            cluster.close();
+        });
         tokio::spawn(liveness(node.clone(), shutdown));
         Ok(node)
     }
@@ -658,8 +691,14 @@ pub async fn controlled_shutdown(broker: &Arc<Broker>) -> bool {
     loop {
         let bk = broker.clone();
         let me = broker.settings.node_id;
-        let result =
-            tokio::task::spawn_blocking(move || bk.admin(|c| c.controlled_shutdown(me))).await;
+        // The attempt may queue behind another metadata write of this node
+        // (which waits up to its own timeouts): the deadline bounds the wait,
+        // and `ClusterState::close` afterwards releases whatever still waits.
+        let attempt = tokio::task::spawn_blocking(move || bk.admin(|c| c.controlled_shutdown(me)));
+        let Ok(result) = tokio::time::timeout_at(deadline, attempt).await else {
+            tracing::warn!("controlled shutdown did not complete in time; shutting down anyway");
+            return false;
+        };
         match result {
             Ok(Ok(still_led)) => {
                 tracing::info!(

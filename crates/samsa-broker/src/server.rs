@@ -116,6 +116,11 @@ pub async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    // In-flight requests waiting on a metadata write stop waiting now, so
+    // the grace period below is not spent on them.
+    if let Some(cluster) = &broker.cluster {
+        cluster.close();
+    }
     acceptors.shutdown().await;
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}

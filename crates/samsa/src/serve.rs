@@ -73,10 +73,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     if let Some(c) = cluster.as_ref().filter(|c| !c.broker_role) {
-        return runtime.block_on(controller_only(c.clone(), &cfg));
+        let served = runtime.block_on(controller_only(c.clone(), &cfg));
+        runtime.shutdown_timeout(RUNTIME_STOP_WAIT);
+        return served;
     }
     let settings = BrokerSettings::from_config(&cfg)?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let mut listeners = Vec::new();
         for l in &settings.listeners {
             let socket = tokio::net::TcpListener::bind(l.bind)
@@ -118,8 +120,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         broker.shutdown();
         tracing::info!("shut down cleanly");
         Ok(())
-    })
+    });
+    // A blocking task still running (a metadata write that outlived the
+    // shutdown) must not keep the process alive.
+    runtime.shutdown_timeout(RUNTIME_STOP_WAIT);
+    served
 }
+
+/// How long the process waits, once shut down, for blocking tasks to end.
+const RUNTIME_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `process.roles=controller`: a metadata voter that serves no Kafka clients;
 /// while it leads the quorum it is the active controller (fences brokers that
