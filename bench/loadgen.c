@@ -684,6 +684,7 @@ typedef struct {
 
 #define FETCH_MAX_RESPONSE (128 << 20)
 #define FETCH_CLIENT_ID "samsa-bench-loadgen"
+#define FETCH_RECV_STEP (256 << 10) /* bytes asked of one recv while a Fetch response streams in */
 
 typedef struct {
     int fd;
@@ -862,52 +863,81 @@ static size_t fetch_request(unsigned char *buf, int32_t corr) {
     return len;
 }
 
-/* Walk one partition's record set: verify and count the complete batches. */
-static long long fetch_records(int part, const unsigned char *rec, size_t len) {
-    long long n = 0;
-    int64_t next = F.offset[part];
-    size_t off = 0;
-    while (len - off >= 61) {
-        const unsigned char *b = rec + off;
-        int64_t base = (int64_t)be64(b);
-        int32_t blen = (int32_t)be32(b + 8);
-        if (blen < 49) fetch_fail("partition %d: batch at offset %" PRId64 " has batch_length %d", part, base, blen);
-        if ((size_t)blen + 12 > len - off) break; /* a trailing partial batch */
-        if ((int8_t)b[16] != 2)
-            fetch_fail("partition %d: batch at offset %" PRId64 " has magic %d, not 2", part, base, (int8_t)b[16]);
-        uint32_t want = be32(b + 17), crc = crc32c(0, b + 21, (size_t)blen - 9);
-        if (crc != want)
-            fetch_fail("partition %d: CRC-32C mismatch in the batch at offset %" PRId64 " (%d bytes): header %08x, "
-                       "computed %08x",
-                       part, base, blen + 12, want, crc);
-        int32_t last_delta = (int32_t)be32(b + 23), count = (int32_t)be32(b + 57);
-        if (last_delta < 0 || count < 0)
-            fetch_fail("partition %d: batch at offset %" PRId64 " has last_offset_delta %d, records_count %d", part,
-                       base, last_delta, count);
-        if (base >= F.offset[part]) n += count;
-        if (base + last_delta + 1 > next) next = base + last_delta + 1;
-        F.batches++;
-        off += 12 + (size_t)blen;
-    }
-    F.offset[part] = next;
-    return n;
+/* Verify one batch at b (avail bytes of the record set from there, at least
+ * 61): returns its size, or 0 when it is not complete within avail (a trailing
+ * partial batch). Counts its records if they are at or past the fetch offset
+ * and moves *next past it. */
+static size_t fetch_batch(int part, const unsigned char *b, size_t avail, int64_t *next, long long *n) {
+    int64_t base = (int64_t)be64(b);
+    int32_t blen = (int32_t)be32(b + 8);
+    if (blen < 49) fetch_fail("partition %d: batch at offset %" PRId64 " has batch_length %d", part, base, blen);
+    if ((size_t)blen + 12 > avail) return 0;
+    if ((int8_t)b[16] != 2)
+        fetch_fail("partition %d: batch at offset %" PRId64 " has magic %d, not 2", part, base, (int8_t)b[16]);
+    uint32_t want = be32(b + 17), crc = crc32c(0, b + 21, (size_t)blen - 9);
+    if (crc != want)
+        fetch_fail("partition %d: CRC-32C mismatch in the batch at offset %" PRId64 " (%d bytes): header %08x, "
+                   "computed %08x",
+                   part, base, blen + 12, want, crc);
+    int32_t last_delta = (int32_t)be32(b + 23), count = (int32_t)be32(b + 57);
+    if (last_delta < 0 || count < 0)
+        fetch_fail("partition %d: batch at offset %" PRId64 " has last_offset_delta %d, records_count %d", part,
+                   base, last_delta, count);
+    if (base >= F.offset[part]) *n += count;
+    if (base + last_delta + 1 > *next) *next = base + last_delta + 1;
+    F.batches++;
+    return 12 + (size_t)blen;
 }
 
-static long long fetch_response(const unsigned char *buf, size_t len, int32_t corr) {
-    rd_t r = {buf, buf + len, "Fetch"};
-    int32_t c = rd_i32(&r, "correlation_id");
-    if (c != corr) fetch_fail("Fetch response has correlation_id %d, expected %d", c, corr);
-    rd_i32(&r, "throttle_time_ms");
-    int32_t ntopics = rd_count(&r, 6, 0, "topics");
-    long long n = 0;
+/* A Fetch v4 response parsed while it arrives: each batch is verified as soon
+ * as its last byte is in, so checking overlaps the broker's sending (as a
+ * client that parses only whole responses cannot). */
+typedef struct {
+    enum { FS_HEAD, FS_TOPIC, FS_PART, FS_RECORDS, FS_DONE } stage;
+    size_t pos; /* next unparsed byte of the response */
+    int32_t topics_left, parts_left;
+    int part;
+    size_t rec_end; /* end of the current partition's record set */
+    int64_t next;   /* next offset of the current partition */
+    long long n;    /* records counted */
+} fstream_t;
+
+/* Parse as far as the first have of the response's size bytes allow. */
+static void fetch_advance(fstream_t *s, const unsigned char *buf, size_t have, size_t size, int32_t corr) {
     size_t tlen = strlen(o.topic);
-    for (int32_t t = 0; t < ntopics; t++) {
-        const char *name;
-        int nl = rd_str(&r, &name, 0, "topic name");
-        if ((size_t)nl != tlen || memcmp(name, o.topic, tlen) != 0)
-            fetch_fail("Fetch response names topic %.*s, not %s", nl, name, o.topic);
-        int32_t nparts = rd_count(&r, 30, 0, "partitions");
-        for (int32_t i = 0; i < nparts; i++) {
+    for (;;) {
+        /* Counts are checked against the whole response (size), reads only
+         * once the bytes are in (have). */
+        rd_t r = {buf + s->pos, buf + size, "Fetch"};
+        size_t left = have - s->pos;
+        switch (s->stage) {
+        case FS_HEAD: {
+            if (left < 12) return;
+            int32_t c = rd_i32(&r, "correlation_id");
+            if (c != corr) fetch_fail("Fetch response has correlation_id %d, expected %d", c, corr);
+            rd_i32(&r, "throttle_time_ms");
+            s->topics_left = rd_count(&r, 6, 0, "topics");
+            s->stage = s->topics_left ? FS_TOPIC : FS_DONE;
+            break;
+        }
+        case FS_TOPIC: {
+            if (left < 2) return;
+            int16_t nl = (int16_t)be16(r.p);
+            if (nl >= 0 && left < 2 + (size_t)nl + 4) return;
+            const char *name;
+            nl = (int16_t)rd_str(&r, &name, 0, "topic name");
+            if ((size_t)nl != tlen || memcmp(name, o.topic, tlen) != 0)
+                fetch_fail("Fetch response names topic %.*s, not %s", nl, name, o.topic);
+            s->topics_left--;
+            s->parts_left = rd_count(&r, 30, 0, "partitions");
+            s->stage = s->parts_left ? FS_PART : (s->topics_left ? FS_TOPIC : FS_DONE);
+            break;
+        }
+        case FS_PART: {
+            if (left < 26) return;
+            int32_t na = (int32_t)be32(r.p + 22);
+            if (na > 0 && left < 26 + (size_t)na * 16 + 4) return;
+            if (na <= 0 && left < 30) return;
             int32_t part = rd_i32(&r, "partition");
             int16_t ec = rd_i16(&r, "error_code");
             rd_i64(&r, "high_watermark");
@@ -916,20 +946,74 @@ static long long fetch_response(const unsigned char *buf, size_t len, int32_t co
             if (naborted > 0) r.p += (size_t)naborted * 16; /* rd_count checked the room */
             int32_t rlen = rd_i32(&r, "records length");
             if (rlen < -1) fetch_fail("malformed Fetch response: records length %d", rlen);
-            const unsigned char *rec = r.p;
-            if (rlen > 0) {
-                rd_need(&r, (size_t)rlen, "records");
-                r.p += rlen;
-            }
+            if (rlen > 0) rd_need(&r, (size_t)rlen, "records");
             if (part < 0 || part >= o.partitions)
                 fetch_fail("Fetch response has partition %d, asked for 0..%d", part, o.partitions - 1);
             if (ec)
                 fetch_fail("partition %d of %s: broker error %d (%s)", part, o.topic, ec,
                            rd_kafka_err2name((rd_kafka_resp_err_t)ec));
-            if (rlen > 0) n += fetch_records(part, rec, (size_t)rlen);
+            s->parts_left--;
+            s->part = part;
+            s->next = F.offset[part];
+            s->rec_end = (size_t)(r.p - buf) + (size_t)(rlen > 0 ? rlen : 0);
+            s->stage = FS_RECORDS;
+            break;
         }
+        case FS_RECORDS: {
+            size_t avail_end = have < s->rec_end ? have : s->rec_end;
+            size_t step = 1;
+            while (avail_end - s->pos >= 61 &&
+                   (step = fetch_batch(s->part, buf + s->pos, avail_end - s->pos, &s->next, &s->n)) > 0)
+                s->pos += step;
+            if (have < s->rec_end) return; /* more of this record set to come */
+            /* Complete: what is left is a trailing partial batch (or nothing). */
+            F.offset[s->part] = s->next;
+            s->pos = s->rec_end;
+            s->stage = s->parts_left ? FS_PART : (s->topics_left ? FS_TOPIC : FS_DONE);
+            break;
+        }
+        case FS_DONE:
+            return;
+        }
+        s->pos = (size_t)(r.p - buf) > s->pos ? (size_t)(r.p - buf) : s->pos;
     }
-    return n;
+}
+
+/* Sends a Fetch request and reads its response, verifying batches as they
+ * arrive; returns the records counted and the response size in *size. */
+static long long fetch_streamed(const unsigned char *req, size_t rlen, unsigned char *buf, size_t cap, int32_t corr,
+                                size_t *size_out) {
+    for (size_t sent = 0; sent < rlen;) {
+        ssize_t n = send(F.fd, req + sent, rlen - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fetch_fail("send Fetch request: %s", n < 0 ? strerror(errno) : "nothing sent");
+        sent += (size_t)n;
+    }
+    unsigned char sz[4];
+    fetch_recv(sz, 4, "response size");
+    int32_t size = (int32_t)be32(sz);
+    if (size < 4 || (size_t)size > cap) fetch_fail("Fetch response size %d is outside 4..%zu bytes", size, cap);
+    fstream_t s = {.stage = FS_HEAD};
+    size_t have = 0;
+    while (have < (size_t)size) {
+        size_t ask = (size_t)size - have;
+        if (ask > FETCH_RECV_STEP) ask = FETCH_RECV_STEP;
+        ssize_t n = recv(F.fd, buf + have, ask, 0);
+        if (n > 0) {
+            have += (size_t)n;
+            fetch_advance(&s, buf, have, (size_t)size, corr);
+            continue;
+        }
+        if (n == 0) fetch_fail("broker closed the connection while we read a Fetch response (%zu/%d bytes)", have, size);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            fetch_fail("no Fetch response from the broker within %.0f s (%zu/%d bytes)", F.timeout_s, have, size);
+        fetch_fail("recv Fetch response: %s", strerror(errno));
+    }
+    if (s.stage != FS_DONE) fetch_fail("malformed Fetch response: it ends inside its partitions");
+    if (s.pos != (size_t)size) fetch_fail("malformed Fetch response: %zu trailing bytes", (size_t)size - s.pos);
+    *size_out = (size_t)size;
+    return s.n;
 }
 
 /* Sends a request (size prefix included) and reads its response into buf;
@@ -1067,10 +1151,10 @@ static int cmd_fetch(void) {
     F.t0 = now_ns();
     F.deadline = F.t0 + (int64_t)(o.max_seconds * 1e9);
     for (int32_t corr = 1000; F.got < F.want && now_ns() < F.deadline; corr++) {
-        size_t size = fetch_roundtrip(req, fetch_request(req, corr), &buf, &cap, "Fetch");
+        size_t size = 0;
+        long long n = fetch_streamed(req, fetch_request(req, corr), buf, cap, corr, &size);
         F.requests++;
         F.wire_bytes += 4 + (long long)size;
-        long long n = fetch_response(buf, size, corr);
         if (n > 0) {
             F.got += n;
             F.t1 = now_ns();

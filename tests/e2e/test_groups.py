@@ -698,11 +698,20 @@ def test_kafka_python_member_past_max_poll_interval_is_removed(broker_factory):
     b = broker_factory(FAST)
     topic, group = h.unique_topic("kp-maxpoll"), "kp-maxpoll"
     h.create_topic(h.admin(b.bootstrap), topic, partitions=4)
+    # b joins once a owns everything. Two kafka-python 3.0.12 members joining
+    # at the same moment sometimes leave one of them stuck: its SyncGroup
+    # answer (with an assignment) is received and logged, but the client
+    # never applies it or resumes heartbeats, so the coordinator drops it after
+    # the rebalance timeout. That is the client's join race, not the
+    # max.poll.interval.ms behaviour under test here.
     a = KpMember("a", b.bootstrap, topic, group)
-    bm = KpMember("b", b.bootstrap, topic, group)
+    bm = None
     try:
+        h.wait_until(lambda: a.parts() == [0, 1, 2, 3], timeout=30, interval=0.1,
+                     message="a owning all 4 partitions")
+        bm = KpMember("b", b.bootstrap, topic, group)
         h.wait_until(lambda: disjoint_cover([a.parts(), bm.parts()], 4) and len(a.parts()) == 2,
-                     timeout=60, interval=0.1, message=f"2+2 split: a={a.parts()} b={bm.parts()}")
+                     timeout=60, interval=0.1, message="a 2+2 split between a and b")
         b_parts = bm.parts()
         print(f"\nsplit: a={a.parts()} b={b_parts}")
 
@@ -728,7 +737,8 @@ def test_kafka_python_member_past_max_poll_interval_is_removed(broker_factory):
                      timeout=30, interval=0.1, message=f"2+2 again: a={a.parts()} b={bm.parts()}")
     finally:
         a.close()
-        bm.close()
+        if bm is not None:
+            bm.close()
     b.assert_alive()
 
 

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod mapped;
 pub mod memory;
 pub mod partition;
 pub mod producer_state;
