@@ -37,6 +37,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,183 @@ def reset_peak_rss(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+# --- startup and restart -------------------------------------------------------------------
+
+
+def _kafka_request(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
+    """Sends one request (client id "bench") and returns the response after its correlation id."""
+    client = b"bench"
+    msg = struct.pack(">hhih", api_key, version, corr, len(client)) + client + body
+    sock.sendall(struct.pack(">i", len(msg)) + msg)
+
+    def recv_exact(n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise OSError("connection closed")
+            buf += chunk
+        return buf
+
+    size = struct.unpack(">i", recv_exact(4))[0]
+    if not 4 <= size <= 64 << 20:
+        raise OSError(f"response size {size}")
+    data = recv_exact(size)
+    if struct.unpack(">i", data[:4])[0] != corr:
+        raise OSError("correlation id mismatch")
+    return data[4:]
+
+
+def _metadata_led(sock: socket.socket, topic: str, partitions: int) -> bool:
+    """Metadata v1 for topic: True when partitions 0..P-1 all have a leader."""
+    t = topic.encode()
+    r = _kafka_request(sock, 3, 1, 2, struct.pack(">ih", 1, len(t)) + t)
+    pos = 0
+
+    def take(fmt: str):
+        nonlocal pos
+        v = struct.unpack_from(fmt, r, pos)
+        pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string() -> bytes:
+        nonlocal pos
+        n = take(">h")
+        v = r[pos:pos + max(n, 0)]
+        pos += max(n, 0)
+        return v
+
+    for _ in range(take(">i")):  # brokers: node_id, host, port, rack
+        take(">i"), string(), take(">i"), string()
+    take(">i")  # controller_id
+    led = set()
+    for _ in range(take(">i")):
+        err, name, _internal = take(">h"), string(), take(">b")
+        for _ in range(take(">i")):
+            perr, idx, leader = take(">hii")
+            for _ in range(2):  # replicas, isr
+                count = take(">i")
+                pos += 4 * count
+            if name == t and err == 0 and perr == 0 and leader >= 0:
+                led.add(idx)
+    return led >= set(range(partitions))
+
+
+def time_to_serving(proc: subprocess.Popen, port: int, t0: float, topic: str | None = None,
+                    partitions: int = 0, timeout: float = 60) -> tuple[float, float | None]:
+    """Seconds from t0 until the broker answers ApiVersions, and until Metadata
+    shows every partition of topic with a leader (None without a topic)."""
+    deadline = t0 + timeout
+    first = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with code {proc.returncode} while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                _kafka_request(sock, 18, 0, 1, b"")
+                if first is None:
+                    first = time.monotonic() - t0
+                if topic is None:
+                    return first, None
+                while time.monotonic() < deadline:
+                    if _metadata_led(sock, topic, partitions):
+                        return first, time.monotonic() - t0
+                    time.sleep(0.001)
+        except OSError:
+            time.sleep(0.001)
+    raise RuntimeError(f"broker not serving within {timeout:.0f}s")
+
+
+def measure_lifecycle(args, report) -> dict:
+    """Startup on an empty data dir (median of args.runs), then restart after
+    kill -9 with args.restart_gb GB of log: once with the page cache kept
+    (a process crash), once with it dropped (closest to a machine restart)."""
+    out: dict = {"startup": [], "restart": []}
+    root = tempfile.mkdtemp(prefix="samsa-bench-life-", dir=args.data_root)
+
+    def spawn(data: str, port: int, log_name: str) -> subprocess.Popen:
+        logf = open(os.path.join(root, log_name), "ab")
+        return subprocess.Popen([args.samsa_bin, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+
+    def stop(proc: subprocess.Popen, kill: bool = False) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    try:
+        for i in range(args.runs):
+            port = free_port()
+            t0 = time.monotonic()
+            proc = spawn(os.path.join(root, f"empty{i}"), port, "startup.log")
+            try:
+                first, _ = time_to_serving(proc, port, t0)
+            finally:
+                stop(proc)
+            out["startup"].append(first)
+            log(f"    startup run {i + 1}: {first * 1000:.1f} ms to the first ApiVersions answer")
+        if args.restart_gb > 0:
+            data, port, topic, parts = os.path.join(root, "big"), free_port(), "restart", 12
+            proc = spawn(data, port, "restart.log")
+            try:
+                time_to_serving(proc, port, time.monotonic())
+                loadgen(args.loadgen, "topic-create", ["-b", f"127.0.0.1:{port}", "-t", topic, "-p", str(parts),
+                                                       "-R", "1", "-d", "15"], 60)
+                n = int(args.restart_gb * 1e9 / 1024)
+                log(f"    writing {args.restart_gb:g} GB ({n:,} x 1 KiB records, {parts} partitions)")
+                res = loadgen(args.loadgen, "produce", ["-b", f"127.0.0.1:{port}", "-t", topic, "-p", str(parts),
+                                                        "-n", str(n), "-s", "1024", "-a", "1", "-z", "none",
+                                                        "-d", "1800"], 2000)
+                if res.get("produced", 0) < n:
+                    raise RuntimeError(f"produced {res.get('produced')}/{n} records")
+            finally:
+                stop(proc, kill=True)
+            log_bytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(data) for f in fs
+                            if f.endswith(".log"))
+            out["log_bytes"] = log_bytes
+            for cache in ("kept", "dropped"):
+                os.sync()
+                if cache == "dropped":
+                    try:
+                        with open("/proc/sys/vm/drop_caches", "w") as f:
+                            f.write("3")
+                    except OSError:
+                        log("    cannot drop the page cache here; skipping the cold restart")
+                        continue
+                port = free_port()
+                t0 = time.monotonic()
+                proc = spawn(data, port, "restart.log")
+                try:
+                    first, led = time_to_serving(proc, port, t0, topic, parts)
+                    rss = peak_rss_mb(proc.pid)
+                finally:
+                    stop(proc, kill=True)  # unclean again: the next restart recovers as after a crash
+                out["restart"].append({"cache": cache, "api_versions_s": first, "metadata_s": led, "rss_mb": rss})
+                log(f"    restart after kill -9, page cache {cache}: ApiVersions {first * 1000:.0f} ms, "
+                    f"Metadata with all {parts} leaders {led * 1000:.0f} ms ({log_bytes / 1e9:.1f} GB of log)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report(out)
+    return out
+
+
+def lifecycle_lines(life: dict) -> list[str]:
+    lines = []
+    if life.get("startup"):
+        st = sorted(life["startup"])
+        lines.append(f"startup:   {median(st) * 1000:.1f} ms from exec to the first ApiVersions answer on an empty "
+                     f"data dir (median of {len(st)}; runs {', '.join(f'{x * 1000:.1f}' for x in life['startup'])} ms)")
+    for r in life.get("restart", []):
+        lines.append(f"restart:   {r['metadata_s'] * 1000:.0f} ms from exec to Metadata with every partition led "
+                     f"(ApiVersions after {r['api_versions_s'] * 1000:.0f} ms), after kill -9 with "
+                     f"{life['log_bytes'] / 1e9:.1f} GB of log, page cache {r['cache']}; RSS {r['rss_mb']:.1f} MB")
+    return lines
 
 
 # --- brokers --------------------------------------------------------------------------
@@ -846,6 +1024,10 @@ def main() -> int:
     ap.add_argument("--no-peer", action="store_true", help="skip the peer broker (Tansu)")
     ap.add_argument("--no-cluster", action="store_true", help="skip the 3-node cluster rows")
     ap.add_argument("--no-limits", action="store_true", help="skip the loopback/disk measurements")
+    ap.add_argument("--restart-gb", type=float,
+                    help="GB of log written before the kill -9 restart measurement (default 10, --quick 1; "
+                         "0 skips it); startup on an empty data dir is always measured")
+    ap.add_argument("--no-lifecycle", action="store_true", help="skip the startup and restart measurements")
     ap.add_argument("--rate", type=float, default=50_000, help="records/s of the latency rows (default 50000)")
     ap.add_argument("--latency-seconds", type=float, help="length of a latency run (default 6, --quick 2)")
     ap.add_argument("--max-seconds", type=float, default=60,
@@ -861,6 +1043,8 @@ def main() -> int:
         args.runs = 1 if args.quick else 3
     if args.latency_seconds is None:
         args.latency_seconds = 2 if args.quick else 6
+    if args.restart_gb is None:
+        args.restart_gb = 1 if args.quick else 10
     if args.quick:
         args.max_seconds = min(args.max_seconds, 20)
     for p, what in ((args.samsa_bin, "samsa binary"), (args.loadgen, "load generator")):
@@ -873,10 +1057,12 @@ def main() -> int:
     rows = build_matrix(args.quick)
     if args.no_cluster:
         rows = [r for r in rows if r.kind != "cluster3-rf3"]
+    lifecycle = not args.no_lifecycle
     if args.only:
         pat = re.compile(args.only, re.I)
         rows = [r for r in rows if pat.search(r.name)]
-        if not rows:
+        lifecycle = lifecycle and bool(pat.search("startup restart"))
+        if not rows and not lifecycle:
             sys.exit(f"--only {args.only!r} matches no row; names look like 'produce 100B p1 acks=1 none'")
     rows = sort_rows(rows)
 
@@ -927,6 +1113,10 @@ def main() -> int:
         results.setdefault(label, []).extend(prow)
         if runner.cold_method:
             cold_methods[broker.name] = runner.cold_method
+    life = None
+    if lifecycle:
+        log("==> samsa: startup on an empty data dir, restart after kill -9")
+        life = measure_lifecycle(args, lambda out: raw.write(json.dumps({"lifecycle": out}) + "\n"))
     raw.close()
 
     # -- report --
@@ -947,6 +1137,9 @@ def main() -> int:
     print(f"raw:       {json_out}")
     print(f"elapsed:   {(time.monotonic() - t_start) / 60:.1f} min; 1-min load average {load_start:.1f} at start, "
           f"{os.getloadavg()[0]:.1f} at end (anything above ~1 is other work competing for the CPUs)")
+    if life:
+        for ln in lifecycle_lines(life):
+            print(ln)
     samsa_rows = sort_rows(results.get("samsa", []))
     print()
     print("samsa")

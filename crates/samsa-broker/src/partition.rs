@@ -74,13 +74,18 @@ impl TopicSettings {
                     .max(8) as u64,
                 flush_messages: num("flush.messages", i64::MAX).max(1) as u64,
                 flush_ms: num("flush.ms", i64::MAX).max(0) as u64,
+                boot_id: boot_id(),
             },
         }
     }
 }
 
-/// The most log bytes read at startup to rebuild a partition's producer table.
-pub const PRODUCER_SCAN_BYTES_MAX: usize = 256 << 20;
+/// This OS boot's identity, read once per process
+/// ([`samsa_storage::LogConfig::boot_id`]).
+fn boot_id() -> Option<u128> {
+    static BOOT: std::sync::OnceLock<Option<u128>> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(samsa_storage::config::current_boot_id)
+}
 
 /// What the leader knows of one follower (Kafka's `Replica` state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,29 +229,17 @@ impl Partition {
     }
 
     /// Rebuilds the producer table from the batch headers of the active
-    /// segment (idempotent producers' recent sequences), reading at most
-    /// `PRODUCER_SCAN_BYTES_MAX` from its end.
+    /// segment (idempotent producers' recent sequences). Only headers are
+    /// read, so the cost is one small read per batch (16 KiB buffered), not
+    /// the segment's bytes.
     pub fn rebuild_producer_state(&self) -> Result<(), samsa_storage::StorageError> {
-        let end = self.log.log_end_offset();
-        let Some(active) = self.log.segments_info().into_iter().find(|s| s.active) else {
-            return Ok(());
-        };
-        let mut offset = active.base_offset.max(self.log.log_start_offset());
+        let start = self.log.log_start_offset();
         let mut producers = self.producers();
-        let mut scanned = 0usize;
-        while offset < end && scanned < PRODUCER_SCAN_BYTES_MAX {
-            let read = self.log.read(offset, 1 << 20, end, true)?;
-            if read.bytes.is_empty() {
-                break;
+        self.log.visit_active_headers(|header| {
+            if header.last_offset() >= start {
+                producers.record(header, header.base_offset.get());
             }
-            scanned += read.bytes.len();
-            for item in samsa_model::batch::BatchIter::new(&read.bytes) {
-                let Ok((header, _)) = item else { break };
-                producers.record(&header, header.base_offset.get());
-            }
-            offset = read.next_offset;
-        }
-        Ok(())
+        })
     }
 
     /// The high watermark (never above the log end).

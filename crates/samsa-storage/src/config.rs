@@ -23,6 +23,15 @@ pub struct LogConfig {
     /// fsync on append when this many milliseconds have passed since the last
     /// flush (`flush.ms`; `u64::MAX` = never). Only checked on append.
     pub flush_ms: u64,
+    /// Identity of the running OS boot (Linux: `/proc/sys/kernel/random/boot_id`),
+    /// or `None` to always treat an unclean shutdown as a possible OS crash.
+    /// When the log was last opened during this same boot, an unclean
+    /// shutdown was a process crash: every completed write is still in the
+    /// page cache exactly as written, so the active segment is loaded like a
+    /// sealed one (index check and a header walk from the last index entry,
+    /// torn tail cut) instead of re-reading and CRC-checking all of it. See
+    /// [`crate::log::BOOT_ID_FILE`].
+    pub boot_id: Option<u128>,
 }
 
 impl Default for LogConfig {
@@ -34,12 +43,24 @@ impl Default for LogConfig {
             segment_index_bytes: 10 << 20,
             flush_messages: u64::MAX,
             flush_ms: u64::MAX,
+            boot_id: None,
         }
     }
 }
 
 /// Largest log file size whose positions fit the index's u32.
 pub(crate) const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
+
+/// The current OS boot's identity (`/proc/sys/kernel/random/boot_id`, a
+/// UUID), `None` where the system does not provide one.
+pub fn current_boot_id() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok()
+}
 
 impl LogConfig {
     /// `segment_bytes`, capped so positions fit a u32.

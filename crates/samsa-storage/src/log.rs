@@ -93,6 +93,17 @@ use std::os::unix::fs::FileExt;
 
 /// Name of the clean-shutdown marker file.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Name of the file recording the OS boot during which the log was last
+/// opened ([`LogConfig::boot_id`]).
+///
+/// Layout: 32 lowercase hex digits (the boot id as a u128) and a newline.
+/// Written after every open whose boot id differs from the recorded one,
+/// without fsync. Crash behaviour: a lost, stale or torn file never matches
+/// the running boot unless this boot wrote it, so the worst case is the full
+/// recovery an unknown shutdown gets anyway. Only a matching file lets an
+/// unclean shutdown skip the CRC scan of the active segment, and it can only
+/// match while the kernel that buffered the log's writes is still running.
+pub const BOOT_ID_FILE: &str = "boot-id";
 /// Decompressed bytes allowed when decoding one stored batch for a timestamp lookup.
 pub const DECODE_BYTES_MAX: usize = 256 << 20;
 /// Largest relative offset an index entry can hold.
@@ -417,6 +428,13 @@ impl PartitionLog {
         let clean = clean_path
             .try_exists()
             .map_err(|e| StorageError::io("stat", &clean_path, e))?;
+        let boot_path = dir.join(BOOT_ID_FILE);
+        let recorded_boot = fs::read_to_string(&boot_path)
+            .ok()
+            .and_then(|t| u128::from_str_radix(t.trim(), 16).ok());
+        // An unclean shutdown during this boot: a process crash, the page
+        // cache holds every completed write (see BOOT_ID_FILE).
+        let same_boot = config.boot_id.is_some() && recorded_boot == config.boot_id;
 
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
@@ -451,7 +469,7 @@ impl PartitionLog {
         for (i, &base) in bases.iter().enumerate() {
             let files = SegmentFiles::open(dir, base)?;
             let is_active = Some(i) == last;
-            let fast = if is_active && !clean {
+            let fast = if is_active && !clean && !same_boot {
                 None
             } else {
                 segment::load_fast(&files)?
@@ -518,6 +536,10 @@ impl PartitionLog {
             }
         }
         remove_if_exists(&clean_path)?;
+        if let Some(boot) = config.boot_id.filter(|b| recorded_boot != Some(*b)) {
+            fs::write(&boot_path, format!("{boot:032x}\n"))
+                .map_err(|e| StorageError::io("write", &boot_path, e))?;
+        }
         checkpoint::sync_dir(dir)?;
 
         let Some(active) = segments.pop() else {
@@ -1209,6 +1231,36 @@ impl PartitionLog {
     ) -> Result<SliceRead, StorageError> {
         let _io = read_lock(&self.io_guard);
         self.read_slices_locked(start, max_bytes, upper, min_one_batch)
+    }
+
+    /// Calls `visit` with the header of every batch in the active segment,
+    /// oldest first, reading only the headers (no record bytes): what a
+    /// restart needs to rebuild idempotent producers' state.
+    pub fn visit_active_headers(
+        &self,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let _io = read_lock(&self.io_guard);
+        let (files, start, end) = {
+            let st = read_lock(&self.state);
+            let Some(active) = st.len().checked_sub(1).and_then(|i| st.get(i)) else {
+                return Ok(());
+            };
+            let from = if st.log_start > active.base() {
+                active.meta.position_for(active.base(), st.log_start)
+            } else {
+                0
+            };
+            (Arc::clone(&active.files), from, active.meta.size)
+        };
+        let mut scan = files.header_scanner(end);
+        let mut pos = start;
+        while pos < end {
+            let h = scan.header_at(pos)?;
+            visit(&h);
+            pos += h.size_bytes() as u64;
+        }
+        Ok(())
     }
 
     fn read_slices_locked(
