@@ -44,6 +44,18 @@ fn build(dir: &Path) -> Built {
     (before, after, active, len_before)
 }
 
+/// A copy of `reference` whose file `name` is cut to `len` bytes.
+fn copy_truncated(reference: &Path, name: &std::ffi::OsStr, len: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(reference, dir.path());
+    OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(name))
+        .and_then(|f| f.set_len(len))
+        .expect("truncate");
+    dir
+}
+
 fn check_reopened(dir: &Path, expected: &[(Offset, Vec<u8>)]) {
     let log = PartitionLog::open(dir, config()).expect("reopen");
     let end = expected.last().map_or(Offset(0), |r| r.0.plus(1));
@@ -67,13 +79,7 @@ fn torn_write_at_every_byte_of_the_last_batch() {
     let name = active.file_name().expect("name").to_owned();
     for cut in len_before..=len_after {
         for clean_marker in [false, true] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            copy_dir(reference.path(), dir.path());
-            OpenOptions::new()
-                .write(true)
-                .open(dir.path().join(&name))
-                .and_then(|f| f.set_len(cut))
-                .expect("truncate");
+            let dir = copy_truncated(reference.path(), &name, cut);
             if clean_marker {
                 // A marker that lies (e.g. written by a buggy shutdown) must
                 // not stop recovery of a torn tail.
@@ -294,6 +300,17 @@ fn build_one_segment(dir: &Path) -> (std::path::PathBuf, std::ops::Range<usize>,
     (log_files(dir).pop().expect("active"), range, base)
 }
 
+/// A copy of `reference` with one bit flipped in file `name` at `at`.
+fn copy_damaged(reference: &Path, name: &std::ffi::OsStr, at: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(reference, dir.path());
+    let path = dir.path().join(name);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[at] ^= 0x40;
+    fs::write(&path, &bytes).expect("write");
+    dir
+}
+
 fn reopened_end(dir: &Path, boot: Option<u128>) -> Offset {
     PartitionLog::open(dir, boot_config(boot))
         .expect("reopen")
@@ -312,21 +329,11 @@ fn an_unclean_shutdown_in_another_boot_verifies_the_whole_active_segment() {
     // A damaged record byte in batch 5 of 10 (inside the CRC, not a header
     // field the header walk would notice), as an OS crash can leave it.
     for boot in [Some(BOOT ^ 1), None] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(reference.path(), dir.path());
-        let path = dir.path().join(&name);
-        let mut bytes = fs::read(&path).expect("read");
-        bytes[fifth.end - 3] ^= 0x40;
-        fs::write(&path, &bytes).expect("write");
+        let dir = copy_damaged(reference.path(), &name, fifth.end - 3);
         assert_eq!(reopened_end(dir.path(), boot), fifth_base, "boot {boot:?}");
     }
     // A torn or unreadable boot-id file is another boot too.
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(reference.path(), dir.path());
-    let path = dir.path().join(&name);
-    let mut bytes = fs::read(&path).expect("read");
-    bytes[fifth.end - 3] ^= 0x40;
-    fs::write(&path, &bytes).expect("write");
+    let dir = copy_damaged(reference.path(), &name, fifth.end - 3);
     fs::write(dir.path().join("boot-id"), b"12345678").expect("torn boot id");
     assert_eq!(reopened_end(dir.path(), Some(BOOT)), fifth_base);
 }
@@ -345,25 +352,14 @@ fn an_unclean_shutdown_in_the_same_boot_trusts_the_page_cache_but_cuts_a_torn_ta
     // written, so the active segment is not re-read and CRC-checked (the
     // damage planted here, which only a disk could cause, goes unnoticed:
     // that is the point of the fast path).
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(reference.path(), dir.path());
-    let path = dir.path().join(&name);
-    let mut bytes = fs::read(&path).expect("read");
-    bytes[fifth.end - 3] ^= 0x40;
-    fs::write(&path, &bytes).expect("write");
+    let dir = copy_damaged(reference.path(), &name, fifth.end - 3);
     assert_eq!(reopened_end(dir.path(), Some(BOOT)), full);
 
     // A write cut short by the kill (a partial last batch) is still removed,
     // and appends continue after the last whole batch.
     let len = fs::metadata(&active).expect("stat").len();
     for cut in [len - 1, len - 40] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(reference.path(), dir.path());
-        OpenOptions::new()
-            .write(true)
-            .open(dir.path().join(&name))
-            .and_then(|f| f.set_len(cut))
-            .expect("truncate");
+        let dir = copy_truncated(reference.path(), &name, cut);
         let log = PartitionLog::open(dir.path(), boot_config(Some(BOOT))).expect("reopen");
         assert_eq!(log.log_end_offset(), Offset(36));
         assert_eq!(append(&log, batch(1, 9, "again"), 0), Offset(36));
