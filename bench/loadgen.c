@@ -833,16 +833,31 @@ static void fetch_recv(void *buf, size_t len, const char *what) {
     }
 }
 
-/* The Fetch v4 request for the current offsets, size prefix included. */
-static size_t fetch_request(unsigned char *buf, int32_t corr) {
-    size_t tlen = strlen(o.topic);
-    unsigned char *p = buf + 4;
-    p = put16(p, 1); /* api_key Fetch */
-    p = put16(p, 4); /* api_version */
+/* Request header v1 (api key, version, correlation id, client id) at p;
+ * returns the end. */
+static unsigned char *put_request_header(unsigned char *p, int api_key, int version, int32_t corr) {
+    p = put16(p, api_key);
+    p = put16(p, version);
     p = put32(p, corr);
     p = put16(p, (int)strlen(FETCH_CLIENT_ID));
     memcpy(p, FETCH_CLIENT_ID, strlen(FETCH_CLIENT_ID));
-    p += strlen(FETCH_CLIENT_ID);
+    return p + strlen(FETCH_CLIENT_ID);
+}
+
+/* Sends a whole request (size prefix included). */
+static void fetch_send(const unsigned char *req, size_t rlen, const char *api) {
+    for (size_t sent = 0; sent < rlen;) {
+        ssize_t n = send(F.fd, req + sent, rlen - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fetch_fail("send %s request: %s", api, n < 0 ? strerror(errno) : "nothing sent");
+        sent += (size_t)n;
+    }
+}
+
+/* The Fetch v4 request for the current offsets, size prefix included. */
+static size_t fetch_request(unsigned char *buf, int32_t corr) {
+    size_t tlen = strlen(o.topic);
+    unsigned char *p = put_request_header(buf + 4, 1, 4, corr); /* Fetch v4 */
     p = put32(p, -1);       /* replica_id */
     p = put32(p, 500);      /* max_wait_ms */
     p = put32(p, 1);        /* min_bytes */
@@ -983,12 +998,7 @@ static void fetch_advance(fstream_t *s, const unsigned char *buf, size_t have, s
  * arrive; returns the records counted and the response size in *size. */
 static long long fetch_streamed(const unsigned char *req, size_t rlen, unsigned char *buf, size_t cap, int32_t corr,
                                 size_t *size_out) {
-    for (size_t sent = 0; sent < rlen;) {
-        ssize_t n = send(F.fd, req + sent, rlen - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fetch_fail("send Fetch request: %s", n < 0 ? strerror(errno) : "nothing sent");
-        sent += (size_t)n;
-    }
+    fetch_send(req, rlen, "Fetch");
     unsigned char sz[4];
     fetch_recv(sz, 4, "response size");
     int32_t size = (int32_t)be32(sz);
@@ -1020,12 +1030,7 @@ static long long fetch_streamed(const unsigned char *req, size_t rlen, unsigned 
  * returns the response size. */
 static size_t fetch_roundtrip(const unsigned char *req, size_t rlen, unsigned char **buf, size_t *cap,
                               const char *api) {
-    for (size_t sent = 0; sent < rlen;) {
-        ssize_t n = send(F.fd, req + sent, rlen - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fetch_fail("send %s request: %s", api, n < 0 ? strerror(errno) : "nothing sent");
-        sent += (size_t)n;
-    }
+    fetch_send(req, rlen, api);
     unsigned char sz[4];
     fetch_recv(sz, 4, "response size");
     int32_t size = (int32_t)be32(sz);
@@ -1122,13 +1127,7 @@ static int cmd_fetch(void) {
     int64_t until = now_ns() + (int64_t)((o.max_seconds < 10 ? o.max_seconds : 10) * 1e9);
     for (int32_t corr = 1;; corr++) {
         size_t tlen = strlen(o.topic);
-        unsigned char *p = req + 4;
-        p = put16(p, 3); /* api_key Metadata */
-        p = put16(p, 4); /* api_version */
-        p = put32(p, corr);
-        p = put16(p, (int)strlen(FETCH_CLIENT_ID));
-        memcpy(p, FETCH_CLIENT_ID, strlen(FETCH_CLIENT_ID));
-        p += strlen(FETCH_CLIENT_ID);
+        unsigned char *p = put_request_header(req + 4, 3, 4, corr); /* Metadata v4 */
         p = put32(p, 1); /* topics */
         p = put16(p, (int)tlen);
         memcpy(p, o.topic, tlen);
