@@ -184,7 +184,11 @@ def time_to_serving(proc: subprocess.Popen, port: int, t0: float, topic: str | N
                 if topic is None:
                     return first, None
                 while time.monotonic() < deadline:
-                    if _metadata_led(sock, topic, partitions):
+                    try:
+                        led = _metadata_led(sock, topic, partitions)
+                    except struct.error as e:
+                        raise RuntimeError(f"malformed Metadata response: {e}") from e
+                    if led:
                         return first, time.monotonic() - t0
                     time.sleep(0.001)
         except OSError:
@@ -200,9 +204,9 @@ def measure_lifecycle(args, report) -> dict:
     root = tempfile.mkdtemp(prefix="samsa-bench-life-", dir=args.data_root)
 
     def spawn(data: str, port: int, log_name: str) -> subprocess.Popen:
-        logf = open(os.path.join(root, log_name), "ab")
-        return subprocess.Popen([args.samsa_bin, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
-                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+        with open(os.path.join(root, log_name), "ab") as logf:
+            return subprocess.Popen([args.samsa_bin, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
 
     def stop(proc: subprocess.Popen, kill: bool = False) -> None:
         if proc.poll() is None:

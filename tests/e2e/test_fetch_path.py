@@ -1,9 +1,10 @@
-"""Large fetches: record sets are copied from the segment files as they are sent.
+"""Large fetches: record sets go to the socket from the segment files.
 
 Fetch responses carry record sets of 16 KiB and more as ranges of the segment
-files, copied to the socket in small steps when the response is written, so these tests read many megabytes spread over many small
-segments with three different clients and check every byte, and check that
-serving them does not grow the broker's memory with the response size.
+files, written to the socket from a memory map of the file (1 MiB at a time)
+when the response goes out. These tests read many megabytes spread over many
+small segments with three different clients and check every byte, and check
+that serving them does not grow the broker's memory with the response size.
 """
 
 from __future__ import annotations

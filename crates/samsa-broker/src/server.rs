@@ -410,10 +410,9 @@ async fn write_chunks(write: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io::
 /// Copies a file region to the socket straight from the page cache: the
 /// region is mapped [`REGION_MAP_BYTES_MAX`] at a time
 /// ([`crate::mapped::MappedRange`]) and each window handed to the socket
-/// write. A region whose segment was truncated
-/// after the fetch found it fails (refused when mapped, or `EFAULT` from the
-/// write), which closes the connection: the client reconnects and fetches
-/// again.
+/// write. A region whose segment was truncated after the fetch found it
+/// fails (refused when mapped, or `EFAULT` from the write), which closes the
+/// connection: the client reconnects and fetches again.
 async fn copy_region(write: &mut OwnedWriteHalf, region: &dyn FileRegion) -> std::io::Result<()> {
     let mut position = region.position();
     let mut left = region.len();

@@ -155,9 +155,10 @@ pub fn encode_response(
 const ZERO_COPY_BYTES_MIN: usize = 1024;
 
 /// Bytes of an open file that a [`ResponseFrame`] carries by reference, to be
-/// copied from the file to the socket piece by piece when the frame is
-/// written, or read whole ([`ResponseFrame::to_bytes`]). Implemented by the broker over its storage's log ranges, so this
-/// crate knows nothing about segments.
+/// written from the file to the socket piece by piece when the frame goes
+/// out, or read whole ([`ResponseFrame::to_bytes`]). Implemented by the
+/// broker over its storage's log ranges, so this crate knows nothing about
+/// segments.
 pub trait FileRegion: Send + Sync + fmt::Debug {
     /// The open file.
     fn file(&self) -> &File;

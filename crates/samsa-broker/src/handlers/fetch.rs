@@ -27,8 +27,9 @@ use crate::fetch_session::{FetchParams, SentState, SessionKey, SessionPlan};
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
 /// Record sets at least this large stay in their segment files until the
-/// response is written (copied to the socket in bounded steps); smaller ones
-/// are read into memory now and go out in the response's vectored write.
+/// response is written (then written to the socket from a memory map of the
+/// file, one bounded window at a time); smaller ones are read into memory
+/// now and go out in the response's vectored write.
 pub const FILE_RECORDS_BYTES_MIN: usize = 16 * 1024;
 
 struct PartResult {
