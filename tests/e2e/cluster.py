@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -847,14 +848,65 @@ class LeaderWatch:
 # A consumer group reading the topic while the cluster is disturbed
 # =====================================================================================
 
+class _RingLogger:
+    """A ``logging.Logger`` stand-in for librdkafka's ``logger`` option that keeps
+    only the newest ``lines_max`` lines."""
+
+    # librdkafka's per-request fetch lines (ten a second per broker) would push
+    # everything else out of the ring; fetch errors and resets are kept.
+    ROUTINE = re.compile(r"Fetch topic .* at offset|Fetch \d+/\d+/\d+ toppar|Heartbeat for group"
+                         r"|Leader \d+ Epoch \d+$|leader (\d+) epoch (\d+) -> leader \1 epoch \2$"
+                         r"|requested topic\(s\) seen in metadata")
+
+    def __init__(self, lines_max: int):
+        self.lines: deque[str] = deque(maxlen=lines_max)
+        self.group_lines: deque[str] = deque(maxlen=lines_max)
+
+    # Group membership lines go to a ring of their own: partition migrations
+    # during leader changes are numerous enough to push them out.
+    GROUP = re.compile(r"^\S*(CGRP|JOIN|SYNC|HEARTBEAT|COORD|ASSIGN|REBALANCE|REVOKE|COMMIT|MEMBER|"
+                       r"LEAVE|SUBSCRI|PARTADD|PARTDEL|SESSTMOUT|MAXPOLL)")
+
+    def log(self, level, fmt, *args) -> None:
+        line = fmt % args if args else fmt
+        if self.ROUTINE.search(line):
+            return
+        line = f"{time.strftime('%H:%M:%S')} {line}"
+        self.lines.append(line)
+        if self.GROUP.search(line[9:]):
+            self.group_lines.append(line)
+
+
 class GroupReader:
     """Consumes ``topic`` in group ``group`` (commit after processing, as the user's
-    articles do), recording every value seen."""
+    articles do), recording every value seen.
+
+    librdkafka can deadlock its own main thread while a broker it knows is
+    removed from Metadata (a fenced broker is, as in Kafka) with an
+    OffsetForLeaderEpoch in flight (confluentinc/librdkafka#5476). The consumer
+    then stops reading and every call that needs that thread hangs. ``wait_seen``
+    tells that client bug apart from a group that is merely behind, and replaces
+    a deadlocked client once with a new member of the same group, which must
+    then resume from the committed offsets and read everything."""
+
+    CLIENT_LOG_LINES_MAX = 1000
+    CLIENT_PROBE_S = 10.0
 
     def __init__(self, bootstrap: str, topic: str, group: str | None = None):
+        self.bootstrap = bootstrap
         self.topic = topic
         self.group = group or h.unique_topic("g")
-        c = client_conf(bootstrap)
+        self._lock = threading.Lock()
+        self.seen: Counter[str] = Counter()
+        self.records = 0
+        self.progress: dict[int, tuple[int, float]] = {}  # partition -> (last offset, when)
+        self.errors: Counter[str] = Counter()
+        self.replaced_clients = 0
+        self.crash: BaseException | None = None
+        self._new_client()
+
+    def _new_client(self) -> None:
+        c = client_conf(self.bootstrap)
         c.update({
             "group.id": self.group,
             "auto.offset.reset": "earliest",
@@ -862,21 +914,23 @@ class GroupReader:
             "fetch.wait.max.ms": 100,
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
+            # The client's own view (joins, assignments, fetch positions, leader
+            # changes) is kept in a ring and printed if the group falls behind.
+            "debug": "cgrp,fetch,topic",
+            "log_level": 7,
+            "logger": _RingLogger(self.CLIENT_LOG_LINES_MAX),
         })
+        self._client_log = c["logger"]
         self.consumer = Consumer(c)
-        self._lock = threading.Lock()
-        self.seen: Counter[str] = Counter()
-        self.records = 0
-        self.progress: dict[int, tuple[int, float]] = {}  # partition -> (last offset, when)
-        self.errors: Counter[str] = Counter()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"group-{self.group}", daemon=True)
-        self.crash: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, args=(self.consumer, self._stop),
+                                        name=f"group-{self.group}", daemon=True)
 
     def start(self) -> "GroupReader":
         self.consumer.subscribe([self.topic])
         self._thread.start()
-        _BACKGROUND.append(self)
+        if self not in _BACKGROUND:
+            _BACKGROUND.append(self)
         return self
 
     def abort(self) -> None:
@@ -888,10 +942,10 @@ class GroupReader:
             closer.start()
             closer.join(timeout=10)
 
-    def _loop(self) -> None:
+    def _loop(self, consumer: Consumer, stop: threading.Event) -> None:
         try:
-            while not self._stop.is_set():
-                msgs = self.consumer.consume(num_messages=500, timeout=0.1)
+            while not stop.is_set():
+                msgs = consumer.consume(num_messages=500, timeout=0.1)
                 if not msgs:
                     continue
                 good = 0
@@ -907,7 +961,7 @@ class GroupReader:
                         self.progress[m.partition()] = (m.offset(), time.monotonic())
                 if good:
                     try:
-                        self.consumer.commit(asynchronous=True)
+                        consumer.commit(asynchronous=True)
                     except Exception as e:  # no offsets / coordinator moving: retried next batch
                         with self._lock:
                             self.errors[type(e).__name__] += 1
@@ -929,26 +983,73 @@ class GroupReader:
             if self.crash is not None:
                 raise self.crash
             return not self.missing(values)
+        message = "the consumer group to read every acknowledged record"
         try:
-            h.wait_until(ok, timeout=timeout, interval=0.2, message="the consumer group to read every acknowledged record")
+            h.wait_until(ok, timeout=timeout, interval=0.2, message=message)
+            return
         except AssertionError as e:
-            missing = self.missing(values)
-            raise AssertionError(f"{e}: {len(missing)} of {len(values)} never reached the group "
-                                 f"(e.g. {sorted(missing)[:5]}); consumer errors {dict(self.errors)}; "
-                                 f"{self.diagnostics()}") from None
+            first = e
+        self._stop_loop()
+        state = self._client_state()
+        if state is not None or self.replaced_clients:
+            self._fail(first, state, values)
+        # The client's main thread is stuck: a client bug, not a broker answer.
+        stuck_log = self._log_tail(60)
+        log(f"group {self.group}: librdkafka stopped answering (assignment() hung "
+            f"{self.CLIENT_PROBE_S:.0f}s; confluentinc/librdkafka#5476); a new member takes over. "
+            f"Last client log lines:\n{stuck_log}")
+        self.replaced_clients += 1
+        self._new_client()  # the stuck client is left behind: close() would hang too
+        self.start()
+        try:
+            h.wait_until(ok, timeout=timeout, interval=0.2, message=message + " after the client was replaced")
+        except AssertionError as e:
+            self._stop_loop()
+            self._fail(e, self._client_state(), values)
 
-    def diagnostics(self) -> str:
+    def _stop_loop(self) -> None:
+        """Stop the consume loop. librdkafka's assignment() must not run while
+        another thread is inside consume() (the two deadlocked on CI)."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _client_state(self) -> str | None:
+        """The client's assignment, positions and commits, or None when the
+        client does not answer within CLIENT_PROBE_S (its main thread is stuck)."""
+        if self._thread.is_alive():
+            return "consume loop did not stop"
+        result: list[str] = []
+
+        def probe():
+            try:
+                assignment = self.consumer.assignment()
+                positions = {tp.partition: tp.offset for tp in self.consumer.position(assignment)}
+                committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=5)}
+                result.append(f"assigned {sorted(tp.partition for tp in assignment)}, "
+                              f"positions {positions}, committed {committed}")
+            except Exception as e:  # the diagnostics must not hide the failure
+                result.append(f"client state unavailable: {e}")
+        t = threading.Thread(target=probe, daemon=True)
+        t.start()
+        t.join(timeout=self.CLIENT_PROBE_S)
+        return result[0] if result else None
+
+    def _log_tail(self, lines: int = 120) -> str:
+        group = "\n".join(list(self._client_log.group_lines)[-lines:])
+        rest = "\n".join(list(self._client_log.lines)[-lines:])
+        return f"-- group membership --\n{group}\n-- everything --\n{rest}"
+
+    def _fail(self, e: AssertionError, state: str | None, values: set[str]) -> None:
         now = time.monotonic()
+        missing = self.missing(values)
         with self._lock:
             progress = {p: f"offset {o}, {now - t:.1f}s ago" for p, (o, t) in sorted(self.progress.items())}
-        try:
-            assignment = self.consumer.assignment()
-            positions = {tp.partition: tp.offset for tp in self.consumer.position(assignment)}
-            committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=5)}
-        except Exception as e:  # the diagnostics must not hide the failure
-            return f"group {self.group}: last record per partition {progress}; (client state: {e})"
-        return (f"group {self.group}: last record per partition {progress}; assigned "
-                f"{sorted(tp.partition for tp in assignment)}, positions {positions}, committed {committed}")
+            errors = dict(self.errors)
+        raise AssertionError(
+            f"{e}: {len(missing)} of {len(values)} never reached the group (e.g. {sorted(missing)[:5]}); "
+            f"group {self.group}: consumer errors {errors}; clients replaced {self.replaced_clients}; "
+            f"last record per partition {progress}; client state: {state or 'no answer'}\n"
+            f"last librdkafka group/fetch log lines:\n{self._log_tail()}") from None
 
     def stop(self) -> None:
         self._stop.set()
@@ -974,6 +1075,7 @@ class CheckReport:
     read: int = 0
     lost: list = field(default_factory=list)          # acked, not read at all
     moved: list = field(default_factory=list)         # acked, read but not at the acked offset
+    implicit: int = 0                                 # acked without an offset, found in the acked partition
     duplicated: dict = field(default_factory=dict)    # value -> number of copies (> 1)
     unacked_read: int = 0                             # failed/in-doubt writes that did land
     phantoms: list = field(default_factory=list)      # values nobody produced
@@ -982,7 +1084,7 @@ class CheckReport:
 
     def summary(self) -> str:
         return (f"acked={self.acked} failed={self.failed} read={self.read} lost={len(self.lost)} "
-                f"moved={len(self.moved)} duplicated={len(self.duplicated)} "
+                f"moved={len(self.moved)} implicit={self.implicit} duplicated={len(self.duplicated)} "
                 f"unacked_read={self.unacked_read} phantoms={len(self.phantoms)} gaps={len(self.gaps)} "
                 f"reordered={len(self.reordered)}")
 
@@ -1010,7 +1112,8 @@ def check_log(w: Workload, bootstrap: str, *, allow_duplicates: bool | None = No
     """Drain ``w.topic`` and compare with what the producer was told.
 
     Always: every acknowledged value is present at exactly the partition/offset
-    its delivery report gave; every offset of each partition holds one record,
+    its delivery report gave (in the acknowledged partition when the report
+    carries no offset: librdkafka's implicit acks); every offset of each partition holds one record,
     offsets strictly increase from 0 with no gaps; no value was invented.
     With idempotence (the default for ``allow_duplicates``): no value appears
     twice and, within a partition, acknowledged values keep the order they were
@@ -1050,6 +1153,13 @@ def check_log(w: Workload, bootstrap: str, *, allow_duplicates: bool | None = No
         places = where.get(v)
         if not places:
             rep.lost.append((v, a.partition, a.offset))
+        elif a.offset is None:
+            # librdkafka acknowledges an idempotent batch whose own answer was
+            # lost once a later batch of the same producer succeeds ("implicitly
+            # acked by subsequent batch success"); its report carries no offset.
+            rep.implicit += 1
+            if a.partition not in {p for p, _ in places}:
+                rep.moved.append((v, (a.partition, None), places, None))
         elif (a.partition, a.offset) not in places:
             rep.moved.append((v, (a.partition, a.offset), places, at.get((a.partition, a.offset))))
     if expect_order:

@@ -39,6 +39,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, 
 from confluent_kafka.admin import NewTopic
 
 import helpers as h
+import kafka_wire as kw
 from cluster import (BROKER_SESSION_TIMEOUT_MS, ERR_NOT_ENOUGH_REPLICAS, POST_KILL_GUARD_S, Cluster, GroupReader,
                      LeaderWatch, Workload, admin_client, check_log, client_conf, cluster_fixture, find_coordinator_of, log, probe,
                      samsa_cli, shuffled)
@@ -682,3 +683,120 @@ def test_group_coordinator_failover_resumes_from_committed_offsets(cluster_facto
             f"{resumed[p][:3]}... ({len(resumed[p])} records), want offsets {committed[p]}..{per_partition - 1} "
             f"(committed {committed[p]}): redelivered or skipped records")
 
+
+
+def join_group_v1(group: str, member_id: str, *, session_ms: int, rebalance_ms: int) -> bytes:
+    """A raw JoinGroup v1 (no KIP-394 member-id round trip) for one "range" protocol."""
+    body = (kw.string(group) + kw.i32(session_ms) + kw.i32(rebalance_ms) + kw.string(member_id)
+            + kw.string("consumer") + kw.i32(1) + kw.string("range") + kw.nbytes(b""))
+    return kw.frame(kw.request_header_v1(11, 1, 21) + body)
+
+
+def parse_join_group_v1(frame: bytes) -> tuple[int, int, str, str]:
+    """(error code, generation, leader, member id) of a JoinGroup v1 response."""
+    r = kw.Reader(frame)
+    r.i32()  # correlation id
+    err, generation = r.i16(), r.i32()
+    r.string()  # protocol
+    leader, member = r.string(), r.string()
+    return err, generation, leader or "", member or ""
+
+
+def sync_group_v0(group: str, generation: int, member_id: str) -> bytes:
+    body = (kw.string(group) + kw.i32(generation) + kw.string(member_id)
+            + kw.i32(1) + kw.string(member_id) + kw.nbytes(b""))
+    return kw.frame(kw.request_header_v1(14, 0, 22) + body)
+
+
+ERR_NOT_COORDINATOR = 16
+
+
+@pytest.mark.timeout(180)
+def test_parked_join_is_answered_when_the_coordinator_reloads(cluster_factory):
+    """A JoinGroup the coordinator holds (the group waits for a member to
+    rejoin) must be answered when the coordinator reloads after a leadership
+    change of another __consumer_offsets partition, not dropped: a dropped
+    JoinGroup leaves the client waiting for its whole rebalance timeout."""
+    c = cluster_factory(3)
+    c.wait_ready()
+    # Pick a group whose coordinator C gains a partition when another node X is
+    # fenced: X leads some __consumer_offsets partition whose next in-sync
+    # replica (assignment order) is C.
+    for _ in range(50):
+        group = h.unique_topic("parked")
+        coordinator = coordinator_of(c, group)
+        offsets = c.wait_isr_full("__consumer_offsets", range(5))
+        victims = {p.leader for p in offsets.values()
+                   if p.leader != coordinator and next(r for r in p.replicas if r != p.leader) == coordinator}
+        if victims:
+            break
+    else:
+        pytest.fail("no node leads a __consumer_offsets partition that would move to the coordinator")
+    victim = min(victims)
+    node = c.nodes[coordinator]
+
+    # Member 1 joins and syncs: the group is Stable with one member.
+    s1 = kw.connect(node.bootstrap)
+    resp = kw.roundtrip(s1, join_group_v1(group, "", session_ms=30000, rebalance_ms=60000), timeout=30)
+    assert resp is not None, "no answer to the first JoinGroup"
+    err, generation, leader, m1 = parse_join_group_v1(resp)
+    assert err == 0 and leader == m1, (err, leader, m1)
+    resp = kw.roundtrip(s1, sync_group_v0(group, generation, m1), timeout=30)
+    assert resp is not None and kw.Reader(resp[4:]).i16() == 0, "SyncGroup failed"
+
+    # Member 2 joins: the coordinator parks its JoinGroup until member 1
+    # rejoins or its 30 s session ends (member 1 stays silent).
+    s2 = kw.connect(node.bootstrap)
+    s2.sendall(join_group_v1(group, "", session_ms=30000, rebalance_ms=60000))
+    with pytest.raises(TimeoutError):
+        kw.read_frame(s2, timeout=1.0)  # parked: no answer yet
+
+    t0 = time.monotonic()
+    c.sigstop(victim)
+    try:
+        try:
+            resp = kw.read_frame(s2, timeout=20.0)
+        except TimeoutError:
+            resp = None
+        waited = time.monotonic() - t0
+        assert resp is not None, (
+            f"node {coordinator} never answered the parked JoinGroup within 20 s after node {victim} "
+            f"was stopped (its leadership moved to the coordinator, which reloaded)")
+        err, _, _, _ = parse_join_group_v1(resp)
+        log(f"parked JoinGroup answered {waited:.1f}s after node {victim} stopped: error {err}")
+        assert err in (0, ERR_NOT_COORDINATOR), err
+    finally:
+        c.sigcont(victim)
+        s1.close()
+        s2.close()
+
+
+@pytest.mark.timeout(120)
+def test_paused_controller_does_not_fence_live_brokers_when_it_resumes(cluster_factory):
+    """SIGSTOP the active controller for three broker sessions: the others elect
+    a new one. On SIGCONT the old controller's clock has jumped, so every
+    heartbeat it holds looks stale; it must not fence the brokers that kept
+    heartbeating (fenced brokers drop out of Metadata and lose leaderships)."""
+    c = cluster_factory(3)
+    c.wait_ready()
+    for rnd in range(3):
+        ctrl = c.controller_id()
+        live = set(c.ids) - {ctrl}
+        c.sigstop(ctrl)
+        time.sleep(3 * BROKER_SESSION_TIMEOUT_MS / 1000)
+        c.sigcont(ctrl)
+        t0 = time.monotonic()
+        fenced: dict[int, float] = {}
+        while time.monotonic() - t0 < 3.0:
+            for node_id in sorted(live):
+                v = c.view(node_id)
+                if v is None:
+                    continue
+                for b in live - set(v.brokers):
+                    fenced.setdefault(b, time.monotonic() - t0)
+            time.sleep(0.05)
+        log(f"round {rnd}: controller {ctrl} paused {3 * BROKER_SESSION_TIMEOUT_MS} ms; "
+            f"live brokers missing from Metadata after it resumed: {fenced or 'none'}")
+        assert not fenced, (f"after controller {ctrl} resumed, live brokers dropped out of Metadata "
+                            f"(fenced) at these seconds after SIGCONT: {fenced}")
+        c.wait_ready()

@@ -467,22 +467,34 @@ pub async fn liveness<H: ControllerHost>(host: Arc<H>, mut shutdown: watch::Rece
     // heartbeating before it asked to be fenced).
     let mut fenced_seen: HashMap<BrokerId, std::time::Instant> = HashMap::new();
     let mut last_rebalance = std::time::Instant::now();
+    let mut last_tick = std::time::Instant::now();
+    // When this controller last resumed from a stall of its own.
+    let mut resumed = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(LIVENESS_CHECK) => {}
         }
-        let (true, Some(since)) = (raft.is_leader(), raft.leader_since()) else {
-            fenced_seen.clear();
-            last_rebalance = std::time::Instant::now();
-            continue;
-        };
         let session = Duration::from_millis(
             host.config()
                 .get_i64("broker.session.timeout.ms")
                 .unwrap_or(9000)
                 .clamp(1, 86_400_000) as u64,
         );
+        // A tick far later than scheduled means this process itself stood
+        // still (SIGSTOP, a VM pause, swapping): heartbeats look old only
+        // because nobody was here to receive them, and this node may not even
+        // lead any more. Every broker gets a whole session from now.
+        let tick = std::time::Instant::now();
+        if tick.duration_since(last_tick) > LIVENESS_CHECK + session / 2 {
+            resumed = tick;
+        }
+        last_tick = tick;
+        let (true, Some(since)) = (raft.is_leader(), raft.leader_since()) else {
+            fenced_seen.clear();
+            last_rebalance = std::time::Instant::now();
+            continue;
+        };
         let beats = raft.heartbeats();
         let image = host.controller().image();
         let now = std::time::Instant::now();
@@ -501,8 +513,8 @@ pub async fn liveness<H: ControllerHost>(host: Arc<H>, mut shutdown: watch::Rece
             } else {
                 fenced_seen.remove(&b.id);
                 // Never heard by this voter: a grace period from its election.
-                let last = beat.unwrap_or(since);
-                (now.duration_since(last) > session).then_some(Liveness::Fence)
+                let last = beat.unwrap_or(since).max(resumed);
+                (now.duration_since(last) > session && raft.is_leader()).then_some(Liveness::Fence)
             };
             let Some(action) = action else { continue };
             let id = b.id;

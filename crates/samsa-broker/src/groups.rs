@@ -120,6 +120,9 @@ impl GroupService {
     /// over from the log (Kafka's coordinator unload + load). A reload that fails
     /// again leaves the coordinator unloaded; the timer task retries it.
     fn reload(&self, broker: &Broker, c: &mut Coordinator) {
+        // Parked JoinGroup/SyncGroup requests must be answered, not dropped:
+        // their clients wait up to the rebalance timeout for an answer.
+        self.answer_parked(c.unload());
         *c = fresh_coordinator(&self.config);
         if self.load_into(broker, c) {
             tracing::error!("reloading the group coordinator failed; retrying shortly");
@@ -331,16 +334,21 @@ impl GroupService {
             }
         }
         if failed {
-            let parked = c.unload();
-            for o in parked {
-                if let Output::Reply { token, response } = o {
-                    if let Some(tx) = lock(&self.pending).remove(&token.0) {
-                        let _ = tx.send(response.with_error(codes::NOT_COORDINATOR));
-                    }
+            self.answer_parked(c.unload());
+        }
+        failed
+    }
+
+    /// Answers the requests an unloaded coordinator still held with
+    /// NOT_COORDINATOR: their clients find the coordinator again and retry.
+    fn answer_parked(&self, parked: Vec<Output>) {
+        for o in parked {
+            if let Output::Reply { token, response } = o {
+                if let Some(tx) = lock(&self.pending).remove(&token.0) {
+                    let _ = tx.send(response.with_error(codes::NOT_COORDINATOR));
                 }
             }
         }
-        failed
     }
 
     /// Fires the coordinator's timers until `shutdown`.
