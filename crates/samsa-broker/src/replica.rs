@@ -143,13 +143,18 @@ pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId
             new_isr: isr.clone(),
         };
         let result = broker.admin(|c| c.alter_partition(request));
+        if result.is_ok() {
+            // Applied to the partition before the change stops being in
+            // flight: fetches in between would ask for the same change again
+            // with an epoch that is already stale.
+            if let Err(e) = broker.reconcile() {
+                tracing::error!(error = %e, "reconciling after an ISR change");
+            }
+        }
         part.isr_change_in_flight(false);
         match result {
             Ok(_) => {
                 tracing::info!(topic = %part.topic, partition = part.index.get(), ?isr, "ISR changed");
-                if let Err(e) = broker.reconcile() {
-                    tracing::error!(error = %e, "reconciling after an ISR change");
-                }
             }
             // A restarted follower fetches before its first heartbeat unfences
             // it; the expansion is retried on its next fetch.

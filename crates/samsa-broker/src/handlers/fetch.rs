@@ -290,7 +290,11 @@ fn follower_progress(
         match part.follower_fetched(me, BrokerId(replica_id), params.fetch_offset, now) {
             Ok((hw_moved, expand)) => {
                 moved |= hw_moved;
-                if let Some(isr) = expand {
+                // A fenced follower (restarted or paused, not yet heard by the
+                // controller) would be refused; asking on every fetch floods
+                // the controller. Its first heartbeat unfences it, the next
+                // fetch asks again (Kafka's leader checks the same locally).
+                if let Some(isr) = expand.filter(|_| image.is_live(BrokerId(replica_id))) {
                     tracing::info!(topic = %part.topic, partition = part.index.get(), follower = replica_id, ?isr, "follower caught up; expanding the ISR");
                     crate::replica::submit_isr(broker, &part, isr);
                 }
