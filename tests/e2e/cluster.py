@@ -858,14 +858,14 @@ class _RingLogger:
                          r"|Leader \d+ Epoch \d+$|leader (\d+) epoch (\d+) -> leader \1 epoch \2$"
                          r"|requested topic\(s\) seen in metadata")
 
-    def __init__(self, lines_max: int):
-        self.lines: deque[str] = deque(maxlen=lines_max)
-        self.group_lines: deque[str] = deque(maxlen=lines_max)
-
     # Group membership lines go to a ring of their own: partition migrations
     # during leader changes are numerous enough to push them out.
     GROUP = re.compile(r"^\S*(CGRP|JOIN|SYNC|HEARTBEAT|COORD|ASSIGN|REBALANCE|REVOKE|COMMIT|MEMBER|"
                        r"LEAVE|SUBSCRI|PARTADD|PARTDEL|SESSTMOUT|MAXPOLL)")
+
+    def __init__(self, lines_max: int):
+        self.lines: deque[str] = deque(maxlen=lines_max)
+        self.group_lines: deque[str] = deque(maxlen=lines_max)
 
     def log(self, level, fmt, *args) -> None:
         line = fmt % args if args else fmt
@@ -879,21 +879,13 @@ class _RingLogger:
 
 class GroupReader:
     """Consumes ``topic`` in group ``group`` (commit after processing, as the user's
-    articles do), recording every value seen.
-
-    librdkafka can deadlock its own main thread while a broker it knows is
-    removed from Metadata (a fenced broker is, as in Kafka) with an
-    OffsetForLeaderEpoch in flight (confluentinc/librdkafka#5476). The consumer
-    then stops reading and every call that needs that thread hangs. ``wait_seen``
-    tells that client bug apart from a group that is merely behind, and replaces
-    a deadlocked client once with a new member of the same group, which must
-    then resume from the committed offsets and read everything."""
+    articles do), recording every value seen. When the group falls behind,
+    the failure shows the client's state and its recent group/fetch log."""
 
     CLIENT_LOG_LINES_MAX = 1000
     CLIENT_PROBE_S = 10.0
 
     def __init__(self, bootstrap: str, topic: str, group: str | None = None):
-        self.bootstrap = bootstrap
         self.topic = topic
         self.group = group or h.unique_topic("g")
         self._lock = threading.Lock()
@@ -901,12 +893,8 @@ class GroupReader:
         self.records = 0
         self.progress: dict[int, tuple[int, float]] = {}  # partition -> (last offset, when)
         self.errors: Counter[str] = Counter()
-        self.replaced_clients = 0
         self.crash: BaseException | None = None
-        self._new_client()
-
-    def _new_client(self) -> None:
-        c = client_conf(self.bootstrap)
+        c = client_conf(bootstrap)
         c.update({
             "group.id": self.group,
             "auto.offset.reset": "earliest",
@@ -923,14 +911,12 @@ class GroupReader:
         self._client_log = c["logger"]
         self.consumer = Consumer(c)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, args=(self.consumer, self._stop),
-                                        name=f"group-{self.group}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"group-{self.group}", daemon=True)
 
     def start(self) -> "GroupReader":
         self.consumer.subscribe([self.topic])
         self._thread.start()
-        if self not in _BACKGROUND:
-            _BACKGROUND.append(self)
+        _BACKGROUND.append(self)
         return self
 
     def abort(self) -> None:
@@ -942,10 +928,10 @@ class GroupReader:
             closer.start()
             closer.join(timeout=10)
 
-    def _loop(self, consumer: Consumer, stop: threading.Event) -> None:
+    def _loop(self) -> None:
         try:
-            while not stop.is_set():
-                msgs = consumer.consume(num_messages=500, timeout=0.1)
+            while not self._stop.is_set():
+                msgs = self.consumer.consume(num_messages=500, timeout=0.1)
                 if not msgs:
                     continue
                 good = 0
@@ -961,7 +947,7 @@ class GroupReader:
                         self.progress[m.partition()] = (m.offset(), time.monotonic())
                 if good:
                     try:
-                        consumer.commit(asynchronous=True)
+                        self.consumer.commit(asynchronous=True)
                     except Exception as e:  # no offsets / coordinator moving: retried next batch
                         with self._lock:
                             self.errors[type(e).__name__] += 1
@@ -983,26 +969,9 @@ class GroupReader:
             if self.crash is not None:
                 raise self.crash
             return not self.missing(values)
-        message = "the consumer group to read every acknowledged record"
         try:
-            h.wait_until(ok, timeout=timeout, interval=0.2, message=message)
-            return
-        except AssertionError as e:
-            first = e
-        self._stop_loop()
-        state = self._client_state()
-        if state is not None or self.replaced_clients:
-            self._fail(first, state, values)
-        # The client's main thread is stuck: a client bug, not a broker answer.
-        stuck_log = self._log_tail(60)
-        log(f"group {self.group}: librdkafka stopped answering (assignment() hung "
-            f"{self.CLIENT_PROBE_S:.0f}s; confluentinc/librdkafka#5476); a new member takes over. "
-            f"Last client log lines:\n{stuck_log}")
-        self.replaced_clients += 1
-        self._new_client()  # the stuck client is left behind: close() would hang too
-        self.start()
-        try:
-            h.wait_until(ok, timeout=timeout, interval=0.2, message=message + " after the client was replaced")
+            h.wait_until(ok, timeout=timeout, interval=0.2,
+                         message="the consumer group to read every acknowledged record")
         except AssertionError as e:
             self._stop_loop()
             self._fail(e, self._client_state(), values)
@@ -1015,7 +984,8 @@ class GroupReader:
 
     def _client_state(self) -> str | None:
         """The client's assignment, positions and commits, or None when the
-        client does not answer within CLIENT_PROBE_S (its main thread is stuck)."""
+        client does not answer within CLIENT_PROBE_S (librdkafka's main thread
+        is stuck, e.g. confluentinc/librdkafka#5476)."""
         if self._thread.is_alive():
             return "consume loop did not stop"
         result: list[str] = []
@@ -1047,7 +1017,7 @@ class GroupReader:
             errors = dict(self.errors)
         raise AssertionError(
             f"{e}: {len(missing)} of {len(values)} never reached the group (e.g. {sorted(missing)[:5]}); "
-            f"group {self.group}: consumer errors {errors}; clients replaced {self.replaced_clients}; "
+            f"group {self.group}: consumer errors {errors}; "
             f"last record per partition {progress}; client state: {state or 'no answer'}\n"
             f"last librdkafka group/fetch log lines:\n{self._log_tail()}") from None
 
