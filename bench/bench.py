@@ -1168,6 +1168,8 @@ def main() -> int:
     print("p50/p99/p99.9: produce() to delivery report, per record (client queueing included; latency rows "
           "time from the scheduled send); e2e: produce() to the consumer receiving it.")
     print("producer linger.ms: 5 (librdkafka's default) in every row but latency@50k, which uses 1.")
+    print("librdkafka consumer: default fetch sizes and queue thresholds (max.partition.fetch.bytes 1 MiB, "
+          "queued.min.messages 100000), fetch.wait.max.ms=100, fetch.queue.backoff.ms=10.")
     if any(r.kind == "consume-raw" for r in samsa_rows):
         print("consume-raw: loadgen fetch, a raw Fetch v4 consumer (one request in flight, 64 MiB / 8 MiB per "
               f"partition, CRC-32C of every batch checked, records not decoded), reading the data {RAW_PASSES} "

@@ -471,15 +471,20 @@ static rd_kafka_t *make_consumer(void) {
     conf_set(c, "enable.auto.offset.store", "false");
     conf_set(c, "enable.partition.eof", "false");
     conf_set(c, "auto.offset.reset", "earliest");
-    conf_set(c, "fetch.max.bytes", "67108864");
-    conf_set(c, "max.partition.fetch.bytes", "8388608");
     conf_set(c, "fetch.wait.max.ms", "100");
-    conf_set(c, "queued.min.messages", "1000000");
-    conf_set(c, "queued.max.messages.kbytes", "262144");
-    /* When a partition's local queue is over those thresholds librdkafka
+    /* Fetch sizes (fetch.max.bytes, max.partition.fetch.bytes) and the local
+     * queue thresholds (queued.min.messages, queued.max.messages.kbytes) stay
+     * at librdkafka's defaults, as a user runs them. Larger ones let the
+     * fetcher run far ahead of the application: with 1 M messages / 256 MB
+     * queued per partition the client spent its time on cache misses in its
+     * own queue, and consumed 100 B records 15-20% slower.
+     *
+     * When a partition's local queue is over those thresholds librdkafka
      * postpones its next fetch by fetch.queue.backoff.ms (default 1000 ms):
      * a broker that delivers faster than this process drains would then
-     * idle the consumer for a whole second. Check again soon instead. */
+     * idle the consumer for a whole second (measured: 0.3 M instead of 2.4 M
+     * records/s of 100 B). Check again soon instead, as librdkafka's own
+     * documentation of the property suggests. */
     conf_set(c, "fetch.queue.backoff.ms", "10");
     conf_extra(c);
     char err[512];
