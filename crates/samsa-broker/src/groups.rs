@@ -8,7 +8,7 @@
 //! coordinator mutex is held, and replies are sent only after the appends
 //! before them succeeded.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,7 +17,7 @@ use samsa_coordinator::{
 };
 use samsa_metadata::{MetadataImage, NewTopic};
 use samsa_model::batch::{self, BatchBuilder, NewRecord};
-use samsa_model::TopicId;
+use samsa_model::{LeaderEpoch, TopicId};
 use tokio::sync::{oneshot, Notify};
 
 use crate::broker::Broker;
@@ -60,9 +60,10 @@ pub struct GroupService {
     next_token: AtomicU64,
     /// Wakes the timer task when a call may have moved the next deadline.
     timer_wake: Notify,
-    /// The `__consumer_offsets` partitions the coordinator was loaded from
-    /// (those this broker led at the time); reloaded when leadership moves.
-    loaded: Mutex<BTreeSet<u32>>,
+    /// The `__consumer_offsets` partitions the coordinator is loaded with
+    /// (those this broker led at the time) and the leader epoch each was
+    /// loaded in; updated partition by partition when leadership moves.
+    loaded: Mutex<BTreeMap<u32, LeaderEpoch>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,7 +105,7 @@ impl GroupService {
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             timer_wake: Notify::new(),
-            loaded: Mutex::new(BTreeSet::new()),
+            loaded: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -131,8 +132,8 @@ impl GroupService {
         }
     }
 
-    /// Wakes the timer task (after a role change: it reloads when the
-    /// partitions this broker leads changed).
+    /// Wakes the timer task (after a role change: it loads and unloads the
+    /// `__consumer_offsets` partitions whose leadership moved).
     pub fn wake(&self) {
         self.timer_wake.notify_one();
     }
@@ -144,24 +145,25 @@ impl GroupService {
 
     /// Whether this broker's coordinator is loaded with `group`'s partition.
     pub fn owns(&self, group: &str) -> bool {
-        lock(&self.loaded).contains(&self.partition_for(group))
+        lock(&self.loaded).contains_key(&self.partition_for(group))
     }
 
-    /// The `__consumer_offsets` partitions this broker leads now.
-    fn led_partitions(broker: &Broker) -> BTreeSet<u32> {
+    /// The `__consumer_offsets` partitions this broker leads now, with their
+    /// leader epochs.
+    fn led_partitions(broker: &Broker) -> BTreeMap<u32, LeaderEpoch> {
         let image = broker.image();
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-            return BTreeSet::new();
+            return BTreeMap::new();
         };
         topic
             .partitions
             .iter()
-            .filter(|p| {
-                broker
+            .filter_map(|p| {
+                let part = broker
                     .partition(topic.id, p.index.get())
-                    .is_some_and(|part| part.is_leader())
+                    .filter(|part| part.is_leader())?;
+                Some((u32::try_from(p.index.get()).ok()?, part.leader_epoch()))
             })
-            .filter_map(|p| u32::try_from(p.index.get()).ok())
             .collect()
     }
 
@@ -169,61 +171,52 @@ impl GroupService {
     /// it. Returns whether an append failed on the way. Only the partitions
     /// this broker leads are loaded; groups of the others get NOT_COORDINATOR.
     fn load_into(&self, broker: &Broker, c: &mut Coordinator) -> bool {
-        let image = broker.image();
         let led = Self::led_partitions(broker);
-        if let Some(topic) = image.topic(OFFSETS_TOPIC) {
-            for p in &topic.partitions {
-                if !u32::try_from(p.index.get()).is_ok_and(|i| led.contains(&i)) {
-                    continue;
-                }
-                let Some(part) = broker.partition(topic.id, p.index.get()) else {
-                    continue;
-                };
-                // A new leader's log is the truth: load all of it.
-                let end = part.log.log_end_offset();
-                let mut offset = part.log.log_start_offset();
-                while offset < end {
-                    let read = match part.log.read(offset, REPLAY_READ_BYTES_MAX, end, true) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(partition = p.index.get(), error = %e, "replaying __consumer_offsets");
-                            break;
-                        }
-                    };
-                    if read.bytes.is_empty() {
-                        break;
-                    }
-                    for item in batch::BatchIter::new(&read.bytes) {
-                        let Ok((header, bytes)) = item else { break };
-                        if header.is_control() {
-                            continue;
-                        }
-                        let records = match batch::records(bytes, REPLAY_DECOMPRESSED_BYTES_MAX) {
-                            Ok(r) => r,
-                            Err(e) => {
-                                tracing::error!(error = %e, "undecodable __consumer_offsets batch");
-                                continue;
-                            }
-                        };
-                        for r in records {
-                            if header.record_offset(&r) < offset {
-                                continue;
-                            }
-                            let Some(key) = r.key.as_deref() else {
-                                continue;
-                            };
-                            if let Err(e) = c.replay(key, r.value.as_deref()) {
-                                tracing::warn!(error = %e, "skipping an unreadable __consumer_offsets record");
-                            }
-                        }
-                    }
-                    offset = read.next_offset;
-                }
-            }
+        for &p in led.keys() {
+            replay_partition(broker, c, p);
         }
-        let mut outputs = c.set_owned_partitions(Some(led.clone()));
+        let mut outputs = c.set_owned_partitions(Some(led.keys().copied().collect()));
         outputs.extend(c.finish_loading(now_ms()));
         *lock(&self.loaded) = led;
+        self.execute(broker, c, outputs)
+    }
+
+    /// Follows a change in the `__consumer_offsets` partitions this broker
+    /// leads one partition at a time, as Kafka loads and unloads coordinator
+    /// partitions, leaving the groups of the other partitions undisturbed:
+    /// the groups of partitions lost are dropped (their parked JoinGroup and
+    /// SyncGroup requests answered NOT_COORDINATOR); partitions gained are
+    /// replayed from their logs and then served. A partition led again in a
+    /// new leader epoch counts as lost and gained: another leader may have
+    /// appended to it in between. Returns whether an append failed (the
+    /// caller then reloads).
+    fn move_partitions(
+        &self,
+        broker: &Broker,
+        c: &mut Coordinator,
+        led: BTreeMap<u32, LeaderEpoch>,
+    ) -> bool {
+        let before = std::mem::replace(&mut *lock(&self.loaded), led.clone());
+        let kept: BTreeSet<u32> = before
+            .iter()
+            .filter(|(p, epoch)| led.get(p) == Some(epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        let gained: Vec<u32> = led.keys().filter(|p| !kept.contains(p)).copied().collect();
+        let lost = before.keys().filter(|p| !kept.contains(p)).count();
+        // Drop what is not kept first, so that a partition led again in a new
+        // epoch is reloaded from its log rather than kept from memory.
+        let mut outputs = c.set_owned_partitions(Some(kept));
+        outputs.extend(c.set_owned_partitions(Some(led.keys().copied().collect())));
+        for &p in &gained {
+            replay_partition(broker, c, p);
+            outputs.extend(c.finish_loading_partition(p, now_ms()));
+        }
+        tracing::info!(
+            ?gained,
+            lost,
+            "__consumer_offsets leadership moved; coordinator partitions updated"
+        );
         self.execute(broker, c, outputs)
     }
 
@@ -368,10 +361,15 @@ impl GroupService {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {}
             }
             let mut c = lock(&self.coordinator);
-            if matches!(c.status(), samsa_coordinator::CoordinatorStatus::Unloaded)
-                || *lock(&self.loaded) != Self::led_partitions(&broker)
-            {
+            if matches!(c.status(), samsa_coordinator::CoordinatorStatus::Unloaded) {
                 self.reload(&broker, &mut c);
+                continue;
+            }
+            let led = Self::led_partitions(&broker);
+            if *lock(&self.loaded) != led {
+                if self.move_partitions(&broker, &mut c, led) {
+                    self.reload(&broker, &mut c);
+                }
                 continue;
             }
             let outputs = c.tick(now_ms());
@@ -435,6 +433,58 @@ impl GroupService {
             lock(&self.coordinator).status(),
             samsa_coordinator::CoordinatorStatus::Active
         )
+    }
+}
+
+/// Feeds every record of `__consumer_offsets` partition `partition` (led
+/// here) to `c`, which must be loading it. A new leader's log is the truth:
+/// all of it is replayed, from the log start offset to the log end offset.
+fn replay_partition(broker: &Broker, c: &mut Coordinator, partition: u32) {
+    let image = broker.image();
+    let Some(part) = image
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| broker.partition(t.id, partition as i32))
+    else {
+        return;
+    };
+    let end = part.log.log_end_offset();
+    let mut offset = part.log.log_start_offset();
+    while offset < end {
+        let read = match part.log.read(offset, REPLAY_READ_BYTES_MAX, end, true) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "replaying __consumer_offsets");
+                break;
+            }
+        };
+        if read.bytes.is_empty() {
+            break;
+        }
+        for item in batch::BatchIter::new(&read.bytes) {
+            let Ok((header, bytes)) = item else { break };
+            if header.is_control() {
+                continue;
+            }
+            let records = match batch::records(bytes, REPLAY_DECOMPRESSED_BYTES_MAX) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "undecodable __consumer_offsets batch");
+                    continue;
+                }
+            };
+            for r in records {
+                if header.record_offset(&r) < offset {
+                    continue;
+                }
+                let Some(key) = r.key.as_deref() else {
+                    continue;
+                };
+                if let Err(e) = c.replay(key, r.value.as_deref()) {
+                    tracing::warn!(error = %e, "skipping an unreadable __consumer_offsets record");
+                }
+            }
+        }
+        offset = read.next_offset;
     }
 }
 
