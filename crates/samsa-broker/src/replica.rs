@@ -62,10 +62,21 @@ fn config_ms(broker: &Broker, key: &str, default: i64) -> i64 {
 /// high watermarks. Runs until `shutdown`.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut last_checkpoint = tokio::time::Instant::now();
+    // The checkpoint in progress, if any: checkpoints write and fsync a file
+    // per partition, which can take long while the disk is busy with the
+    // log's own writeback, so they run on a blocking thread, one at a time,
+    // never on the runtime's workers (blocking one of those stalls the
+    // connections it serves; measured: 100 B produce at 1.0 M instead of
+    // 1.8 M records/s with a checkpoint every 200 ms).
+    let mut checkpoint: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
-                checkpoint_all(&broker);
+                if let Some(running) = checkpoint.take() {
+                    let _ = running.await;
+                }
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || checkpoint_all(&b)).await;
                 return;
             }
             _ = broker.roles_changed.notified() => {}
@@ -78,9 +89,12 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             "replica.high.watermark.checkpoint.interval.ms",
             5000,
         );
-        if last_checkpoint.elapsed() >= Duration::from_millis(every as u64) {
+        if last_checkpoint.elapsed() >= Duration::from_millis(every as u64)
+            && checkpoint.as_ref().is_none_or(|c| c.is_finished())
+        {
             last_checkpoint = tokio::time::Instant::now();
-            checkpoint_all(&broker);
+            let b = broker.clone();
+            checkpoint = Some(tokio::task::spawn_blocking(move || checkpoint_all(&b)));
         }
     }
 }
