@@ -375,7 +375,9 @@ impl Broker {
             };
             map.iter().map(|(k, v)| (*k, v.clone())).collect()
         };
-        // Remove partitions whose topic is gone.
+        // Remove partitions whose topic is gone: their directories are renamed
+        // out of the way now and removed by a background thread.
+        let mut doomed = Vec::new();
         for (key, partition) in &existing {
             if !wanted.contains_key(key) {
                 {
@@ -389,12 +391,11 @@ impl Broker {
                 if let Err(e) = partition.log.close() {
                     tracing::warn!(error = %e, dir = %dir.display(), "closing deleted partition");
                 }
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(error = %e, dir = %dir.display(), "removing deleted partition");
-                }
+                doomed.extend(mark_for_deletion(&dir));
                 tracing::info!(topic = %partition.topic, partition = partition.index.get(), "deleted partition");
             }
         }
+        remove_in_background(doomed);
         // Open new partitions; refresh settings and roles of existing ones.
         let now = crate::handlers::produce::now_ms().get();
         let mut roles_changed = false;
@@ -415,9 +416,7 @@ impl Broker {
                 // Left over from an earlier topic of the same name (deleted
                 // while this broker was not following the log).
                 tracing::info!(dir = %dir.display(), "removing the directory of an earlier topic with this name");
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(error = %e, "could not remove stale partition directory");
-                }
+                remove_in_background(mark_for_deletion(&dir).into_iter().collect());
             }
             std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
                 path: dir.clone(),
@@ -480,9 +479,15 @@ impl Broker {
             path: dir.clone(),
             source,
         })?;
+        let mut doomed = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             if name == METADATA_DIR || !entry.path().is_dir() {
+                continue;
+            }
+            if name.ends_with(DELETE_SUFFIX) {
+                // Marked for deletion before a restart.
+                doomed.push(entry.path());
                 continue;
             }
             let Some((topic, idx)) = name.rsplit_once('-') else {
@@ -497,11 +502,10 @@ impl Broker {
             });
             if !keep {
                 tracing::info!(dir = %entry.path().display(), "removing directory of a deleted topic");
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    tracing::warn!(error = %e, "could not remove stale partition directory");
-                }
+                doomed.extend(mark_for_deletion(&entry.path()));
             }
         }
+        remove_in_background(doomed);
         Ok(())
     }
 
@@ -512,6 +516,60 @@ impl Broker {
                 tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "closing log");
             }
         }
+    }
+}
+
+/// Ending of a partition directory being deleted, as in Kafka
+/// (`<topic>-<partition>.<unique id>-delete`). A partition directory's name
+/// ends in `-<digits>`, so such a name is never taken for one.
+pub const DELETE_SUFFIX: &str = "-delete";
+
+/// Renames the directory `dir` of a deleted partition out of the way (to
+/// `<name>.<unique id>-delete`), so that its name is free at once and its
+/// removal, which takes long for a large log, can run in the background.
+/// Returns the new path; `None` (logged) when `dir` is missing or cannot be
+/// renamed. A crash before the removal leaves the renamed directory, which
+/// the next startup removes.
+fn mark_for_deletion(dir: &Path) -> Option<PathBuf> {
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    let to = dir.with_file_name(format!(
+        "{name}.{}{DELETE_SUFFIX}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    match std::fs::rename(dir, &to) {
+        Ok(()) => Some(to),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "could not rename a deleted partition directory; removing it in place");
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "could not remove a deleted partition directory");
+            }
+            None
+        }
+    }
+}
+
+/// Removes directories marked by [`mark_for_deletion`] on one background
+/// thread (deleting a large log frees its extents, which takes long enough to
+/// stall the threads that serve clients). What it does not get to is removed
+/// at the next startup.
+fn remove_in_background(dirs: Vec<PathBuf>) {
+    if dirs.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("samsa-delete".into())
+        .spawn(move || {
+            for dir in dirs {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(error = %e, dir = %dir.display(), "could not remove a deleted partition directory");
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the deletion thread; the directories are removed at the next startup");
     }
 }
 

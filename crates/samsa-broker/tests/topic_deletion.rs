@@ -1,0 +1,124 @@
+//! Deleting a topic frees its name at once and its disk space soon after:
+//! partition directories are renamed to `<name>.<id>-delete` and removed in
+//! the background; leftovers of a crash are removed at the next startup.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use samsa_broker::broker::DELETE_SUFFIX;
+use samsa_broker::{Broker, BrokerSettings};
+use samsa_metadata::config::StaticConfig;
+use samsa_metadata::NewTopic;
+use samsa_model::batch::{BatchBuilder, NewRecord};
+use samsa_model::{LeaderEpoch, TimestampMs};
+
+fn open(dir: &Path) -> Arc<Broker> {
+    let mut cfg = StaticConfig::default();
+    cfg.set("log.dirs", &dir.display().to_string()).unwrap();
+    cfg.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
+    let cfg = Arc::new(cfg);
+    Broker::open(BrokerSettings::from_config(&cfg).unwrap(), cfg).unwrap()
+}
+
+fn create(broker: &Broker, name: &str, partitions: i32) {
+    let r = broker.controller.create_topics(
+        vec![NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            ..Default::default()
+        }],
+        false,
+    );
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    broker.reconcile().unwrap();
+}
+
+/// Appends `n` records of 1 KiB to partition 0 of `name`.
+fn fill(broker: &Broker, name: &str, n: usize) {
+    let image = broker.image();
+    let part = broker.partition(image.topic(name).unwrap().id, 0).unwrap();
+    let value = vec![b'x'; 1024];
+    let mut b = BatchBuilder::new();
+    for _ in 0..n {
+        b.push(NewRecord::new(TimestampMs(1), None, Some(&value)));
+    }
+    let mut bytes = b.build().unwrap();
+    part.log
+        .append(&mut bytes, LeaderEpoch(0), TimestampMs(1))
+        .unwrap();
+}
+
+/// Names of the entries of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits up to 10 s until no entry of `dir` satisfies `f`; returns the
+/// entries left.
+fn wait_gone(dir: &Path, f: impl Fn(&str) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = entries(dir).into_iter().filter(|n| f(n)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn deleted_topic_frees_its_name_at_once_and_its_directories_soon_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    create(&broker, "t", 2);
+    fill(&broker, "t", 2000);
+    assert!(dir.path().join("t-0").is_dir() && dir.path().join("t-1").is_dir());
+
+    broker.controller.delete_topic(Some("t"), None).unwrap();
+    broker.reconcile().unwrap();
+    // The partition directories are gone under their own names right away.
+    let names = entries(dir.path());
+    assert!(!names.iter().any(|n| n == "t-0" || n == "t-1"), "{names:?}");
+    // A topic of the same name starts empty, whatever the removal is doing.
+    create(&broker, "t", 1);
+    let image = broker.image();
+    let part = broker.partition(image.topic("t").unwrap().id, 0).unwrap();
+    assert_eq!(part.log.log_end_offset().get(), 0);
+    // The renamed directories are removed in the background.
+    let left = wait_gone(dir.path(), |n| n.ends_with(DELETE_SUFFIX));
+    assert!(left.is_empty(), "still on disk after 10 s: {left:?}");
+    assert!(dir.path().join("t-0").is_dir());
+    assert!(!dir.path().join("t-1").exists());
+}
+
+#[test]
+fn directories_marked_for_deletion_before_a_crash_are_removed_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let broker = open(dir.path());
+        create(&broker, "kept", 1);
+        broker.shutdown();
+    }
+    // As a crash between the rename and the removal leaves it.
+    let leftover = dir.path().join(format!(
+        "gone-0.0123456789abcdef0123456789abcdef{DELETE_SUFFIX}"
+    ));
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("00000000000000000000.log"), [0u8; 4096]).unwrap();
+
+    let broker = open(dir.path());
+    let left = wait_gone(dir.path(), |n| n.ends_with(DELETE_SUFFIX));
+    assert!(left.is_empty(), "still on disk after 10 s: {left:?}");
+    let image = broker.image();
+    assert!(broker
+        .partition(image.topic("kept").unwrap().id, 0)
+        .is_some());
+    assert!(dir.path().join("kept-0").is_dir());
+}
