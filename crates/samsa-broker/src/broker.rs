@@ -397,6 +397,10 @@ impl Broker {
         }
         remove_in_background(doomed);
         // Open new partitions; refresh settings and roles of existing ones.
+        // Directories of earlier topics of the same name are collected in
+        // `stale` and removed by one thread at the end (on an early error
+        // return they stay renamed, and the next startup removes them).
+        let mut stale = Vec::new();
         let now = crate::handlers::produce::now_ms().get();
         let mut roles_changed = false;
         for (key, (topic, i)) in wanted {
@@ -416,7 +420,7 @@ impl Broker {
                 // Left over from an earlier topic of the same name (deleted
                 // while this broker was not following the log).
                 tracing::info!(dir = %dir.display(), "removing the directory of an earlier topic with this name");
-                remove_in_background(mark_for_deletion(&dir).into_iter().collect());
+                stale.extend(mark_for_deletion(&dir));
             }
             std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
                 path: dir.clone(),
@@ -454,6 +458,7 @@ impl Broker {
             };
             map.insert(key, partition);
         }
+        remove_in_background(stale);
         if roles_changed {
             self.roles_changed.notify_waiters();
             self.roles_changed.notify_one();
