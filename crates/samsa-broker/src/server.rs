@@ -133,26 +133,46 @@ pub async fn serve(
     Ok(())
 }
 
-/// How often partitions are checked for a due `flush.ms`.
+/// How often partitions are checked for rolled segments to sync and a due
+/// `flush.ms`.
 const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Periodically fsyncs partitions whose `flush.ms` has passed (Kafka's log
-/// flusher); does nothing for the default `flush.ms` = Long.MAX.
+/// The log flusher: once a second, fsyncs the segments rolled since the last
+/// pass (a roll does not wait for the sealed segment to reach the disk, as in
+/// Kafka) and moves each partition's recovery point past them, and fsyncs
+/// partitions whose `flush.ms` has passed (never, for the default Long.MAX).
+/// Each pass runs on a blocking thread, one pass at a time: an fsync of a
+/// whole segment can take seconds, and must not hold up a runtime worker.
 async fn flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
         }
-        let now = crate::handlers::produce::now_ms();
-        for p in broker.all_partitions() {
-            if p.settings().log.flush_ms >= i64::MAX as u64 {
-                continue;
+        let b = broker.clone();
+        let pass = tokio::task::spawn_blocking(move || flush_pass(&b));
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = pass => {}
+        }
+    }
+}
+
+fn flush_pass(broker: &Broker) {
+    let now = crate::handlers::produce::now_ms();
+    for p in broker.all_partitions() {
+        if p.log.needs_sync() {
+            if let Err(e) = p.log.sync_rolled() {
+                tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "syncing rolled segments failed");
             }
-            if let Err(e) = p.log.flush_if_due(now) {
-                tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "periodic flush failed");
-            }
+        }
+        if p.settings().log.flush_ms >= i64::MAX as u64 {
+            continue;
+        }
+        if let Err(e) = p.log.flush_if_due(now) {
+            tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "periodic flush failed");
         }
     }
 }

@@ -1,11 +1,13 @@
-//! The `log-start-offset` checkpoint file of a partition directory.
+//! The offset checkpoint files of a partition directory: `log-start-offset`
+//! (the log start offset) and `recovery-point` (the base offset of the first
+//! segment that may hold bytes not yet fsynced; see [`crate::log`]).
 //!
-//! # Layout (16 bytes, big endian)
+//! # Layout (16 bytes, big endian; the same for both files)
 //!
 //! | at | size | field                                   |
 //! |----|------|-----------------------------------------|
 //! | 0  | 4    | format version, u32 (= 1)               |
-//! | 4  | 8    | log start offset, i64                   |
+//! | 4  | 8    | the offset, i64                         |
 //! | 12 | 4    | CRC-32C of bytes 0..12, u32             |
 //!
 //! # Crash behaviour
@@ -14,8 +16,9 @@
 //! fsynced, renamed over `log-start-offset`, and the directory is fsynced. A
 //! crash leaves either the old or the new file (plus possibly a stray `.tmp`,
 //! deleted on open). A file that fails the size, version or CRC check is
-//! ignored with a warning and the log start falls back to the first segment's
-//! base offset.
+//! ignored with a warning: the log start falls back to the first segment's
+//! base offset, the recovery point to the first segment (every segment is
+//! then recovered, the safe direction).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -29,6 +32,10 @@ use crate::error::StorageError;
 pub const LOG_START_FILE: &str = "log-start-offset";
 /// Temporary name used while writing it.
 pub const LOG_START_TMP_FILE: &str = "log-start-offset.tmp";
+/// File name of the recovery point inside the partition directory.
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Temporary name used while writing it.
+pub const RECOVERY_POINT_TMP_FILE: &str = "recovery-point.tmp";
 const CHECKPOINT_BYTES: usize = 16;
 const CHECKPOINT_VERSION: u32 = 1;
 const _: () = assert!(CHECKPOINT_BYTES == 4 + 8 + 4);
@@ -90,19 +97,52 @@ pub(crate) fn write_atomically(
     sync_dir(dir)
 }
 
-/// The checkpointed log start, `None` if absent or unreadable (warned).
-pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, StorageError> {
-    let path = dir.join(LOG_START_FILE);
+/// Atomically replace the recovery point with `offset`.
+pub(crate) fn write_recovery_point(dir: &Path, offset: Offset) -> Result<(), StorageError> {
+    write_atomically(
+        dir,
+        RECOVERY_POINT_FILE,
+        RECOVERY_POINT_TMP_FILE,
+        &encode(offset),
+    )
+}
+
+/// What an offset checkpoint file held.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Absent,
+    /// Present but failing the size, version or CRC check (warned).
+    Damaged,
+    Offset(Offset),
+}
+
+fn read_named(dir: &Path, name: &str) -> Result<Stored, StorageError> {
+    let path = dir.join(name);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Stored::Absent),
         Err(e) => return Err(StorageError::io("read", &path, e)),
     };
-    let decoded = decode(&bytes);
-    if decoded.is_none() {
-        tracing::warn!(path = %path.display(), "ignoring damaged log start checkpoint");
-    }
-    Ok(decoded)
+    Ok(match decode(&bytes) {
+        Some(offset) => Stored::Offset(offset),
+        None => {
+            tracing::warn!(path = %path.display(), "ignoring damaged offset checkpoint");
+            Stored::Damaged
+        }
+    })
+}
+
+/// The checkpointed log start, `None` if absent or unreadable (warned).
+pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, StorageError> {
+    Ok(match read_named(dir, LOG_START_FILE)? {
+        Stored::Offset(offset) => Some(offset),
+        Stored::Absent | Stored::Damaged => None,
+    })
+}
+
+/// The recovery point file.
+pub(crate) fn read_recovery_point(dir: &Path) -> Result<Stored, StorageError> {
+    read_named(dir, RECOVERY_POINT_FILE)
 }
 
 #[cfg(test)]
@@ -124,5 +164,21 @@ mod tests {
         assert_eq!(read(dir.path()).expect("read"), None);
         fs::write(&path, b"short").expect("damage");
         assert_eq!(read(dir.path()).expect("read"), None);
+    }
+
+    #[test]
+    fn recovery_point_tells_absent_from_damaged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let read = || read_recovery_point(dir.path()).expect("read");
+        assert_eq!(read(), Stored::Absent);
+        write_recovery_point(dir.path(), Offset(77)).expect("write");
+        assert_eq!(read(), Stored::Offset(Offset(77)));
+        assert_eq!(
+            super::read(dir.path()).expect("log start"),
+            None,
+            "separate files"
+        );
+        fs::write(dir.path().join(RECOVERY_POINT_FILE), b"\0\0\0\x01junk").expect("damage");
+        assert_eq!(read(), Stored::Damaged);
     }
 }

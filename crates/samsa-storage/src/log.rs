@@ -11,6 +11,8 @@
 //! - `log-start-offset`: the checkpointed log start offset
 //!   ([`crate::checkpoint`]), moved by [`PartitionLog::delete_records_before`]
 //!   and retention.
+//! - `recovery-point`: the base offset of the first segment that may hold
+//!   bytes not yet fsynced (same layout, [`crate::checkpoint`]); see below.
 //! - `clean-shutdown`: an empty marker written by [`PartitionLog::close`] after
 //!   everything was fsynced, and removed (durably) on open before any write.
 //! - `cleaner-checkpoint`: the compaction checkpoint (first dirty offset and
@@ -46,17 +48,35 @@
 //!
 //! # Crash behaviour
 //!
-//! Segments are fsynced (log and indexes) when rolled, and the directory is
-//! fsynced after creating, deleting or renaming files, so after a crash only the
-//! active segment can have a torn tail. Opening without the clean-shutdown
-//! marker therefore runs full recovery on the active segment ([`crate::segment`]
-//! `recover`: verify each batch's header and CRC, truncate at the first bad
-//! one, rebuild its indexes), and checks the other segments' index files,
-//! rebuilding any that are missing or damaged. With the marker, the active
-//! segment is loaded like the others (indexes checked, tail headers walked) and
+//! A roll does not wait for the sealed segment to reach the disk (as in
+//! Kafka, whose roll schedules that flush in the background): the segment is
+//! listed as unsynced, and [`PartitionLog::sync_rolled`] (the broker calls it
+//! from a background thread about once a second) fsyncs its log and indexes
+//! and the directory, then moves the *recovery point* past it. The recovery
+//! point is the base offset of the first segment that may hold bytes not yet
+//! on disk; it is persisted in `recovery-point`, never above the active
+//! segment. It is written before the first roll (an absent file stands for
+//! the active segment: true of a log never rolled, and of directories written
+//! when every roll fsynced), lowered durably by a truncation that makes an
+//! older segment active, and raised only after the fsyncs it vouches for.
+//! An explicit flush ([`PartitionLog::flush`], `flush.messages`, `flush.ms`,
+//! close) fsyncs the unsynced sealed segments as well as the active one.
+//!
+//! So after a crash only segments at or above the recovery point can be torn.
+//! Opening without the clean-shutdown marker (and not in the same boot, see
+//! [`BOOT_ID_FILE`]) runs full recovery on each of them in offset order
+//! ([`crate::segment`] `recover`: verify each batch's header and CRC, offsets
+//! contiguous, truncate at the first bad one, rebuild its indexes); once one
+//! is cut short, or a segment does not start where the previous one ended
+//! (outside ranges the cleaner rewrote), every later segment is deleted: its
+//! bytes follow a hole. Segments below the recovery point have their index
+//! files checked and rebuilt if missing or damaged. With the marker, every
+//! segment is loaded that way (indexes checked, tail headers walked) and
 //! recovered only if that check fails. Data not yet fsynced (see
 //! `flush_messages`/`flush_ms`) may be lost, but what remains is always a
 //! prefix of what was appended, and every batch it holds passed a CRC check.
+//! A damaged or unreadable `recovery-point` file puts the recovery point at
+//! the first segment (everything is verified).
 //! Before any of this, open completes or undoes a segment replacement a
 //! compaction left half done ([`crate::cleaner`]).
 //!
@@ -348,6 +368,30 @@ struct Writer {
     /// Append handles of the active segment's index files.
     index_file: fs::File,
     time_index_file: fs::File,
+    /// Sealed segments not yet fsynced (rolled since the last sync, or found
+    /// above the recovery point by an unclean open), ascending base offset.
+    unsynced: Vec<Arc<SegmentFiles>>,
+    /// Segments created so far, and how many of them were created before
+    /// the directory was last fsynced (equal: nothing to sync).
+    rolls: u64,
+    dir_synced_rolls: u64,
+}
+
+/// The recovery point: the base offset of the first segment that may hold
+/// bytes not yet fsynced. Every segment below it was fsynced whole; the
+/// active segment is never below it. See the module docs.
+#[derive(Copy, Clone, Debug)]
+struct RecoveryPoint {
+    /// The value the `recovery-point` file holds (or stands for, when absent).
+    offset: Offset,
+    /// Whether the file holds `offset`. An absent file means "the active
+    /// segment": true of logs never rolled and of directories written by
+    /// versions that fsynced every segment when rolling it. It is written
+    /// before the first roll, after which that meaning would be wrong.
+    on_disk: bool,
+    /// Bumped by every truncation, so that a sync that computed its new value
+    /// before the truncation does not write it afterwards.
+    generation: u64,
 }
 
 /// One partition's log. See the module docs for layout, locking and crash behaviour.
@@ -364,6 +408,11 @@ pub struct PartitionLog {
     /// The high watermark last written to its checkpoint by this instance
     /// (the lock also serialises those writes).
     high_watermark: Mutex<Option<Offset>>,
+    /// The recovery point (the lock also serialises writes of its file).
+    /// Taken after the writer lock when both are held.
+    recovery_point: Mutex<RecoveryPoint>,
+    /// Serialises [`PartitionLog::sync_rolled`] calls (held across their fsyncs).
+    sync_serial: Mutex<()>,
 }
 
 /// How the replacement of one cleaned group ended.
@@ -400,6 +449,20 @@ fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StorageError::io("remove", path, e)),
     }
+}
+
+/// Delete the segments `bases` (found after a hole by an unclean open).
+fn drop_after_hole(dir: &Path, bases: &[Offset], why: &str) -> Result<(), StorageError> {
+    for &base in bases.iter().rev() {
+        let files = SegmentFiles::open(dir, base)?;
+        tracing::warn!(
+            path = %files.log_path.display(),
+            reason = why,
+            "deleting a segment that does not continue the recovered log"
+        );
+        files.remove_files()?;
+    }
+    Ok(())
 }
 
 /// Remove a partition directory and everything in it (missing is fine).
@@ -464,20 +527,54 @@ impl PartitionLog {
         let checkpointed = checkpoint::read(dir)?;
         let cleaner_checkpoint = CleanerCheckpoint::read(dir)?;
         let gaps_end = cleaner_checkpoint.map_or(Offset(0), |c| c.compacted_end);
-        let mut segments = Vec::with_capacity(bases.len());
-        let last = bases.len().checked_sub(1);
+        let last_base = bases.last().copied().unwrap_or(Offset(0));
+        let first_base = bases.first().copied().unwrap_or(Offset(0));
+        let stored_recovery_point = checkpoint::read_recovery_point(dir)?;
+        // Segments at or above this may hold bytes that never reached the disk.
+        let recovery_point = match stored_recovery_point {
+            checkpoint::Stored::Offset(rp) => rp.min(last_base),
+            checkpoint::Stored::Absent => last_base,
+            checkpoint::Stored::Damaged => first_base,
+        };
+        // Whether those segments get full recovery (a crash of the machine,
+        // or not known to be otherwise), rather than trusting the page cache.
+        let verify_unsynced = !clean && !same_boot;
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         for (i, &base) in bases.iter().enumerate() {
             let files = SegmentFiles::open(dir, base)?;
-            let is_active = Some(i) == last;
-            let fast = if is_active && !clean && !same_boot {
-                None
-            } else {
-                segment::load_fast(&files)?
-            };
-            let meta = match fast {
+            let unsynced = base >= recovery_point;
+            if unsynced && verify_unsynced {
+                let prev_end = segments.last().map(|s| s.meta.next_offset);
+                if prev_end.is_some_and(|end| base > end && base > gaps_end) {
+                    // A hole before this segment: the end of the previous
+                    // one never reached the disk. What follows is not part
+                    // of a prefix of the log.
+                    drop_after_hole(dir, &bases[i..], "it follows a hole")?;
+                    break;
+                }
+                let file_bytes = files.log_file_bytes()?;
+                let meta = segment::recover(
+                    &files,
+                    config.index_interval_bytes,
+                    Continuity::ContiguousAbove(gaps_end),
+                )?;
+                let cut = meta.size < file_bytes;
+                segments.push(Segment {
+                    files: Arc::new(files),
+                    meta,
+                });
+                if cut {
+                    if let Some(rest) = bases.get(i + 1..).filter(|r| !r.is_empty()) {
+                        drop_after_hole(dir, rest, "an earlier segment lost its tail")?;
+                    }
+                    break;
+                }
+                continue;
+            }
+            let meta = match segment::load_fast(&files)? {
                 Some(meta) => meta,
                 None => {
-                    let continuity = if is_active {
+                    let continuity = if unsynced {
                         Continuity::ContiguousAbove(gaps_end)
                     } else {
                         Continuity::Increasing
@@ -552,6 +649,23 @@ impl PartitionLog {
         };
         let (index_file, time_index_file) = active.files.open_index_writers()?;
         let log_end = active.meta.next_offset;
+        // After an unclean shutdown the sealed segments above the recovery
+        // point are synced again before it moves past them (their pages may
+        // still be dirty when the page cache survived the crash).
+        let unsynced = if clean {
+            Vec::new()
+        } else {
+            segments
+                .iter()
+                .filter(|s| s.base() >= recovery_point)
+                .map(|s| Arc::clone(&s.files))
+                .collect()
+        };
+        let recovery_point = RecoveryPoint {
+            offset: recovery_point.min(active.base()),
+            on_disk: matches!(stored_recovery_point, checkpoint::Stored::Offset(_)),
+            generation: 0,
+        };
         let cleaner = match cleaner_checkpoint {
             Some(c) => {
                 let clamped = CleanerCheckpoint {
@@ -576,6 +690,9 @@ impl PartitionLog {
                 last_flush_ms: now_ms(),
                 index_file,
                 time_index_file,
+                unsynced,
+                rolls: 0,
+                dir_synced_rolls: 0,
             }),
             io_guard: RwLock::new(()),
             state: RwLock::new(LogState {
@@ -588,6 +705,8 @@ impl PartitionLog {
             }),
             cleaning: Mutex::new(None),
             high_watermark: Mutex::new(None),
+            recovery_point: Mutex::new(recovery_point),
+            sync_serial: Mutex::new(()),
         })
     }
 
@@ -1118,8 +1237,20 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// fsync the active segment's log and indexes.
+    /// fsync everything appended so far: the sealed segments not yet synced,
+    /// the directory if a segment was created, and the active segment's log
+    /// and indexes. The recovery point file is left to [`Self::sync_rolled`].
     fn flush_locked(&self, w: &mut Writer, now: i64) -> Result<(), StorageError> {
+        // Also those a concurrent `sync_rolled` is syncing: this fsync then
+        // waits for that writeback, so the flush still covers them.
+        let unsynced = std::mem::take(&mut w.unsynced);
+        if let Err(e) = self.sync_segments(&unsynced, w.rolls != w.dir_synced_rolls) {
+            // After a failed fsync the kernel may have dropped the dirty pages;
+            // retrying could report success for lost data. Stop writing.
+            w.failed = true;
+            return Err(e);
+        }
+        w.dir_synced_rolls = w.rolls;
         let files = Arc::clone(&read_lock(&self.state).active.files);
         let synced = files
             .log
@@ -1127,8 +1258,6 @@ impl PartitionLog {
             .and_then(|()| w.index_file.sync_data())
             .and_then(|()| w.time_index_file.sync_data());
         if let Err(e) = synced {
-            // After a failed fsync the kernel may have dropped the dirty pages;
-            // retrying could report success for lost data. Stop writing.
             w.failed = true;
             return Err(StorageError::io("fsync", &files.log_path, e));
         }
@@ -1137,9 +1266,124 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Seal the active segment (final time index entry, fsync) and start a new
-    /// one at the log end offset.
+    /// fsync the log and index files of `segments` (index files already
+    /// replaced or deleted are skipped), then the directory if `dir`.
+    fn sync_segments(&self, segments: &[Arc<SegmentFiles>], dir: bool) -> Result<(), StorageError> {
+        for files in segments {
+            files
+                .log
+                .sync_data()
+                .map_err(|e| StorageError::io("fsync", &files.log_path, e))?;
+            for path in [&files.index_path, &files.time_index_path] {
+                match fs::File::open(path) {
+                    Ok(f) => f
+                        .sync_data()
+                        .map_err(|e| StorageError::io("fsync", path, e))?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StorageError::io("open", path, e)),
+                }
+            }
+        }
+        if dir {
+            checkpoint::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Self::sync_rolled`] has work: rolled segments not yet
+    /// synced, or a recovery point behind the active segment.
+    pub fn needs_sync(&self) -> bool {
+        let w = lock(&self.writer);
+        if w.failed || w.closed {
+            return false;
+        }
+        if !w.unsynced.is_empty() || w.rolls != w.dir_synced_rolls {
+            return true;
+        }
+        let active = read_lock(&self.state).active.base();
+        lock(&self.recovery_point).offset < active
+    }
+
+    /// fsync the segments rolled since the last sync (Kafka flushes a rolled
+    /// segment in the background, not on the append that rolled it), then
+    /// move the recovery point past them. Appends go on meanwhile: only the
+    /// bookkeeping takes the writer lock, not the fsyncs. Returns whether
+    /// there was anything to do. A failed fsync stops the log's writer, as a
+    /// failed flush does.
+    pub fn sync_rolled(&self) -> Result<bool, StorageError> {
+        let _serial = lock(&self.sync_serial);
+        let (taken, rolls) = {
+            let mut w = lock(&self.writer);
+            if w.failed || w.closed {
+                return Ok(false);
+            }
+            let st = read_lock(&self.state);
+            // Segments deleted since they were rolled need no sync.
+            w.unsynced
+                .retain(|f| st.sealed.iter().any(|s| Arc::ptr_eq(&s.files, f)));
+            // They stay listed until synced, so a flush meanwhile covers them.
+            (w.unsynced.clone(), w.rolls)
+        };
+        let dir = lock(&self.writer).dir_synced_rolls < rolls;
+        if let Err(e) = self.sync_segments(&taken, dir) {
+            lock(&self.writer).failed = true;
+            return Err(e);
+        }
+        let (target, generation) = {
+            let mut w = lock(&self.writer);
+            w.unsynced
+                .retain(|f| !taken.iter().any(|t| Arc::ptr_eq(t, f)));
+            w.dir_synced_rolls = w.dir_synced_rolls.max(rolls);
+            let st = read_lock(&self.state);
+            let pending = w.unsynced.iter().map(|f| f.base).min();
+            let target = pending.map_or(st.active.base(), |p| p.min(st.active.base()));
+            (target, lock(&self.recovery_point).generation)
+        };
+        let mut rp = lock(&self.recovery_point);
+        if rp.generation != generation || (target <= rp.offset && rp.on_disk) {
+            return Ok(!taken.is_empty() || dir);
+        }
+        let target = target.max(rp.offset);
+        checkpoint::write_recovery_point(&self.dir, target)?;
+        rp.offset = target;
+        rp.on_disk = true;
+        Ok(true)
+    }
+
+    /// After a truncation or restart made `active_base` the active segment:
+    /// forget pending syncs of segments at or above it, lower the recovery
+    /// point to it (durably, before anything is appended), and make any
+    /// [`Self::sync_rolled`] computed before now discard its value.
+    fn recovery_point_after_truncation(
+        &self,
+        w: &mut Writer,
+        active_base: Offset,
+    ) -> Result<(), StorageError> {
+        w.unsynced.retain(|f| f.base < active_base);
+        let mut rp = lock(&self.recovery_point);
+        rp.generation += 1;
+        if rp.offset > active_base || !rp.on_disk {
+            let lowered = rp.offset.min(active_base);
+            checkpoint::write_recovery_point(&self.dir, lowered)?;
+            rp.offset = lowered;
+            rp.on_disk = true;
+        }
+        Ok(())
+    }
+
+    /// Seal the active segment (final time index entry) and start a new one
+    /// at the log end offset. The sealed segment is fsynced later, by
+    /// [`Self::sync_rolled`] or the next flush.
     fn roll_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+        {
+            // The recovery point must be on disk before a segment is sealed
+            // unsynced: an absent file would stand for the new active segment.
+            let mut rp = lock(&self.recovery_point);
+            if !rp.on_disk {
+                checkpoint::write_recovery_point(&self.dir, rp.offset)?;
+                rp.on_disk = true;
+            }
+        }
         let (old_files, final_entry, time_len, new_base) = {
             let st = read_lock(&self.state);
             let a = &st.active;
@@ -1155,10 +1399,8 @@ impl PartitionLog {
                 .write_all_at(&e.encode(), (time_len * TIME_INDEX_ENTRY_BYTES) as u64)
                 .map_err(|err| StorageError::io("write", &old_files.time_index_path, err))?;
         }
-        self.flush_locked(w, now_ms())?;
         let new_files = SegmentFiles::create(&self.dir, new_base)?;
         let (index_file, time_index_file) = new_files.open_index_writers()?;
-        checkpoint::sync_dir(&self.dir)?;
         {
             let mut st = write_lock(&self.state);
             if let Some(e) = final_entry {
@@ -1171,8 +1413,10 @@ impl PartitionLog {
                     meta: SegmentMeta::empty(new_base),
                 },
             );
+            w.unsynced.push(Arc::clone(&old.files));
             st.sealed.push(old);
         }
+        w.rolls += 1;
         w.index_file = index_file;
         w.time_index_file = time_index_file;
         Ok(())
@@ -1646,6 +1890,7 @@ impl PartitionLog {
         w.index_file = index_file;
         w.time_index_file = time_index_file;
         w.unflushed_records = 0;
+        self.recovery_point_after_truncation(w, st.active.base())?;
         let end = st.log_end();
         self.lower_cleaner_checkpoint(&mut st, end)?;
         self.update_epochs_in(&mut st, |cache| cache.truncate_from_end(end))?;
@@ -1671,6 +1916,8 @@ impl PartitionLog {
         let files = SegmentFiles::create(&self.dir, offset)?;
         let (index_file, time_index_file) = files.open_index_writers()?;
         checkpoint::sync_dir(&self.dir)?;
+        w.unsynced.clear();
+        self.recovery_point_after_truncation(w, offset)?;
         checkpoint::write(&self.dir, offset)?;
         let restarted = CleanerCheckpoint {
             first_dirty: offset,

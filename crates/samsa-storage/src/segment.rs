@@ -21,18 +21,18 @@
 //!
 //! Bytes are written with positioned writes at the end of the file; a crash can
 //! leave a torn batch (a prefix of a batch, or a batch whose unflushed pages
-//! were lost and read back as zeros or stale data) at the end of the *active*
-//! segment only, because a segment is fsynced (log and both indexes) before
-//! the next one is created. `recover` scans a segment batch by batch —
-//! header sanity, `batchLength` within the file, CRC-32C, offsets increasing
-//! (for the active segment: contiguous, except for gaps the cleaner made, see
+//! were lost and read back as zeros or stale data) in any segment not yet
+//! fsynced: the active one, and sealed ones rolled since the last sync (at or
+//! above the log's recovery point, see [`crate::log`]). `recover` scans a
+//! segment batch by batch — header sanity, `batchLength` within the file,
+//! CRC-32C, offsets increasing (for segments that were appended to since the
+//! last sync: contiguous, except for gaps the cleaner made, see
 //! `Continuity`) — truncates the file at the first batch that fails, and
-//! rebuilds both indexes. Sealed segments accept gaps between batches.
-//! `load_fast` is the cheap path for segments that are known to be complete
-//! (older segments, or the active one after a clean shutdown): it trusts the
-//! CRCs, sanity-checks the index files and walks only the headers after the
-//! last offset index entry; when anything looks wrong the caller falls back to
-//! `recover`.
+//! rebuilds both indexes. `load_fast` is the cheap path for segments that are
+//! known to be complete (synced ones, or any after a clean shutdown): it
+//! trusts the CRCs, sanity-checks the index files and walks only the headers
+//! after the last offset index entry; when anything looks wrong the caller
+//! falls back to `recover`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -658,18 +658,19 @@ fn offsets_problem(
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Continuity {
     /// Offsets need only increase: gaps between batches are accepted. Used for
-    /// sealed segments, which were fsynced whole before the next segment was
-    /// created and may have been rewritten by the cleaner
-    /// ([`crate::cleaner`]), which removes whole batches.
+    /// segments below the recovery point, which were fsynced whole and may
+    /// have been rewritten by the cleaner ([`crate::cleaner`]), which removes
+    /// whole batches.
     Increasing,
-    /// The active segment, which is only ever appended to: each batch must
-    /// start exactly where the previous one ended (the first at the segment
-    /// base); this also catches damage to `baseOffset`, which the CRC does not
-    /// cover. The one exception is a gap made by compaction: a batch may skip
-    /// offsets when its base offset is `<=` this bound (the cleaner
-    /// checkpoint's compacted end), i.e. when every missing offset lies in a
-    /// range the cleaner has rewritten. That only happens after a truncation
-    /// made a compacted segment the active one.
+    /// Segments at or above the recovery point, which were appended to since
+    /// the last sync: each batch must start exactly where the previous one
+    /// ended (the first at the segment base); this also catches damage to
+    /// `baseOffset`, which the CRC does not cover. The one exception is a gap
+    /// made by compaction: a batch may skip offsets when its base offset is
+    /// `<=` this bound (the cleaner checkpoint's compacted end), i.e. when
+    /// every missing offset lies in a range the cleaner has rewritten (a
+    /// compacted segment not yet behind the recovery point, or made active
+    /// again by a truncation).
     ContiguousAbove(Offset),
 }
 

@@ -377,3 +377,136 @@ fn without_a_boot_id_nothing_is_recorded() {
     drop(log);
     assert!(!dir.path().join("boot-id").exists());
 }
+
+// --- segments rolled but not yet synced (the recovery point) ---
+
+/// Where each batch of a log directory sits: (segment file, byte range in
+/// it, base offset), in offset order.
+fn batch_map(dir: &Path) -> Vec<(std::path::PathBuf, std::ops::Range<usize>, Offset)> {
+    let mut out = Vec::new();
+    for file in log_files(dir) {
+        let bytes = fs::read(&file).expect("read");
+        let mut at = 0;
+        for (h, b) in batches(&bytes) {
+            out.push((file.clone(), at..at + b.len(), h.base_offset));
+            at += b.len();
+        }
+    }
+    out
+}
+
+/// A copy of `reference` with a damaged record byte in the batch of `file`
+/// picked by `pick` from its batches (file, byte range, base offset); returns
+/// the copy, the batch's byte range and its base offset.
+fn damage_batch_of(
+    reference: &Path,
+    file: &Path,
+    pick: impl FnOnce(
+        Vec<(std::path::PathBuf, std::ops::Range<usize>, Offset)>,
+    ) -> Option<(std::path::PathBuf, std::ops::Range<usize>, Offset)>,
+) -> (tempfile::TempDir, std::ops::Range<usize>, Offset) {
+    let in_file = batch_map(reference)
+        .into_iter()
+        .filter(|(f, _, _)| f == file)
+        .collect();
+    let (_, range, base) = pick(in_file).expect("a batch in the file");
+    let name = file.file_name().expect("name");
+    (copy_damaged(reference, name, range.end - 3), range, base)
+}
+
+/// The records of `all` below `offset`.
+fn below(all: &[(Offset, Vec<u8>)], offset: Offset) -> Records {
+    all.iter().filter(|(o, _)| *o < offset).cloned().collect()
+}
+
+/// A log of many small segments, each batch `b{i}` three records.
+fn append_rolling(log: &PartitionLog, from: usize, to: usize) {
+    for i in from..to {
+        append(log, batch(3, 1000 + i as i64, &format!("b{i}")), 0);
+    }
+}
+
+#[test]
+fn a_crash_before_rolled_segments_are_synced_keeps_a_prefix_of_the_log() {
+    let reference = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(reference.path(), config()).expect("open");
+    append_rolling(&log, 0, 30);
+    assert!(log.needs_sync(), "rolled segments wait for a sync");
+    let all = all_records(&log);
+    drop(log); // no close, no sync: a machine crash could lose any of it
+    let files = log_files(reference.path());
+    assert!(files.len() >= 5, "several segments: {files:?}");
+    // Damage (a torn page, read back as garbage) in the middle of the second
+    // segment: everything from that batch on is gone, including the later
+    // segments, which would otherwise leave a hole in the log.
+    let (dir, range, base) = damage_batch_of(reference.path(), &files[1], |b| b.into_iter().next());
+    let expected = below(&all, base);
+    check_reopened(dir.path(), &expected);
+    assert_eq!(
+        log_files(dir.path()).len(),
+        2,
+        "the segments after the damaged one are deleted"
+    );
+    // The same for a segment cut short (its last pages never written).
+    let name = files[1].file_name().expect("name");
+    let dir = copy_truncated(reference.path(), name, range.start as u64 + 5);
+    check_reopened(dir.path(), &expected);
+}
+
+#[test]
+fn synced_segments_are_trusted_and_only_later_ones_are_verified() {
+    let reference = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(reference.path(), config()).expect("open");
+    append_rolling(&log, 0, 20);
+    assert!(log.needs_sync());
+    assert!(log.sync_rolled().expect("sync"));
+    assert!(!log.needs_sync(), "nothing left to sync");
+    assert!(!log.sync_rolled().expect("sync again"));
+    let synced_files = log_files(reference.path()).len();
+    append_rolling(&log, 20, 40);
+    assert!(log.needs_sync(), "new rolls wait for the next sync");
+    let all = all_records(&log);
+    drop(log);
+    let files = log_files(reference.path());
+    let first = |b: Vec<_>| b.into_iter().next();
+
+    // A flipped bit in a synced segment is not looked for (no full scan of
+    // what is known to be on disk)...
+    let (dir, _, _) = damage_batch_of(reference.path(), &files[0], first);
+    let log = PartitionLog::open(dir.path(), config()).expect("reopen");
+    assert_eq!(log.log_end_offset(), all.last().expect("records").0.plus(1));
+    drop(log);
+
+    // ...while the same damage in a segment rolled after the sync cuts the log there.
+    let (dir, _, base) = damage_batch_of(reference.path(), &files[synced_files], first);
+    check_reopened(dir.path(), &below(&all, base));
+}
+
+#[test]
+fn a_truncation_below_the_recovery_point_moves_it_back() {
+    let reference = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(reference.path(), config()).expect("open");
+    append_rolling(&log, 0, 20);
+    assert!(log.sync_rolled().expect("sync"));
+    // A follower truncating into the second segment, then taking new records
+    // that roll it and more segments, none synced.
+    let cut = batch_map(reference.path())
+        .into_iter()
+        .filter(|(f, _, _)| *f == log_files(reference.path())[1])
+        .map(|(_, _, base)| base)
+        .nth(1)
+        .expect("second batch of segment 1");
+    log.truncate_to(cut).expect("truncate");
+    append_rolling(&log, 100, 115);
+    let all = all_records(&log);
+    drop(log);
+    // The segment truncated into lost a later batch: it must be verified
+    // even though it lies below where the recovery point was before.
+    let segment_1 = log_files(reference.path())[1].clone();
+    let (dir, _, base) = damage_batch_of(reference.path(), &segment_1, |b| b.into_iter().last());
+    assert!(
+        base > cut,
+        "the damaged batch was appended after the truncation"
+    );
+    check_reopened(dir.path(), &below(&all, base));
+}
