@@ -151,12 +151,24 @@ async fn flusher(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
         }
-        let b = broker.clone();
-        let pass = tokio::task::spawn_blocking(move || flush_pass(&b));
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = pass => {}
+        if !blocking_pass(&broker, &mut shutdown, flush_pass).await {
+            return;
         }
+    }
+}
+
+/// Runs `pass` on a blocking thread and waits for it to finish; false (not
+/// waiting any longer) once shutdown is signalled.
+async fn blocking_pass(
+    broker: &Arc<Broker>,
+    shutdown: &mut watch::Receiver<bool>,
+    pass: fn(&Broker),
+) -> bool {
+    let b = broker.clone();
+    let task = tokio::task::spawn_blocking(move || pass(&b));
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        _ = task => true,
     }
 }
 
@@ -206,20 +218,28 @@ async fn retention_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(every)) => {}
         }
-        let now = crate::handlers::produce::now_ms();
-        for p in broker.all_partitions() {
-            match crate::retention::enforce(&p, now) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    topic = %p.topic,
-                    partition = p.index.get(),
-                    segments = n,
-                    log_start_offset = p.log.log_start_offset().get(),
-                    "retention deleted segments"
-                ),
-                Err(e) => {
-                    tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "retention failed")
-                }
+        // On a blocking thread: a deletion renames files and moves the log
+        // start checkpoint (fsyncs), which must not hold up a runtime worker.
+        if !blocking_pass(&broker, &mut shutdown, retention_pass).await {
+            return;
+        }
+    }
+}
+
+fn retention_pass(broker: &Broker) {
+    let now = crate::handlers::produce::now_ms();
+    for p in broker.all_partitions() {
+        match crate::retention::enforce(&p, now) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                topic = %p.topic,
+                partition = p.index.get(),
+                segments = n,
+                log_start_offset = p.log.log_start_offset().get(),
+                "retention deleted segments"
+            ),
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "retention failed")
             }
         }
     }

@@ -14,14 +14,16 @@
 //!
 //! File formats and crash behaviour are documented in [`log`] (directory),
 //! [`segment`] (`.log` files and recovery), [`index`] (`.index`,
-//! `.timeindex`), [`checkpoint`] (`log-start-offset`), [`cleaner`]
+//! `.timeindex`), [`checkpoint`] (`log-start-offset`,
+//! `recovery-point`), [`cleaner`]
 //! (`cleaner-checkpoint`, `.cleaned`/`.swap` files, compaction),
-//! [`epoch_cache`] (`leader-epoch-checkpoint`) and [`high_watermark`]
-//! (`high-watermark`).
+//! [`epoch_cache`] (`leader-epoch-checkpoint`), [`high_watermark`]
+//! (`high-watermark`) and [`deleter`] (`.deleted` files).
 
 pub mod checkpoint;
 pub mod cleaner;
 pub mod config;
+pub mod deleter;
 pub mod epoch_cache;
 pub mod error;
 pub mod high_watermark;

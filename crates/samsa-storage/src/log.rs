@@ -29,6 +29,9 @@
 //!   decimal line ([`crate::high_watermark`]); written by
 //!   [`PartitionLog::write_high_watermark`], never read by the log itself.
 //! - `*.tmp`: leftovers of an interrupted checkpoint write, deleted on open.
+//! - `*.deleted`: files of segments deleted by retention or a log start move,
+//!   renamed under the writer lock and unlinked by a background thread
+//!   ([`crate::deleter`]); leftovers are deleted on open.
 //!
 //! # Concurrency
 //!
@@ -102,6 +105,7 @@ use crate::cleaner::{
     Rewriter, SegmentSnapshot, SwapCrashPoint,
 };
 use crate::config::LogConfig;
+use crate::deleter;
 use crate::epoch_cache::EpochCache;
 use crate::error::StorageError;
 use crate::high_watermark;
@@ -506,7 +510,7 @@ impl PartitionLog {
             let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".tmp") {
+            if name.ends_with(".tmp") || name.ends_with(deleter::DELETED_SUFFIX) {
                 remove_if_exists(&entry.path())?;
             } else if let Some(base) = segment::parse_file_name(name, LOG_SUFFIX) {
                 bases.push(base);
@@ -1755,18 +1759,20 @@ impl PartitionLog {
                 .count();
             st.sealed.drain(..below).collect()
         };
-        self.remove_segments(&removed)?;
         self.update_epochs(|cache, _| cache.truncate_from_start(offset))?;
+        self.remove_segments(&removed)?;
         Ok(offset)
     }
 
+    /// Delete segments below the log start (which the caller has already
+    /// checkpointed past them): their files are renamed to `.deleted` now and
+    /// unlinked in the background ([`crate::deleter`]).
     fn remove_segments(&self, removed: &[Segment]) -> Result<(), StorageError> {
+        let mut doomed = Vec::with_capacity(removed.len() * 3);
         for s in removed {
-            s.files.remove_files()?;
+            doomed.extend(s.files.rename_for_deletion()?);
         }
-        if !removed.is_empty() {
-            checkpoint::sync_dir(&self.dir)?;
-        }
+        deleter::remove_in_background(doomed);
         Ok(())
     }
 
@@ -1800,10 +1806,12 @@ impl PartitionLog {
             (!st.sealed.is_empty()).then(|| st.sealed.remove(0))
         };
         let info = removed.as_ref().map(|s| s.info(false));
+        // Checkpoints first: an fsync after the files are handed to the
+        // deleter would wait for the journal commit freeing their blocks.
+        self.update_epochs(|cache, _| cache.truncate_from_start(new_start))?;
         if let Some(removed) = &removed {
             self.remove_segments(std::slice::from_ref(removed))?;
         }
-        self.update_epochs(|cache, _| cache.truncate_from_start(new_start))?;
         Ok(info)
     }
 

@@ -255,6 +255,23 @@ impl SegmentFiles {
         )
     }
 
+    /// Rename the segment's files to `<name>.deleted` (missing files are
+    /// skipped) and return the new paths, for [`crate::deleter`] to unlink.
+    pub fn rename_for_deletion(&self) -> Result<Vec<PathBuf>, StorageError> {
+        let mut renamed = Vec::with_capacity(3);
+        for path in [&self.log_path, &self.index_path, &self.time_index_path] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(crate::deleter::DELETED_SUFFIX);
+            let to = PathBuf::from(name);
+            match fs::rename(path, &to) {
+                Ok(()) => renamed.push(to),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("rename", path, e)),
+            }
+        }
+        Ok(renamed)
+    }
+
     /// Unlink the segment's three files (missing files are fine).
     pub fn remove_files(&self) -> Result<(), StorageError> {
         for path in [&self.log_path, &self.index_path, &self.time_index_path] {

@@ -635,3 +635,64 @@ fn large_reads_return_the_stored_bytes() {
     assert_eq!(r.first_offset, Some(Offset(50)));
     assert_eq!(&r.bytes[..], &stored[stored.len() - r.bytes.len()..]);
 }
+
+/// Names in `dir` ending in `.deleted`, after waiting up to 10 s for the
+/// background deleter to remove them.
+fn deleted_leftovers(dir: &std::path::Path) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".deleted"))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn deleted_segments_leave_the_log_at_once_and_the_disk_soon_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), tiny_config()).expect("open");
+    for i in 0..40 {
+        append(&log, batch(2, 1000 + i, "t"), 0);
+    }
+    // A reader holding the oldest segment keeps reading it after deletion.
+    let held = log
+        .read_slices(Offset(0), 1 << 20, log.log_end_offset(), true)
+        .expect("slices");
+    let files_before = log_files(dir.path()).len();
+    log.delete_oldest_segment()
+        .expect("retention")
+        .expect("deleted");
+    log.delete_records_before(Offset(30))
+        .expect("delete records");
+    let kept = log.segments_info();
+    assert_eq!(log_files(dir.path()).len(), kept.len());
+    assert!(kept.len() < files_before);
+    assert!(
+        deleted_leftovers(dir.path()).is_empty(),
+        "deleted segment files are removed in the background"
+    );
+    let slice = held.slices.first().expect("a slice");
+    let mut buf = vec![0u8; slice.len()];
+    use std::os::unix::fs::FileExt;
+    slice
+        .file()
+        .read_exact_at(&mut buf, slice.position())
+        .expect("still readable");
+    assert!(!batches(&buf).is_empty());
+    drop(log);
+
+    // A crash before the background removal leaves `.deleted` files: the
+    // next open removes them and the log is unaffected.
+    std::fs::write(dir.path().join("00000000000000000000.log.deleted"), b"x").expect("leftover");
+    std::fs::write(dir.path().join("00000000000000000000.index.deleted"), b"").expect("leftover");
+    let log = PartitionLog::open(dir.path(), tiny_config()).expect("reopen");
+    assert_eq!(log.log_start_offset(), Offset(30));
+    assert!(deleted_leftovers(dir.path()).is_empty());
+    assert_eq!(all_records(&log).first().map(|r| r.0), Some(Offset(30)));
+}
