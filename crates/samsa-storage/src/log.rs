@@ -1294,6 +1294,12 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// The recovery point as persisted: the base offset of the first segment
+    /// that may hold bytes not yet fsynced (segments below it were synced whole).
+    pub fn recovery_point(&self) -> Offset {
+        lock(&self.recovery_point).offset
+    }
+
     /// Whether [`Self::sync_rolled`] has work: rolled segments not yet
     /// synced, or a recovery point behind the active segment.
     pub fn needs_sync(&self) -> bool {

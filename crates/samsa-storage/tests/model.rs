@@ -1,6 +1,7 @@
 //! Model-based property test: random appends, reads, timestamp lookups, log
-//! start moves, retention, truncations and reopens (clean and unclean) must
-//! agree with a simple in-memory model of the log.
+//! start moves, retention, truncations, syncs of rolled segments and reopens
+//! (clean, unclean, and after losing bytes that were never fsynced) must agree
+//! with a simple in-memory model of the log.
 
 mod common;
 
@@ -43,6 +44,15 @@ enum Op {
         ts: i64,
     },
     MaxTimestamp,
+    /// fsync rolled segments and move the recovery point.
+    SyncRolled,
+    /// A machine crash: one segment at or above the recovery point (which
+    /// may hold bytes never fsynced) loses its bytes from a point on, while
+    /// later segments keep theirs.
+    PowerLoss {
+        segment: u16,
+        cut: u16,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -56,6 +66,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => any::<u16>().prop_map(|at| Op::Truncate { at }),
         2 => (0i64..1100).prop_map(|ts| Op::Timestamp { ts }),
         1 => Just(Op::MaxTimestamp),
+        1 => Just(Op::SyncRolled),
+        1 => (any::<u16>(), any::<u16>()).prop_map(|(segment, cut)| Op::PowerLoss { segment, cut }),
     ]
 }
 
@@ -127,7 +139,7 @@ fn config(segment_bytes: u64, index_interval_bytes: u32) -> LogConfig {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn log_matches_model(
@@ -207,6 +219,52 @@ proptest! {
                         }
                     }
                     log = PartitionLog::open(dir.path(), cfg).expect("recover");
+                }
+                Op::SyncRolled => {
+                    log.sync_rolled().expect("sync");
+                    prop_assert!(!log.needs_sync());
+                }
+                Op::PowerLoss { segment, cut } => {
+                    let rp = log.recovery_point();
+                    let exposed: Vec<_> = log
+                        .segments_info()
+                        .into_iter()
+                        .filter(|s| s.base_offset >= rp)
+                        .collect();
+                    drop(log);
+                    let hit = &exposed[usize::from(segment) % exposed.len()];
+                    let path = dir.path().join(format!("{:020}.log", hit.base_offset.get()));
+                    let bytes = std::fs::read(&path).expect("read segment");
+                    let keep = if bytes.is_empty() { 0 } else { usize::from(cut) % bytes.len() };
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(keep as u64))
+                        .expect("lose the tail");
+                    // Everything from the first batch not wholly kept is gone,
+                    // later segments included.
+                    let mut it = batch::BatchIter::new(&bytes);
+                    let mut lost_from = None;
+                    let mut at = 0;
+                    for item in it.by_ref() {
+                        let (h, b) = item.expect("stored batch");
+                        if at + b.len() > keep {
+                            lost_from = Some(h.base_offset);
+                            break;
+                        }
+                        at += b.len();
+                    }
+                    if let Some(lost_from) = lost_from {
+                        model.batches.retain(|b| b.header.base_offset < lost_from);
+                        model.log_end = lost_from.get();
+                        if model.log_end < model.log_start {
+                            model.batches.clear();
+                            model.log_end = model.log_start;
+                        }
+                    }
+                    log = PartitionLog::open(dir.path(), cfg).expect("recover");
+                    prop_assert_eq!(log.log_end_offset(), Offset(model.log_end));
+                    prop_assert_eq!(log.log_start_offset(), Offset(model.log_start));
                 }
                 Op::DeleteRecords { at } => {
                     let target = Model::pick(at, model.log_start, model.log_end + 1);
