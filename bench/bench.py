@@ -22,6 +22,9 @@ Matrix (each row is the median of --runs runs):
   latency@50k      100 B, 1 partition, acks=1 / all: produce+consume at a fixed
                    50,000 records/s, producer linger.ms=1
   latency@50k-l5   the same with librdkafka's default linger.ms=5
+  sustained@300k   1 KiB, 1 partition, acks=1: produce only at a fixed 300,000 records/s
+                   (307 MB/s) for 12 s, producer linger.ms=1: about 3.7 GB, so the log
+                   rolls several 1 GiB segments while the latency is measured
   cluster3-rf3     3 samsa nodes, replication factor 3, acks=all, 12 partitions
 """
 
@@ -504,7 +507,7 @@ def loadgen(binary: str, mode: str, args: list[str], timeout: float) -> dict:
 @dataclass
 class Row:
     kind: str          # produce | consume-cold | consume-warm | consume-raw | produce+consume | latency@50k[-l5]
-                       # | cluster3-rf3
+                       # | sustained@300k | cluster3-rf3
     size: int
     parts: int
     acks: str | None
@@ -531,7 +534,11 @@ RAW_PASSES = 4
 # 1 ms to fill a batch, so the row shows the broker's share of the latency;
 # latency@50k-l5 keeps librdkafka's default 5 ms, which the client alone
 # adds to most records at this rate. Every other row uses 5 ms.
-LATENCY_LINGER_MS = {"latency@50k": "1", "latency@50k-l5": "5"}
+LATENCY_LINGER_MS = {"latency@50k": "1", "latency@50k-l5": "5", "sustained@300k": "1"}
+
+# The sustained row: records/s and seconds (--quick: seconds shortened).
+SUSTAINED_RATE = 300_000
+SUSTAINED_SECONDS = 12
 
 
 def build_matrix(quick: bool) -> list[Row]:
@@ -549,6 +556,7 @@ def build_matrix(quick: bool) -> list[Row]:
     for kind in ("latency@50k", "latency@50k-l5"):
         for acks in ACKS:
             rows.append(Row(kind, 100, 1, acks, "none"))
+    rows.append(Row("sustained@300k", 1024, 1, "1", "none"))
     for size in SIZES:
         rows.append(Row("cluster3-rf3", size, 12, "all", "none"))
     if quick:
@@ -564,7 +572,7 @@ def build_matrix(quick: bool) -> list[Row]:
 
 
 ORDER = ["produce", "consume-cold", "consume-warm", "consume-raw", "produce+consume", "latency@50k",
-         "latency@50k-l5", "cluster3-rf3"]
+         "latency@50k-l5", "sustained@300k", "cluster3-rf3"]
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:
@@ -748,9 +756,9 @@ class Runner:
             if self.broker.alive():
                 self.delete_topic(topic)
 
-    def run_pc(self, row: Row, run_no: int, rate: float = 0) -> None:
+    def run_pc(self, row: Row, run_no: int, rate: float = 0, seconds: float = 0) -> None:
         if rate:
-            n = int(rate * self.args.latency_seconds)
+            n = int(rate * (seconds or self.args.latency_seconds))
         else:
             n = self.records_for(row.size)
         try:
@@ -764,7 +772,7 @@ class Runner:
             a = self.produce_args(row, topic, n)
             if rate:
                 a += ["-r", str(rate), "-l", LATENCY_LINGER_MS.get(row.kind, "5")]
-            mode = "produce" if row.kind.startswith("cluster") else "pc"
+            mode = "produce" if row.kind.startswith(("cluster", "sustained")) else "pc"
             out = self.measured(mode, a)
             check_delivery(out)
             if mode == "pc" and out["consumed"] < out["produced"]:
@@ -828,6 +836,11 @@ class Runner:
             if row.kind.startswith("latency@50k"):
                 for r in range(1, runs + 1):
                     self.run_pc(row, r, rate=self.args.rate)
+        for row in rows:
+            if row.kind == "sustained@300k":
+                seconds = SUSTAINED_SECONDS / 4 if self.args.quick else SUSTAINED_SECONDS
+                for r in range(1, runs + 1):
+                    self.run_pc(row, r, rate=SUSTAINED_RATE, seconds=seconds)
         for row in rows:
             if row.kind == "cluster3-rf3":
                 for r in range(1, runs + 1):
@@ -1167,7 +1180,8 @@ def main() -> int:
           "VmHWM during the run (cluster: the largest node, CPU summed).")
     print("p50/p99/p99.9: produce() to delivery report, per record (client queueing included; latency rows "
           "time from the scheduled send); e2e: produce() to the consumer receiving it.")
-    print("producer linger.ms: 5 (librdkafka's default) in every row but latency@50k, which uses 1.")
+    print("producer linger.ms: 5 (librdkafka's default) in every row but latency@50k and sustained@300k, "
+          "which use 1.")
     print("librdkafka consumer: default fetch sizes and queue thresholds (max.partition.fetch.bytes 1 MiB, "
           "queued.min.messages 100000), fetch.wait.max.ms=100, fetch.queue.backoff.ms=10.")
     if any(r.kind == "consume-raw" for r in samsa_rows):
