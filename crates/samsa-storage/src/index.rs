@@ -34,11 +34,12 @@
 //! # Crash behaviour
 //!
 //! Index files are written after the log bytes they describe and are only
-//! fsynced when the segment is rolled, flushed or the log is closed. After a
-//! crash they may be short, hold a torn entry or point past the log; the active
-//! segment's indexes are always rebuilt by recovery, and older segments'
-//! indexes are checked with [`parse_offset_index`]/[`parse_time_index`] and
-//! rebuilt from the log when they fail.
+//! fsynced with their segment's log: by the background sync of a rolled
+//! segment, a flush, or close. After a crash they may be short, hold a torn
+//! entry or point past the log; the indexes of segments at or above the
+//! recovery point are rebuilt by recovery, and older segments' indexes are
+//! checked with [`parse_offset_index`]/[`parse_time_index`] and rebuilt from
+//! the log when they fail.
 
 /// Bytes per offset index entry.
 pub const OFFSET_INDEX_ENTRY_BYTES: usize = 8;

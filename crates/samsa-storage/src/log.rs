@@ -1952,7 +1952,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Seal the active segment now (final time index entry, fsync) and start
+    /// Seal the active segment now (final time index entry; synced later) and start
     /// a new one at the log end, as if a roll condition had been met (Kafka's
     /// `Log.roll`; e.g. so a compaction can reach the latest records). Does
     /// nothing when the active segment is empty.
@@ -2269,7 +2269,8 @@ impl PartitionLog {
         Ok(SwapOutcome::Replaced(replaced))
     }
 
-    /// fsync the active segment (older segments were fsynced when rolled).
+    /// fsync everything appended so far: rolled segments not yet synced and
+    /// the active segment.
     pub fn flush(&self) -> Result<(), StorageError> {
         let mut w = lock(&self.writer);
         if w.failed {
