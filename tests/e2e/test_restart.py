@@ -98,6 +98,31 @@ def test_sigkill_keeps_acknowledged_records(broker):
     assert sum(len(v) for v in final.values()) == 510
 
 
+def test_sigkill_right_after_segment_rolls_keeps_acknowledged_records(broker_factory):
+    # 1 MiB segments: ~6 MB rolls several of them, and the kill comes before
+    # the background sync of the last rolled ones (rolls do not fsync).
+    b = broker_factory("log.segment.bytes=1048576")
+    a = h.admin(b.bootstrap)
+    t = h.unique_topic("rollcrash")
+    h.create_topic(a, t, partitions=1)
+    log = produce_keyed(b.bootstrap, t, 6000, value_size=1000)
+    acked = sorted((d.offset, d.key, d.value) for d in log.ok)
+    assert [o for o, _, _ in acked] == list(range(6000))
+
+    b.kill()
+    b.start()
+    stored = sorted((o, k, v) for o, k, v, _ts, _hd in snapshot(b.bootstrap, t, 1)[0])
+    assert stored == acked, "acknowledged records lost or changed by SIGKILL after segment rolls"
+
+    # Appends continue after the last record, across more rolls and another crash.
+    log2 = produce_keyed(b.bootstrap, t, 3000, start=6000, value_size=1000)
+    assert sorted(d.offset for d in log2.ok) == list(range(6000, 9000))
+    b.kill()
+    b.start()
+    final = snapshot(b.bootstrap, t, 1)[0]
+    assert [r[0] for r in final] == list(range(9000))
+
+
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_topics_and_deletions_survive_restart(broker, how):
     a = h.admin(broker.bootstrap)
