@@ -93,3 +93,39 @@ def test_offset_lookups(broker, kp_admin):
         assert consumer.offsets_for_times({tp: t0 + 10_000}, timeout_ms=TIMEOUT_MS)[tp] is None
     finally:
         consumer.close()
+
+
+def test_admin_describe_log_dirs(broker, kp_admin):
+    """DescribeLogDirs (kafka-log-dirs.sh --describe): the data directory, each
+    partition's bytes as stored on disk, and the filesystem's size and free space."""
+    import os
+    import shutil
+
+    t = h.unique_topic("kp-logdirs")
+    kp_admin.create_topics({t: {"num_partitions": 2, "replication_factor": 1}}, timeout_ms=TIMEOUT_MS)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(200):
+        p.send(t, value=b"x" * 500, partition=0)
+    p.flush()
+    p.close()
+
+    def on_disk(partition):
+        d = broker.data_dir / f"{t}-{partition}"
+        return sum(os.path.getsize(d / f) for f in os.listdir(d) if f.endswith(".log"))
+
+    [answer] = kp_admin.describe_log_dirs()
+    [log_dir] = answer["log_dirs"]
+    assert log_dir["error_code"] == 0
+    assert os.path.samefile(log_dir["log_dir"], broker.data_dir)
+    sizes = {(tp["name"], q["partition_index"]): q["partition_size"]
+             for tp in log_dir["topics"] for q in tp["partitions"]}
+    assert sizes[(t, 0)] == on_disk(0) > 200 * 500
+    assert sizes[(t, 1)] == 0
+    usage = shutil.disk_usage(broker.data_dir)
+    assert log_dir["total_bytes"] == usage.total
+    assert abs(log_dir["usable_bytes"] - usage.free) < 256 << 20
+
+    # Asking for one partition describes only that one; unknown ones are left out.
+    [answer] = kp_admin.describe_log_dirs({t: [1], "no-such-topic": [0]})
+    [log_dir] = answer["log_dirs"]
+    assert [(tp["name"], [q["partition_index"] for q in tp["partitions"]]) for tp in log_dir["topics"]] == [(t, [1])]

@@ -350,6 +350,7 @@ static APIS: &[Api] = &[
     api(ApiKey::DescribeConfigs, 1, 4, Some(4), &DESCRIBE_CONFIGS),
     api(ApiKey::CreatePartitions, 0, 3, Some(2), &CREATE_PARTITIONS),
     api(ApiKey::DescribeCluster, 0, 1, Some(0), &DESCRIBE_CLUSTER),
+    api(ApiKey::DescribeLogDirs, 1, 4, Some(2), &DESCRIBE_LOG_DIRS),
     api(ApiKey::InitProducerId, 0, 5, Some(2), &INIT_PRODUCER_ID),
     api(ApiKey::FindCoordinator, 0, 6, Some(3), &FIND_COORDINATOR),
     api(ApiKey::JoinGroup, 0, 9, Some(6), &JOIN_GROUP),
@@ -793,6 +794,10 @@ const ELECT_LEADERS: Schema = schema(&[
     f("timeout_ms", I32),
 ]);
 const ELECT_LEADERS_TOPIC: Schema = schema(&[f("topic", STR), f("partitions", I32_ARRAY)]);
+
+// DescribeLogDirs (35): a nullable array of {topic, partitions}, the shape of
+// ElectLeaders' topic_partitions.
+const DESCRIBE_LOG_DIRS: Schema = schema(&[f("topics", nullable_array(&ELECT_LEADERS_TOPIC))]);
 
 // AlterPartitionReassignments (45). v1 (Kafka 4.1) adds allow_replication_factor_change
 // after timeout_ms; only v0 is covered.

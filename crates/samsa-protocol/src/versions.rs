@@ -30,6 +30,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
+    // Kafka 4.0 removed v0 (KIP-896).
+    api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
