@@ -36,12 +36,18 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int):
     return {p: h.watermarks(bootstrap, topic, p)[1] for p in range(partitions)}
 
 
-def test_clean_restart_keeps_everything(broker_factory):
-    # Small segments so the data spans several segment files per partition.
+def small_segment_topic(broker_factory, prefix: str, partitions: int):
+    """A broker with 1 MiB segments (Kafka's smallest), so a few MB of data
+    span several segment files, and a new topic on it: (broker, admin, topic)."""
     b = broker_factory("log.segment.bytes=1048576")
     a = h.admin(b.bootstrap)
-    t = h.unique_topic("restart")
-    h.create_topic(a, t, partitions=3)
+    t = h.unique_topic(prefix)
+    h.create_topic(a, t, partitions=partitions)
+    return b, a, t
+
+
+def test_clean_restart_keeps_everything(broker_factory):
+    b, a, t = small_segment_topic(broker_factory, "restart", 3)
     log = produce_keyed(b.bootstrap, t, 4000, value_size=1000)
 
     before = snapshot(b.bootstrap, t, 3)
@@ -99,12 +105,9 @@ def test_sigkill_keeps_acknowledged_records(broker):
 
 
 def test_sigkill_right_after_segment_rolls_keeps_acknowledged_records(broker_factory):
-    # 1 MiB segments: ~6 MB rolls several of them, and the kill comes before
-    # the background sync of the last rolled ones (rolls do not fsync).
-    b = broker_factory("log.segment.bytes=1048576")
-    a = h.admin(b.bootstrap)
-    t = h.unique_topic("rollcrash")
-    h.create_topic(a, t, partitions=1)
+    # ~6 MB rolls several 1 MiB segments, and the kill comes before the
+    # background sync of the last rolled ones (rolls do not fsync).
+    b, _, t = small_segment_topic(broker_factory, "rollcrash", 1)
     log = produce_keyed(b.bootstrap, t, 6000, value_size=1000)
     acked = sorted((d.offset, d.key, d.value) for d in log.ok)
     assert [o for o, _, _ in acked] == list(range(6000))

@@ -395,10 +395,10 @@ impl Broker {
                 tracing::info!(topic = %partition.topic, partition = partition.index.get(), "deleted partition");
             }
         }
-        remove_in_background(doomed);
+        samsa_storage::deleter::remove_in_background(doomed);
         // Open new partitions; refresh settings and roles of existing ones.
         // Directories of earlier topics of the same name are collected in
-        // `stale` and removed by one thread at the end (on an early error
+        // `stale` and handed to the background deleter at the end (on an early error
         // return they stay renamed, and the next startup removes them).
         let mut stale = Vec::new();
         let now = crate::handlers::produce::now_ms().get();
@@ -458,7 +458,7 @@ impl Broker {
             };
             map.insert(key, partition);
         }
-        remove_in_background(stale);
+        samsa_storage::deleter::remove_in_background(stale);
         if roles_changed {
             self.roles_changed.notify_waiters();
             self.roles_changed.notify_one();
@@ -510,7 +510,7 @@ impl Broker {
                 doomed.extend(mark_for_deletion(&entry.path()));
             }
         }
-        remove_in_background(doomed);
+        samsa_storage::deleter::remove_in_background(doomed);
         Ok(())
     }
 
@@ -551,30 +551,6 @@ fn mark_for_deletion(dir: &Path) -> Option<PathBuf> {
             }
             None
         }
-    }
-}
-
-/// Removes directories marked by [`mark_for_deletion`] on one background
-/// thread (deleting a large log frees its extents, which takes long enough to
-/// stall the threads that serve clients). What it does not get to is removed
-/// at the next startup.
-fn remove_in_background(dirs: Vec<PathBuf>) {
-    if dirs.is_empty() {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("samsa-delete".into())
-        .spawn(move || {
-            for dir in dirs {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(error = %e, dir = %dir.display(), "could not remove a deleted partition directory");
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start the deletion thread; the directories are removed at the next startup");
     }
 }
 

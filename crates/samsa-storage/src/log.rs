@@ -1322,7 +1322,7 @@ impl PartitionLog {
     /// failed flush does.
     pub fn sync_rolled(&self) -> Result<bool, StorageError> {
         let _serial = lock(&self.sync_serial);
-        let (taken, rolls) = {
+        let (taken, rolls, dir) = {
             let mut w = lock(&self.writer);
             if w.failed || w.closed {
                 return Ok(false);
@@ -1332,9 +1332,8 @@ impl PartitionLog {
             w.unsynced
                 .retain(|f| st.sealed.iter().any(|s| Arc::ptr_eq(&s.files, f)));
             // They stay listed until synced, so a flush meanwhile covers them.
-            (w.unsynced.clone(), w.rolls)
+            (w.unsynced.clone(), w.rolls, w.dir_synced_rolls < w.rolls)
         };
-        let dir = lock(&self.writer).dir_synced_rolls < rolls;
         if let Err(e) = self.sync_segments(&taken, dir) {
             lock(&self.writer).failed = true;
             return Err(e);
