@@ -31,14 +31,18 @@
 //! * `purge` (after a snapshot) writes a new file with the new header and the
 //!   kept entries, fsyncs it and renames it over `raft.log`: the log is either
 //!   wholly old or wholly new.
-//! * On open, frames are read in order and the file is truncated at the first
-//!   one that is short, over `entry_bytes_max`, fails its CRC, does not decode,
-//!   or breaks index continuity: a torn tail is an append that never finished
-//!   its fsync, so it was never acknowledged and dropping it is safe. (Damage
-//!   in the middle of fsynced data is indistinguishable and is cut too; the
-//!   entries lost are then re-replicated from the leader, which is safe as long
-//!   as a majority still holds them.) A damaged header, vote file or snapshot is
-//!   refused: those are written atomically, so damage means lost data.
+//! * On open, frames are read in order up to the first one that is short,
+//!   empty, over `entry_bytes_max` or fails its CRC. That is a torn tail (an
+//!   append that never finished its fsync, so it was never acknowledged, and
+//!   dropping it is safe) only if no intact frame follows it anywhere in the
+//!   file (`samsa_metadata::log::intact_frame_after`); then the file is
+//!   truncated there. An intact frame after the damage means acknowledged
+//!   entries would be cut — a voter that forgets entries it acknowledged can
+//!   let a leader without them be elected and lose committed records — so open
+//!   fails instead ([`QuorumError::Corrupt`], naming the file and byte offset).
+//!   So does an intact frame that does not decode or breaks index continuity:
+//!   no crash writes one. A damaged header, vote file or snapshot is refused
+//!   too: those are written atomically, so damage means lost data.
 //! * The `committed` pointer is an optimisation (it lets a restarted node
 //!   re-apply committed entries before hearing from a leader), written without
 //!   fsync; if it is damaged or points past the log it is ignored, and a stale
@@ -58,6 +62,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
+use samsa_metadata::log::intact_frame_after;
 use serde::{Deserialize, Serialize};
 
 use crate::error::QuorumError;
@@ -86,6 +91,19 @@ fn header_bytes(purged: Option<LogId>) -> Result<Vec<u8>, QuorumError> {
     let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
     put_frame(&mut out, &payload);
     Ok(out)
+}
+
+/// Damage at byte `pos` of the raft log that is not a torn tail.
+fn not_torn(path: &Path, pos: usize, reason: String) -> QuorumError {
+    QuorumError::corrupt(
+        path,
+        format!(
+            "byte offset {pos}: {reason}. This is not a torn write, so the log is not \
+             truncated (that would drop entries this voter acknowledged). Remove this \
+             node's quorum directory to have it rejoin and copy the log from the leader \
+             (only while a majority of the other voters is healthy), or restore it from a backup"
+        ),
+    )
 }
 
 /// Where one entry's frame is in the file.
@@ -143,6 +161,11 @@ impl LogFile {
         let mut stop = None;
         while pos < bytes.len() {
             let (payload, n) = match parse_frame(&bytes[pos..], entry_bytes_max) {
+                // Every entry is a JSON value: an empty frame is zeroed bytes.
+                Ok(([], _)) => {
+                    stop = Some("empty frame".to_owned());
+                    break;
+                }
                 Ok(x) => x,
                 Err(e) => {
                     stop = Some(e.to_string());
@@ -152,8 +175,7 @@ impl LogFile {
             let entry: Entry = match serde_json::from_slice(payload) {
                 Ok(e) => e,
                 Err(e) => {
-                    stop = Some(format!("entry does not decode: {e}"));
-                    break;
+                    return Err(not_torn(&path, pos, format!("entry does not decode: {e}")));
                 }
             };
             let continues = if slots.is_empty() {
@@ -162,11 +184,11 @@ impl LogFile {
                 entry.log_id.index == expected
             };
             if !continues || Some(entry.log_id) < prev {
-                stop = Some(format!(
+                let reason = format!(
                     "entry {} breaks continuity (expected index {expected})",
                     entry.log_id
-                ));
-                break;
+                );
+                return Err(not_torn(&path, pos, reason));
             }
             slots.push_back(Slot {
                 log_id: entry.log_id,
@@ -183,6 +205,13 @@ impl LogFile {
             .open(&path)
             .map_err(QuorumError::io(&path))?;
         if pos < bytes.len() {
+            if let Some(next) = intact_frame_after(&bytes, pos, entry_bytes_max) {
+                let reason = format!(
+                    "{}, and an intact frame follows at byte {next}",
+                    stop.as_deref().unwrap_or("damaged frame")
+                );
+                return Err(not_torn(&path, pos, reason));
+            }
             tracing::warn!(
                 path = %path.display(),
                 kept = pos,
@@ -681,6 +710,42 @@ mod tests {
         let mut bytes = full.clone();
         bytes.extend_from_slice(&[0, 0, 0, 50, 1, 2, 3, 4, 5]);
         std::fs::write(&path, &bytes).unwrap();
+        let mut log = LogFile::open(dir.path(), MAX).unwrap();
+        assert_eq!(ids(&mut log), vec![0, 1, 2]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, full.len());
+    }
+
+    #[test]
+    fn damage_before_intact_entries_is_refused_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        {
+            let mut log = LogFile::open(dir.path(), MAX).unwrap();
+            log.append((0..3).map(|i| entry(1, i)).collect()).unwrap();
+        }
+        let full = std::fs::read(&path).unwrap();
+        let second = {
+            let log = LogFile::open(dir.path(), MAX).unwrap();
+            log.slots[1].pos as usize
+        };
+        // A flipped bit in the second entry, and that entry zeroed.
+        let mut flipped = full.clone();
+        flipped[second + 12] ^= 0x04;
+        let mut zeroed = full.clone();
+        zeroed[second..second + 8].fill(0);
+        for damaged in [flipped, zeroed] {
+            std::fs::write(&path, &damaged).unwrap();
+            let err = LogFile::open(dir.path(), MAX)
+                .err()
+                .expect("open must fail");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("byte offset {second}")), "{msg}");
+            assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing truncated");
+        }
+        // Zeros after the last entry (a torn append after a power loss) are cut.
+        let mut zero_tail = full.clone();
+        zero_tail.extend_from_slice(&[0u8; 4096]);
+        std::fs::write(&path, &zero_tail).unwrap();
         let mut log = LogFile::open(dir.path(), MAX).unwrap();
         assert_eq!(ids(&mut log), vec![0, 1, 2]);
         assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, full.len());
