@@ -577,14 +577,20 @@ impl PartitionLog {
             }
             let meta = match segment::load_fast(&files)? {
                 Some(meta) => meta,
-                None => {
-                    let continuity = if unsynced {
-                        Continuity::ContiguousAbove(gaps_end)
-                    } else {
-                        Continuity::Increasing
-                    };
-                    segment::recover(&files, config.index_interval_bytes, continuity)?
+                // Fsynced whole (below the recovery point, or sealed before
+                // a clean shutdown): damage is never cut, see
+                // `segment::rebuild_keeping`. (The active segment is always
+                // at or above the recovery point; a clean-shutdown marker
+                // alone does not spare its tail, the marker could lie.)
+                None if !unsynced || (clean && i + 1 < bases.len()) => {
+                    segment::rebuild_keeping(&files, config.index_interval_bytes)?
                 }
+                // Not yet synced: a torn tail is cut.
+                None => segment::recover(
+                    &files,
+                    config.index_interval_bytes,
+                    Continuity::ContiguousAbove(gaps_end),
+                )?,
             };
             segments.push(Segment {
                 files: Arc::new(files),
@@ -839,6 +845,22 @@ impl PartitionLog {
         Some(hw.max(st.log_start).min(st.log_end()))
     }
 
+    /// Stops the writer after a write or fsync failure, and makes that
+    /// survive a restart: `boot-id` is removed, so the next open — even in
+    /// this boot, where it would otherwise trust the page cache — runs full
+    /// CRC recovery on every segment not yet known synced. After a failed
+    /// fsync the kernel may have dropped the dirty pages (and marked them
+    /// clean), so the page cache no longer holds what was written. Not
+    /// fsynced: a process restart in the same boot sees the unlink, and a
+    /// new boot gets full recovery anyway.
+    fn fail_writer(&self, w: &mut Writer) {
+        w.failed = true;
+        let path = self.dir.join(BOOT_ID_FILE);
+        if let Err(e) = remove_if_exists(&path) {
+            tracing::error!(error = %e, "could not forget the boot id after an I/O error; a restart in this boot may trust the page cache");
+        }
+    }
+
     fn check_writable(&self, w: &Writer) -> Result<(), StorageError> {
         if w.failed {
             return Err(StorageError::Failed {
@@ -1090,7 +1112,7 @@ impl PartitionLog {
                 if kept.write(&self.dir).is_err() {
                     // The file may name epochs the log does not hold; a reopen
                     // trims them.
-                    w.failed = true;
+                    self.fail_writer(w);
                 }
                 write_lock(&self.state).epochs = kept;
             }
@@ -1216,7 +1238,7 @@ impl PartitionLog {
                     && w.index_file.set_len(index_at).is_ok()
                     && w.time_index_file.set_len(time_at).is_ok();
                 if !undone {
-                    w.failed = true;
+                    self.fail_writer(w);
                 }
                 return Err(e);
             }
@@ -1251,7 +1273,7 @@ impl PartitionLog {
         if let Err(e) = self.sync_segments(&unsynced, w.rolls != w.dir_synced_rolls) {
             // After a failed fsync the kernel may have dropped the dirty pages;
             // retrying could report success for lost data. Stop writing.
-            w.failed = true;
+            self.fail_writer(w);
             return Err(e);
         }
         w.dir_synced_rolls = w.rolls;
@@ -1262,7 +1284,7 @@ impl PartitionLog {
             .and_then(|()| w.index_file.sync_data())
             .and_then(|()| w.time_index_file.sync_data());
         if let Err(e) = synced {
-            w.failed = true;
+            self.fail_writer(w);
             return Err(StorageError::io("fsync", &files.log_path, e));
         }
         w.unflushed_records = 0;
@@ -1335,7 +1357,7 @@ impl PartitionLog {
             (w.unsynced.clone(), w.rolls, w.dir_synced_rolls < w.rolls)
         };
         if let Err(e) = self.sync_segments(&taken, dir) {
-            lock(&self.writer).failed = true;
+            self.fail_writer(&mut lock(&self.writer));
             return Err(e);
         }
         let (target, generation) = {
@@ -1573,7 +1595,17 @@ impl PartitionLog {
             let from = pos;
             let mut reached_segment_end = true;
             while pos < end {
-                let h = scan.header_at(pos)?;
+                let h = match scan.header_at(pos) {
+                    Ok(h) => h,
+                    // Damage in a segment that was on disk (see
+                    // `segment::rebuild_keeping`): serve what comes before
+                    // it; the next read, starting there, fails.
+                    Err(StorageError::Corrupt { .. }) if first_offset.is_some() => {
+                        reached_segment_end = false;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if h.base_offset >= upper {
                     reached_segment_end = false;
                     break;
@@ -1834,7 +1866,7 @@ impl PartitionLog {
         let result = self.truncate_locked(&mut w, offset, cfg.index_interval_bytes);
         if result.is_err() {
             // The files may no longer match the in-memory view.
-            w.failed = true;
+            self.fail_writer(&mut w);
         }
         result
     }
@@ -1858,7 +1890,7 @@ impl PartitionLog {
         let result = self.restart_at(&mut w, &mut st, offset);
         if result.is_err() {
             // The files may no longer match the in-memory view.
-            w.failed = true;
+            self.fail_writer(&mut w);
         }
         result
     }
@@ -2243,7 +2275,7 @@ impl PartitionLog {
                 if committed {
                     // The files no longer match the in-memory view; a reopen
                     // completes the replacement.
-                    w.failed = true;
+                    self.fail_writer(&mut w);
                 } else {
                     cleaned.discard();
                 }

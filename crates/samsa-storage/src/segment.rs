@@ -39,6 +39,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use samsa_model::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
@@ -64,6 +65,18 @@ pub(crate) const SCAN_BUFFER_BYTES: usize = 1 << 20;
 const WALK_BUFFER_BYTES: usize = 64 << 10;
 /// Largest relative offset an index entry can hold.
 pub(crate) const RELATIVE_OFFSET_MAX: i64 = u32::MAX as i64;
+
+/// Damaged batches found so far in segments that were fsynced whole (see
+/// [`damaged_batches_found`]), across every log of the process.
+static DAMAGED_BATCHES: AtomicU64 = AtomicU64::new(0);
+
+/// How many damaged batches opens have found in segments that were fsynced
+/// whole (below the recovery point, or any after a clean shutdown) since the
+/// process started: bytes the disk changed after they were durable. Each is
+/// also logged at ERROR. For the broker's metrics.
+pub fn damaged_batches_found() -> u64 {
+    DAMAGED_BATCHES.load(Ordering::Relaxed)
+}
 
 /// The file name stem of a segment (`{base:020}`).
 pub fn file_stem(base: Offset) -> String {
@@ -673,12 +686,10 @@ fn offsets_problem(
 
 /// How strictly [`recover`] checks the offsets of consecutive batches.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// (Segments below the recovery point, which were fsynced whole, are never
+/// recovered, only rebuilt: [`rebuild_keeping`], where offsets need only
+/// increase, as the cleaner removes whole batches.)
 pub(crate) enum Continuity {
-    /// Offsets need only increase: gaps between batches are accepted. Used for
-    /// segments below the recovery point, which were fsynced whole and may
-    /// have been rewritten by the cleaner ([`crate::cleaner`]), which removes
-    /// whole batches.
-    Increasing,
     /// Segments at or above the recovery point, which were appended to since
     /// the last sync: each batch must start exactly where the previous one
     /// ended (the first at the segment base); this also catches damage to
@@ -717,7 +728,6 @@ pub(crate) fn recover(
             break Some((position, e.to_string()));
         }
         let follows = match continuity {
-            Continuity::Increasing => true,
             Continuity::ContiguousAbove(gaps_end) => {
                 header.base_offset == meta.next_offset
                     || (header.base_offset > meta.next_offset && header.base_offset <= gaps_end)
@@ -754,6 +764,70 @@ pub(crate) fn recover(
             .map_err(|e| StorageError::io("truncate", &files.log_path, e))?;
     }
     files.write_indexes(&meta)?;
+    Ok(meta)
+}
+
+/// Logs (ERROR) and counts a damaged batch in a segment that was fsynced whole.
+fn report_damage(files: &SegmentFiles, position: u64, bytes: u64, reason: &str) {
+    DAMAGED_BATCHES.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        path = %files.log_path.display(),
+        position,
+        bytes,
+        %reason,
+        "damaged batch in a segment that was already on disk; it is kept as stored \
+         (reads reaching it fail) and nothing is truncated. Replace the partition from \
+         a replica or a backup"
+    );
+}
+
+/// Index rebuild of a segment that was fsynced whole (below the recovery
+/// point, or any segment after a clean shutdown), when [`load_fast`] found
+/// something off. Unlike [`recover`], it never truncates: damage there is not
+/// a torn write but bytes the disk changed after they were durable, and
+/// cutting the segment would make every later offset in it vanish (a fetch
+/// would then silently jump to the next segment). Every batch is read and
+/// CRC-checked: a batch whose CRC fails is reported and still indexed (served
+/// as stored, so clients see the CRC error, as with Kafka); a batch whose
+/// header cannot be walked (bad length, magic, offsets) is reported and ends
+/// the index there. Returns the rebuilt state, whose `size` is still the
+/// whole file, so reads reach the damage and fail rather than skip it (only
+/// used for sealed segments: nothing is appended after that `size`).
+pub(crate) fn rebuild_keeping(
+    files: &SegmentFiles,
+    index_interval_bytes: u32,
+) -> Result<SegmentMeta, StorageError> {
+    let file_bytes = files.log_file_bytes()?;
+    let mut meta = SegmentMeta::empty(files.base);
+    let mut walker = Walker::new(&files.log, 0, file_bytes, SCAN_BUFFER_BYTES);
+    let mut body = Vec::new();
+    loop {
+        let step = walker
+            .next(Some(&mut body))
+            .map_err(|e| StorageError::io("read", &files.log_path, e))?;
+        let (position, header) = match step {
+            Step::End => break,
+            Step::Stop { position, reason } => {
+                report_damage(files, position, file_bytes - position, &reason);
+                break;
+            }
+            Step::Batch { position, header } => (position, header),
+        };
+        if let Some(reason) = offsets_problem(files.base, meta.next_offset, position, &header) {
+            report_damage(files, position, file_bytes - position, reason);
+            break;
+        }
+        if let Err(e) = batch::verify_crc(&body) {
+            report_damage(files, position, body.len() as u64, &e.to_string());
+        }
+        if position == 0 {
+            meta.roll_clock_start = roll_clock_from(&header);
+        }
+        let plan = meta.plan_append(files.base, position, &header, index_interval_bytes);
+        meta.apply(&plan);
+    }
+    files.write_indexes(&meta)?;
+    meta.size = file_bytes;
     Ok(meta)
 }
 

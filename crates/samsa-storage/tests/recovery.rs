@@ -510,3 +510,215 @@ fn a_truncation_below_the_recovery_point_moves_it_back() {
     );
     check_reopened(dir.path(), &below(&all, base));
 }
+
+// --- damage in segments that were fsynced whole (below the recovery point,
+// or any segment after a clean shutdown): reported, never cut ---
+
+/// A copy of `reference` with the `batchLength` of the batch at `range` in
+/// `file` overwritten with a length far past the end of the segment.
+fn copy_with_bad_length(
+    reference: &Path,
+    file: &Path,
+    range: &std::ops::Range<usize>,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(reference, dir.path());
+    let path = dir.path().join(file.file_name().expect("name"));
+    let mut bytes = fs::read(&path).expect("read");
+    let at = range.start + field::BATCH_LENGTH;
+    bytes[at..at + 4].copy_from_slice(&0x00F0_0000u32.to_be_bytes());
+    fs::write(&path, &bytes).expect("write");
+    dir
+}
+
+/// Sizes of every segment file of `dir`.
+fn segment_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    log_files(dir)
+        .into_iter()
+        .map(|f| {
+            let len = fs::metadata(&f).expect("stat").len();
+            (f.file_name().expect("name").into(), len)
+        })
+        .collect()
+}
+
+/// Reads from `from` until the log end or an error; returns the offsets of
+/// the records read and the error that stopped it, if any.
+fn read_until_error(log: &PartitionLog, from: Offset) -> (Vec<Offset>, Option<String>) {
+    let mut out = Vec::new();
+    let mut next = from;
+    let end = log.log_end_offset();
+    while next < end {
+        let r = match log.read(next, 700, end, true) {
+            Ok(r) => r,
+            Err(e) => return (out, Some(e.to_string())),
+        };
+        assert!(!r.bytes.is_empty(), "no progress at {next}");
+        for (h, _) in batches(&r.bytes) {
+            out.extend((h.base_offset.get()..=h.last_offset().get()).map(Offset));
+        }
+        next = r.next_offset;
+    }
+    (out, None)
+}
+
+#[test]
+fn a_damaged_batch_in_a_closed_segment_is_reported_and_nothing_is_cut() {
+    let reference = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(reference.path(), config()).expect("open");
+    append_rolling(&log, 0, 40);
+    let all = all_records(&log);
+    log.close().expect("close");
+    let files = log_files(reference.path());
+    assert!(files.len() >= 6, "several segments: {files:?}");
+    let end = all.last().expect("records").0.plus(1);
+    let old = &files[1];
+    let in_old: Vec<_> = batch_map(reference.path())
+        .into_iter()
+        .filter(|(f, _, _)| f == old)
+        .collect();
+    // The last batch of an old segment (found by the tail walk after the last
+    // index entry), and its first batch with the index files gone (found by
+    // the index rebuild).
+    let last = in_old.last().expect("batch").clone();
+    let first = in_old.first().expect("batch").clone();
+    for ((_, range, base), drop_indexes) in [(last, false), (first, true)] {
+        let dir = copy_with_bad_length(reference.path(), old, &range);
+        if drop_indexes {
+            let stem = old
+                .file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .into_owned();
+            fs::remove_file(dir.path().join(format!("{stem}.index"))).expect("rm index");
+        }
+        let sizes = segment_sizes(dir.path());
+        let reported = samsa_storage::segment::damaged_batches_found();
+        let log = PartitionLog::open(dir.path(), config()).expect("reopen");
+        assert_eq!(log.log_end_offset(), end, "no offsets vanished");
+        assert_eq!(
+            segment_sizes(dir.path()),
+            sizes,
+            "no segment was cut or deleted"
+        );
+        assert!(
+            samsa_storage::segment::damaged_batches_found() > reported,
+            "the damage is counted"
+        );
+        // Reading up to the damage returns what is intact before it, then
+        // stops with an error: it never jumps over the damaged offsets.
+        let (read, err) = read_until_error(&log, Offset(0));
+        assert_eq!(read, (0..base.get()).map(Offset).collect::<Vec<_>>());
+        assert!(
+            err.is_some_and(|e| e.contains("corrupt")),
+            "stops at the damage"
+        );
+        let (read, err) = read_until_error(&log, base);
+        assert!(read.is_empty(), "a fetch at {base} returned {read:?}");
+        assert!(err.is_some());
+        // The segments after it are intact and served.
+        let next_segment = batch_map(reference.path())
+            .into_iter()
+            .find(|(f, _, _)| f == &files[2])
+            .expect("next segment")
+            .2;
+        let (read, err) = read_until_error(&log, next_segment);
+        assert_eq!(err, None);
+        assert_eq!(
+            read,
+            (next_segment.get()..end.get())
+                .map(Offset)
+                .collect::<Vec<_>>()
+        );
+        // Appends go on after the end.
+        assert_eq!(append(&log, batch(1, 9, "again"), 0), end);
+        log.close().expect("close");
+        let log = PartitionLog::open(dir.path(), config()).expect("reopen again");
+        assert_eq!(log.log_end_offset(), end.plus(1));
+    }
+}
+
+#[test]
+fn a_damaged_batch_below_the_recovery_point_is_not_cut_after_a_crash() {
+    let reference = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(reference.path(), config()).expect("open");
+    append_rolling(&log, 0, 30);
+    assert!(log.sync_rolled().expect("sync"));
+    let end = log.log_end_offset();
+    drop(log); // unclean, but every sealed segment is below the recovery point
+    let files = log_files(reference.path());
+    let (_, range, base) = batch_map(reference.path())
+        .into_iter()
+        .find(|(f, _, _)| f == &files[1])
+        .expect("batch");
+    let dir = copy_with_bad_length(reference.path(), &files[1], &range);
+    let stem = files[1]
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    fs::remove_file(dir.path().join(format!("{stem}.index"))).expect("rm index");
+    let sizes = segment_sizes(dir.path());
+    let log = PartitionLog::open(dir.path(), config()).expect("reopen");
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(segment_sizes(dir.path()), sizes);
+    let (read, err) = read_until_error(&log, base);
+    assert!(read.is_empty() && err.is_some(), "{read:?}");
+}
+
+#[test]
+fn after_a_failed_sync_the_next_open_in_the_same_boot_verifies_everything() {
+    let config = LogConfig {
+        segment_bytes: 700,
+        index_interval_bytes: 64,
+        boot_id: Some(BOOT),
+        ..LogConfig::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), config).expect("open");
+    append_rolling(&log, 0, 20);
+    assert!(log.needs_sync());
+    // Make the background sync of a rolled segment fail: its offset index
+    // cannot be opened (a symlink loop) for its fsync.
+    let files = log_files(dir.path());
+    let stem = files[1]
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    let index = dir.path().join(format!("{stem}.index"));
+    let index_bytes = fs::read(&index).expect("index");
+    fs::remove_file(&index).expect("rm");
+    std::os::unix::fs::symlink(&index, &index).expect("symlink loop");
+    assert!(log.sync_rolled().is_err(), "the sync fails");
+    assert!(
+        log.append(
+            &mut batch(1, 1, "x"),
+            samsa_model::LeaderEpoch(1),
+            TimestampMs(0)
+        )
+        .is_err(),
+        "the writer is failed"
+    );
+    fs::remove_file(&index).expect("rm");
+    fs::write(&index, index_bytes).expect("restore");
+    drop(log); // the process dies without a clean shutdown
+               // The disk did not keep what the failed sync was writing: a damaged
+               // record byte in the active segment, which the same-boot fast path
+               // (trusting the page cache) would not look for.
+    let active = log_files(dir.path()).pop().expect("active");
+    let (range, base) = batch_map(dir.path())
+        .into_iter()
+        .find(|(f, _, _)| *f == active)
+        .map(|(_, r, b)| (r, b))
+        .expect("a batch in the active segment");
+    let mut bytes = fs::read(&active).expect("read");
+    bytes[range.end - 3] ^= 0x40;
+    fs::write(&active, &bytes).expect("write");
+    let log = PartitionLog::open(dir.path(), config).expect("reopen in the same boot");
+    assert_eq!(
+        log.log_end_offset(),
+        base,
+        "the damaged batch was found and cut"
+    );
+}
