@@ -311,6 +311,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("process.roles", List, Some("broker,controller"), Validator::ListOf(&["broker", "controller"]), [], "The roles this node plays."),
     def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Validator::Any, [], "Addresses to listen on."),
     def!("advertised.listeners", List, None, Validator::Any, [], "Addresses given to clients; default: listeners."),
+    def!("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Validator::Any, [], "Security protocol of each listener name; samsa implements only PLAINTEXT and refuses to start with a listener mapped to another."),
     def!("controller.listener.names", List, None, Validator::Any, [], "Listener names used by the controller."),
     def!("controller.quorum.voters", List, None, Validator::Any, [], "Controller quorum voters, id@host:port."),
     def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Validator::Range(10, 600_000), [], "Without a leader for this long (randomized up to twice as long) a voter starts an election."),
@@ -521,6 +522,9 @@ pub enum ConfigError {
     Invalid(String),
     #[error("line {line}: expected key=value, got {text:?}")]
     Syntax { line: usize, text: String },
+    /// A security setting samsa does not implement (see [`crate::security`]).
+    #[error("{key}: {reason}; samsa refuses to start rather than serve with less security than configured (remove the setting)")]
+    Unsupported { key: String, reason: String },
 }
 
 impl StaticConfig {
@@ -548,7 +552,15 @@ impl StaticConfig {
 
     /// Sets `key` after validating it. Unknown keys are accepted and ignored (with
     /// a warning from the caller), as Kafka does.
+    /// Security settings samsa does not implement are refused
+    /// ([`crate::security::unsupported_key`]).
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        if let Some(reason) = crate::security::unsupported_key(key, value) {
+            return Err(ConfigError::Unsupported {
+                key: key.to_owned(),
+                reason,
+            });
+        }
         match broker_def(key).or_else(|| topic_def(key)) {
             Some(def) => {
                 validate(def, value).map_err(ConfigError::Invalid)?;
@@ -558,6 +570,25 @@ impl StaticConfig {
             }
             None => Ok(false),
         }
+    }
+
+    /// Fails on a listener (`listeners`, `advertised.listeners`) whose
+    /// security protocol is not PLAINTEXT ([`crate::security`]); run once
+    /// every key is set.
+    pub fn check_listener_security(&self) -> Result<(), ConfigError> {
+        let map = self.get("listener.security.protocol.map");
+        for key in ["listeners", "advertised.listeners"] {
+            let Some(listeners) = self.get(key) else {
+                continue;
+            };
+            if let Some(reason) = crate::security::unsupported_listener(listeners, map) {
+                return Err(ConfigError::Unsupported {
+                    key: key.to_owned(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// This config with `dynamic` (per-broker dynamic configs, already merged

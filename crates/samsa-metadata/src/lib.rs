@@ -24,6 +24,7 @@ pub mod log;
 pub mod plan;
 pub mod quorum;
 pub mod record;
+pub mod security;
 
 pub use controller::{
     AlterPartition, BrokerRegistration, Controller, ControllerError, ElectionType, NewTopic,
