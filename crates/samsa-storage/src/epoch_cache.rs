@@ -128,17 +128,19 @@ impl EpochCache {
         changed
     }
 
-    /// Kafka's `endOffsetFor`: `(NONE, -1)` when the cache is empty or
-    /// `requested` is below the first or above the latest epoch; `(latest,
-    /// log_end)` for the latest epoch; otherwise the largest epoch `<=
-    /// requested` and the start offset of the first epoch `> requested`.
+    /// Kafka's `endOffsetFor`: `(NONE, -1)` when the cache is empty,
+    /// `requested` is [`LeaderEpoch::NONE`] or above the latest epoch;
+    /// `(latest, log_end)` for the latest epoch; `(requested, start of the
+    /// first entry)` for an epoch older than every entry (its batches are
+    /// gone below the log start, so a follower truncates to where the
+    /// leader's history begins); otherwise the largest epoch `<= requested`
+    /// and the start offset of the first epoch `> requested`.
     pub fn end_offset_for(&self, requested: LeaderEpoch, log_end: Offset) -> (LeaderEpoch, Offset) {
         const UNDEFINED: (LeaderEpoch, Offset) = (LeaderEpoch::NONE, Offset(-1));
-        let Some((&(first, _), &(latest, _))) = self.entries.first().zip(self.entries.last())
-        else {
+        let Some(&(latest, _)) = self.entries.last() else {
             return UNDEFINED;
         };
-        if requested < first || requested > latest {
+        if requested == LeaderEpoch::NONE || requested > latest {
             return UNDEFINED;
         }
         if requested == latest {
@@ -150,6 +152,7 @@ impl EpochCache {
             self.entries.get(higher),
         ) {
             (Some(&(floor, _)), Some(&(_, end))) => (floor, end),
+            (None, Some(&(_, first_start))) => (requested, first_start),
             _ => UNDEFINED,
         }
     }
@@ -263,11 +266,13 @@ mod tests {
 
     #[test]
     fn end_offset_for_table() {
-        let c = cache(&[(1, 0), (3, 10), (4, 25), (8, 40)]);
+        let c = cache(&[(1, 5), (3, 10), (4, 25), (8, 40)]);
         let end = Offset(57);
         let table: &[(i32, (i32, i64))] = &[
             (-1, (-1, -1)),
-            (0, (-1, -1)),
+            // Older than the first entry: that epoch, ending where the
+            // first cached epoch starts (Kafka's `endOffsetFor`).
+            (0, (0, 5)),
             (1, (1, 10)),
             (2, (1, 10)),
             (3, (3, 25)),

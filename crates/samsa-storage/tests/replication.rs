@@ -197,7 +197,12 @@ fn log_start_moves_trim_the_epoch_cache() {
     assert_eq!(epochs(&log), [(0, 4), (2, 6), (5, 12)]);
     log.delete_records_before(Offset(7)).expect("start");
     assert_eq!(epochs(&log), [(2, 7), (5, 12)]);
-    assert_eq!(end_for(&log, 0), (-1, -1), "below the first epoch");
+    // An epoch older than every cached one (its batches are gone below the
+    // log start): Kafka answers that epoch ending where the first cached
+    // epoch starts, so a follower truncates to it and fetches from there.
+    assert_eq!(end_for(&log, 0), (0, 7), "below the first epoch");
+    assert_eq!(end_for(&log, 1), (1, 7), "below the first epoch");
+    assert_eq!(end_for(&log, -1), (-1, -1), "undefined epoch");
     assert_eq!(end_for(&log, 2), (2, 12));
     // Retention: the segment of 6..=8 goes, the log start becomes 9.
     log.delete_oldest_segment()
