@@ -367,6 +367,10 @@ pub struct OffsetCommitPartition {
 pub struct OffsetCommitTopic {
     /// Topic name (the broker answers UNKNOWN_TOPIC_OR_PARTITION for unknown ones itself).
     pub name: String,
+    /// The topic's id when the broker knows it (KIP-848 members' commits at an older
+    /// member epoch are checked against per-partition assignment epochs, KIP-1251,
+    /// which are kept by topic id; without it only the current epoch is accepted).
+    pub topic_id: Option<samsa_model::TopicId>,
     /// Partitions.
     pub partitions: Vec<OffsetCommitPartition>,
 }

@@ -16,7 +16,7 @@ use crate::assignor::{assign, MemberSpec, TopicInfo, TopicMetadata};
 use crate::coordinator::Ctx;
 use crate::error::{codes, GroupError};
 use crate::records::{
-    Assignment, ConsumerCurrentAssignmentValue, ConsumerGroupMetadataValue,
+    Assignment, AssignmentEpochs, ConsumerCurrentAssignmentValue, ConsumerGroupMetadataValue,
     ConsumerMemberMetadataValue, CoordinatorRecord,
 };
 use crate::timer::{TimerKey, TimerPayload};
@@ -68,6 +68,9 @@ pub(crate) struct ConsumerMember {
     pub(crate) state: MemberState,
     pub(crate) assigned: Assignment,
     pub(crate) pending_revocation: Assignment,
+    /// KIP-1251: the member epoch at which each held partition (assigned or pending
+    /// revocation) was given to the member; exactly the held partitions.
+    pub(crate) assignment_epochs: AssignmentEpochs,
 }
 
 impl ConsumerMember {
@@ -83,6 +86,7 @@ impl ConsumerMember {
             state: MemberState::Stable,
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
+            assignment_epochs: AssignmentEpochs::new(),
         }
     }
 
@@ -93,6 +97,7 @@ impl ConsumerMember {
             state: self.state.to_i8(),
             assigned: self.assigned.clone(),
             pending_revocation: self.pending_revocation.clone(),
+            assignment_epochs: self.assignment_epochs.clone(),
         }
     }
 
@@ -102,6 +107,19 @@ impl ConsumerMember {
         self.state = MemberState::from_i8(v.state);
         self.assigned = v.assigned;
         self.pending_revocation = v.pending_revocation;
+        self.assignment_epochs = v.assignment_epochs;
+        // Records written without assignment epochs: the strict pre-KIP-1251 check.
+        self.settle_epochs(self.member_epoch);
+    }
+
+    /// Keeps assignment epochs for exactly the held partitions, giving `epoch` to the
+    /// ones that have none (newly assigned).
+    fn settle_epochs(&mut self, epoch: i32) {
+        let held: Vec<(TopicId, i32)> = self.held().collect();
+        self.assignment_epochs.retain(|tp, _| held.contains(tp));
+        for tp in held {
+            self.assignment_epochs.entry(tp).or_insert(epoch);
+        }
     }
 
     fn is_reconciled_to(&self, epoch: i32) -> bool {
@@ -230,9 +248,14 @@ fn next_assignment(
         next.member_epoch = m.member_epoch;
         next.assigned = assigned;
         next.pending_revocation = revoke;
+        next.settle_epochs(m.member_epoch);
         return next;
     }
     for (t, ps) in to_assign {
+        for p in &ps {
+            // Newly assigned at the target epoch (also a partition it revoked before).
+            next.assignment_epochs.insert((t, *p), target_epoch);
+        }
         assigned.entry(t).or_default().extend(ps);
     }
     next.state = if unreleased {
@@ -244,6 +267,7 @@ fn next_assignment(
     next.member_epoch = target_epoch;
     next.assigned = assigned;
     next.pending_revocation = Assignment::new();
+    next.settle_epochs(target_epoch);
     next
 }
 
@@ -385,6 +409,7 @@ impl ConsumerGroup {
                 m.previous_member_epoch = LEAVE_GROUP_MEMBER_EPOCH;
                 m.assigned.clear();
                 m.pending_revocation.clear();
+                m.assignment_epochs.clear();
             }
         }
         self.set_member(m);
@@ -464,12 +489,19 @@ impl ConsumerGroup {
             .collect()
     }
 
-    /// Kafka's `ConsumerGroup.validateOffsetCommit` (non-transactional).
+    /// Kafka's `ConsumerGroup.validateOffsetCommit` (non-transactional) with KIP-1251
+    /// assignment epochs: a commit at the member's current epoch is accepted; one at an
+    /// older epoch is accepted when every committed partition (`partitions`, by topic id
+    /// when the broker knows it) is held by the member and was assigned to it at or
+    /// before that epoch — `assignment epoch <= request epoch <= member epoch` — so a
+    /// commit pipelined behind the heartbeat that bumped the epoch is not fenced. Anything
+    /// else is STALE_MEMBER_EPOCH.
     pub(crate) fn validate_offset_commit(
         &self,
         member_id: &str,
         epoch: i32,
         api_version: i16,
+        partitions: &[(Option<TopicId>, i32)],
     ) -> Result<(), GroupError> {
         if epoch < 0 && self.members.is_empty() {
             return Ok(());
@@ -483,7 +515,15 @@ impl ConsumerGroup {
                 "OffsetCommit v9+ must be used by members of consumer-protocol groups".into(),
             ));
         }
-        if epoch != m.member_epoch {
+        if epoch == m.member_epoch {
+            return Ok(());
+        }
+        let assigned_by = |(topic, partition): &(Option<TopicId>, i32)| {
+            topic
+                .and_then(|t| m.assignment_epochs.get(&(t, *partition)))
+                .is_some_and(|assigned_at| *assigned_at <= epoch)
+        };
+        if epoch > m.member_epoch || !partitions.iter().all(assigned_by) {
             return Err(GroupError::StaleMemberEpoch);
         }
         Ok(())

@@ -74,7 +74,12 @@ impl Coordinator {
                 generation,
             ),
             Some(Group::Consumer(g)) => {
-                g.validate_offset_commit(&req.member_id, generation, req.api_version)
+                let partitions: Vec<_> = req
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
+                    .collect();
+                g.validate_offset_commit(&req.member_id, generation, req.api_version, &partitions)
             }
         }
     }

@@ -54,7 +54,12 @@
 //!   * ConsumerGroupCurrentMemberAssignmentValue: `member_epoch int32,
 //!     previous_member_epoch int32, state int8 (0 stable, 1 unrevoked partitions,
 //!     2 unreleased partitions), assigned_partitions, partitions_pending_revocation` (both
-//!     compact arrays of the topic-partitions struct above).
+//!     compact arrays of the topic-partitions struct above). samsa adds KIP-1251
+//!     assignment epochs as tagged field 0 of each topic struct: a compact array of
+//!     int32 aligned with `partitions` (the member epoch at which the member was given
+//!     each partition). Readers that do not know the tag skip it; a value without it
+//!     reads as every partition assigned at `member_epoch` (the pre-KIP-1251 strict
+//!     check).
 //!
 //! # Crash behaviour
 //!
@@ -71,6 +76,10 @@ use samsa_model::TopicId;
 
 use crate::api::Record;
 use crate::codec::{DecodeError, Reader, Writer};
+
+/// KIP-1251 assignment epochs: the member epoch at which a member was given each
+/// partition it holds, by (topic id, partition).
+pub type AssignmentEpochs = BTreeMap<(TopicId, i32), i32>;
 
 /// Partitions per topic id, as the KIP-848 records and assignors use them.
 pub type Assignment = BTreeMap<TopicId, BTreeSet<i32>>;
@@ -171,6 +180,10 @@ pub struct ConsumerCurrentAssignmentValue {
     pub assigned: Assignment,
     /// Partitions the member must revoke.
     pub pending_revocation: Assignment,
+    /// KIP-1251: the member epoch at which each partition of `assigned` and
+    /// `pending_revocation` was assigned to the member. A partition missing here
+    /// (records written without the field) counts as assigned at `member_epoch`.
+    pub assignment_epochs: AssignmentEpochs,
 }
 
 /// One `__consumer_offsets` record, decoded. `None` values are tombstones.
@@ -242,7 +255,10 @@ pub enum CoordinatorRecord {
     },
 }
 
-fn write_assignment(w: &mut Writer, a: &Assignment) {
+/// Writes the topic-partitions array; with `epochs`, each topic struct carries tagged
+/// field 0 = its partitions' assignment epochs (compact array of int32, aligned with
+/// `partitions`).
+fn write_assignment(w: &mut Writer, a: &Assignment, epochs: Option<&AssignmentEpochs>) {
     w.compact_array_len(a.len());
     for (topic, parts) in a {
         w.uuid(*topic);
@@ -250,21 +266,52 @@ fn write_assignment(w: &mut Writer, a: &Assignment) {
         for p in parts {
             w.i32(*p);
         }
-        w.tagged_fields(&[]);
+        match epochs {
+            Some(epochs) => {
+                let mut f = Writer::new();
+                f.compact_array_len(parts.len());
+                for p in parts {
+                    f.i32(epochs.get(&(*topic, *p)).copied().unwrap_or(-1));
+                }
+                let bytes = f.finish();
+                w.tagged_fields(&[(0, &bytes[..])]);
+            }
+            None => w.tagged_fields(&[]),
+        }
     }
 }
 
-fn read_assignment(r: &mut Reader<'_>) -> Result<Assignment, DecodeError> {
+/// Reads a topic-partitions array, collecting tagged assignment epochs (field 0 of
+/// each topic struct, when present and as long as its partitions) into `epochs`.
+fn read_assignment(
+    r: &mut Reader<'_>,
+    epochs: &mut AssignmentEpochs,
+) -> Result<Assignment, DecodeError> {
     let n = r.compact_array_len(18)?;
     let mut a = Assignment::new();
     for _ in 0..n {
         let topic = r.uuid()?;
         let m = r.compact_array_len(4)?;
-        let parts = a.entry(topic).or_default();
+        let mut listed = Vec::with_capacity(m);
         for _ in 0..m {
-            parts.insert(r.i32()?);
+            listed.push(r.i32()?);
         }
-        r.skip_tagged_fields()?;
+        r.tagged_fields(|tag, data| {
+            if tag == 0 {
+                let mut f = Reader::new(data);
+                let k = f.compact_array_len(4)?;
+                if k == listed.len() {
+                    for p in &listed {
+                        let e = f.i32()?;
+                        if e >= 0 {
+                            epochs.insert((topic, *p), e);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        a.entry(topic).or_default().extend(listed);
     }
     a.retain(|_, p| !p.is_empty());
     Ok(a)
@@ -410,7 +457,7 @@ impl CoordinatorRecord {
                 value: value.as_ref().map(|a| {
                     let mut w = Writer::new();
                     w.i16(0);
-                    write_assignment(&mut w, a);
+                    write_assignment(&mut w, a, None);
                     w.tagged_fields(&[]);
                     w.finish()
                 }),
@@ -427,8 +474,8 @@ impl CoordinatorRecord {
                     w.i32(v.member_epoch);
                     w.i32(v.previous_member_epoch);
                     w.i8(v.state);
-                    write_assignment(&mut w, &v.assigned);
-                    write_assignment(&mut w, &v.pending_revocation);
+                    write_assignment(&mut w, &v.assigned, Some(&v.assignment_epochs));
+                    write_assignment(&mut w, &v.pending_revocation, Some(&v.assignment_epochs));
                     w.tagged_fields(&[]);
                     w.finish()
                 }),
@@ -538,7 +585,7 @@ impl CoordinatorRecord {
                     .map(|v| {
                         let mut r = Reader::new(v);
                         check_version(&mut r, "ConsumerGroupTargetAssignmentMemberValue")?;
-                        let a = read_assignment(&mut r)?;
+                        let a = read_assignment(&mut r, &mut AssignmentEpochs::new())?;
                         r.skip_tagged_fields()?;
                         Ok(a)
                     })
@@ -559,8 +606,9 @@ impl CoordinatorRecord {
                         let member_epoch = r.i32()?;
                         let previous_member_epoch = r.i32()?;
                         let state = r.i8()?;
-                        let assigned = read_assignment(&mut r)?;
-                        let pending_revocation = read_assignment(&mut r)?;
+                        let mut assignment_epochs = AssignmentEpochs::new();
+                        let assigned = read_assignment(&mut r, &mut assignment_epochs)?;
+                        let pending_revocation = read_assignment(&mut r, &mut assignment_epochs)?;
                         r.skip_tagged_fields()?;
                         Ok(ConsumerCurrentAssignmentValue {
                             member_epoch,
@@ -568,6 +616,7 @@ impl CoordinatorRecord {
                             state,
                             assigned,
                             pending_revocation,
+                            assignment_epochs,
                         })
                     })
                     .transpose()?;
@@ -838,6 +887,24 @@ mod tests {
                 state: 1,
                 assigned: a.clone(),
                 pending_revocation: Assignment::new(),
+                assignment_epochs: AssignmentEpochs::new(),
+            }),
+        });
+        // KIP-1251 assignment epochs ride in a tagged field of each topic struct.
+        round_trip(CoordinatorRecord::ConsumerCurrentAssignment {
+            group: "g".into(),
+            member: "m".into(),
+            value: Some(ConsumerCurrentAssignmentValue {
+                member_epoch: 3,
+                previous_member_epoch: 2,
+                state: 1,
+                assigned: [(tid(1), [0, 2].into_iter().collect())]
+                    .into_iter()
+                    .collect(),
+                pending_revocation: [(tid(2), [1].into_iter().collect())].into_iter().collect(),
+                assignment_epochs: [((tid(1), 0), 1), ((tid(1), 2), 3), ((tid(2), 1), 2)]
+                    .into_iter()
+                    .collect(),
             }),
         });
         round_trip(CoordinatorRecord::ConsumerCurrentAssignment {

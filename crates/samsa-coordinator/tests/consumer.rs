@@ -502,3 +502,97 @@ fn offset_commit_checks_member_epochs() {
     assert_eq!(fetch_one(&h.c, "g", "t", 0), (10, codes::NONE));
     assert_eq!(h.c.durable_state(), h.replayed().durable_state());
 }
+
+/// A KIP-848 member's OffsetCommit (v9, by topic id) at `epoch` for `partitions` of "t".
+fn commit848(h: &mut Harness, member: &str, epoch: i32, partitions: &[i32]) -> Vec<i16> {
+    let mut req = commit_req("g", member, epoch, "t", 0, 42);
+    req.api_version = 9;
+    req.topics[0].topic_id = Some(tid(1));
+    let one = req.topics[0].partitions[0].clone();
+    req.topics[0].partitions = partitions
+        .iter()
+        .map(|p| OffsetCommitPartition {
+            partition_index: *p,
+            ..one.clone()
+        })
+        .collect();
+    let r = h.commit(req);
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+/// KIP-1251: the Java consumer pipelines the heartbeat that acknowledges a revocation
+/// (bumping its epoch) and an OffsetCommit still carrying the old epoch. The commit is
+/// accepted for partitions assigned at or before that epoch; a partition it no longer
+/// holds, one given to it only at the new epoch, or an epoch from the future is
+/// STALE_MEMBER_EPOCH — and the epochs survive a failover (replay).
+#[test]
+fn commits_at_an_older_epoch_pass_for_partitions_assigned_by_then() {
+    let md = topics();
+    let mut h = Harness::default_config();
+    let ra = h.cgh(join("a", &["t"]), &md);
+    let e1 = ra.member_epoch;
+    let held = parts(&ra.assignment);
+    assert_eq!(held.len(), 6);
+    // b joins: a is told to revoke half, staying at e1.
+    let rb = h.cgh(join("b", &["t"]), &md);
+    let r = h.cgh(beat("a", e1, &owned(&held)), &md);
+    assert_eq!(r.member_epoch, e1);
+    let kept = parts(&r.assignment);
+    assert_eq!(kept.len(), 3);
+    let revoked: BTreeSet<i32> = held.difference(&kept).copied().collect();
+    // a acknowledges the revocation: its epoch moves on...
+    let r = h.cgh(beat("a", e1, &owned(&kept)), &md);
+    let e2 = r.member_epoch;
+    assert!(e2 > e1);
+    // ...while its commit, sent with e1 right behind the heartbeat, arrives.
+    let kept_v: Vec<i32> = kept.iter().copied().collect();
+    assert_eq!(
+        commit848(&mut h, "a", e1, &kept_v),
+        vec![codes::NONE; 3],
+        "partitions held since e1 commit at e1"
+    );
+    assert_eq!(fetch_one(&h.c, "g", "t", kept_v[0]).0, 42);
+    let revoked_v: Vec<i32> = revoked.iter().copied().collect();
+    assert_eq!(
+        commit848(&mut h, "a", e1, &revoked_v[..1]),
+        vec![codes::STALE_MEMBER_EPOCH],
+        "a partition it gave up"
+    );
+    assert_eq!(
+        commit848(&mut h, "a", e2 + 1, &kept_v[..1]),
+        vec![codes::STALE_MEMBER_EPOCH],
+        "an epoch ahead of the member's"
+    );
+    assert_eq!(commit848(&mut h, "a", e2, &kept_v), vec![codes::NONE; 3]);
+    // b gets the revoked partitions at a later epoch than the one it joined with.
+    let rb = h.cgh(beat("b", rb.member_epoch, &[]), &md);
+    let b_epoch = rb.member_epoch;
+    let got = parts(&rb.assignment);
+    assert_eq!(got, revoked);
+    let got_v: Vec<i32> = got.iter().copied().collect();
+    assert_eq!(
+        commit848(&mut h, "b", b_epoch, &got_v),
+        vec![codes::NONE; 3]
+    );
+    assert_eq!(
+        commit848(&mut h, "b", b_epoch - 1, &got_v[..1]),
+        vec![codes::STALE_MEMBER_EPOCH],
+        "assigned only at {b_epoch}"
+    );
+    // After a failover the new coordinator knows the assignment epochs too.
+    let mut c2 = h.replayed();
+    let outs = c2.finish_loading(h.t());
+    let mut h2 = Harness::default_config();
+    h2.c = c2;
+    h2.now = h.now;
+    h2.absorb(outs);
+    assert_eq!(commit848(&mut h2, "a", e1, &kept_v), vec![codes::NONE; 3]);
+    assert_eq!(
+        commit848(&mut h2, "b", b_epoch - 1, &got_v[..1]),
+        vec![codes::STALE_MEMBER_EPOCH]
+    );
+}

@@ -162,6 +162,7 @@ fn groups_of_unowned_partitions_get_not_coordinator_on_every_api() {
     });
     req.topics.push(OffsetCommitTopic {
         name: "u".into(),
+        topic_id: None,
         partitions: req.topics[0].partitions.clone(),
     });
     let r = h.commit(req);

@@ -29,6 +29,7 @@ pub async fn handle(
         .iter()
         .map(|t| gc::OffsetCommitTopic {
             name: t.name.0.to_string(),
+            topic_id: image.topic(&t.name.0).map(|t| t.id),
             partitions: t
                 .partitions
                 .iter()

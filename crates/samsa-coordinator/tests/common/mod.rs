@@ -307,6 +307,7 @@ pub fn commit_req(
         retention_time_ms: -1,
         topics: vec![OffsetCommitTopic {
             name: topic.into(),
+            topic_id: None,
             partitions: vec![OffsetCommitPartition {
                 partition_index: partition,
                 committed_offset: offset,
