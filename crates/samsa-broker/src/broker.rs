@@ -45,6 +45,9 @@ pub enum BrokerError {
     Quorum(#[from] samsa_metadata::quorum::QuorumError),
     #[error("metadata quorum: {0}")]
     Raft(#[from] samsa_quorum::QuorumError),
+    /// Another process (or broker) holds the data directory's `.lock`.
+    #[error("data directory {} is in use by another samsa process (it holds {}/.lock); stop that process or give this one another directory", dir.display(), dir.display())]
+    Locked { dir: PathBuf },
     #[error("partition {dir}: {source}")]
     Storage {
         dir: PathBuf,
@@ -86,6 +89,8 @@ pub struct Broker {
     pub broker_epoch: AtomicI64,
     /// Set by a controlled shutdown: heartbeats stop so the broker stays fenced.
     pub shutting_down: AtomicBool,
+    /// The data directory's lock, held while the broker lives.
+    dir_lock: std::sync::OnceLock<crate::data_dir::DataDirLock>,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -99,14 +104,12 @@ impl Broker {
         config: Arc<StaticConfig>,
     ) -> Result<Arc<Broker>, BrokerError> {
         let dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+        let lock = crate::data_dir::DataDirLock::acquire(&dir)?;
         let (quorum, records) = LocalQuorum::open(&dir.join(METADATA_DIR))?;
         let controller = Controller::open(Box::new(quorum), records, config.clone())?;
         let epoch = controller.register_broker(registration(&settings, false))?;
         let broker = Broker::new(settings, config, controller, None);
+        let _ = broker.dir_lock.set(lock);
         broker
             .broker_epoch
             .store(epoch, std::sync::atomic::Ordering::Relaxed);
@@ -142,6 +145,7 @@ impl Broker {
             fetchers: Mutex::new(HashSet::new()),
             broker_epoch: AtomicI64::new(0),
             shutting_down: AtomicBool::new(false),
+            dir_lock: std::sync::OnceLock::new(),
         })
     }
 
@@ -157,13 +161,11 @@ impl Broker {
         cluster: ClusterSettings,
     ) -> Result<Arc<Broker>, BrokerError> {
         let dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+        let lock = crate::data_dir::DataDirLock::acquire(&dir)?;
         let (state, source, applied) = ClusterState::start(cluster, &dir).await?;
         let controller = Controller::new(Box::new(ClusterQuorum(state.clone())), config.clone());
         let broker = Broker::new(settings, config, controller, Some(state.clone()));
+        let _ = broker.dir_lock.set(lock);
         tokio::spawn(crate::cluster::follow(broker.clone(), source, applied));
         let mut attempt = 0u32;
         let reg = registration(&broker.settings, true);
@@ -416,7 +418,7 @@ impl Broker {
                 continue;
             }
             let dir = self.partition_dir(&topic.name, key.1);
-            if read_partition_metadata(&dir).is_some_and(|id| id != topic.id) {
+            if crate::data_dir::read_partition_metadata(&dir).is_some_and(|id| id != topic.id) {
                 // Left over from an earlier topic of the same name (deleted
                 // while this broker was not following the log).
                 tracing::info!(dir = %dir.display(), "removing the directory of an earlier topic with this name");
@@ -468,9 +470,11 @@ impl Broker {
         Ok(())
     }
 
-    /// Deletes partition directories that the image does not know, or whose
-    /// `partition.metadata` names another topic id (a topic deleted and recreated
-    /// while the broker was down).
+    /// Deletes the directories of partitions whose topic the image no longer
+    /// has (deleted, or deleted and recreated, while the broker was down) and
+    /// those renamed for deletion before a restart; only directories samsa
+    /// provably made (see [`crate::data_dir`]). Anything else that looks like
+    /// a partition directory is reported and left alone.
     fn remove_stale_dirs(&self) -> Result<(), BrokerError> {
         // Serialized with reconcile, so a directory it is creating for a newer
         // image is never taken for a stale one.
@@ -479,35 +483,18 @@ impl Broker {
             Err(p) => p.into_inner(),
         };
         let image = self.image();
-        let dir = &self.settings.data_dir;
-        let entries = std::fs::read_dir(dir).map_err(|source| BrokerError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
         let mut doomed = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name == METADATA_DIR || !entry.path().is_dir() {
-                continue;
-            }
-            if name.ends_with(DELETE_SUFFIX) {
-                // Marked for deletion before a restart.
-                doomed.push(entry.path());
-                continue;
-            }
-            let Some((topic, idx)) = name.rsplit_once('-') else {
-                continue;
-            };
-            let Ok(idx) = idx.parse::<usize>() else {
-                continue;
-            };
-            let keep = image.topic(topic).is_some_and(|t| {
-                idx < t.partitions.len()
-                    && read_partition_metadata(&entry.path()).is_none_or(|id| id == t.id)
-            });
-            if !keep {
-                tracing::info!(dir = %entry.path().display(), "removing directory of a deleted topic");
-                doomed.extend(mark_for_deletion(&entry.path()));
+        for (path, verdict) in crate::data_dir::scan(&self.settings.data_dir, &image)? {
+            match verdict {
+                crate::data_dir::Verdict::Marked => doomed.push(path),
+                crate::data_dir::Verdict::Stale => {
+                    tracing::info!(dir = %path.display(), "removing the directory of a deleted topic");
+                    doomed.extend(mark_for_deletion(&path));
+                }
+                crate::data_dir::Verdict::Foreign(why) => {
+                    tracing::warn!(dir = %path.display(), reason = why, "leaving alone a directory samsa did not create");
+                }
+                crate::data_dir::Verdict::Keep => {}
             }
         }
         samsa_storage::deleter::remove_in_background(doomed);
@@ -596,12 +583,4 @@ fn write_partition_metadata(dir: &Path, id: TopicId) -> std::io::Result<()> {
     std::fs::write(&tmp, format!("version: 0\ntopic_id: {id}\n"))?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &path)
-}
-
-fn read_partition_metadata(dir: &Path) -> Option<TopicId> {
-    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA_FILE)).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("topic_id:"))
-        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
-        .map(TopicId)
 }

@@ -55,8 +55,10 @@ pub fn batch_error(e: &BatchError) -> ResponseError {
     }
 }
 
-/// The Kafka error a storage failure is reported as.
+/// The Kafka error a storage failure is reported as. A full disk is also
+/// logged here (rate-limited, [`crate::disk::note_storage_error`]).
 pub fn storage_error(e: &StorageError) -> ResponseError {
+    crate::disk::note_storage_error(e);
     match e {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         _ => ResponseError::KafkaStorageError,

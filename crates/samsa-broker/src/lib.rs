@@ -8,6 +8,8 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod data_dir;
+pub mod disk;
 pub mod errors;
 pub mod fetch_session;
 pub mod groups;

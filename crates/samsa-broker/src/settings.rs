@@ -11,6 +11,9 @@ use samsa_model::BrokerId;
 pub enum SettingsError {
     #[error("invalid {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A setting samsa refuses (e.g. a listener that is not PLAINTEXT).
+    #[error(transparent)]
+    Config(#[from] samsa_metadata::config::ConfigError),
 }
 
 /// What the broker needs to start, resolved from the static config.
@@ -87,7 +90,10 @@ pub fn parse_listener(s: &str) -> Result<(String, String, u16), String> {
 
 impl BrokerSettings {
     /// Resolves settings from `cfg`.
+    /// Fails closed on listeners whose security protocol samsa does not
+    /// implement ([`StaticConfig::check_listener_security`]).
     pub fn from_config(cfg: &StaticConfig) -> Result<BrokerSettings, SettingsError> {
+        cfg.check_listener_security()?;
         let invalid = |key, reason: String| SettingsError::Invalid { key, reason };
         let node_id = cfg
             .explicit("node.id")
@@ -268,5 +274,37 @@ mod tests {
         assert_eq!(s.listeners[1].advertised_port, 39094);
         cfg.set("listeners", "nonsense").unwrap();
         assert!(BrokerSettings::from_config(&cfg).is_err());
+    }
+
+    #[test]
+    fn a_listener_that_is_not_plaintext_is_refused() {
+        for (key, value) in [
+            ("listeners", "SASL_SSL://127.0.0.1:9092"),
+            ("listeners", "SSL://127.0.0.1:9092"),
+            ("advertised.listeners", "SASL_PLAINTEXT://example:9092"),
+        ] {
+            let mut cfg = StaticConfig::default();
+            cfg.set(key, value).unwrap();
+            let err = BrokerSettings::from_config(&cfg)
+                .expect_err(value)
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("refuses to start"),
+                "{err}"
+            );
+        }
+        let mut cfg = StaticConfig::default();
+        cfg.set(
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,INTERNAL://127.0.0.1:9093",
+        )
+        .unwrap();
+        cfg.set(
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,INTERNAL:SSL",
+        )
+        .unwrap();
+        let err = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
+        assert!(err.contains("INTERNAL://127.0.0.1:9093"), "{err}");
     }
 }

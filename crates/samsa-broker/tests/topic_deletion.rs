@@ -122,3 +122,83 @@ fn directories_marked_for_deletion_before_a_crash_are_removed_at_startup() {
         .is_some());
     assert!(dir.path().join("kept-0").is_dir());
 }
+
+#[test]
+fn directories_samsa_did_not_create_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let broker = open(dir.path());
+        create(&broker, "kept", 1);
+        create(&broker, "dropped", 1);
+        fill(&broker, "dropped", 10);
+        broker.shutdown();
+    }
+    // A partition directory of a topic deleted while the broker was down
+    // (samsa's: its partition.metadata names a topic id the image lacks)...
+    let stale = dir.path().join("gone-0");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(
+        stale.join("partition.metadata"),
+        format!("version: 0\ntopic_id: {}\n", uuid::Uuid::new_v4()),
+    )
+    .unwrap();
+    // ...and directories that only look like samsa's: an operator's copy, a
+    // Kafka partition directory (base64 topic id), a "-delete" of another kind.
+    let foreign = [
+        ("backup-2024", None),
+        (
+            "dropped-7",
+            Some("version: 0\ntopic_id: AAAAAAAAAAAAAAAAAAAAAA\n"),
+        ),
+        ("old-logs-delete", None),
+    ];
+    for (name, metadata) in foreign {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("00000000000000000000.log"), b"precious").unwrap();
+        if let Some(m) = metadata {
+            std::fs::write(d.join("partition.metadata"), m).unwrap();
+        }
+    }
+    let broker = open(dir.path());
+    let left = wait_gone(dir.path(), |n| n.starts_with("gone-0"));
+    assert!(
+        left.is_empty(),
+        "samsa's stale directory is removed: {left:?}"
+    );
+    for (name, _) in foreign {
+        let log = dir.path().join(name).join("00000000000000000000.log");
+        assert_eq!(
+            std::fs::read(&log).unwrap(),
+            b"precious",
+            "{name} left alone"
+        );
+    }
+    let image = broker.image();
+    assert!(broker
+        .partition(image.topic("kept").unwrap().id, 0)
+        .is_some());
+}
+
+#[test]
+fn a_second_broker_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    create(&first, "t", 1);
+    let cfg = Arc::new(StaticConfig::default());
+    let mut settings = BrokerSettings::from_config(&cfg).unwrap();
+    settings.data_dir = dir.path().to_path_buf();
+    let err = match Broker::open(settings, cfg) {
+        Ok(_) => panic!("a second broker opened the same data directory"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    first.shutdown();
+    drop(first);
+    let again = open(dir.path());
+    assert!(
+        again.image().topic("t").is_some(),
+        "restarts once the first is gone"
+    );
+}

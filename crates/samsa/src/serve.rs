@@ -60,6 +60,8 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
     if let Some(dir) = &args.data_dir {
         apply("log.dirs", &dir.display().to_string(), "--data-dir")?;
     }
+    // Fail closed: never serve with less security than configured.
+    cfg.check_listener_security()?;
     Ok(cfg)
 }
 
@@ -140,6 +142,7 @@ async fn controller_only(cluster: ClusterSettings, cfg: &Arc<StaticConfig>) -> a
         .or_else(|| cfg.get("log.dir").map(str::to_string))
         .unwrap_or_else(|| "./samsa-data".to_string());
     let node_id = cluster.node_id;
+    let _lock = samsa_broker::data_dir::DataDirLock::acquire(std::path::Path::new(&data_dir))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let node = samsa_broker::cluster::ControllerNode::start(
         cluster,

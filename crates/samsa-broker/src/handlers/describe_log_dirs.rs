@@ -4,7 +4,6 @@
 //! and free space.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -73,26 +72,8 @@ pub fn handle(
         .with_log_dir(s(shown.display().to_string()))
         .with_topics(topics);
     if version >= 4 {
-        let (total, usable) = filesystem_bytes(dir).unwrap_or((-1, -1));
+        let (total, usable) = crate::disk::filesystem_bytes(dir).unwrap_or((-1, -1));
         result = result.with_total_bytes(total).with_usable_bytes(usable);
     }
     DescribeLogDirsResponse::default().with_results(vec![result])
-}
-
-/// (size, bytes available to this process) of the filesystem holding `dir`.
-fn filesystem_bytes(dir: &Path) -> Option<(i64, i64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a NUL-terminated string and `st` points to writable
-    // memory of the right type, filled by statvfs when it returns 0.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    let unit = st.f_frsize;
-    let bytes = |blocks: u64| i64::try_from(blocks.saturating_mul(unit)).unwrap_or(i64::MAX);
-    Some((bytes(st.f_blocks), bytes(st.f_bavail)))
 }
