@@ -73,9 +73,13 @@
 //! is cut short, or a segment does not start where the previous one ended
 //! (outside ranges the cleaner rewrote), every later segment is deleted: its
 //! bytes follow a hole. Segments below the recovery point have their index
-//! files checked and rebuilt if missing or damaged. With the marker, every
-//! segment is loaded that way (indexes checked, tail headers walked) and
-//! recovered only if that check fails. Data not yet fsynced (see
+//! files checked and, if missing or damaged, rebuilt without ever cutting
+//! the segment ([`crate::segment`] `rebuild_keeping`: they were fsynced
+//! whole, so damage there is the disk's, reported at ERROR and counted, and
+//! kept so that reads stop at it instead of skipping its offsets). With the
+//! marker, every segment is loaded that way (indexes checked, tail headers
+//! walked), sealed ones rebuilt the same way and the active one recovered
+//! only if that check fails. Data not yet fsynced (see
 //! `flush_messages`/`flush_ms`) may be lost, but what remains is always a
 //! prefix of what was appended, and every batch it holds passed a CRC check.
 //! A damaged or unreadable `recovery-point` file puts the recovery point at
@@ -127,6 +131,8 @@ pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// recovery an unknown shutdown gets anyway. Only a matching file lets an
 /// unclean shutdown skip the CRC scan of the active segment, and it can only
 /// match while the kernel that buffered the log's writes is still running.
+/// A failed write or fsync removes the file (the page cache may no longer
+/// hold what was written), so the next open runs the full scan.
 pub const BOOT_ID_FILE: &str = "boot-id";
 /// Decompressed bytes allowed when decoding one stored batch for a timestamp lookup.
 pub const DECODE_BYTES_MAX: usize = 256 << 20;

@@ -32,7 +32,8 @@
 //! known to be complete (synced ones, or any after a clean shutdown): it
 //! trusts the CRCs, sanity-checks the index files and walks only the headers
 //! after the last offset index entry; when anything looks wrong the caller
-//! falls back to `recover`.
+//! falls back to `recover` for segments that may hold unsynced bytes, and to
+//! `rebuild_keeping` (which never truncates) for segments fsynced whole.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
