@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod connections;
 pub mod errors;
 pub mod fetch_session;
 pub mod groups;
