@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod connections;
 pub mod data_dir;
 pub mod disk;
 pub mod errors;

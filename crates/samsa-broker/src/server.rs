@@ -4,23 +4,28 @@
 //! Each connection handles one request at a time, as Kafka does (responses must
 //! be in request order). A malformed frame closes only its own connection. The
 //! body of a frame is read incrementally, so a client that announces a large
-//! frame and sends nothing pins no memory.
+//! frame and sends nothing pins no memory. A connection holds no read buffer
+//! while it waits for its next request ([`FrameReader`]), so idle connections
+//! cost little; one silent for `connections.max.idle.ms` is closed, and new
+//! connections over `max.connections` or `max.connections.per.ip` are closed
+//! as they arrive ([`crate::connections`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use samsa_protocol::codec::{
     api_versions_unsupported, parse_request, Chunk, FileRegion, ParseError, ResponseFrame,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::connections::ConnectionQuotas;
+use crate::handlers::{self, Reply};
 
 /// Errors of the listener itself.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,9 @@ pub enum ServeError {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many bytes of a frame body are read per step.
 const FRAME_CHUNK_BYTES_MAX: usize = 64 * 1024;
+/// A connection's read-ahead buffer (several small pipelined requests per
+/// system call), allocated only while bytes are buffered.
+const READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
 
 /// Serves `listeners` (name, socket) until `shutdown` becomes true, then stops
 /// accepting, lets in-flight requests finish (bounded by a grace period) and
@@ -77,9 +85,7 @@ pub async fn serve(
             .clone()
             .run_timers(broker.clone(), shutdown.clone()),
     );
-    let permits = Arc::new(Semaphore::new(
-        broker.settings.connections_max.min(Semaphore::MAX_PERMITS),
-    ));
+    let quotas = ConnectionQuotas::new(&broker.settings);
     let request_memory = broker
         .settings
         .queued_request_bytes_max
@@ -98,10 +104,13 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "max.connections reached; refusing connection");
-                    drop(stream);
-                    continue;
+                let permit = match quotas.try_acquire(peer.ip()) {
+                    Ok(p) => p,
+                    Err(refused) => {
+                        tracing::warn!(%peer, %refused, "refusing connection");
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
@@ -304,6 +313,10 @@ enum ConnError {
     FrameSize(i64),
     #[error("{0}")]
     Parse(#[from] ParseError),
+    #[error("idle for connections.max.idle.ms ({0:?})")]
+    Idle(Duration),
+    #[error("{0}")]
+    Closed(String),
 }
 
 async fn connection(
@@ -316,15 +329,14 @@ async fn connection(
 ) -> Result<(), ConnError> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
-    let mut read = BufReader::with_capacity(64 * 1024, read);
+    let mut read = FrameReader::new(read, broker.settings.connection_idle_max);
     let max = broker.settings.request_bytes_max;
     loop {
         let size = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
-            size = read.read_i32() => match size {
-                Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e.into()),
+            size = read.frame_size() => match size? {
+                Some(s) => s,
+                None => return Ok(()),
             },
         };
         if size < 0 || size as usize > max {
@@ -338,7 +350,7 @@ async fn connection(
             },
             None => None,
         };
-        let frame = read_frame_body(&mut read, size as usize).await?;
+        let frame = read.frame_body(size as usize).await?;
         let request = match parse_request(frame) {
             Ok(r) => r,
             Err(ParseError::UnsupportedVersion {
@@ -356,9 +368,110 @@ async fn connection(
                 return Err(e.into());
             }
         };
-        if let Some(response) = handlers::handle(&broker, peer, &listener, request).await {
-            write_frame(&mut write, &response).await?;
+        // Boxed: the handler's future is large and exists only while a
+        // request is in flight, not for as long as the connection is open.
+        match Box::pin(handlers::handle(&broker, peer, &listener, request)).await {
+            Reply::Send(response) => write_frame(&mut write, &response).await?,
+            Reply::Nothing => {}
+            Reply::Close(reason) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                return Err(ConnError::Closed(reason));
+            }
         }
+    }
+}
+
+/// Waits at most `idle_max` (`connections.max.idle.ms`) for `io`.
+async fn within<T>(
+    idle_max: Option<Duration>,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, ConnError> {
+    match idle_max {
+        Some(d) => tokio::time::timeout(d, io)
+            .await
+            .map_err(|_| ConnError::Idle(d))?
+            .map_err(ConnError::from),
+        None => io.await.map_err(ConnError::from),
+    }
+}
+
+/// Reads request frames off a connection, holding a read-ahead buffer only
+/// while bytes are in it: a connection waiting for its next request waits
+/// for the socket to become readable with no buffer allocated, so an idle
+/// connection costs its task and socket, not [`READ_BUFFER_BYTES_MAX`].
+/// Every wait for bytes is bounded by `connections.max.idle.ms`.
+struct FrameReader {
+    read: OwnedReadHalf,
+    /// Bytes read but not yet taken; empty and unallocated between requests
+    /// unless the client pipelined more than one.
+    buffered: BytesMut,
+    idle_max: Option<Duration>,
+}
+
+impl FrameReader {
+    fn new(read: OwnedReadHalf, idle_max: Option<Duration>) -> FrameReader {
+        FrameReader {
+            read,
+            buffered: BytesMut::new(),
+            idle_max,
+        }
+    }
+
+    /// Reads more bytes into the buffer (allocated once the socket is
+    /// readable); 0 at end of stream.
+    async fn fill(&mut self) -> Result<usize, ConnError> {
+        loop {
+            within(self.idle_max, self.read.readable()).await?;
+            if self.buffered.capacity() - self.buffered.len() < READ_BUFFER_BYTES_MAX / 2 {
+                self.buffered.reserve(READ_BUFFER_BYTES_MAX);
+            }
+            match self.read.try_read_buf(&mut self.buffered) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next frame's size prefix; `None` when the client closed the
+    /// connection between requests.
+    async fn frame_size(&mut self) -> Result<Option<i32>, ConnError> {
+        while self.buffered.len() < 4 {
+            if self.buffered.is_empty() {
+                // Give the buffer back while waiting for the next request.
+                self.buffered = BytesMut::new();
+            }
+            if self.fill().await? == 0 {
+                if self.buffered.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        Ok(Some(self.buffered.get_i32()))
+    }
+
+    /// The next `size` bytes, copied out of the buffer and then read
+    /// straight from the socket [`FRAME_CHUNK_BYTES_MAX`] at a time, so a
+    /// client that announces a large frame and sends nothing pins no memory.
+    async fn frame_body(&mut self, size: usize) -> Result<Bytes, ConnError> {
+        let mut frame = BytesMut::with_capacity(size.min(FRAME_CHUNK_BYTES_MAX));
+        let from_buffer = size.min(self.buffered.len());
+        frame.extend_from_slice(self.buffered.get(..from_buffer).unwrap_or_default());
+        self.buffered.advance(from_buffer);
+        while frame.len() < size {
+            let want = (size - frame.len()).min(FRAME_CHUNK_BYTES_MAX);
+            frame.reserve(want);
+            let mut limited = (&mut self.read).take(want as u64);
+            let n = within(self.idle_max, limited.read_buf(&mut frame)).await?;
+            if n == 0 {
+                return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        if self.buffered.is_empty() {
+            self.buffered = BytesMut::new();
+        }
+        Ok(frame.freeze())
     }
 }
 
@@ -464,20 +577,4 @@ async fn copy_region(write: &mut OwnedWriteHalf, region: &dyn FileRegion) -> std
         position += window as u64;
     }
     Ok(())
-}
-
-async fn read_frame_body<R: AsyncReadExt + Unpin>(
-    read: &mut R,
-    size: usize,
-) -> Result<Bytes, ConnError> {
-    let mut buf = BytesMut::with_capacity(size.min(FRAME_CHUNK_BYTES_MAX));
-    while buf.len() < size {
-        let want = (size - buf.len()).min(FRAME_CHUNK_BYTES_MAX);
-        buf.reserve(want);
-        let n = (&mut *read).take(want as u64).read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-    }
-    Ok(buf.freeze())
 }

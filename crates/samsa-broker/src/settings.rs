@@ -1,7 +1,9 @@
 //! The broker's startup settings, derived from Kafka-style config keys.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use samsa_metadata::config::StaticConfig;
 use samsa_model::BrokerId;
@@ -38,6 +40,15 @@ pub struct BrokerSettings {
     pub queued_request_bytes_max: Option<usize>,
     /// `max.connections`.
     pub connections_max: usize,
+    /// `max.connections.per.ip`: connections from one address; more are
+    /// closed as they arrive.
+    pub connections_per_ip_max: usize,
+    /// `max.connections.per.ip.overrides` (`host:count,...`), hosts resolved
+    /// to their addresses at startup.
+    pub connections_per_ip_overrides: HashMap<IpAddr, usize>,
+    /// `connections.max.idle.ms`: a connection that sends nothing for this
+    /// long is closed; `None` (a negative value) for never.
+    pub connection_idle_max: Option<Duration>,
     pub auto_create_topics: bool,
     /// Every Kafka-protocol listener (not the controller's), the first being
     /// `listen`; each advertises its own endpoint.
@@ -86,6 +97,39 @@ pub fn parse_listener(s: &str) -> Result<(String, String, u16), String> {
         .trim_end_matches(']')
         .to_string();
     Ok((name, host, port))
+}
+
+/// Parses Kafka's `max.connections.per.ip.overrides`: `host:count` pairs
+/// separated by commas, each host an IP address or a name resolved to all of
+/// its addresses now.
+pub fn parse_per_ip_overrides(s: &str) -> Result<HashMap<IpAddr, usize>, String> {
+    let mut out = HashMap::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{entry:?} is not HOST:COUNT"))?;
+        let count = count
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(|c| usize::try_from(c).ok())
+            .ok_or_else(|| format!("{entry:?} has an invalid count"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+                .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        if addresses.is_empty() {
+            return Err(format!("cannot resolve {host:?}"));
+        }
+        for ip in addresses {
+            out.insert(ip.to_canonical(), count);
+        }
+    }
+    Ok(out)
 }
 
 impl BrokerSettings {
@@ -204,6 +248,16 @@ impl BrokerSettings {
         if let Some(first) = all.first_mut() {
             first.bind = listen;
         }
+        let connections_per_ip_max = num("max.connections.per.ip")?;
+        let connections_per_ip_overrides =
+            parse_per_ip_overrides(cfg.get("max.connections.per.ip.overrides").unwrap_or(""))
+                .map_err(|r| invalid("max.connections.per.ip.overrides", r))?;
+        if connections_per_ip_max == 0 && connections_per_ip_overrides.is_empty() {
+            return Err(invalid(
+                "max.connections.per.ip",
+                "can be 0 only if max.connections.per.ip.overrides is set".into(),
+            ));
+        }
         Ok(BrokerSettings {
             listeners: all,
             node_id: BrokerId(node_id),
@@ -216,6 +270,12 @@ impl BrokerSettings {
             message_bytes_max: num("message.max.bytes")?,
             batch_decompressed_bytes_max: num("batch.decompressed.bytes.max")?,
             connections_max: num("max.connections")?,
+            connections_per_ip_max,
+            connections_per_ip_overrides,
+            connection_idle_max: cfg
+                .get_i64("connections.max.idle.ms")
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Duration::from_millis),
             queued_request_bytes_max: cfg
                 .get_i64("queued.max.request.bytes")
                 .filter(|&b| b > 0)
@@ -306,5 +366,40 @@ mod tests {
         .unwrap();
         let err = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
         assert!(err.contains("INTERNAL://127.0.0.1:9093"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_parse_like_kafka() {
+        let mut cfg = StaticConfig::default();
+        let s = BrokerSettings::from_config(&cfg).unwrap();
+        assert_eq!(s.connection_idle_max, Some(Duration::from_secs(600)));
+        assert_eq!(s.connections_per_ip_max, i32::MAX as usize);
+        assert!(s.connections_per_ip_overrides.is_empty());
+
+        cfg.set("connections.max.idle.ms", "-1").unwrap();
+        cfg.set("max.connections.per.ip", "0").unwrap();
+        let refused = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
+        assert!(refused.contains("max.connections.per.ip"), "{refused}");
+        // localhost may resolve to ::1 too; name [::1] after it to pin it.
+        cfg.set(
+            "max.connections.per.ip.overrides",
+            " 10.0.0.1:5,localhost:7, [::1]:0",
+        )
+        .unwrap();
+        let s = BrokerSettings::from_config(&cfg).unwrap();
+        assert_eq!(s.connection_idle_max, None, "negative: never");
+        let o = &s.connections_per_ip_overrides;
+        assert_eq!(o.get(&"10.0.0.1".parse::<IpAddr>().unwrap()), Some(&5));
+        assert_eq!(o.get(&"::1".parse::<IpAddr>().unwrap()), Some(&0));
+        assert_eq!(o.get(&"127.0.0.1".parse::<IpAddr>().unwrap()), Some(&7));
+
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:x",
+            "10.0.0.1:-1",
+            "no-such-host.invalid:3",
+        ] {
+            assert!(parse_per_ip_overrides(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,6 +1,12 @@
 //! A batching producer. Records are appended to one open batch per partition;
 //! a sender task ships batches to partition leaders when they are full, when
-//! they have waited `linger`, or on `flush`. Keyed records go to
+//! they have waited `linger`, or on `flush`. A record that would take its
+//! partition's open batch past `batch_bytes_max` closes that batch (it waits
+//! for the sender as it is) and opens the next, as the Java client and
+//! librdkafka do, so a sender that falls behind never finds one oversized
+//! batch; a batch the broker refuses with MESSAGE_TOO_LARGE (the topic's
+//! `max.message.bytes` is below `batch_bytes_max`) is split in halves and
+//! retried, and later batches of that topic are kept to half the size refused. Keyed records go to
 //! `toPositive(murmur2(key)) % partitions` (Kafka's default partitioner);
 //! keyless records stick to one partition per batch, moving on to the next
 //! partition each time a batch is sent. Each record's [`Delivery`] resolves to
@@ -114,16 +120,20 @@ impl ProducerRecord {
         }
     }
 
+    /// An upper bound of the record's encoded size in a batch: its bytes
+    /// plus the largest varints (length 5, attributes 1, timestamp delta 10,
+    /// offset delta 5, key and value lengths 5 each, header count 5; key and
+    /// value lengths of each header 5 each).
     fn size_estimate(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 4)
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 10)
             .sum();
         self.key.as_ref().map_or(0, Bytes::len)
             + self.value.as_ref().map_or(0, Bytes::len)
             + headers
-            + 24
+            + 36
     }
 }
 
@@ -162,7 +172,12 @@ impl Future for Delivery {
 struct Waiter {
     tx: oneshot::Sender<DeliveryResult>,
     timestamp: i64,
+    /// The record's [`ProducerRecord::size_estimate`] (buffer permits held).
+    bytes: usize,
 }
+
+/// Bytes of a record batch v2 besides its records (the header).
+const BATCH_OVERHEAD_BYTES: usize = 61;
 
 struct Batch {
     topic: String,
@@ -174,10 +189,52 @@ struct Batch {
     attempts: u32,
 }
 
+impl Batch {
+    fn new(topic: &str, partition: i32) -> Batch {
+        Batch {
+            topic: topic.to_owned(),
+            partition,
+            records: Vec::new(),
+            waiters: Vec::new(),
+            bytes: 0,
+            created: Instant::now(),
+            attempts: 0,
+        }
+    }
+
+    /// Whether a record of `bytes` still fits (an empty batch takes any
+    /// record: a record larger than the limit is sent alone).
+    fn fits(&self, bytes: usize, limit: usize) -> bool {
+        self.records.is_empty() || BATCH_OVERHEAD_BYTES + self.bytes + bytes <= limit
+    }
+
+    /// Splits off the second half of the records (at least one stays).
+    fn split_off_half(&mut self) -> Batch {
+        let at = self.records.len().div_ceil(2);
+        let records = self.records.split_off(at);
+        let waiters = self.waiters.split_off(at);
+        let bytes: usize = waiters.iter().map(|w| w.bytes).sum();
+        self.bytes -= bytes;
+        Batch {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            records,
+            waiters,
+            bytes,
+            created: self.created,
+            attempts: self.attempts,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Accumulator {
     open: HashMap<(String, i32), Batch>,
+    /// Batches closed because they were full, waiting for the sender.
+    full: Vec<Batch>,
     retry: Vec<Batch>,
+    /// Per topic, a batch size below one the broker refused as too large.
+    topic_batch_bytes_max: HashMap<String, usize>,
     /// Keyless records of a topic go here until its batch is sent.
     sticky: HashMap<String, i32>,
     flushing: usize,
@@ -293,7 +350,8 @@ impl Producer {
                 inner.finish_one();
                 return Err(ClientError::Invalid("the producer is closed".into()));
             }
-            let partition = match (explicit, &record.key) {
+            let sticky = explicit.is_none() && record.key.is_none();
+            let mut partition = match (explicit, &record.key) {
                 (Some(p), _) => p,
                 (None, Some(k)) => partition_for_key(k, count),
                 (None, None) => {
@@ -301,20 +359,45 @@ impl Producer {
                     *acc.sticky.entry(record.topic.clone()).or_insert(start)
                 }
             };
+            let limit = acc
+                .topic_batch_bytes_max
+                .get(&record.topic)
+                .map_or(inner.config.batch_bytes_max, |&m| {
+                    m.min(inner.config.batch_bytes_max)
+                });
+            let bytes = permits as usize;
+            let mut closed = false;
+            // Close the open batch if the record does not fit; a keyless
+            // record then moves on to the next partition, as when a batch
+            // is sent. Each partition is closed at most once.
+            for _ in 0..count {
+                let key = (record.topic.clone(), partition);
+                if acc.open.get(&key).is_none_or(|b| b.fits(bytes, limit)) {
+                    break;
+                }
+                if let Some(full) = acc.open.remove(&key) {
+                    acc.full.push(full);
+                    closed = true;
+                }
+                if !sticky {
+                    break;
+                }
+                partition = (partition + 1).rem_euclid(count);
+                acc.sticky.insert(record.topic.clone(), partition);
+            }
             let key = (record.topic.clone(), partition);
-            let batch = acc.open.entry(key).or_insert_with(|| Batch {
-                topic: record.topic.clone(),
-                partition,
-                records: Vec::new(),
-                waiters: Vec::new(),
-                bytes: 0,
-                created: Instant::now(),
-                attempts: 0,
-            });
+            let batch = acc
+                .open
+                .entry(key)
+                .or_insert_with(|| Batch::new(&record.topic, partition));
             batch.records.push(new);
-            batch.waiters.push(Waiter { tx, timestamp });
-            batch.bytes += permits as usize;
-            wake = batch.records.len() == 1 || batch.bytes >= inner.config.batch_bytes_max;
+            batch.waiters.push(Waiter {
+                tx,
+                timestamp,
+                bytes,
+            });
+            batch.bytes += bytes;
+            wake = closed || batch.records.len() == 1 || !batch.fits(1, limit);
         }
         if wake {
             inner.wake.notify_one();
@@ -394,11 +477,12 @@ fn take_ready(inner: &Inner) -> (Vec<Batch>, Option<Duration>, bool) {
     let all = acc.flushing > 0 || acc.closed;
     let linger = inner.config.linger;
     let mut ready: Vec<Batch> = std::mem::take(&mut acc.retry);
+    ready.append(&mut acc.full);
     let keys: Vec<(String, i32)> = acc
         .open
         .iter()
         .filter(|(_, b)| {
-            all || b.bytes >= inner.config.batch_bytes_max
+            all || !b.fits(1, inner.config.batch_bytes_max)
                 || now.duration_since(b.created) >= linger
         })
         .map(|(k, _)| k.clone())
@@ -453,22 +537,7 @@ async fn sender_loop(inner: Arc<Inner>) {
                 .entry(leader)
                 .or_insert_with(|| Arc::new(Semaphore::new(inner.config.in_flight_max.max(1))))
                 .clone();
-            // Split into requests of at most request_bytes_max.
-            let mut request: Vec<Batch> = Vec::new();
-            let mut bytes = 0;
-            let mut requests = Vec::new();
-            for b in batches {
-                if !request.is_empty() && bytes + b.bytes > inner.config.request_bytes_max {
-                    requests.push(std::mem::take(&mut request));
-                    bytes = 0;
-                }
-                bytes += b.bytes;
-                request.push(b);
-            }
-            if !request.is_empty() {
-                requests.push(request);
-            }
-            for req in requests {
+            for req in pack_requests(batches, inner.config.request_bytes_max) {
                 let Ok(permit) = sem.clone().acquire_owned().await else {
                     continue;
                 };
@@ -480,6 +549,60 @@ async fn sender_loop(inner: Arc<Inner>) {
             }
         }
     }
+}
+
+/// Kafka's MESSAGE_TOO_LARGE error code.
+const MESSAGE_TOO_LARGE: i16 = 10;
+
+/// A batch of several records refused as larger than the topic's
+/// `max.message.bytes`: both halves are sent again at once (a split is not
+/// a retry), and the topic's later batches are kept to half the refused
+/// size (so they end up between half the topic's limit and the limit).
+fn split_and_retry(inner: &Arc<Inner>, mut batch: Batch) {
+    let second = batch.split_off_half();
+    tracing::debug!(topic = %batch.topic, partition = batch.partition, records = batch.records.len() + second.records.len(), "splitting a batch refused as too large");
+    let mut acc = lock(&inner.acc);
+    let refused = BATCH_OVERHEAD_BYTES + batch.bytes + second.bytes;
+    let limit = acc
+        .topic_batch_bytes_max
+        .entry(batch.topic.clone())
+        .or_insert(usize::MAX);
+    *limit = (*limit).min(refused / 2);
+    acc.retry.push(batch);
+    acc.retry.push(second);
+    drop(acc);
+    inner.wake.notify_one();
+}
+
+/// Packs a leader's batches into Produce requests of at most
+/// `request_bytes_max` (a larger batch goes alone) and at most one batch per
+/// partition each (a Produce request carries one batch per partition); a
+/// partition's later batches go into later requests, which are sent in
+/// order.
+fn pack_requests(batches: Vec<Batch>, request_bytes_max: usize) -> Vec<Vec<Batch>> {
+    let mut requests: Vec<(Vec<Batch>, usize)> = Vec::new();
+    // Per partition, the index of the last request holding one of its batches.
+    let mut last: HashMap<(String, i32), usize> = HashMap::new();
+    for b in batches {
+        let key = (b.topic.clone(), b.partition);
+        let from = last.get(&key).map_or(0, |&i| i + 1);
+        let room = requests
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, (r, bytes))| r.is_empty() || bytes + b.bytes <= request_bytes_max)
+            .map(|(i, _)| i);
+        let i = room.unwrap_or_else(|| {
+            requests.push((Vec::new(), 0));
+            requests.len() - 1
+        });
+        if let Some((r, bytes)) = requests.get_mut(i) {
+            *bytes += b.bytes;
+            r.push(b);
+        }
+        last.insert(key, i);
+    }
+    requests.into_iter().map(|(r, _)| r).collect()
 }
 
 fn retry_or_fail(inner: &Arc<Inner>, mut batch: Batch, error: ClientError) {
@@ -594,6 +717,7 @@ async fn send_request(inner: &Arc<Inner>, leader: i32, batches: Vec<Batch>) {
     for b in sendable {
         match results.remove(&(b.topic.clone(), b.partition)) {
             Some((0, _, base, append)) => inner.complete(b, Ok((base, append))),
+            Some((MESSAGE_TOO_LARGE, _, _, _)) if b.records.len() > 1 => split_and_retry(inner, b),
             Some((code, message, _, _)) => {
                 let context = format!("partition {}-{}", b.topic, b.partition);
                 let err = ClientError::at(code, message, context);
@@ -607,5 +731,66 @@ async fn send_request(inner: &Arc<Inner>, leader: i32, batches: Vec<Batch>) {
                 inner.complete(b, Err(err));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(
+        topic: &str,
+        partition: i32,
+        records: usize,
+    ) -> (Batch, Vec<oneshot::Receiver<DeliveryResult>>) {
+        let mut b = Batch::new(topic, partition);
+        let mut receivers = Vec::new();
+        for i in 0..records {
+            let (tx, rx) = oneshot::channel();
+            b.records
+                .push(NewRecord::new(TimestampMs(0), None, Some(b"v".as_slice())));
+            b.waiters.push(Waiter {
+                tx,
+                timestamp: 0,
+                bytes: 100 + i,
+            });
+            b.bytes += 100 + i;
+            receivers.push(rx);
+        }
+        (b, receivers)
+    }
+
+    #[test]
+    fn requests_carry_one_batch_per_partition_in_order_and_within_the_size() {
+        let batches: Vec<Batch> = [("a", 0), ("a", 0), ("b", 0), ("a", 1), ("a", 0)]
+            .into_iter()
+            .map(|(t, p)| batch(t, p, 3).0)
+            .collect();
+        // Each batch is 303 bytes; two fit in a request of 700.
+        let requests = pack_requests(batches, 700);
+        let layout: Vec<Vec<(String, i32)>> = requests
+            .iter()
+            .map(|r| r.iter().map(|b| (b.topic.clone(), b.partition)).collect())
+            .collect();
+        let tp = |t: &str, p| (t.to_owned(), p);
+        assert_eq!(
+            layout,
+            [
+                vec![tp("a", 0), tp("b", 0)],
+                vec![tp("a", 0), tp("a", 1)],
+                vec![tp("a", 0)]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_split_batch_keeps_its_records_waiters_and_bytes() {
+        let (mut first, _rx) = batch("t", 0, 5);
+        let second = first.split_off_half();
+        assert_eq!((first.records.len(), first.waiters.len()), (3, 3));
+        assert_eq!((second.records.len(), second.waiters.len()), (2, 2));
+        assert_eq!(first.bytes, 100 + 101 + 102);
+        assert_eq!(second.bytes, 103 + 104);
+        assert!(first.fits(1, 61 + 303 + 1) && !first.fits(2, 61 + 303 + 1));
     }
 }

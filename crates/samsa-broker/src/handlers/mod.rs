@@ -57,13 +57,28 @@ impl Ctx {
     }
 }
 
-/// Handles one request; `None` means no response is sent (Produce with acks=0).
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Write this response.
+    Send(ResponseFrame),
+    /// Write nothing and go on reading (a Produce with acks=0 that succeeded).
+    Nothing,
+    /// Close the connection without answering; the reason is logged. Kafka
+    /// does this after an acks=0 Produce that failed (the producer learns of
+    /// it by the closed connection and refreshes its metadata), and samsa
+    /// also when a response cannot be encoded (the client would otherwise
+    /// wait for it until its request timeout).
+    Close(String),
+}
+
+/// Handles one request.
 pub async fn handle(
     broker: &Arc<Broker>,
     peer: std::net::SocketAddr,
     listener: &Arc<str>,
     request: Request,
-) -> Option<ResponseFrame> {
+) -> Reply {
     let version = request.version();
     let ctx = Ctx {
         peer,
@@ -92,10 +107,21 @@ pub async fn handle(
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions::handle(broker, r, version))
         }
-        RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
-            Some(resp) => ResponseKind::Produce(resp),
-            None => return None,
-        },
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let response = produce::handle(broker, r, version).await;
+            if acks == 0 {
+                // No response; a failed partition closes the connection.
+                return match produce::failed_partitions(&response) {
+                    None => Reply::Nothing,
+                    Some(failed) => Reply::Close(format!(
+                        "an acks=0 Produce (correlation id {correlation_id}, client id {:?}) failed: {failed}",
+                        ctx.client_id
+                    )),
+                };
+            }
+            ResponseKind::Produce(response)
+        }
         RequestKind::Fetch(r) => {
             let (response, sets) = fetch::handle(broker, r, version).await;
             files = sets;
@@ -181,14 +207,26 @@ pub async fn handle(
             // has an arm above.
             tracing::error!(?api_key, "no handler for an advertised API");
             drop(other);
-            return None;
+            return Reply::Close(format!("no handler for the advertised API {api_key:?}"));
         }
     };
-    match encode_response_frame_with_files(api_key, version, correlation_id, &body, files) {
-        Ok(bytes) => Some(bytes),
+    encode(api_key, version, correlation_id, &body, files)
+}
+
+/// Encodes a response; one that cannot be encoded closes the connection
+/// (logged as an error: it is a broker bug).
+fn encode(
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+    files: FileRecordSets,
+) -> Reply {
+    match encode_response_frame_with_files(api_key, version, correlation_id, body, files) {
+        Ok(frame) => Reply::Send(frame),
         Err(e) => {
-            tracing::error!(error = %e, "response encoding failed");
-            None
+            tracing::error!(error = %e, correlation_id, "response encoding failed; closing the connection");
+            Reply::Close(format!("the response could not be encoded: {e}"))
         }
     }
 }
@@ -196,4 +234,26 @@ pub async fn handle(
 /// A `StrBytes` from a `String`.
 pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiKey, ProduceResponse};
+
+    #[test]
+    fn a_response_that_cannot_be_encoded_closes_the_connection() {
+        let body = ResponseKind::Produce(ProduceResponse::default());
+        let files = FileRecordSets::default();
+        assert!(matches!(
+            encode(ApiKey::Produce, 9, 1, &body, files),
+            Reply::Send(_)
+        ));
+        // Version 99 does not exist: kafka-protocol refuses to encode it.
+        let files = FileRecordSets::default();
+        match encode(ApiKey::Produce, 99, 1, &body, files) {
+            Reply::Close(reason) => assert!(reason.contains("encoded"), "{reason}"),
+            other => panic!("expected Close, got {other:?}"),
+        }
+    }
 }

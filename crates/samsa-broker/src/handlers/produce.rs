@@ -28,14 +28,12 @@ pub fn now_ms() -> TimestampMs {
     TimestampMs(ms)
 }
 
-/// Answers Produce; `None` for acks=0. With acks=all the answer waits until
-/// every ISR member has the batch (the high watermark passed it), at most the
-/// request's `timeout_ms`.
-pub async fn handle(
-    broker: &Broker,
-    request: ProduceRequest,
-    _version: i16,
-) -> Option<ProduceResponse> {
+/// Answers Produce. With acks=all the answer waits until every ISR member
+/// has the batch (the high watermark passed it), at most the request's
+/// `timeout_ms`. With acks=0 the client gets no answer: the caller sends
+/// none, and closes the connection if a partition failed
+/// ([`failed_partitions`]), as Kafka does.
+pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> ProduceResponse {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, PRODUCE_WAIT_MS_MAX) as u64);
     let mut image = broker.image();
@@ -121,9 +119,6 @@ pub async fn handle(
     if appended {
         broker.notify_data();
     }
-    if acks == 0 {
-        return None;
-    }
     if !waits.is_empty() {
         let list: Vec<(Arc<Partition>, i64, usize)> = waits
             .iter()
@@ -154,7 +149,27 @@ pub async fn handle(
             }
         }
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// The partitions of a response that failed (`topic-partition: ERROR`,
+/// comma-separated), `None` when all succeeded.
+pub fn failed_partitions(response: &ProduceResponse) -> Option<String> {
+    let failed: Vec<String> = response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partition_responses
+                .iter()
+                .filter(|p| p.error_code != 0)
+                .map(move |p| {
+                    let error = ResponseError::try_from_code(p.error_code)
+                        .map_or_else(|| format!("error {}", p.error_code), |e| format!("{e:?}"));
+                    format!("{}-{}: {error}", t.name.0.as_str(), p.index)
+                })
+        })
+        .collect();
+    (!failed.is_empty()).then(|| failed.join(", "))
 }
 
 /// The longest an acks=all produce waits for replication.
