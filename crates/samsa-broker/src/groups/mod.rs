@@ -41,6 +41,10 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const COMMIT_REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Longest sleep of a shard's task and of the leadership follower between checks.
 const IDLE_CHECK_MS: i64 = 1000;
+/// Partitions replayed at the same time (each on a blocking thread); the
+/// others wait their turn, still answering COORDINATOR_LOAD_IN_PROGRESS (as
+/// Kafka's `group.coordinator.threads` bounds its loads).
+const LOADS_CONCURRENT_MAX: usize = 4;
 
 /// Topic metadata for the server-side assignors, read from an image.
 struct ImageTopics(Arc<MetadataImage>);
@@ -148,6 +152,8 @@ pub struct GroupService {
     next_token: AtomicU64,
     /// Wakes the leadership follower ([`GroupService::run_timers`]).
     timer_wake: Notify,
+    /// Permits to replay a partition ([`LOADS_CONCURRENT_MAX`]).
+    load_permits: tokio::sync::Semaphore,
     /// Test hook: partitions whose replay waits until released.
     #[cfg(test)]
     load_gate: Mutex<BTreeMap<u32, Arc<tokio::sync::Semaphore>>>,
@@ -193,6 +199,7 @@ impl GroupService {
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             timer_wake: Notify::new(),
+            load_permits: tokio::sync::Semaphore::new(LOADS_CONCURRENT_MAX),
             #[cfg(test)]
             load_gate: Mutex::new(BTreeMap::new()),
         }
@@ -554,6 +561,12 @@ impl GroupService {
         #[cfg(test)]
         if let Some(gate) = gate {
             let _ = gate.acquire().await;
+        }
+        let Ok(_permit) = self.load_permits.acquire().await else {
+            return false;
+        };
+        if shard.is_closed() {
+            return true;
         }
         let b = broker.clone();
         let config = self.config.clone();
