@@ -150,7 +150,7 @@ pub(super) fn ensure_offsets_topic(broker: &Broker) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum AppendError {
-    #[error("__consumer_offsets partition {0} is not led by this broker")]
+    #[error("__consumer_offsets partition {0} is not led by this broker in the shard's epoch")]
     NoPartition(u32),
     #[error("building the batch: {0}")]
     Batch(#[from] samsa_model::batch::BatchError),
@@ -158,15 +158,17 @@ pub(super) enum AppendError {
     Storage(#[from] samsa_storage::StorageError),
 }
 
-/// Appends one coordinator batch as the partition's leader; returns the
-/// partition and the batch's last offset.
+/// Appends one coordinator batch as the partition's leader in `epoch` (the
+/// shard's: a shard whose partition was lost and led again must not write
+/// state from before); returns the partition and the batch's last offset.
 pub(super) fn append(
     broker: &Broker,
     partition: u32,
+    epoch: samsa_model::LeaderEpoch,
     records: &[samsa_coordinator::Record],
 ) -> Result<(Arc<Partition>, i64), AppendError> {
     let part = offsets_partition(broker, partition)
-        .filter(|p| p.is_leader())
+        .filter(|p| p.is_leader() && p.leader_epoch() == epoch)
         .ok_or(AppendError::NoPartition(partition))?;
     let now = now_ms();
     let mut builder = BatchBuilder::new();

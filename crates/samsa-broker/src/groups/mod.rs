@@ -261,7 +261,7 @@ impl GroupService {
         ) -> Vec<Output>,
     {
         let (token, rx) = self.token();
-        match self.shard_for(group) {
+        match self.shard_for(group).filter(|s| !s.is_closed()) {
             Some(shard) => {
                 let mut st = shard.state.lock().await;
                 promote(&shard, shard.led_partition(broker).as_deref(), &mut st);
@@ -355,7 +355,7 @@ impl GroupService {
                     if failed {
                         continue;
                     }
-                    match log::append(broker, partition, &records) {
+                    match log::append(broker, partition, shard.epoch, &records) {
                         Ok((part, last)) => {
                             if let Some(id) = commit {
                                 st.unreplicated.push_back((id, last));

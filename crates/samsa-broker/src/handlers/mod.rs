@@ -205,10 +205,10 @@ pub(crate) fn in_request_order<T>(
     request: &[String],
     id: impl Fn(&T) -> &String,
 ) {
-    answers.sort_by_key(|a| {
-        request
-            .iter()
-            .position(|r| r == id(a))
-            .unwrap_or(usize::MAX)
-    });
+    let mut first: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(request.len());
+    for (i, r) in request.iter().enumerate() {
+        first.entry(r.as_str()).or_insert(i);
+    }
+    answers.sort_by_key(|a| first.get(id(a).as_str()).copied().unwrap_or(usize::MAX));
 }
