@@ -232,6 +232,18 @@ impl Harness {
     }
 
     /// A fresh coordinator that replayed every record emitted so far.
+    /// A new coordinator replayed from this one's records and loaded at the same
+    /// time: the coordinator after a failover.
+    pub fn failed_over(&self) -> Harness {
+        let mut c = self.replayed();
+        let outs = c.finish_loading(self.t());
+        let mut h = Harness::new(self.c.config().clone());
+        h.c = c;
+        h.now = self.now;
+        h.absorb(outs);
+        h
+    }
+
     pub fn replayed(&self) -> Coordinator {
         let mut c = Coordinator::new(self.c.config().clone(), counting_ids());
         for (_, r) in &self.records {
