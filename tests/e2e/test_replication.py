@@ -32,6 +32,7 @@ import json
 import os
 import random
 import statistics
+import threading
 import time
 
 import pytest
@@ -683,6 +684,73 @@ def test_group_coordinator_failover_resumes_from_committed_offsets(cluster_facto
             f"{resumed[p][:3]}... ({len(resumed[p])} records), want offsets {committed[p]}..{per_partition - 1} "
             f"(committed {committed[p]}): redelivered or skipped records")
 
+
+
+@pytest.mark.timeout(180)
+def test_unreplicated_commit_is_not_read_back(cluster_factory):
+    """Kafka's pending offsets: while both followers of the group's
+    __consumer_offsets partition are stopped (SIGSTOP; with them the metadata
+    quorum, so the ISR cannot shrink), a commit is written on the coordinator
+    but not replicated. OffsetFetch from another client keeps answering the
+    last replicated offset -- a failover now could lose the new one, and a
+    client must never read back an offset that can be taken back. Once the
+    followers resume and have the record, the new offset is served."""
+    c = cluster_factory(3)
+    topic = h.unique_topic("pending")
+    c.create_topic(topic, 1)
+    group = h.unique_topic("pending-group")
+    coordinator = coordinator_of(c, group)
+    c.wait_isr_full("__consumer_offsets", range(5))
+    coordinator = coordinator_of(c, group)
+    only = c.nodes[coordinator].bootstrap
+
+    def client(bootstrap: str) -> Consumer:
+        conf = client_conf(bootstrap)
+        conf.update({"group.id": group, "enable.auto.commit": False})
+        return Consumer(conf)
+
+    def committed() -> int | None:
+        reader = client(only)
+        try:
+            return reader.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+        except Exception as e:  # noqa: BLE001 - reported by the caller's wait
+            log(f"committed(): {e}")
+            return None
+        finally:
+            reader.close()
+
+    writer = client(only)
+    writer.commit(offsets=[TopicPartition(topic, 0, 10)], asynchronous=False)
+    assert committed() == 10
+
+    followers = [n for n in c.ids if n != coordinator]
+    for n in followers:
+        c.sigstop(n)
+    outcome: list[object] = []
+
+    def commit_20():
+        try:
+            writer.commit(offsets=[TopicPartition(topic, 0, 20)], asynchronous=False)
+            outcome.append("ok")
+        except Exception as e:  # noqa: BLE001 - unreplicated: an error is fine
+            outcome.append(e)
+
+    t = threading.Thread(target=commit_20, daemon=True)
+    try:
+        t.start()
+        time.sleep(1.0)  # the commit reaches the coordinator's log
+        seen = [committed() for _ in range(3)]
+        assert seen == [10, 10, 10], (
+            f"OffsetFetch answered {seen} while the commit of 20 was not replicated "
+            f"(followers {followers} stopped)")
+    finally:
+        for n in followers:
+            c.sigcont(n)
+    h.wait_until(lambda: committed() == 20, timeout=60, interval=0.5,
+                 message="the commit of 20 served once replicated")
+    t.join(timeout=60)
+    writer.close()
+    log(f"the blocked commit ended with {outcome}")
 
 
 def join_group_v1(group: str, member_id: str, *, session_ms: int, rebalance_ms: int) -> bytes:

@@ -19,6 +19,10 @@ use crate::error::codes;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ReplyToken(pub u64);
 
+/// Names the offsets of one committing [`Output::Append`] until they are replicated.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitId(pub u64);
+
 /// One `__consumer_offsets` record in Kafka's byte format (see [`crate::records`]);
 /// `value: None` is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +50,12 @@ pub enum Output {
         partition: u32,
         /// The records, in order.
         records: Vec<Record>,
+        /// Set when the batch carries committed offsets: OffsetFetch does not show them
+        /// until the broker reports the batch replicated with
+        /// [`crate::Coordinator::commit_replicated`] (Kafka's pending offsets). An
+        /// append that fails is handled as any failed append (unload and reload), which
+        /// drops them.
+        commit: Option<CommitId>,
     },
     /// Send `response` for the request that carried `token`.
     Reply {

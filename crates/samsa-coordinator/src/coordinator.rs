@@ -83,6 +83,7 @@ impl Ctx<'_> {
         self.out.push(Output::Append {
             partition: partition_for(group, self.cfg.partitions()),
             records: records.iter().map(CoordinatorRecord::encode).collect(),
+            commit: None,
         });
     }
 }
@@ -130,6 +131,8 @@ pub struct Coordinator {
     pub(crate) owned: Option<BTreeSet<u32>>,
     /// Owned partitions gained while `Active` whose records are still being replayed.
     pub(crate) loading: BTreeSet<u32>,
+    /// Offsets committed but not yet replicated (see [`crate::offsets`]).
+    pub(crate) pending: crate::offsets::PendingOffsets,
 }
 
 /// Whether `partition` is among `owned` (`None` owns every partition).
@@ -186,6 +189,7 @@ impl Coordinator {
             now: i64::MIN,
             owned: None,
             loading: BTreeSet::new(),
+            pending: Default::default(),
         }
     }
 
@@ -297,6 +301,7 @@ impl Coordinator {
             loading,
             owned,
             now,
+            pending,
             ..
         } = self;
         loading.retain(|p| owned_contains(owned, *p));
@@ -317,6 +322,7 @@ impl Coordinator {
         }
         groups.retain(|id, _| keep(id));
         offsets.retain(|id, _| keep(id));
+        pending.retain_groups(keep);
         timers.retain(|k| k.group().is_none_or(keep));
         out
     }
@@ -702,6 +708,7 @@ impl Coordinator {
         }
         self.groups.clear();
         self.offsets.clear();
+        self.pending = Default::default();
         self.timers.clear();
         self.loading.clear();
         self.status = CoordinatorStatus::Unloaded;

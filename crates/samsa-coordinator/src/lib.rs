@@ -13,8 +13,9 @@
 //!
 //! 1. **Load.** [`Coordinator::new`] starts `Loading` (requests get
 //!    `COORDINATOR_LOAD_IN_PROGRESS`). Feed every `__consumer_offsets` record, in log order,
-//!    to [`Coordinator::replay`] (every partition this broker leads: one coordinator
-//!    serves all groups of this broker), then call [`Coordinator::finish_loading`].
+//!    to [`Coordinator::replay`] (every partition it owns: one coordinator may serve all
+//!    groups of a broker, or — as samsa's broker runs it — one `__consumer_offsets`
+//!    partition each), then call [`Coordinator::finish_loading`].
 //! 2. **Ownership (clusters).** By default the coordinator owns every partition of
 //!    `__consumer_offsets`. A broker of a replicated cluster calls
 //!    [`Coordinator::set_owned_partitions`] with the partitions it leads, and again
@@ -34,6 +35,10 @@
 //!    If an append fails, answer the remaining replies of the call with
 //!    [`Response::with_error`]`(NOT_COORDINATOR)`, call [`Coordinator::unload`] (it
 //!    answers parked requests) and rebuild the coordinator from the log.
+//!    An append with `commit: Some(id)` carries committed offsets that OffsetFetch does
+//!    not show until the broker calls [`Coordinator::commit_replicated`]`(id)` once the
+//!    batch is replicated (Kafka's pending offsets; report one partition's appends in log
+//!    order).
 //! 5. **Time.** Call [`Coordinator::tick`] at (or after) [`Coordinator::next_deadline`];
 //!    every call also fires what is due at its `now` first.
 //!

@@ -2,11 +2,13 @@
 //! OffsetDelete (v0) and expiry after `offsets.retention.minutes` (Kafka's
 //! `OffsetMetadataManager`).
 
+use std::collections::BTreeMap;
+
 use samsa_model::TimestampMs;
 
 use crate::api::{
-    OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopicResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, OffsetDeleteTopicResponse, OffsetFetchGroupResponse,
+    CommitId, OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopicResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetDeleteTopicResponse, OffsetFetchGroupResponse,
     OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse,
     OffsetFetchTopicResponse, Output, PartitionResult, ReplyToken, Response,
 };
@@ -16,7 +18,148 @@ use crate::coordinator::{check_str, Coordinator, Ctx, Group};
 use crate::error::{codes, GroupError};
 use crate::records::{CoordinatorRecord, OffsetCommitValue};
 
+/// What OffsetFetch shows for one partition with unreplicated commits (`None`: no
+/// offset), and how many unreplicated commits wrote it since.
+type Shown = (Option<OffsetCommitValue>, u32);
+
+/// Offsets committed but not yet replicated (Kafka's pending offsets): a commit updates
+/// the coordinator's latest state at once (later writes build on it), but OffsetFetch
+/// keeps answering the last replicated value of each such partition until the broker
+/// reports the commit's append replicated. So a client never reads back an offset that
+/// a failover could still lose.
+#[derive(Default)]
+pub(crate) struct PendingOffsets {
+    /// Per group, per (topic, partition) with unreplicated commits: what OffsetFetch
+    /// shows (`None`: no offset) and how many unreplicated commits wrote it.
+    visible: BTreeMap<String, BTreeMap<(String, i32), Shown>>,
+    /// The offsets each unreplicated append commits.
+    appends: BTreeMap<CommitId, Vec<(String, String, i32, OffsetCommitValue)>>,
+    next_id: u64,
+}
+
+impl PendingOffsets {
+    /// Keeps only the groups `keep` selects (ownership moved).
+    pub(crate) fn retain_groups(&mut self, keep: impl Fn(&str) -> bool) {
+        self.visible.retain(|g, _| keep(g));
+        self.appends.retain(|_, offsets| {
+            offsets.retain(|(g, ..)| keep(g));
+            !offsets.is_empty()
+        });
+    }
+
+    /// Records an unreplicated commit of `value`, whose replicated predecessor is
+    /// `before`.
+    fn add(
+        &mut self,
+        id: CommitId,
+        key: (&str, &str, i32),
+        before: Option<&OffsetCommitValue>,
+        value: OffsetCommitValue,
+    ) {
+        let (group, topic, partition) = key;
+        let entry = self
+            .visible
+            .entry(group.to_owned())
+            .or_default()
+            .entry((topic.to_owned(), partition))
+            .or_insert_with(|| (before.cloned(), 0));
+        entry.1 += 1;
+        self.appends.entry(id).or_default().push((
+            group.to_owned(),
+            topic.to_owned(),
+            partition,
+            value,
+        ));
+    }
+
+    /// The value OffsetFetch shows for a partition with unreplicated commits (outer
+    /// `None`: it has none, the latest value is the visible one).
+    fn shown(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Option<&OffsetCommitValue>> {
+        self.visible
+            .get(group)?
+            .get(&(topic.to_owned(), partition))
+            .map(|(v, _)| v.as_ref())
+    }
+}
+
 impl Coordinator {
+    /// The append carrying commit `id` is replicated: its offsets become visible to
+    /// OffsetFetch. Report the appends of one partition in log order. Unknown ids (the
+    /// group's partition was unloaded since) are ignored.
+    pub fn commit_replicated(&mut self, id: CommitId) {
+        let Some(offsets) = self.pending.appends.remove(&id) else {
+            return;
+        };
+        for (group, topic, partition, value) in offsets {
+            let Some(parts) = self.pending.visible.get_mut(&group) else {
+                continue;
+            };
+            let key = (topic, partition);
+            if let Some((shown, count)) = parts.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    // Nothing newer is pending: the latest state is the visible one.
+                    parts.remove(&key);
+                } else {
+                    *shown = Some(value);
+                }
+            }
+            if parts.is_empty() {
+                self.pending.visible.remove(&group);
+            }
+        }
+    }
+
+    /// Whether any committed offset still waits for its append to be replicated.
+    pub fn has_unreplicated_commits(&self) -> bool {
+        !self.pending.appends.is_empty()
+    }
+
+    /// The committed offset OffsetFetch shows (replicated commits only).
+    fn visible_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&OffsetCommitValue> {
+        match self.pending.shown(group, topic, partition) {
+            Some(shown) => shown,
+            None => self
+                .offsets
+                .get(group)
+                .and_then(|o| o.get(topic))
+                .and_then(|ps| ps.get(&partition)),
+        }
+    }
+
+    /// Every visible committed offset of `group`, by topic and partition.
+    fn visible_offsets(&self, group: &str) -> BTreeMap<&str, BTreeMap<i32, &OffsetCommitValue>> {
+        let mut all: BTreeMap<&str, BTreeMap<i32, &OffsetCommitValue>> = BTreeMap::new();
+        for (topic, parts) in self.offsets.get(group).into_iter().flatten() {
+            for p in parts.keys() {
+                if let Some(v) = self.visible_offset(group, topic, *p) {
+                    all.entry(topic.as_str()).or_default().insert(*p, v);
+                }
+            }
+        }
+        // Deleted since, but the deletion's predecessor is still what is shown.
+        for ((topic, p), (shown, _)) in self.pending.visible.get(group).into_iter().flatten() {
+            if let Some(v) = shown {
+                all.entry(topic.as_str())
+                    .or_default()
+                    .entry(*p)
+                    .or_insert(v);
+            }
+        }
+        all.retain(|_, ps| !ps.is_empty());
+        all
+    }
+
     /// OffsetCommit (v2–v9). Classic groups check member id and generation (generation
     /// -1 with an empty member id is a "simple" commit, accepted only while the group is
     /// Empty, and creates the group if needed); KIP-848 groups check the member epoch.
@@ -114,6 +257,7 @@ impl Coordinator {
             (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
         let max_metadata = self.config.metadata_max_bytes();
         let mut records = Vec::new();
+        let id = CommitId(self.pending.next_id);
         let mut resp = all(codes::NONE);
         for (t, rt) in req.topics.iter().zip(resp.topics.iter_mut()) {
             for (p, rp) in t.partitions.iter().zip(rt.partitions.iter_mut()) {
@@ -139,21 +283,26 @@ impl Coordinator {
                     partition: p.partition_index,
                     value: Some(value.clone()),
                 });
-                self.offsets
+                let partitions = self
+                    .offsets
                     .entry(req.group_id.clone())
                     .or_default()
                     .entry(t.name.clone())
-                    .or_default()
-                    .insert(p.partition_index, value);
+                    .or_default();
+                let key = (req.group_id.as_str(), t.name.as_str(), p.partition_index);
+                self.pending
+                    .add(id, key, partitions.get(&p.partition_index), value.clone());
+                partitions.insert(p.partition_index, value);
             }
         }
-        let mut cx = Ctx {
-            cfg: &self.config,
-            timers: &mut self.timers,
-            out,
-            now,
-        };
-        cx.append(&req.group_id, records);
+        if !records.is_empty() {
+            self.pending.next_id += 1;
+            out.push(Output::Append {
+                partition: self.partition_for(&req.group_id),
+                records: records.iter().map(CoordinatorRecord::encode).collect(),
+                commit: Some(id),
+            });
+        }
         resp
     }
 
@@ -183,27 +332,24 @@ impl Coordinator {
                         return error(e.code());
                     }
                 }
-                let offsets = self.offsets.get(&g.group_id);
                 let topics = match &g.topics {
-                    None => offsets
-                        .map(|o| {
-                            o.iter()
-                                .map(|(t, ps)| OffsetFetchTopicResponse {
-                                    name: t.clone(),
-                                    partitions: ps
-                                        .iter()
-                                        .map(|(p, v)| OffsetFetchPartitionResponse {
-                                            partition_index: *p,
-                                            committed_offset: v.offset,
-                                            committed_leader_epoch: v.leader_epoch,
-                                            metadata: Some(v.metadata.clone()),
-                                            error_code: codes::NONE,
-                                        })
-                                        .collect(),
+                    None => self
+                        .visible_offsets(&g.group_id)
+                        .into_iter()
+                        .map(|(t, ps)| OffsetFetchTopicResponse {
+                            name: t.to_owned(),
+                            partitions: ps
+                                .into_iter()
+                                .map(|(p, v)| OffsetFetchPartitionResponse {
+                                    partition_index: p,
+                                    committed_offset: v.offset,
+                                    committed_leader_epoch: v.leader_epoch,
+                                    metadata: Some(v.metadata.clone()),
+                                    error_code: codes::NONE,
                                 })
-                                .collect()
+                                .collect(),
                         })
-                        .unwrap_or_default(),
+                        .collect(),
                     Some(topics) => topics
                         .iter()
                         .map(|t| OffsetFetchTopicResponse {
@@ -212,9 +358,7 @@ impl Coordinator {
                                 .partition_indexes
                                 .iter()
                                 .map(|p| {
-                                    let v = offsets
-                                        .and_then(|o| o.get(&t.name))
-                                        .and_then(|ps| ps.get(p));
+                                    let v = self.visible_offset(&g.group_id, &t.name, *p);
                                     OffsetFetchPartitionResponse {
                                         partition_index: *p,
                                         committed_offset: v.map_or(-1, |v| v.offset),

@@ -584,15 +584,47 @@ fn commits_at_an_older_epoch_pass_for_partitions_assigned_by_then() {
         "assigned only at {b_epoch}"
     );
     // After a failover the new coordinator knows the assignment epochs too.
-    let mut c2 = h.replayed();
-    let outs = c2.finish_loading(h.t());
-    let mut h2 = Harness::default_config();
-    h2.c = c2;
-    h2.now = h.now;
-    h2.absorb(outs);
+    let mut h2 = h.failed_over();
     assert_eq!(commit848(&mut h2, "a", e1, &kept_v), vec![codes::NONE; 3]);
     assert_eq!(
         commit848(&mut h2, "b", b_epoch - 1, &got_v[..1]),
         vec![codes::STALE_MEMBER_EPOCH]
     );
+}
+
+/// Kafka's `throwIfMemberEpochIsInvalid`: a heartbeat whose member epoch is ahead of the
+/// member's epoch on the coordinator is FENCED_MEMBER_EPOCH (the member must give up its
+/// partitions and rejoin), for static members too, and also after a failover rebuilt the
+/// member from the log; nothing is written for it.
+#[test]
+fn member_epoch_ahead_of_the_coordinators_is_fenced() {
+    let md = topics();
+    let mut h = Harness::default_config();
+    let mut js = join("s1", &["t"]);
+    js.instance_id = Some("inst".into());
+    let r = h.cgh(js, &md);
+    let epoch = r.member_epoch;
+    let held = parts(&r.assignment);
+    let records = h.records.len();
+    let mut ahead = beat("s1", epoch + 1, &owned(&held));
+    ahead.instance_id = Some("inst".into());
+    assert_eq!(
+        h.cgh(ahead.clone(), &md).error_code,
+        codes::FENCED_MEMBER_EPOCH
+    );
+    assert_eq!(
+        h.records.len(),
+        records,
+        "a fenced heartbeat writes nothing"
+    );
+
+    let mut h2 = h.failed_over();
+    assert_eq!(h2.cgh(ahead, &md).error_code, codes::FENCED_MEMBER_EPOCH);
+    assert_eq!(
+        h2.cgh(beat("s1", epoch + 5, &[]), &md).error_code,
+        codes::FENCED_MEMBER_EPOCH
+    );
+    let mut ok = beat("s1", epoch, &owned(&held));
+    ok.instance_id = Some("inst".into());
+    assert_eq!(h2.cgh(ok, &md).error_code, codes::NONE);
 }

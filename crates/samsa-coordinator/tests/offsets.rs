@@ -332,3 +332,54 @@ fn records_use_kafka_partitioning_and_replay_to_the_same_offsets() {
         Err(ReplayError::Decode(_))
     ));
 }
+
+/// Every committed offset of `group` as OffsetFetch (all topics) shows it.
+fn fetch_all(c: &Coordinator, group: &str) -> Vec<(String, i32, i64)> {
+    fetch_group(c, group, None)
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.clone(), p.partition_index, p.committed_offset))
+        })
+        .collect()
+}
+
+/// Kafka's pending offsets: a committed offset is read back only once its record is
+/// replicated, so a failover (which may lose the unreplicated tail) never takes back an
+/// offset a client has already seen. Commits stacked on one partition become visible
+/// one by one, in log order; an unload drops what was never replicated.
+#[test]
+fn offsets_are_visible_only_once_replicated() {
+    let mut h = Harness::default_config();
+    h.replicate = false;
+    let r = h.commit(commit_req("g", "", -1, "t", 0, 10));
+    assert_eq!(r.topics[0].partitions[0].error_code, codes::NONE);
+    assert_eq!(fetch_one(&h.c, "g", "t", 0), (-1, codes::NONE));
+    assert_eq!(fetch_all(&h.c, "g"), vec![]);
+    h.commit(commit_req("g", "", -1, "t", 0, 20));
+    h.commit(commit_req("g", "", -1, "t", 1, 5));
+    assert_eq!(fetch_one(&h.c, "g", "t", 0).0, -1);
+    assert!(h.c.has_unreplicated_commits());
+    let ids = std::mem::take(&mut h.unreplicated);
+    assert_eq!(ids.len(), 3);
+    h.c.commit_replicated(ids[0]);
+    assert_eq!(fetch_one(&h.c, "g", "t", 0).0, 10);
+    assert_eq!(fetch_all(&h.c, "g"), vec![("t".to_string(), 0, 10)]);
+    h.c.commit_replicated(ids[1]);
+    h.c.commit_replicated(ids[2]);
+    assert_eq!(
+        fetch_all(&h.c, "g"),
+        vec![("t".to_string(), 0, 20), ("t".to_string(), 1, 5)]
+    );
+    assert!(!h.c.has_unreplicated_commits());
+
+    // Replicated commits stay visible while a newer one waits.
+    h.commit(commit_req("g", "", -1, "t", 0, 30));
+    assert_eq!(fetch_one(&h.c, "g", "t", 0).0, 20);
+    // The coordinator moves away before replication: nothing unreplicated survives.
+    let parked = h.c.unload();
+    h.absorb(parked);
+    assert!(!h.c.has_unreplicated_commits());
+}

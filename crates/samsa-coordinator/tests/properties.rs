@@ -595,3 +595,69 @@ proptest! {
         let _ = records::CoordinatorRecord::decode(&key, value.as_deref());
     }
 }
+
+/// Pending offsets: a commit, or a report that the oldest unreplicated append is
+/// now replicated.
+#[derive(Clone, Debug)]
+enum PendingOp {
+    Commit {
+        group: usize,
+        partition: i32,
+        offset: i64,
+    },
+    Replicate,
+}
+
+fn pending_op() -> impl Strategy<Value = PendingOp> {
+    prop_oneof![
+        (0..2usize, 0..2i32, 0..1000i64).prop_map(|(group, partition, offset)| {
+            PendingOp::Commit {
+                group,
+                partition,
+                offset,
+            }
+        }),
+        Just(PendingOp::Replicate),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the interleaving of commits and replication reports (in log order),
+    /// OffsetFetch shows exactly the last replicated commit of each partition — never
+    /// one still waiting for replication, never an older one once a newer is
+    /// replicated — and replaying the log rebuilds the latest commits.
+    #[test]
+    fn offset_fetch_shows_the_last_replicated_commit(ops in proptest::collection::vec(pending_op(), 1..80)) {
+        let mut h = Harness::default_config();
+        h.replicate = false;
+        let mut queue: std::collections::VecDeque<(CommitId, (usize, i32), i64)> = Default::default();
+        let mut visible: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+        for op in &ops {
+            match op {
+                PendingOp::Commit { group, partition, offset } => {
+                    let g = format!("g{group}");
+                    h.commit(commit_req(&g, "", -1, "t", *partition, *offset));
+                    let id = h.unreplicated.pop().expect("a committing append");
+                    queue.push_back((id, (*group, *partition), *offset));
+                }
+                PendingOp::Replicate => {
+                    if let Some((id, key, offset)) = queue.pop_front() {
+                        h.c.commit_replicated(id);
+                        visible.insert(key, offset);
+                    }
+                }
+            }
+            for group in 0..2 {
+                for partition in 0..2 {
+                    let shown = fetch_one(&h.c, &format!("g{group}"), "t", partition).0;
+                    let want = visible.get(&(group, partition)).copied().unwrap_or(-1);
+                    prop_assert_eq!(shown, want, "g{} t-{}", group, partition);
+                }
+            }
+            prop_assert_eq!(h.c.has_unreplicated_commits(), !queue.is_empty());
+        }
+        prop_assert_eq!(h.c.durable_state(), h.replayed().durable_state());
+    }
+}

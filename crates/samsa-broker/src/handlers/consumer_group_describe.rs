@@ -26,19 +26,27 @@ fn assignment(parts: Vec<gc::NamedTopicPartitions>) -> Assignment {
 }
 
 /// Answers ConsumerGroupDescribe.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: ConsumerGroupDescribeRequest,
     _version: i16,
 ) -> ConsumerGroupDescribeResponse {
-    let req = gc::ConsumerGroupDescribeRequest {
-        group_ids: request.group_ids.iter().map(|g| g.0.to_string()).collect(),
-    };
-    let r = broker
+    let ids: Vec<String> = request.group_ids.iter().map(|g| g.0.to_string()).collect();
+    let mut groups: Vec<_> = broker
         .groups
-        .read(broker, |c, topics| c.consumer_group_describe(&req, topics));
+        .read_groups(broker, &ids, |c, topics, part| {
+            let req = gc::ConsumerGroupDescribeRequest {
+                group_ids: part.to_vec(),
+            };
+            c.consumer_group_describe(&req, topics).groups
+        })
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    super::in_request_order(&mut groups, &ids, |g| &g.group_id);
     ConsumerGroupDescribeResponse::default().with_groups(
-        r.groups
+        groups
             .into_iter()
             .map(|g| {
                 DescribedGroup::default()

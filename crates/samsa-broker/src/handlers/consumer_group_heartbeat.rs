@@ -42,9 +42,11 @@ pub async fn handle(
     };
     let r = match broker
         .groups
-        .call(broker, move |c, topics, now, token| {
-            c.consumer_group_heartbeat(req, topics, now, token)
-        })
+        .call(
+            broker,
+            &req.group_id.clone(),
+            move |c, topics, now, token| c.consumer_group_heartbeat(req, topics, now, token),
+        )
         .await
     {
         Some(gc::Response::ConsumerGroupHeartbeat(r)) => r,

@@ -18,30 +18,42 @@ pub async fn handle(
         .iter()
         .map(|g| g.0.to_string())
         .collect();
-    let fallback = ids.clone();
-    let r = match broker
-        .groups
-        .call(broker, move |c, _, now, token| {
-            c.delete_groups(ids, now, token)
-        })
-        .await
-    {
-        Some(gc::Response::DeleteGroups(r)) => r,
-        other => {
-            let code = other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code());
-            gc::DeleteGroupsResponse {
-                results: fallback
-                    .into_iter()
-                    .map(|group_id| gc::DeletableGroupResult {
-                        group_id,
-                        error_code: code,
-                    })
-                    .collect(),
+    // Each coordinator shard deletes the groups of its partition.
+    let mut by_partition: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for id in &ids {
+        by_partition
+            .entry(broker.groups.partition_for(id))
+            .or_default()
+            .push(id.clone());
+    }
+    let mut results = Vec::with_capacity(ids.len());
+    for (_, part) in by_partition {
+        let fallback = part.clone();
+        let first = part[0].clone();
+        match broker
+            .groups
+            .call(broker, &first, move |c, _, now, token| {
+                c.delete_groups(part, now, token)
+            })
+            .await
+        {
+            Some(gc::Response::DeleteGroups(r)) => results.extend(r.results),
+            other => {
+                let code = other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code());
+                results.extend(
+                    fallback
+                        .into_iter()
+                        .map(|group_id| gc::DeletableGroupResult {
+                            group_id,
+                            error_code: code,
+                        }),
+                );
             }
         }
-    };
+    }
+    super::in_request_order(&mut results, &ids, |r| &r.group_id);
     DeleteGroupsResponse::default().with_results(
-        r.results
+        results
             .into_iter()
             .map(|g| {
                 DeletableGroupResult::default()

@@ -7,15 +7,22 @@ use super::s;
 use crate::broker::Broker;
 
 /// Answers DescribeGroups.
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
     let ids: Vec<String> = request.groups.iter().map(|g| g.0.to_string()).collect();
-    let r = broker.groups.read(broker, |c, _| c.describe_groups(&ids));
+    let mut groups: Vec<_> = broker
+        .groups
+        .read_groups(broker, &ids, |c, _, part| c.describe_groups(part).groups)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    super::in_request_order(&mut groups, &ids, |g| &g.group_id);
     DescribeGroupsResponse::default().with_groups(
-        r.groups
+        groups
             .into_iter()
             .map(|g| {
                 DescribedGroup::default()

@@ -49,9 +49,7 @@ pub fn handle(
         else {
             return unavailable(c);
         };
-        if info.id == broker.settings.node_id
-            && (!broker.groups.status_ok() || !broker.groups.owns(key.as_str()))
-        {
+        if info.id == broker.settings.node_id && !broker.groups.serves(key.as_str()) {
             // Leading the partition but not loaded yet.
             broker.groups.wake();
             return unavailable(c);

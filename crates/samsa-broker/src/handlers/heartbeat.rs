@@ -19,7 +19,9 @@ pub async fn handle(
     };
     let code = match broker
         .groups
-        .call(broker, move |c, _, now, token| c.heartbeat(req, now, token))
+        .call(broker, &req.group_id.clone(), move |c, _, now, token| {
+            c.heartbeat(req, now, token)
+        })
         .await
     {
         Some(r) => r.error_code(),

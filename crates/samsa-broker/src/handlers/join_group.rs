@@ -41,7 +41,7 @@ pub async fn handle(
     let member_id = req.member_id.clone();
     let response = broker
         .groups
-        .call(broker, move |c, _, now, token| {
+        .call(broker, &req.group_id.clone(), move |c, _, now, token| {
             c.join_group(req, now, token)
         })
         .await;

@@ -37,7 +37,7 @@ pub async fn handle(
     };
     let r = match broker
         .groups
-        .call(broker, move |c, _, now, token| {
+        .call(broker, &req.group_id.clone(), move |c, _, now, token| {
             c.leave_group(req, now, token)
         })
         .await

@@ -8,7 +8,11 @@ use super::s;
 use crate::broker::Broker;
 
 /// Answers ListGroups.
-pub fn handle(broker: &Broker, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
     let req = gc::ListGroupsRequest {
         states_filter: request
             .states_filter
@@ -17,11 +21,26 @@ pub fn handle(broker: &Broker, request: ListGroupsRequest, version: i16) -> List
             .collect(),
         types_filter: request.types_filter.iter().map(|v| v.to_string()).collect(),
     };
-    let r = broker.groups.read(broker, |c, _| c.list_groups(&req));
+    // Every coordinator shard lists its groups; one still loading fails the
+    // whole answer with COORDINATOR_LOAD_IN_PROGRESS, as in Kafka.
+    let parts = broker
+        .groups
+        .read_all(broker, |c, _| c.list_groups(&req))
+        .await;
+    let error_code = parts
+        .iter()
+        .map(|r| r.error_code)
+        .find(|c| *c != gc::codes::NONE)
+        .unwrap_or(gc::codes::NONE);
+    let groups: Vec<gc::ListedGroup> = if error_code == gc::codes::NONE {
+        parts.into_iter().flat_map(|r| r.groups).collect()
+    } else {
+        Vec::new()
+    };
     ListGroupsResponse::default()
-        .with_error_code(r.error_code)
+        .with_error_code(error_code)
         .with_groups(
-            r.groups
+            groups
                 .into_iter()
                 .map(|g| {
                     let mut out = ListedGroup::default()

@@ -161,16 +161,16 @@ pub async fn handle(
             ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version))
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version).await)
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, r, version).await)
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(list_groups::handle(broker, r, version))
+            ResponseKind::ListGroups(list_groups::handle(broker, r, version).await)
         }
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version))
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version).await)
         }
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(delete_groups::handle(broker, r, version).await)
@@ -178,9 +178,9 @@ pub async fn handle(
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
             consumer_group_heartbeat::handle(broker, &ctx, r, version).await,
         ),
-        RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))
-        }
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(broker, r, version).await,
+        ),
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r, version))
         }
@@ -234,6 +234,21 @@ fn encode(
 /// A `StrBytes` from a `String`.
 pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
+}
+
+/// Sorts answers gathered from several coordinator shards back into the order
+/// their groups had in the request (stable: repeated ids keep their order).
+pub(crate) fn in_request_order<T>(
+    answers: &mut [T],
+    request: &[String],
+    id: impl Fn(&T) -> &String,
+) {
+    let mut first: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(request.len());
+    for (i, r) in request.iter().enumerate() {
+        first.entry(r.as_str()).or_insert(i);
+    }
+    answers.sort_by_key(|a| first.get(id(a).as_str()).copied().unwrap_or(usize::MAX));
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ pub async fn handle(
     } else {
         broker
             .groups
-            .call(broker, move |c, _, now, token| {
+            .call(broker, &req.group_id.clone(), move |c, _, now, token| {
                 c.offset_commit(req, now, token)
             })
             .await

@@ -11,7 +11,11 @@ use super::s;
 use crate::broker::Broker;
 
 /// Answers OffsetFetch.
-pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     let groups = if version >= 8 {
         request
             .groups
@@ -45,12 +49,28 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             }),
         }]
     };
-    let req = gc::OffsetFetchRequest {
-        api_version: version,
-        groups,
-        require_stable: request.require_stable,
-    };
-    let r = broker.groups.read(broker, |c, _| c.offset_fetch(&req));
+    // Each group is read on its coordinator shard.
+    let ids: Vec<String> = groups.iter().map(|g| g.group_id.clone()).collect();
+    let mut answered: Vec<gc::OffsetFetchGroupResponse> = broker
+        .groups
+        .read_groups(broker, &ids, |c, _, part| {
+            let req = gc::OffsetFetchRequest {
+                api_version: version,
+                groups: groups
+                    .iter()
+                    .filter(|g| part.contains(&g.group_id))
+                    .cloned()
+                    .collect(),
+                require_stable: request.require_stable,
+            };
+            c.offset_fetch(&req).groups
+        })
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    super::in_request_order(&mut answered, &ids, |g| &g.group_id);
+    let r = gc::OffsetFetchResponse { groups: answered };
     if version >= 8 {
         let groups = r
             .groups

@@ -27,7 +27,7 @@ pub async fn handle(broker: &Broker, request: SyncGroupRequest, version: i16) ->
     };
     let r = match broker
         .groups
-        .call(broker, move |c, _, now, token| {
+        .call(broker, &req.group_id.clone(), move |c, _, now, token| {
             c.sync_group(req, now, token)
         })
         .await

@@ -18,6 +18,10 @@ pub struct Harness {
     pub records: Vec<(u32, Record)>,
     /// Every output in order (appends and replies), to check ordering.
     pub log: Vec<Output>,
+    /// Whether appended commits count as replicated at once (the broker reports them
+    /// with `commit_replicated`); when off, they wait in `unreplicated`.
+    pub replicate: bool,
+    pub unreplicated: Vec<CommitId>,
 }
 
 pub fn counting_ids() -> Box<dyn FnMut() -> String + Send> {
@@ -39,6 +43,8 @@ impl Harness {
             replies: BTreeMap::new(),
             records: Vec::new(),
             log: Vec::new(),
+            replicate: true,
+            unreplicated: Vec::new(),
         };
         h.absorb(outs);
         h
@@ -52,9 +58,20 @@ impl Harness {
         for o in outs {
             self.log.push(o.clone());
             match o {
-                Output::Append { partition, records } => {
+                Output::Append {
+                    partition,
+                    records,
+                    commit,
+                } => {
                     for r in records {
                         self.records.push((partition, r));
+                    }
+                    if let Some(id) = commit {
+                        if self.replicate {
+                            self.c.commit_replicated(id);
+                        } else {
+                            self.unreplicated.push(id);
+                        }
                     }
                 }
                 Output::Reply { token, response } => {
@@ -215,6 +232,18 @@ impl Harness {
     }
 
     /// A fresh coordinator that replayed every record emitted so far.
+    /// A new coordinator replayed from this one's records and loaded at the same
+    /// time: the coordinator after a failover.
+    pub fn failed_over(&self) -> Harness {
+        let mut c = self.replayed();
+        let outs = c.finish_loading(self.t());
+        let mut h = Harness::new(self.c.config().clone());
+        h.c = c;
+        h.now = self.now;
+        h.absorb(outs);
+        h
+    }
+
     pub fn replayed(&self) -> Coordinator {
         let mut c = Coordinator::new(self.c.config().clone(), counting_ids());
         for (_, r) in &self.records {
@@ -318,21 +347,31 @@ pub fn commit_req(
     }
 }
 
-pub fn fetch_one(c: &Coordinator, group: &str, topic: &str, partition: i32) -> (i64, i16) {
-    let r = c.offset_fetch(&OffsetFetchRequest {
+/// OffsetFetch v8 of one group (`topics: None`: every committed partition).
+pub fn fetch_group(
+    c: &Coordinator,
+    group: &str,
+    topics: Option<Vec<OffsetFetchTopic>>,
+) -> OffsetFetchGroupResponse {
+    let mut r = c.offset_fetch(&OffsetFetchRequest {
         api_version: 8,
         groups: vec![OffsetFetchGroup {
             group_id: group.into(),
             member_id: None,
             member_epoch: -1,
-            topics: Some(vec![OffsetFetchTopic {
-                name: topic.into(),
-                partition_indexes: vec![partition],
-            }]),
+            topics,
         }],
         require_stable: false,
     });
-    let g = &r.groups[0];
+    r.groups.remove(0)
+}
+
+pub fn fetch_one(c: &Coordinator, group: &str, topic: &str, partition: i32) -> (i64, i16) {
+    let topics = vec![OffsetFetchTopic {
+        name: topic.into(),
+        partition_indexes: vec![partition],
+    }];
+    let g = &fetch_group(c, group, Some(topics));
     if g.error_code != codes::NONE {
         return (-1, g.error_code);
     }
