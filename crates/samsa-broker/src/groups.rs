@@ -159,10 +159,8 @@ impl GroupService {
             .partitions
             .iter()
             .filter_map(|p| {
-                let part = broker
-                    .partition(topic.id, p.index.get())
-                    .filter(|part| part.is_leader())?;
-                Some((u32::try_from(p.index.get()).ok()?, part.leader_epoch()))
+                let epoch = broker.partition(topic.id, p.index.get())?.led_epoch()?;
+                Some((u32::try_from(p.index.get()).ok()?, epoch))
             })
             .collect()
     }
@@ -544,9 +542,14 @@ fn append(
         builder.push(NewRecord::new(now, Some(&r.key), r.value.as_deref()));
     }
     let mut bytes = builder.build()?;
-    let info = part.log.append(&mut bytes, part.leader_epoch(), now)?;
+    // Leadership check, epoch and append under the partition's state lock.
+    let leadership = part
+        .lock_for_append(1, 1)
+        .map_err(|_| AppendError::NoPartition(partition))?;
+    let info = part.log.append(&mut bytes, leadership.epoch(), now)?;
+    drop(leadership);
     broker.notify_data();
-    if part.after_leader_append(broker.settings.node_id) {
+    if part.after_leader_append() {
         broker.notify_hw();
     }
     Ok((part, info.last_offset.get()))

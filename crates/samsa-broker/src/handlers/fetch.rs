@@ -14,7 +14,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use samsa_metadata::MetadataImage;
-use samsa_model::{BrokerId, Offset, TopicId};
+use samsa_model::{BrokerId, LeaderEpoch, Offset, TopicId};
 use samsa_protocol::codec::{FileRecordSets, FileRegion};
 use samsa_storage::LogSlice;
 
@@ -22,6 +22,7 @@ use super::s;
 use crate::broker::Broker;
 use crate::errors::storage_error;
 use crate::fetch_session::{FetchParams, SentState, SessionKey, SessionPlan};
+use crate::partition::FollowerFetch;
 
 /// The longest a fetch may park, whatever the client asks.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -272,7 +273,6 @@ fn follower_progress(
     partitions: &[(SessionKey, FetchParams)],
     replica_id: i32,
 ) -> HashMap<SessionKey, ResponseError> {
-    let me = broker.settings.node_id;
     let now = crate::handlers::produce::now_ms().get();
     let mut refused = HashMap::new();
     let mut moved = false;
@@ -283,12 +283,10 @@ fn follower_progress(
         else {
             continue;
         };
-        let epoch = part.leader_epoch().get();
-        if params.current_leader_epoch >= 0 && params.current_leader_epoch != epoch {
-            continue;
-        }
-        match part.follower_fetched(me, BrokerId(replica_id), params.fetch_offset, now) {
-            Ok((hw_moved, expand)) => {
+        let fetch_epoch =
+            (params.current_leader_epoch >= 0).then_some(LeaderEpoch(params.current_leader_epoch));
+        match part.follower_fetched(BrokerId(replica_id), fetch_epoch, params.fetch_offset, now) {
+            Ok(FollowerFetch { hw_moved, expand }) => {
                 moved |= hw_moved;
                 // A fenced follower (restarted or paused, not yet heard by the
                 // controller) would be refused; asking on every fetch floods
