@@ -378,11 +378,13 @@ impl Partition {
     }
 
     /// A follower fetched from `fetch_offset` naming `fetch_epoch` (None =
-    /// unchecked): records its progress, advances the high watermark. A
-    /// fetch for another leader epoch changes nothing.
+    /// unchecked) with its broker epoch (-1 = unknown): records its
+    /// progress, advances the high watermark. A fetch for another leader
+    /// epoch changes nothing.
     pub fn follower_fetched(
         &self,
         follower: BrokerId,
+        follower_broker_epoch: i64,
         fetch_epoch: Option<LeaderEpoch>,
         fetch_offset: i64,
         now_ms: i64,
@@ -396,6 +398,7 @@ impl Partition {
         }
         st.follower_fetched(
             follower,
+            follower_broker_epoch,
             Offset(fetch_offset),
             self.log.log_end_offset(),
             now_ms,

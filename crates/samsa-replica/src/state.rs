@@ -31,6 +31,11 @@ pub struct FollowerProgress {
     /// When it last fetched, and the leader's log end at that time.
     pub last_fetch_ms: i64,
     pub leader_end_at_last_fetch: i64,
+    /// The broker epoch (registration) the follower fetched with; -1 when
+    /// unknown. KIP-903: an ISR addition names it, and the controller
+    /// refuses it when the broker has registered again since (a fetch from
+    /// before a restart that lost its log must not bring it into the ISR).
+    pub broker_epoch: i64,
 }
 
 impl FollowerProgress {
@@ -40,6 +45,7 @@ impl FollowerProgress {
             caught_up_ms,
             last_fetch_ms: 0,
             leader_end_at_last_fetch: -1,
+            broker_epoch: -1,
         }
     }
 }
@@ -52,6 +58,9 @@ pub struct IsrProposal {
     pub partition_epoch: i32,
     /// The ISR proposed.
     pub isr: Vec<BrokerId>,
+    /// For each member of `isr`, the broker epoch its fetches carried (-1:
+    /// unknown or this leader); see [`FollowerProgress::broker_epoch`].
+    pub broker_epochs: Vec<i64>,
 }
 
 /// The leader's side of replication for one partition.
@@ -350,6 +359,7 @@ impl ReplicaState {
     pub fn follower_fetched(
         &mut self,
         follower: BrokerId,
+        follower_broker_epoch: i64,
         fetch_offset: Offset,
         log_end: Offset,
         now_ms: i64,
@@ -370,6 +380,7 @@ impl ReplicaState {
         f.last_fetch_ms = now_ms;
         f.leader_end_at_last_fetch = end;
         f.log_end = fetch_offset.min(end);
+        f.broker_epoch = follower_broker_epoch;
         let follower_end = f.log_end;
         let hw_moved = self.advance_hw(log_end);
         let Role::Leader(state) = &self.role else {
@@ -427,10 +438,15 @@ impl ReplicaState {
         if state.pending.is_some() {
             return None;
         }
+        let broker_epochs = isr
+            .iter()
+            .map(|r| state.followers.get(r).map_or(-1, |f| f.broker_epoch))
+            .collect();
         let proposal = IsrProposal {
             leader_epoch: state.epoch,
             partition_epoch: state.partition_epoch,
             isr,
+            broker_epochs,
         };
         state.pending = Some(proposal.clone());
         Some(proposal)

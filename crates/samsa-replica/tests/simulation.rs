@@ -208,6 +208,8 @@ impl ReplicaLog for MemLog {
 enum Msg {
     FetchReq {
         from: i32,
+        /// The sender's broker epoch (incarnation).
+        incarnation: i64,
         to: i32,
         epoch: LeaderEpoch,
         offset: i64,
@@ -255,6 +257,8 @@ struct Node {
     awaiting: bool,
     /// (leader epoch, high watermark) while leading, for invariant 3.
     led: Option<(LeaderEpoch, Offset)>,
+    /// Its broker epoch: bumped by every restart (a new registration).
+    incarnation: i64,
 }
 
 struct Controller {
@@ -354,6 +358,7 @@ impl Sim {
                 hw_checkpoint: 0,
                 awaiting: false,
                 led: None,
+                incarnation: 0,
             })
             .collect();
         let leader = rng.below(NODES as usize) as i32;
@@ -438,10 +443,11 @@ impl Sim {
         match m {
             Msg::FetchReq {
                 from,
+                incarnation,
                 to,
                 epoch,
                 offset,
-            } => self.leader_fetch(from, to, epoch, offset),
+            } => self.leader_fetch(from, incarnation, to, epoch, offset),
             Msg::FetchResp {
                 to,
                 leader,
@@ -503,13 +509,22 @@ impl Sim {
             }
             Msg::AlterIsr { from, proposal } => {
                 let c = &mut self.ctl;
+                let nodes = &self.nodes;
+                // Fenced on leader and partition epochs; an added member
+                // must be unfenced and (KIP-903) fetched in its current
+                // registration.
                 let ok = c.leader == from
                     && c.leader_epoch == proposal.leader_epoch.get()
                     && c.partition_epoch == proposal.partition_epoch
                     && proposal
                         .isr
                         .iter()
-                        .all(|b| !c.fenced.contains(&b.get()) || c.isr.contains(b));
+                        .zip(&proposal.broker_epochs)
+                        .all(|(b, e)| {
+                            c.isr.contains(b)
+                                || (!c.fenced.contains(&b.get())
+                                    && *e == nodes[b.get() as usize].incarnation)
+                        });
                 if ok {
                     c.isr = proposal.isr.clone();
                     c.changed();
@@ -529,7 +544,14 @@ impl Sim {
         }
     }
 
-    fn leader_fetch(&mut self, from: i32, to: i32, epoch: LeaderEpoch, offset: i64) {
+    fn leader_fetch(
+        &mut self,
+        from: i32,
+        incarnation: i64,
+        to: i32,
+        epoch: LeaderEpoch,
+        offset: i64,
+    ) {
         let now = self.now;
         let node = &mut self.nodes[to as usize];
         if !node.alive {
@@ -542,9 +564,9 @@ impl Sim {
             Err(Some(node.log.start))
         } else {
             let end = node.log.log_end();
-            let Ok(f) = node
-                .state
-                .follower_fetched(BrokerId(from), Offset(offset), end, now)
+            let Ok(f) =
+                node.state
+                    .follower_fetched(BrokerId(from), incarnation, Offset(offset), end, now)
             else {
                 return;
             };
@@ -642,8 +664,10 @@ impl Sim {
         }
         node.awaiting = true;
         let offset = node.log.end();
+        let incarnation = node.incarnation;
         self.send(Msg::FetchReq {
             from: n as i32,
+            incarnation,
             to: leader.get(),
             epoch,
             offset,
@@ -835,6 +859,7 @@ impl Sim {
         node.seen = 0;
         node.awaiting = false;
         node.led = None;
+        node.incarnation += 1;
         node.state = ReplicaState::new(node.id, LeaderEpoch(0), Offset(hw));
         self.log(|| format!("restart {n}"));
     }

@@ -285,7 +285,13 @@ fn follower_progress(
         };
         let fetch_epoch =
             (params.current_leader_epoch >= 0).then_some(LeaderEpoch(params.current_leader_epoch));
-        match part.follower_fetched(BrokerId(replica_id), fetch_epoch, params.fetch_offset, now) {
+        match part.follower_fetched(
+            BrokerId(replica_id),
+            -1,
+            fetch_epoch,
+            params.fetch_offset,
+            now,
+        ) {
             Ok(FollowerFetch { hw_moved, expand }) => {
                 moved |= hw_moved;
                 // A fenced follower (restarted or paused, not yet heard by the

@@ -170,7 +170,7 @@ fn the_high_watermark_waits_for_a_proposed_isr_member() {
     assert_eq!(p.high_watermark(), Offset(10));
     // OTHER caught up: the leader proposes ISR {ME, OTHER}.
     let fetched = p
-        .follower_fetched(OTHER, Some(LeaderEpoch(1)), 10, 0)
+        .follower_fetched(OTHER, -1, Some(LeaderEpoch(1)), 10, 0)
         .unwrap();
     let isr = fetched.expand.expect("expansion wanted");
     let proposal = p.propose_isr(isr).expect("proposal sent");
@@ -184,7 +184,7 @@ fn the_high_watermark_waits_for_a_proposed_isr_member() {
     // The controller applies the change; OTHER fetches the rest.
     p.apply_image(&image(ME, 1, 2, &[ME, OTHER]), 0);
     p.isr_change_done(&proposal);
-    p.follower_fetched(OTHER, Some(LeaderEpoch(1)), 20, 0)
+    p.follower_fetched(OTHER, -1, Some(LeaderEpoch(1)), 20, 0)
         .unwrap();
     assert_eq!(p.high_watermark(), Offset(20));
 }
@@ -196,7 +196,7 @@ fn a_proposed_shrink_does_not_move_the_high_watermark() {
     let dir = tempfile::tempdir().unwrap();
     let p = partition(dir.path(), &[]);
     p.apply_image(&image(ME, 1, 1, &[ME, OTHER]), 0);
-    p.follower_fetched(OTHER, None, 0, 0).unwrap();
+    p.follower_fetched(OTHER, -1, None, 0, 0).unwrap();
     produce(&p, 4, 1_000);
     assert_eq!(p.high_watermark(), Offset(0));
     let shrink = p.lagging_isr(100_000, 30_000).expect("OTHER lags");
@@ -226,7 +226,7 @@ fn retention_never_deletes_at_or_above_the_high_watermark() {
     for _ in 0..2 {
         produce(&p, 10, 1_000);
     }
-    p.follower_fetched(OTHER, None, 20, 0).unwrap();
+    p.follower_fetched(OTHER, -1, None, 20, 0).unwrap();
     assert_eq!(p.high_watermark(), Offset(20));
     for _ in 0..10 {
         produce(&p, 10, 1_000);
@@ -240,7 +240,7 @@ fn retention_never_deletes_at_or_above_the_high_watermark() {
         p.log.log_start_offset()
     );
     // Once replicated, they expire as usual.
-    p.follower_fetched(OTHER, None, 120, 0).unwrap();
+    p.follower_fetched(OTHER, -1, None, 120, 0).unwrap();
     crate::retention::enforce(&p, now).unwrap();
     assert_eq!(p.log.log_start_offset(), Offset(120));
 }
