@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -47,6 +47,9 @@ use crate::partition::{EpochAnswer, Partition, TruncationStep};
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Rounds of OffsetForLeaderEpoch before a follower gives up for this pass.
 const TRUNCATION_ROUNDS_MAX: usize = 16;
+/// The Fetch version replica fetchers send (v15: topic ids, and the
+/// replica's broker epoch in `ReplicaState`, KIP-903).
+const FETCH_VERSION: i16 = 15;
 /// How long a partition the leader refused is left out of fetches.
 const PAUSE: Duration = Duration::from_millis(100);
 
@@ -157,6 +160,7 @@ pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId
             leader_epoch,
             partition_epoch,
             new_isr: isr.clone(),
+            new_isr_broker_epochs: proposal.broker_epochs.clone(),
         };
         let result = broker.admin(|c| c.alter_partition(request));
         if result.is_ok() {
@@ -365,7 +369,7 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
             _ = shutdown.changed() => break,
             r = tokio::time::timeout(
                 Duration::from_millis(wait_ms as u64 + 3000),
-                connection.send_version(&request, 12),
+                connection.send_version(&request, FETCH_VERSION),
             ) => r,
         };
         let response = match sent {
@@ -394,15 +398,13 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
             tokio::time::sleep(backoff).await;
             continue;
         }
-        let by_key: HashMap<(String, i32), &(Arc<Partition>, LeaderEpoch, bool)> = active
+        let by_key: HashMap<(uuid::Uuid, i32), &(Arc<Partition>, LeaderEpoch, bool)> = active
             .iter()
-            .map(|x| ((x.0.topic.clone(), x.0.index.get()), *x))
+            .map(|x| ((x.0.topic_id.0, x.0.index.get()), *x))
             .collect();
         for t in response.responses {
             for pd in t.partitions {
-                let Some((part, epoch, _)) =
-                    by_key.get(&(t.topic.0.to_string(), pd.partition_index))
-                else {
+                let Some((part, epoch, _)) = by_key.get(&(t.topic_id, pd.partition_index)) else {
                     continue;
                 };
                 handle_fetched(part, leader, *epoch, pd, &mut paused);
@@ -430,17 +432,27 @@ fn fetch_request(
             .with_last_fetched_epoch(p.log.latest_epoch().map_or(-1, |e| e.get()))
             .with_log_start_offset(p.log.log_start_offset().get())
             .with_partition_max_bytes(partition_max as i32);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == p.topic) {
+        match topics.iter_mut().find(|t| t.topic_id == p.topic_id.0) {
             Some(t) => t.partitions.push(fp),
             None => topics.push(
                 FetchTopic::default()
-                    .with_topic(TopicName(s(p.topic.clone())))
+                    .with_topic_id(p.topic_id.0)
                     .with_partitions(vec![fp]),
             ),
         }
     }
+    // v15 (KIP-903): the follower names its broker epoch, which the leader
+    // puts in the ISR additions it proposes; the controller refuses one
+    // from an earlier registration of this broker.
+    let epoch = broker
+        .broker_epoch
+        .load(std::sync::atomic::Ordering::Relaxed);
     FetchRequest::default()
-        .with_replica_id(WireBrokerId(broker.settings.node_id.get()))
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(WireBrokerId(broker.settings.node_id.get()))
+                .with_replica_epoch(epoch),
+        )
         .with_max_wait_ms(wait_ms as i32)
         .with_min_bytes(
             config_ms(broker, "replica.fetch.min.bytes", 1).clamp(0, i32::MAX as i64) as i32,

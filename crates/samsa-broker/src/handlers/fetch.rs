@@ -103,10 +103,13 @@ pub async fn handle(
     version: i16,
 ) -> (FetchResponse, FileRecordSets) {
     let image = broker.image();
-    let replica_id = if version >= 15 {
-        request.replica_state.replica_id.0
+    let (replica_id, replica_epoch) = if version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
     } else {
-        request.replica_id.0
+        (request.replica_id.0, -1)
     };
     let mut requested = Vec::new();
     for t in &request.topics {
@@ -168,7 +171,7 @@ pub async fn handle(
     };
     let min_bytes = request.min_bytes.max(0) as usize;
     let refused = if replica_id >= 0 {
-        follower_progress(broker, &image, &partitions, replica_id)
+        follower_progress(broker, &image, &partitions, replica_id, replica_epoch)
     } else {
         HashMap::new()
     };
@@ -272,6 +275,7 @@ fn follower_progress(
     image: &MetadataImage,
     partitions: &[(SessionKey, FetchParams)],
     replica_id: i32,
+    replica_epoch: i64,
 ) -> HashMap<SessionKey, ResponseError> {
     let now = crate::handlers::produce::now_ms().get();
     let mut refused = HashMap::new();
@@ -287,7 +291,7 @@ fn follower_progress(
             (params.current_leader_epoch >= 0).then_some(LeaderEpoch(params.current_leader_epoch));
         match part.follower_fetched(
             BrokerId(replica_id),
-            -1,
+            replica_epoch,
             fetch_epoch,
             params.fetch_offset,
             now,

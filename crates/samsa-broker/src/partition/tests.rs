@@ -244,3 +244,20 @@ fn retention_never_deletes_at_or_above_the_high_watermark() {
     crate::retention::enforce(&p, now).unwrap();
     assert_eq!(p.log.log_start_offset(), Offset(120));
 }
+
+/// KIP-903: the ISR addition names the broker epoch the follower fetched
+/// with, so the controller can refuse a fetch sent before the follower
+/// restarted (and possibly lost its log) from bringing it into the ISR.
+#[test]
+fn an_isr_addition_names_the_followers_broker_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = partition(dir.path(), &[]);
+    p.apply_image(&image(ME, 1, 1, &[ME]), 0);
+    produce(&p, 3, 1_000);
+    let fetched = p
+        .follower_fetched(OTHER, 7, Some(LeaderEpoch(1)), 3, 0)
+        .unwrap();
+    let proposal = p.propose_isr(fetched.expand.unwrap()).unwrap();
+    assert_eq!(proposal.isr, vec![ME, OTHER]);
+    assert_eq!(proposal.broker_epochs, vec![-1, 7]);
+}
