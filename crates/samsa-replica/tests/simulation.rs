@@ -204,6 +204,17 @@ impl ReplicaLog for MemLog {
     }
 }
 
+/// A leader's answer to a fetch built for `(leader, epoch)`.
+#[derive(Clone, Debug)]
+struct FetchAnswer {
+    leader: i32,
+    epoch: LeaderEpoch,
+    /// Err(Some(log start)) = offset out of range; Err(None) = refused.
+    data: Result<Vec<Batch>, Option<i64>>,
+    hw: i64,
+    log_start: i64,
+}
+
 #[derive(Clone, Debug)]
 enum Msg {
     FetchReq {
@@ -216,12 +227,7 @@ enum Msg {
     },
     FetchResp {
         to: i32,
-        leader: i32,
-        epoch: LeaderEpoch,
-        /// Err(log start) = offset out of range.
-        data: Result<Vec<Batch>, Option<i64>>,
-        hw: i64,
-        log_start: i64,
+        answer: FetchAnswer,
     },
     EpochReq {
         from: i32,
@@ -448,14 +454,7 @@ impl Sim {
                 epoch,
                 offset,
             } => self.leader_fetch(from, incarnation, to, epoch, offset),
-            Msg::FetchResp {
-                to,
-                leader,
-                epoch,
-                data,
-                hw,
-                log_start,
-            } => self.follower_fetched(to, leader, epoch, data, hw, log_start),
+            Msg::FetchResp { to, answer } => self.follower_fetched(to, answer),
             Msg::EpochReq {
                 from,
                 to,
@@ -588,26 +587,27 @@ impl Sim {
         let node = &self.nodes[to as usize];
         let m = Msg::FetchResp {
             to: from,
-            leader: to,
-            epoch,
-            data,
-            hw: node.state.high_watermark().get().min(node.log.end()),
-            log_start: node.log.start,
+            answer: FetchAnswer {
+                leader: to,
+                epoch,
+                data,
+                hw: node.state.high_watermark().get().min(node.log.end()),
+                log_start: node.log.start,
+            },
         };
         self.send(m);
     }
 
     /// The follower's side of a fetch response: exactly the broker's
     /// `handle_fetched` rules, on the same state machine.
-    fn follower_fetched(
-        &mut self,
-        to: i32,
-        leader: i32,
-        epoch: LeaderEpoch,
-        data: Result<Vec<Batch>, Option<i64>>,
-        hw: i64,
-        log_start: i64,
-    ) {
+    fn follower_fetched(&mut self, to: i32, answer: FetchAnswer) {
+        let FetchAnswer {
+            leader,
+            epoch,
+            data,
+            hw,
+            log_start,
+        } = answer;
         let node = &mut self.nodes[to as usize];
         if !node.alive {
             return;
