@@ -410,7 +410,7 @@ impl Broker {
             let leader_epoch = topic.partitions[i].leader_epoch;
             if let Some(p) = self.partition(key.0, key.1) {
                 p.set_settings(settings);
-                let change = p.apply_image(me, &topic.partitions[i], now);
+                let change = p.apply_image(&topic.partitions[i], now);
                 if change != RoleChange::Unchanged {
                     tracing::info!(topic = %topic.name, partition = key.1, ?change, epoch = leader_epoch.get(), "partition role changed");
                     roles_changed = true;
@@ -443,6 +443,7 @@ impl Broker {
                 PartitionIndex(key.1),
                 log,
                 settings,
+                me,
                 leader_epoch,
             ));
             partition
@@ -452,7 +453,7 @@ impl Broker {
                     source,
                 })?;
             partition.load_high_watermark();
-            partition.apply_image(me, &topic.partitions[i], now);
+            partition.apply_image(&topic.partitions[i], now);
             roles_changed = true;
             let mut map = match self.partitions.write() {
                 Ok(g) => g,

@@ -74,10 +74,9 @@ pub fn check_leader(
     part: &crate::partition::Partition,
     current: i32,
 ) -> Result<i32, ResponseError> {
-    if !part.is_leader() {
+    let Some(epoch) = part.led_epoch().map(|e| e.get()) else {
         return Err(ResponseError::NotLeaderOrFollower);
-    }
-    let epoch = part.leader_epoch().get();
+    };
     if current >= 0 && current != epoch {
         return Err(if current < epoch {
             ResponseError::FencedLeaderEpoch

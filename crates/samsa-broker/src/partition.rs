@@ -1,14 +1,42 @@
-//! A partition this broker hosts: its log plus the topic settings that govern
-//! appends to it.
+//! A partition this broker hosts: its log, the topic settings that govern
+//! appends to it, and its replication state.
+//!
+//! # Lock discipline (Kafka's `leaderIsrUpdateLock`)
+//!
+//! The replication state ([`samsa_replica::ReplicaState`]: role, leader
+//! epoch, committed and maximal ISR, follower progress, high watermark)
+//! sits behind ONE `RwLock` per partition:
+//!
+//! * a leader append holds the **read** side across the leadership check,
+//!   the leader epoch it stamps and the append itself
+//!   ([`Partition::lock_for_append`]), so no role change can fall between
+//!   them: a former leader can never append a batch stamped with a newer
+//!   epoch;
+//! * role changes (become leader/follower), ISR and high-watermark changes,
+//!   follower progress, truncation and every follower-side application of a
+//!   fetcher response take the **write** side; a fetcher response is applied
+//!   only while the partition still follows the leader, in the epoch, the
+//!   request was built for ([`Partition::follower_apply`]).
+//!
+//! Lock order: state, then the producer table, then the log's own locks.
+//! Nothing that holds the state lock waits on replication, the metadata
+//! quorum or another partition. The high watermark is also published in an
+//! atomic, updated whenever a write guard is dropped, for lock-free reads
+//! on the fetch path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::PartitionImage;
 use samsa_model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId};
-use samsa_storage::{CompactionConfig, LogConfig, PartitionLog};
+use samsa_replica::{Assignment, ReplicaLog};
+pub use samsa_replica::{
+    EpochAnswer, FollowerFetch, IsrProposal, NotLeader, ReplicaState, Role, RoleChange,
+    TruncationStep,
+};
+use samsa_storage::{CompactionConfig, LogConfig, PartitionLog, StorageError};
 
 use crate::producer_state::ProducerStates;
 
@@ -87,65 +115,70 @@ fn boot_id() -> Option<u128> {
     *BOOT.get_or_init(samsa_storage::config::current_boot_id)
 }
 
-/// What the leader knows of one follower (Kafka's `Replica` state).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FollowerProgress {
-    /// The follower's log end offset: the offset of its last fetch in this
-    /// leader epoch; -1 until it fetched.
-    pub log_end: i64,
-    /// When the follower last was fully caught up (ms); 0 = never.
-    pub caught_up_ms: i64,
-    /// When it last fetched, and the leader's log end at that time.
-    pub last_fetch_ms: i64,
-    pub leader_end_at_last_fetch: i64,
+/// The partition log as the replication state machine sees it.
+pub struct LogRef<'a>(pub &'a PartitionLog);
+
+impl ReplicaLog for LogRef<'_> {
+    type Error = StorageError;
+    fn log_start(&self) -> Offset {
+        self.0.log_start_offset()
+    }
+    fn log_end(&self) -> Offset {
+        self.0.log_end_offset()
+    }
+    fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.0.latest_epoch()
+    }
+    fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
+        self.0.end_offset_for_epoch(epoch)
+    }
+    fn assign_epoch(&mut self, epoch: LeaderEpoch) -> Result<(), StorageError> {
+        self.0.assign_epoch(epoch)
+    }
+    fn truncate_to(&mut self, offset: Offset) -> Result<(), StorageError> {
+        self.0.truncate_to(offset)
+    }
 }
 
-/// The leader's side of replication for one partition.
-#[derive(Clone, Debug)]
-pub struct LeaderState {
-    pub epoch: LeaderEpoch,
-    pub partition_epoch: i32,
-    pub replicas: Vec<BrokerId>,
-    pub isr: Vec<BrokerId>,
-    pub followers: HashMap<BrokerId, FollowerProgress>,
-    /// The log end offset when this leader epoch began: a follower joins the
-    /// ISR only once it reached it (Kafka's leader epoch start offset rule).
-    pub epoch_start_offset: i64,
-    /// An ISR change sent to the controller and not yet answered.
-    pub isr_change_in_flight: bool,
+/// The write side of a partition's state lock; publishes the high
+/// watermark when dropped.
+pub struct StateWrite<'a> {
+    guard: RwLockWriteGuard<'a, ReplicaState>,
+    hw: &'a AtomicI64,
 }
 
-/// This broker's role for a partition, from the metadata image.
-#[derive(Clone, Debug)]
-pub enum Role {
-    Leader(LeaderState),
-    /// Replicating from `leader`; `truncated` once the divergent tail (if any)
-    /// was cut after the leader epoch began (KIP-279).
-    Follower {
-        leader: BrokerId,
-        epoch: LeaderEpoch,
-        truncated: bool,
-    },
-    /// No leader, or this broker is not a replica.
-    Offline,
+impl std::ops::Deref for StateWrite<'_> {
+    type Target = ReplicaState;
+    fn deref(&self) -> &ReplicaState {
+        &self.guard
+    }
 }
 
-/// How [`Partition::apply_image`] changed the role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoleChange {
-    Unchanged,
-    BecameLeader,
-    BecameFollower(BrokerId),
-    WentOffline,
+impl std::ops::DerefMut for StateWrite<'_> {
+    fn deref_mut(&mut self) -> &mut ReplicaState {
+        &mut self.guard
+    }
 }
 
-/// Why a leader-only operation was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NotLeader {
-    /// This broker does not lead the partition.
-    NotLeader,
-    /// acks=all and the ISR is smaller than `min.insync.replicas`.
-    NotEnoughReplicas { isr: usize, min: usize },
+impl Drop for StateWrite<'_> {
+    fn drop(&mut self) {
+        self.hw
+            .store(self.guard.high_watermark().get(), Ordering::Release);
+    }
+}
+
+/// The read side of a partition's state lock, taken by a leader append
+/// after the leadership check: hold it until the append is done.
+pub struct AppendGuard<'a> {
+    _guard: RwLockReadGuard<'a, ReplicaState>,
+    epoch: LeaderEpoch,
+}
+
+impl AppendGuard<'_> {
+    /// The leader epoch to stamp the batch with.
+    pub fn epoch(&self) -> LeaderEpoch {
+        self.epoch
+    }
 }
 
 /// A hosted partition.
@@ -155,23 +188,24 @@ pub struct Partition {
     pub index: PartitionIndex,
     pub log: PartitionLog,
     settings: RwLock<Arc<TopicSettings>>,
-    leader_epoch: RwLock<LeaderEpoch>,
     /// Idempotent producers' sequence state. Held across check-and-append, so it
     /// also serializes appends to this partition.
     producers: Mutex<ProducerStates>,
-    role: Mutex<Role>,
-    /// The high watermark: records below it are on every ISR member.
+    /// The replication state: the one lock (see the module docs).
+    state: RwLock<ReplicaState>,
+    /// The high watermark as of the last write to `state`.
     hw: AtomicI64,
 }
 
 impl Partition {
-    /// Wraps an open log.
+    /// Wraps an open log; `me` is this broker.
     pub fn new(
         topic: String,
         topic_id: TopicId,
         index: PartitionIndex,
         log: PartitionLog,
         settings: TopicSettings,
+        me: BrokerId,
         leader_epoch: LeaderEpoch,
     ) -> Partition {
         Partition {
@@ -180,9 +214,8 @@ impl Partition {
             index,
             log,
             settings: RwLock::new(Arc::new(settings)),
-            leader_epoch: RwLock::new(leader_epoch),
             producers: Mutex::new(ProducerStates::default()),
-            role: Mutex::new(Role::Offline),
+            state: RwLock::new(ReplicaState::new(me, leader_epoch, Offset(0))),
             hw: AtomicI64::new(0),
         }
     }
@@ -204,20 +237,35 @@ impl Partition {
         }
     }
 
-    /// The leader epoch this broker leads the partition with.
-    pub fn leader_epoch(&self) -> LeaderEpoch {
-        match self.leader_epoch.read() {
-            Ok(g) => *g,
-            Err(p) => *p.into_inner(),
+    /// The replication state, read side.
+    pub fn state(&self) -> RwLockReadGuard<'_, ReplicaState> {
+        match self.state.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
     }
 
-    /// Updates the leader epoch.
-    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
-        match self.leader_epoch.write() {
-            Ok(mut g) => *g = epoch,
-            Err(p) => *p.into_inner() = epoch,
+    /// The replication state, write side.
+    pub fn state_mut(&self) -> StateWrite<'_> {
+        let guard = match self.state.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        StateWrite {
+            guard,
+            hw: &self.hw,
         }
+    }
+
+    /// The leader epoch of the partition's current assignment.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.state().leader_epoch()
+    }
+
+    /// The leader epoch, if this broker leads the partition.
+    pub fn led_epoch(&self) -> Option<LeaderEpoch> {
+        let st = self.state();
+        st.is_leader().then(|| st.leader_epoch())
     }
 
     /// The producer table, locked for a check-and-append.
@@ -235,6 +283,7 @@ impl Partition {
     pub fn rebuild_producer_state(&self) -> Result<(), samsa_storage::StorageError> {
         let start = self.log.log_start_offset();
         let mut producers = self.producers();
+        producers.clear();
         self.log.visit_active_headers(|header| {
             if header.last_offset() >= start {
                 producers.record(header, header.base_offset.get());
@@ -248,25 +297,14 @@ impl Partition {
         Offset(self.hw.load(Ordering::Acquire).min(end))
     }
 
-    fn set_hw(&self, hw: i64) {
-        self.hw.store(hw, Ordering::Release);
-    }
-
-    fn role_lock(&self) -> MutexGuard<'_, Role> {
-        match self.role.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
     /// A copy of the current role.
     pub fn role(&self) -> Role {
-        self.role_lock().clone()
+        self.state().role().clone()
     }
 
     /// Whether this broker leads the partition.
     pub fn is_leader(&self) -> bool {
-        matches!(*self.role_lock(), Role::Leader(_))
+        self.state().is_leader()
     }
 
     /// Starts from the persisted high watermark (clamped to the log).
@@ -277,7 +315,7 @@ impl Partition {
             .read_high_watermark()
             .map_or(start, |o| o.get())
             .max(start);
-        self.set_hw(hw);
+        self.state_mut().set_high_watermark(Offset(hw));
     }
 
     /// Persists the high watermark (Kafka's replication-offset checkpoint).
@@ -285,253 +323,161 @@ impl Partition {
         self.log.write_high_watermark(self.high_watermark())
     }
 
-    /// Brings the role in line with the partition's image. `me` is this broker.
-    pub fn apply_image(&self, me: BrokerId, p: &PartitionImage, now_ms: i64) -> RoleChange {
-        let mut role = self.role_lock();
-        let leader_here = p.leader == me;
-        let change = match (&mut *role, leader_here) {
-            (Role::Leader(state), true) if state.epoch == p.leader_epoch => {
-                // Same leadership: the ISR or replica set changed.
-                state.partition_epoch = p.partition_epoch;
-                state.isr = p.isr.clone();
-                state.replicas = p.replicas.clone();
-                state.followers.retain(|id, _| p.replicas.contains(id));
-                for r in &p.replicas {
-                    if *r != me {
-                        state.followers.entry(*r).or_insert(FollowerProgress {
-                            log_end: -1,
-                            caught_up_ms: 0,
-                            last_fetch_ms: 0,
-                            leader_end_at_last_fetch: -1,
-                        });
-                    }
-                }
-                RoleChange::Unchanged
-            }
-            (_, true) => {
-                if let Err(e) = self.log.assign_epoch(p.leader_epoch) {
-                    tracing::error!(topic = %self.topic, partition = self.index.get(), error = %e, "recording the leader epoch");
-                }
-                let end = self.log.log_end_offset().get();
-                let followers = p
-                    .replicas
-                    .iter()
-                    .filter(|r| **r != me)
-                    .map(|r| {
-                        (
-                            *r,
-                            FollowerProgress {
-                                log_end: -1,
-                                caught_up_ms: if p.isr.contains(r) { now_ms } else { 0 },
-                                last_fetch_ms: 0,
-                                leader_end_at_last_fetch: -1,
-                            },
-                        )
-                    })
-                    .collect();
-                *role = Role::Leader(LeaderState {
-                    epoch: p.leader_epoch,
-                    partition_epoch: p.partition_epoch,
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
-                    followers,
-                    epoch_start_offset: end,
-                    isr_change_in_flight: false,
-                });
+    /// Brings the role in line with the partition's image (write lock).
+    pub fn apply_image(&self, p: &PartitionImage, now_ms: i64) -> RoleChange {
+        let assignment = Assignment {
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+        };
+        let mut st = self.state_mut();
+        match st.apply_assignment(&assignment, &mut LogRef(&self.log), now_ms) {
+            Ok(RoleChange::BecameLeader) => {
                 // A new leader's own records are committed once the ISR has them.
-                self.producers().clear();
                 if let Err(e) = self.rebuild_producer_state() {
                     tracing::error!(topic = %self.topic, partition = self.index.get(), error = %e, "rebuilding producer state");
                 }
                 RoleChange::BecameLeader
             }
-            (Role::Follower { leader, epoch, .. }, false)
-                if *leader == p.leader && *epoch == p.leader_epoch =>
-            {
-                RoleChange::Unchanged
-            }
-            (_, false) if p.leader.get() >= 0 && p.replicas.contains(&me) => {
-                *role = Role::Follower {
-                    leader: p.leader,
-                    epoch: p.leader_epoch,
-                    truncated: false,
-                };
-                RoleChange::BecameFollower(p.leader)
-            }
-            (Role::Offline, false) => RoleChange::Unchanged,
-            (_, false) => {
-                *role = Role::Offline;
+            Ok(change) => change,
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index.get(), error = %e, "recording the leader epoch; the partition stays offline");
                 RoleChange::WentOffline
             }
-        };
-        self.set_leader_epoch(p.leader_epoch);
-        if let Role::Leader(state) = &mut *role {
-            self.advance_hw(me, state);
-        }
-        change
-    }
-
-    /// Moves the high watermark to the smallest log end among the ISR.
-    /// Returns whether it moved.
-    fn advance_hw(&self, me: BrokerId, state: &LeaderState) -> bool {
-        let mut candidate = self.log.log_end_offset().get();
-        for r in &state.isr {
-            if *r == me {
-                continue;
-            }
-            match state.followers.get(r) {
-                Some(f) if f.log_end >= 0 => candidate = candidate.min(f.log_end),
-                _ => return false,
-            }
-        }
-        let old = self.hw.load(Ordering::Acquire);
-        if candidate > old {
-            self.set_hw(candidate);
-            true
-        } else {
-            false
         }
     }
 
-    /// Checks that a produce may append here: this broker leads, and with
-    /// acks=all the ISR is at least `min.insync.replicas`.
-    pub fn check_produce(&self, acks: i16, min_insync: usize) -> Result<(), NotLeader> {
-        match &*self.role_lock() {
-            Role::Leader(state) => {
-                if acks == -1 && state.isr.len() < min_insync {
-                    Err(NotLeader::NotEnoughReplicas {
-                        isr: state.isr.len(),
-                        min: min_insync,
-                    })
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Err(NotLeader::NotLeader),
-        }
+    /// Checks that a produce may append here (this broker leads; with
+    /// acks=all the ISR is at least `min.insync.replicas`) and returns the
+    /// read side of the state lock with the epoch to stamp: hold it across
+    /// the append, then call [`Self::after_leader_append`].
+    pub fn lock_for_append(
+        &self,
+        acks: i16,
+        min_insync: usize,
+    ) -> Result<AppendGuard<'_>, NotLeader> {
+        let guard = self.state();
+        let epoch = guard.check_append(acks, min_insync)?;
+        Ok(AppendGuard {
+            _guard: guard,
+            epoch,
+        })
     }
 
-    /// The ISR size while this broker leads (None otherwise).
+    /// The committed ISR size while this broker leads (None otherwise).
     pub fn isr_len(&self) -> Option<usize> {
-        match &*self.role_lock() {
-            Role::Leader(state) => Some(state.isr.len()),
-            _ => None,
-        }
+        self.state().isr_len()
     }
 
     /// After a leader append: advances the high watermark (at once when the
     /// ISR is this broker alone). Returns whether it moved.
-    pub fn after_leader_append(&self, me: BrokerId) -> bool {
-        match &*self.role_lock() {
-            Role::Leader(state) => self.advance_hw(me, state),
-            _ => false,
-        }
+    pub fn after_leader_append(&self) -> bool {
+        self.state_mut().advance_hw(self.log.log_end_offset())
     }
 
-    /// A follower fetched from `fetch_offset` in `epoch`: records its progress,
-    /// advances the high watermark. Returns (hw moved, ISR expansion wanted).
+    /// A follower fetched from `fetch_offset` naming `fetch_epoch` (None =
+    /// unchecked) with its broker epoch (-1 = unknown): records its
+    /// progress, advances the high watermark. A fetch for another leader
+    /// epoch changes nothing.
     pub fn follower_fetched(
         &self,
-        me: BrokerId,
         follower: BrokerId,
+        follower_broker_epoch: i64,
+        fetch_epoch: Option<LeaderEpoch>,
         fetch_offset: i64,
         now_ms: i64,
-    ) -> Result<(bool, Option<Vec<BrokerId>>), NotLeader> {
-        let mut role = self.role_lock();
-        let Role::Leader(state) = &mut *role else {
-            return Err(NotLeader::NotLeader);
-        };
-        let end = self.log.log_end_offset().get();
-        let Some(f) = state.followers.get_mut(&follower) else {
-            return Err(NotLeader::NotLeader);
-        };
-        if fetch_offset >= end {
-            f.caught_up_ms = now_ms;
-        } else if f.leader_end_at_last_fetch >= 0 && fetch_offset >= f.leader_end_at_last_fetch {
-            f.caught_up_ms = f.caught_up_ms.max(f.last_fetch_ms);
-        }
-        f.last_fetch_ms = now_ms;
-        f.leader_end_at_last_fetch = end;
-        f.log_end = fetch_offset.min(end);
-        let follower_end = f.log_end;
-        let moved = self.advance_hw(me, state);
-        let hw = self.hw.load(Ordering::Acquire);
-        let expand = (!state.isr.contains(&follower)
-            && !state.isr_change_in_flight
-            && follower_end >= hw
-            && follower_end >= state.epoch_start_offset)
-            .then(|| {
-                let mut isr = state.isr.clone();
-                isr.push(follower);
-                isr
+    ) -> Result<FollowerFetch, NotLeader> {
+        let mut st = self.state_mut();
+        if fetch_epoch.is_some_and(|e| e != st.leader_epoch()) {
+            return Ok(FollowerFetch {
+                hw_moved: false,
+                expand: None,
             });
-        Ok((moved, expand))
+        }
+        st.follower_fetched(
+            follower,
+            follower_broker_epoch,
+            Offset(fetch_offset),
+            self.log.log_end_offset(),
+            now_ms,
+        )
     }
 
     /// ISR members that have not caught up for `lag_max_ms`: the ISR without
     /// them, if any fell behind (and no ISR change is in flight).
-    pub fn lagging_isr(&self, me: BrokerId, now_ms: i64, lag_max_ms: i64) -> Option<Vec<BrokerId>> {
-        let role = self.role_lock();
-        let Role::Leader(state) = &*role else {
-            return None;
-        };
-        if state.isr_change_in_flight {
-            return None;
-        }
-        let end = self.log.log_end_offset().get();
-        let keep: Vec<BrokerId> = state
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| {
-                *r == me
-                    || state.followers.get(r).is_some_and(|f| {
-                        // Caught up now, or recently enough.
-                        f.log_end >= end || now_ms - f.caught_up_ms <= lag_max_ms
-                    })
-            })
-            .collect();
-        (keep.len() < state.isr.len()).then_some(keep)
+    pub fn lagging_isr(&self, now_ms: i64, lag_max_ms: i64) -> Option<Vec<BrokerId>> {
+        self.state()
+            .lagging_isr(self.log.log_end_offset(), now_ms, lag_max_ms)
     }
 
-    /// Marks an ISR change as sent (`true`) or answered (`false`); returns the
-    /// (leader epoch, partition epoch) to send it with.
-    pub fn isr_change_in_flight(&self, in_flight: bool) -> Option<(LeaderEpoch, i32)> {
-        let mut role = self.role_lock();
-        let Role::Leader(state) = &mut *role else {
-            return None;
-        };
-        state.isr_change_in_flight = in_flight;
-        Some((state.epoch, state.partition_epoch))
+    /// Records `isr` as the ISR change in flight (it counts for the high
+    /// watermark from now on, KIP-497); `None` when not leading or another
+    /// change is in flight.
+    pub fn propose_isr(&self, isr: Vec<BrokerId>) -> Option<IsrProposal> {
+        self.state_mut().propose_isr(isr)
     }
 
-    /// The follower's leader and epoch, with whether it still has to truncate.
+    /// The controller answered `proposal`.
+    pub fn isr_change_done(&self, proposal: &IsrProposal) {
+        let mut st = self.state_mut();
+        st.isr_change_done(proposal);
+        st.advance_hw(self.log.log_end_offset());
+    }
+
+    /// The follower's leader and epoch, with whether it has truncated.
     pub fn follower_of(&self) -> Option<(BrokerId, LeaderEpoch, bool)> {
-        match &*self.role_lock() {
-            Role::Follower {
-                leader,
-                epoch,
-                truncated,
-            } => Some((*leader, *epoch, *truncated)),
-            _ => None,
-        }
+        self.state().follower_of()
     }
 
-    /// Marks the follower as truncated for `epoch` (ignored if the role changed).
-    pub fn set_truncated(&self, for_epoch: LeaderEpoch, value: bool) {
-        if let Role::Follower {
-            epoch, truncated, ..
-        } = &mut *self.role_lock()
-        {
-            if *epoch == for_epoch {
-                *truncated = value;
+    /// Applies a fetcher response built as follower of `(leader, epoch)`:
+    /// runs `f` under the write lock if the partition still follows that
+    /// leader in that epoch (and has truncated for it); otherwise drops the
+    /// response and returns `None`.
+    pub fn follower_apply<R>(
+        &self,
+        leader: BrokerId,
+        epoch: LeaderEpoch,
+        f: impl FnOnce(&mut ReplicaState, &PartitionLog) -> R,
+    ) -> Option<R> {
+        let mut st = self.state_mut();
+        if !st.is_current_fetch(leader, epoch) {
+            return None;
+        }
+        Some(f(&mut st, &self.log))
+    }
+
+    /// Starts KIP-279 truncation as follower of `(leader, epoch)`.
+    pub fn start_truncation(&self, leader: BrokerId, epoch: LeaderEpoch) -> TruncationStep {
+        self.state_mut()
+            .start_truncation(leader, epoch, &LogRef(&self.log))
+    }
+
+    /// Applies an OffsetForLeaderEpoch answer to a request built as follower
+    /// of `(leader, epoch)` (dropped when no longer current).
+    pub fn apply_epoch_answer(
+        &self,
+        leader: BrokerId,
+        epoch: LeaderEpoch,
+        answer: EpochAnswer,
+    ) -> Result<TruncationStep, StorageError> {
+        let mut st = self.state_mut();
+        let step = st.apply_epoch_answer(leader, epoch, answer, &mut LogRef(&self.log))?;
+        if let TruncationStep::Done { cut: Some(_) } = step {
+            if let Err(e) = self.rebuild_producer_state() {
+                tracing::warn!(error = %e, "rebuilding producer state after truncation");
             }
         }
+        Ok(step)
     }
 
-    /// A follower learned the leader's high watermark.
-    pub fn follower_hw(&self, leader_hw: i64) {
-        let end = self.log.log_end_offset().get();
-        self.set_hw(leader_hw.min(end).max(0));
+    /// The offset below which retention and DeleteRecords may delete: never
+    /// at or above the high watermark.
+    pub fn deletable_below(&self) -> Offset {
+        self.high_watermark()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -41,12 +41,15 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::handlers::produce::now_ms;
 use crate::handlers::s;
-use crate::partition::Partition;
+use crate::partition::{EpochAnswer, Partition, TruncationStep};
 
 /// How often leaders look for lagging ISR members and new fetchers are started.
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Rounds of OffsetForLeaderEpoch before a follower gives up for this pass.
 const TRUNCATION_ROUNDS_MAX: usize = 16;
+/// The Fetch version replica fetchers send (v15: topic ids, and the
+/// replica's broker epoch in `ReplicaState`, KIP-903).
+const FETCH_VERSION: i16 = 15;
 /// How long a partition the leader refused is left out of fetches.
 const PAUSE: Duration = Duration::from_millis(100);
 
@@ -123,11 +126,10 @@ fn start_fetchers(broker: &Arc<Broker>, shutdown: &watch::Receiver<bool>) {
 }
 
 fn shrink_isrs(broker: &Arc<Broker>) {
-    let me = broker.settings.node_id;
     let lag_max = config_ms(broker, "replica.lag.time.max.ms", 30_000);
     let now = now_ms().get();
     for p in broker.all_partitions() {
-        if let Some(isr) = p.lagging_isr(me, now, lag_max) {
+        if let Some(isr) = p.lagging_isr(now, lag_max) {
             tracing::info!(topic = %p.topic, partition = p.index.get(), ?isr, "shrinking the ISR");
             submit_isr(broker, &p, isr);
         }
@@ -136,10 +138,13 @@ fn shrink_isrs(broker: &Arc<Broker>) {
 
 /// Sends an ISR change for `part` to the controller (one in flight per
 /// partition); the new ISR takes effect when the metadata change comes back.
+/// From the moment it is proposed, an expansion counts for the high
+/// watermark (KIP-497's maximal ISR), a shrink only once committed.
 pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId>) {
-    let Some((leader_epoch, partition_epoch)) = part.isr_change_in_flight(true) else {
+    let Some(proposal) = part.propose_isr(isr.clone()) else {
         return;
     };
+    let (leader_epoch, partition_epoch) = (proposal.leader_epoch, proposal.partition_epoch);
     let broker = broker.clone();
     let part = part.clone();
     tokio::task::spawn_blocking(move || {
@@ -155,6 +160,7 @@ pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId
             leader_epoch,
             partition_epoch,
             new_isr: isr.clone(),
+            new_isr_broker_epochs: proposal.broker_epochs.clone(),
         };
         let result = broker.admin(|c| c.alter_partition(request));
         if result.is_ok() {
@@ -165,7 +171,7 @@ pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId
                 tracing::error!(error = %e, "reconciling after an ISR change");
             }
         }
-        part.isr_change_in_flight(false);
+        part.isr_change_done(&proposal);
         match result {
             Ok(_) => {
                 tracing::info!(topic = %part.topic, partition = part.index.get(), ?isr, "ISR changed");
@@ -349,7 +355,8 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
             .map(|(p, e, _)| (p.clone(), *e))
             .collect();
         if !untruncated.is_empty() {
-            if let Err(e) = truncate(&broker, &connection, &untruncated, &mut paused).await {
+            if let Err(e) = truncate(&broker, &connection, leader, &untruncated, &mut paused).await
+            {
                 tracing::info!(leader = leader.get(), error = %e, "truncation round failed");
                 conn = None;
                 tokio::time::sleep(backoff).await;
@@ -362,7 +369,7 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
             _ = shutdown.changed() => break,
             r = tokio::time::timeout(
                 Duration::from_millis(wait_ms as u64 + 3000),
-                connection.send_version(&request, 12),
+                connection.send_version(&request, FETCH_VERSION),
             ) => r,
         };
         let response = match sent {
@@ -391,18 +398,16 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
             tokio::time::sleep(backoff).await;
             continue;
         }
-        let by_key: HashMap<(String, i32), &(Arc<Partition>, LeaderEpoch, bool)> = active
+        let by_key: HashMap<(uuid::Uuid, i32), &(Arc<Partition>, LeaderEpoch, bool)> = active
             .iter()
-            .map(|x| ((x.0.topic.clone(), x.0.index.get()), *x))
+            .map(|x| ((x.0.topic_id.0, x.0.index.get()), *x))
             .collect();
         for t in response.responses {
             for pd in t.partitions {
-                let Some((part, epoch, _)) =
-                    by_key.get(&(t.topic.0.to_string(), pd.partition_index))
-                else {
+                let Some((part, epoch, _)) = by_key.get(&(t.topic_id, pd.partition_index)) else {
                     continue;
                 };
-                handle_fetched(&broker, part, *epoch, pd, &mut paused);
+                handle_fetched(part, leader, *epoch, pd, &mut paused);
             }
         }
     }
@@ -427,17 +432,27 @@ fn fetch_request(
             .with_last_fetched_epoch(p.log.latest_epoch().map_or(-1, |e| e.get()))
             .with_log_start_offset(p.log.log_start_offset().get())
             .with_partition_max_bytes(partition_max as i32);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == p.topic) {
+        match topics.iter_mut().find(|t| t.topic_id == p.topic_id.0) {
             Some(t) => t.partitions.push(fp),
             None => topics.push(
                 FetchTopic::default()
-                    .with_topic(TopicName(s(p.topic.clone())))
+                    .with_topic_id(p.topic_id.0)
                     .with_partitions(vec![fp]),
             ),
         }
     }
+    // v15 (KIP-903): the follower names its broker epoch, which the leader
+    // puts in the ISR additions it proposes; the controller refuses one
+    // from an earlier registration of this broker.
+    let epoch = broker
+        .broker_epoch
+        .load(std::sync::atomic::Ordering::Relaxed);
     FetchRequest::default()
-        .with_replica_id(WireBrokerId(broker.settings.node_id.get()))
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(WireBrokerId(broker.settings.node_id.get()))
+                .with_replica_epoch(epoch),
+        )
         .with_max_wait_ms(wait_ms as i32)
         .with_min_bytes(
             config_ms(broker, "replica.fetch.min.bytes", 1).clamp(0, i32::MAX as i64) as i32,
@@ -448,59 +463,73 @@ fn fetch_request(
         .with_topics(topics)
 }
 
+/// Applies one partition's fetch response, built as follower of `(leader,
+/// epoch)`, under the partition's state lock, and only if the partition
+/// still follows that leader in that epoch: a response that comes back after
+/// a role or epoch change is dropped (its data, its high watermark and its
+/// log start alike).
 fn handle_fetched(
-    broker: &Broker,
     part: &Arc<Partition>,
+    leader: BrokerId,
     epoch: LeaderEpoch,
     pd: kafka_protocol::messages::fetch_response::PartitionData,
     paused: &mut Paused,
 ) {
     let key = (part.topic_id, part.index.get());
-    match ResponseError::try_from_code(pd.error_code) {
-        None => {
-            let records: Bytes = pd.records.unwrap_or_default();
-            if !records.is_empty() {
-                match part.log.append_replicated(&records, now_ms()) {
-                    Ok(Some(_)) => {
-                        let mut producers = part.producers();
-                        for item in samsa_model::batch::BatchIter::new(&records) {
-                            let Ok((header, _)) = item else { break };
-                            producers.record(&header, header.base_offset.get());
+    let applied = part.follower_apply(leader, epoch, |st, log| {
+        match ResponseError::try_from_code(pd.error_code) {
+            None => {
+                let records: Bytes = pd.records.clone().unwrap_or_default();
+                if !records.is_empty() {
+                    match log.append_replicated(&records, now_ms()) {
+                        Ok(Some(_)) => {
+                            let mut producers = part.producers();
+                            for item in samsa_model::batch::BatchIter::new(&records) {
+                                let Ok((header, _)) = item else { break };
+                                producers.record(&header, header.base_offset.get());
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(topic = %part.topic, partition = part.index.get(), error = %e, "appending replicated batches; truncating again");
+                            st.fetch_diverged(leader, epoch);
+                            return;
                         }
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(topic = %part.topic, partition = part.index.get(), error = %e, "appending replicated batches; truncating again");
-                        part.set_truncated(epoch, false);
-                        return;
+                }
+                if pd.log_start_offset > log.log_start_offset().get() {
+                    let to = Offset(pd.log_start_offset.min(log.log_end_offset().get()));
+                    if let Err(e) = log.delete_records_before(to) {
+                        tracing::warn!(topic = %part.topic, partition = part.index.get(), error = %e, "following the leader's log start");
                     }
                 }
+                st.follower_learned_hw(
+                    leader,
+                    epoch,
+                    Offset(pd.high_watermark),
+                    log.log_end_offset(),
+                );
             }
-            if pd.log_start_offset > part.log.log_start_offset().get() {
-                let to = Offset(pd.log_start_offset.min(part.log.log_end_offset().get()));
-                if let Err(e) = part.log.delete_records_before(to) {
-                    tracing::warn!(topic = %part.topic, partition = part.index.get(), error = %e, "following the leader's log start");
+            Some(ResponseError::OffsetOutOfRange) => {
+                let end = log.log_end_offset().get();
+                if pd.log_start_offset > end {
+                    tracing::info!(topic = %part.topic, partition = part.index.get(), leader_log_start = pd.log_start_offset, "behind the leader's log start: restarting the log there");
+                    if let Err(e) = log.reset_to(Offset(pd.log_start_offset)) {
+                        tracing::error!(error = %e, "restarting the log");
+                    }
+                } else {
+                    st.fetch_diverged(leader, epoch);
                 }
             }
-            part.follower_hw(pd.high_watermark);
-        }
-        Some(ResponseError::OffsetOutOfRange) => {
-            let end = part.log.log_end_offset().get();
-            if pd.log_start_offset > end {
-                tracing::info!(topic = %part.topic, partition = part.index.get(), leader_log_start = pd.log_start_offset, "behind the leader's log start: restarting the log there");
-                if let Err(e) = part.log.reset_to(Offset(pd.log_start_offset)) {
-                    tracing::error!(error = %e, "restarting the log");
-                }
-            } else {
-                part.set_truncated(epoch, false);
+            Some(e) => {
+                tracing::debug!(topic = %part.topic, partition = part.index.get(), error = ?e, "replica fetch error; waiting for new metadata");
+                paused.insert(key, (epoch, tokio::time::Instant::now() + PAUSE));
             }
         }
-        Some(e) => {
-            tracing::debug!(topic = %part.topic, partition = part.index.get(), error = ?e, "replica fetch error; waiting for new metadata");
-            paused.insert(key, (epoch, tokio::time::Instant::now() + PAUSE));
-        }
+    });
+    if applied.is_none() {
+        tracing::debug!(topic = %part.topic, partition = part.index.get(), leader = leader.get(), epoch = epoch.get(), "dropping a fetch response for an earlier role or epoch");
     }
-    let _ = broker;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -512,31 +541,26 @@ enum TruncateError {
 }
 
 /// KIP-279 truncation for partitions that just entered a leader epoch as
-/// followers: ask the leader where our latest epoch ends, cut there, and
-/// repeat with an earlier epoch while the leader answers with an epoch we do
-/// not have.
+/// followers of `leader`: ask the leader where our latest epoch ends, cut
+/// there, and repeat with an earlier epoch while the leader answers with an
+/// epoch we do not have. Each answer is applied under the partition's state
+/// lock and only while it still follows `leader` in the epoch the request
+/// was built for ([`Partition::apply_epoch_answer`]).
 async fn truncate(
     broker: &Broker,
     conn: &Connection,
+    leader: BrokerId,
     parts: &[(Arc<Partition>, LeaderEpoch)],
     paused: &mut Paused,
 ) -> Result<(), TruncateError> {
     // Per partition: the epoch to ask about next (None = done).
     let mut asking: Vec<Option<LeaderEpoch>> = parts
         .iter()
-        .map(|(p, _)| {
-            if p.log.log_end_offset() <= p.log.log_start_offset() {
-                None
-            } else {
-                Some(p.log.latest_epoch().unwrap_or(LeaderEpoch(-1)))
-            }
+        .map(|(p, epoch)| match p.start_truncation(leader, *epoch) {
+            TruncationStep::Ask(e) => Some(e),
+            TruncationStep::Stale | TruncationStep::Done { .. } => None,
         })
         .collect();
-    for (i, (p, epoch)) in parts.iter().enumerate() {
-        if asking[i].is_none() {
-            p.set_truncated(*epoch, true);
-        }
-    }
     for _round in 0..TRUNCATION_ROUNDS_MAX {
         let pending: Vec<usize> = (0..parts.len()).filter(|i| asking[*i].is_some()).collect();
         if pending.is_empty() {
@@ -587,37 +611,23 @@ async fn truncate(
                 asking[i] = None;
                 continue;
             }
-            let end = p.log.log_end_offset().get();
-            let cut = if leader_epoch < 0 || end_offset < 0 {
-                // The leader knows none of our epochs: keep only what was
-                // committed (Kafka's pre-KIP-101 rule).
-                Some(p.high_watermark().get())
-            } else {
-                let (mine, my_end) = p.log.end_offset_for_epoch(LeaderEpoch(leader_epoch));
-                if mine.get() == leader_epoch {
-                    Some(end_offset.min(my_end.get()))
-                } else if mine.get() < 0 {
-                    // We have nothing from that epoch or before it.
-                    Some(p.log.log_start_offset().get())
-                } else {
-                    // Ask again about the latest epoch we have before it.
-                    asking[i] = Some(mine);
+            let answer = EpochAnswer {
+                leader_epoch: LeaderEpoch(leader_epoch),
+                end_offset: Offset(end_offset),
+            };
+            asking[i] = match p.apply_epoch_answer(leader, *epoch, answer)? {
+                TruncationStep::Ask(e) => Some(e),
+                TruncationStep::Done { cut } => {
+                    if let Some((from, to)) = cut {
+                        tracing::info!(topic = %p.topic, partition = p.index.get(), from = from.get(), to = to.get(), "truncated a divergent log suffix");
+                    }
+                    None
+                }
+                TruncationStep::Stale => {
+                    tracing::debug!(topic = %p.topic, partition = p.index.get(), "dropping an OffsetForLeaderEpoch answer for an earlier role or epoch");
                     None
                 }
             };
-            if let Some(cut) = cut {
-                if cut < end {
-                    tracing::info!(topic = %p.topic, partition = p.index.get(), from = end, to = cut, "truncating a divergent log suffix");
-                    p.log.truncate_to(Offset(cut))?;
-                    p.producers().clear();
-                    if let Err(e) = p.rebuild_producer_state() {
-                        tracing::warn!(error = %e, "rebuilding producer state after truncation");
-                    }
-                }
-                p.follower_hw(p.high_watermark().get());
-                p.set_truncated(*epoch, true);
-                asking[i] = None;
-            }
         }
     }
     Ok(())

@@ -151,6 +151,11 @@ pub struct AlterPartition {
     pub partition_epoch: i32,
     /// The proposed ISR: replicas of the partition, including the leader.
     pub new_isr: Vec<BrokerId>,
+    /// KIP-903: for each member of `new_isr` (same order), the broker epoch
+    /// its fetches carried; -1 or absent = not checked. A member being added
+    /// whose broker has registered again since (a restart, possibly with a
+    /// lost log) is ineligible.
+    pub new_isr_broker_epochs: Vec<i64>,
 }
 
 /// Kafka's ElectLeaders election types.
@@ -761,6 +766,7 @@ mod tests {
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
                 new_isr: vec![BrokerId(1)],
+                new_isr_broker_epochs: Vec::new(),
             };
             let shrunk = c.alter_partition(request.clone()).unwrap();
             assert_eq!(shrunk.isr, vec![BrokerId(1)]);

@@ -907,7 +907,8 @@ pub fn plan_unfence_broker(
 /// [`ControllerError::InvalidUpdateVersion`]; an ISR that is empty, repeats
 /// a broker, names a non-replica or leaves out the leader
 /// [`ControllerError::InvalidRequest`]; an ISR member that is unregistered or
-/// fenced [`ControllerError::IneligibleReplica`].
+/// fenced, or added with a broker epoch that is not its current
+/// registration's (KIP-903), [`ControllerError::IneligibleReplica`].
 ///
 /// The outcome is the partition afterwards: unchanged when the ISR is the
 /// current one. An ISR holding every target replica of an ongoing
@@ -982,6 +983,14 @@ pub fn plan_alter_partition(
         return Err(ControllerError::IneligibleReplica(format!(
             "{name}: replica {r} in the ISR {new_isr:?} is {why}."
         )));
+    }
+    for (r, epoch) in new_isr.iter().zip(&request.new_isr_broker_epochs) {
+        let registered = image.brokers.get(r).map(|b| b.epoch);
+        if *epoch >= 0 && !part.isr.contains(r) && registered != Some(*epoch) {
+            return Err(ControllerError::IneligibleReplica(format!(
+                "{name}: replica {r} fetched with broker epoch {epoch}, but its registration has epoch {registered:?}."
+            )));
+        }
     }
     let mut change = PartitionChange::new(part, online_election(config, image, topic));
     change.isr = new_isr.clone();
@@ -1745,6 +1754,7 @@ mod replication_tests {
                 leader_epoch: part.leader_epoch,
                 partition_epoch: part.partition_epoch,
                 new_isr: b(new_isr),
+                new_isr_broker_epochs: Vec::new(),
             }
         }
 
@@ -2090,6 +2100,20 @@ mod replication_tests {
             check(&c, fenced_member),
             Err(ControllerError::IneligibleReplica(_))
         ));
+
+        // KIP-903: a replica added with the broker epoch of an earlier
+        // registration (its fetch was sent before it restarted) is refused;
+        // with its current epoch it is accepted.
+        c.unfence(4);
+        let mut stale = c.isr_request("t", 0, &[1, 2, 4]);
+        stale.new_isr_broker_epochs = vec![-1, -1, c.epoch(4) - 1];
+        assert!(matches!(
+            check(&c, stale.clone()),
+            Err(ControllerError::IneligibleReplica(_))
+        ));
+        stale.new_isr_broker_epochs = vec![-1, -1, c.epoch(4)];
+        assert_eq!(check(&c, stale).unwrap().isr, b(&[1, 2, 4]));
+        c.fence(4);
 
         // Proposing the current ISR changes nothing.
         let same = c.isr_request("t", 0, &[1, 2]);

@@ -11,6 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("samsa-storage", &["samsa-model"]),
     ("samsa-metadata", &["samsa-model"]),
     ("samsa-coordinator", &["samsa-model"]),
+    ("samsa-replica", &["samsa-model"]),
     ("samsa-client", &["samsa-model", "samsa-protocol"]),
     ("samsa-quorum", &["samsa-model", "samsa-metadata"]),
     (
@@ -23,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-coordinator",
             "samsa-quorum",
             "samsa-client",
+            "samsa-replica",
         ],
     ),
     (

@@ -167,18 +167,24 @@ pub(super) fn append(
     epoch: samsa_model::LeaderEpoch,
     records: &[samsa_coordinator::Record],
 ) -> Result<(Arc<Partition>, i64), AppendError> {
-    let part = offsets_partition(broker, partition)
-        .filter(|p| p.is_leader() && p.leader_epoch() == epoch)
-        .ok_or(AppendError::NoPartition(partition))?;
+    let part = offsets_partition(broker, partition).ok_or(AppendError::NoPartition(partition))?;
     let now = now_ms();
     let mut builder = BatchBuilder::new();
     for r in records {
         builder.push(NewRecord::new(now, Some(&r.key), r.value.as_deref()));
     }
     let mut bytes = builder.build()?;
-    let info = part.log.append(&mut bytes, part.leader_epoch(), now)?;
+    // Leadership in the shard's epoch, and the append, under the partition's
+    // state lock: a role change cannot slip in between.
+    let leadership = part
+        .lock_for_append(1, 1)
+        .ok()
+        .filter(|l| l.epoch() == epoch)
+        .ok_or(AppendError::NoPartition(partition))?;
+    let info = part.log.append(&mut bytes, leadership.epoch(), now)?;
+    drop(leadership);
     broker.notify_data();
-    if part.after_leader_append(broker.settings.node_id) {
+    if part.after_leader_append() {
         broker.notify_hw();
     }
     Ok((part, info.last_offset.get()))

@@ -119,8 +119,7 @@ impl Shard {
     /// The shard's log partition while this broker still leads it in the
     /// shard's epoch.
     fn led_partition(&self, broker: &Broker) -> Option<Arc<Partition>> {
-        log::offsets_partition(broker, self.partition)
-            .filter(|p| p.is_leader() && p.leader_epoch() == self.epoch)
+        log::offsets_partition(broker, self.partition).filter(|p| p.led_epoch() == Some(self.epoch))
     }
 }
 
@@ -128,7 +127,7 @@ impl Shard {
 /// OffsetFetch, in log order.
 fn promote(shard: &Shard, part: Option<&Partition>, st: &mut ShardState) {
     let Some(part) = part else { return };
-    if !part.is_leader() || part.leader_epoch() != shard.epoch {
+    if part.led_epoch() != Some(shard.epoch) {
         return;
     }
     let hw = part.high_watermark().get();
@@ -643,10 +642,8 @@ fn led_partitions(broker: &Broker) -> BTreeMap<u32, LeaderEpoch> {
         .partitions
         .iter()
         .filter_map(|p| {
-            let part = broker
-                .partition(topic.id, p.index.get())
-                .filter(|part| part.is_leader())?;
-            Some((u32::try_from(p.index.get()).ok()?, part.leader_epoch()))
+            let epoch = broker.partition(topic.id, p.index.get())?.led_epoch()?;
+            Some((u32::try_from(p.index.get()).ok()?, epoch))
         })
         .collect()
 }

@@ -227,7 +227,7 @@ async fn a_commit_is_visible_only_once_replicated() {
     assert!(!committing.is_finished(), "answered before replication");
 
     let end = part.log.log_end_offset().get();
-    part.follower_fetched(me, follower, end, now_ms().get())
+    part.follower_fetched(follower, -1, None, end, now_ms().get())
         .unwrap();
     broker.notify_hw();
     assert_eq!(committing.await.unwrap(), codes::NONE);

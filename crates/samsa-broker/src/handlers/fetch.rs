@@ -14,7 +14,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use samsa_metadata::MetadataImage;
-use samsa_model::{BrokerId, Offset, TopicId};
+use samsa_model::{BrokerId, LeaderEpoch, Offset, TopicId};
 use samsa_protocol::codec::{FileRecordSets, FileRegion};
 use samsa_storage::LogSlice;
 
@@ -22,6 +22,7 @@ use super::s;
 use crate::broker::Broker;
 use crate::errors::storage_error;
 use crate::fetch_session::{FetchParams, SentState, SessionKey, SessionPlan};
+use crate::partition::FollowerFetch;
 
 /// The longest a fetch may park, whatever the client asks.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -102,10 +103,13 @@ pub async fn handle(
     version: i16,
 ) -> (FetchResponse, FileRecordSets) {
     let image = broker.image();
-    let replica_id = if version >= 15 {
-        request.replica_state.replica_id.0
+    let (replica_id, replica_epoch) = if version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
     } else {
-        request.replica_id.0
+        (request.replica_id.0, -1)
     };
     let mut requested = Vec::new();
     for t in &request.topics {
@@ -167,7 +171,7 @@ pub async fn handle(
     };
     let min_bytes = request.min_bytes.max(0) as usize;
     let refused = if replica_id >= 0 {
-        follower_progress(broker, &image, &partitions, replica_id)
+        follower_progress(broker, &image, &partitions, replica_id, replica_epoch)
     } else {
         HashMap::new()
     };
@@ -271,8 +275,8 @@ fn follower_progress(
     image: &MetadataImage,
     partitions: &[(SessionKey, FetchParams)],
     replica_id: i32,
+    replica_epoch: i64,
 ) -> HashMap<SessionKey, ResponseError> {
-    let me = broker.settings.node_id;
     let now = crate::handlers::produce::now_ms().get();
     let mut refused = HashMap::new();
     let mut moved = false;
@@ -283,12 +287,16 @@ fn follower_progress(
         else {
             continue;
         };
-        let epoch = part.leader_epoch().get();
-        if params.current_leader_epoch >= 0 && params.current_leader_epoch != epoch {
-            continue;
-        }
-        match part.follower_fetched(me, BrokerId(replica_id), params.fetch_offset, now) {
-            Ok((hw_moved, expand)) => {
+        let fetch_epoch =
+            (params.current_leader_epoch >= 0).then_some(LeaderEpoch(params.current_leader_epoch));
+        match part.follower_fetched(
+            BrokerId(replica_id),
+            replica_epoch,
+            fetch_epoch,
+            params.fetch_offset,
+            now,
+        ) {
+            Ok(FollowerFetch { hw_moved, expand }) => {
                 moved |= hw_moved;
                 // A fenced follower (restarted or paused, not yet heard by the
                 // controller) would be refused; asking on every fetch floods

@@ -227,8 +227,12 @@ fn append(
             ));
         }
     }
-    match part.check_produce(acks, settings.min_insync_replicas) {
-        Ok(()) => {}
+    // The read side of the partition's state lock, held from the leadership
+    // check through the append: no role change can fall in between, so the
+    // epoch stamped is the one this broker leads with (Kafka's
+    // leaderIsrUpdateLock).
+    let leadership = match part.lock_for_append(acks, settings.min_insync_replicas) {
+        Ok(g) => g,
         Err(NotLeader::NotLeader) => {
             return Err((
                 ResponseError::NotLeaderOrFollower,
@@ -244,7 +248,8 @@ fn append(
                 ),
             ))
         }
-    }
+    };
+    let epoch = leadership.epoch();
     let append_time = if settings.log_append_time {
         now.get()
     } else {
@@ -272,15 +277,15 @@ fn append(
     let appended = if settings.log_append_time {
         let mut buf = BytesMut::from(records);
         batch::set_log_append_time(&mut buf, now).map_err(|e| (batch_error(&e), e.to_string()))?;
-        part.log.append(&mut buf, part.leader_epoch(), now)
+        part.log.append(&mut buf, epoch, now)
     } else {
-        part.log
-            .append_unmodified(records, part.leader_epoch(), now)
+        part.log.append_unmodified(records, epoch, now)
     };
     let info = appended.map_err(|e| (storage_error(&e), e.to_string()))?;
     producers.record(header, info.base_offset.get());
     drop(producers);
-    if part.after_leader_append(broker.settings.node_id) {
+    drop(leadership);
+    if part.after_leader_append() {
         broker.notify_hw();
     }
     Ok((
