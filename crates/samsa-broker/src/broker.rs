@@ -445,12 +445,6 @@ impl Broker {
                 settings,
                 leader_epoch,
             ));
-            partition
-                .rebuild_producer_state()
-                .map_err(|source| BrokerError::Storage {
-                    dir: dir.clone(),
-                    source,
-                })?;
             partition.load_high_watermark();
             partition.apply_image(me, &topic.partitions[i], now);
             roles_changed = true;

@@ -10,8 +10,6 @@ use samsa_metadata::PartitionImage;
 use samsa_model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId};
 use samsa_storage::{CompactionConfig, LogConfig, PartitionLog};
 
-use crate::producer_state::ProducerStates;
-
 /// Per-topic settings the produce path needs, resolved from topic overrides and
 /// broker defaults.
 #[derive(Clone, Debug)]
@@ -156,9 +154,6 @@ pub struct Partition {
     pub log: PartitionLog,
     settings: RwLock<Arc<TopicSettings>>,
     leader_epoch: RwLock<LeaderEpoch>,
-    /// Idempotent producers' sequence state. Held across check-and-append, so it
-    /// also serializes appends to this partition.
-    producers: Mutex<ProducerStates>,
     role: Mutex<Role>,
     /// The high watermark: records below it are on every ISR member.
     hw: AtomicI64,
@@ -181,7 +176,6 @@ impl Partition {
             log,
             settings: RwLock::new(Arc::new(settings)),
             leader_epoch: RwLock::new(leader_epoch),
-            producers: Mutex::new(ProducerStates::default()),
             role: Mutex::new(Role::Offline),
             hw: AtomicI64::new(0),
         }
@@ -218,28 +212,6 @@ impl Partition {
             Ok(mut g) => *g = epoch,
             Err(p) => *p.into_inner() = epoch,
         }
-    }
-
-    /// The producer table, locked for a check-and-append.
-    pub fn producers(&self) -> MutexGuard<'_, ProducerStates> {
-        match self.producers.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Rebuilds the producer table from the batch headers of the active
-    /// segment (idempotent producers' recent sequences). Only headers are
-    /// read, so the cost is one small read per batch (16 KiB buffered), not
-    /// the segment's bytes.
-    pub fn rebuild_producer_state(&self) -> Result<(), samsa_storage::StorageError> {
-        let start = self.log.log_start_offset();
-        let mut producers = self.producers();
-        self.log.visit_active_headers(|header| {
-            if header.last_offset() >= start {
-                producers.record(header, header.base_offset.get());
-            }
-        })
     }
 
     /// The high watermark (never above the log end).
@@ -338,11 +310,8 @@ impl Partition {
                     epoch_start_offset: end,
                     isr_change_in_flight: false,
                 });
-                // A new leader's own records are committed once the ISR has them.
-                self.producers().clear();
-                if let Err(e) = self.rebuild_producer_state() {
-                    tracing::error!(topic = %self.topic, partition = self.index.get(), error = %e, "rebuilding producer state");
-                }
+                // Producer state needs no rebuild: the log kept it current
+                // from the batches this replica stored.
                 RoleChange::BecameLeader
             }
             (Role::Follower { leader, epoch, .. }, false)

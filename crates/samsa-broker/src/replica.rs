@@ -460,15 +460,9 @@ fn handle_fetched(
         None => {
             let records: Bytes = pd.records.unwrap_or_default();
             if !records.is_empty() {
+                // The log records the producer state of the batches it stores.
                 match part.log.append_replicated(&records, now_ms()) {
-                    Ok(Some(_)) => {
-                        let mut producers = part.producers();
-                        for item in samsa_model::batch::BatchIter::new(&records) {
-                            let Ok((header, _)) = item else { break };
-                            producers.record(&header, header.base_offset.get());
-                        }
-                    }
-                    Ok(None) => {}
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::error!(topic = %part.topic, partition = part.index.get(), error = %e, "appending replicated batches; truncating again");
                         part.set_truncated(epoch, false);
@@ -608,11 +602,8 @@ async fn truncate(
             if let Some(cut) = cut {
                 if cut < end {
                     tracing::info!(topic = %p.topic, partition = p.index.get(), from = end, to = cut, "truncating a divergent log suffix");
+                    // Also reloads the producer state as of the cut.
                     p.log.truncate_to(Offset(cut))?;
-                    p.producers().clear();
-                    if let Err(e) = p.rebuild_producer_state() {
-                        tracing::warn!(error = %e, "rebuilding producer state after truncation");
-                    }
                 }
                 p.follower_hw(p.high_watermark().get());
                 p.set_truncated(*epoch, true);
