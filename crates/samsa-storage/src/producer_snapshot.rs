@@ -342,7 +342,8 @@ pub(crate) fn load(
     Ok((table, from))
 }
 
-/// Records in `table` the header of every batch at or after `from`.
+/// Records in `table` the header of every batch at or after `from` (a
+/// damaged stretch of a segment is skipped with a warning).
 pub(crate) fn replay(
     segments: &[ReplaySegment<'_>],
     from: Offset,
@@ -355,12 +356,29 @@ pub(crate) fn replay(
         } else {
             0
         };
-        segment::find_batch(s.files, position, s.meta.size, |_, h| {
+        let walked = segment::find_batch(s.files, position, s.meta.size, |_, h| {
             if h.last_offset() >= from {
                 table.record(h);
             }
             Ok(None::<()>)
-        })?;
+        });
+        match walked {
+            Ok(_) => {}
+            // Damage kept in a segment that was on disk (recovery reports it
+            // and never cuts it): the batches after it cannot be read, so
+            // their producers' state is what the earlier batches say.
+            Err(StorageError::Corrupt {
+                path,
+                position,
+                reason,
+            }) => tracing::warn!(
+                path = %path.display(),
+                position,
+                reason = %reason,
+                "producer state replay skips the rest of a damaged segment"
+            ),
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
