@@ -11,6 +11,9 @@ in a segment that is no longer the active one: producer state lives with the
 log and survives rolls, restarts and elections (producer-state snapshots,
 followers recording what they replicate).
 
+A deterministic reproduction (raw Produce requests) checks the one case the
+rounds hit only by chance: a retry whose original sits in an older segment.
+
 SAMSA_E2E_IDEMPOTENT_ROUNDS sets the kill -9 rounds of each test (default 10).
 """
 
@@ -22,6 +25,7 @@ import time
 import pytest
 
 import helpers as h
+import kafka_wire as kw
 from cluster import POST_KILL_GUARD_S, Workload, check_log, cluster_fixture, log
 
 ROUNDS = int(os.environ.get("SAMSA_E2E_IDEMPOTENT_ROUNDS", "10"))
@@ -97,3 +101,42 @@ def test_idempotent_producer_across_single_node_kills_with_rolling_segments(brok
     check(w, b.bootstrap, f"{ROUNDS} single-node kill -9 rounds, log.segment.bytes={SEGMENT_BYTES}")
     rolled = segments_rolled(b.data_dir, topic)
     assert rolled >= 2 * ROUNDS, f"only {rolled} segments: they did not roll every few seconds"
+
+
+def produce_raw(bootstrap: str, topic: str, batch: bytes) -> tuple[int, int]:
+    """One Produce v3 (acks=all) of ``batch`` to partition 0: (error code, base offset)."""
+    s = kw.connect(bootstrap)
+    try:
+        frame = kw.roundtrip(s, kw.produce_v3_request(1, topic, 0, batch))
+        assert frame is not None, "no answer to Produce"
+        res = kw.parse_produce_v3(frame)[1][(topic, 0)]
+        return res.error_code, res.base_offset
+    finally:
+        s.close()
+
+
+@pytest.mark.timeout(120)
+def test_retry_of_a_batch_in_an_older_segment_is_a_duplicate_after_kill9(broker_factory):
+    """The issue's reproduction: an idempotent batch (sequence 0) at offset 0,
+    3 MB of other records after it with 1 MiB segments, kill -9, restart, the
+    same batch sent again: answered with its original offset 0, not stored
+    a second time (it was stored again at offset 30010 before producer state
+    outlived the active segment)."""
+    b = broker_factory("log.segment.bytes=1048576")
+    topic = h.unique_topic("idem-retry")
+    h.create_topic(h.admin(b.bootstrap), topic, partitions=1)
+    once = kw.simple_batch([b"once"], producer=(4242, 0, 0))
+    assert produce_raw(b.bootstrap, topic, once) == (0, 0)
+    filler = [b"x" * 100] * 1000
+    for _ in range(30):
+        err, _ = produce_raw(b.bootstrap, topic, kw.simple_batch(filler))
+        assert err == 0
+    assert len(list((b.data_dir / f"{topic}-0").glob("*.log"))) >= 3, "segments rolled"
+    end = h.watermarks(b.bootstrap, topic)[1]
+    b.kill()
+    b.start()
+    assert produce_raw(b.bootstrap, topic, once) == (0, 0), "the retry gets its original offset"
+    assert h.watermarks(b.bootstrap, topic)[1] == end, "the retry was stored again"
+    # The producer goes on after its last batch; a gap is refused (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    assert produce_raw(b.bootstrap, topic, kw.simple_batch([b"next"], producer=(4242, 0, 1))) == (0, end)
+    assert produce_raw(b.bootstrap, topic, kw.simple_batch([b"gap"], producer=(4242, 0, 5)))[0] == 45
