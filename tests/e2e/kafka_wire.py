@@ -151,9 +151,10 @@ def record_header_prefix(offset_delta: int, value_len: int, key: bytes | None = 
 
 def encode_batch(records_payload: bytes, record_count: int, *, base_timestamp: int,
                  compression: int = COMPRESSION_NONE, base_offset: int = 0,
-                 max_timestamp: int | None = None) -> bytes:
+                 max_timestamp: int | None = None, producer: tuple[int, int, int] = (-1, -1, -1)) -> bytes:
     """Wrap an already encoded (and possibly compressed) records payload into a
-    record batch v2 with a correct CRC-32C."""
+    record batch v2 with a correct CRC-32C. ``producer`` is (producer id, epoch,
+    base sequence) of an idempotent batch."""
     if max_timestamp is None:
         max_timestamp = base_timestamp
     # Everything from 'attributes' to the end is covered by the CRC.
@@ -162,9 +163,9 @@ def encode_batch(records_payload: bytes, record_count: int, *, base_timestamp: i
         + i32(record_count - 1)     # last offset delta
         + i64(base_timestamp)
         + i64(max_timestamp)
-        + i64(-1)                   # producer id
-        + i16(-1)                   # producer epoch
-        + i32(-1)                   # base sequence
+        + i64(producer[0])          # producer id
+        + i16(producer[1])          # producer epoch
+        + i32(producer[2])          # base sequence
         + i32(record_count)
         + records_payload
     )
@@ -175,11 +176,11 @@ def encode_batch(records_payload: bytes, record_count: int, *, base_timestamp: i
 
 
 def simple_batch(values: list[bytes], *, key: bytes | None = b"k",
-                 timestamp_ms: int | None = None) -> bytes:
+                 timestamp_ms: int | None = None, producer: tuple[int, int, int] = (-1, -1, -1)) -> bytes:
     if timestamp_ms is None:
         timestamp_ms = int(time.time() * 1000)
     payload = b"".join(encode_record(i, key, v) for i, v in enumerate(values))
-    return encode_batch(payload, len(values), base_timestamp=timestamp_ms)
+    return encode_batch(payload, len(values), base_timestamp=timestamp_ms, producer=producer)
 
 
 # Offset of the CRC field inside a batch: base offset (8) + batch length (4)

@@ -446,12 +446,6 @@ impl Broker {
                 me,
                 leader_epoch,
             ));
-            partition
-                .rebuild_producer_state()
-                .map_err(|source| BrokerError::Storage {
-                    dir: dir.clone(),
-                    source,
-                })?;
             partition.load_high_watermark();
             partition.apply_image(&topic.partitions[i], now);
             roles_changed = true;

@@ -61,6 +61,8 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
     crate::disk::note_storage_error(e);
     match e {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         _ => ResponseError::KafkaStorageError,
     }
 }

@@ -18,7 +18,6 @@ pub mod handlers;
 pub mod mapped;
 pub mod memory;
 pub mod partition;
-pub mod producer_state;
 pub mod replica;
 pub mod retention;
 pub mod server;

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::PartitionImage;
@@ -37,8 +37,6 @@ pub use samsa_replica::{
     TruncationStep,
 };
 use samsa_storage::{CompactionConfig, LogConfig, PartitionLog, StorageError};
-
-use crate::producer_state::ProducerStates;
 
 /// Per-topic settings the produce path needs, resolved from topic overrides and
 /// broker defaults.
@@ -188,9 +186,6 @@ pub struct Partition {
     pub index: PartitionIndex,
     pub log: PartitionLog,
     settings: RwLock<Arc<TopicSettings>>,
-    /// Idempotent producers' sequence state. Held across check-and-append, so it
-    /// also serializes appends to this partition.
-    producers: Mutex<ProducerStates>,
     /// The replication state: the one lock (see the module docs).
     state: RwLock<ReplicaState>,
     /// The high watermark as of the last write to `state`.
@@ -214,7 +209,6 @@ impl Partition {
             index,
             log,
             settings: RwLock::new(Arc::new(settings)),
-            producers: Mutex::new(ProducerStates::default()),
             state: RwLock::new(ReplicaState::new(me, leader_epoch, Offset(0))),
             hw: AtomicI64::new(0),
         }
@@ -268,29 +262,6 @@ impl Partition {
         st.is_leader().then(|| st.leader_epoch())
     }
 
-    /// The producer table, locked for a check-and-append.
-    pub fn producers(&self) -> MutexGuard<'_, ProducerStates> {
-        match self.producers.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Rebuilds the producer table from the batch headers of the active
-    /// segment (idempotent producers' recent sequences). Only headers are
-    /// read, so the cost is one small read per batch (16 KiB buffered), not
-    /// the segment's bytes.
-    pub fn rebuild_producer_state(&self) -> Result<(), samsa_storage::StorageError> {
-        let start = self.log.log_start_offset();
-        let mut producers = self.producers();
-        producers.clear();
-        self.log.visit_active_headers(|header| {
-            if header.last_offset() >= start {
-                producers.record(header, header.base_offset.get());
-            }
-        })
-    }
-
     /// The high watermark (never above the log end).
     pub fn high_watermark(&self) -> Offset {
         let end = self.log.log_end_offset().get();
@@ -335,10 +306,8 @@ impl Partition {
         let mut st = self.state_mut();
         match st.apply_assignment(&assignment, &mut LogRef(&self.log), now_ms) {
             Ok(RoleChange::BecameLeader) => {
-                // A new leader's own records are committed once the ISR has them.
-                if let Err(e) = self.rebuild_producer_state() {
-                    tracing::error!(topic = %self.topic, partition = self.index.get(), error = %e, "rebuilding producer state");
-                }
+                // Producer state needs no rebuild: the log kept it current
+                // from the batches this replica stored.
                 RoleChange::BecameLeader
             }
             Ok(change) => change,
@@ -462,14 +431,9 @@ impl Partition {
         epoch: LeaderEpoch,
         answer: EpochAnswer,
     ) -> Result<TruncationStep, StorageError> {
-        let mut st = self.state_mut();
-        let step = st.apply_epoch_answer(leader, epoch, answer, &mut LogRef(&self.log))?;
-        if let TruncationStep::Done { cut: Some(_) } = step {
-            if let Err(e) = self.rebuild_producer_state() {
-                tracing::warn!(error = %e, "rebuilding producer state after truncation");
-            }
-        }
-        Ok(step)
+        // A cut also takes the log's producer state back to it.
+        self.state_mut()
+            .apply_epoch_answer(leader, epoch, answer, &mut LogRef(&self.log))
     }
 
     /// The offset below which retention and DeleteRecords may delete: never

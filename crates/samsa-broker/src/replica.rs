@@ -482,14 +482,8 @@ fn handle_fetched(
                 let records: Bytes = pd.records.clone().unwrap_or_default();
                 if !records.is_empty() {
                     match log.append_replicated(&records, now_ms()) {
-                        Ok(Some(_)) => {
-                            let mut producers = part.producers();
-                            for item in samsa_model::batch::BatchIter::new(&records) {
-                                let Ok((header, _)) = item else { break };
-                                producers.record(&header, header.base_offset.get());
-                            }
-                        }
-                        Ok(None) => {}
+                        // The log records the producer state of the batches it stores.
+                        Ok(_) => {}
                         Err(e) => {
                             tracing::error!(topic = %part.topic, partition = part.index.get(), error = %e, "appending replicated batches; truncating again");
                             st.fetch_diverged(leader, epoch);

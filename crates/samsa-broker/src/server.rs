@@ -78,6 +78,7 @@ pub async fn serve(
     }
     drop(accepted_tx);
     tokio::spawn(retention_task(broker.clone(), shutdown.clone()));
+    tokio::spawn(producer_expiration_task(broker.clone(), shutdown.clone()));
     tokio::spawn(cleaner_task(broker.clone(), shutdown.clone()));
     tokio::spawn(
         broker
@@ -250,6 +251,41 @@ fn retention_pass(broker: &Broker) {
             Err(e) => {
                 tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "retention failed")
             }
+        }
+    }
+}
+
+/// Every `producer.id.expiration.check.interval.ms`, forgets idempotent
+/// producers whose last batch is older than `producer.id.expiration.ms`
+/// (Kafka's periodic producer expiration), on a blocking thread: it takes
+/// each log's writer lock, which a flush holds across its fsync.
+async fn producer_expiration_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let every = broker
+            .config()
+            .get_i64("producer.id.expiration.check.interval.ms")
+            .unwrap_or(600_000)
+            .clamp(10, 86_400_000) as u64;
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(every)) => {}
+        }
+        if !blocking_pass(&broker, &mut shutdown, expire_producers_pass).await {
+            return;
+        }
+    }
+}
+
+fn expire_producers_pass(broker: &Broker) {
+    let now = crate::handlers::produce::now_ms();
+    let expiration_ms = broker
+        .config()
+        .get_i64("producer.id.expiration.ms")
+        .unwrap_or(86_400_000);
+    for p in broker.all_partitions() {
+        let n = p.log.expire_producers(now, expiration_ms);
+        if n > 0 {
+            tracing::debug!(topic = %p.topic, partition = p.index.get(), producers = n, "expired idle producer ids");
         }
     }
 }

@@ -93,3 +93,69 @@ fn retries_are_deduplicated_across_restarts() {
     );
     assert_eq!(send(&broker, batch(5, 1)), (0, 5));
 }
+
+fn create_topic(broker: &Broker, configs: Vec<(String, Option<String>)>) {
+    let r = broker.controller.create_topics(
+        vec![NewTopic {
+            name: "t".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            configs,
+            ..Default::default()
+        }],
+        false,
+    );
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    broker.reconcile().unwrap();
+}
+
+/// Plain (non-idempotent) records: `batches` batches of 100 records of 1 KiB.
+fn fill(broker: &Broker, batches: usize) {
+    let value = vec![b'x'; 1000];
+    for _ in 0..batches {
+        let mut b = BatchBuilder::new();
+        let now = produce::now_ms().get();
+        for _ in 0..100 {
+            b.push(NewRecord::new(TimestampMs(now), None, Some(&value)));
+        }
+        assert_eq!(send(broker, Bytes::from(b.build().unwrap())).0, 0);
+    }
+}
+
+/// The reproduction: an idempotent batch at offset 0, 3 MB of other
+/// records after it in 1 MiB segments (so it sits in an old segment), a
+/// crash (no clean shutdown), a restart: the retried batch is a duplicate,
+/// answered with its original offset and not stored again.
+#[test]
+fn a_retry_whose_original_sits_in_an_older_segment_is_a_duplicate_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let broker = open(dir.path());
+        create_topic(
+            &broker,
+            vec![("segment.bytes".into(), Some("1048576".into()))],
+        );
+        assert_eq!(send(&broker, batch(0, 3)), (0, 0));
+        fill(&broker, 30);
+        let part = broker
+            .partition(broker.image().topic("t").unwrap().id, 0)
+            .unwrap();
+        assert!(part.log.segments_info().len() >= 3, "segments rolled");
+        // Dropped without shutdown: no clean-shutdown marker, as after kill -9.
+    }
+    let broker = open(dir.path());
+    let part = broker
+        .partition(broker.image().topic("t").unwrap().id, 0)
+        .unwrap();
+    let end = part.log.log_end_offset().get();
+    assert_eq!(end, 3003);
+    assert_eq!(
+        send(&broker, batch(0, 3)),
+        (0, 0),
+        "the retry is answered with the original offset"
+    );
+    assert_eq!(part.log.log_end_offset().get(), end, "nothing stored twice");
+    // The producer continues where it left off; a gap is still refused.
+    assert_eq!(send(&broker, batch(3, 1)), (0, end));
+    assert_eq!(send(&broker, batch(9, 1)).0, 45);
+}

@@ -386,6 +386,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("leader.imbalance.per.broker.percentage", Int, Some("10"), Validator::Any, [], "Share of a broker's partitions that may be led elsewhere before a rebalance (ZooKeeper-era; KRaft rebalances any imbalance)."),
     def!("controlled.shutdown.enable", Boolean, Some("true"), Validator::Any, [], "Move leadership away before a broker shuts down."),
     def!("inter.broker.listener.name", String, None, Validator::Any, [], "Listener brokers use to reach each other (followers fetch from leaders through it); unset: the PLAINTEXT listener, as security.inter.broker.protocol defaults to."),
+    def!("producer.id.expiration.ms", Int, Some("86400000"), Validator::Range(1, i32::MAX as i64), [], "How long a partition keeps the state of an idempotent producer after its last batch (its sequences are then forgotten). Transactional ids expire by transactional.id.expiration.ms, at the transaction coordinator."),
+    def!("producer.id.expiration.check.interval.ms", Int, Some("600000"), Validator::Range(1, i32::MAX as i64), [], "How often idle producer ids are expired."),
     def!("batch.decompressed.bytes.max", Int, Some("67108864"), Validator::Range(1024, i32::MAX as i64), [], "samsa: largest decompressed size of one batch the broker will inspect; larger batches are refused."),
 ];
 

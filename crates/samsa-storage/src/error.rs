@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use samsa_model::batch::BatchError;
-use samsa_model::Offset;
+use samsa_model::{Offset, ProducerEpoch, ProducerId};
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,24 @@ pub enum StorageError {
     OffsetGapTooLarge {
         last_offset: Offset,
         segment_base: Offset,
+    },
+    /// A client's batch does not continue its producer's sequence (Kafka's
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER): a gap within an epoch, or a new epoch
+    /// that does not start at 0. See [`crate::producer_state`].
+    #[error("out of order sequence number for producer {producer_id} (epoch {epoch}): {sequence} (incoming), {expected} (expected)")]
+    OutOfOrderSequence {
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        sequence: i32,
+        expected: i32,
+    },
+    /// A client's batch carries an epoch older than its producer's current
+    /// one (Kafka's INVALID_PRODUCER_EPOCH): a fenced, zombie producer.
+    #[error("epoch {epoch} of producer {producer_id} is older than its current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        current: ProducerEpoch,
     },
     /// The log was closed; reopen it to write again.
     #[error("log {} is closed", dir.display())]

@@ -10,7 +10,9 @@
 //! to a prefix of what was appended in which every batch passed its CRC check.
 //! For replication it also stores batches fetched from a leader unchanged
 //! (`append_replicated`), keeps the leader epoch cache (KIP-101/279) and
-//! checkpoints the high watermark.
+//! checkpoints the high watermark. It owns idempotent producers' state
+//! ([`producer_state`]: checked by the leader's append, recorded by every
+//! append, snapshotted beside the segments by [`producer_snapshot`]).
 //!
 //! File formats and crash behaviour are documented in [`log`] (directory),
 //! [`segment`] (`.log` files and recovery), [`index`] (`.index`,
@@ -18,7 +20,8 @@
 //! `recovery-point`), [`cleaner`]
 //! (`cleaner-checkpoint`, `.cleaned`/`.swap` files, compaction),
 //! [`epoch_cache`] (`leader-epoch-checkpoint`), [`high_watermark`]
-//! (`high-watermark`) and [`deleter`] (`.deleted` files).
+//! (`high-watermark`), [`producer_snapshot`] (`.snapshot`) and [`deleter`]
+//! (`.deleted` files).
 
 pub mod checkpoint;
 pub mod cleaner;
@@ -29,6 +32,8 @@ pub mod error;
 pub mod high_watermark;
 pub mod index;
 pub mod log;
+pub mod producer_snapshot;
+pub mod producer_state;
 pub mod segment;
 
 pub use cleaner::{CompactionConfig, CompactionStats};
@@ -37,6 +42,7 @@ pub use error::StorageError;
 pub use log::{
     delete_log_dir, AppendInfo, LogSlice, PartitionLog, ReadResult, SegmentInfo, SliceRead,
 };
+pub use producer_state::{ProducerEntry, SeqCheck};
 
 #[cfg(test)]
 mod tests {

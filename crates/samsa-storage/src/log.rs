@@ -28,6 +28,10 @@
 //! - `high-watermark`: the last high watermark the broker checkpointed, one
 //!   decimal line ([`crate::high_watermark`]); written by
 //!   [`PartitionLog::write_high_watermark`], never read by the log itself.
+//! - `<offset, 20 digits>.snapshot`: idempotent producers' state as of that
+//!   offset ([`crate::producer_snapshot`] has the layout, when they are
+//!   written and their crash behaviour); the state itself lives with the
+//!   writer ([`crate::producer_state`]).
 //! - `*.tmp`: leftovers of an interrupted checkpoint write, deleted on open.
 //! - `*.deleted`: files of segments deleted by retention or a log start move,
 //!   renamed under the writer lock and unlinked by a background thread
@@ -93,6 +97,7 @@
 //! base offset of the batch after it, so the active segment's recovery, which
 //! otherwise requires contiguous batches, accepts it (see [`crate::cleaner`]).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::ops::Range;
@@ -114,10 +119,14 @@ use crate::epoch_cache::EpochCache;
 use crate::error::StorageError;
 use crate::high_watermark;
 use crate::index::{self, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+use crate::producer_snapshot::{self, ReplaySegment};
+use crate::producer_state::{ProducerStateTable, SeqCheck};
 use crate::segment::{
     self, Continuity, SegmentFiles, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 use std::os::unix::fs::FileExt;
+
+mod producers;
 
 /// Name of the clean-shutdown marker file.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -145,6 +154,10 @@ pub struct AppendInfo {
     pub base_offset: Offset,
     pub last_offset: Offset,
     pub log_start_offset: Offset,
+    /// The batch was a retry of one already stored (an idempotent
+    /// producer's duplicate): nothing was appended, and the offsets are
+    /// those of the original.
+    pub duplicate: bool,
 }
 
 /// Whole batches returned by [`PartitionLog::read`].
@@ -385,6 +398,19 @@ struct Writer {
     /// the directory was last fsynced (equal: nothing to sync).
     rolls: u64,
     dir_synced_rolls: u64,
+    /// Idempotent producers' state, current up to the log end
+    /// ([`crate::producer_state`]).
+    producers: ProducerStateTable,
+    /// Offsets of the snapshot files on disk ([`crate::producer_snapshot`]).
+    snapshots: BTreeSet<Offset>,
+    /// Snapshots taken at rolls and not yet written: offset and encoded
+    /// bytes, at most [`SNAPSHOT_FILES_MAX`].
+    pending_snapshots: Vec<(Offset, Vec<u8>)>,
+    /// Bytes appended since the last snapshot was taken.
+    bytes_since_snapshot: u64,
+    /// A snapshot at the log end is wanted soon (after a replay on open, or
+    /// when the log start passed every snapshot).
+    snapshot_wanted: bool,
 }
 
 /// The recovery point: the base offset of the first segment that may hold
@@ -648,6 +674,18 @@ impl PartitionLog {
                 s.files.remove_files()?;
             }
         }
+        let mut snapshots = producer_snapshot::list(dir)?;
+        let log_end = segments.last().map_or(log_start, |s| s.meta.next_offset);
+        let replay: Vec<ReplaySegment<'_>> = segments
+            .iter()
+            .map(|s| ReplaySegment {
+                files: &s.files,
+                meta: &s.meta,
+            })
+            .collect();
+        let (producers, replayed_from) =
+            producer_snapshot::load(dir, &mut snapshots, &replay, log_start, log_end)?;
+        drop(replay);
         remove_if_exists(&clean_path)?;
         if let Some(boot) = config.boot_id.filter(|b| recorded_boot != Some(*b)) {
             fs::write(&boot_path, format!("{boot:032x}\n"))
@@ -709,6 +747,12 @@ impl PartitionLog {
                 unsynced,
                 rolls: 0,
                 dir_synced_rolls: 0,
+                producers,
+                snapshots,
+                pending_snapshots: Vec::new(),
+                bytes_since_snapshot: 0,
+                // Replayed headers: a snapshot at the log end spares the next open.
+                snapshot_wanted: replayed_from < log_end,
             }),
             io_guard: RwLock::new(()),
             state: RwLock::new(LogState {
@@ -890,6 +934,15 @@ impl PartitionLog {
     /// When `leader_epoch` is greater than the latest cached epoch, `(epoch,
     /// base offset)` is made durable in the leader epoch cache before the
     /// batch is written.
+    ///
+    /// A batch with a producer id (not a control batch) is first checked
+    /// against the producer's state, as Kafka's leader checks a client's
+    /// batch ([`crate::producer_state`]): a retry of one of its last five
+    /// batches appends nothing and returns the original offsets with
+    /// [`AppendInfo::duplicate`] set; a sequence gap or a new epoch not
+    /// starting at 0 is [`StorageError::OutOfOrderSequence`], an old epoch
+    /// [`StorageError::InvalidProducerEpoch`]. Check and append happen under
+    /// the writer lock, so concurrent retries cannot both be stored.
     pub fn append(
         &self,
         batch: &mut [u8],
@@ -897,6 +950,9 @@ impl PartitionLog {
         now: TimestampMs,
     ) -> Result<AppendInfo, StorageError> {
         let info = self.append_unmodified(batch, leader_epoch, now)?;
+        if info.duplicate {
+            return Ok(info);
+        }
         batch::set_base_offset(batch, info.base_offset)?;
         batch::set_partition_leader_epoch(batch, leader_epoch)?;
         Ok(info)
@@ -943,6 +999,16 @@ impl PartitionLog {
         self.check_writable(&w)?;
 
         let base_offset = read_lock(&self.state).log_end();
+        if header.producer_id.get() >= 0 && !header.is_control() {
+            if let SeqCheck::Duplicate { base, last } = w.producers.check(&header)? {
+                return Ok(AppendInfo {
+                    base_offset: base,
+                    last_offset: last,
+                    log_start_offset: read_lock(&self.state).log_start,
+                    duplicate: true,
+                });
+            }
+        }
         batch::set_base_offset(&mut head, base_offset)?;
         batch::set_partition_leader_epoch(&mut head, leader_epoch)?;
         let pending = [Pending {
@@ -970,6 +1036,7 @@ impl PartitionLog {
             base_offset,
             last_offset,
             log_start_offset: read_lock(&self.state).log_start,
+            duplicate: false,
         })
     }
 
@@ -988,8 +1055,10 @@ impl PartitionLog {
     /// of a compacted log). Rolls, indexes and flushes as [`Self::append`];
     /// each batch whose leader epoch exceeds the latest cached one is recorded
     /// in the leader epoch cache (durably, before any batch is written).
-    /// Returns the offsets appended and the log start, `None` when nothing new
-    /// was given.
+    /// Every stored batch with a producer id is recorded in the producer
+    /// state without being checked (the leader decided), so a follower's
+    /// state is current when it is promoted. Returns the offsets appended
+    /// and the log start, `None` when nothing new was given.
     pub fn append_replicated(
         &self,
         batches: &[u8],
@@ -1059,6 +1128,7 @@ impl PartitionLog {
             base_offset: first.header.base_offset,
             last_offset: last.header.last_offset(),
             log_start_offset: read_lock(&self.state).log_start,
+            duplicate: false,
         }))
     }
 
@@ -1130,8 +1200,9 @@ impl PartitionLog {
     /// offsets increasing, the first at or after the log end) to the active
     /// segment, rolling before any batch that meets a roll condition. The
     /// batches that go to the same segment are written with one write per
-    /// file. Then flushes per `flush_messages`/`flush_ms`. On an error, the
-    /// batches already written stay (the log end tells how far it got).
+    /// file. Each written batch is recorded in the producer state. Then
+    /// flushes per `flush_messages`/`flush_ms`. On an error, the batches
+    /// already written stay (the log end tells how far it got).
     /// Caller holds the writer lock.
     fn write_batches_locked(
         &self,
@@ -1260,6 +1331,11 @@ impl PartitionLog {
                 .map(|p| u64::try_from(p.header.records_count).unwrap_or(0))
                 .sum();
             w.unflushed_records = w.unflushed_records.saturating_add(records);
+            // Before a later group can roll (a roll snapshots the table).
+            for p in group {
+                w.producers.record(&p.header);
+            }
+            w.bytes_since_snapshot = w.bytes_since_snapshot.saturating_add(bytes.len() as u64);
         }
 
         let since_flush = u64::try_from(now.get().saturating_sub(w.last_flush_ms)).unwrap_or(0);
@@ -1329,13 +1405,14 @@ impl PartitionLog {
     }
 
     /// Whether [`Self::sync_rolled`] has work: rolled segments not yet
-    /// synced, or a recovery point behind the active segment.
+    /// synced, a recovery point behind the active segment, or producer
+    /// snapshots to write or delete.
     pub fn needs_sync(&self) -> bool {
         let w = lock(&self.writer);
         if w.failed || w.closed {
             return false;
         }
-        if !w.unsynced.is_empty() || w.rolls != w.dir_synced_rolls {
+        if !w.unsynced.is_empty() || w.rolls != w.dir_synced_rolls || self.snapshot_work(&w) {
             return true;
         }
         let active = read_lock(&self.state).active.base();
@@ -1347,7 +1424,10 @@ impl PartitionLog {
     /// move the recovery point past them. Appends go on meanwhile: only the
     /// bookkeeping takes the writer lock, not the fsyncs. Returns whether
     /// there was anything to do. A failed fsync stops the log's writer, as a
-    /// failed flush does.
+    /// failed flush does. Also writes the producer snapshots taken at rolls
+    /// (and one at the log end when due) and deletes those no longer needed
+    /// ([`crate::producer_snapshot`]); a failure there is returned but does
+    /// not stop the writer (snapshots are a cache).
     pub fn sync_rolled(&self) -> Result<bool, StorageError> {
         let _serial = lock(&self.sync_serial);
         let (taken, rolls, dir) = {
@@ -1366,6 +1446,7 @@ impl PartitionLog {
             self.fail_writer(&mut lock(&self.writer));
             return Err(e);
         }
+        let snapshots = self.write_snapshots()?;
         let (target, generation) = {
             let mut w = lock(&self.writer);
             w.unsynced
@@ -1378,7 +1459,7 @@ impl PartitionLog {
         };
         let mut rp = lock(&self.recovery_point);
         if rp.generation != generation || (target <= rp.offset && rp.on_disk) {
-            return Ok(!taken.is_empty() || dir);
+            return Ok(!taken.is_empty() || dir || snapshots);
         }
         let target = target.max(rp.offset);
         checkpoint::write_recovery_point(&self.dir, target)?;
@@ -1456,6 +1537,9 @@ impl PartitionLog {
         w.rolls += 1;
         w.index_file = index_file;
         w.time_index_file = time_index_file;
+        // Kafka snapshots producer state at each roll; the file is written
+        // by the background `sync_rolled`, not here on the append path.
+        Self::queue_snapshot(w, new_base);
         Ok(())
     }
 
@@ -1512,36 +1596,6 @@ impl PartitionLog {
     ) -> Result<SliceRead, StorageError> {
         let _io = read_lock(&self.io_guard);
         self.read_slices_locked(start, max_bytes, upper, min_one_batch)
-    }
-
-    /// Calls `visit` with the header of every batch in the active segment,
-    /// oldest first, reading only the headers (no record bytes): what a
-    /// restart needs to rebuild idempotent producers' state.
-    pub fn visit_active_headers(
-        &self,
-        mut visit: impl FnMut(&BatchHeader),
-    ) -> Result<(), StorageError> {
-        let _io = read_lock(&self.io_guard);
-        let (files, start, end) = {
-            let st = read_lock(&self.state);
-            let Some(active) = st.len().checked_sub(1).and_then(|i| st.get(i)) else {
-                return Ok(());
-            };
-            let from = if st.log_start > active.base() {
-                active.meta.position_for(active.base(), st.log_start)
-            } else {
-                0
-            };
-            (Arc::clone(&active.files), from, active.meta.size)
-        };
-        let mut scan = files.header_scanner(end);
-        let mut pos = start;
-        while pos < end {
-            let h = scan.header_at(pos)?;
-            visit(&h);
-            pos += h.size_bytes() as u64;
-        }
-        Ok(())
     }
 
     fn read_slices_locked(
@@ -1780,7 +1834,7 @@ impl PartitionLog {
     /// wholly below it. `offset` must be `<= log end`; a value at or below the
     /// current log start changes nothing. Returns the new log start.
     pub fn delete_records_before(&self, offset: Offset) -> Result<Offset, StorageError> {
-        let w = lock(&self.writer);
+        let mut w = lock(&self.writer);
         self.check_writable(&w)?;
         {
             let st = read_lock(&self.state);
@@ -1803,6 +1857,7 @@ impl PartitionLog {
             st.sealed.drain(..below).collect()
         };
         self.update_epochs(|cache, _| cache.truncate_from_start(offset))?;
+        Self::want_snapshot_from(&mut w, offset);
         self.remove_segments(&removed)?;
         Ok(offset)
     }
@@ -1852,6 +1907,7 @@ impl PartitionLog {
         // Checkpoints first: an fsync after the files are handed to the
         // deleter would wait for the journal commit freeing their blocks.
         self.update_epochs(|cache, _| cache.truncate_from_start(new_start))?;
+        Self::want_snapshot_from(&mut w, new_start);
         if let Some(removed) = &removed {
             self.remove_segments(std::slice::from_ref(removed))?;
         }
@@ -1864,12 +1920,23 @@ impl PartitionLog {
     /// nothing; `offset` below the log start empties the log and restarts it
     /// at `offset`. Later segments are deleted newest first and the file is
     /// truncated and fsynced, so a crash midway leaves a prefix of the log.
+    /// Producer snapshots above the new end are deleted (durably, with the
+    /// cut) and the producer state is reloaded from the newest remaining one
+    /// plus the headers after it (Kafka's `truncateAndReload`).
     pub fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
         let cfg = self.config();
         let mut w = lock(&self.writer);
         self.check_writable(&w)?;
         let _io = write_lock(&self.io_guard);
-        let result = self.truncate_locked(&mut w, offset, cfg.index_interval_bytes);
+        let end_before = read_lock(&self.state).log_end();
+        let result = self
+            .truncate_locked(&mut w, offset, cfg.index_interval_bytes)
+            .and_then(|()| {
+                if read_lock(&self.state).log_end() < end_before {
+                    self.reload_producers(&mut w)?;
+                }
+                Ok(())
+            });
         if result.is_err() {
             // The files may no longer match the in-memory view.
             self.fail_writer(&mut w);
@@ -1881,7 +1948,8 @@ impl PartitionLog {
     /// becomes both the log start and the log end, whether it is above or
     /// below the current range (Kafka's `truncateFullyAndStartAt`: a follower
     /// whose log end fell below the leader's log start). The leader epoch
-    /// cache is emptied. Segments are deleted newest first, then the new
+    /// cache and the producer state (and its snapshots) are emptied.
+    /// Segments are deleted newest first, then the new
     /// log start is checkpointed, so a crash midway leaves a prefix of the old
     /// log, or an empty log at the old log start or at `offset`. A negative
     /// `offset` is [`StorageError::OffsetOutOfRange`].
@@ -1936,6 +2004,7 @@ impl PartitionLog {
             .and_then(|()| files.log.sync_data())
             .map_err(|e| StorageError::io("truncate", &files.log_path, e))?;
         st.active.meta = segment::rebuild_from_headers(&files, cut, index_interval_bytes)?;
+        self.drop_snapshots_above(w, st.log_end())?;
         checkpoint::sync_dir(&self.dir)?;
         let (index_file, time_index_file) = files.open_index_writers()?;
         w.index_file = index_file;
@@ -1964,6 +2033,11 @@ impl PartitionLog {
         while let Some(s) = st.sealed.pop() {
             s.files.remove_files()?;
         }
+        // Kafka's `truncateFullyAndStartAt`: no producer state survives.
+        self.drop_snapshots_above(w, Offset(-1))?;
+        w.producers.clear();
+        w.bytes_since_snapshot = 0;
+        w.snapshot_wanted = false;
         let files = SegmentFiles::create(&self.dir, offset)?;
         let (index_file, time_index_file) = files.open_index_writers()?;
         checkpoint::sync_dir(&self.dir)?;
@@ -2335,8 +2409,9 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Flush and write the clean-shutdown marker, so the next open skips full
-    /// recovery. Later writes fail with [`StorageError::Closed`]; reads still work.
+    /// Flush, snapshot the producer state at the log end, and write the
+    /// clean-shutdown marker, so the next open skips full recovery and
+    /// producer-state replay. Later writes fail with [`StorageError::Closed`]; reads still work.
     pub fn close(&self) -> Result<(), StorageError> {
         let mut w = lock(&self.writer);
         if w.closed {
@@ -2344,6 +2419,20 @@ impl PartitionLog {
         }
         self.check_writable(&w)?;
         self.flush_locked(&mut w, now_ms())?;
+        let end = read_lock(&self.state).log_end();
+        if !w.snapshots.contains(&end) {
+            let bytes = producer_snapshot::encode(end, &w.producers);
+            match producer_snapshot::write_synced(&self.dir, end, &bytes) {
+                Ok(()) => {
+                    w.snapshots.insert(end);
+                }
+                // A cache: the next open replays headers instead.
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "writing the producer snapshot at shutdown")
+                }
+            }
+        }
+        w.pending_snapshots.clear();
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         fs::File::create(&marker)
             .and_then(|f| f.sync_all())

@@ -17,7 +17,6 @@ use super::s;
 use crate::broker::Broker;
 use crate::errors::{batch_error, storage_error};
 use crate::partition::{NotLeader, Partition};
-use crate::producer_state::SeqCheck;
 
 /// Wall-clock now in ms.
 pub fn now_ms() -> TimestampMs {
@@ -255,23 +254,9 @@ fn append(
     } else {
         -1
     };
-    let mut producers = part.producers();
-    if header.producer_id.get() >= 0 {
-        match producers.check(header) {
-            SeqCheck::Append => {}
-            SeqCheck::Duplicate { base_offset } => {
-                // The original append's last offset: wait for it like the first time.
-                let last = base_offset + i64::from(header.last_offset_delta);
-                return Ok((
-                    base_offset,
-                    last,
-                    append_time,
-                    part.log.log_start_offset().get(),
-                ));
-            }
-            SeqCheck::Reject(code, message) => return Err((code, message)),
-        }
-    }
+    // The log checks an idempotent producer's sequence under its writer
+    // lock: a retry is answered with the original offsets (and waited for
+    // like the first time with acks=all), a gap or an old epoch is refused.
     // The batch is stored as sent except for the header fields the log
     // patches; only LogAppendTime (timestamps + CRC) needs a modified copy.
     let appended = if settings.log_append_time {
@@ -282,10 +267,8 @@ fn append(
         part.log.append_unmodified(records, epoch, now)
     };
     let info = appended.map_err(|e| (storage_error(&e), e.to_string()))?;
-    producers.record(header, info.base_offset.get());
-    drop(producers);
     drop(leadership);
-    if part.after_leader_append() {
+    if !info.duplicate && part.after_leader_append() {
         broker.notify_hw();
     }
     Ok((
