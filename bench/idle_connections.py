@@ -98,6 +98,11 @@ def main():
             # Past one of the broker's 5 s heap trims.
             time.sleep(6)
             after = rss_kib(broker.pid)
+            # Every connection is still open and served.
+            for i, s in enumerate(conns):
+                s.sendall(api_versions(count + i + 1))
+            for s in conns:
+                read_answer(s)
             print(
                 f"{count} idle connections{' (silent)' if silent else ''}: RSS {before / 1024:.1f} MiB -> "
                 f"{after / 1024:.1f} MiB, {(after - before) / count:.2f} KiB per connection"

@@ -22,6 +22,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::connections::ConnectionQuotas;
@@ -39,8 +40,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many bytes of a frame body are read per step.
 const FRAME_CHUNK_BYTES_MAX: usize = 64 * 1024;
 /// A connection's read-ahead buffer (several small pipelined requests per
-/// system call), allocated only while bytes are buffered.
+/// system call), allocated while the connection is busy.
 const READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
+/// How long an empty read buffer is kept while waiting for the next request
+/// before it is given back: a busy connection reuses its buffer (no
+/// allocation per request), an idle one holds none.
+const READ_BUFFER_KEEP: Duration = Duration::from_secs(1);
 
 /// Serves `listeners` (name, socket) until `shutdown` becomes true, then stops
 /// accepting, lets in-flight requests finish (bounded by a grace period) and
@@ -431,15 +436,15 @@ async fn within<T>(
     }
 }
 
-/// Reads request frames off a connection, holding a read-ahead buffer only
-/// while bytes are in it: a connection waiting for its next request waits
-/// for the socket to become readable with no buffer allocated, so an idle
-/// connection costs its task and socket, not [`READ_BUFFER_BYTES_MAX`].
-/// Every wait for bytes is bounded by `connections.max.idle.ms`.
+/// Reads request frames off a connection. Its read-ahead buffer is
+/// allocated when the socket has bytes to read and given back after
+/// [`READ_BUFFER_KEEP`] without any, so an idle connection waits for its
+/// next request with no buffer: it costs its task and socket, not
+/// [`READ_BUFFER_BYTES_MAX`]. Every wait for bytes is bounded by
+/// `connections.max.idle.ms`.
 struct FrameReader {
     read: OwnedReadHalf,
-    /// Bytes read but not yet taken; empty and unallocated between requests
-    /// unless the client pipelined more than one.
+    /// Bytes read but not yet taken.
     buffered: BytesMut,
     idle_max: Option<Duration>,
 }
@@ -453,11 +458,32 @@ impl FrameReader {
         }
     }
 
+    /// Waits for the socket to become readable, at most until `deadline`;
+    /// an empty buffer is given back after [`READ_BUFFER_KEEP`] of waiting.
+    async fn readable(&mut self, deadline: Option<Instant>) -> Result<(), ConnError> {
+        if self.buffered.is_empty() && self.buffered.capacity() > 0 {
+            let keep = Instant::now() + READ_BUFFER_KEEP;
+            let until = deadline.map_or(keep, |d| d.min(keep));
+            if let Ok(ready) = tokio::time::timeout_at(until, self.read.readable()).await {
+                return ready.map_err(ConnError::from);
+            }
+            self.buffered = BytesMut::new();
+        }
+        match (deadline, self.idle_max) {
+            (Some(d), Some(idle)) => tokio::time::timeout_at(d, self.read.readable())
+                .await
+                .map_err(|_| ConnError::Idle(idle))?
+                .map_err(ConnError::from),
+            _ => self.read.readable().await.map_err(ConnError::from),
+        }
+    }
+
     /// Reads more bytes into the buffer (allocated once the socket is
     /// readable); 0 at end of stream.
     async fn fill(&mut self) -> Result<usize, ConnError> {
+        let deadline = self.idle_max.map(|d| Instant::now() + d);
         loop {
-            within(self.idle_max, self.read.readable()).await?;
+            self.readable(deadline).await?;
             if self.buffered.capacity() - self.buffered.len() < READ_BUFFER_BYTES_MAX / 2 {
                 self.buffered.reserve(READ_BUFFER_BYTES_MAX);
             }
@@ -473,10 +499,6 @@ impl FrameReader {
     /// connection between requests.
     async fn frame_size(&mut self) -> Result<Option<i32>, ConnError> {
         while self.buffered.len() < 4 {
-            if self.buffered.is_empty() {
-                // Give the buffer back while waiting for the next request.
-                self.buffered = BytesMut::new();
-            }
             if self.fill().await? == 0 {
                 if self.buffered.is_empty() {
                     return Ok(None);
@@ -503,9 +525,6 @@ impl FrameReader {
             if n == 0 {
                 return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-        }
-        if self.buffered.is_empty() {
-            self.buffered = BytesMut::new();
         }
         Ok(frame.freeze())
     }
