@@ -28,6 +28,10 @@ use crate::client::{codes, Client};
 use crate::error::ClientError;
 use crate::group_protocol::{range_assign, Assignment, Subscription};
 
+/// The last Fetch version that names topics (v13 and later name them by
+/// id); the consumer's requests carry names.
+const FETCH_BY_NAME_VERSION_MAX: i16 = 12;
+
 /// Where to start reading a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OffsetSpec {
@@ -340,7 +344,8 @@ impl Consumer {
                             .collect(),
                     );
                 let conn = client.broker_connection(leader).await?;
-                let v = conn.version(ApiKey::Fetch)?;
+                // Topics by name: at most v12 (v13+ names them by id).
+                let v = conn.version(ApiKey::Fetch)?.min(FETCH_BY_NAME_VERSION_MAX);
                 let timeout = client.config().connection.request_timeout + wait;
                 conn.send_version_timeout(&req, v, timeout).await
             });

@@ -200,7 +200,7 @@ static FETCH_PARTITION: Schema = st(
         tag(2, 12, Kind::Struct(&SNAPSHOT_ID)),
     ],
 );
-static FETCH_TOPIC: Schema = s(&[f(Str), f(arr(&FETCH_PARTITION))]);
+static FETCH_TOPIC: Schema = s(&[until(12, Str), since(13, Uuid), f(arr(&FETCH_PARTITION))]);
 static FETCH: Schema = st(
     &[f(I32), f(I16), f(I32), f(arr(&FETCH_TOPIC))],
     &[tag(0, 16, arr(&NODE_ENDPOINT))],
@@ -365,7 +365,8 @@ static APIS: &[Api] = &[
     api(ApiKey::ApiVersions, 0, 3, 3, &API_VERSIONS),
     api(ApiKey::Metadata, 9, 12, 9, &METADATA),
     api(ApiKey::Produce, 9, 11, 9, &PRODUCE),
-    api(ApiKey::Fetch, 12, 12, 12, &FETCH),
+    // v15: replica fetchers (topic ids, the replica's broker epoch).
+    api(ApiKey::Fetch, 12, 15, 12, &FETCH),
     api(ApiKey::ListOffsets, 6, 8, 6, &LIST_OFFSETS),
     api(ApiKey::CreateTopics, 5, 7, 5, &CREATE_TOPICS),
     api(ApiKey::DeleteTopics, 4, 6, 4, &DELETE_TOPICS),
@@ -671,6 +672,17 @@ mod tests {
                     )]),
         ]);
         check_response_body(ApiKey::Fetch, 12, &encode(&fetch, 12)).expect("valid fetch");
+        let by_id = FetchResponse::default().with_responses(vec![
+            fetch_response::FetchableTopicResponse::default()
+                .with_topic_id(Default::default())
+                .with_partitions(vec![fetch_response::PartitionData::default()
+                    .with_records(Some(bytes::Bytes::from_static(b"abc")))]),
+        ]);
+        check_response_body(ApiKey::Fetch, 15, &encode(&by_id, 15)).expect("valid fetch v15");
+        assert!(
+            check_response_body(ApiKey::Fetch, 15, &encode(&fetch, 12)).is_err(),
+            "a v12 body (topic names) is not a v15 one"
+        );
         let of = OffsetFetchResponse::default().with_groups(vec![
             offset_fetch_response::OffsetFetchResponseGroup::default().with_topics(vec![
                 offset_fetch_response::OffsetFetchResponseTopics::default().with_partitions(vec![

@@ -90,7 +90,7 @@ mod tests {
             },
         ]);
         assert_eq!(n.version(ApiKey::Metadata), Some(12));
-        assert_eq!(n.version(ApiKey::Fetch), Some(12));
+        assert_eq!(n.version(ApiKey::Fetch), Some(15));
         assert_eq!(n.version(ApiKey::Produce), None, "broker too old");
         assert_eq!(n.version(ApiKey::JoinGroup), None, "not listed");
         assert!(n.broker_lists(ApiKey::Produce));
