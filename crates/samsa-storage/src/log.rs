@@ -907,7 +907,11 @@ impl PartitionLog {
         w.failed = true;
         let path = self.dir.join(BOOT_ID_FILE);
         if let Err(e) = remove_if_exists(&path) {
-            tracing::error!(error = %e, "could not forget the boot id after an I/O error; a restart in this boot may trust the page cache");
+            tracing::error!(
+                path = %path.display(),
+                error = %e,
+                "could not forget the boot id after an I/O error; a restart in this boot may trust the page cache"
+            );
         }
     }
 
