@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -73,7 +74,6 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_is_logged_once_and_writes_resume_when_space_is_freed(tmp_path, small_disk):
-    import time
 
     import helpers as h
     from conftest import Broker
@@ -109,3 +109,73 @@ def test_a_full_disk_is_logged_once_and_writes_resume_when_space_is_freed(tmp_pa
         b.assert_alive()
     finally:
         b.teardown()
+
+
+# --- a damaged batch in an old segment: reported, nothing cut, no offsets skipped ---
+
+def batch_positions(segment: bytes):
+    """(position, base offset, size) of each record batch in a segment file."""
+    out, pos = [], 0
+    while pos + 12 <= len(segment):
+        base = int.from_bytes(segment[pos:pos + 8], "big", signed=True)
+        size = 12 + int.from_bytes(segment[pos + 8:pos + 12], "big")
+        out.append((pos, base, size))
+        pos += size
+    return out
+
+
+def test_a_damaged_batch_in_an_old_segment_is_never_cut_or_skipped(broker_factory):
+    from confluent_kafka import KafkaError, TopicPartition
+
+    import helpers as h
+
+    b = broker_factory("log.segment.bytes=1048576")
+    a = h.admin(b.bootstrap)
+    t = h.unique_topic("damaged")
+    h.create_topic(a, t, partitions=1)
+    log = h.produce_and_flush(h.producer(b.bootstrap, acks="all", **{"batch.num.messages": 20}),
+                              [dict(value=b"%06d" % i * 170) for i in range(3000)], t)
+    assert not log.errors and len(log.ok) == 3000
+    b.stop()
+    part = b.data_dir / f"{t}-0"
+    segments = sorted(part.glob("*.log"))
+    assert len(segments) >= 3, segments
+    sizes = {p.name: p.stat().st_size for p in segments}
+    # A corrupted batch length in the middle of the first (closed) segment.
+    first = bytearray(segments[0].read_bytes())
+    batches = batch_positions(bytes(first))
+    assert len(batches) > 3, batches
+    pos, damaged, _ = batches[len(batches) // 2]
+    first[pos + 8:pos + 12] = (0x00F00000).to_bytes(4, "big")
+    segments[0].write_bytes(bytes(first))
+    second_base = int(segments[1].stem)
+
+    b.start()
+    assert h.watermarks(b.bootstrap, t, 0)[1] == 3000, "no offsets vanished"
+    assert {p.name: p.stat().st_size for p in segments} == sizes, "nothing was cut"
+
+    # A consumer from the start gets every record before the damage, then an
+    # error at it — never the records after it under a silent jump.
+    c = h.consumer(b.bootstrap)
+    try:
+        c.assign([TopicPartition(t, 0, 0)])
+        offsets, error = [], None
+        deadline = time.monotonic() + 30
+        while error is None and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    error = m.error()
+                continue
+            offsets.append(m.offset())
+    finally:
+        c.close()
+    assert offsets == list(range(damaged)), (offsets[-3:], damaged)
+    # Kafka error 2, CORRUPT_MESSAGE (librdkafka calls it INVALID_MSG).
+    assert error is not None and error.code() == 2, error
+    assert "damaged batch" in b.log_path.read_text(errors="replace"), b.log_tail()
+    # What follows the damaged segment is served.
+    after = h.consume_partitions(b.bootstrap, t, [0], start=second_base)[0]
+    assert [r.offset for r in after] == list(range(second_base, 3000))

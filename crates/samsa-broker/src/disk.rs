@@ -9,6 +9,11 @@
 //! at ERROR with the path and the free space, at most once per
 //! [`DISK_FULL_REPORT_INTERVAL`] per filesystem (all partitions of a log
 //! directory share one; a flood of failing produces must not flood the log).
+//!
+//! A read that reaches stored bytes the disk damaged (a batch in a segment
+//! that was already on disk whose header cannot be walked; see
+//! `samsa_storage::segment`) is answered CORRUPT_MESSAGE and logged at ERROR
+//! with the file and position, at most once per interval per file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,6 +73,7 @@ impl RateLimiter {
 }
 
 static DISK_FULL: RateLimiter = RateLimiter::new(DISK_FULL_REPORT_INTERVAL);
+static DAMAGED_READ: RateLimiter = RateLimiter::new(DISK_FULL_REPORT_INTERVAL);
 
 /// The path of a storage error caused by a full filesystem, if `e` is one.
 pub fn disk_full_path(e: &StorageError) -> Option<&Path> {
@@ -81,9 +87,23 @@ pub fn disk_full_path(e: &StorageError) -> Option<&Path> {
     }
 }
 
-/// Logs a storage error caused by a full disk (rate-limited, see the module
-/// docs); other errors are left to their callers.
+/// Logs a storage error caused by a full disk or by damaged stored bytes
+/// (rate-limited, see the module docs); other errors are left to their callers.
 pub fn note_storage_error(e: &StorageError) {
+    if let StorageError::Corrupt { path, position, .. } = e {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        path.hash(&mut h);
+        if DAMAGED_READ.allow(h.finish(), Instant::now()) {
+            tracing::error!(
+                path = %path.display(),
+                position,
+                error = %e,
+                "a read reached a damaged batch; clients get CORRUPT_MESSAGE at this offset"
+            );
+        }
+        return;
+    }
     let Some(path) = disk_full_path(e) else {
         return;
     };

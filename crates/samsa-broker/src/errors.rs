@@ -63,6 +63,10 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        // Stored bytes the disk damaged (a read reached a batch that cannot
+        // be walked): the client is told so, as Kafka's clients are when
+        // they find a bad batch, instead of retrying an "offline" log.
+        StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
         _ => ResponseError::KafkaStorageError,
     }
 }

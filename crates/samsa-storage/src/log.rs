@@ -615,7 +615,16 @@ impl PartitionLog {
                 // at or above the recovery point; a clean-shutdown marker
                 // alone does not spare its tail, the marker could lie.)
                 None if !unsynced || (clean && i + 1 < bases.len()) => {
-                    segment::rebuild_keeping(&files, config.index_interval_bytes)?
+                    let (mut meta, unwalkable) =
+                        segment::rebuild_keeping(&files, config.index_interval_bytes)?;
+                    // Its offsets still run up to the next segment's base
+                    // (always there: this is never the active segment), so
+                    // reads of them reach the damage and fail, and neither
+                    // the hole check nor the log start takes them for gone.
+                    if let Some(&next) = bases.get(i + 1).filter(|_| unwalkable) {
+                        meta.next_offset = meta.next_offset.max(next);
+                    }
+                    meta
                 }
                 // Not yet synced: a torn tail is cut.
                 None => segment::recover(

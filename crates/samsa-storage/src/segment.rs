@@ -793,30 +793,32 @@ fn report_damage(files: &SegmentFiles, position: u64, bytes: u64, reason: &str) 
 /// header cannot be walked (bad length, magic, offsets) is reported and ends
 /// the index there. Returns the rebuilt state, whose `size` is still the
 /// whole file, so reads reach the damage and fail rather than skip it (only
-/// used for sealed segments: nothing is appended after that `size`).
+/// used for sealed segments: nothing is appended after that `size`), and
+/// whether such unwalkable damage was found (then `next_offset` is only the
+/// end of what precedes it; the caller extends it to the next segment).
 pub(crate) fn rebuild_keeping(
     files: &SegmentFiles,
     index_interval_bytes: u32,
-) -> Result<SegmentMeta, StorageError> {
+) -> Result<(SegmentMeta, bool), StorageError> {
     let file_bytes = files.log_file_bytes()?;
     let mut meta = SegmentMeta::empty(files.base);
     let mut walker = Walker::new(&files.log, 0, file_bytes, SCAN_BUFFER_BYTES);
     let mut body = Vec::new();
-    loop {
+    let unwalkable = loop {
         let step = walker
             .next(Some(&mut body))
             .map_err(|e| StorageError::io("read", &files.log_path, e))?;
         let (position, header) = match step {
-            Step::End => break,
+            Step::End => break false,
             Step::Stop { position, reason } => {
                 report_damage(files, position, file_bytes - position, &reason);
-                break;
+                break true;
             }
             Step::Batch { position, header } => (position, header),
         };
         if let Some(reason) = offsets_problem(files.base, meta.next_offset, position, &header) {
             report_damage(files, position, file_bytes - position, reason);
-            break;
+            break true;
         }
         if let Err(e) = batch::verify_crc(&body) {
             report_damage(files, position, body.len() as u64, &e.to_string());
@@ -826,10 +828,10 @@ pub(crate) fn rebuild_keeping(
         }
         let plan = meta.plan_append(files.base, position, &header, index_interval_bytes);
         meta.apply(&plan);
-    }
+    };
     files.write_indexes(&meta)?;
     meta.size = file_bytes;
-    Ok(meta)
+    Ok((meta, unwalkable))
 }
 
 /// Cheap load of a segment believed complete: sanity-check the index files
@@ -911,8 +913,11 @@ pub(crate) fn load_fast(files: &SegmentFiles) -> Result<Option<SegmentMeta>, Sto
     meta.size = file_bytes;
     meta.bytes_since_index = file_bytes - start;
     if file_bytes > 0 {
-        let first = files.read_header(0, file_bytes)?;
-        meta.roll_clock_start = roll_clock_from(&first);
+        match files.read_header(0, file_bytes) {
+            Ok(first) => meta.roll_clock_start = roll_clock_from(&first),
+            Err(StorageError::Corrupt { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
     }
     Ok(Some(meta))
 }

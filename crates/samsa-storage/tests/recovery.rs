@@ -582,10 +582,11 @@ fn a_damaged_batch_in_a_closed_segment_is_reported_and_nothing_is_cut() {
     // the index rebuild).
     let last = in_old.last().expect("batch").clone();
     let first = in_old.first().expect("batch").clone();
-    for ((_, range, base), drop_indexes) in [(last, false), (first, true)] {
-        let dir = copy_with_bad_length(reference.path(), old, &range);
+    let very_first = batch_map(reference.path()).remove(0);
+    for ((file, range, base), drop_indexes) in [(last, false), (first, true), (very_first, false)] {
+        let dir = copy_with_bad_length(reference.path(), &file, &range);
         if drop_indexes {
-            let stem = old
+            let stem = file
                 .file_stem()
                 .expect("stem")
                 .to_string_lossy()
@@ -617,9 +618,10 @@ fn a_damaged_batch_in_a_closed_segment_is_reported_and_nothing_is_cut() {
         assert!(read.is_empty(), "a fetch at {base} returned {read:?}");
         assert!(err.is_some());
         // The segments after it are intact and served.
+        let next_file = files.iter().position(|f| *f == file).expect("file") + 1;
         let next_segment = batch_map(reference.path())
             .into_iter()
-            .find(|(f, _, _)| f == &files[2])
+            .find(|(f, _, _)| f == &files[next_file])
             .expect("next segment")
             .2;
         let (read, err) = read_until_error(&log, next_segment);
@@ -647,12 +649,15 @@ fn a_damaged_batch_below_the_recovery_point_is_not_cut_after_a_crash() {
     let end = log.log_end_offset();
     drop(log); // unclean, but every sealed segment is below the recovery point
     let files = log_files(reference.path());
+    // The segment just before the active one, whose successor (verified
+    // after a crash in another boot) must not be taken to follow a hole.
+    let damaged = &files[files.len() - 2];
     let (_, range, base) = batch_map(reference.path())
         .into_iter()
-        .find(|(f, _, _)| f == &files[1])
+        .find(|(f, _, _)| f == damaged)
         .expect("batch");
-    let dir = copy_with_bad_length(reference.path(), &files[1], &range);
-    let stem = files[1]
+    let dir = copy_with_bad_length(reference.path(), damaged, &range);
+    let stem = damaged
         .file_stem()
         .expect("stem")
         .to_string_lossy()
