@@ -136,6 +136,10 @@ def test_topics_and_deletions_survive_restart(broker, how):
     p = h.producer(broker.bootstrap, acks="all")
     assert not h.produce_and_flush(p, [dict(value=b"k", partition=1)], keep).errors
     assert not h.produce_and_flush(p, [dict(value=f"g{i}".encode()) for i in range(5)], gone).errors
+    # A live producer that knows the topic asks for its metadata again after
+    # the restart, which auto-creates it (as in Kafka) and races the
+    # re-creation below: close it first.
+    del p
 
     a.delete_topics([gone], operation_timeout=10)[gone].result(timeout=h.CLIENT_TIMEOUT_S)
     h.wait_until(lambda: h.topic_partitions(a, gone) is None, message=f"{gone} deleted")
