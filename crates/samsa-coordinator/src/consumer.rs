@@ -126,6 +126,13 @@ impl ConsumerMember {
         self.member_epoch == epoch && self.state == MemberState::Stable
     }
 
+    /// Whether the member holds `partition` of `topic` (assigned or pending revocation).
+    fn holds(&self, topic: TopicId, partition: i32) -> bool {
+        [&self.assigned, &self.pending_revocation]
+            .iter()
+            .any(|a| a.get(&topic).is_some_and(|ps| ps.contains(&partition)))
+    }
+
     /// Partitions the member may still hold: assigned plus pending revocation.
     pub(crate) fn held(&self) -> impl Iterator<Item = (TopicId, i32)> + '_ {
         self.assigned
@@ -519,9 +526,12 @@ impl ConsumerGroup {
             return Ok(());
         }
         let assigned_by = |(topic, partition): &(Option<TopicId>, i32)| {
-            topic
-                .and_then(|t| m.assignment_epochs.get(&(t, *partition)))
-                .is_some_and(|assigned_at| *assigned_at <= epoch)
+            topic.is_some_and(|t| {
+                m.holds(t, *partition)
+                    && m.assignment_epochs
+                        .get(&(t, *partition))
+                        .is_some_and(|assigned_at| *assigned_at <= epoch)
+            })
         };
         if epoch > m.member_epoch || !partitions.iter().all(assigned_by) {
             return Err(GroupError::StaleMemberEpoch);
@@ -674,6 +684,7 @@ impl ConsumerGroup {
             };
             m.member_epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH;
             m.pending_revocation.clear();
+            m.settle_epochs(LEAVE_GROUP_STATIC_MEMBER_EPOCH);
             let record = CoordinatorRecord::ConsumerCurrentAssignment {
                 group: self.id.clone(),
                 member: member_id.clone(),

@@ -116,7 +116,9 @@ pub struct ConsumerGroupDurable {
     pub target: BTreeMap<String, Assignment>,
 }
 
-/// The group coordinator of one broker: all its groups and their committed offsets.
+/// A group coordinator: the groups of the `__consumer_offsets` partitions it owns (all of
+/// them by default; samsa's broker runs one per partition it leads) and their committed
+/// offsets.
 ///
 /// See the crate docs for the calling contract.
 pub struct Coordinator {
