@@ -260,6 +260,15 @@ impl GroupService {
         ) -> Vec<Output>,
     {
         let (token, rx) = self.token();
+        if group.is_empty() {
+            // Refused before any partition is involved, as Kafka's group
+            // coordinator service checks the id before routing the request.
+            let mut c = empty_coordinator(&self.config);
+            let topics = ImageTopics(broker.image());
+            let outputs = f(&mut c, &topics, now_ms(), token);
+            self.answer_parked(outputs, None);
+            return rx.await.ok();
+        }
         match self.shard_for(group).filter(|s| !s.is_closed()) {
             Some(shard) => {
                 let mut st = shard.state.lock().await;
@@ -288,16 +297,19 @@ impl GroupService {
         groups: &[String],
         f: impl Fn(&Coordinator, &dyn TopicMetadata, &[String]) -> R,
     ) -> Vec<R> {
-        let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        // Empty group ids (`None`) are refused without a partition.
+        let mut by_partition: BTreeMap<Option<u32>, Vec<String>> = BTreeMap::new();
         for g in groups {
-            by_partition
-                .entry(self.partition_for(g))
-                .or_default()
-                .push(g.clone());
+            let p = (!g.is_empty()).then(|| self.partition_for(g));
+            by_partition.entry(p).or_default().push(g.clone());
         }
         let topics = ImageTopics(broker.image());
         let mut out = Vec::with_capacity(by_partition.len());
         for (p, ids) in by_partition {
+            let Some(p) = p else {
+                out.push(f(&empty_coordinator(&self.config), &topics, &ids));
+                continue;
+            };
             let shard = self.shards().get(&p).cloned();
             out.push(match shard {
                 Some(shard) => {
@@ -660,6 +672,14 @@ fn fresh_coordinator(config: &CoordinatorConfig) -> Coordinator {
         uuid::Uuid::from_u64_pair(seed, counter ^ uuid::Uuid::new_v4().as_u64_pair().0).to_string()
     });
     Coordinator::new(config.clone(), id_gen)
+}
+
+/// An active coordinator with no group: answers requests for the empty group
+/// id (INVALID_GROUP_ID and the like) whatever the state of partition 0.
+fn empty_coordinator(config: &CoordinatorConfig) -> Coordinator {
+    let mut c = Coordinator::new(config.clone(), Box::new(String::new));
+    let _ = c.finish_loading(now_ms());
+    c
 }
 
 /// A coordinator that answers everything NOT_COORDINATOR (groups of

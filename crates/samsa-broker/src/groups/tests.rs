@@ -120,10 +120,10 @@ async fn a_loading_partition_answers_load_in_progress_and_blocks_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path(), 4);
     assert!(broker.groups.ensure_offsets_topic(&broker));
-    let slow = group_on(&broker, 1);
+    let slow = group_on(&broker, 0);
     let fast = group_on(&broker, 2);
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    lock(&broker.groups.load_gate).insert(1, gate.clone());
+    lock(&broker.groups.load_gate).insert(0, gate.clone());
     let stop = start(&broker);
 
     until("the other partitions to load", || {
@@ -161,6 +161,11 @@ async fn a_loading_partition_answers_load_in_progress_and_blocks_no_other() {
         .await
         .unwrap();
     assert_eq!(r.error_code(), codes::COORDINATOR_LOAD_IN_PROGRESS);
+    // The empty group id hashes to the loading partition but is refused
+    // before any partition is involved, as in Kafka.
+    assert_eq!(broker.groups.partition_for(""), 0);
+    assert_eq!(commit(&broker, "", 5).await, codes::INVALID_GROUP_ID);
+    assert_eq!(fetch(&broker, "").await.1, codes::INVALID_GROUP_ID);
 
     gate.add_permits(1);
     until("the gated partition to load", || {

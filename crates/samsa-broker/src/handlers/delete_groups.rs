@@ -18,13 +18,12 @@ pub async fn handle(
         .iter()
         .map(|g| g.0.to_string())
         .collect();
-    // Each coordinator shard deletes the groups of its partition.
-    let mut by_partition: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    // Each coordinator shard deletes the groups of its partition (empty ids,
+    // refused without a partition, on their own).
+    let mut by_partition: std::collections::BTreeMap<Option<u32>, Vec<String>> = Default::default();
     for id in &ids {
-        by_partition
-            .entry(broker.groups.partition_for(id))
-            .or_default()
-            .push(id.clone());
+        let p = (!id.is_empty()).then(|| broker.groups.partition_for(id));
+        by_partition.entry(p).or_default().push(id.clone());
     }
     let mut results = Vec::with_capacity(ids.len());
     for (_, part) in by_partition {
