@@ -83,11 +83,21 @@ def member_partitions(desc, topic: str) -> list[list[int]]:
 
 
 def list_groups(bootstrap: str, states=None) -> dict[str, object]:
+    """ListGroups; retried while the broker still loads __consumer_offsets
+    partitions (right after a start it answers COORDINATOR_LOAD_IN_PROGRESS until
+    every partition it leads is replayed, as Kafka does; librdkafka reports that
+    error rather than retrying)."""
     a = h.admin(bootstrap)
     kw = {"request_timeout": 20}
     if states is not None:
         kw["states"] = set(states)
-    res = a.list_consumer_groups(**kw).result(timeout=h.CLIENT_TIMEOUT_S)
+
+    def attempt():
+        res = a.list_consumer_groups(**kw).result(timeout=h.CLIENT_TIMEOUT_S)
+        if res.errors and all(e.code() == KafkaError.COORDINATOR_LOAD_IN_PROGRESS for e in res.errors):
+            return None
+        return res
+    res = h.wait_until(attempt, timeout=30, interval=0.1, message="ListGroups once loaded")
     assert not res.errors, res.errors
     return {g.group_id: g for g in res.valid}
 
