@@ -980,10 +980,23 @@ impl Admin {
         let brokers: Vec<i32> = self.client.cluster().brokers.keys().copied().collect();
         let mut out = Vec::new();
         for id in brokers {
-            let (resp, _) = self
-                .client
-                .send_to(id, ApiKey::ListGroups, |_| ListGroupsRequest::default())
-                .await?;
+            // A broker still loading its group coordinator partitions answers
+            // COORDINATOR_LOAD_IN_PROGRESS; ask again, as Kafka's admin client does.
+            let mut attempt = 0;
+            let resp = loop {
+                let (resp, _) = self
+                    .client
+                    .send_to(id, ApiKey::ListGroups, |_| ListGroupsRequest::default())
+                    .await?;
+                if resp.error_code == codes::COORDINATOR_LOAD_IN_PROGRESS
+                    && attempt < self.client.config().retries
+                {
+                    attempt += 1;
+                    tokio::time::sleep(self.client.config().retry_backoff).await;
+                    continue;
+                }
+                break resp;
+            };
             ClientError::check(resp.error_code, None, format!("ListGroups on broker {id}"))?;
             out.extend(resp.groups.iter().map(|g| GroupListing {
                 group_id: g.group_id.0.to_string(),
