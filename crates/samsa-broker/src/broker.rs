@@ -21,6 +21,7 @@ use samsa_storage::PartitionLog;
 use crate::cluster::{ClusterQuorum, ClusterSettings, ClusterState};
 use crate::fetch_session::FetchSessionCache;
 use crate::partition::{Partition, RoleChange, TopicSettings};
+use crate::purgatory::{PartitionKey, Purgatory, Watch};
 use crate::settings::BrokerSettings;
 
 /// Directory (under the data dir) of the metadata log.
@@ -56,8 +57,6 @@ pub enum BrokerError {
     },
 }
 
-type PartitionKey = (TopicId, i32);
-
 /// Everything request handlers share.
 pub struct Broker {
     pub settings: BrokerSettings,
@@ -69,8 +68,8 @@ pub struct Broker {
     pub controller: Controller,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     reconcile_lock: Mutex<()>,
-    /// Bumped after every append; parked fetches wait for it to change.
-    data_signal: tokio::sync::watch::Sender<u64>,
+    /// Fetches parked for `min_bytes`, by partition.
+    delayed_fetches: Arc<Purgatory>,
     pub fetch_sessions: FetchSessionCache,
     /// The group coordinator.
     pub groups: Arc<crate::groups::GroupService>,
@@ -78,9 +77,9 @@ pub struct Broker {
     producer_ids: Mutex<(i64, i64)>,
     /// The Raft metadata quorum, in cluster mode (`controller.quorum.voters`).
     pub cluster: Option<Arc<ClusterState>>,
-    /// Bumped when a high watermark moves or roles change; acks=all produces
-    /// and coordinator appends wait on it.
-    hw_signal: tokio::sync::watch::Sender<u64>,
+    /// acks=all produces and coordinator replies waiting for a high
+    /// watermark, by partition.
+    delayed_produces: Arc<Purgatory>,
     /// Wakes the replica manager after a role change.
     pub roles_changed: tokio::sync::Notify,
     /// Leaders a replica fetcher task is running for.
@@ -125,8 +124,6 @@ impl Broker {
         controller: Controller,
         cluster: Option<Arc<ClusterState>>,
     ) -> Arc<Broker> {
-        let (data_signal, _) = tokio::sync::watch::channel(0);
-        let (hw_signal, _) = tokio::sync::watch::channel(0);
         let config_for_groups = config.clone();
         Arc::new(Broker {
             settings,
@@ -135,12 +132,12 @@ impl Broker {
             controller,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
-            data_signal,
+            delayed_fetches: Arc::new(Purgatory::default()),
             fetch_sessions: FetchSessionCache::new(1000),
             producer_ids: Mutex::new((0, 0)),
             groups: Arc::new(crate::groups::GroupService::new(&config_for_groups)),
             cluster,
-            hw_signal,
+            delayed_produces: Arc::new(Purgatory::default()),
             roles_changed: tokio::sync::Notify::new(),
             fetchers: Mutex::new(HashSet::new()),
             broker_epoch: AtomicI64::new(0),
@@ -283,24 +280,35 @@ impl Broker {
         map.values().cloned().collect()
     }
 
-    /// Wakes parked fetches after an append.
-    pub fn notify_data(&self) {
-        self.data_signal.send_modify(|v| *v = v.wrapping_add(1));
+    /// Wakes the fetches parked on `part` after an append to it.
+    pub fn notify_data(&self, part: &Partition) {
+        self.delayed_fetches.wake((part.topic_id, part.index.get()));
     }
 
-    /// A receiver that sees every later [`Broker::notify_data`].
-    pub fn data_watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.data_signal.subscribe()
+    /// Wakes what waits on `part`'s replication: its high watermark moved,
+    /// or its role or ISR changed. Parked fetches are woken too (consumers
+    /// read up to the high watermark).
+    pub fn notify_hw(&self, part: &Partition) {
+        let key = (part.topic_id, part.index.get());
+        self.delayed_produces.wake(key);
+        self.delayed_fetches.wake(key);
     }
 
-    /// Wakes waiters for replication (a high watermark or a role changed).
-    pub fn notify_hw(&self) {
-        self.hw_signal.send_modify(|v| *v = v.wrapping_add(1));
+    /// A watch for a fetch parked on `partitions` (see [`crate::purgatory`]).
+    pub fn fetch_watch(&self, partitions: impl IntoIterator<Item = PartitionKey>) -> Watch {
+        self.delayed_fetches.watch(partitions)
     }
 
-    /// A receiver that sees every later [`Broker::notify_hw`].
-    pub fn hw_watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.hw_signal.subscribe()
+    /// A watch for waiters on the replication of `partitions`: woken by
+    /// [`Broker::notify_hw`] on any of them. Take it before checking.
+    pub fn hw_watch<'a>(&self, partitions: impl IntoIterator<Item = &'a Arc<Partition>>) -> Watch {
+        self.delayed_produces
+            .watch(partitions.into_iter().map(|p| (p.topic_id, p.index.get())))
+    }
+
+    /// The purgatories of parked fetches and of replication waiters.
+    pub fn purgatories(&self) -> (&Purgatory, &Purgatory) {
+        (&self.delayed_fetches, &self.delayed_produces)
     }
 
     /// The set of leaders with a running replica fetcher.
@@ -394,6 +402,7 @@ impl Broker {
                     tracing::warn!(error = %e, dir = %dir.display(), "closing deleted partition");
                 }
                 doomed.extend(mark_for_deletion(&dir));
+                self.notify_hw(partition);
                 tracing::info!(topic = %partition.topic, partition = partition.index.get(), "deleted partition");
             }
         }
@@ -405,6 +414,7 @@ impl Broker {
         let mut stale = Vec::new();
         let now = crate::handlers::produce::now_ms().get();
         let mut roles_changed = false;
+        let mut touched: Vec<Arc<Partition>> = Vec::new();
         for (key, (topic, i)) in wanted {
             let settings = TopicSettings::resolve(&config, &topic.configs);
             let leader_epoch = topic.partitions[i].leader_epoch;
@@ -415,6 +425,7 @@ impl Broker {
                     tracing::info!(topic = %topic.name, partition = key.1, ?change, epoch = leader_epoch.get(), "partition role changed");
                     roles_changed = true;
                 }
+                touched.push(p);
                 continue;
             }
             let dir = self.partition_dir(&topic.name, key.1);
@@ -461,7 +472,11 @@ impl Broker {
             self.roles_changed.notify_one();
             self.groups.wake();
         }
-        self.notify_hw();
+        // Waiters re-check the partitions whose role, ISR or high watermark
+        // this may have changed.
+        for p in &touched {
+            self.notify_hw(p);
+        }
         Ok(())
     }
 

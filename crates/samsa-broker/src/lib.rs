@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod mapped;
 pub mod memory;
 pub mod partition;
+pub mod purgatory;
 pub mod replica;
 pub mod retention;
 pub mod server;

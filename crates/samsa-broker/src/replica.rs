@@ -42,6 +42,7 @@ use crate::broker::Broker;
 use crate::handlers::produce::now_ms;
 use crate::handlers::s;
 use crate::partition::{EpochAnswer, Partition, TruncationStep};
+use crate::purgatory::Watch;
 
 /// How often leaders look for lagging ISR members and new fetchers are started.
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -185,7 +186,7 @@ pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId
                 tracing::info!(topic = %part.topic, partition = part.index.get(), error = %e, "ISR change refused")
             }
         }
-        broker.notify_hw();
+        broker.notify_hw(&part);
     });
 }
 
@@ -197,19 +198,20 @@ pub async fn wait_replicated(
     waits: &[(Arc<Partition>, i64, usize)],
     timeout: Duration,
 ) -> Vec<Option<ResponseError>> {
-    wait_replicated_on(broker.hw_watch(), waits, timeout).await
+    let watch = broker.hw_watch(waits.iter().map(|w| &w.0));
+    wait_replicated_on(watch, waits, timeout).await
 }
 
-/// [`wait_replicated`] on a receiver of [`Broker::hw_watch`].
+/// [`wait_replicated`] on a [`Broker::hw_watch`] of the waited partitions,
+/// taken before their high watermarks were last checked.
 pub async fn wait_replicated_on(
-    mut rx: watch::Receiver<u64>,
+    watch: Watch,
     waits: &[(Arc<Partition>, i64, usize)],
     timeout: Duration,
 ) -> Vec<Option<ResponseError>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut results: Vec<Option<Option<ResponseError>>> = vec![None; waits.len()];
     loop {
-        rx.borrow_and_update();
         for (i, (part, last_offset, min_isr)) in waits.iter().enumerate() {
             if results[i].is_some() {
                 continue;
@@ -228,7 +230,7 @@ pub async fn wait_replicated_on(
         if results.iter().all(Option::is_some) {
             break;
         }
-        if tokio::time::timeout_at(deadline, rx.changed())
+        if tokio::time::timeout_at(deadline, watch.changed())
             .await
             .is_err()
         {

@@ -183,9 +183,10 @@ pub(super) fn append(
         .ok_or(AppendError::NoPartition(partition))?;
     let info = part.log.append(&mut bytes, leadership.epoch(), now)?;
     drop(leadership);
-    broker.notify_data();
     if part.after_leader_append() {
-        broker.notify_hw();
+        broker.notify_hw(&part);
+    } else {
+        broker.notify_data(&part);
     }
     Ok((part, info.last_offset.get()))
 }

@@ -635,7 +635,7 @@ fn replication_wait(
     last: i64,
     min_isr: usize,
 ) -> impl std::future::Future<Output = bool> + Send + 'static {
-    let rx = broker.hw_watch();
+    let rx = broker.hw_watch([&part]);
     async move {
         let waits = [(part, last, min_isr)];
         let outcome = crate::replica::wait_replicated_on(rx, &waits, COMMIT_REPLICATION_WAIT).await;

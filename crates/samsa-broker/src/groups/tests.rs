@@ -234,7 +234,7 @@ async fn a_commit_is_visible_only_once_replicated() {
     let end = part.log.log_end_offset().get();
     part.follower_fetched(follower, -1, None, end, now_ms().get())
         .unwrap();
-    broker.notify_hw();
+    broker.notify_hw(&part);
     assert_eq!(committing.await.unwrap(), codes::NONE);
     assert_eq!(fetch(&broker, &group).await, (42, codes::NONE));
     let _ = stop.send(true);

@@ -2,8 +2,10 @@
 //! `min_bytes`, within `max_bytes` and per-partition limits, with incremental
 //! fetch sessions.
 //!
-//! A fetch that finds fewer than `min_bytes` parks on the broker's data signal
-//! (no busy loop) until an append wakes it or `max_wait_ms` passes.
+//! A fetch that finds fewer than `min_bytes` parks in the broker's delayed
+//! fetch purgatory ([`crate::purgatory`]), watching its own partitions only,
+//! until an append or a high-watermark move on one of them wakes it or
+//! `max_wait_ms` passes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -177,9 +179,10 @@ pub async fn handle(
     };
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
-    let mut watch = broker.data_watch();
+    // Taken only once the first read falls short, then checked again before
+    // parking (a wake in between is kept by the watch).
+    let mut watch = None;
     let results = loop {
-        watch.borrow_and_update();
         let image = broker.image();
         let results = read_all(
             broker,
@@ -195,6 +198,16 @@ pub async fn handle(
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             break results;
         }
+        let Some(watch) = &watch else {
+            watch = Some(
+                broker.fetch_watch(
+                    partitions
+                        .iter()
+                        .map(|(k, _)| (TopicId(k.topic_id), k.partition)),
+                ),
+            );
+            continue;
+        };
         if tokio::time::timeout_at(deadline, watch.changed())
             .await
             .is_err()
@@ -279,7 +292,6 @@ fn follower_progress(
 ) -> HashMap<SessionKey, ResponseError> {
     let now = crate::handlers::produce::now_ms().get();
     let mut refused = HashMap::new();
-    let mut moved = false;
     for (key, params) in partitions {
         let Some(part) = image
             .topic(&key.topic)
@@ -297,7 +309,9 @@ fn follower_progress(
             now,
         ) {
             Ok(FollowerFetch { hw_moved, expand }) => {
-                moved |= hw_moved;
+                if hw_moved {
+                    broker.notify_hw(&part);
+                }
                 // A fenced follower (restarted or paused, not yet heard by the
                 // controller) would be refused; asking on every fetch floods
                 // the controller. Its first heartbeat unfences it, the next
@@ -311,9 +325,6 @@ fn follower_progress(
                 refused.insert(key.clone(), ResponseError::NotLeaderOrFollower);
             }
         }
-    }
-    if moved {
-        broker.notify_hw();
     }
     refused
 }

@@ -53,7 +53,6 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
         }
     }
     let now = now_ms();
-    let mut appended = false;
     // (topic index, partition index, partition, last offset, min ISR) per
     // append that acks=all must wait for.
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize)> = Vec::new();
@@ -95,7 +94,6 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                     };
                     match append(broker, &part, &records, acks, now) {
                         Ok((base, last, append_time, log_start)) => {
-                            appended = true;
                             if acks == -1 {
                                 let min_isr = part.settings().min_insync_replicas;
                                 waits.push((ti, pi, part.clone(), last, min_isr));
@@ -115,9 +113,6 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                 .with_partition_responses(partition_responses)
         })
         .collect();
-    if appended {
-        broker.notify_data();
-    }
     if !waits.is_empty() {
         let list: Vec<(Arc<Partition>, i64, usize)> = waits
             .iter()
@@ -268,8 +263,13 @@ fn append(
     };
     let info = appended.map_err(|e| (storage_error(&e), e.to_string()))?;
     drop(leadership);
-    if !info.duplicate && part.after_leader_append() {
-        broker.notify_hw();
+    // A retry answered from the producer state appended nothing.
+    if !info.duplicate {
+        if part.after_leader_append() {
+            broker.notify_hw(part);
+        } else {
+            broker.notify_data(part);
+        }
     }
     Ok((
         info.base_offset.get(),
