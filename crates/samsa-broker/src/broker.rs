@@ -73,8 +73,12 @@ pub struct Broker {
     pub fetch_sessions: FetchSessionCache,
     /// The group coordinator.
     pub groups: Arc<crate::groups::GroupService>,
-    /// This broker's current block of producer ids: (next, end).
+    /// This broker's current block of producer ids: (next, end). Held only
+    /// to take an id or install a new block, never across the allocation.
     producer_ids: Mutex<(i64, i64)>,
+    /// Serializes block allocations (an async lock: waiters park, they do
+    /// not block a runtime worker).
+    producer_id_allocation: tokio::sync::Mutex<()>,
     /// The Raft metadata quorum, in cluster mode (`controller.quorum.voters`).
     pub cluster: Option<Arc<ClusterState>>,
     /// acks=all produces and coordinator replies waiting for a high
@@ -118,7 +122,7 @@ impl Broker {
         Ok(broker)
     }
 
-    fn new(
+    pub(crate) fn new(
         settings: BrokerSettings,
         config: Arc<StaticConfig>,
         controller: Controller,
@@ -135,6 +139,7 @@ impl Broker {
             delayed_fetches: Arc::new(Purgatory::default()),
             fetch_sessions: FetchSessionCache::new(1000),
             producer_ids: Mutex::new((0, 0)),
+            producer_id_allocation: tokio::sync::Mutex::new(()),
             groups: Arc::new(crate::groups::GroupService::new(&config_for_groups)),
             cluster,
             delayed_produces: Arc::new(Purgatory::default()),
@@ -223,20 +228,42 @@ impl Broker {
         }
     }
 
-    /// A producer id never handed out before.
-    pub fn next_producer_id(&self) -> Result<i64, ControllerError> {
-        let mut block = match self.producer_ids.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if block.0 >= block.1 {
-            let start =
-                self.admin(|c| c.allocate_producer_ids(self.settings.node_id, PRODUCER_ID_BLOCK))?;
-            *block = (start, start + PRODUCER_ID_BLOCK);
+    /// A producer id never handed out before. Ids come from blocks of
+    /// [`PRODUCER_ID_BLOCK`] the controller allocates through the metadata
+    /// log (as Kafka's brokers take blocks from the controller); a new block
+    /// is allocated on a blocking thread, one allocation at a time, while
+    /// other callers wait without holding a lock or a runtime worker.
+    pub async fn next_producer_id(self: &Arc<Self>) -> Result<i64, ControllerError> {
+        loop {
+            if let Some(id) = self.take_producer_id() {
+                return Ok(id);
+            }
+            let _allocating = self.producer_id_allocation.lock().await;
+            // Another caller may have installed a block meanwhile.
+            if let Some(id) = self.take_producer_id() {
+                return Ok(id);
+            }
+            let broker = self.clone();
+            let start = tokio::task::spawn_blocking(move || {
+                broker
+                    .admin(|c| c.allocate_producer_ids(broker.settings.node_id, PRODUCER_ID_BLOCK))
+            })
+            .await
+            .map_err(|e| {
+                ControllerError::Quorum(samsa_metadata::quorum::QuorumError::Failed(format!(
+                    "producer id allocation task failed: {e}"
+                )))
+            })??;
+            *lock(&self.producer_ids) = (start, start + PRODUCER_ID_BLOCK);
         }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
+    }
+
+    fn take_producer_id(&self) -> Option<i64> {
+        let mut block = lock(&self.producer_ids);
+        (block.0 < block.1).then(|| {
+            block.0 += 1;
+            block.0 - 1
+        })
     }
 
     /// The broker config in force: static values with dynamic ones over them.
@@ -573,6 +600,13 @@ fn registration(settings: &BrokerSettings, fenced: bool) -> BrokerRegistration {
             .get_or_init(|| uuid::Uuid::new_v4().to_string())
             .clone(),
         fenced,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 

@@ -7,11 +7,13 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use std::sync::Arc;
+
 use crate::broker::Broker;
 
 /// Answers InitProducerId.
-pub fn handle(
-    broker: &Broker,
+pub async fn handle(
+    broker: &Arc<Broker>,
     request: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {
@@ -27,7 +29,7 @@ pub fn handle(
         // cannot reach this without FindCoordinator, which is not advertised.
         return response.with_error_code(ResponseError::InvalidRequest.code());
     }
-    match broker.next_producer_id() {
+    match broker.next_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
@@ -35,5 +37,119 @@ pub fn handle(
             tracing::error!(error = %e, "allocating a producer id");
             response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use kafka_protocol::messages::InitProducerIdRequest;
+    use samsa_metadata::config::StaticConfig;
+    use samsa_metadata::quorum::{LocalQuorum, MetadataQuorum, QuorumError};
+    use samsa_metadata::{Controller, MetadataRecord};
+
+    use crate::broker::Broker;
+    use crate::settings::BrokerSettings;
+
+    /// The local quorum, except that a producer-id allocation waits until
+    /// the test lets it through (a slow quorum write).
+    struct GatedQuorum {
+        inner: LocalQuorum,
+        entered: mpsc::Sender<()>,
+        release: Arc<Mutex<mpsc::Receiver<()>>>,
+    }
+
+    impl MetadataQuorum for GatedQuorum {
+        fn last_batch(&self) -> Option<u64> {
+            self.inner.last_batch()
+        }
+
+        fn append_after(
+            &mut self,
+            after: Option<u64>,
+            records: &[MetadataRecord],
+        ) -> Result<u64, QuorumError> {
+            if matches!(records.first(), Some(MetadataRecord::ProducerIds { .. })) {
+                let _ = self.entered.send(());
+                let _ = self.release.lock().unwrap().recv();
+            }
+            self.inner.append_after(after, records)
+        }
+    }
+
+    /// While a producer-id block is being committed, other InitProducerId
+    /// requests wait without blocking the runtime's workers, and every
+    /// caller gets its own id. (Before, the allocation ran under a
+    /// `std::sync::Mutex` on the worker: the writer held one worker, every
+    /// other InitProducerId blocked another on the mutex, and with two
+    /// workers nothing else on the runtime ran until the write finished.)
+    #[test]
+    fn allocation_does_not_block_runtime_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let mut cfg = StaticConfig::default();
+        for (key, value) in [
+            ("log.dirs", data.as_str()),
+            ("listeners", "PLAINTEXT://127.0.0.1:0"),
+        ] {
+            cfg.set(key, value).unwrap();
+        }
+        let cfg = Arc::new(cfg);
+        let (inner, records) = LocalQuorum::open(&dir.path().join("meta")).unwrap();
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let quorum = GatedQuorum {
+            inner,
+            entered: entered_tx,
+            release: Arc::new(Mutex::new(release_rx)),
+        };
+        let controller = Controller::open(Box::new(quorum), records, cfg.clone()).unwrap();
+        let settings = BrokerSettings::from_config(&cfg).unwrap();
+        let broker = Broker::new(settings, cfg, controller, None);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let b = broker.clone();
+                rt.spawn(async move {
+                    super::handle(&b, InitProducerIdRequest::default(), 4)
+                        .await
+                        .producer_id
+                        .0
+                })
+            })
+            .collect();
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an allocation started");
+        // Let the other callers reach the allocation too.
+        std::thread::sleep(Duration::from_millis(200));
+        // Other work on the runtime (waited for from this thread, so that a
+        // runtime whose workers are all blocked cannot hang the test).
+        let (done, other_work) = mpsc::channel();
+        rt.spawn(async move { done.send(42) });
+        let other_work = other_work.recv_timeout(Duration::from_secs(2));
+        release.send(()).unwrap();
+        let mut ids: Vec<i64> = rt.block_on(async {
+            let mut ids = Vec::new();
+            for c in callers {
+                ids.push(c.await.unwrap());
+            }
+            ids
+        });
+        assert!(
+            other_work == Ok(42),
+            "the runtime's workers were blocked while a producer-id block was committed"
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 4, "distinct ids: {ids:?}");
+        assert!(ids.iter().all(|id| *id >= 0));
     }
 }

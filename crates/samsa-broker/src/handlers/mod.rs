@@ -128,7 +128,7 @@ pub async fn handle(
             ResponseKind::Fetch(response)
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version))
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version).await)
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
