@@ -188,9 +188,7 @@ impl CommittedReader {
     /// The current snapshot, decoded.
     pub(crate) async fn snapshot(&self) -> Result<Option<DecodedSnapshot>, QuorumError> {
         let sm = self.sm.clone();
-        tokio::task::spawn_blocking(move || sm.read_snapshot())
-            .await
-            .map_err(|e| QuorumError::Internal(format!("snapshot read failed: {e}")))?
+        self.sm.disk.run(move || sm.read_snapshot()).await?
     }
 }
 

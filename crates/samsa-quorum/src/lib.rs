@@ -20,7 +20,8 @@
 //!   and heartbeats ([`Observer::heartbeat`]) to the leader.
 //!
 //! Module map: `types` (openraft type config, proposals, the fencing rule),
-//! `frame` (checksummed frames, atomic files), `log_store` (the durable log
+//! `frame` (checksummed frames, atomic files), `disk` (the dedicated threads
+//! all of the quorum's disk I/O runs on), `log_store` (the durable log
 //! and vote: byte layout and crash behaviour), `snapshot` (compaction and the
 //! snapshot byte layout), `state_machine`, `committed` (the committed stream),
 //! `wire` (the RPC frame layout and messages), `network` (RPC client),
@@ -33,6 +34,7 @@
 
 pub mod committed;
 pub mod config;
+mod disk;
 pub mod error;
 mod frame;
 mod log_store;

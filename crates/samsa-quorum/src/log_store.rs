@@ -50,7 +50,10 @@
 //!
 //! Entries are not kept in memory: an index of (log id, file position) per entry
 //! is, and entries are read back from the file (the page cache) on demand. All
-//! file I/O runs on tokio's blocking pool under one mutex.
+//! file I/O, and every read of the log's state, runs on the log's own disk
+//! thread ([`crate::disk`]), one operation at a time: never on tokio's
+//! blocking pool (which callers waiting for a commit may fill) and never
+//! under a lock an async task could wait on.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -65,6 +68,7 @@ use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 use samsa_metadata::log::intact_frame_after;
 use serde::{Deserialize, Serialize};
 
+use crate::disk::DiskThread;
 use crate::error::QuorumError;
 use crate::frame::{
     parse_frame, put_frame, read_state, write_atomic, write_state, Fsync, FRAME_HEADER_BYTES,
@@ -443,7 +447,9 @@ impl LogFile {
 /// A shared handle to the log; also its own [`RaftLogReader`].
 #[derive(Clone)]
 pub(crate) struct LogStore {
+    /// Locked only on `disk`.
     inner: Arc<Mutex<LogFile>>,
+    disk: DiskThread,
     /// Byte budget of one `limited_get_log_entries` read (one AppendEntries).
     replication_bytes_max: usize,
 }
@@ -464,23 +470,23 @@ pub(crate) enum LogRead {
 }
 
 impl LogStore {
-    pub(crate) fn new(log: LogFile, replication_bytes_max: usize) -> LogStore {
-        LogStore {
+    /// Wraps `log` and starts its disk thread.
+    pub(crate) fn new(log: LogFile, replication_bytes_max: usize) -> Result<LogStore, QuorumError> {
+        Ok(LogStore {
             inner: Arc::new(Mutex::new(log)),
+            disk: DiskThread::spawn("samsa-raft-log")?,
             replication_bytes_max,
-        }
+        })
     }
 
-    /// Runs `f` on the log on the blocking pool.
+    /// Runs `f` on the log on its disk thread.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, QuorumError>
     where
         T: Send + 'static,
         F: FnOnce(&mut LogFile) -> Result<T, QuorumError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&mut lock(&inner)))
-            .await
-            .map_err(|e| QuorumError::Internal(format!("log task failed: {e}")))?
+        self.disk.run(move || f(&mut lock(&inner))).await?
     }
 
     /// Reads entries `[next, end)` for a committed-stream reader, or says that
@@ -550,11 +556,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let log = lock(&self.inner);
-        Ok(LogState {
-            last_purged_log_id: log.purged,
-            last_log_id: log.last_log_id(),
+        self.run(|log| {
+            Ok(LogState {
+                last_purged_log_id: log.purged,
+                last_log_id: log.last_log_id(),
+            })
         })
+        .await
+        .map_err(read_err)
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -569,7 +578,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(lock(&self.inner).vote)
+        self.run(|log| Ok(log.vote))
+            .await
+            .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -579,7 +590,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(lock(&self.inner).committed)
+        self.run(|log| Ok(log.committed)).await.map_err(read_err)
     }
 
     async fn append<I>(

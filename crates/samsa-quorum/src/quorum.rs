@@ -296,7 +296,7 @@ impl RaftQuorum {
         })
         .await
         .map_err(|e| QuorumError::Internal(format!("open task failed: {e}")))??;
-        let log = LogStore::new(log, config.frame_bytes_max / 2);
+        let log = LogStore::new(log, config.frame_bytes_max / 2)?;
 
         let raft_config = openraft::Config {
             cluster_name: "samsa-metadata".into(),

@@ -227,14 +227,15 @@ async fn handle(ctx: &ServerCtx, body: Request, attachment: Vec<u8>) -> (Respons
         } => {
             let path = ctx.reader.sm.snapshot_path();
             let bytes_max = (bytes_max as usize).clamp(1, ctx.fetch_bytes_max);
-            let read = tokio::task::spawn_blocking(move || {
-                read_snapshot_chunk(path, snapshot_id, offset, bytes_max)
-            })
-            .await;
+            let read = ctx
+                .reader
+                .sm
+                .disk
+                .run(move || read_snapshot_chunk(path, snapshot_id, offset, bytes_max))
+                .await;
             match read {
                 Ok(Ok((chunk, data))) => (Response::FetchSnapshot(chunk), data),
-                Ok(Err(e)) => refused(e.to_string()),
-                Err(e) => refused(format!("snapshot read failed: {e}")),
+                Ok(Err(e)) | Err(e) => refused(e.to_string()),
             }
         }
     }

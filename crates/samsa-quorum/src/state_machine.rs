@@ -25,6 +25,7 @@ use samsa_metadata::log::RECORD_BYTES_MAX;
 use samsa_metadata::MetadataImage;
 use tokio::sync::watch;
 
+use crate::disk::DiskThread;
 use crate::error::QuorumError;
 use crate::frame::write_atomic;
 use crate::snapshot::{self, DecodedSnapshot};
@@ -58,6 +59,9 @@ pub(crate) struct SmShared {
     snapshot_bytes_max: usize,
     /// Serializes writes and reads of the snapshot file.
     snapshot_file: Mutex<()>,
+    /// Where snapshot files are written and read (never tokio's blocking
+    /// pool, see [`crate::disk`]).
+    pub(crate) disk: DiskThread,
     snapshot_seq: AtomicU64,
 }
 
@@ -107,6 +111,7 @@ impl SmShared {
             dir: dir.to_path_buf(),
             snapshot_bytes_max,
             snapshot_file: Mutex::new(()),
+            disk: DiskThread::spawn("samsa-raft-snapshot")?,
             snapshot_seq: AtomicU64::new(0),
         }))
     }
@@ -234,12 +239,12 @@ fn read_bounded(path: &Path, bytes_max: usize) -> Result<Option<Vec<u8>>, Quorum
 #[derive(Clone)]
 pub(crate) struct StateMachineStore(pub Arc<SmShared>);
 
+/// Runs snapshot I/O on the state machine's disk thread.
 async fn blocking<T: Send + 'static>(
+    shared: &SmShared,
     f: impl FnOnce() -> Result<T, QuorumError> + Send + 'static,
 ) -> Result<T, QuorumError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| QuorumError::Internal(format!("state machine task failed: {e}")))?
+    shared.disk.run(f).await?
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -265,7 +270,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         let shared = self.0.clone();
         let m = meta.clone();
-        let bytes = blocking(move || {
+        let bytes = blocking(&self.0, move || {
             let bytes = snapshot::encode(&m, last_batch, &image)?;
             shared.store_snapshot(&m, &bytes)?;
             Ok(bytes)
@@ -358,7 +363,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let shared = self.0.clone();
         let m = meta.clone();
-        blocking(move || shared.install(&m, &bytes))
+        blocking(&self.0, move || shared.install(&m, &bytes))
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
         tracing::info!(snapshot = %meta, "installed metadata snapshot from the leader");
@@ -370,7 +375,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(None);
         }
         let shared = self.0.clone();
-        let bytes = blocking(move || shared.read_snapshot_bytes())
+        let bytes = blocking(&self.0, move || shared.read_snapshot_bytes())
             .await
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         let Some(bytes) = bytes else {
@@ -401,7 +406,8 @@ mod tests {
             let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
             let log = LogFile::open(dir.path(), 1 << 20).map_err(|e| StorageIOError::write(&e))?;
             let sm = SmShared::open(dir.path(), 1 << 30).map_err(|e| StorageIOError::write(&e))?;
-            Ok((dir, LogStore::new(log, 1 << 20), StateMachineStore(sm)))
+            let log = LogStore::new(log, 1 << 20).map_err(|e| StorageIOError::read_logs(&e))?;
+            Ok((dir, log, StateMachineStore(sm)))
         }
     }
 

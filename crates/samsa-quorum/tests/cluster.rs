@@ -773,3 +773,45 @@ async fn single_voter_and_bad_input_on_the_listener() {
     assert_eq!(read_batches(&mut sub, 5).await.1, recs(0..5));
     c.stop_all().await;
 }
+
+/// Callers that wait for commits on tokio's blocking pool (as a broker's
+/// synchronous controller calls do) can fill it: the quorum's own disk I/O
+/// must not need a pool thread, or the commits they wait for never get
+/// written. Before, the Raft log was written on the blocking pool: with the
+/// pool full of waiters every append here timed out.
+#[test]
+fn commits_complete_while_waiters_fill_the_blocking_pool() {
+    const POOL: usize = 4;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(POOL)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = Cluster::new(1, no_tuning).await;
+        c.start(1).await;
+        assert_eq!(c.leader().await, 1);
+        let node = std::sync::Arc::new(c.nodes.remove(&1).unwrap());
+        let handle = tokio::runtime::Handle::current();
+        let waiters: Vec<_> = (0..POOL as u64 * 4)
+            .map(|i| {
+                let node = node.clone();
+                let handle = handle.clone();
+                tokio::task::spawn_blocking(move || handle.block_on(node.append(vec![rec(i)])))
+            })
+            .collect();
+        let mut committed = Vec::new();
+        for w in waiters {
+            committed.push(tokio::time::timeout(WAIT, w).await.unwrap().unwrap());
+        }
+        let failed: Vec<_> = committed.iter().filter(|r| r.is_err()).collect();
+        assert!(failed.is_empty(), "appends failed: {failed:?}");
+        let mut sub = node.subscribe();
+        let (_, records) = read_batches(&mut sub, POOL * 4).await;
+        assert_eq!(records.len(), POOL * 4);
+        if let Ok(node) = std::sync::Arc::try_unwrap(node) {
+            node.shutdown().await;
+        }
+    });
+}
