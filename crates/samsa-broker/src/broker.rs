@@ -88,6 +88,8 @@ pub struct Broker {
     pub roles_changed: tokio::sync::Notify,
     /// Leaders a replica fetcher task is running for.
     fetchers: Mutex<HashSet<BrokerId>>,
+    /// ISR changes waiting to be sent to the controller, in batches.
+    pub alter_isr: crate::alter_isr::AlterIsr,
     /// This broker's epoch from its registration (cluster mode).
     pub broker_epoch: AtomicI64,
     /// Set by a controlled shutdown: heartbeats stop so the broker stays fenced.
@@ -145,6 +147,7 @@ impl Broker {
             delayed_produces: Arc::new(Purgatory::default()),
             roles_changed: tokio::sync::Notify::new(),
             fetchers: Mutex::new(HashSet::new()),
+            alter_isr: Default::default(),
             broker_epoch: AtomicI64::new(0),
             shutting_down: AtomicBool::new(false),
             dir_lock: std::sync::OnceLock::new(),

@@ -6,6 +6,7 @@
 //! never decode individual records on the produce or fetch path: batches are
 //! validated by `samsa-model` and stored/served as bytes by `samsa-storage`.
 
+pub mod alter_isr;
 pub mod broker;
 pub mod cluster;
 pub mod connections;
@@ -23,6 +24,8 @@ pub mod replica;
 pub mod retention;
 pub mod server;
 pub mod settings;
+#[cfg(test)]
+mod test_support;
 
 pub use broker::Broker;
 pub use server::{serve, ServeError};

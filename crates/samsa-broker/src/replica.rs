@@ -34,7 +34,6 @@ use kafka_protocol::messages::{
     BrokerId as WireBrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName,
 };
 use samsa_client::connection::{Connection, ConnectionConfig};
-use samsa_metadata::AlterPartition;
 use samsa_model::{BrokerId, LeaderEpoch, Offset};
 use tokio::sync::watch;
 
@@ -138,56 +137,12 @@ fn shrink_isrs(broker: &Arc<Broker>) {
 }
 
 /// Sends an ISR change for `part` to the controller (one in flight per
-/// partition); the new ISR takes effect when the metadata change comes back.
-/// From the moment it is proposed, an expansion counts for the high
-/// watermark (KIP-497's maximal ISR), a shrink only once committed.
+/// partition, batched with the other partitions' changes, see
+/// [`crate::alter_isr`]); the new ISR takes effect when the metadata change
+/// comes back. From the moment it is proposed, an expansion counts for the
+/// high watermark (KIP-497's maximal ISR), a shrink only once committed.
 pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId>) {
-    let Some(proposal) = part.propose_isr(isr.clone()) else {
-        return;
-    };
-    let (leader_epoch, partition_epoch) = (proposal.leader_epoch, proposal.partition_epoch);
-    let broker = broker.clone();
-    let part = part.clone();
-    tokio::task::spawn_blocking(move || {
-        let request = AlterPartition {
-            topic_id: part.topic_id,
-            partition: part.index,
-            leader: broker.settings.node_id,
-            broker_epoch: Some(
-                broker
-                    .broker_epoch
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            ),
-            leader_epoch,
-            partition_epoch,
-            new_isr: isr.clone(),
-            new_isr_broker_epochs: proposal.broker_epochs.clone(),
-        };
-        let result = broker.admin(|c| c.alter_partition(request));
-        if result.is_ok() {
-            // Applied to the partition before the change stops being in
-            // flight: fetches in between would ask for the same change again
-            // with an epoch that is already stale.
-            if let Err(e) = broker.reconcile() {
-                tracing::error!(error = %e, "reconciling after an ISR change");
-            }
-        }
-        part.isr_change_done(&proposal);
-        match result {
-            Ok(_) => {
-                tracing::info!(topic = %part.topic, partition = part.index.get(), ?isr, "ISR changed");
-            }
-            // A restarted follower fetches before its first heartbeat unfences
-            // it; the expansion is retried on its next fetch.
-            Err(e @ samsa_metadata::ControllerError::IneligibleReplica(_)) => {
-                tracing::debug!(topic = %part.topic, partition = part.index.get(), error = %e, "ISR change refused")
-            }
-            Err(e) => {
-                tracing::info!(topic = %part.topic, partition = part.index.get(), error = %e, "ISR change refused")
-            }
-        }
-        broker.notify_hw(&part);
-    });
+    crate::alter_isr::submit(broker, part, isr);
 }
 
 /// Waits until the high watermark of each `(partition, offset)` passes the

@@ -408,6 +408,39 @@ impl Controller {
             .map(|(partition, _)| partition)
     }
 
+    /// Applies ISR changes of many partitions (one leader's AlterPartition
+    /// request, as Kafka's carries every partition with a pending change)
+    /// in one batch: one quorum write for all of them. Each partition is
+    /// checked on its own, fenced on its leader and partition epochs as in
+    /// [`Controller::alter_partition`]; one result per request, in order (a
+    /// partition named twice is refused the second time). A failed commit
+    /// fails them all.
+    pub fn alter_partitions(
+        &self,
+        requests: &[AlterPartition],
+    ) -> Result<Vec<Result<PartitionImage, ControllerError>>, ControllerError> {
+        self.submit(|image| {
+            let mut records = Vec::new();
+            let mut seen = BTreeSet::new();
+            let outcome = requests
+                .iter()
+                .map(|request| {
+                    if !seen.insert((request.topic_id, request.partition)) {
+                        return Err(ControllerError::InvalidRequest(format!(
+                            "partition {} of topic {} is named twice",
+                            request.partition, request.topic_id
+                        )));
+                    }
+                    let planned = plan::plan_alter_partition(image, &self.config, request)?;
+                    records.extend(planned.records);
+                    Ok(planned.outcome)
+                })
+                .collect();
+            Ok(Planned { records, outcome })
+        })
+        .map(|(results, _)| results)
+    }
+
     /// Elects leaders (ElectLeaders); one result per partition, the new
     /// leader on success. `None`: every partition, reporting only those the
     /// election concerns (not those answering ELECTION_NOT_NEEDED). All
@@ -734,6 +767,95 @@ mod tests {
             incarnation: incarnation.into(),
             fenced,
             ..Default::default()
+        }
+    }
+
+    /// The local quorum, counting its writes.
+    struct Counting(LocalQuorum, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl MetadataQuorum for Counting {
+        fn last_batch(&self) -> Option<u64> {
+            self.0.last_batch()
+        }
+
+        fn append_after(
+            &mut self,
+            after: Option<u64>,
+            records: &[MetadataRecord],
+        ) -> Result<u64, QuorumError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.append_after(after, records)
+        }
+    }
+
+    #[test]
+    fn isr_changes_of_many_partitions_commit_as_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, records) = LocalQuorum::open(dir.path()).unwrap();
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let quorum = Box::new(Counting(q, writes.clone()));
+        let c = Controller::open(quorum, records, Arc::new(StaticConfig::default())).unwrap();
+        c.register_broker(registration(1, "a", false)).unwrap();
+        c.register_broker(registration(2, "b", false)).unwrap();
+        // Many partitions' changes in one request: one batch, each
+        // partition fenced on its own epochs.
+        c.create_topics(
+            vec![NewTopic {
+                replication_factor: 2,
+                ..topic("many", 300)
+            }],
+            false,
+        )[0]
+        .as_ref()
+        .unwrap();
+        let many = c.image().topic("many").unwrap().clone();
+        let mut requests: Vec<AlterPartition> = many
+            .partitions
+            .iter()
+            .filter(|p| p.leader == BrokerId(1))
+            .map(|p| AlterPartition {
+                topic_id: many.id,
+                partition: p.index,
+                leader: BrokerId(1),
+                broker_epoch: Some(1),
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr: vec![BrokerId(1)],
+                new_isr_broker_epochs: Vec::new(),
+            })
+            .collect();
+        assert!(requests.len() >= 100, "{} led by 1", requests.len());
+        let stale = AlterPartition {
+            partition_epoch: requests[0].partition_epoch - 1,
+            ..requests[0].clone()
+        };
+        requests[0] = stale;
+        let duplicate = requests[1].clone();
+        requests.push(duplicate);
+        let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+        let results = c.alter_partitions(&requests).unwrap();
+        let after = writes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(after - before, 1, "one quorum write");
+        assert_eq!(results.len(), requests.len());
+        assert!(matches!(
+            results[0],
+            Err(ControllerError::InvalidUpdateVersion(_))
+        ));
+        assert!(matches!(
+            results.last(),
+            Some(Err(ControllerError::InvalidRequest(_)))
+        ));
+        let applied = &results[1..results.len() - 1];
+        assert!(applied
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|p| p.isr == vec![BrokerId(1)])));
+        let image = c.image();
+        let shrunk = image.topic("many").unwrap();
+        for r in &requests[1..requests.len() - 1] {
+            assert_eq!(
+                shrunk.partitions[r.partition.get() as usize].isr,
+                vec![BrokerId(1)]
+            );
         }
     }
 

@@ -47,12 +47,8 @@ mod tests {
     use std::time::Duration;
 
     use kafka_protocol::messages::InitProducerIdRequest;
-    use samsa_metadata::config::StaticConfig;
     use samsa_metadata::quorum::{LocalQuorum, MetadataQuorum, QuorumError};
-    use samsa_metadata::{Controller, MetadataRecord};
-
-    use crate::broker::Broker;
-    use crate::settings::BrokerSettings;
+    use samsa_metadata::MetadataRecord;
 
     /// The local quorum, except that a producer-id allocation waits until
     /// the test lets it through (a slow quorum write).
@@ -89,26 +85,15 @@ mod tests {
     #[test]
     fn allocation_does_not_block_runtime_workers() {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().display().to_string();
-        let mut cfg = StaticConfig::default();
-        for (key, value) in [
-            ("log.dirs", data.as_str()),
-            ("listeners", "PLAINTEXT://127.0.0.1:0"),
-        ] {
-            cfg.set(key, value).unwrap();
-        }
-        let cfg = Arc::new(cfg);
-        let (inner, records) = LocalQuorum::open(&dir.path().join("meta")).unwrap();
         let (entered_tx, entered) = mpsc::channel();
         let (release, release_rx) = mpsc::channel();
-        let quorum = GatedQuorum {
-            inner,
-            entered: entered_tx,
-            release: Arc::new(Mutex::new(release_rx)),
-        };
-        let controller = Controller::open(Box::new(quorum), records, cfg.clone()).unwrap();
-        let settings = BrokerSettings::from_config(&cfg).unwrap();
-        let broker = Broker::new(settings, cfg, controller, None);
+        let broker = crate::test_support::broker_over(dir.path(), |inner| {
+            Box::new(GatedQuorum {
+                inner,
+                entered: entered_tx,
+                release: Arc::new(Mutex::new(release_rx)),
+            })
+        });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
