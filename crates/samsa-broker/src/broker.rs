@@ -20,6 +20,7 @@ use samsa_storage::PartitionLog;
 
 use crate::cluster::{ClusterQuorum, ClusterSettings, ClusterState};
 use crate::fetch_session::FetchSessionCache;
+use crate::image_diff::ImageDiff;
 use crate::partition::{Partition, RoleChange, TopicSettings};
 use crate::purgatory::{PartitionKey, Purgatory, Watch};
 use crate::settings::BrokerSettings;
@@ -67,7 +68,8 @@ pub struct Broker {
     effective_config: RwLock<Arc<StaticConfig>>,
     pub controller: Controller,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
-    reconcile_lock: Mutex<()>,
+    /// Serializes reconciles; holds the image last reconciled.
+    reconcile_lock: Mutex<Option<Arc<MetadataImage>>>,
     /// Fetches parked for `min_bytes`, by partition.
     delayed_fetches: Arc<Purgatory>,
     pub fetch_sessions: FetchSessionCache,
@@ -137,7 +139,7 @@ impl Broker {
             static_config: config,
             controller,
             partitions: RwLock::new(HashMap::new()),
-            reconcile_lock: Mutex::new(()),
+            reconcile_lock: Mutex::new(None),
             delayed_fetches: Arc::new(Purgatory::default()),
             fetch_sessions: FetchSessionCache::new(1000),
             producer_ids: Mutex::new((0, 0)),
@@ -384,13 +386,27 @@ impl Broker {
             .collect()
     }
 
-    /// Brings hosted partition logs in line with the current image.
+    /// Brings hosted partition logs in line with the current image: only
+    /// the partitions that changed since the last reconcile
+    /// ([`crate::image_diff`]). It opens logs (recovery) and renames
+    /// directories, so on a multi-threaded runtime's worker it runs in
+    /// `block_in_place`: the worker's other tasks move to another thread
+    /// instead of waiting behind it.
     pub fn reconcile(&self) -> Result<(), BrokerError> {
-        let _guard = match self.reconcile_lock.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.reconcile_changes())
+            }
+            _ => self.reconcile_changes(),
+        }
+    }
+
+    fn reconcile_changes(&self) -> Result<(), BrokerError> {
+        let mut last = lock(&self.reconcile_lock);
         let image = self.image();
+        if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &image)) {
+            return Ok(());
+        }
         let me = self.settings.node_id;
         let config = Arc::new(
             self.static_config
@@ -400,14 +416,7 @@ impl Broker {
             Ok(mut g) => *g = config.clone(),
             Err(p) => *p.into_inner() = config.clone(),
         }
-        let mut wanted: HashMap<PartitionKey, (Arc<TopicImage>, usize)> = HashMap::new();
-        for topic in image.topics.values() {
-            for (i, p) in topic.partitions.iter().enumerate() {
-                if p.replicas.contains(&me) {
-                    wanted.insert((topic.id, p.index.get()), (topic.clone(), i));
-                }
-            }
-        }
+        let diff = ImageDiff::new(last.as_deref(), &image, me);
         let existing: Vec<(PartitionKey, Arc<Partition>)> = {
             let map = match self.partitions.read() {
                 Ok(g) => g,
@@ -419,7 +428,7 @@ impl Broker {
         // out of the way now and removed by a background thread.
         let mut doomed = Vec::new();
         for (key, partition) in &existing {
-            if !wanted.contains_key(key) {
+            if diff.removes(&image, me, *key) {
                 {
                     let mut map = match self.partitions.write() {
                         Ok(g) => g,
@@ -445,7 +454,7 @@ impl Broker {
         let now = crate::handlers::produce::now_ms().get();
         let mut roles_changed = false;
         let mut touched: Vec<Arc<Partition>> = Vec::new();
-        for (key, (topic, i)) in wanted {
+        for (key, topic, i) in diff.apply {
             let settings = TopicSettings::resolve(&config, &topic.configs);
             let leader_epoch = topic.partitions[i].leader_epoch;
             if let Some(p) = self.partition(key.0, key.1) {
@@ -507,6 +516,7 @@ impl Broker {
         for p in &touched {
             self.notify_hw(p);
         }
+        *last = Some(image);
         Ok(())
     }
 
@@ -518,10 +528,7 @@ impl Broker {
     fn remove_stale_dirs(&self) -> Result<(), BrokerError> {
         // Serialized with reconcile, so a directory it is creating for a newer
         // image is never taken for a stale one.
-        let _guard = match self.reconcile_lock.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _guard = lock(&self.reconcile_lock);
         let image = self.image();
         let mut doomed = Vec::new();
         for (path, verdict) in crate::data_dir::scan(&self.settings.data_dir, &image)? {

@@ -16,6 +16,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+mod image_diff;
 pub mod mapped;
 pub mod memory;
 pub mod partition;

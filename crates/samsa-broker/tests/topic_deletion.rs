@@ -9,31 +9,12 @@ use std::time::{Duration, Instant};
 use samsa_broker::broker::DELETE_SUFFIX;
 use samsa_broker::{Broker, BrokerSettings};
 use samsa_metadata::config::StaticConfig;
-use samsa_metadata::NewTopic;
 use samsa_model::batch::{BatchBuilder, NewRecord};
 use samsa_model::{LeaderEpoch, TimestampMs};
 
-fn open(dir: &Path) -> Arc<Broker> {
-    let mut cfg = StaticConfig::default();
-    cfg.set("log.dirs", &dir.display().to_string()).unwrap();
-    cfg.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
-    let cfg = Arc::new(cfg);
-    Broker::open(BrokerSettings::from_config(&cfg).unwrap(), cfg).unwrap()
-}
+mod common;
 
-fn create(broker: &Broker, name: &str, partitions: i32) {
-    let r = broker.controller.create_topics(
-        vec![NewTopic {
-            name: name.into(),
-            num_partitions: partitions,
-            replication_factor: 1,
-            ..Default::default()
-        }],
-        false,
-    );
-    assert!(r[0].is_ok(), "{:?}", r[0]);
-    broker.reconcile().unwrap();
-}
+use common::{create, open};
 
 /// Appends `n` records of 1 KiB to partition 0 of `name`.
 fn fill(broker: &Broker, name: &str, n: usize) {
