@@ -57,6 +57,9 @@ pub struct Purgatory {
     shards: Vec<Mutex<Shard>>,
     /// Watches that did not fit under `watches_max`: woken by every wake.
     overflow: Mutex<Waiters>,
+    /// How many watches `overflow` holds (read without its lock, so that a
+    /// wake with no overflow takes only its partition's shard lock).
+    overflowed: AtomicUsize,
     next_id: AtomicU64,
     /// (partition, request) entries registered in `shards`.
     watched: AtomicUsize,
@@ -90,6 +93,7 @@ impl Purgatory {
         Purgatory {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             overflow: Mutex::new(HashMap::new()),
+            overflowed: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             watched: AtomicUsize::new(0),
             watches_max,
@@ -121,6 +125,7 @@ impl Purgatory {
             }
         } else {
             lock(&self.overflow).insert(id, notify.clone());
+            self.overflowed.fetch_add(1, Ordering::AcqRel);
         }
         Watch {
             purgatory: self.clone(),
@@ -158,6 +163,9 @@ impl Purgatory {
     }
 
     fn wake_overflow(&self) {
+        if self.overflowed.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let waiters: Vec<Arc<Notify>> = {
             let overflow = lock(&self.overflow);
             if overflow.is_empty() {
@@ -189,6 +197,7 @@ impl Purgatory {
     fn unwatch(&self, watch: &Watch) {
         if watch.overflow {
             lock(&self.overflow).remove(&watch.id);
+            self.overflowed.fetch_sub(1, Ordering::AcqRel);
             return;
         }
         for key in &watch.keys {
