@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::quorum::LocalQuorum;
 use samsa_metadata::{
-    BrokerRegistration, Controller, ControllerError, Endpoint, MetadataImage, NewTopic, TopicImage,
+    BrokerRegistration, Controller, ControllerError, Endpoint, MetadataImage, NewTopic,
+    PartitionImage, TopicImage,
 };
 use samsa_model::{BrokerId, PartitionIndex, TopicId};
 use samsa_storage::PartitionLog;
@@ -454,12 +455,14 @@ impl Broker {
         let now = crate::handlers::produce::now_ms().get();
         let mut roles_changed = false;
         let mut touched: Vec<Arc<Partition>> = Vec::new();
+        let mut retry = false;
         for (key, topic, i) in diff.apply {
             let settings = TopicSettings::resolve(&config, &topic.configs);
             let leader_epoch = topic.partitions[i].leader_epoch;
             if let Some(p) = self.partition(key.0, key.1) {
                 p.set_settings(settings);
                 let change = p.apply_image(&topic.partitions[i], now);
+                retry |= failed_to_apply(change, &topic.partitions[i], me);
                 if change != RoleChange::Unchanged {
                     tracing::info!(topic = %topic.name, partition = key.1, ?change, epoch = leader_epoch.get(), "partition role changed");
                     roles_changed = true;
@@ -497,7 +500,8 @@ impl Broker {
                 leader_epoch,
             ));
             partition.load_high_watermark();
-            partition.apply_image(&topic.partitions[i], now);
+            let change = partition.apply_image(&topic.partitions[i], now);
+            retry |= failed_to_apply(change, &topic.partitions[i], me);
             roles_changed = true;
             let mut map = match self.partitions.write() {
                 Ok(g) => g,
@@ -516,7 +520,12 @@ impl Broker {
         for p in &touched {
             self.notify_hw(p);
         }
-        *last = Some(image);
+        // A partition that could not take its role (its leader epoch could
+        // not be recorded) is applied again by the next reconcile: the
+        // image it is diffed against stays the one before this change.
+        if !retry {
+            *last = Some(image);
+        }
         Ok(())
     }
 
@@ -556,6 +565,12 @@ impl Broker {
             }
         }
     }
+}
+
+/// Whether applying `p` left the partition offline although it has a
+/// leader and this broker is a replica (the role change failed).
+fn failed_to_apply(change: RoleChange, p: &PartitionImage, me: BrokerId) -> bool {
+    change == RoleChange::WentOffline && p.leader.get() >= 0 && p.replicas.contains(&me)
 }
 
 /// Ending of a partition directory being deleted, as in Kafka
