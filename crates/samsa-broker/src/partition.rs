@@ -31,11 +31,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::PartitionImage;
 use samsa_model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId};
-use samsa_replica::{Assignment, ReplicaLog};
 pub use samsa_replica::{
-    EpochAnswer, FollowerFetch, IsrProposal, NotLeader, ReplicaState, Role, RoleChange,
+    AppendWait, EpochAnswer, FollowerFetch, IsrProposal, NotLeader, ReplicaState, Role, RoleChange,
     TruncationStep,
 };
+use samsa_replica::{Assignment, ReplicaLog};
 use samsa_storage::{CompactionConfig, LogConfig, PartitionLog, StorageError};
 
 /// Per-topic settings the produce path needs, resolved from topic overrides and
@@ -260,6 +260,13 @@ impl Partition {
     pub fn led_epoch(&self) -> Option<LeaderEpoch> {
         let st = self.state();
         st.is_leader().then(|| st.leader_epoch())
+    }
+
+    /// Where an append made as leader in `epoch`, ending at `last_offset`,
+    /// stands ([`ReplicaState::append_wait`], under one read of the lock).
+    pub fn append_wait(&self, epoch: LeaderEpoch, last_offset: i64, min_isr: usize) -> AppendWait {
+        self.state()
+            .append_wait(epoch, last_offset, min_isr, self.log.log_end_offset())
     }
 
     /// The high watermark (never above the log end).

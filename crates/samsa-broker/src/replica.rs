@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::handlers::produce::now_ms;
 use crate::handlers::s;
-use crate::partition::{EpochAnswer, Partition, TruncationStep};
+use crate::partition::{AppendWait, EpochAnswer, Partition, TruncationStep};
 use crate::purgatory::Watch;
 
 /// How often leaders look for lagging ISR members and new fetchers are started.
@@ -145,12 +145,17 @@ pub fn submit_isr(broker: &Arc<Broker>, part: &Arc<Partition>, isr: Vec<BrokerId
     crate::alter_isr::submit(broker, part, isr);
 }
 
-/// Waits until the high watermark of each `(partition, offset)` passes the
-/// offset. Per partition: `None` = replicated, `Some(error)` otherwise
-/// (leadership lost, ISR below `min.insync.replicas`, or timed out).
+/// One acks=all wait: the partition, the append's last offset, the
+/// `min.insync.replicas` it needs and the leader epoch it was appended in.
+pub type ReplicationWait = (Arc<Partition>, i64, usize, LeaderEpoch);
+
+/// Waits until the high watermark of each partition passes its offset while
+/// this broker still leads it in the epoch of the append. Per partition:
+/// `None` = replicated, `Some(error)` otherwise (leadership lost or moved to
+/// another epoch, ISR below `min.insync.replicas`, or timed out).
 pub async fn wait_replicated(
     broker: &Broker,
-    waits: &[(Arc<Partition>, i64, usize)],
+    waits: &[ReplicationWait],
     timeout: Duration,
 ) -> Vec<Option<ResponseError>> {
     let watch = broker.hw_watch(waits.iter().map(|w| &w.0));
@@ -161,26 +166,24 @@ pub async fn wait_replicated(
 /// taken before their high watermarks were last checked.
 pub async fn wait_replicated_on(
     watch: Watch,
-    waits: &[(Arc<Partition>, i64, usize)],
+    waits: &[ReplicationWait],
     timeout: Duration,
 ) -> Vec<Option<ResponseError>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut results: Vec<Option<Option<ResponseError>>> = vec![None; waits.len()];
     loop {
-        for (i, (part, last_offset, min_isr)) in waits.iter().enumerate() {
+        for (i, (part, last_offset, min_isr, epoch)) in waits.iter().enumerate() {
             if results[i].is_some() {
                 continue;
             }
-            if part.high_watermark().get() > *last_offset {
-                let enough = part.isr_len().is_some_and(|n| n >= *min_isr);
-                results[i] = Some(if enough {
-                    None
-                } else {
-                    Some(ResponseError::NotEnoughReplicasAfterAppend)
-                });
-            } else if !part.is_leader() {
-                results[i] = Some(Some(ResponseError::NotLeaderOrFollower));
-            }
+            results[i] = match part.append_wait(*epoch, *last_offset, *min_isr) {
+                AppendWait::Pending => None,
+                AppendWait::Replicated => Some(None),
+                AppendWait::NotEnoughReplicas => {
+                    Some(Some(ResponseError::NotEnoughReplicasAfterAppend))
+                }
+                AppendWait::NotLeader => Some(Some(ResponseError::NotLeaderOrFollower)),
+            };
         }
         if results.iter().all(Option::is_some) {
             break;

@@ -35,8 +35,8 @@
 mod state;
 
 pub use state::{
-    Assignment, EpochAnswer, FollowerFetch, FollowerProgress, IsrProposal, LeaderState, NotLeader,
-    ReplicaState, Role, RoleChange, TruncationStep,
+    AppendWait, Assignment, EpochAnswer, FollowerFetch, FollowerProgress, IsrProposal, LeaderState,
+    NotLeader, ReplicaState, Role, RoleChange, TruncationStep,
 };
 
 use samsa_model::{LeaderEpoch, Offset};

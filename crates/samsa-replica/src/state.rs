@@ -131,6 +131,20 @@ pub enum NotLeader {
     NotEnoughReplicas { isr: usize, min: usize },
 }
 
+/// Where a leader append that acks=all waits for stands
+/// ([`ReplicaState::append_wait`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendWait {
+    /// The high watermark has not passed it yet.
+    Pending,
+    /// On every ISR member, with the ISR at least `min.insync.replicas`.
+    Replicated,
+    /// Replicated, but the ISR shrank below `min.insync.replicas`.
+    NotEnoughReplicas,
+    /// This broker no longer leads the partition in the append's epoch.
+    NotLeader,
+}
+
 /// What a follower's fetch did on the leader.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FollowerFetch {
@@ -215,6 +229,34 @@ impl ReplicaState {
         match &self.role {
             Role::Leader(s) => Some(s.isr.len()),
             _ => None,
+        }
+    }
+
+    /// Where an append made as leader in `epoch`, ending at `last_offset`,
+    /// stands. A leader that lost the partition and leads it again in
+    /// another epoch no longer knows whether its batch survived a truncation
+    /// in between, so the wait ends with [`AppendWait::NotLeader`] even when
+    /// the high watermark passed the offset (an idempotent producer's retry
+    /// is then answered from the producer state).
+    pub fn append_wait(
+        &self,
+        epoch: LeaderEpoch,
+        last_offset: i64,
+        min_isr: usize,
+        log_end: Offset,
+    ) -> AppendWait {
+        let Role::Leader(state) = &self.role else {
+            return AppendWait::NotLeader;
+        };
+        if self.leader_epoch != epoch {
+            return AppendWait::NotLeader;
+        }
+        if self.hw.min(log_end.get()) <= last_offset {
+            AppendWait::Pending
+        } else if state.isr.len() >= min_isr {
+            AppendWait::Replicated
+        } else {
+            AppendWait::NotEnoughReplicas
         }
     }
 

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use samsa_model::{BrokerId, LeaderEpoch, Offset};
 use samsa_replica::{
-    Assignment, EpochAnswer, IsrProposal, ReplicaLog, ReplicaState, TruncationStep,
+    AppendWait, Assignment, EpochAnswer, IsrProposal, ReplicaLog, ReplicaState, TruncationStep,
 };
 
 const NODES: i32 = 3;
@@ -332,6 +332,8 @@ struct Outstanding {
 
 struct Waiter {
     node: usize,
+    /// The leader epoch the batch was appended (or found as a duplicate) in.
+    epoch: LeaderEpoch,
     last_offset: i64,
     id: u64,
     producer: usize,
@@ -739,6 +741,7 @@ impl Sim {
         if out.acks == -1 {
             self.waiters.push(Waiter {
                 node: n,
+                epoch,
                 last_offset: last,
                 id: out.id,
                 producer: p,
@@ -754,15 +757,18 @@ impl Sim {
         while i < self.waiters.len() {
             let w = &self.waiters[i];
             let node = &self.nodes[w.node];
-            let hw = node.state.high_watermark().get().min(node.log.end());
             let outcome = if !node.alive {
                 Some(false)
-            } else if hw > w.last_offset {
-                Some(node.state.isr_len().is_some_and(|n| n >= MIN_INSYNC))
-            } else if !node.state.is_leader() || self.rng.chance(3) {
-                Some(false)
             } else {
-                None
+                match node
+                    .state
+                    .append_wait(w.epoch, w.last_offset, MIN_INSYNC, node.log.log_end())
+                {
+                    AppendWait::Replicated => Some(true),
+                    AppendWait::NotEnoughReplicas | AppendWait::NotLeader => Some(false),
+                    // The request times out now and then.
+                    AppendWait::Pending => self.rng.chance(3).then_some(false),
+                }
             };
             match outcome {
                 None => i += 1,

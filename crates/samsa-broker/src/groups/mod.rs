@@ -355,7 +355,7 @@ impl GroupService {
     ) {
         let mut failed = false;
         // The last append so far that is not yet known to be replicated.
-        let mut wait: Option<(Arc<Partition>, i64, usize)> = None;
+        let mut wait: Option<crate::replica::ReplicationWait> = None;
         for output in outputs {
             match output {
                 Output::Append {
@@ -374,7 +374,7 @@ impl GroupService {
                             promote(shard, Some(&part), st);
                             if part.high_watermark().get() <= last {
                                 let min_isr = part.settings().min_insync_replicas;
-                                wait = Some((part, last, min_isr));
+                                wait = Some((part, last, min_isr, shard.epoch));
                             }
                         }
                         Err(e) => {
@@ -393,9 +393,9 @@ impl GroupService {
                         continue;
                     };
                     match (&wait, tokio::runtime::Handle::try_current()) {
-                        (Some((part, last, min_isr)), Ok(handle)) if !failed => {
+                        (Some((part, last, min_isr, epoch)), Ok(handle)) if !failed => {
                             let replicated =
-                                replication_wait(broker, part.clone(), *last, *min_isr);
+                                replication_wait(broker, part.clone(), *last, *min_isr, *epoch);
                             let part = part.clone();
                             let shard = shard.clone();
                             handle.spawn(async move {
@@ -634,10 +634,11 @@ fn replication_wait(
     part: Arc<Partition>,
     last: i64,
     min_isr: usize,
+    epoch: LeaderEpoch,
 ) -> impl std::future::Future<Output = bool> + Send + 'static {
     let rx = broker.hw_watch([&part]);
     async move {
-        let waits = [(part, last, min_isr)];
+        let waits = [(part, last, min_isr, epoch)];
         let outcome = crate::replica::wait_replicated_on(rx, &waits, COMMIT_REPLICATION_WAIT).await;
         outcome.iter().all(Option::is_none)
     }

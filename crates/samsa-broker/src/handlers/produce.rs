@@ -11,7 +11,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use samsa_model::batch::{self, ValidationLimits};
-use samsa_model::TimestampMs;
+use samsa_model::{LeaderEpoch, TimestampMs};
 
 use super::s;
 use crate::broker::Broker;
@@ -53,9 +53,9 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
         }
     }
     let now = now_ms();
-    // (topic index, partition index, partition, last offset, min ISR) per
-    // append that acks=all must wait for.
-    let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize)> = Vec::new();
+    // (topic index, partition index, partition, last offset, min ISR, leader
+    // epoch of the append) per append that acks=all must wait for.
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize, LeaderEpoch)> = Vec::new();
     let mut responses: Vec<TopicProduceResponse> = request
         .topic_data
         .into_iter()
@@ -93,10 +93,10 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                             .with_error_message(Some(s("null records")));
                     };
                     match append(broker, &part, &records, acks, now) {
-                        Ok((base, last, append_time, log_start)) => {
+                        Ok((base, last, append_time, log_start, epoch)) => {
                             if acks == -1 {
                                 let min_isr = part.settings().min_insync_replicas;
-                                waits.push((ti, pi, part.clone(), last, min_isr));
+                                waits.push((ti, pi, part.clone(), last, min_isr, epoch));
                             }
                             r.with_base_offset(base)
                                 .with_log_append_time_ms(append_time)
@@ -114,12 +114,12 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
         })
         .collect();
     if !waits.is_empty() {
-        let list: Vec<(Arc<Partition>, i64, usize)> = waits
+        let list: Vec<crate::replica::ReplicationWait> = waits
             .iter()
-            .map(|(_, _, p, last, min)| (p.clone(), *last, *min))
+            .map(|(_, _, p, last, min, epoch)| (p.clone(), *last, *min, *epoch))
             .collect();
         let outcomes = crate::replica::wait_replicated(broker, &list, timeout).await;
-        for ((ti, pi, part, _, min_isr), outcome) in waits.into_iter().zip(outcomes) {
+        for ((ti, pi, part, _, min_isr, _), outcome) in waits.into_iter().zip(outcomes) {
             let Some(code) = outcome else { continue };
             if let Some(r) = responses
                 .get_mut(ti)
@@ -169,7 +169,9 @@ pub fn failed_partitions(response: &ProduceResponse) -> Option<String> {
 /// The longest an acks=all produce waits for replication.
 pub const PRODUCE_WAIT_MS_MAX: i32 = 300_000;
 
-type AppendOutcome = Result<(i64, i64, i64, i64), (ResponseError, String)>;
+/// (base offset, last offset, log append time, log start offset, leader
+/// epoch of the append).
+type AppendOutcome = Result<(i64, i64, i64, i64, LeaderEpoch), (ResponseError, String)>;
 
 fn append(
     broker: &Broker,
@@ -276,5 +278,6 @@ fn append(
         info.last_offset.get(),
         append_time,
         info.log_start_offset.get(),
+        epoch,
     ))
 }

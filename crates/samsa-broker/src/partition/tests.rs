@@ -261,3 +261,45 @@ fn an_isr_addition_names_the_followers_broker_epoch() {
     assert_eq!(proposal.isr, vec![ME, OTHER]);
     assert_eq!(proposal.broker_epochs, vec![-1, 7]);
 }
+
+/// Finding (the simulation's reviewer, issue 13): an acks=all wait only
+/// compared the high watermark with the append's last offset. A leader that
+/// lost the partition and led it again in a later epoch could then
+/// acknowledge a batch that a truncation in between may have replaced. The
+/// wait now ends with NOT_LEADER_OR_FOLLOWER once the epoch of the append is
+/// gone, even when the high watermark passed the offset; an append of the
+/// new epoch is acknowledged as usual.
+#[test]
+fn an_acks_all_wait_ends_when_the_epoch_of_its_append_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = partition(dir.path(), &[]);
+    p.apply_image(&image(ME, 1, 1, &[ME, OTHER]), 0);
+    p.follower_fetched(OTHER, -1, Some(LeaderEpoch(1)), 0, 0)
+        .unwrap();
+    let last = produce(&p, 5, 1_000).get();
+    assert_eq!(p.append_wait(LeaderEpoch(1), last, 1), AppendWait::Pending);
+    // Leadership moves away and comes back with OTHER out of the ISR: the
+    // high watermark passes the old append's offsets in epoch 3.
+    p.apply_image(&image(OTHER, 2, 2, &[ME, OTHER]), 0);
+    assert_eq!(
+        p.append_wait(LeaderEpoch(1), last, 1),
+        AppendWait::NotLeader
+    );
+    p.apply_image(&image(ME, 3, 3, &[ME]), 0);
+    p.after_leader_append();
+    assert!(p.high_watermark().get() > last);
+    assert_eq!(
+        p.append_wait(LeaderEpoch(1), last, 1),
+        AppendWait::NotLeader,
+        "an append of epoch 1 acknowledged by the leader of epoch 3"
+    );
+    let again = produce(&p, 1, 1_000).get();
+    assert_eq!(
+        p.append_wait(LeaderEpoch(3), again, 1),
+        AppendWait::Replicated
+    );
+    assert_eq!(
+        p.append_wait(LeaderEpoch(3), again, 2),
+        AppendWait::NotEnoughReplicas
+    );
+}
