@@ -32,7 +32,11 @@ pub fn handle(
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if !part.is_leader() {
+                    // The state lock's read side from the leadership check
+                    // through the delete, as for a produce: no role change
+                    // falls in between.
+                    let state = part.state();
+                    if !state.is_leader() {
                         return r.with_error_code(ResponseError::NotLeaderOrFollower.code());
                     }
                     let hw = part.high_watermark();
@@ -40,7 +44,9 @@ pub fn handle(
                     if target.get() < 0 || target > hw {
                         return r.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
-                    match part.log.delete_records_before(target) {
+                    let deleted = part.log.delete_records_before(target);
+                    drop(state);
+                    match deleted {
                         Ok(low) => r.with_low_watermark(low.get()),
                         Err(e) => r.with_error_code(storage_error(&e).code()),
                     }
