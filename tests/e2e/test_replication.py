@@ -36,7 +36,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import helpers as h
@@ -886,3 +886,51 @@ def test_paused_controller_does_not_fence_live_brokers_when_it_resumes(cluster_f
         assert not fenced, (f"after controller {ctrl} resumed, live brokers dropped out of Metadata "
                             f"(fenced) at these seconds after SIGCONT: {fenced}")
         c.wait_ready()
+
+
+# =====================================================================================
+# A new partition does not wait for a follower fetch parked at its leader
+# =====================================================================================
+
+@pytest.mark.timeout(180)
+def test_acks_all_on_a_new_topic_is_not_held_by_parked_follower_fetches(cluster_factory):
+    """Followers long-poll their leaders (``replica.fetch.wait.max.ms``). A partition a
+    follower starts following while its fetch is parked at that leader must be fetched at
+    once, not when the park ends: otherwise every acks=all produce to a new topic (or to
+    a partition whose leader just moved) waits out the parked fetch. A long wait (10 s)
+    makes the difference plain."""
+    wait_ms = 10_000
+    c = cluster_factory(3, overrides={"replica.fetch.wait.max.ms": str(wait_ms),
+                                      "replica.lag.time.max.ms": "30000"})
+    # Every node leads one partition of an idle topic, so each follower has a fetch
+    # parked at each leader.
+    idle = h.unique_topic("idle")
+    c.create_topic(idle, 3, rf=3)
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 0,
+                  "message.timeout.ms": 60_000})
+    for part in range(3):
+        p.produce(idle, b"warm", partition=part)
+    assert p.flush(60) == 0
+    time.sleep(1.0)  # the followers' next fetches are now parked with ~9 s left
+
+    topic = h.unique_topic("fresh")
+    c.create_topic(topic, 3, rf=3)
+    delivered: dict[int, float] = {}
+    errors = []
+    t0 = time.monotonic()
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            delivered[msg.partition()] = time.monotonic() - t0
+
+    for part in range(3):
+        p.produce(topic, b"x", partition=part, on_delivery=on_delivery)
+    assert p.flush(60) == 0
+    assert not errors, errors
+    slowest = max(delivered.values())
+    log(f"acks=all deliveries on a new topic: {sorted(delivered.items())}")
+    assert slowest < wait_ms / 2000, (
+        f"an acks=all produce to a new partition took {slowest:.1f} s: it waited for a follower "
+        f"fetch parked at the leader (replica.fetch.wait.max.ms={wait_ms})")

@@ -89,6 +89,10 @@ pub struct Broker {
     delayed_produces: Arc<Purgatory>,
     /// Wakes the replica manager after a role change.
     pub roles_changed: tokio::sync::Notify,
+    /// Counts role changes; each replica fetcher watches it (a `watch`, not
+    /// the `Notify` above, so that fetchers never take the permit that the
+    /// replica manager's loop relies on).
+    pub roles_version: tokio::sync::watch::Sender<u64>,
     /// Leaders a replica fetcher task is running for.
     fetchers: Mutex<HashSet<BrokerId>>,
     /// ISR changes waiting to be sent to the controller, in batches.
@@ -149,6 +153,7 @@ impl Broker {
             cluster,
             delayed_produces: Arc::new(Purgatory::default()),
             roles_changed: tokio::sync::Notify::new(),
+            roles_version: tokio::sync::watch::Sender::new(0),
             fetchers: Mutex::new(HashSet::new()),
             alter_isr: Default::default(),
             broker_epoch: AtomicI64::new(0),
@@ -513,6 +518,7 @@ impl Broker {
         if roles_changed {
             self.roles_changed.notify_waiters();
             self.roles_changed.notify_one();
+            self.roles_version.send_modify(|v| *v = v.wrapping_add(1));
             self.groups.wake();
         }
         // Waiters re-check the partitions whose role, ISR or high watermark

@@ -229,10 +229,14 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
     // the retry time comes (the leader may just not have the same metadata
     // yet).
     let mut paused: Paused = HashMap::new();
+    let mut roles = broker.roles_version.subscribe();
     loop {
         if *shutdown.borrow() {
             break;
         }
+        // Marked seen before the partitions are read, so a role change from
+        // here on is seen by the fetch below (see `FetchEnd::Abandoned`).
+        roles.borrow_and_update();
         let parts: Vec<(Arc<Partition>, LeaderEpoch, bool)> = broker
             .all_partitions()
             .into_iter()
@@ -273,7 +277,7 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
         if active.is_empty() {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = broker.roles_changed.notified() => {}
+                _ = roles.changed() => {}
                 _ = tokio::time::sleep(PAUSE) => {}
             }
             continue;
@@ -323,14 +327,50 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
             }
             continue;
         }
-        let wait_ms = config_ms(&broker, "replica.fetch.wait.max.ms", 500).min(30_000);
+        let mut wait_ms = config_ms(&broker, "replica.fetch.wait.max.ms", 500).min(30_000);
+        // A paused partition rejoins when its pause ends: the long poll ends
+        // by then, so it is not left out for a whole replica.fetch.wait.max.ms.
+        if let Some(until) = paused.values().map(|(_, until)| *until).min() {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            wait_ms = wait_ms.min(left.as_millis() as i64);
+        }
         let request = fetch_request(&broker, &active, wait_ms);
-        let sent = tokio::select! {
-            _ = shutdown.changed() => break,
-            r = tokio::time::timeout(
-                Duration::from_millis(wait_ms as u64 + 3000),
-                connection.send_version(&request, FETCH_VERSION),
-            ) => r,
+        let fetching: HashSet<PartitionEpoch> = active
+            .iter()
+            .map(|(p, e, _)| (p.topic_id, p.index.get(), *e))
+            .collect();
+        let send = tokio::time::timeout(
+            Duration::from_millis(wait_ms as u64 + 3000),
+            connection.send_version(&request, FETCH_VERSION),
+        );
+        tokio::pin!(send);
+        let end = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break FetchEnd::Shutdown,
+                r = &mut send => break FetchEnd::Answered(r),
+                _ = roles.changed() => {
+                    roles.borrow_and_update();
+                    if follows_beyond(&broker, leader, &fetching, &paused) {
+                        break FetchEnd::Abandoned;
+                    }
+                }
+            }
+        };
+        let sent = match end {
+            FetchEnd::Shutdown => break,
+            FetchEnd::Answered(r) => r,
+            FetchEnd::Abandoned => {
+                // The leader answers requests on a connection in order, so a
+                // new fetch would queue behind the parked one: drop the
+                // connection (and the parked fetch's answer) and fetch again
+                // at once. Fetches are idempotent; nothing was applied.
+                tracing::debug!(
+                    leader = leader.get(),
+                    "new partitions to follow: abandoning the parked fetch"
+                );
+                conn = None;
+                continue;
+            }
         };
         let response = match sent {
             Ok(Ok(r)) => r,
@@ -372,6 +412,39 @@ async fn fetcher(broker: Arc<Broker>, leader: BrokerId, mut shutdown: watch::Rec
         }
     }
     broker.fetchers().remove(&leader);
+}
+
+/// A partition of a fetch and the leader epoch it was fetched in.
+type PartitionEpoch = (samsa_model::TopicId, i32, LeaderEpoch);
+
+/// How a fetch sent to the leader ended.
+enum FetchEnd<R> {
+    Shutdown,
+    Answered(R),
+    /// This broker started following `leader` for a partition (or a new
+    /// epoch of one) the parked fetch does not carry. Waiting for the park to
+    /// end (up to `replica.fetch.wait.max.ms`) would hold every acks=all
+    /// produce to that partition as long: a new topic, or a partition whose
+    /// leadership just moved here.
+    Abandoned,
+}
+
+/// Whether this broker now follows `leader` for a partition or epoch that
+/// neither `fetching` nor `paused` holds.
+fn follows_beyond(
+    broker: &Broker,
+    leader: BrokerId,
+    fetching: &HashSet<PartitionEpoch>,
+    paused: &Paused,
+) -> bool {
+    broker.all_partitions().iter().any(|p| {
+        p.follower_of().is_some_and(|(l, epoch, _)| {
+            let key = (p.topic_id, p.index.get());
+            l == leader
+                && !fetching.contains(&(key.0, key.1, epoch))
+                && paused.get(&key).is_none_or(|(e, _)| *e != epoch)
+        })
+    })
 }
 
 fn fetch_request(
