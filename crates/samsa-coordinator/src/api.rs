@@ -663,7 +663,7 @@ pub struct ConsumerGroupHeartbeatRequest {
     pub rebalance_timeout_ms: i32,
     /// Subscribed topic names.
     pub subscribed_topic_names: Option<Vec<String>>,
-    /// Subscribed regex (not supported: a non-empty regex is refused).
+    /// Subscribed regex (RE2 syntax; empty means none).
     pub subscribed_topic_regex: Option<String>,
     /// Server-side assignor.
     pub server_assignor: Option<String>,

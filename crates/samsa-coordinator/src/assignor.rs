@@ -38,6 +38,17 @@ pub trait TopicMetadata {
     fn topic_by_name(&self, name: &str) -> Option<TopicInfo>;
     /// The topic with id `id`, if it exists.
     fn topic_by_id(&self, id: TopicId) -> Option<TopicInfo>;
+    /// Every topic's name, to resolve regex subscriptions against (none by default).
+    fn topic_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The version of this metadata: grows whenever topics may have been created or
+    /// deleted (Kafka resolves a group's regexes again once the image has moved past
+    /// the version they were resolved at). The broker passes its metadata image's
+    /// count of applied records.
+    fn topics_version(&self) -> i64 {
+        0
+    }
 }
 
 /// A plain in-memory [`TopicMetadata`].
@@ -45,6 +56,8 @@ pub trait TopicMetadata {
 pub struct TopicMetadataMap {
     by_name: BTreeMap<String, TopicInfo>,
     by_id: BTreeMap<TopicId, String>,
+    /// Bumped by every insert and remove.
+    version: i64,
 }
 
 impl TopicMetadataMap {
@@ -55,6 +68,7 @@ impl TopicMetadataMap {
 
     /// Adds or replaces a topic.
     pub fn insert(&mut self, name: &str, id: TopicId, partitions: u32) {
+        self.version += 1;
         if let Some(old) = self.by_name.remove(name) {
             self.by_id.remove(&old.id);
         }
@@ -71,6 +85,7 @@ impl TopicMetadataMap {
 
     /// Removes a topic.
     pub fn remove(&mut self, name: &str) {
+        self.version += 1;
         if let Some(old) = self.by_name.remove(name) {
             self.by_id.remove(&old.id);
         }
@@ -87,6 +102,14 @@ impl TopicMetadata for TopicMetadataMap {
             .get(&id)
             .and_then(|n| self.by_name.get(n))
             .cloned()
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    fn topics_version(&self) -> i64 {
+        self.version
     }
 }
 

@@ -66,6 +66,10 @@ pub struct CoordinatorConfig {
     pub consumer_protocol_enabled: bool,
     /// Groups this coordinator may hold (capped at [`COORDINATOR_GROUPS_MAX`]).
     pub groups_max: usize,
+    /// How long a resolution of a subscribed regex stands before a heartbeat resolves
+    /// it again even if no topic was created or deleted (Kafka's periodic regex
+    /// refresh, 600000 = 10 minutes).
+    pub group_consumer_regex_refresh_interval_ms: i64,
 }
 
 impl Default for CoordinatorConfig {
@@ -86,6 +90,7 @@ impl Default for CoordinatorConfig {
             group_consumer_assignors: vec!["uniform".to_owned(), "range".to_owned()],
             consumer_protocol_enabled: true,
             groups_max: COORDINATOR_GROUPS_MAX,
+            group_consumer_regex_refresh_interval_ms: 600_000,
         }
     }
 }

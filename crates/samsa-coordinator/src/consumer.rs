@@ -13,11 +13,12 @@ use samsa_model::TopicId;
 
 use crate::api::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, TopicPartitions};
 use crate::assignor::{assign, MemberSpec, TopicInfo, TopicMetadata};
+use crate::consumer_regex::regex_of;
 use crate::coordinator::Ctx;
 use crate::error::{codes, GroupError};
 use crate::records::{
     Assignment, AssignmentEpochs, ConsumerCurrentAssignmentValue, ConsumerGroupMetadataValue,
-    ConsumerMemberMetadataValue, CoordinatorRecord,
+    ConsumerMemberMetadataValue, ConsumerRegexValue, CoordinatorRecord,
 };
 use crate::timer::{TimerKey, TimerPayload};
 
@@ -310,6 +311,8 @@ pub(crate) struct ConsumerGroup {
     pub(crate) target: BTreeMap<String, Assignment>,
     /// Who holds each partition (assigned or pending revocation); at most one member.
     pub(crate) owners: BTreeMap<(TopicId, i32), String>,
+    /// What each subscribed regex resolved to (see [`crate::consumer_regex`]).
+    pub(crate) resolved_regexes: BTreeMap<String, ConsumerRegexValue>,
 }
 
 impl ConsumerGroup {
@@ -323,6 +326,7 @@ impl ConsumerGroup {
             static_members: BTreeMap::new(),
             target: BTreeMap::new(),
             owners: BTreeMap::new(),
+            resolved_regexes: BTreeMap::new(),
         }
     }
 
@@ -481,11 +485,22 @@ impl ConsumerGroup {
             .unwrap_or_else(|| configured.first().copied().unwrap_or("uniform").to_owned())
     }
 
-    /// All topic names the members subscribe to.
+    /// All topic names the members subscribe to, by name or through their regex.
     pub(crate) fn subscribed_topic_names(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.meta.subscribed_topic_names.iter().cloned())
+            .flat_map(|m| self.member_topic_names(m).cloned())
+            .collect()
+    }
+
+    /// The ids of the existing topics `m` subscribes to.
+    fn member_topic_ids(
+        &self,
+        m: &ConsumerMember,
+        subscription: &BTreeMap<String, TopicInfo>,
+    ) -> BTreeSet<TopicId> {
+        self.member_topic_names(m)
+            .filter_map(|n| subscription.get(n).map(|t| t.id))
             .collect()
     }
 
@@ -564,7 +579,7 @@ impl ConsumerGroup {
     /// Records deleting the (empty) group, as Kafka writes them.
     pub(crate) fn tombstones(&self) -> Vec<CoordinatorRecord> {
         let group = self.id.clone();
-        let mut records = Vec::new();
+        let mut records: Vec<CoordinatorRecord> = self.regex_tombstones().collect();
         for id in self.members.keys() {
             records.push(CoordinatorRecord::ConsumerCurrentAssignment {
                 group: group.clone(),
@@ -623,7 +638,13 @@ impl ConsumerGroup {
             return;
         }
         let mut records = self.member_removal_records(member_id);
+        let regex = self
+            .members
+            .get(member_id)
+            .and_then(regex_of)
+            .map(str::to_owned);
         self.remove_member(member_id);
+        self.drop_unsubscribed_regex(regex.as_deref(), &mut records);
         self.target.remove(member_id);
         self.group_epoch += 1;
         records.push(CoordinatorRecord::ConsumerGroupMetadata {
@@ -735,6 +756,7 @@ impl ConsumerGroup {
         };
 
         // 0. Find (or create) the member; validation only, nothing changes yet.
+        self.check_new_regex(req.subscribed_topic_regex.as_deref())?;
         let mut replaced: Option<String> = None;
         let member = match &req.instance_id {
             None => match self.members.get(&member_id) {
@@ -841,6 +863,8 @@ impl ConsumerGroup {
                 || updated.meta.subscribed_topic_regex != member.meta.subscribed_topic_regex;
         }
         self.set_member(updated.clone());
+        let old_regex = member.meta.subscribed_topic_regex.as_deref();
+        bump |= self.update_regexes(cx, &member_id, old_regex, topics, &mut records);
         let subscription = self.subscription_metadata(topics);
         let hash = metadata_hash(&subscription);
         if hash != self.metadata_hash {
@@ -870,12 +894,7 @@ impl ConsumerGroup {
                 .values()
                 .map(|m| MemberSpec {
                     id: &m.member_id,
-                    subscribed: m
-                        .meta
-                        .subscribed_topic_names
-                        .iter()
-                        .filter_map(|n| subscription.get(n).map(|t| t.id))
-                        .collect(),
+                    subscribed: self.member_topic_ids(m, &subscription),
                     current: self.target.get(&m.member_id),
                 })
                 .collect();
@@ -898,12 +917,7 @@ impl ConsumerGroup {
         }
 
         // 3. Reconcile the member towards its target.
-        let subscribed: BTreeSet<TopicId> = updated
-            .meta
-            .subscribed_topic_names
-            .iter()
-            .filter_map(|n| subscription.get(n).map(|t| t.id))
-            .collect();
+        let subscribed = self.member_topic_ids(&updated, &subscription);
         let target = self.target.get(&member_id).cloned().unwrap_or_default();
         let owners = &self.owners;
         let owner = |t: TopicId, p: i32| owners.get(&(t, p)).cloned();
@@ -929,7 +943,7 @@ impl ConsumerGroup {
 
         let full = joining
             || (req.rebalance_timeout_ms != -1
-                && req.subscribed_topic_names.is_some()
+                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
                 && owned.is_some());
         Ok(ConsumerGroupHeartbeatResponse {
             error_code: codes::NONE,

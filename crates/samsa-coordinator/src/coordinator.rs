@@ -23,8 +23,8 @@ use crate::config::{
 use crate::consumer::{ConsumerGroup, LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH};
 use crate::error::{codes, GroupError, ReplayError};
 use crate::records::{
-    Assignment, ConsumerCurrentAssignmentValue, ConsumerMemberMetadataValue, CoordinatorRecord,
-    GroupMetadataValue, OffsetCommitValue,
+    Assignment, ConsumerCurrentAssignmentValue, ConsumerMemberMetadataValue, ConsumerRegexValue,
+    CoordinatorRecord, GroupMetadataValue, OffsetCommitValue,
 };
 use crate::timer::{TimerKey, TimerPayload, Timers};
 
@@ -114,6 +114,8 @@ pub struct ConsumerGroupDurable {
     pub members: BTreeMap<String, (ConsumerMemberMetadataValue, ConsumerCurrentAssignmentValue)>,
     /// Target assignment per member.
     pub target: BTreeMap<String, Assignment>,
+    /// What each subscribed regex resolved to.
+    pub resolved_regexes: BTreeMap<String, ConsumerRegexValue>,
 }
 
 /// A group coordinator: the groups of the `__consumer_offsets` partitions it owns (all of
@@ -651,6 +653,19 @@ impl Coordinator {
                     }
                 }
             },
+            CoordinatorRecord::ConsumerRegex {
+                group,
+                regex,
+                value,
+            } => {
+                let g = match value {
+                    Some(_) => self.consumer_group_for_replay(&group),
+                    None => self.existing_consumer_group(&group),
+                };
+                if let Some(g) = g {
+                    g.replay_regex(regex, value);
+                }
+            }
         }
     }
 
@@ -984,7 +999,8 @@ impl Coordinator {
     // ------------------------------------------------------------------ KIP-848
 
     /// ConsumerGroupHeartbeat (v0–v1): join (epoch 0), heartbeat, leave (-1) or static
-    /// leave (-2). `topics` resolves subscribed topic names for the assignor.
+    /// leave (-2). `topics` resolves subscribed topic names for the assignor, and
+    /// subscribed regexes against its topic names (see `consumer_regex`).
     pub fn consumer_group_heartbeat(
         &mut self,
         req: ConsumerGroupHeartbeatRequest,
@@ -1058,14 +1074,8 @@ impl Coordinator {
                 check_str(n, "topic name")?;
             }
         }
-        if req
-            .subscribed_topic_regex
-            .as_deref()
-            .is_some_and(|r| !r.is_empty())
-        {
-            return Err(GroupError::InvalidRequest(
-                "SubscribedTopicRegex is not supported by samsa".into(),
-            ));
+        if let Some(r) = &req.subscribed_topic_regex {
+            check_str(r, "subscribed topic regex")?;
         }
         if req.member_epoch == 0 {
             if req.rebalance_timeout_ms == -1 {
@@ -1540,6 +1550,7 @@ impl Coordinator {
                                 .map(|m| (m.member_id.clone(), (m.meta.clone(), m.current_value())))
                                 .collect(),
                             target: g.target.clone(),
+                            resolved_regexes: g.resolved_regexes.clone(),
                         },
                     );
                 }

@@ -53,6 +53,8 @@ pub mod codes {
     pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
     /// STALE_MEMBER_EPOCH (KIP-848).
     pub const STALE_MEMBER_EPOCH: i16 = 113;
+    /// A subscribed regular expression does not compile.
+    pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }
 
 /// A refusal of a group request; [`GroupError::code`] is the Kafka code it is answered with.
@@ -119,6 +121,9 @@ pub enum GroupError {
     /// The member epoch of an offset commit/fetch is not the member's.
     #[error("stale member epoch")]
     StaleMemberEpoch,
+    /// A subscribed regular expression does not compile (the message says why).
+    #[error("{0}")]
+    InvalidRegularExpression(String),
 }
 
 impl GroupError {
@@ -146,6 +151,7 @@ impl GroupError {
             GroupError::UnreleasedInstanceId => UNRELEASED_INSTANCE_ID,
             GroupError::UnsupportedAssignor(_) => UNSUPPORTED_ASSIGNOR,
             GroupError::StaleMemberEpoch => STALE_MEMBER_EPOCH,
+            GroupError::InvalidRegularExpression(_) => INVALID_REGULAR_EXPRESSION,
         }
     }
 

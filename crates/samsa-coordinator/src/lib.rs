@@ -51,8 +51,7 @@
 //! # Not implemented
 //!
 //! Transactional offset commits (TxnOffsetCommit; `require_stable` is trivially
-//! satisfied), regex subscriptions in KIP-848 groups (refused with `INVALID_REQUEST`),
-//! online migration between classic and KIP-848 protocols for non-empty groups (empty
+//! satisfied), online migration between classic and KIP-848 protocols for non-empty groups (empty
 //! groups are converted), classic-protocol members inside KIP-848 groups, rack-aware
 //! assignment, per-group dynamic configs, share/streams groups, and OffsetCommit v10
 //! (topic ids).
@@ -63,12 +62,14 @@ mod classic;
 mod codec;
 mod config;
 mod consumer;
+mod consumer_regex;
 mod coordinator;
 mod embedded;
 mod error;
 mod offsets;
 pub mod records;
 mod timer;
+mod topic_regex;
 
 pub use api::*;
 pub use assignor::{TopicInfo, TopicMetadata, TopicMetadataMap, BALANCE_MOVES_MAX};
@@ -80,3 +81,4 @@ pub use coordinator::{
     partition_for, ConsumerGroupDurable, Coordinator, CoordinatorStatus, DurableState,
 };
 pub use error::{codes, GroupError, ReplayError};
+pub use topic_regex::{REGEX_COMPILED_BYTES_MAX, REGEX_NEST_MAX, REGEX_REFRESH_MIN_INTERVAL_MS};

@@ -19,6 +19,7 @@
 //! | 6 | ConsumerGroupTargetAssignmentMetadataKey | `group_id string` |
 //! | 7 | ConsumerGroupTargetAssignmentMemberKey | `group_id string, member_id string` |
 //! | 8 | ConsumerGroupCurrentMemberAssignmentKey | `group_id string, member_id string` |
+//! | 16 | ConsumerGroupRegularExpressionKey | `group_id string, regular_expression string` |
 //!
 //! **Value** = `int16 version` followed by the fields of that version.
 //!
@@ -60,6 +61,11 @@
 //!     each partition). Readers that do not know the tag skip it; a value without it
 //!     reads as every partition assigned at `member_epoch` (the pre-KIP-1251 strict
 //!     check).
+//!   * ConsumerGroupRegularExpressionValue: `topics compact array of compact string,
+//!     version int64, timestamp int64`: what a subscribed regex resolved to (topic
+//!     names, sorted), the metadata version it was resolved against (samsa: the
+//!     metadata image's count of applied records) and when (ms since the epoch).
+//!     A tombstone is written when no member subscribes to the regex any more.
 //!
 //! # Crash behaviour
 //!
@@ -159,7 +165,7 @@ pub struct ConsumerMemberMetadataValue {
     pub client_host: String,
     /// Subscribed topic names (sorted).
     pub subscribed_topic_names: Vec<String>,
-    /// Subscribed regex (stored, not evaluated by samsa).
+    /// Subscribed regex (RE2 syntax, matched against whole topic names).
     pub subscribed_topic_regex: Option<String>,
     /// The member's rebalance timeout.
     pub rebalance_timeout_ms: i32,
@@ -184,6 +190,17 @@ pub struct ConsumerCurrentAssignmentValue {
     /// `pending_revocation` was assigned to the member. A partition missing here
     /// (records written without the field) counts as assigned at `member_epoch`.
     pub assignment_epochs: AssignmentEpochs,
+}
+
+/// What a group's subscribed regex resolved to (ConsumerGroupRegularExpressionValue).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConsumerRegexValue {
+    /// The matching topic names.
+    pub topics: BTreeSet<String>,
+    /// The metadata version the regex was resolved against.
+    pub version: i64,
+    /// When it was resolved (ms since the epoch).
+    pub timestamp: i64,
 }
 
 /// One `__consumer_offsets` record, decoded. `None` values are tombstones.
@@ -252,6 +269,15 @@ pub enum CoordinatorRecord {
         member: String,
         /// The member's assignment state or a tombstone.
         value: Option<ConsumerCurrentAssignmentValue>,
+    },
+    /// Type 16.
+    ConsumerRegex {
+        /// Group id.
+        group: String,
+        /// The regular expression, as the members sent it.
+        regex: String,
+        /// Its resolution or a tombstone.
+        value: Option<ConsumerRegexValue>,
     },
 }
 
@@ -340,7 +366,8 @@ impl CoordinatorRecord {
             | CoordinatorRecord::ConsumerMemberMetadata { group, .. }
             | CoordinatorRecord::ConsumerTargetAssignmentMetadata { group, .. }
             | CoordinatorRecord::ConsumerTargetAssignmentMember { group, .. }
-            | CoordinatorRecord::ConsumerCurrentAssignment { group, .. } => group,
+            | CoordinatorRecord::ConsumerCurrentAssignment { group, .. }
+            | CoordinatorRecord::ConsumerRegex { group, .. } => group,
         }
     }
 
@@ -476,6 +503,25 @@ impl CoordinatorRecord {
                     w.i8(v.state);
                     write_assignment(&mut w, &v.assigned, Some(&v.assignment_epochs));
                     write_assignment(&mut w, &v.pending_revocation, Some(&v.assignment_epochs));
+                    w.tagged_fields(&[]);
+                    w.finish()
+                }),
+            },
+            CoordinatorRecord::ConsumerRegex {
+                group,
+                regex,
+                value,
+            } => Record {
+                key: key(16, &[group, regex], None),
+                value: value.as_ref().map(|v| {
+                    let mut w = Writer::new();
+                    w.i16(0);
+                    w.compact_array_len(v.topics.len());
+                    for t in &v.topics {
+                        w.compact_string(t);
+                    }
+                    w.i64(v.version);
+                    w.i64(v.timestamp);
                     w.tagged_fields(&[]);
                     w.finish()
                 }),
@@ -623,6 +669,34 @@ impl CoordinatorRecord {
                 CoordinatorRecord::ConsumerCurrentAssignment {
                     group,
                     member,
+                    value,
+                }
+            }
+            16 => {
+                let group = k.string()?;
+                let regex = k.string()?;
+                let value = value
+                    .map(|v| {
+                        let mut r = Reader::new(v);
+                        check_version(&mut r, "ConsumerGroupRegularExpressionValue")?;
+                        let n = r.compact_array_len(1)?;
+                        let mut topics = BTreeSet::new();
+                        for _ in 0..n {
+                            topics.insert(r.compact_string()?);
+                        }
+                        let version = r.i64()?;
+                        let timestamp = r.i64()?;
+                        r.skip_tagged_fields()?;
+                        Ok(ConsumerRegexValue {
+                            topics,
+                            version,
+                            timestamp,
+                        })
+                    })
+                    .transpose()?;
+                CoordinatorRecord::ConsumerRegex {
+                    group,
+                    regex,
                     value,
                 }
             }
@@ -912,6 +986,45 @@ mod tests {
             member: "m".into(),
             value: None,
         });
+        round_trip(CoordinatorRecord::ConsumerRegex {
+            group: "g".into(),
+            regex: "^orders-.*".into(),
+            value: Some(ConsumerRegexValue {
+                topics: ["orders-1".to_owned(), "orders-2".to_owned()]
+                    .into_iter()
+                    .collect(),
+                version: 17,
+                timestamp: 1_000,
+            }),
+        });
+        round_trip(CoordinatorRecord::ConsumerRegex {
+            group: "g".into(),
+            regex: "^orders-.*".into(),
+            value: None,
+        });
+    }
+
+    #[test]
+    fn regex_record_layout_matches_kafka() {
+        // Key: type 16, group, regex (classic strings). Value: version 0, compact
+        // array of compact strings, int64 version, int64 timestamp, no tagged fields.
+        let enc = CoordinatorRecord::ConsumerRegex {
+            group: "g".into(),
+            regex: "a.*".into(),
+            value: Some(ConsumerRegexValue {
+                topics: ["ab".to_owned()].into_iter().collect(),
+                version: 5,
+                timestamp: 6,
+            }),
+        }
+        .encode();
+        assert_eq!(&enc.key[..], &[0, 16, 0, 1, b'g', 0, 3, b'a', b'.', b'*']);
+        let v = enc.value.unwrap_or_default();
+        let mut want = vec![0, 0, 2, 3, b'a', b'b'];
+        want.extend_from_slice(&5i64.to_be_bytes());
+        want.extend_from_slice(&6i64.to_be_bytes());
+        want.push(0);
+        assert_eq!(&v[..], &want[..]);
     }
 
     #[test]

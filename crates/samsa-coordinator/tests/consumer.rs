@@ -16,19 +16,8 @@ fn topics() -> TopicMetadataMap {
 
 fn join(member: &str, subs: &[&str]) -> ConsumerGroupHeartbeatRequest {
     ConsumerGroupHeartbeatRequest {
-        api_version: 1,
-        group_id: "g".into(),
-        member_id: member.into(),
-        member_epoch: 0,
-        instance_id: None,
-        rack_id: None,
-        rebalance_timeout_ms: 30_000,
         subscribed_topic_names: Some(subs.iter().map(|s| s.to_string()).collect()),
-        subscribed_topic_regex: None,
-        server_assignor: None,
-        topic_partitions: Some(vec![]),
-        client_id: "client".into(),
-        client_host: "/10.0.0.1".into(),
+        ..cgh_join(member)
     }
 }
 

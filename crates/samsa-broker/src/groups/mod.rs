@@ -65,6 +65,15 @@ impl TopicMetadata for ImageTopics {
             partitions: t.partitions.len() as u32,
         })
     }
+    fn topic_names(&self) -> Vec<String> {
+        self.0.topics.keys().cloned().collect()
+    }
+
+    /// The image's count of applied records: it moves with every metadata change,
+    /// topic creations and deletions included, and is the same on every node.
+    fn topics_version(&self) -> i64 {
+        i64::try_from(self.0.records_applied).unwrap_or(i64::MAX)
+    }
 }
 
 /// The groups of one `__consumer_offsets` partition, led here in `epoch`.

@@ -378,3 +378,23 @@ pub fn fetch_one(c: &Coordinator, group: &str, topic: &str, partition: i32) -> (
     let p = &g.topics[0].partitions[0];
     (p.committed_offset, p.error_code)
 }
+
+/// A joining (epoch 0) ConsumerGroupHeartbeat v1 of `member` in group `g` that
+/// subscribes to nothing yet.
+pub fn cgh_join(member: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest {
+        api_version: 1,
+        group_id: "g".into(),
+        member_id: member.into(),
+        member_epoch: 0,
+        instance_id: None,
+        rack_id: None,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: None,
+        subscribed_topic_regex: None,
+        server_assignor: None,
+        topic_partitions: Some(vec![]),
+        client_id: "client".into(),
+        client_host: "/10.0.0.1".into(),
+    }
+}
