@@ -88,7 +88,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize, 0..2usize, 0..3i32).prop_map(|(group, topic, partition)| Op::OffsetDelete { group, topic, partition }),
         1 => (0..3usize).prop_map(|group| Op::DeleteGroup { group }),
         4 => prop_oneof![8 => 0..4_000i64, 2 => 4_000..40_000i64, 1 => Just(700_000i64)].prop_map(|ms| Op::Advance { ms }),
-        6 => (0..SLOTS, any::<bool>(), 0..3usize).prop_map(|(slot, ack, subs)| Op::Kip { slot, ack, subs }),
+        6 => (0..SLOTS, any::<bool>(), 0..5usize).prop_map(|(slot, ack, subs)| Op::Kip { slot, ack, subs }),
         1 => (0..SLOTS).prop_map(|slot| Op::KipLeave { slot }),
         1 => prop_oneof![Just(6u32), Just(8u32)].prop_map(|partitions| Op::Resize { partitions }),
         5 => (0..2usize).prop_map(|group| Op::Round { group }),
@@ -423,10 +423,16 @@ impl Sim {
     }
 
     fn kip_heartbeat(&mut self, slot: usize, ack: bool, subs: usize) {
+        // 3 and 4 subscribe by regex (KIP-848 SubscribedTopicRegex), alone or with names.
         let subscription: Vec<String> = match subs {
-            0 => vec!["t".into()],
+            0 | 3 => vec!["t".into()],
             1 => vec!["t".into(), "u".into()],
             _ => vec!["u".into()],
+        };
+        let regex = match subs {
+            3 => Some("u|v".to_owned()),
+            4 => Some(".*".to_owned()),
+            _ => Some(String::new()),
         };
         let k = &mut self.kip[slot];
         if ack {
@@ -454,7 +460,7 @@ impl Sim {
             rack_id: None,
             rebalance_timeout_ms: if joining { 20_000 } else { -1 },
             subscribed_topic_names: Some(subscription),
-            subscribed_topic_regex: None,
+            subscribed_topic_regex: regex,
             server_assignor: None,
             topic_partitions: Some(
                 owned
