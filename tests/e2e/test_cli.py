@@ -358,6 +358,50 @@ def test_reset_offsets_to_datetime(broker):
     assert doc["partitions"][0]["current_offset"] == 3
 
 
+def test_groups_describe_a_consumer_protocol_group(broker):
+    """A KIP-848 group (confluent-kafka, group.protocol=consumer) is not a classic
+    group: DescribeGroups answers GROUP_ID_NOT_FOUND for it, so the tool must ask
+    ConsumerGroupDescribe (as kafka-consumer-groups.sh does) and show its epochs,
+    current and target assignments."""
+    t = h.unique_topic("cli-kip848")
+    g = h.unique_topic("grp848")
+    h.create_topic(h.admin(broker.bootstrap), t, partitions=3)
+    h.produce_and_flush(h.producer(broker.bootstrap), [dict(value=b"v", partition=i) for i in range(3)], t)
+    conf = h.base_conf(broker.bootstrap)
+    conf.update({"group.id": g, "group.protocol": "consumer", "enable.auto.commit": False,
+                 "auto.offset.reset": "earliest", "client.id": "kip848-consumer"})
+    c = Consumer(conf)
+    try:
+        c.subscribe([t])
+        h.wait_until(lambda: (c.poll(0.2), len(c.assignment()) == 3)[1], timeout=30, message="assignment")
+        c.commit(offsets=[TopicPartition(t, 1, 1)], asynchronous=False)
+
+        text = out(cli(broker, "groups", "describe", g))
+        rows = [ln.split() for ln in text.splitlines() if ln.startswith(g)]
+        assert sorted((r[2], r[3]) for r in rows) == [("0", "-"), ("1", "1"), ("2", "-")], text
+        assert all(r[8] == "kip848-consumer" for r in rows), text
+
+        text = out(cli(broker, "groups", "describe", g, "--members", "--verbose"))
+        header = next(ln for ln in text.splitlines() if ln.startswith("GROUP"))
+        assert header.split() == ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS", "CURRENT-EPOCH",
+                                  "CURRENT-ASSIGNMENT", "TARGET-EPOCH", "TARGET-ASSIGNMENT"], text
+        [row] = [ln.split() for ln in text.splitlines() if ln.startswith(g)]
+        assert row[4] == "3" and row[6] == row[8] == f"{t}:0,1,2", text
+        assert int(row[5]) >= 1 and int(row[7]) >= 1, text
+
+        text = out(cli(broker, "groups", "describe", g, "--state", "--verbose"))
+        header = next(ln for ln in text.splitlines() if ln.startswith("GROUP"))
+        assert "GROUP-EPOCH" in header and "TARGET-ASSIGNMENT-EPOCH" in header, text
+        doc = json.loads(out(cli(broker, "groups", "describe", g, "--state", "--output", "json")))
+        assert doc["state"] == "Stable" and doc["members"] == 1 and doc["group_epoch"] >= 1, doc
+
+        doc = json.loads(out(cli(broker, "groups", "describe", g, "--members", "--output", "json")))
+        [m] = doc["members"]
+        assert m["subscribed_topic_names"] == [t] and m["assignment"] == {t: [0, 1, 2]}, doc
+    finally:
+        c.close()
+
+
 def test_describe_of_an_unknown_group_fails(broker):
     p = cli(broker, "groups", "describe", "no-such-group", check=False)
     assert p.returncode == 1

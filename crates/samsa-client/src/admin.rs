@@ -22,6 +22,8 @@ use crate::client::{codes, BrokerInfo, Client, TopicInfo};
 use crate::error::{is_retriable_code, ClientError};
 use crate::group_protocol::Assignment;
 
+mod consumer_group;
+
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -146,20 +148,38 @@ pub struct GroupMember {
     pub group_instance_id: Option<String>,
     pub client_id: String,
     pub client_host: String,
-    /// Decoded from the consumer protocol's assignment bytes.
+    /// Decoded from the consumer protocol's assignment bytes (classic), or
+    /// the member's current assignment (consumer protocol).
     pub assignment: Assignment,
+    /// What ConsumerGroupDescribe adds for a consumer-protocol group.
+    pub consumer: Option<ConsumerMember>,
 }
 
-/// A group as DescribeGroups reports it.
+/// A member of a consumer-protocol (KIP-848) group.
+#[derive(Clone, Debug)]
+pub struct ConsumerMember {
+    pub member_epoch: i32,
+    pub target_assignment: Assignment,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    /// `Some(false)`: a classic member of a consumer group (migration);
+    /// `None` when the broker does not say (ConsumerGroupDescribe v0).
+    pub upgraded: Option<bool>,
+}
+
+/// A group as DescribeGroups or ConsumerGroupDescribe reports it.
 #[derive(Clone, Debug)]
 pub struct GroupDescription {
     pub group_id: String,
     pub error_code: i16,
     pub state: String,
     pub protocol_type: String,
+    /// The classic protocol chosen, or a consumer group's server assignor.
     pub protocol: String,
     pub members: Vec<GroupMember>,
     pub coordinator: i32,
+    /// (group epoch, target assignment epoch) of a consumer-protocol group.
+    pub epochs: Option<(i32, i32)>,
 }
 
 /// Which offset ListOffsets looks up.
@@ -194,6 +214,8 @@ pub struct ListedOffset {
 pub struct CommittedOffset {
     pub offset: i64,
     pub metadata: Option<String>,
+    /// The leader epoch the committer saw at this offset, if it said.
+    pub leader_epoch: Option<i32>,
 }
 
 /// Topic-partition key used in results.
@@ -1010,9 +1032,14 @@ impl Admin {
         Ok(out)
     }
 
-    /// DescribeGroups (one request per group, to its coordinator).
+    /// Describes a group at its coordinator: ConsumerGroupDescribe for a
+    /// consumer-protocol (KIP-848) group, DescribeGroups for a classic one
+    /// (or one that does not exist: state `Dead`).
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
         let coordinator = self.client.group_coordinator(group).await?;
+        if let Some(d) = self.describe_consumer_group(coordinator, group).await? {
+            return Ok(d);
+        }
         let (resp, _) = self
             .client
             .send_to(coordinator, ApiKey::DescribeGroups, |_| {
@@ -1041,6 +1068,7 @@ impl Admin {
                 } else {
                     Assignment::default()
                 },
+                consumer: None,
             })
             .collect();
         Ok(GroupDescription {
@@ -1051,6 +1079,7 @@ impl Admin {
             protocol: g.protocol_data.to_string(),
             members,
             coordinator,
+            epochs: None,
         })
     }
 
@@ -1172,6 +1201,8 @@ pub(crate) async fn fetch_committed(
                     CommittedOffset {
                         offset: p.committed_offset,
                         metadata: opt_string(&p.metadata),
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
                     },
                 );
             }
@@ -1190,6 +1221,8 @@ pub(crate) async fn fetch_committed(
                     CommittedOffset {
                         offset: p.committed_offset,
                         metadata: opt_string(&p.metadata),
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(p.committed_leader_epoch),
                     },
                 );
             }

@@ -63,6 +63,8 @@ enum Kind {
     Bytes,
     /// Array of INT32.
     I32s,
+    /// Array of strings.
+    Strs,
     Array(&'static Schema),
     Struct(&'static Schema),
 }
@@ -119,7 +121,7 @@ const fn tag(tag: u32, min: i16, kind: Kind) -> Tag {
     Tag { tag, kind, min }
 }
 
-use Kind::{Bytes, I32s, Str, Uuid, I16, I32, I64, I8};
+use Kind::{Bytes, I32s, Str, Strs, Uuid, I16, I32, I64, I8};
 
 const fn arr(schema: &'static Schema) -> Kind {
     Kind::Array(schema)
@@ -342,6 +344,34 @@ static DESCRIBE_GROUPS: Schema = s(&[f(I32), f(arr(&DESCRIBED_GROUP))]);
 static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
 static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
 
+static CGD_TOPIC_PARTITIONS: Schema = s(&[f(Uuid), f(Str), f(I32s)]);
+static CGD_ASSIGNMENT: Schema = s(&[f(arr(&CGD_TOPIC_PARTITIONS))]);
+static CGD_MEMBER: Schema = s(&[
+    f(Str),
+    f(Str),
+    f(Str),
+    f(I32),
+    f(Str),
+    f(Str),
+    f(Strs),
+    f(Str),
+    f(Kind::Struct(&CGD_ASSIGNMENT)),
+    f(Kind::Struct(&CGD_ASSIGNMENT)),
+    since(1, I8),
+]);
+static CGD_GROUP: Schema = s(&[
+    f(I16),
+    f(Str),
+    f(Str),
+    f(Str),
+    f(I32),
+    f(I32),
+    f(Str),
+    f(arr(&CGD_MEMBER)),
+    f(I32),
+]);
+static CONSUMER_GROUP_DESCRIBE: Schema = s(&[f(I32), f(arr(&CGD_GROUP))]);
+
 /// A response type the guard can walk: key, covered versions, first flexible version.
 struct Api {
     key: ApiKey,
@@ -408,6 +438,13 @@ static APIS: &[Api] = &[
     api(ApiKey::ListGroups, 3, 5, 3, &LIST_GROUPS),
     api(ApiKey::DescribeGroups, 5, 6, 5, &DESCRIBE_GROUPS),
     api(ApiKey::DeleteGroups, 2, 2, 2, &DELETE_GROUPS),
+    api(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        1,
+        0,
+        &CONSUMER_GROUP_DESCRIBE,
+    ),
 ];
 
 /// The response versions the guard covers for `key`, if any.
@@ -532,6 +569,14 @@ impl Walker<'_> {
                         n.checked_mul(4)
                             .ok_or(GuardError::Truncated { at: self.pos })?,
                     )?;
+                }
+                Ok(())
+            }
+            Kind::Strs => {
+                if let Some(n) = self.array_len()? {
+                    for _ in 0..n {
+                        self.walk_kind(Kind::Str)?;
+                    }
                 }
                 Ok(())
             }
@@ -738,6 +783,38 @@ mod tests {
         let mut body = encode(&epochs, 4).to_vec();
         body.truncate(body.len() - 10);
         assert!(check_response_body(ApiKey::OffsetForLeaderEpoch, 4, &body).is_err());
+    }
+
+    #[test]
+    fn consumer_group_describe_responses_pass_and_truncations_do_not() {
+        let tps = |name: &'static str| {
+            consumer_group_describe_response::Assignment::default().with_topic_partitions(vec![
+                consumer_group_describe_response::TopicPartitions::default()
+                    .with_topic_name(TopicName(StrBytes::from_static_str(name)))
+                    .with_partitions(vec![0, 2]),
+            ])
+        };
+        let resp = ConsumerGroupDescribeResponse::default().with_groups(vec![
+            consumer_group_describe_response::DescribedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_members(vec![consumer_group_describe_response::Member::default()
+                    .with_member_id(StrBytes::from_static_str("m"))
+                    .with_subscribed_topic_names(vec![
+                        TopicName(StrBytes::from_static_str("a")),
+                        TopicName(StrBytes::from_static_str("b")),
+                    ])
+                    .with_subscribed_topic_regex(Some(StrBytes::from_static_str("^o-.*")))
+                    .with_assignment(tps("a"))
+                    .with_target_assignment(tps("b"))
+                    .with_member_type(1)]),
+        ]);
+        for v in 0..=1 {
+            let body = encode(&resp, v);
+            check_response_body(ApiKey::ConsumerGroupDescribe, v, &body).expect("valid describe");
+            let mut cut = body.clone();
+            cut.truncate(body.len() - 12);
+            assert!(check_response_body(ApiKey::ConsumerGroupDescribe, v, &cut).is_err());
+        }
     }
 
     #[test]

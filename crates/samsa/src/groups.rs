@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use samsa_client::admin::{GroupDescription, OffsetQuery, Tp};
 use samsa_client::error::ClientError;
+use samsa_client::group_protocol::Assignment;
 use samsa_client::Admin;
 use serde_json::json;
 
@@ -38,6 +39,11 @@ enum GroupsCommand {
         /// Print the group's state instead of the offsets.
         #[arg(long)]
         state: bool,
+        /// More columns: the committed leader epoch (offsets), member and
+        /// target assignments with their epochs (--members), group and
+        /// target assignment epochs (--state).
+        #[arg(long)]
+        verbose: bool,
     },
     /// Move a group's committed offsets (dry run unless --execute).
     ResetOffsets(ResetArgs),
@@ -160,7 +166,15 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             group,
             members,
             state,
-        } => describe(&conn, &admin, &group.get(), members, state).await,
+            verbose,
+        } => {
+            let show = Show {
+                members,
+                state,
+                verbose,
+            };
+            describe(&conn, &admin, &group.get(), show).await
+        }
         GroupsCommand::ResetOffsets(r) => reset(&conn, &admin, r).await,
         GroupsCommand::Delete { group } => {
             let g = group.get();
@@ -178,13 +192,121 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn describe(
-    conn: &ConnArgs,
-    admin: &Admin,
-    group: &str,
+/// What `groups describe` prints.
+struct Show {
     members: bool,
     state: bool,
-) -> anyhow::Result<()> {
+    verbose: bool,
+}
+
+/// kafka-consumer-groups.sh's assignment column: `topic:0,1;other:2`
+/// (topics sorted), `-` when empty.
+fn assignment_text(a: &Assignment) -> String {
+    let parts: Vec<String> = a
+        .partitions
+        .iter()
+        .filter(|(_, ps)| !ps.is_empty())
+        .map(|(t, ps)| {
+            let ps: Vec<String> = ps.iter().map(i32::to_string).collect();
+            format!("{t}:{}", ps.join(","))
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(";")
+    }
+}
+
+fn opt_text<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// `--members [--verbose]`: kafka-consumer-groups.sh's columns (a
+/// GROUP-INSTANCE-ID column when a member has one; UPGRADED when classic and
+/// consumer-protocol members share the group).
+fn print_members(conn: &ConnArgs, group: &str, d: &GroupDescription, verbose: bool) {
+    let target_epoch = d.epochs.map(|(_, target)| target);
+    if conn.json() {
+        let members: Vec<serde_json::Value> = d
+            .members
+            .iter()
+            .map(|m| {
+                let n: usize = m.assignment.partitions.values().map(Vec::len).sum();
+                let c = m.consumer.as_ref();
+                json!({
+                    "group": group, "consumer_id": m.member_id, "group_instance_id": m.group_instance_id,
+                    "host": m.client_host, "client_id": m.client_id, "partitions": n,
+                    "assignment": m.assignment.partitions,
+                    "current_epoch": c.map(|c| c.member_epoch),
+                    "target_epoch": c.and(target_epoch),
+                    "target_assignment": c.map(|c| &c.target_assignment.partitions),
+                    "subscribed_topic_names": c.map(|c| &c.subscribed_topic_names),
+                    "subscribed_topic_regex": c.and_then(|c| c.subscribed_topic_regex.clone()),
+                    "upgraded": c.and_then(|c| c.upgraded),
+                })
+            })
+            .collect();
+        print_json(&json!({"group": group, "state": d.state, "members": members}));
+        return;
+    }
+    let with_instance = d.members.iter().any(|m| m.group_instance_id.is_some());
+    let upgraded = |v: bool| {
+        d.members
+            .iter()
+            .any(|m| m.consumer.as_ref().and_then(|c| c.upgraded) == Some(v))
+    };
+    let with_upgraded = upgraded(true) && upgraded(false);
+    let mut headers = vec!["GROUP", "CONSUMER-ID"];
+    if with_instance {
+        headers.push("GROUP-INSTANCE-ID");
+    }
+    headers.extend(["HOST", "CLIENT-ID", "#PARTITIONS"]);
+    if verbose {
+        headers.extend([
+            "CURRENT-EPOCH",
+            "CURRENT-ASSIGNMENT",
+            "TARGET-EPOCH",
+            "TARGET-ASSIGNMENT",
+        ]);
+        if with_upgraded {
+            headers.push("UPGRADED");
+        }
+    }
+    let rows: Vec<Vec<String>> = d
+        .members
+        .iter()
+        .map(|m| {
+            let n: usize = m.assignment.partitions.values().map(Vec::len).sum();
+            let mut row = vec![group.to_string(), m.member_id.clone()];
+            if with_instance {
+                row.push(m.group_instance_id.clone().unwrap_or_else(|| "-".into()));
+            }
+            row.extend([m.client_host.clone(), m.client_id.clone(), n.to_string()]);
+            if verbose {
+                let c = m.consumer.as_ref();
+                row.extend([
+                    opt_text(c.map(|c| c.member_epoch)),
+                    assignment_text(&m.assignment),
+                    opt_text(c.and(target_epoch)),
+                    c.map_or_else(|| "-".into(), |c| assignment_text(&c.target_assignment)),
+                ]);
+                if with_upgraded {
+                    row.push(opt_text(c.and_then(|c| c.upgraded)));
+                }
+            }
+            row
+        })
+        .collect();
+    table::print(&headers, &rows);
+}
+
+async fn describe(conn: &ConnArgs, admin: &Admin, group: &str, show: Show) -> anyhow::Result<()> {
+    let Show {
+        members,
+        state,
+        verbose,
+    } = show;
     let d: GroupDescription = admin
         .describe_group(group)
         .await
@@ -200,7 +322,8 @@ async fn describe(
     if state {
         if conn.json() {
             print_json(
-                &json!({"group": group, "coordinator": d.coordinator, "assignment_strategy": d.protocol, "state": d.state, "members": d.members.len()}),
+                &json!({"group": group, "coordinator": d.coordinator, "assignment_strategy": d.protocol, "state": d.state, "members": d.members.len(),
+                        "group_epoch": d.epochs.map(|e| e.0), "target_assignment_epoch": d.epochs.map(|e| e.1)}),
             );
         } else {
             let coord = admin
@@ -210,48 +333,28 @@ async fn describe(
                 .get(&d.coordinator)
                 .map(|b| format!("{}:{} ({})", b.host, b.port, b.id))
                 .unwrap_or_else(|| d.coordinator.to_string());
-            table::print(
-                &[
-                    "GROUP",
-                    "COORDINATOR (ID)",
-                    "ASSIGNMENT-STRATEGY",
-                    "STATE",
-                    "#MEMBERS",
-                ],
-                &[vec![
-                    group.to_string(),
-                    coord,
-                    d.protocol.clone(),
-                    d.state.clone(),
-                    d.members.len().to_string(),
-                ]],
-            );
+            let strategy = if d.protocol.is_empty() {
+                "-".to_string()
+            } else {
+                d.protocol.clone()
+            };
+            let mut headers = vec!["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE"];
+            let mut row = vec![group.to_string(), coord, strategy, d.state.clone()];
+            if verbose {
+                headers.extend(["GROUP-EPOCH", "TARGET-ASSIGNMENT-EPOCH"]);
+                row.extend([
+                    opt_text(d.epochs.map(|e| e.0)),
+                    opt_text(d.epochs.map(|e| e.1)),
+                ]);
+            }
+            headers.push("#MEMBERS");
+            row.push(d.members.len().to_string());
+            table::print(&headers, &[row]);
         }
         return Ok(());
     }
     if members {
-        let rows: Vec<Vec<String>> = d
-            .members
-            .iter()
-            .map(|m| {
-                let n: usize = m.assignment.partitions.values().map(Vec::len).sum();
-                vec![
-                    group.to_string(),
-                    m.member_id.clone(),
-                    m.client_host.clone(),
-                    m.client_id.clone(),
-                    n.to_string(),
-                ]
-            })
-            .collect();
-        if conn.json() {
-            print_json(&json!(rows));
-        } else {
-            table::print(
-                &["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"],
-                &rows,
-            );
-        }
+        print_members(conn, group, &d, verbose);
         return Ok(());
     }
     let committed = admin
@@ -298,21 +401,20 @@ async fn describe(
             .get(tp)
             .cloned()
             .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+        let epoch = committed
+            .get(tp)
+            .filter(|c| c.offset >= 0)
+            .and_then(|c| c.leader_epoch);
         json_rows.push(json!({
-            "group": group, "topic": tp.0, "partition": tp.1, "current_offset": current,
+            "group": group, "topic": tp.0, "partition": tp.1, "leader_epoch": epoch, "current_offset": current,
             "log_end_offset": end, "lag": lag, "consumer_id": cid, "host": host, "client_id": client,
         }));
-        rows.push(vec![
-            group.to_string(),
-            tp.0.clone(),
-            tp.1.to_string(),
-            dash(current),
-            dash(end),
-            dash(lag),
-            cid,
-            host,
-            client,
-        ]);
+        let mut row = vec![group.to_string(), tp.0.clone(), tp.1.to_string()];
+        if verbose {
+            row.push(opt_text(epoch));
+        }
+        row.extend([dash(current), dash(end), dash(lag), cid, host, client]);
+        rows.push(row);
     }
     if conn.json() {
         print_json(&json!({"group": group, "state": d.state, "partitions": json_rows}));
@@ -323,20 +425,19 @@ async fn describe(
     } else {
         println!();
     }
-    table::print(
-        &[
-            "GROUP",
-            "TOPIC",
-            "PARTITION",
-            "CURRENT-OFFSET",
-            "LOG-END-OFFSET",
-            "LAG",
-            "CONSUMER-ID",
-            "HOST",
-            "CLIENT-ID",
-        ],
-        &rows,
-    );
+    let mut headers = vec!["GROUP", "TOPIC", "PARTITION"];
+    if verbose {
+        headers.push("LEADER-EPOCH");
+    }
+    headers.extend([
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]);
+    table::print(&headers, &rows);
     Ok(())
 }
 
