@@ -1013,7 +1013,7 @@ impl Admin {
     /// DescribeGroups (one request per group, to its coordinator).
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
         let coordinator = self.client.group_coordinator(group).await?;
-        let (resp, _) = self
+        let (resp, version) = self
             .client
             .send_to(coordinator, ApiKey::DescribeGroups, |_| {
                 DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))])
@@ -1022,6 +1022,20 @@ impl Admin {
         let g = resp.groups.first().ok_or_else(|| {
             ClientError::Invalid(format!("DescribeGroups did not answer for {group}"))
         })?;
+        // v6 (KIP-1043) answers a group with no classic state with
+        // GROUP_ID_NOT_FOUND where older versions describe it as Dead; callers
+        // (such as resetting a new group's offsets) rely on the Dead shape.
+        if version >= 6 && g.error_code == codes::GROUP_ID_NOT_FOUND {
+            return Ok(GroupDescription {
+                group_id: group.to_string(),
+                error_code: 0,
+                state: "Dead".into(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+                coordinator,
+            });
+        }
         ClientError::check(
             g.error_code,
             opt_string(&g.error_message),
