@@ -71,6 +71,20 @@ def test_append_and_subtract_on_list_configs(broker):
     incremental(a, "topic", t,
                 ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SUBTRACT))
     assert describe(a, "topic", t)["cleanup.policy"].value == "compact"
+    # Subtracting the last element leaves the empty list, which Kafka 4.x
+    # accepts (no compaction and no retention deletion).
+    incremental(a, "topic", t,
+                ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SUBTRACT))
+    cfg = describe(a, "topic", t)["cleanup.policy"]
+    assert cfg.value == "" and cfg.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, cfg
+    incremental(a, "topic", t,
+                ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.APPEND))
+    assert describe(a, "topic", t)["cleanup.policy"].value == "delete"
+    # An empty element inside a list is still refused, as in Kafka.
+    with pytest.raises(KafkaException) as e:
+        incremental(a, "topic", t,
+                    ConfigEntry("cleanup.policy", "delete,,compact", incremental_operation=AlterConfigOpType.SET))
+    assert e.value.args[0].name() == "INVALID_CONFIG", e.value
 
 
 def test_legacy_alter_configs_replaces_the_whole_set(broker):

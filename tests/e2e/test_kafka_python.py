@@ -129,3 +129,44 @@ def test_admin_describe_log_dirs(broker, kp_admin):
     [answer] = kp_admin.describe_log_dirs({t: [1], "no-such-topic": [0]})
     [log_dir] = answer["log_dirs"]
     assert [(tp["name"], [q["partition_index"] for q in tp["partitions"]]) for tp in log_dir["topics"]] == [(t, [1])]
+
+
+def test_kafka_python_infers_kafka_4_1_and_uses_its_newest_versions(broker, kp_admin):
+    """kafka-python infers the broker's release from its ApiVersions ranges
+    (Produce v13 means 4.1) and switches on its 4.x code paths; a produce and
+    consume round trip then runs over Produce v13 (topics by id), Fetch v18,
+    ListOffsets v10 and Metadata v13."""
+    from kafka.protocol.consumer.fetch import FetchRequest
+    from kafka.protocol.consumer.offsets import ListOffsetsRequest
+    from kafka.protocol.metadata import MetadataRequest
+    from kafka.protocol.producer.produce import ProduceRequest
+
+    assert kp_admin._client.check_version() >= (4, 1)
+    used = {r.__name__: kp_admin._client.api_version(r, max_version=100) for r in
+            (ProduceRequest, FetchRequest, ListOffsetsRequest, MetadataRequest)}
+    assert used == {"ProduceRequest": 13, "FetchRequest": 18, "ListOffsetsRequest": 10,
+                    "MetadataRequest": 13}, used
+
+    t = h.unique_topic("kp-v4")
+    kp_admin.create_topics({t: {"num_partitions": 2, "replication_factor": 1}}, timeout_ms=TIMEOUT_MS)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    metas = [producer.send(t, key=b"k%d" % i, value=b"v%d" % i, partition=i % 2) for i in range(20)]
+    producer.flush(timeout=20)
+    assert sorted((m.get(timeout=20).partition, m.get(timeout=20).offset) for m in metas) == \
+        sorted((p, o) for p in (0, 1) for o in range(10))
+    producer.close(timeout=10)
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, 0), TopicPartition(t, 1)]
+        consumer.assign(tps)
+        assert consumer.end_offsets(tps) == {tps[0]: 10, tps[1]: 10}
+        got = []
+        deadline = time.time() + 20
+        while len(got) < 20 and time.time() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                got.extend((r.partition, r.offset, r.value) for r in records)
+        assert sorted(got) == sorted((i % 2, i // 2, b"v%d" % i) for i in range(20))
+    finally:
+        consumer.close()

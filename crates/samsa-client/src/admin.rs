@@ -1040,7 +1040,7 @@ impl Admin {
         if let Some(d) = self.describe_consumer_group(coordinator, group).await? {
             return Ok(d);
         }
-        let (resp, _) = self
+        let (resp, version) = self
             .client
             .send_to(coordinator, ApiKey::DescribeGroups, |_| {
                 DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))])
@@ -1049,6 +1049,21 @@ impl Admin {
         let g = resp.groups.first().ok_or_else(|| {
             ClientError::Invalid(format!("DescribeGroups did not answer for {group}"))
         })?;
+        // v6 (KIP-1043) answers a group with no classic state with
+        // GROUP_ID_NOT_FOUND where older versions describe it as Dead; callers
+        // (such as resetting a new group's offsets) rely on the Dead shape.
+        if version >= 6 && g.error_code == codes::GROUP_ID_NOT_FOUND {
+            return Ok(GroupDescription {
+                group_id: group.to_string(),
+                error_code: 0,
+                state: "Dead".into(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+                coordinator,
+                epochs: None,
+            });
+        }
         ClientError::check(
             g.error_code,
             opt_string(&g.error_message),

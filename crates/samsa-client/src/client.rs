@@ -30,6 +30,7 @@ pub(crate) mod codes {
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const OFFSET_NOT_AVAILABLE: i16 = 78;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
 }
 
 /// Settings of a [`Client`].

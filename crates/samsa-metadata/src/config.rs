@@ -452,19 +452,19 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
                 }
             }
         }
+        // As Kafka 4.1's ConfigDef: a blank value is the empty list, which
+        // every list config accepts (`cleanup.policy` emptied by SUBTRACT);
+        // otherwise the value splits at commas and, where the config names
+        // its values (ValidList), every element must be one of them, exactly
+        // (so an empty element, as in `compact,,delete`, is refused).
+        // Duplicates are accepted, as in Kafka.
         ConfigType::List => {
-            if let Validator::ListOf(allowed) = def.validator {
-                let items: Vec<&str> = v.split(',').map(str::trim).collect();
-                if items.iter().any(|i| i.is_empty()) {
-                    return bad("Empty list element");
-                }
-                for item in items {
-                    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(item)) {
-                        return bad(&format!(
-                            "Invalid value {item}; valid values are {}",
-                            allowed.join(", ")
-                        ));
-                    }
+            if let (Validator::ListOf(allowed), false) = (def.validator, v.is_empty()) {
+                if let Some(item) = v.split(',').map(str::trim).find(|i| !allowed.contains(i)) {
+                    return bad(&format!(
+                        "String must be one of: {} (not \"{item}\")",
+                        allowed.join(", ")
+                    ));
                 }
             }
         }
@@ -728,6 +728,30 @@ mod tests {
         assert!(validate(t, "Now").is_err());
         let s = topic_def("segment.bytes").unwrap();
         assert!(validate(s, "3000000000").is_err(), "INT overflow");
+    }
+
+    /// Kafka 4.1's list validation: blank is the empty list, accepted by
+    /// every list config; each element of a non-empty list must be one of
+    /// the named values exactly (no empty elements, case-sensitive);
+    /// duplicates pass.
+    #[test]
+    fn list_configs_validate_as_kafka_does() {
+        let c = topic_def("cleanup.policy").unwrap();
+        assert_eq!(validate(c, ""), Ok(()), "the empty list");
+        assert_eq!(validate(c, "  "), Ok(()), "blank is the empty list");
+        assert!(validate(c, "compact,,delete").is_err(), "empty element");
+        assert!(validate(c, "compact,").is_err(), "trailing empty element");
+        assert!(validate(c, "Compact").is_err(), "values are case-sensitive");
+        assert_eq!(validate(c, "delete, compact"), Ok(()));
+        assert_eq!(validate(c, "compact,compact"), Ok(()), "duplicates");
+        let err = validate(c, "compact,nope").unwrap_err();
+        assert!(err.contains("String must be one of: "), "{err}");
+        for name in [
+            "log.cleanup.policy",
+            "group.coordinator.rebalance.protocols",
+        ] {
+            assert_eq!(validate(broker_def(name).unwrap(), ""), Ok(()), "{name}");
+        }
     }
 
     #[test]

@@ -193,6 +193,12 @@ pub enum BatchError {
     /// A keyless record where keys are required (compacted topics).
     #[error("record {index} has no key, which a compacted topic requires")]
     MissingKey { index: usize },
+    /// A record timestamp outside the accepted range.
+    #[error("record {index} has timestamp {timestamp}, outside the accepted range")]
+    TimestampOutOfRange {
+        index: usize,
+        timestamp: TimestampMs,
+    },
     /// Attributes name a codec id that does not exist.
     #[error("unknown compression codec id {codec}")]
     UnknownCompression { codec: u8 },
@@ -956,6 +962,11 @@ pub struct ValidationLimits {
     pub decompressed_bytes_max: usize,
     /// Reject keyless records (compacted topics).
     pub require_keys: bool,
+    /// The inclusive range a record's CreateTime timestamp must fall in
+    /// (Kafka's `message.timestamp.before/after.max.ms` around now); `None`
+    /// checks nothing (LogAppendTime topics). Records without a timestamp
+    /// (-1) are not checked, as in Kafka.
+    pub timestamp_range: Option<(TimestampMs, TimestampMs)>,
 }
 
 impl Default for ValidationLimits {
@@ -965,8 +976,30 @@ impl Default for ValidationLimits {
             batch_bytes_max: 1024 * 1024 + 12,
             decompressed_bytes_max: 128 * 1024 * 1024,
             require_keys: false,
+            timestamp_range: None,
         }
     }
+}
+
+/// Most [`RecordError`]s a [`ValidatedBatch`] lists; the count of those
+/// beyond is still kept ([`ValidatedBatch::record_errors_total`]). Bounds
+/// the list a compressed batch of tiny bad records could otherwise grow.
+pub const RECORD_ERRORS_MAX: usize = 100_000;
+
+/// What is wrong with one well-formed record (KIP-467's per-record errors).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RecordProblem {
+    /// Keyless, where [`ValidationLimits::require_keys`].
+    MissingKey,
+    /// A timestamp outside [`ValidationLimits::timestamp_range`].
+    TimestampOutOfRange { timestamp: TimestampMs },
+}
+
+/// One offending record: its index in the batch and the problem.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    pub index: usize,
+    pub problem: RecordProblem,
 }
 
 /// A batch that passed [`validate_produced_batch_detailed`], with facts found
@@ -979,6 +1012,11 @@ pub struct ValidatedBatch {
     /// Largest record timestamp; may differ from `header.max_timestamp` if the
     /// producer lied (see [`set_max_timestamp`]).
     pub max_record_timestamp: TimestampMs,
+    /// The well-formed records that break a per-record rule, in batch order
+    /// (at most [`RECORD_ERRORS_MAX`]). A batch with any is refused whole.
+    pub record_errors: Vec<RecordError>,
+    /// How many records broke a per-record rule (may exceed the list).
+    pub record_errors_total: usize,
 }
 
 /// The checks of [`validate_produced_batch_detailed`] that need only the
@@ -1028,11 +1066,24 @@ fn check_produced_header(
 
 /// Validate a producer's `records` bytes before appending; see
 /// [`validate_produced_batch_detailed`] for the checks.
+///
+/// A batch with a per-record error is refused with the first one (the
+/// detailed form lists them all).
 pub fn validate_produced_batch(
     bytes: &[u8],
     limits: &ValidationLimits,
 ) -> Result<BatchHeader, BatchError> {
-    validate_produced_batch_detailed(bytes, limits).map(|v| v.header)
+    let validated = validate_produced_batch_detailed(bytes, limits)?;
+    match validated.record_errors.first() {
+        None => Ok(validated.header),
+        Some(e) => Err(match e.problem {
+            RecordProblem::MissingKey => BatchError::MissingKey { index: e.index },
+            RecordProblem::TimestampOutOfRange { timestamp } => BatchError::TimestampOutOfRange {
+                index: e.index,
+                timestamp,
+            },
+        }),
+    }
 }
 
 /// Validate a producer's `records` bytes: exactly one complete magic-2 batch
@@ -1040,8 +1091,11 @@ pub fn validate_produced_batch(
 /// `baseOffset == 0`, not a control batch, `recordsCount >= 1` and equal to
 /// `lastOffsetDelta + 1`; then every record (decompressed, bounded by
 /// `limits.decompressed_bytes_max`) is walked: exact length framing,
-/// `offsetDelta` 0..n-1, lengths within bounds, nothing left over, and keys
-/// present when `limits.require_keys`.
+/// `offsetDelta` 0..n-1, lengths within bounds, nothing left over. Every
+/// record that breaks a per-record rule (a key missing when
+/// `limits.require_keys`, a timestamp outside `limits.timestamp_range`) is
+/// listed in [`ValidatedBatch::record_errors`] rather than stopping the walk,
+/// so the producer learns every offending record (KIP-467).
 ///
 /// Compressed records are walked as they are decompressed, piece by piece
 /// ([`compression::decompress_chunks`]), so the whole section is never held
@@ -1057,11 +1111,16 @@ pub fn validate_produced_batch_detailed(
     let mut min_ts = i64::MAX;
     let mut max_ts = i64::MIN;
     let base_ts = header.base_timestamp.get();
+    let mut record_errors = Vec::new();
+    let mut record_errors_total = 0usize;
     let on_record = |index: usize, view: RecordView<'_>| {
-        if limits.require_keys && view.key.is_none() {
-            return Err(BatchError::MissingKey { index });
-        }
         let ts = base_ts.saturating_add(view.timestamp_delta);
+        if let Some(problem) = record_problem(limits, view.key.is_some(), ts) {
+            record_errors_total += 1;
+            if record_errors.len() < RECORD_ERRORS_MAX {
+                record_errors.push(RecordError { index, problem });
+            }
+        }
         min_ts = min_ts.min(ts);
         max_ts = max_ts.max(ts);
         Ok(())
@@ -1087,7 +1146,25 @@ pub fn validate_produced_batch_detailed(
         header,
         min_record_timestamp: TimestampMs(min_ts),
         max_record_timestamp: TimestampMs(max_ts),
+        record_errors,
+        record_errors_total,
     })
+}
+
+/// The per-record rule a record with a key (or not) and timestamp `ts`
+/// breaks, if any (the key first, as Kafka checks it first).
+fn record_problem(limits: &ValidationLimits, has_key: bool, ts: i64) -> Option<RecordProblem> {
+    if limits.require_keys && !has_key {
+        return Some(RecordProblem::MissingKey);
+    }
+    match limits.timestamp_range {
+        Some((low, high)) if ts != NO_TIMESTAMP.get() && (ts < low.get() || ts > high.get()) => {
+            Some(RecordProblem::TimestampOutOfRange {
+                timestamp: TimestampMs(ts),
+            })
+        }
+        _ => None,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1438,6 +1515,37 @@ mod tests {
         assert!(matches!(err, BatchError::MissingKey { index: 1 }), "{err}");
     }
 
+    /// Every record outside the timestamp range is listed, not just the
+    /// first; records without a timestamp (-1) are not checked, as in Kafka.
+    #[test]
+    fn validate_lists_every_record_outside_the_timestamp_range() {
+        let mut b = BatchBuilder::new();
+        for ts in [-1, 10, 1_000, 5_000, 2_000, 9] {
+            b.push(NewRecord::new(TimestampMs(ts), Some(b"k"), Some(b"v")));
+        }
+        let bytes = b.build().expect("build");
+        let limits = ValidationLimits {
+            timestamp_range: Some((TimestampMs(100), TimestampMs(3_000))),
+            ..ValidationLimits::default()
+        };
+        let v = validate_produced_batch_detailed(&bytes, &limits).expect("well-formed");
+        let listed: Vec<(usize, RecordProblem)> = v
+            .record_errors
+            .iter()
+            .map(|e| (e.index, e.problem))
+            .collect();
+        let out = |ts| RecordProblem::TimestampOutOfRange {
+            timestamp: TimestampMs(ts),
+        };
+        assert_eq!(listed, vec![(1, out(10)), (3, out(5_000)), (5, out(9))]);
+        assert_eq!(v.record_errors_total, 3);
+        let err = validate_produced_batch(&bytes, &limits).expect_err("refused");
+        assert!(
+            matches!(err, BatchError::TimestampOutOfRange { index: 1, .. }),
+            "{err}"
+        );
+    }
+
     #[test]
     fn records_decode() {
         for codec in Compression::ALL {
@@ -1577,12 +1685,13 @@ mod streaming_tests {
         };
         let mut min_ts = i64::MAX;
         let mut max_ts = i64::MIN;
+        let mut record_errors = Vec::new();
         let base_ts = header.base_timestamp.get();
         walk_records(&section, header.records_count, true, |index, view| {
-            if limits.require_keys && view.key.is_none() {
-                return Err(BatchError::MissingKey { index });
-            }
             let ts = base_ts.saturating_add(view.timestamp_delta);
+            if let Some(problem) = record_problem(limits, view.key.is_some(), ts) {
+                record_errors.push(RecordError { index, problem });
+            }
             min_ts = min_ts.min(ts);
             max_ts = max_ts.max(ts);
             Ok(())
@@ -1591,6 +1700,8 @@ mod streaming_tests {
             header,
             min_record_timestamp: TimestampMs(min_ts),
             max_record_timestamp: TimestampMs(max_ts),
+            record_errors_total: record_errors.len(),
+            record_errors,
         })
     }
 
@@ -1860,15 +1971,34 @@ mod streaming_tests {
                 format!("{got:?}"),
                 format!("{:?}", validate_whole_buffer(&b, &limits).expect("ok"))
             );
-            // With keys required, the first keyless record (index 1) is named.
+            // With keys required and a timestamp floor, every offending
+            // record is listed (keyless 1, 4 and 7; 0 is too old; 7, keyless
+            // too, is listed once, for its key), as the whole-buffer walk
+            // lists them.
             let strict = ValidationLimits {
                 require_keys: true,
+                timestamp_range: Some((TimestampMs(1_700_000_000_001), TimestampMs(i64::MAX))),
                 ..limits
             };
-            let err = validate_produced_batch_detailed(&b, &strict).expect_err("keyless");
-            assert!(
-                matches!(err, BatchError::MissingKey { index: 1 }),
-                "{encoding:?}: {err}"
+            let got = validate_produced_batch_detailed(&b, &strict).expect("well-formed");
+            let listed: Vec<(usize, RecordProblem)> = got
+                .record_errors
+                .iter()
+                .map(|e| (e.index, e.problem))
+                .collect();
+            let old = RecordProblem::TimestampOutOfRange {
+                timestamp: TimestampMs(1_700_000_000_000),
+            };
+            let keyless = RecordProblem::MissingKey;
+            assert_eq!(
+                listed,
+                vec![(0, old), (1, keyless), (4, keyless), (7, keyless)],
+                "{encoding:?}"
+            );
+            assert_eq!(got.record_errors_total, 4);
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{:?}", validate_whole_buffer(&b, &strict).expect("ok"))
             );
             // One byte short of the decompressed size is too large.
             let section_len = plain.len() - BATCH_HEADER_BYTES;
@@ -1926,6 +2056,7 @@ mod streaming_tests {
             batch_bytes_max: usize::MAX,
             decompressed_bytes_max: limit,
             require_keys: false,
+            timestamp_range: None,
         };
         let template = plain_batch(&[1]);
         // All zeros (every record malformed), and one record claiming 1 GiB.
@@ -2117,6 +2248,7 @@ mod streaming_tests {
                 batch_bytes_max: usize::MAX,
                 decompressed_bytes_max: small_limit.map_or(128 << 20, |l| l % (section.len() + 100)),
                 require_keys,
+                timestamp_range: None,
             };
             let got = validate_produced_batch_detailed(&b, &limits);
             let want = validate_whole_buffer(&b, &limits);

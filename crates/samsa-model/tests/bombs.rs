@@ -118,6 +118,7 @@ fn bombs_are_rejected_fast_with_bounded_memory() {
             batch_bytes_max: usize::MAX,
             decompressed_bytes_max: LIMIT_BYTES,
             require_keys: false,
+            timestamp_range: None,
         };
         let err = batch::validate_produced_batch(&b, &limits).expect_err("bomb batch");
         assert!(

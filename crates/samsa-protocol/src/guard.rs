@@ -339,17 +339,17 @@ const NULLABLE_STR_ARRAY: Kind = Kind::NullableArray(Elem::Str);
 
 /// Every request the guard can walk. Versions outside these ranges are unsupported.
 static APIS: &[Api] = &[
-    api(ApiKey::Produce, 3, 11, Some(9), &PRODUCE),
-    api(ApiKey::Fetch, 4, 16, Some(12), &FETCH),
-    api(ApiKey::ListOffsets, 1, 8, Some(6), &LIST_OFFSETS),
-    api(ApiKey::Metadata, 0, 12, Some(9), &METADATA),
+    api(ApiKey::Produce, 3, 13, Some(9), &PRODUCE),
+    api(ApiKey::Fetch, 4, 18, Some(12), &FETCH),
+    api(ApiKey::ListOffsets, 1, 10, Some(6), &LIST_OFFSETS),
+    api(ApiKey::Metadata, 0, 13, Some(9), &METADATA),
     api(ApiKey::ApiVersions, 0, 4, Some(3), &API_VERSIONS),
     api(ApiKey::CreateTopics, 2, 7, Some(5), &CREATE_TOPICS),
     api(ApiKey::DeleteTopics, 1, 6, Some(4), &DELETE_TOPICS),
     api(ApiKey::DeleteRecords, 0, 2, Some(2), &DELETE_RECORDS),
     api(ApiKey::DescribeConfigs, 1, 4, Some(4), &DESCRIBE_CONFIGS),
     api(ApiKey::CreatePartitions, 0, 3, Some(2), &CREATE_PARTITIONS),
-    api(ApiKey::DescribeCluster, 0, 1, Some(0), &DESCRIBE_CLUSTER),
+    api(ApiKey::DescribeCluster, 0, 2, Some(0), &DESCRIBE_CLUSTER),
     api(ApiKey::DescribeLogDirs, 1, 4, Some(2), &DESCRIBE_LOG_DIRS),
     api(ApiKey::InitProducerId, 0, 5, Some(2), &INIT_PRODUCER_ID),
     api(ApiKey::FindCoordinator, 0, 6, Some(3), &FIND_COORDINATOR),
@@ -360,7 +360,7 @@ static APIS: &[Api] = &[
     api(ApiKey::OffsetCommit, 2, 9, Some(8), &OFFSET_COMMIT),
     api(ApiKey::OffsetFetch, 1, 9, Some(6), &OFFSET_FETCH),
     api(ApiKey::ListGroups, 0, 5, Some(3), &LIST_GROUPS),
-    api(ApiKey::DescribeGroups, 0, 5, Some(5), &DESCRIBE_GROUPS),
+    api(ApiKey::DescribeGroups, 0, 6, Some(5), &DESCRIBE_GROUPS),
     api(ApiKey::DeleteGroups, 0, 2, Some(2), &DELETE_GROUPS),
     api(ApiKey::OffsetDelete, 0, 0, None, &OFFSET_DELETE),
     api(ApiKey::AlterConfigs, 0, 2, Some(2), &ALTER_CONFIGS),
@@ -403,7 +403,7 @@ static APIS: &[Api] = &[
     api(
         ApiKey::AlterPartitionReassignments,
         0,
-        0,
+        1,
         Some(0),
         &ALTER_PARTITION_REASSIGNMENTS,
     ),
@@ -799,10 +799,11 @@ const ELECT_LEADERS_TOPIC: Schema = schema(&[f("topic", STR), f("partitions", I3
 // ElectLeaders' topic_partitions.
 const DESCRIBE_LOG_DIRS: Schema = schema(&[f("topics", nullable_array(&ELECT_LEADERS_TOPIC))]);
 
-// AlterPartitionReassignments (45). v1 (Kafka 4.1) adds allow_replication_factor_change
-// after timeout_ms; only v0 is covered.
+// AlterPartitionReassignments (45). v1 (Kafka 4.1, KIP-860) adds
+// allow_replication_factor_change after timeout_ms.
 const ALTER_PARTITION_REASSIGNMENTS: Schema = schema(&[
     f("timeout_ms", I32),
+    f("allow_replication_factor_change", BOOL).since(1),
     f("topics", array(&ALTER_PARTITION_REASSIGNMENTS_TOPIC)),
 ]);
 const ALTER_PARTITION_REASSIGNMENTS_TOPIC: Schema = schema(&[

@@ -67,7 +67,7 @@ fn short_frames_unknown_keys_and_versions_are_refused() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(matches!(
-        parse_request(frame(3, 13, &[])),
+        parse_request(frame(3, 14, &[])),
         Err(ParseError::UnsupportedVersion { .. })
     ));
 }

@@ -82,17 +82,17 @@ fn allocation_bound(len: usize) -> usize {
 
 /// (api, first version, last version, first flexible version or i16::MAX).
 const COVERED: &[(ApiKey, i16, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11, 9),
-    (ApiKey::Fetch, 4, 16, 12),
-    (ApiKey::ListOffsets, 1, 8, 6),
-    (ApiKey::Metadata, 0, 12, 9),
+    (ApiKey::Produce, 3, 13, 9),
+    (ApiKey::Fetch, 4, 18, 12),
+    (ApiKey::ListOffsets, 1, 10, 6),
+    (ApiKey::Metadata, 0, 13, 9),
     (ApiKey::ApiVersions, 0, 4, 3),
     (ApiKey::CreateTopics, 2, 7, 5),
     (ApiKey::DeleteTopics, 1, 6, 4),
     (ApiKey::DeleteRecords, 0, 2, 2),
     (ApiKey::DescribeConfigs, 1, 4, 4),
     (ApiKey::CreatePartitions, 0, 3, 2),
-    (ApiKey::DescribeCluster, 0, 1, 0),
+    (ApiKey::DescribeCluster, 0, 2, 0),
     (ApiKey::InitProducerId, 0, 5, 2),
     (ApiKey::FindCoordinator, 0, 6, 3),
     (ApiKey::JoinGroup, 0, 9, 6),
@@ -102,7 +102,7 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9, 8),
     (ApiKey::OffsetFetch, 1, 9, 6),
     (ApiKey::ListGroups, 0, 5, 3),
-    (ApiKey::DescribeGroups, 0, 5, 5),
+    (ApiKey::DescribeGroups, 0, 6, 5),
     (ApiKey::DeleteGroups, 0, 2, 2),
     (ApiKey::OffsetDelete, 0, 0, i16::MAX),
     (ApiKey::AlterConfigs, 0, 2, 2),
@@ -112,7 +112,7 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4, 4),
     (ApiKey::ElectLeaders, 0, 2, 2),
-    (ApiKey::AlterPartitionReassignments, 0, 0, 0),
+    (ApiKey::AlterPartitionReassignments, 0, 1, 0),
     (ApiKey::ListPartitionReassignments, 0, 0, 0),
     (ApiKey::SaslHandshake, 0, 1, i16::MAX),
     (ApiKey::SaslAuthenticate, 0, 2, 2),
@@ -376,7 +376,7 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
         ApiKey::DescribeTopicPartitions => enc(&describe_topic_partitions(f), v),
         ApiKey::OffsetForLeaderEpoch => enc(&offset_for_leader_epoch(v, f), v),
         ApiKey::ElectLeaders => enc(&elect_leaders(v, f), v),
-        ApiKey::AlterPartitionReassignments => enc(&alter_partition_reassignments(f), v),
+        ApiKey::AlterPartitionReassignments => enc(&alter_partition_reassignments(v, f), v),
         ApiKey::ListPartitionReassignments => enc(&list_partition_reassignments(f), v),
         ApiKey::SaslHandshake => enc(
             &SaslHandshakeRequest::default().with_mechanism(st("PLAIN")),
@@ -440,6 +440,12 @@ fn fetch(v: i16, f: Fill) -> FetchRequest {
                     }
                     if v >= 5 {
                         partition.log_start_offset = 7;
+                    }
+                    if v >= 17 && !f.nulls {
+                        partition.replica_directory_id = id(p);
+                    }
+                    if v >= 18 && !f.nulls {
+                        partition.high_watermark = 99;
                     }
                     partition
                 }))
@@ -654,6 +660,9 @@ fn describe_cluster(v: i16, f: Fill) -> DescribeClusterRequest {
         .with_unknown_tagged_fields(f.tags());
     if v >= 1 {
         request.endpoint_type = 2;
+    }
+    if v >= 2 {
+        request.include_fenced_brokers = true;
     }
     request
 }
@@ -1005,10 +1014,11 @@ fn elect_leaders(v: i16, f: Fill) -> ElectLeadersRequest {
     request
 }
 
-fn alter_partition_reassignments(f: Fill) -> AlterPartitionReassignmentsRequest {
+fn alter_partition_reassignments(v: i16, f: Fill) -> AlterPartitionReassignmentsRequest {
     use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
     AlterPartitionReassignmentsRequest::default()
         .with_timeout_ms(30_000)
+        .with_allow_replication_factor_change(v < 1)
         .with_topics(two(|_| {
             ReassignableTopic::default()
                 .with_name(topic("orders"))
@@ -1904,5 +1914,30 @@ proptest! {
         if check_request_body(api as i16, v, &body).is_ok() {
             assert_decode_bounded(api, v, &body, &format!("{what} random edits"));
         }
+    }
+}
+
+/// Every API samsa advertises is advertised up to the newest version
+/// kafka-protocol can decode its request in and encode its response in:
+/// clients infer the broker's release from these maxima (kafka-python 3.x
+/// reads Produce v13 as Kafka 4.1) and use the newest version both sides
+/// list. (Checked for every API the guard tests know the request type of.)
+#[test]
+fn every_advertised_api_reaches_the_newest_version_kafka_protocol_encodes() {
+    use kafka_protocol::protocol::{Message, Request};
+    for api in samsa_protocol::versions::SUPPORTED_APIS {
+        if !COVERED.iter().any(|c| c.0 == api.key) {
+            continue;
+        }
+        let newest = with_request_type!(api.key, R => {
+            <R as Message>::VERSIONS
+                .max
+                .min(<<R as Request>::Response as Message>::VERSIONS.max)
+        });
+        assert_eq!(
+            api.max, newest,
+            "{:?} advertised up to v{}",
+            api.key, api.max
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! DescribeCluster: the cluster id, the controller and the brokers.
+//! DescribeCluster: the cluster id, the controller and the brokers (v2:
+//! fenced brokers too, marked, when the request asks for them).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -41,17 +42,24 @@ pub fn handle(
             .with_brokers(controllers)
             .with_endpoint_type(2);
     }
+    // v2 (KIP-1073): fenced brokers are listed, marked, when asked for.
+    let include_fenced = version >= 2 && request.include_fenced_brokers;
     let brokers = image
         .brokers
         .values()
-        .filter(|b| !b.fenced)
+        .filter(|b| include_fenced || !b.fenced)
         .map(|b| {
             let (host, port) = super::metadata::endpoint_on(b, &ctx.listener);
-            DescribeClusterBroker::default()
+            let entry = DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id.get()))
                 .with_host(s(host))
                 .with_port(port as i32)
-                .with_rack(b.rack.clone().map(s))
+                .with_rack(b.rack.clone().map(s));
+            if version >= 2 {
+                entry.with_is_fenced(b.fenced)
+            } else {
+                entry
+            }
         })
         .collect();
     let mut response = DescribeClusterResponse::default()

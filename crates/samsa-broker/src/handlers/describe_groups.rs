@@ -25,8 +25,10 @@ pub async fn handle(
         groups
             .into_iter()
             .map(|g| {
+                let (error_code, error_message) = v6_error(&g, version);
                 DescribedGroup::default()
-                    .with_error_code(g.error_code)
+                    .with_error_code(error_code)
+                    .with_error_message(error_message)
                     .with_group_id(GroupId(s(g.group_id)))
                     .with_group_state(s(g.group_state))
                     .with_protocol_type(s(g.protocol_type))
@@ -51,4 +53,71 @@ pub async fn handle(
             })
             .collect(),
     )
+}
+
+/// DescribeGroups v6 (KIP-1043) answers a group that does not exist, or that
+/// is not a classic group, with GROUP_ID_NOT_FOUND and a message; older
+/// versions describe an unknown group as `Dead` without an error.
+fn v6_error(
+    g: &samsa_coordinator::DescribedGroup,
+    version: i16,
+) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    use samsa_coordinator::codes::GROUP_ID_NOT_FOUND;
+    let unknown = g.error_code == 0 && g.group_state == "Dead" && g.protocol_type.is_empty();
+    match (version >= 6, g.error_code) {
+        (true, 0) if unknown => (
+            GROUP_ID_NOT_FOUND,
+            Some(s(format!("Group {} not found.", g.group_id))),
+        ),
+        (true, GROUP_ID_NOT_FOUND) => (
+            GROUP_ID_NOT_FOUND,
+            Some(s(format!("Group {} is not a classic group.", g.group_id))),
+        ),
+        (_, code) => (code, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use samsa_coordinator::{codes, DescribedGroup};
+
+    use super::v6_error;
+
+    fn message(e: &(i16, Option<kafka_protocol::protocol::StrBytes>)) -> Option<String> {
+        e.1.as_ref().map(|m| m.to_string())
+    }
+
+    /// v6 (KIP-1043): an unknown group is GROUP_ID_NOT_FOUND with a message,
+    /// as is a consumer-protocol group; v5 keeps describing an unknown group
+    /// as Dead without an error; a live group has no error in either.
+    #[test]
+    fn v6_names_unknown_and_non_classic_groups() {
+        let unknown = DescribedGroup {
+            group_id: "g".into(),
+            group_state: "Dead".into(),
+            ..Default::default()
+        };
+        let e = v6_error(&unknown, 6);
+        assert_eq!(e.0, codes::GROUP_ID_NOT_FOUND);
+        assert_eq!(message(&e).as_deref(), Some("Group g not found."));
+        assert_eq!(v6_error(&unknown, 5), (0, None));
+
+        let consumer = DescribedGroup {
+            error_code: codes::GROUP_ID_NOT_FOUND,
+            ..unknown.clone()
+        };
+        let e = v6_error(&consumer, 6);
+        assert_eq!(e.0, codes::GROUP_ID_NOT_FOUND);
+        assert_eq!(
+            message(&e).as_deref(),
+            Some("Group g is not a classic group.")
+        );
+
+        let stable = DescribedGroup {
+            group_state: "Stable".into(),
+            protocol_type: "consumer".into(),
+            ..unknown
+        };
+        assert_eq!(v6_error(&stable, 6), (0, None));
+    }
 }

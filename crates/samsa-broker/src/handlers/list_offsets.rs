@@ -1,4 +1,6 @@
-//! ListOffsets: earliest, latest, by timestamp, max timestamp.
+//! ListOffsets: earliest, latest, by timestamp, max timestamp, earliest local
+//! (v8) and latest tiered (v9). v10's `timeout_ms` bounds waits for remote
+//! storage, which samsa does not have: every answer is local and immediate.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -14,6 +16,10 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+/// v9+ (KIP-1005): the highest offset in tiered storage. samsa has no tiered
+/// storage, so, as Kafka for a topic without remote storage, the answer is
+/// offset -1 with leader epoch -1.
+const LATEST_TIERED: i64 = -5;
 
 /// Answers ListOffsets.
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
@@ -43,6 +49,9 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                     } else {
                         r
                     };
+                    if p.timestamp == LATEST_TIERED {
+                        return r.with_leader_epoch(-1);
+                    }
                     let found = match p.timestamp {
                         LATEST => Ok(Some((-1, part.high_watermark().get()))),
                         EARLIEST | EARLIEST_LOCAL => {

@@ -102,7 +102,10 @@ pub fn handle(
                 .with_rack(b.rack.clone().map(s))
         })
         .collect();
+    // v13's top-level error code (KIP-1102) stays NONE: as in Kafka, a broker
+    // answering Metadata never asks the client to rebootstrap.
     MetadataResponse::default()
+        .with_error_code(0)
         .with_brokers(brokers)
         .with_cluster_id(Some(s(image.cluster_id.clone())))
         .with_controller_id(BrokerId(broker.controller_id()))

@@ -40,6 +40,8 @@ pub mod offset_for_leader_epoch;
 pub mod partition_admin;
 pub mod produce;
 pub mod sync_group;
+#[cfg(test)]
+mod version_tests;
 
 /// What a handler knows about the connection a request came on.
 #[derive(Clone, Debug)]

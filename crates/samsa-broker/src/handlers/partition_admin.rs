@@ -3,6 +3,7 @@
 //! ListPartitionReassignments. Each is a metadata change through the
 //! controller; replicas move online as the new ones catch up and join the ISR.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -80,8 +81,14 @@ pub fn elect_leaders(
 pub fn alter_reassignments(
     broker: &Broker,
     request: AlterPartitionReassignmentsRequest,
-    _version: i16,
+    version: i16,
 ) -> AlterPartitionReassignmentsResponse {
+    // v1 (KIP-860): with allow_replication_factor_change=false a target
+    // whose size differs from the partition's current (or ongoing target)
+    // replica count is refused with INVALID_REPLICATION_FACTOR, per partition.
+    let allow_rf_change = version < 1 || request.allow_replication_factor_change;
+    let image = broker.image();
+    let mut refused: Vec<(String, i32, String)> = Vec::new();
     let changes: Vec<(String, i32, Option<Vec<samsa_model::BrokerId>>)> = request
         .topics
         .iter()
@@ -90,37 +97,80 @@ pub fn alter_reassignments(
                 (
                     t.name.0.to_string(),
                     p.partition_index,
-                    p.replicas
-                        .as_ref()
-                        .map(|r| r.iter().map(|b| samsa_model::BrokerId(b.0)).collect()),
+                    p.replicas.as_ref().map(|r| {
+                        r.iter()
+                            .map(|b| samsa_model::BrokerId(b.0))
+                            .collect::<Vec<_>>()
+                    }),
                 )
             })
         })
+        .filter(|(topic, index, target)| {
+            let Some(target) = target.as_ref().filter(|_| !allow_rf_change) else {
+                return true;
+            };
+            let current = image
+                .topic(topic)
+                .and_then(|t| {
+                    usize::try_from(*index)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                })
+                .map(|p| p.target_replicas().len());
+            match current {
+                Some(n) if n != target.len() => {
+                    refused.push((
+                        topic.clone(),
+                        *index,
+                        format!(
+                            "The replication factor is changed from {n} to {}",
+                            target.len()
+                        ),
+                    ));
+                    false
+                }
+                _ => true,
+            }
+        })
         .collect();
-    let mut response = AlterPartitionReassignmentsResponse::default();
+    let mut response = AlterPartitionReassignmentsResponse::default()
+        .with_allow_replication_factor_change(allow_rf_change);
     match broker.admin(|c| c.alter_reassignments(changes)) {
         Ok(results) => {
             if let Err(e) = broker.reconcile() {
                 tracing::error!(error = %e, "reconciling after a reassignment");
             }
             let mut topics: Vec<ReassignableTopicResponse> = Vec::new();
-            for r in results {
+            let refused = refused.into_iter().map(|(topic, index, message)| {
+                (
+                    topic,
+                    index,
+                    ResponseError::InvalidReplicationFactor.code(),
+                    Some(s(message)),
+                )
+            });
+            let results = results.into_iter().map(|r| {
                 let (code, message) = match &r.result {
                     Ok(()) => (0, None),
                     Err(e) => (controller_error(e).code(), Some(s(e.to_string()))),
                 };
+                (
+                    r.partition.topic,
+                    r.partition.partition.get(),
+                    code,
+                    message,
+                )
+            });
+            for (topic, index, code, message) in results.chain(refused) {
                 let pr = ReassignablePartitionResponse::default()
-                    .with_partition_index(r.partition.partition.get())
+                    .with_partition_index(index)
                     .with_error_code(code)
                     .with_error_message(message);
-                match topics
-                    .iter_mut()
-                    .find(|t| t.name.0.as_str() == r.partition.topic)
-                {
+                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
                     Some(t) => t.partitions.push(pr),
                     None => topics.push(
                         ReassignableTopicResponse::default()
-                            .with_name(TopicName(s(r.partition.topic.clone())))
+                            .with_name(TopicName(s(topic)))
                             .with_partitions(vec![pr]),
                     ),
                 }

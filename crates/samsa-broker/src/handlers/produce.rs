@@ -8,9 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use samsa_model::batch::{self, ValidationLimits};
+use samsa_model::batch::{self, RecordProblem, ValidationLimits};
 use samsa_model::{LeaderEpoch, TimestampMs};
 
 use super::s;
@@ -32,11 +34,15 @@ pub fn now_ms() -> TimestampMs {
 /// `timeout_ms`. With acks=0 the client gets no answer: the caller sends
 /// none, and closes the connection if a partition failed
 /// ([`failed_partitions`]), as Kafka does.
-pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> ProduceResponse {
+///
+/// v13+ names topics by id (KIP-516): an id this broker does not know is
+/// answered with UNKNOWN_TOPIC_ID, and the answer names topics by id too.
+pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceResponse {
+    let by_id = version >= 13;
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, PRODUCE_WAIT_MS_MAX) as u64);
     let mut image = broker.image();
-    if broker.settings.auto_create_topics && (-1..=1).contains(&acks) {
+    if broker.settings.auto_create_topics && !by_id && (-1..=1).contains(&acks) {
         let missing: Vec<String> = request
             .topic_data
             .iter()
@@ -61,7 +67,19 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
         .into_iter()
         .enumerate()
         .map(|(ti, t)| {
-            let topic = image.topic(&t.name.0).cloned();
+            let topic = if by_id {
+                image.topic_by_id(samsa_model::TopicId(t.topic_id)).cloned()
+            } else {
+                image.topic(&t.name.0).cloned()
+            };
+            let name = topic
+                .as_ref()
+                .map_or_else(|| t.name.0.to_string(), |t| t.name.clone());
+            let unknown = if by_id {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
             let partition_responses = t
                 .partition_data
                 .into_iter()
@@ -75,16 +93,17 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                     if !(-1..=1).contains(&acks) {
                         return r.with_error_code(ResponseError::InvalidRequiredAcks.code());
                     }
-                    if crate::broker::is_internal_topic(&t.name.0) {
+                    if crate::broker::is_internal_topic(&name) {
                         return r
                             .with_error_code(ResponseError::InvalidTopicException.code())
                             .with_error_message(Some(s(format!(
-                                "Cannot append to internal topic {}",
-                                t.name.0.as_str()
+                                "Cannot append to internal topic {name}"
                             ))));
                     }
-                    let Some(part) = topic.as_ref().and_then(|t| broker.partition(t.id, p.index))
-                    else {
+                    let Some(topic) = topic.as_ref() else {
+                        return r.with_error_code(unknown.code());
+                    };
+                    let Some(part) = broker.partition(topic.id, p.index) else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let Some(records) = p.records else {
@@ -102,15 +121,20 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                                 .with_log_append_time_ms(append_time)
                                 .with_log_start_offset(log_start)
                         }
-                        Err((code, message)) => r
-                            .with_error_code(code.code())
-                            .with_error_message(Some(s(message))),
+                        Err(refused) => r
+                            .with_error_code(refused.code.code())
+                            .with_error_message(Some(s(refused.message)))
+                            .with_record_errors(refused.records),
                     }
                 })
                 .collect();
-            TopicProduceResponse::default()
-                .with_name(t.name)
-                .with_partition_responses(partition_responses)
+            let response =
+                TopicProduceResponse::default().with_partition_responses(partition_responses);
+            if by_id {
+                response.with_topic_id(t.topic_id)
+            } else {
+                response.with_name(t.name)
+            }
         })
         .collect();
     if !waits.is_empty() {
@@ -159,7 +183,12 @@ pub fn failed_partitions(response: &ProduceResponse) -> Option<String> {
                 .map(move |p| {
                     let error = ResponseError::try_from_code(p.error_code)
                         .map_or_else(|| format!("error {}", p.error_code), |e| format!("{e:?}"));
-                    format!("{}-{}: {error}", t.name.0.as_str(), p.index)
+                    let topic = if t.name.0.is_empty() {
+                        t.topic_id.to_string()
+                    } else {
+                        t.name.0.to_string()
+                    };
+                    format!("{topic}-{}: {error}", p.index)
                 })
         })
         .collect();
@@ -171,7 +200,80 @@ pub const PRODUCE_WAIT_MS_MAX: i32 = 300_000;
 
 /// (base offset, last offset, log append time, log start offset, leader
 /// epoch of the append).
-type AppendOutcome = Result<(i64, i64, i64, i64, LeaderEpoch), (ResponseError, String)>;
+type AppendOutcome = Result<(i64, i64, i64, i64, LeaderEpoch), Refused>;
+
+/// Why a partition's batch was not appended: the partition's error, and
+/// (KIP-467, Produce v8+) the records that caused it.
+struct Refused {
+    code: ResponseError,
+    message: String,
+    records: Vec<BatchIndexAndErrorMessage>,
+}
+
+impl From<(ResponseError, String)> for Refused {
+    fn from((code, message): (ResponseError, String)) -> Self {
+        Refused {
+            code,
+            message,
+            records: Vec::new(),
+        }
+    }
+}
+
+/// The answer to a batch with per-record errors: the batch is refused whole
+/// and every offending record is named with its own message, so the client
+/// fails exactly those records (INVALID_RECORD, or INVALID_TIMESTAMP when a
+/// timestamp is among the causes, as in Kafka) and may retry the others.
+fn refuse_records(
+    part: &Partition,
+    validated: &batch::ValidatedBatch,
+    now: TimestampMs,
+) -> Refused {
+    let settings = part.settings();
+    let low = now.get().saturating_sub(settings.timestamp_before_max_ms);
+    let high = now.get().saturating_add(settings.timestamp_after_max_ms);
+    let mut timestamps = false;
+    let records: Vec<BatchIndexAndErrorMessage> = validated
+        .record_errors
+        .iter()
+        .map(|e| {
+            let message = match e.problem {
+                RecordProblem::MissingKey => format!(
+                    "Compacted topic cannot accept message without key in topic partition {}-{}.",
+                    part.topic,
+                    part.index.get()
+                ),
+                RecordProblem::TimestampOutOfRange { timestamp } => {
+                    timestamps = true;
+                    format!(
+                        "Timestamp {timestamp} of message with offset {} is out of range. The timestamp should be within [{low}, {high}]",
+                        e.index
+                    )
+                }
+            };
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i32::try_from(e.index).unwrap_or(i32::MAX))
+                .with_batch_index_error_message(Some(s(message)))
+        })
+        .collect();
+    let total = validated.record_errors_total;
+    let (code, message) = if timestamps {
+        (
+            ResponseError::InvalidTimestamp,
+            format!("{total} records of the batch have an invalid timestamp or key"),
+        )
+    } else {
+        (
+            ResponseError::InvalidRecord,
+            format!("{total} records of the batch were refused"),
+        )
+    };
+    Refused {
+        code,
+        message,
+        records,
+    }
+}
 
 fn append(
     broker: &Broker,
@@ -182,46 +284,40 @@ fn append(
 ) -> AppendOutcome {
     let settings = part.settings();
     if records.len() > settings.max_message_bytes {
-        return Err((
+        return Err(Refused::from((
             ResponseError::MessageTooLarge,
             format!(
                 "The batch of {} bytes exceeds max.message.bytes ({})",
                 records.len(),
                 settings.max_message_bytes
             ),
-        ));
+        )));
     }
+    // CreateTime topics accept record timestamps within
+    // [now - message.timestamp.before.max.ms, now + ...after.max.ms].
+    let timestamp_range = (!settings.log_append_time).then(|| {
+        (
+            TimestampMs(now.get().saturating_sub(settings.timestamp_before_max_ms)),
+            TimestampMs(now.get().saturating_add(settings.timestamp_after_max_ms)),
+        )
+    });
     let limits = ValidationLimits {
         batch_bytes_max: settings.max_message_bytes,
         decompressed_bytes_max: broker.settings.batch_decompressed_bytes_max,
         require_keys: settings.compact,
+        timestamp_range,
     };
     let validated = batch::validate_produced_batch_detailed(records, &limits)
         .map_err(|e| (batch_error(&e), e.to_string()))?;
     let header = &validated.header;
     if header.is_transactional() {
-        return Err((
+        return Err(Refused::from((
             ResponseError::InvalidTxnState,
-            "transactions are not supported by this broker yet".into(),
-        ));
+            "transactions are not supported by this broker yet".to_string(),
+        )));
     }
-    if !settings.log_append_time {
-        let before = now
-            .get()
-            .saturating_sub(validated.min_record_timestamp.get());
-        let after = validated
-            .max_record_timestamp
-            .get()
-            .saturating_sub(now.get());
-        if before > settings.timestamp_before_max_ms || after > settings.timestamp_after_max_ms {
-            return Err((
-                ResponseError::InvalidTimestamp,
-                format!(
-                    "Timestamp {} of the batch is out of range (message.timestamp.before.max.ms={}, message.timestamp.after.max.ms={})",
-                    validated.min_record_timestamp, settings.timestamp_before_max_ms, settings.timestamp_after_max_ms
-                ),
-            ));
-        }
+    if !validated.record_errors.is_empty() {
+        return Err(refuse_records(part, &validated, now));
     }
     // The read side of the partition's state lock, held from the leadership
     // check through the append: no role change can fall in between, so the
@@ -230,19 +326,19 @@ fn append(
     let leadership = match part.lock_for_append(acks, settings.min_insync_replicas) {
         Ok(g) => g,
         Err(NotLeader::NotLeader) => {
-            return Err((
+            return Err(Refused::from((
                 ResponseError::NotLeaderOrFollower,
-                "This broker is not the leader of the partition".into(),
-            ))
+                "This broker is not the leader of the partition".to_string(),
+            )))
         }
         Err(NotLeader::NotEnoughReplicas { isr, min }) => {
-            return Err((
+            return Err(Refused::from((
                 ResponseError::NotEnoughReplicas,
                 format!(
                     "The size of the current ISR ({isr}) is insufficient to satisfy the min.isr requirement of {min} for partition {}-{}",
                     part.topic, part.index.get()
                 ),
-            ))
+            )))
         }
     };
     let epoch = leadership.epoch();
@@ -258,12 +354,13 @@ fn append(
     // patches; only LogAppendTime (timestamps + CRC) needs a modified copy.
     let appended = if settings.log_append_time {
         let mut buf = BytesMut::from(records);
-        batch::set_log_append_time(&mut buf, now).map_err(|e| (batch_error(&e), e.to_string()))?;
+        batch::set_log_append_time(&mut buf, now)
+            .map_err(|e| Refused::from((batch_error(&e), e.to_string())))?;
         part.log.append(&mut buf, epoch, now)
     } else {
         part.log.append_unmodified(records, epoch, now)
     };
-    let info = appended.map_err(|e| (storage_error(&e), e.to_string()))?;
+    let info = appended.map_err(|e| Refused::from((storage_error(&e), e.to_string())))?;
     drop(leadership);
     // A retry answered from the producer state appended nothing.
     if !info.duplicate {

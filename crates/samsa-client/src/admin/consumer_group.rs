@@ -8,11 +8,9 @@ use kafka_protocol::messages::consumer_group_describe_response::Assignment as Wi
 use kafka_protocol::messages::{ApiKey, ConsumerGroupDescribeRequest, GroupId};
 
 use super::{opt_string, sb, Admin, GroupDescription, GroupMember};
+use crate::client::codes;
 use crate::error::ClientError;
 use crate::group_protocol::Assignment;
-
-/// GROUP_ID_NOT_FOUND: a classic group (or none) for ConsumerGroupDescribe.
-const GROUP_ID_NOT_FOUND: i16 = 69;
 
 /// A wire assignment as topic name → sorted partitions.
 fn assignment(a: &WireAssignment) -> Assignment {
@@ -51,7 +49,8 @@ impl Admin {
         let g = resp.groups.first().ok_or_else(|| {
             ClientError::Invalid(format!("ConsumerGroupDescribe did not answer for {group}"))
         })?;
-        if g.error_code == GROUP_ID_NOT_FOUND {
+        // A classic group (or none): DescribeGroups is the one to ask.
+        if g.error_code == codes::GROUP_ID_NOT_FOUND {
             return Ok(None);
         }
         ClientError::check(
