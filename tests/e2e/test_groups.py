@@ -58,12 +58,27 @@ def group_consumer(bootstrap: str, group: str, **conf) -> Consumer:
     return Consumer(group_conf(bootstrap, group, **conf))
 
 
+def loaded(call):
+    """``call()``, asked again while the coordinator answers COORDINATOR_LOAD_IN_PROGRESS:
+    as in Kafka, FindCoordinator names a coordinator that is still replaying its
+    __consumer_offsets partition, and librdkafka's admin client reports that error
+    rather than retrying it."""
+    def attempt():
+        try:
+            return (call(),)
+        except KafkaException as e:
+            if e.args[0].code() == KafkaError.COORDINATOR_LOAD_IN_PROGRESS:
+                return None
+            raise
+    return h.wait_until(attempt, timeout=30, interval=0.1, message="the coordinator loaded")[0]
+
+
 def committed_offsets(bootstrap: str, group: str, topic: str | None = None) -> dict[int, int]:
     """{partition: committed offset} as AdminClient.list_consumer_group_offsets reports
     them (only partitions with a valid committed offset)."""
     a = h.admin(bootstrap)
-    fut = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-    res = fut[group].result(timeout=h.CLIENT_TIMEOUT_S)
+    res = loaded(lambda: a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+                 .result(timeout=h.CLIENT_TIMEOUT_S))
     return {tp.partition: tp.offset for tp in res.topic_partitions
             if (topic is None or tp.topic == topic) and tp.offset >= 0 and tp.error is None}
 
@@ -74,7 +89,8 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, in
 
 def describe_group(bootstrap: str, group: str):
     a = h.admin(bootstrap)
-    return a.describe_consumer_groups([group], request_timeout=20)[group].result(timeout=h.CLIENT_TIMEOUT_S)
+    return loaded(lambda: a.describe_consumer_groups([group], request_timeout=20)[group]
+                  .result(timeout=h.CLIENT_TIMEOUT_S))
 
 
 def member_partitions(desc, topic: str) -> list[list[int]]:
@@ -1052,6 +1068,8 @@ def test_kip848_group_described_by_admin(broker_factory, workers, assignor):
 OFFSET_COMMIT, OFFSET_FETCH = 8, 9
 FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
 ERR_COORDINATOR_NOT_AVAILABLE = 15
+ERR_COORDINATOR_LOAD_IN_PROGRESS = 14
+ERR_NOT_COORDINATOR = 16
 ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
 ERR_INCONSISTENT_GROUP_PROTOCOL = 23
 ERR_INVALID_GROUP_ID = 24
@@ -1170,6 +1188,12 @@ def coordinator_ready(bootstrap: str, group: str) -> None:
     try:
         h.wait_until(lambda: g.find_coordinator(group)[0] == 0, timeout=20, interval=0.1,
                      message="FindCoordinator without error")
+        # The coordinator is named while it still loads (as in Kafka); its group
+        # requests answer COORDINATOR_LOAD_IN_PROGRESS (or NOT_COORDINATOR before the
+        # broker took the partition up) until then, which clients retry.
+        h.wait_until(lambda: g.heartbeat(group, 0, "probe") not in (
+                         ERR_COORDINATOR_LOAD_IN_PROGRESS, ERR_COORDINATOR_NOT_AVAILABLE, ERR_NOT_COORDINATOR),
+                     timeout=20, interval=0.1, message="the coordinator loaded")
     finally:
         g.close()
 

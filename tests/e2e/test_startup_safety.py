@@ -111,6 +111,136 @@ def test_a_full_disk_is_logged_once_and_writes_resume_when_space_is_freed(tmp_pa
         b.teardown()
 
 
+def fill_disk(path):
+    """Writes `path` until the filesystem is full (ENOSPC)."""
+    import errno
+    chunk = b"\0" * (64 << 10)
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                return
+
+
+def disk_full_lines(node):
+    return [l for l in node.log_path.read_text(errors="replace").splitlines()
+            if "the disk is full" in l]
+
+
+def assert_rate_limited(node, elapsed):
+    """One full-disk line per 10 s, and no other flood of ENOSPC errors."""
+    text = node.log_path.read_text(errors="replace").splitlines()
+    lines = [l for l in text if "the disk is full" in l]
+    assert len(lines) <= 1 + int(elapsed // 10), f"{len(lines)} lines in {elapsed:.1f}s"
+    enospc = [l for l in text if "No space left on device" in l]
+    assert len(enospc) <= 5 + int(elapsed // 10), \
+        f"{len(enospc)} ENOSPC lines in {elapsed:.1f}s, e.g. {enospc[-1][:300]}"
+
+
+def test_a_full_disk_under_consumer_offsets_is_logged_and_commits_resume(tmp_path, small_disk):
+    """The group coordinator's __consumer_offsets appends get the same rate-limited
+    full-disk line as produce, and commits work again once space is freed."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    import helpers as h
+    from conftest import Broker
+
+    b = Broker(samsa_bin(), tmp_path / "b", ["offsets.topic.num.partitions=1"], name="full-groups")
+    b.data_dir = small_disk / "data"
+    b.data_dir.mkdir()
+    try:
+        b.start()
+        a = h.admin(b.bootstrap)
+        t = h.unique_topic("committed")
+        h.create_topic(a, t, partitions=1)
+        c = Consumer({**h.base_conf(b.bootstrap), "group.id": "full-disk-group",
+                      "enable.auto.commit": False})
+
+        def commit(offset):
+            try:
+                c.commit(offsets=[TopicPartition(t, 0, offset)], asynchronous=False)
+                return True
+            except KafkaException:
+                return False
+
+        h.wait_until(lambda: commit(1), timeout=30, message="a first commit")
+        assert not disk_full_lines(b)
+        filler = small_disk / "filler"
+        fill_disk(filler)
+        started = time.monotonic()
+        failed = 0
+        for i in range(40):
+            failed += not commit(100 + i)
+        elapsed = time.monotonic() - started
+        assert failed, "commits cannot all be stored on a full disk"
+        lines = disk_full_lines(b)
+        assert lines, b.log_tail()
+        assert "free_bytes" in lines[0] and "__consumer_offsets" in lines[0], lines[0]
+        assert_rate_limited(b, elapsed)
+        # Free space: the same broker stores commits again, no restart.
+        filler.unlink()
+        h.wait_until(lambda: commit(500), timeout=30, message="a commit succeeds after space was freed")
+        got = c.committed([TopicPartition(t, 0)], timeout=10)
+        assert got[0].offset == 500, got
+        c.close()
+        b.assert_alive()
+    finally:
+        b.teardown()
+
+
+def test_a_full_disk_on_a_follower_is_logged_and_replication_resumes(tmp_path):
+    """A follower whose disk is full logs the same rate-limited line as produce
+    (path, free space) from its replica fetcher, and catches up once space is freed."""
+    import helpers as h
+    from cluster import Cluster
+
+    # No ISR shrink while the follower is stuck: its metadata log lives on the
+    # same full disk, and this test is about the fetcher's appends.
+    c = Cluster(samsa_bin(), tmp_path / "cluster", voters=3,
+                overrides={"replica.lag.time.max.ms": "600000"})
+    follower = c.nodes[3]
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(follower.data_dir)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace')}")
+    try:
+        c.start()
+        t = h.unique_topic("follower-full")
+        c.create_topic(t, 3, rf=3)
+        p = next(p for p in range(3) if c.leader_of(t, p) != 3)
+        filler = follower.data_dir / "filler"
+        fill_disk(filler)
+        started = time.monotonic()
+        producer = h.producer(c.bootstrap, acks="1")
+        value = b"f" * (16 << 10)
+        log = h.produce_and_flush(producer, [dict(value=value, partition=p) for _ in range(200)], t)
+        assert not log.errors, log.errors[:3]
+        h.wait_until(lambda: disk_full_lines(follower), timeout=30,
+                     message="the follower logs its full disk")
+        time.sleep(2)
+        elapsed = time.monotonic() - started
+        lines = disk_full_lines(follower)
+        assert "free_bytes" in lines[0] and str(follower.data_dir) in lines[0], lines[0]
+        assert_rate_limited(follower, elapsed)
+        # Free space: the same follower replicates again, no restart.
+        filler.unlink()
+        marker = f"after-{t}".encode()
+        assert not h.produce_and_flush(producer, [dict(value=marker, partition=p)], t).errors
+        part_dir = follower.data_dir / f"{t}-{p}"
+
+        def has_marker():
+            return any(marker in f.read_bytes() for f in part_dir.glob("*.log"))
+        h.wait_until(has_marker, timeout=60, message="the follower replicates after space was freed")
+        for n in c.nodes.values():
+            n.assert_alive()
+    finally:
+        complaints = c.teardown()
+        subprocess.run(["umount", "-l", str(follower.data_dir)], capture_output=True)
+    assert not complaints, complaints
+
+
 # --- a damaged batch in an old segment: reported, nothing cut, no offsets skipped ---
 
 def batch_positions(segment: bytes):

@@ -9,6 +9,10 @@
 //! at ERROR with the path and the free space, at most once per
 //! [`DISK_FULL_REPORT_INTERVAL`] per filesystem (all partitions of a log
 //! directory share one; a flood of failing produces must not flood the log).
+//! Every append path reports through it: produce (via
+//! [`crate::errors::storage_error`]), a follower's replicated appends
+//! (`replica.rs`: the partition's fetches pause and retry) and the group
+//! coordinator's `__consumer_offsets` appends (`groups/`).
 //!
 //! A read that reaches stored bytes the disk damaged (a batch in a segment
 //! that was already on disk whose header cannot be walked; see

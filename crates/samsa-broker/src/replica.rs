@@ -517,6 +517,15 @@ fn handle_fetched(
                     match log.append_replicated(&records, now_ms()) {
                         // The log records the producer state of the batches it stores.
                         Ok(_) => {}
+                        Err(e) if crate::disk::disk_full_path(&e).is_some() => {
+                            // Logged (rate-limited) with the path and free
+                            // space; the log undid the partial write, so the
+                            // same fetch is retried after a pause and
+                            // replication resumes once space is freed.
+                            crate::disk::note_storage_error(&e);
+                            paused.insert(key, (epoch, tokio::time::Instant::now() + PAUSE));
+                            return;
+                        }
                         Err(e) => {
                             tracing::error!(topic = %part.topic, partition = part.index.get(), error = %e, "appending replicated batches; truncating again");
                             st.fetch_diverged(leader, epoch);

@@ -1032,11 +1032,54 @@ impl Admin {
         Ok(out)
     }
 
+    /// Runs `call` against `group`'s coordinator, asking again (after the
+    /// retry backoff, up to the configured retries) while it answers
+    /// COORDINATOR_LOAD_IN_PROGRESS (a coordinator still loading its
+    /// `__consumer_offsets` partition), NOT_COORDINATOR or
+    /// COORDINATOR_NOT_AVAILABLE (then looking the coordinator up again), as
+    /// Kafka's admin client does.
+    async fn with_coordinator<T>(
+        &self,
+        group: &str,
+        call: impl AsyncFn(i32) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut attempt = 0;
+        loop {
+            let coordinator = self.client.group_coordinator(group).await?;
+            match call(coordinator).await {
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(
+                            codes::COORDINATOR_LOAD_IN_PROGRESS
+                                | codes::NOT_COORDINATOR
+                                | codes::COORDINATOR_NOT_AVAILABLE
+                        )
+                    ) && attempt < self.client.config().retries =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(self.client.config().retry_backoff).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Describes a group at its coordinator: ConsumerGroupDescribe for a
     /// consumer-protocol (KIP-848) group, DescribeGroups for a classic one
     /// (or one that does not exist: state `Dead`).
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
-        let coordinator = self.client.group_coordinator(group).await?;
+        self.with_coordinator(group, async |coordinator| {
+            self.describe_group_on(coordinator, group).await
+        })
+        .await
+    }
+
+    async fn describe_group_on(
+        &self,
+        coordinator: i32,
+        group: &str,
+    ) -> Result<GroupDescription, ClientError> {
         if let Some(d) = self.describe_consumer_group(coordinator, group).await? {
             return Ok(d);
         }
@@ -1104,8 +1147,10 @@ impl Admin {
         group: &str,
         topics: Option<&[Tp]>,
     ) -> Result<BTreeMap<Tp, CommittedOffset>, ClientError> {
-        let coordinator = self.client.group_coordinator(group).await?;
-        fetch_committed(&self.client, coordinator, group, topics).await
+        self.with_coordinator(group, async |coordinator| {
+            fetch_committed(&self.client, coordinator, group, topics).await
+        })
+        .await
     }
 
     /// OffsetCommit from outside the group (generation -1, empty member id);
@@ -1115,23 +1160,27 @@ impl Admin {
         group: &str,
         offsets: &[(String, i32, i64)],
     ) -> Result<(), ClientError> {
-        let coordinator = self.client.group_coordinator(group).await?;
-        commit_offsets(&self.client, coordinator, group, -1, "", offsets).await
+        self.with_coordinator(group, async |coordinator| {
+            commit_offsets(&self.client, coordinator, group, -1, "", offsets).await
+        })
+        .await
     }
 
     /// DeleteGroups for one group.
     pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
-        let coordinator = self.client.group_coordinator(group).await?;
-        let (resp, _) = self
-            .client
-            .send_to(coordinator, ApiKey::DeleteGroups, |_| {
-                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb(group))])
-            })
-            .await?;
-        let r = resp.results.first().ok_or_else(|| {
-            ClientError::Invalid(format!("DeleteGroups did not answer for {group}"))
-        })?;
-        ClientError::check(r.error_code, None, format!("group {group}"))
+        self.with_coordinator(group, async |coordinator| {
+            let (resp, _) = self
+                .client
+                .send_to(coordinator, ApiKey::DeleteGroups, |_| {
+                    DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb(group))])
+                })
+                .await?;
+            let r = resp.results.first().ok_or_else(|| {
+                ClientError::Invalid(format!("DeleteGroups did not answer for {group}"))
+            })?;
+            ClientError::check(r.error_code, None, format!("group {group}"))
+        })
+        .await
     }
 }
 

@@ -297,12 +297,82 @@ pub(crate) struct ReplaySegment<'a> {
     pub meta: &'a SegmentMeta,
 }
 
+/// What a rebuild of the producer table starts from: the table of the chosen
+/// snapshot (empty if none), the offset the replay of batch headers starts
+/// at, and the snapshots the caller must delete.
+#[derive(Debug)]
+pub struct RebuildStart {
+    pub table: ProducerStateTable,
+    pub from: Offset,
+    /// Snapshots to delete: above the log end (`None`), or unreadable (the
+    /// reason).
+    pub dropped: Vec<(Offset, Option<String>)>,
+}
+
+/// The rule a log rebuilds its producer table by (on open and after a
+/// truncation), without I/O so that the replication simulation runs it too:
+/// snapshots above `log_end` describe batches the log no longer holds and
+/// are dropped; of those in `[log_start, log_end]` the newest one `read`
+/// decodes is used (unreadable ones are dropped); with none the replay
+/// starts at `log_start` with an empty table. `snapshots` loses every dropped
+/// offset. The caller then replays the batches from `from` with
+/// [`ProducerStateTable::replay`].
+pub fn rebuild_start(
+    snapshots: &mut BTreeSet<Offset>,
+    log_start: Offset,
+    log_end: Offset,
+    mut read: impl FnMut(Offset) -> Result<ProducerStateTable, String>,
+) -> RebuildStart {
+    let mut dropped: Vec<(Offset, Option<String>)> = snapshots
+        .range(Offset(log_end.get().saturating_add(1))..)
+        .map(|o| (*o, None))
+        .collect();
+    let mut chosen = None;
+    let candidates: Vec<Offset> = snapshots
+        .range(log_start..=log_end.max(log_start))
+        .rev()
+        .copied()
+        .collect();
+    for offset in candidates {
+        match read(offset) {
+            Ok(t) => {
+                chosen = Some((t, offset));
+                break;
+            }
+            Err(reason) => dropped.push((offset, Some(reason))),
+        }
+    }
+    for (offset, _) in &dropped {
+        snapshots.remove(offset);
+    }
+    let (table, from) = chosen.unwrap_or_else(|| (ProducerStateTable::default(), log_start));
+    RebuildStart {
+        table,
+        from,
+        dropped,
+    }
+}
+
+/// Snapshots that may be deleted once the log starts at `log_start`: those
+/// below it once a newer one exists, and the oldest beyond
+/// [`SNAPSHOT_FILES_MAX`].
+pub fn prunable(snapshots: &BTreeSet<Offset>, log_start: Offset) -> Vec<Offset> {
+    let usable = snapshots.range(log_start..).count();
+    let mut out: Vec<Offset> = if usable > 0 {
+        snapshots.range(..log_start).copied().collect()
+    } else {
+        Vec::new()
+    };
+    let excess = usable.saturating_sub(SNAPSHOT_FILES_MAX);
+    out.extend(snapshots.range(log_start..).take(excess).copied());
+    out
+}
+
 /// The producer table of a log holding `segments` (oldest first) between
-/// `log_start` and `log_end`: the newest readable snapshot in
-/// `[log_start, log_end]` plus the batch headers after it (from the log start
-/// when there is none). Snapshots above the log end and damaged ones are
-/// deleted (and removed from `snapshots`); the caller fsyncs the directory.
-/// Returns the table and the offset the replay started at.
+/// `log_start` and `log_end` ([`rebuild_start`], then the batch headers
+/// after the chosen snapshot). Dropped snapshots are deleted (damaged ones
+/// with a warning); the caller fsyncs the directory. Returns the table and
+/// the offset the replay started at.
 pub(crate) fn load(
     dir: &Path,
     snapshots: &mut BTreeSet<Offset>,
@@ -310,34 +380,20 @@ pub(crate) fn load(
     log_start: Offset,
     log_end: Offset,
 ) -> Result<(ProducerStateTable, Offset), StorageError> {
-    let above: Vec<Offset> = snapshots
-        .range(Offset(log_end.get().saturating_add(1))..)
-        .copied()
-        .collect();
-    for offset in above {
-        remove(dir, offset)?;
-        snapshots.remove(&offset);
-    }
-    let mut table = None;
-    let candidates: Vec<Offset> = snapshots.range(log_start..).rev().copied().collect();
-    for offset in candidates {
-        match read(dir, offset) {
-            Ok(t) => {
-                table = Some((t, offset));
-                break;
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    path = %path(dir, offset).display(),
-                    reason = %reason,
-                    "skipping a damaged producer state snapshot"
-                );
-                remove(dir, offset)?;
-                snapshots.remove(&offset);
-            }
+    let start = rebuild_start(snapshots, log_start, log_end, |o| read(dir, o));
+    for (offset, reason) in &start.dropped {
+        if let Some(reason) = reason {
+            tracing::warn!(
+                path = %path(dir, *offset).display(),
+                reason = %reason,
+                "skipping a damaged producer state snapshot"
+            );
         }
+        remove(dir, *offset)?;
     }
-    let (mut table, from) = table.unwrap_or_else(|| (ProducerStateTable::default(), log_start));
+    let RebuildStart {
+        mut table, from, ..
+    } = start;
     replay(segments, from, &mut table)?;
     Ok((table, from))
 }
@@ -357,9 +413,7 @@ pub(crate) fn replay(
             0
         };
         let walked = segment::find_batch(s.files, position, s.meta.size, |_, h| {
-            if h.last_offset() >= from {
-                table.record(h);
-            }
+            table.replay(from, h);
             Ok(None::<()>)
         });
         match walked {

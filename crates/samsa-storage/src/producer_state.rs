@@ -204,6 +204,15 @@ impl ProducerStateTable {
         );
     }
 
+    /// Replays a stored batch while rebuilding after a snapshot at `from`
+    /// (which already holds every batch below `from`): recorded only if it
+    /// ends at or after `from`.
+    pub fn replay(&mut self, from: Offset, header: &BatchHeader) {
+        if header.last_offset() >= from {
+            self.record(header);
+        }
+    }
+
     /// Adds `batch` as the producer's newest (used by [`Self::record`] and by
     /// snapshot loading).
     pub(crate) fn insert_batch(

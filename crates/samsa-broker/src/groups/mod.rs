@@ -386,6 +386,16 @@ impl GroupService {
                                 wait = Some((part, last, min_isr, shard.epoch));
                             }
                         }
+                        Err(log::AppendError::Storage(e))
+                            if crate::disk::disk_full_path(&e).is_some() =>
+                        {
+                            // Logged (rate-limited) with the path and free
+                            // space; the requests get NOT_COORDINATOR and
+                            // retry, and commits work again once space is
+                            // freed.
+                            crate::disk::note_storage_error(&e);
+                            failed = true;
+                        }
                         Err(e) => {
                             tracing::error!(partition, error = %e, "appending to __consumer_offsets failed; reloading the partition's groups");
                             failed = true;

@@ -103,6 +103,24 @@ async fn fetch(broker: &Broker, group: &str) -> (i64, i16) {
     (g.topics[0].partitions[0].committed_offset, codes::NONE)
 }
 
+/// FindCoordinator v4 for `group`: (node id, error code).
+fn find_coordinator(broker: &Arc<Broker>, group: &str) -> (i32, i16) {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let ctx = crate::handlers::Ctx {
+        peer: "127.0.0.1:1".parse().unwrap(),
+        client_id: "test".into(),
+        listener: "PLAINTEXT".into(),
+    };
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![kafka_protocol::protocol::StrBytes::from_string(
+            group.to_string(),
+        )]);
+    let r = crate::handlers::find_coordinator::handle(broker, &ctx, request, 4);
+    let c = &r.coordinators[0];
+    (c.node_id.0, c.error_code)
+}
+
 fn start(broker: &Arc<Broker>) -> tokio::sync::watch::Sender<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(broker.groups.clone().run_timers(broker.clone(), rx));
@@ -111,9 +129,9 @@ fn start(broker: &Arc<Broker>) -> tokio::sync::watch::Sender<bool> {
 
 /// While one `__consumer_offsets` partition is still being replayed (held
 /// here by a gate, as a large partition would be), its groups are answered
-/// COORDINATOR_LOAD_IN_PROGRESS — commits, fetches, joins — and FindCoordinator
-/// does not name this broker yet, while the groups of another partition are
-/// served meanwhile. (Before sharding one mutex covered every replay: all
+/// COORDINATOR_LOAD_IN_PROGRESS — commits, fetches, joins — while FindCoordinator
+/// already names this broker (Kafka names the partition leader), and the
+/// groups of another partition are served meanwhile. (Before sharding one mutex covered every replay: all
 /// groups waited for the slowest partition.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loading_partition_answers_load_in_progress_and_blocks_no_other() {
@@ -131,6 +149,11 @@ async fn a_loading_partition_answers_load_in_progress_and_blocks_no_other() {
     })
     .await;
     assert!(!broker.groups.serves(&slow));
+    // Kafka names the partition leader while it loads.
+    assert_eq!(
+        find_coordinator(&broker, &slow),
+        (broker.settings.node_id.get(), codes::NONE)
+    );
     assert_eq!(commit(&broker, &fast, 7).await, codes::NONE);
     assert_eq!(fetch(&broker, &fast).await, (7, codes::NONE));
     assert_eq!(

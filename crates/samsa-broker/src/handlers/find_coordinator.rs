@@ -1,6 +1,8 @@
 //! FindCoordinator: a group's coordinator is the leader of its
 //! `__consumer_offsets` partition; the topic is created on first use, as in
-//! Kafka.
+//! Kafka. As in Kafka the leader is named while it still loads the
+//! partition (the group requests then answer COORDINATOR_LOAD_IN_PROGRESS,
+//! which clients retry against the same coordinator).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -50,9 +52,10 @@ pub fn handle(
             return unavailable(c);
         };
         if info.id == broker.settings.node_id && !broker.groups.serves(key.as_str()) {
-            // Leading the partition but not loaded yet.
+            // Leading the partition but not loaded yet: named anyway, as
+            // Kafka names the partition leader; the group requests answer
+            // COORDINATOR_LOAD_IN_PROGRESS until the load is done.
             broker.groups.wake();
-            return unavailable(c);
         }
         let (host, port) = super::metadata::endpoint_on(info, &ctx.listener);
         c.with_node_id(BrokerId(info.id.get()))

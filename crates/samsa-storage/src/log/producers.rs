@@ -33,15 +33,7 @@ impl PartitionLog {
     /// Snapshots that may go: those below the log start once a newer one
     /// exists, and the oldest beyond [`SNAPSHOT_FILES_MAX`].
     pub(super) fn prunable_snapshots(w: &Writer, log_start: Offset) -> Vec<Offset> {
-        let usable = w.snapshots.range(log_start..).count();
-        let mut out: Vec<Offset> = if usable > 0 {
-            w.snapshots.range(..log_start).copied().collect()
-        } else {
-            Vec::new()
-        };
-        let excess = usable.saturating_sub(SNAPSHOT_FILES_MAX);
-        out.extend(w.snapshots.range(log_start..).take(excess).copied());
-        out
+        producer_snapshot::prunable(&w.snapshots, log_start)
     }
 
     /// Whether the background pass has producer snapshots to write or delete.
