@@ -51,6 +51,9 @@ pub enum BrokerError {
     /// Another process (or broker) holds the data directory's `.lock`.
     #[error("data directory {} is in use by another samsa process (it holds {}/.lock); stop that process or give this one another directory", dir.display(), dir.display())]
     Locked { dir: PathBuf },
+    /// The log directories cannot be used as configured.
+    #[error("log.dirs: {0}")]
+    LogDirs(String),
     #[error("partition {dir}: {source}")]
     Storage {
         dir: PathBuf,
@@ -87,6 +90,8 @@ pub struct Broker {
     /// acks=all produces and coordinator replies waiting for a high
     /// watermark, by partition.
     delayed_produces: Arc<Purgatory>,
+    /// Replicas moving to another log directory (AlterReplicaLogDirs).
+    pub moves: Arc<crate::log_mover::Moves>,
     /// Wakes the replica manager after a role change.
     pub roles_changed: tokio::sync::Notify,
     /// Counts role changes; each replica fetcher watches it (a `watch`, not
@@ -101,8 +106,9 @@ pub struct Broker {
     pub broker_epoch: AtomicI64,
     /// Set by a controlled shutdown: heartbeats stop so the broker stays fenced.
     pub shutting_down: AtomicBool,
-    /// The data directory's lock, held while the broker lives.
-    dir_lock: std::sync::OnceLock<crate::data_dir::DataDirLock>,
+    /// The log directories (locked while the broker lives) and which one
+    /// holds each partition.
+    pub log_dirs: crate::log_dirs::LogDirs,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -116,18 +122,19 @@ impl Broker {
         config: Arc<StaticConfig>,
     ) -> Result<Arc<Broker>, BrokerError> {
         let dir = settings.data_dir.clone();
-        let lock = crate::data_dir::DataDirLock::acquire(&dir)?;
+        let log_dirs = crate::log_dirs::LogDirs::open(&settings.log_dirs, &dir, settings.node_id)?;
+        crate::log_mover::recover_swaps(&settings.log_dirs);
         let (quorum, records) = LocalQuorum::open(&dir.join(METADATA_DIR))?;
         let controller = Controller::open(Box::new(quorum), records, config.clone())?;
         let epoch = controller.register_broker(registration(&settings, false))?;
-        let broker = Broker::new(settings, config, controller, None);
-        let _ = broker.dir_lock.set(lock);
+        let broker = Broker::new(settings, config, controller, None, log_dirs);
         broker
             .broker_epoch
             .store(epoch, std::sync::atomic::Ordering::Relaxed);
         broker.remove_stale_dirs()?;
         broker.reconcile()?;
         broker.groups.load(&broker);
+        broker.moves.ensure_thread(&broker);
         Ok(broker)
     }
 
@@ -136,6 +143,7 @@ impl Broker {
         config: Arc<StaticConfig>,
         controller: Controller,
         cluster: Option<Arc<ClusterState>>,
+        log_dirs: crate::log_dirs::LogDirs,
     ) -> Arc<Broker> {
         let config_for_groups = config.clone();
         Arc::new(Broker {
@@ -158,7 +166,8 @@ impl Broker {
             alter_isr: Default::default(),
             broker_epoch: AtomicI64::new(0),
             shutting_down: AtomicBool::new(false),
-            dir_lock: std::sync::OnceLock::new(),
+            log_dirs,
+            moves: Default::default(),
         })
     }
 
@@ -174,11 +183,11 @@ impl Broker {
         cluster: ClusterSettings,
     ) -> Result<Arc<Broker>, BrokerError> {
         let dir = settings.data_dir.clone();
-        let lock = crate::data_dir::DataDirLock::acquire(&dir)?;
+        let log_dirs = crate::log_dirs::LogDirs::open(&settings.log_dirs, &dir, settings.node_id)?;
+        crate::log_mover::recover_swaps(&settings.log_dirs);
         let (state, source, applied) = ClusterState::start(cluster, &dir).await?;
         let controller = Controller::new(Box::new(ClusterQuorum(state.clone())), config.clone());
-        let broker = Broker::new(settings, config, controller, Some(state.clone()));
-        let _ = broker.dir_lock.set(lock);
+        let broker = Broker::new(settings, config, controller, Some(state.clone()), log_dirs);
         tokio::spawn(crate::cluster::follow(broker.clone(), source, applied));
         let mut attempt = 0u32;
         let reg = registration(&broker.settings, true);
@@ -211,6 +220,7 @@ impl Broker {
         broker.remove_stale_dirs()?;
         broker.reconcile()?;
         broker.groups.load(&broker);
+        broker.moves.ensure_thread(&broker);
         Ok(broker)
     }
 
@@ -357,8 +367,11 @@ impl Broker {
         }
     }
 
-    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
-        self.settings.data_dir.join(format!("{topic}-{index}"))
+    /// The directory of a hosted partition (in whichever log directory
+    /// holds it).
+    pub fn partition_dir(&self, part: &Partition) -> Option<PathBuf> {
+        self.log_dirs
+            .partition_dir((part.topic_id, part.index.get()), &part.topic)
     }
 
     /// Creates topics with broker defaults (auto-creation), returning those that
@@ -442,11 +455,17 @@ impl Broker {
                     };
                     map.remove(key);
                 }
-                let dir = self.partition_dir(&partition.topic, partition.index.get());
-                if let Err(e) = partition.log.close() {
+                let dir = self
+                    .log_dirs
+                    .forget(*key, &partition.topic)
+                    .unwrap_or_else(|| partition.log().dir().to_path_buf());
+                if let Err(e) = partition.log().close() {
                     tracing::warn!(error = %e, dir = %dir.display(), "closing deleted partition");
                 }
                 doomed.extend(mark_for_deletion(&dir));
+                if let Some(future) = self.moves.cancel(*key) {
+                    doomed.extend(mark_for_deletion(&future));
+                }
                 self.notify_hw(partition);
                 tracing::info!(topic = %partition.topic, partition = partition.index.get(), "deleted partition");
             }
@@ -475,13 +494,27 @@ impl Broker {
                 touched.push(p);
                 continue;
             }
-            let dir = self.partition_dir(&topic.name, key.1);
-            if crate::data_dir::read_partition_metadata(&dir).is_some_and(|id| id != topic.id) {
+            let cordoned = config.get("cordoned.log.dirs").unwrap_or("");
+            let placement = match self.log_dirs.locate_or_place(
+                key,
+                &topic.name,
+                topic.id,
+                cordoned,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(topic = %topic.name, partition = key.1, error = %e, "cannot create the replica");
+                    retry = true;
+                    continue;
+                }
+            };
+            for old in &placement.stale {
                 // Left over from an earlier topic of the same name (deleted
                 // while this broker was not following the log).
-                tracing::info!(dir = %dir.display(), "removing the directory of an earlier topic with this name");
-                stale.extend(mark_for_deletion(&dir));
+                tracing::info!(dir = %old.display(), "removing the directory of an earlier topic with this name");
+                stale.extend(mark_for_deletion(old));
             }
+            let dir = placement.dir;
             std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
                 path: dir.clone(),
                 source,
@@ -505,6 +538,10 @@ impl Broker {
                 leader_epoch,
             ));
             partition.load_high_watermark();
+            // A move to another log directory a restart interrupted.
+            for (target, future) in crate::log_mover::find_futures(self, &partition) {
+                crate::log_mover::resume(self, &partition, target, &future);
+            }
             let change = partition.apply_image(&topic.partitions[i], now);
             retry |= failed_to_apply(change, &topic.partitions[i], me);
             roles_changed = true;
@@ -546,7 +583,11 @@ impl Broker {
         let _guard = lock(&self.reconcile_lock);
         let image = self.image();
         let mut doomed = Vec::new();
-        for (path, verdict) in crate::data_dir::scan(&self.settings.data_dir, &image)? {
+        let mut found = Vec::new();
+        for d in self.log_dirs.dirs() {
+            found.extend(crate::data_dir::scan(&d.path, &image)?);
+        }
+        for (path, verdict) in found {
             match verdict {
                 crate::data_dir::Verdict::Marked => doomed.push(path),
                 crate::data_dir::Verdict::Stale => {
@@ -566,7 +607,7 @@ impl Broker {
     /// Flushes and closes every log (clean shutdown).
     pub fn shutdown(&self) {
         for p in self.all_partitions() {
-            if let Err(e) = p.log.close() {
+            if let Err(e) = p.log().close() {
                 tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "closing log");
             }
         }
@@ -590,7 +631,7 @@ pub const DELETE_SUFFIX: &str = "-delete";
 /// Returns the new path; `None` (logged) when `dir` is missing or cannot be
 /// renamed. A crash before the removal leaves the renamed directory, which
 /// the next startup removes.
-fn mark_for_deletion(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn mark_for_deletion(dir: &Path) -> Option<PathBuf> {
     let name = dir.file_name()?.to_string_lossy().into_owned();
     let to = dir.with_file_name(format!(
         "{name}.{}{DELETE_SUFFIX}",
@@ -649,7 +690,7 @@ pub fn is_internal_topic(name: &str) -> bool {
     name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state"
 }
 
-fn write_partition_metadata(dir: &Path, id: TopicId) -> std::io::Result<()> {
+pub(crate) fn write_partition_metadata(dir: &Path, id: TopicId) -> std::io::Result<()> {
     let path = dir.join(PARTITION_METADATA_FILE);
     if path.exists() {
         return Ok(());

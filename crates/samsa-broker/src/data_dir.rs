@@ -126,6 +126,17 @@ pub(crate) fn classify(name: &str, path: &Path, image: &MetadataImage) -> Verdic
     if name == METADATA_DIR || !path.is_dir() {
         return Verdict::Keep;
     }
+    if let Some(rest) = name.strip_suffix(crate::log_mover::FUTURE_SUFFIX) {
+        // A future log (a move to this log directory in progress): its
+        // partition resumes it; one whose topic is gone is stale.
+        let named = rest
+            .rsplit_once('.')
+            .is_some_and(|(p, id)| id.len() == 32 && partition_name(p).is_some());
+        return match read_partition_metadata(path) {
+            Some(id) if named && image.topics.values().all(|t| t.id != id) => Verdict::Stale,
+            _ => Verdict::Keep,
+        };
+    }
     if name.ends_with(DELETE_SUFFIX) {
         return if is_marked_for_deletion(name) {
             Verdict::Marked
@@ -188,6 +199,25 @@ mod tests {
         assert_eq!(partition_name("lost+found"), None);
         assert_eq!(partition_name("t-"), None);
         assert_eq!(partition_name("-3"), None);
+    }
+
+    #[test]
+    fn a_future_log_of_a_deleted_topic_is_stale_and_a_live_ones_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let future = dir
+            .path()
+            .join("t-0.0123456789abcdef0123456789abcdef-future");
+        std::fs::create_dir_all(&future).unwrap();
+        let image = MetadataImage::default();
+        let name = future.file_name().unwrap().to_str().unwrap().to_string();
+        // No proof: left alone.
+        assert_eq!(classify(&name, &future, &image), Verdict::Keep);
+        std::fs::write(
+            future.join(PARTITION_METADATA_FILE),
+            format!("version: 0\ntopic_id: {}\n", uuid::Uuid::new_v4()),
+        )
+        .unwrap();
+        assert_eq!(classify(&name, &future, &image), Verdict::Stale);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
 mod image_diff;
+pub mod log_dirs;
+pub mod log_mover;
 pub mod mapped;
 pub mod memory;
 pub mod partition;

@@ -184,7 +184,10 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: TopicId,
     pub index: PartitionIndex,
-    pub log: PartitionLog,
+    /// The log. Replaced only when a replica moves to another log directory
+    /// (AlterReplicaLogDirs), under the write side of `state`, so a leader
+    /// append (read side) always reaches the log it checked leadership on.
+    log: RwLock<Arc<PartitionLog>>,
     settings: RwLock<Arc<TopicSettings>>,
     /// The replication state: the one lock (see the module docs).
     state: RwLock<ReplicaState>,
@@ -207,11 +210,37 @@ impl Partition {
             topic,
             topic_id,
             index,
-            log,
+            log: RwLock::new(Arc::new(log)),
             settings: RwLock::new(Arc::new(settings)),
             state: RwLock::new(ReplicaState::new(me, leader_epoch, Offset(0))),
             hw: AtomicI64::new(0),
         }
+    }
+
+    /// The partition's log. Take it after the state lock when the two go
+    /// together (an append): a move to another log directory swaps it under
+    /// the write side of that lock.
+    pub fn log(&self) -> Arc<PartitionLog> {
+        match self.log.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Puts `log` in place of the current log (a finished move to another
+    /// log directory); the caller holds the write side of the state lock
+    /// (`_state`), so no append or follower write is in progress. Returns
+    /// the log replaced.
+    pub fn replace_log(
+        &self,
+        _state: &mut StateWrite<'_>,
+        log: Arc<PartitionLog>,
+    ) -> Arc<PartitionLog> {
+        let mut g = match self.log.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        std::mem::replace(&mut *g, log)
     }
 
     /// The current topic settings.
@@ -224,7 +253,7 @@ impl Partition {
 
     /// Replaces the topic settings (a config change at run time).
     pub fn set_settings(&self, settings: TopicSettings) {
-        self.log.set_config(settings.log);
+        self.log().set_config(settings.log);
         match self.settings.write() {
             Ok(mut g) => *g = Arc::new(settings),
             Err(p) => *p.into_inner() = Arc::new(settings),
@@ -266,12 +295,12 @@ impl Partition {
     /// stands ([`ReplicaState::append_wait`], under one read of the lock).
     pub fn append_wait(&self, epoch: LeaderEpoch, last_offset: i64, min_isr: usize) -> AppendWait {
         self.state()
-            .append_wait(epoch, last_offset, min_isr, self.log.log_end_offset())
+            .append_wait(epoch, last_offset, min_isr, self.log().log_end_offset())
     }
 
     /// The high watermark (never above the log end).
     pub fn high_watermark(&self) -> Offset {
-        let end = self.log.log_end_offset().get();
+        let end = self.log().log_end_offset().get();
         Offset(self.hw.load(Ordering::Acquire).min(end))
     }
 
@@ -287,9 +316,9 @@ impl Partition {
 
     /// Starts from the persisted high watermark (clamped to the log).
     pub fn load_high_watermark(&self) {
-        let start = self.log.log_start_offset().get();
+        let start = self.log().log_start_offset().get();
         let hw = self
-            .log
+            .log()
             .read_high_watermark()
             .map_or(start, |o| o.get())
             .max(start);
@@ -298,7 +327,7 @@ impl Partition {
 
     /// Persists the high watermark (Kafka's replication-offset checkpoint).
     pub fn checkpoint_high_watermark(&self) -> Result<(), samsa_storage::StorageError> {
-        self.log.write_high_watermark(self.high_watermark())
+        self.log().write_high_watermark(self.high_watermark())
     }
 
     /// Brings the role in line with the partition's image (write lock).
@@ -311,7 +340,7 @@ impl Partition {
             isr: p.isr.clone(),
         };
         let mut st = self.state_mut();
-        match st.apply_assignment(&assignment, &mut LogRef(&self.log), now_ms) {
+        match st.apply_assignment(&assignment, &mut LogRef(&self.log()), now_ms) {
             Ok(RoleChange::BecameLeader) => {
                 // Producer state needs no rebuild: the log kept it current
                 // from the batches this replica stored.
@@ -350,7 +379,7 @@ impl Partition {
     /// After a leader append: advances the high watermark (at once when the
     /// ISR is this broker alone). Returns whether it moved.
     pub fn after_leader_append(&self) -> bool {
-        self.state_mut().advance_hw(self.log.log_end_offset())
+        self.state_mut().advance_hw(self.log().log_end_offset())
     }
 
     /// A follower fetched from `fetch_offset` naming `fetch_epoch` (None =
@@ -376,7 +405,7 @@ impl Partition {
             follower,
             follower_broker_epoch,
             Offset(fetch_offset),
-            self.log.log_end_offset(),
+            self.log().log_end_offset(),
             now_ms,
         )
     }
@@ -385,7 +414,7 @@ impl Partition {
     /// them, if any fell behind (and no ISR change is in flight).
     pub fn lagging_isr(&self, now_ms: i64, lag_max_ms: i64) -> Option<Vec<BrokerId>> {
         self.state()
-            .lagging_isr(self.log.log_end_offset(), now_ms, lag_max_ms)
+            .lagging_isr(self.log().log_end_offset(), now_ms, lag_max_ms)
     }
 
     /// Records `isr` as the ISR change in flight (it counts for the high
@@ -399,7 +428,7 @@ impl Partition {
     pub fn isr_change_done(&self, proposal: &IsrProposal) {
         let mut st = self.state_mut();
         st.isr_change_done(proposal);
-        st.advance_hw(self.log.log_end_offset());
+        st.advance_hw(self.log().log_end_offset());
     }
 
     /// The follower's leader and epoch, with whether it has truncated.
@@ -421,13 +450,13 @@ impl Partition {
         if !st.is_current_fetch(leader, epoch) {
             return None;
         }
-        Some(f(&mut st, &self.log))
+        Some(f(&mut st, &self.log()))
     }
 
     /// Starts KIP-279 truncation as follower of `(leader, epoch)`.
     pub fn start_truncation(&self, leader: BrokerId, epoch: LeaderEpoch) -> TruncationStep {
         self.state_mut()
-            .start_truncation(leader, epoch, &LogRef(&self.log))
+            .start_truncation(leader, epoch, &LogRef(&self.log()))
     }
 
     /// Applies an OffsetForLeaderEpoch answer to a request built as follower
@@ -440,7 +469,7 @@ impl Partition {
     ) -> Result<TruncationStep, StorageError> {
         // A cut also takes the log's producer state back to it.
         self.state_mut()
-            .apply_epoch_answer(leader, epoch, answer, &mut LogRef(&self.log))
+            .apply_epoch_answer(leader, epoch, answer, &mut LogRef(&self.log()))
     }
 
     /// The offset below which retention and DeleteRecords may delete: never

@@ -461,9 +461,9 @@ fn fetch_request(
         let fp = FetchPartition::default()
             .with_partition(p.index.get())
             .with_current_leader_epoch(epoch.get())
-            .with_fetch_offset(p.log.log_end_offset().get())
-            .with_last_fetched_epoch(p.log.latest_epoch().map_or(-1, |e| e.get()))
-            .with_log_start_offset(p.log.log_start_offset().get())
+            .with_fetch_offset(p.log().log_end_offset().get())
+            .with_last_fetched_epoch(p.log().latest_epoch().map_or(-1, |e| e.get()))
+            .with_log_start_offset(p.log().log_start_offset().get())
             .with_partition_max_bytes(partition_max as i32);
         match topics.iter_mut().find(|t| t.topic_id == p.topic_id.0) {
             Some(t) => t.partitions.push(fp),

@@ -27,7 +27,7 @@ pub fn enforce(p: &Partition, now: TimestampMs) -> Result<usize, StorageError> {
     }
     let mut deleted = 0;
     loop {
-        let segments = p.log.segments_info();
+        let segments = p.log().segments_info();
         let Some(oldest) = segments.first() else {
             break;
         };
@@ -47,7 +47,7 @@ pub fn enforce(p: &Partition, now: TimestampMs) -> Result<usize, StorageError> {
         if oldest.next_offset > p.deletable_below() {
             break;
         }
-        if p.log.delete_oldest_segment()?.is_none() {
+        if p.log().delete_oldest_segment()?.is_none() {
             break;
         }
         deleted += 1;

@@ -190,15 +190,15 @@ async fn blocking_pass(
 fn flush_pass(broker: &Broker) {
     let now = crate::handlers::produce::now_ms();
     for p in broker.all_partitions() {
-        if p.log.needs_sync() {
-            if let Err(e) = p.log.sync_rolled() {
+        if p.log().needs_sync() {
+            if let Err(e) = p.log().sync_rolled() {
                 tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "syncing rolled segments failed");
             }
         }
         if p.settings().log.flush_ms >= i64::MAX as u64 {
             continue;
         }
-        if let Err(e) = p.log.flush_if_due(now) {
+        if let Err(e) = p.log().flush_if_due(now) {
             tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "periodic flush failed");
         }
     }
@@ -250,7 +250,7 @@ fn retention_pass(broker: &Broker) {
                 topic = %p.topic,
                 partition = p.index.get(),
                 segments = n,
-                log_start_offset = p.log.log_start_offset().get(),
+                log_start_offset = p.log().log_start_offset().get(),
                 "retention deleted segments"
             ),
             Err(e) => {
@@ -288,7 +288,7 @@ fn expire_producers_pass(broker: &Broker) {
         .get_i64("producer.id.expiration.ms")
         .unwrap_or(86_400_000);
     for p in broker.all_partitions() {
-        let n = p.log.expire_producers(now, expiration_ms);
+        let n = p.log().expire_producers(now, expiration_ms);
         if n > 0 {
             tracing::debug!(topic = %p.topic, partition = p.index.get(), producers = n, "expired idle producer ids");
         }
@@ -319,7 +319,7 @@ async fn cleaner_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             }
             let part = p.clone();
             let result = tokio::task::spawn_blocking(move || {
-                part.log
+                part.log()
                     .compact(&settings.compaction, crate::handlers::produce::now_ms())
             })
             .await;

@@ -28,7 +28,11 @@ pub struct BrokerSettings {
     pub advertised_host: String,
     pub advertised_port: u16,
     pub rack: Option<String>,
+    /// The directory of the metadata log (`metadata.log.dir`, default the
+    /// first of `log.dirs`).
     pub data_dir: PathBuf,
+    /// Every log directory (`log.dirs`, else `log.dir`), in configured order.
+    pub log_dirs: Vec<PathBuf>,
     /// `socket.request.max.bytes`: larger frames close the connection.
     pub request_bytes_max: usize,
     /// `message.max.bytes` (topic default of `max.message.bytes`).
@@ -197,11 +201,8 @@ impl BrokerSettings {
                 (h, listen.port())
             }
         };
-        let data_dir = cfg
-            .get("log.dirs")
-            .and_then(|d| d.split(',').next().map(|s| s.trim().to_string()))
-            .or_else(|| cfg.get("log.dir").map(str::to_string))
-            .unwrap_or_else(|| "./samsa-data".to_string());
+        let log_dirs = configured_log_dirs(cfg);
+        let data_dir = metadata_log_dir(cfg);
         let num = |key: &'static str| -> Result<usize, SettingsError> {
             cfg.get_i64(key)
                 .and_then(|v| usize::try_from(v).ok())
@@ -265,7 +266,8 @@ impl BrokerSettings {
             advertised_host: adv_host,
             advertised_port: adv_port,
             rack: cfg.get("broker.rack").map(str::to_string),
-            data_dir: PathBuf::from(data_dir),
+            data_dir,
+            log_dirs,
             request_bytes_max: num("socket.request.max.bytes")?,
             message_bytes_max: num("message.max.bytes")?,
             batch_decompressed_bytes_max: num("batch.decompressed.bytes.max")?,
@@ -282,6 +284,31 @@ impl BrokerSettings {
                 .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
             auto_create_topics: cfg.get_bool("auto.create.topics.enable"),
         })
+    }
+}
+
+/// The log directories of `cfg`: `log.dirs` (comma-separated, blanks and
+/// repeats dropped), else `log.dir`, else `./samsa-data`.
+pub fn configured_log_dirs(cfg: &StaticConfig) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for d in cfg.get("log.dirs").unwrap_or("").split(',') {
+        let d = PathBuf::from(d.trim());
+        if !d.as_os_str().is_empty() && !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    if dirs.is_empty() {
+        dirs.push(PathBuf::from(cfg.get("log.dir").unwrap_or("./samsa-data")));
+    }
+    dirs
+}
+
+/// The metadata log's directory: `metadata.log.dir`, else the first log
+/// directory (Kafka's rule).
+pub fn metadata_log_dir(cfg: &StaticConfig) -> PathBuf {
+    match cfg.get("metadata.log.dir").map(str::trim) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => configured_log_dirs(cfg).swap_remove(0),
     }
 }
 
@@ -313,6 +340,10 @@ mod tests {
             ("localhost", 29092)
         );
         assert_eq!(s.data_dir, PathBuf::from("/tmp/a"));
+        assert_eq!(
+            s.log_dirs,
+            vec![PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]
+        );
         assert_eq!(s.listeners.len(), 1);
         assert_eq!(s.listeners[0].name, "PLAINTEXT");
 

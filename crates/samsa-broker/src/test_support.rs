@@ -40,7 +40,10 @@ pub(crate) fn broker_over(
         })
         .expect("registration");
     let settings = BrokerSettings::from_config(&cfg).expect("settings");
-    let broker = Broker::new(settings, cfg, controller, None);
+    let log_dirs =
+        crate::log_dirs::LogDirs::open(&settings.log_dirs, &settings.data_dir, settings.node_id)
+            .expect("log dirs");
+    let broker = Broker::new(settings, cfg, controller, None, log_dirs);
     broker
         .broker_epoch
         .store(epoch, std::sync::atomic::Ordering::Relaxed);

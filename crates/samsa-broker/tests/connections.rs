@@ -192,7 +192,11 @@ fn a_failed_acks0_produce_closes_the_connection_a_good_one_does_not() {
         assert_eq!(correlation(&next), Some(2), "{next:?}");
         let t = s.broker.image().topic("t").expect("topic").id;
         let part = s.broker.partition(t, 0).expect("partition");
-        assert_eq!(part.log.log_end_offset().get(), 1, "the record was stored");
+        assert_eq!(
+            part.log().log_end_offset().get(),
+            1,
+            "the record was stored"
+        );
 
         // acks=0 to a partition that does not exist: Kafka closes the
         // connection, so the producer notices and refreshes its metadata.
@@ -200,7 +204,7 @@ fn a_failed_acks0_produce_closes_the_connection_a_good_one_does_not() {
         conn.write_all(&bad).await.expect("write");
         let next = exchange(&mut conn, &api_versions(4)).await;
         assert!(matches!(next, Answer::Closed), "{next:?}");
-        assert_eq!(part.log.log_end_offset().get(), 1);
+        assert_eq!(part.log().log_end_offset().get(), 1);
 
         // The same with the connection's other requests pipelined behind it.
         let mut conn = TcpStream::connect(s.addr).await.expect("connect");

@@ -82,7 +82,7 @@ fn retries_are_deduplicated_across_restarts() {
     let image = broker.image();
     let part = broker.partition(image.topic("t").unwrap().id, 0).unwrap();
     assert_eq!(
-        part.log.log_end_offset().get(),
+        part.log().log_end_offset().get(),
         5,
         "no duplicate was stored"
     );
@@ -140,21 +140,25 @@ fn a_retry_whose_original_sits_in_an_older_segment_is_a_duplicate_after_a_crash(
         let part = broker
             .partition(broker.image().topic("t").unwrap().id, 0)
             .unwrap();
-        assert!(part.log.segments_info().len() >= 3, "segments rolled");
+        assert!(part.log().segments_info().len() >= 3, "segments rolled");
         // Dropped without shutdown: no clean-shutdown marker, as after kill -9.
     }
     let broker = open(dir.path());
     let part = broker
         .partition(broker.image().topic("t").unwrap().id, 0)
         .unwrap();
-    let end = part.log.log_end_offset().get();
+    let end = part.log().log_end_offset().get();
     assert_eq!(end, 3003);
     assert_eq!(
         send(&broker, batch(0, 3)),
         (0, 0),
         "the retry is answered with the original offset"
     );
-    assert_eq!(part.log.log_end_offset().get(), end, "nothing stored twice");
+    assert_eq!(
+        part.log().log_end_offset().get(),
+        end,
+        "nothing stored twice"
+    );
     // The producer continues where it left off; a gap is still refused.
     assert_eq!(send(&broker, batch(3, 1)), (0, end));
     assert_eq!(send(&broker, batch(9, 1)).0, 45);

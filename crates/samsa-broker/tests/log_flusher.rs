@@ -41,13 +41,13 @@ fn the_serving_broker_syncs_rolled_segments_in_the_background() {
             b.push(NewRecord::new(TimestampMs(1), None, Some(&value)));
         }
         let mut bytes = b.build().unwrap();
-        part.log
+        part.log()
             .append(&mut bytes, LeaderEpoch(0), TimestampMs(1))
             .unwrap();
     }
-    assert!(part.log.segments_info().len() >= 5, "segments rolled");
+    assert!(part.log().segments_info().len() >= 5, "segments rolled");
     assert!(
-        part.log.needs_sync(),
+        part.log().needs_sync(),
         "nothing syncs them without the flusher"
     );
 
@@ -61,11 +61,11 @@ fn the_serving_broker_syncs_rolled_segments_in_the_background() {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while part.log.needs_sync() && Instant::now() < deadline {
+    while part.log().needs_sync() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        !part.log.needs_sync(),
+        !part.log().needs_sync(),
         "rolled segments still unsynced after 10 s of serving"
     );
     stop.send(true).unwrap();

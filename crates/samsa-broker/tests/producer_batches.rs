@@ -149,7 +149,7 @@ fn a_starved_sender_still_sends_batches_within_the_batch_size() {
     assert_all_delivered(&results);
     let t = served.broker.image().topic("starved").expect("topic").id;
     let part = served.broker.partition(t, 0).expect("partition");
-    assert_eq!(part.log.log_end_offset().get(), 20_000);
+    assert_eq!(part.log().log_end_offset().get(), 20_000);
 }
 
 #[test]

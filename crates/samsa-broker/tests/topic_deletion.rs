@@ -26,7 +26,7 @@ fn fill(broker: &Broker, name: &str, n: usize) {
         b.push(NewRecord::new(TimestampMs(1), None, Some(&value)));
     }
     let mut bytes = b.build().unwrap();
-    part.log
+    part.log()
         .append(&mut bytes, LeaderEpoch(0), TimestampMs(1))
         .unwrap();
 }
@@ -71,7 +71,7 @@ fn deleted_topic_frees_its_name_at_once_and_its_directories_soon_after() {
     create(&broker, "t", 1);
     let image = broker.image();
     let part = broker.partition(image.topic("t").unwrap().id, 0).unwrap();
-    assert_eq!(part.log.log_end_offset().get(), 0);
+    assert_eq!(part.log().log_end_offset().get(), 0);
     // The renamed directories are removed in the background.
     let left = wait_gone(dir.path(), |n| n.ends_with(DELETE_SUFFIX));
     assert!(left.is_empty(), "still on disk after 10 s: {left:?}");
@@ -169,6 +169,7 @@ fn a_second_broker_on_the_same_data_directory_refuses_to_start() {
     let cfg = Arc::new(StaticConfig::default());
     let mut settings = BrokerSettings::from_config(&cfg).unwrap();
     settings.data_dir = dir.path().to_path_buf();
+    settings.log_dirs = vec![dir.path().to_path_buf()];
     let err = match Broker::open(settings, cfg) {
         Ok(_) => panic!("a second broker opened the same data directory"),
         Err(e) => e.to_string(),

@@ -316,8 +316,10 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("controller.quorum.voters", List, None, Validator::Any, [], "Controller quorum voters, id@host:port."),
     def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Validator::Range(10, 600_000), [], "Without a leader for this long (randomized up to twice as long) a voter starts an election."),
     def!("broker.rack", String, None, Validator::Any, [], "Rack of this broker."),
-    def!("log.dirs", List, None, Validator::Any, [], "Data directory; samsa uses the first one."),
+    def!("log.dirs", List, None, Validator::Any, [], "Log directories (JBOD): each holds partition replicas; new replicas go to the one with the fewest partitions."),
     def!("log.dir", String, Some("./samsa-data"), Validator::Any, [], "Data directory when log.dirs is unset."),
+    def!("metadata.log.dir", String, None, Validator::Any, [], "Directory of the metadata log; default: the first of log.dirs."),
+    def!("cordoned.log.dirs", List, None, Validator::Any, [], "Log directories that receive no new replicas (KIP-1066); existing replicas stay. `*` cordons every directory."),
     def!("num.partitions", Int, Some("1"), Validator::Range(1, i32::MAX as i64), [], "Partitions of auto-created topics and of CreateTopics with -1."),
     def!("default.replication.factor", Int, Some("1"), Validator::Range(1, i16::MAX as i64), [], "Replication factor of auto-created topics."),
     def!("auto.create.topics.enable", Boolean, Some("true"), Validator::Any, [], "Create topics on Metadata/Produce for unknown topics."),
@@ -515,6 +517,7 @@ pub struct StaticConfig {
 /// defaults of topic configs, as in Kafka's dynamic "log" configs.
 pub fn is_dynamic_broker_key(key: &str) -> bool {
     key == "message.max.bytes"
+        || key == "cordoned.log.dirs"
         || TOPIC_CONFIGS
             .iter()
             .any(|d| d.synonyms.iter().any(|s| s.name == key))

@@ -351,6 +351,13 @@ static APIS: &[Api] = &[
     api(ApiKey::CreatePartitions, 0, 3, Some(2), &CREATE_PARTITIONS),
     api(ApiKey::DescribeCluster, 0, 2, Some(0), &DESCRIBE_CLUSTER),
     api(ApiKey::DescribeLogDirs, 1, 4, Some(2), &DESCRIBE_LOG_DIRS),
+    api(
+        ApiKey::AlterReplicaLogDirs,
+        1,
+        2,
+        Some(2),
+        &ALTER_REPLICA_LOG_DIRS,
+    ),
     api(ApiKey::InitProducerId, 0, 5, Some(2), &INIT_PRODUCER_ID),
     api(ApiKey::FindCoordinator, 0, 6, Some(3), &FIND_COORDINATOR),
     api(ApiKey::JoinGroup, 0, 9, Some(6), &JOIN_GROUP),
@@ -798,6 +805,12 @@ const ELECT_LEADERS_TOPIC: Schema = schema(&[f("topic", STR), f("partitions", I3
 // DescribeLogDirs (35): a nullable array of {topic, partitions}, the shape of
 // ElectLeaders' topic_partitions.
 const DESCRIBE_LOG_DIRS: Schema = schema(&[f("topics", nullable_array(&ELECT_LEADERS_TOPIC))]);
+
+// AlterReplicaLogDirs (34): per directory its path and {topic, partitions}
+// (the shape of ElectLeaders' topic_partitions).
+const ALTER_REPLICA_LOG_DIRS: Schema = schema(&[f("dirs", array(&ALTER_REPLICA_LOG_DIR))]);
+const ALTER_REPLICA_LOG_DIR: Schema =
+    schema(&[f("path", STR), f("topics", array(&ELECT_LEADERS_TOPIC))]);
 
 // AlterPartitionReassignments (45). v1 (Kafka 4.1, KIP-860) adds
 // allow_replication_factor_change after timeout_ms.

@@ -32,6 +32,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeCluster, 0, 2),
     // Kafka 4.0 removed v0 (KIP-896).
     api(ApiKey::DescribeLogDirs, 1, 4),
+    // Kafka 4.0 removed v0 (KIP-896).
+    api(ApiKey::AlterReplicaLogDirs, 1, 2),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),

@@ -136,22 +136,14 @@ const RUNTIME_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1)
 /// while it leads the quorum it is the active controller (fences brokers that
 /// stop heartbeating and moves their leaderships).
 async fn controller_only(cluster: ClusterSettings, cfg: &Arc<StaticConfig>) -> anyhow::Result<()> {
-    let data_dir = cfg
-        .get("log.dirs")
-        .and_then(|d| d.split(',').next().map(|s| s.trim().to_string()))
-        .or_else(|| cfg.get("log.dir").map(str::to_string))
-        .unwrap_or_else(|| "./samsa-data".to_string());
+    let data_dir = samsa_broker::settings::metadata_log_dir(cfg);
     let node_id = cluster.node_id;
-    let _lock = samsa_broker::data_dir::DataDirLock::acquire(std::path::Path::new(&data_dir))?;
+    let _lock = samsa_broker::data_dir::DataDirLock::acquire(&data_dir)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let node = samsa_broker::cluster::ControllerNode::start(
-        cluster,
-        std::path::Path::new(&data_dir),
-        cfg.clone(),
-        stop_rx,
-    )
-    .await
-    .context("starting the metadata quorum")?;
+    let node =
+        samsa_broker::cluster::ControllerNode::start(cluster, &data_dir, cfg.clone(), stop_rx)
+            .await
+            .context("starting the metadata quorum")?;
     tracing::info!(node_id, listen = ?node.local_addr(), "samsa controller is serving");
     wait_for_signal().await?;
     let _ = stop_tx.send(true);

@@ -46,12 +46,12 @@ pub(super) fn replay_partition(
     partition: u32,
 ) -> Result<u64, ReplayFailed> {
     let part = offsets_partition(broker, partition).ok_or(ReplayFailed::NotHosted(partition))?;
-    let end = part.log.log_end_offset();
-    let mut offset = part.log.log_start_offset();
+    let end = part.log().log_end_offset();
+    let mut offset = part.log().log_start_offset();
     let mut replayed = 0u64;
     while offset < end {
         let read = part
-            .log
+            .log()
             .read(offset, REPLAY_READ_BYTES_MAX, end, true)
             .map_err(|e| ReplayFailed::Read(partition, e))?;
         if read.bytes.is_empty() {
@@ -181,7 +181,7 @@ pub(super) fn append(
         .ok()
         .filter(|l| l.epoch() == epoch)
         .ok_or(AppendError::NoPartition(partition))?;
-    let info = part.log.append(&mut bytes, leadership.epoch(), now)?;
+    let info = part.log().append(&mut bytes, leadership.epoch(), now)?;
     drop(leadership);
     if part.after_leader_append() {
         broker.notify_hw(&part);

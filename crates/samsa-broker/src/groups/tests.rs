@@ -244,7 +244,7 @@ async fn a_commit_is_visible_only_once_replicated() {
     let committing = tokio::spawn(async move { commit(&b, &g, 42).await });
     let part = log::offsets_partition(&broker, 0).unwrap();
     until("the commit's append", || {
-        part.log.log_end_offset().get() > 0
+        part.log().log_end_offset().get() > 0
     })
     .await;
     assert_eq!(
@@ -254,7 +254,7 @@ async fn a_commit_is_visible_only_once_replicated() {
     );
     assert!(!committing.is_finished(), "answered before replication");
 
-    let end = part.log.log_end_offset().get();
+    let end = part.log().log_end_offset().get();
     part.follower_fetched(follower, -1, None, end, now_ms().get())
         .unwrap();
     broker.notify_hw(&part);

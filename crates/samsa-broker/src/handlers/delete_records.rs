@@ -44,7 +44,7 @@ pub fn handle(
                     if target.get() < 0 || target > hw {
                         return r.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
-                    let deleted = part.log.delete_records_before(target);
+                    let deleted = part.log().delete_records_before(target);
                     drop(state);
                     match deleted {
                         Ok(low) => r.with_low_watermark(low.get()),

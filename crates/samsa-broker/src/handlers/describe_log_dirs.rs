@@ -1,7 +1,7 @@
 //! DescribeLogDirs (`kafka-log-dirs.sh --describe`, AdminClient
-//! `describeLogDirs`): this broker's log directory, the bytes of every
-//! partition replica it holds there, and (v4) the directory's filesystem size
-//! and free space.
+//! `describeLogDirs`): each of this broker's log directories with the bytes
+//! of every partition replica it holds there, and (v4) the directory's
+//! filesystem size and free space.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -31,7 +31,10 @@ pub fn handle(
         }
         wanted
     });
-    let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+    let dirs = broker.log_dirs.dirs();
+    // Per log directory, its partitions by topic name.
+    let mut by_dir: Vec<BTreeMap<String, Vec<DescribeLogDirsPartition>>> =
+        dirs.iter().map(|_| BTreeMap::new()).collect();
     for p in broker.all_partitions() {
         let index = p.index.get();
         if let Some(w) = &wanted {
@@ -42,38 +45,71 @@ pub fn handle(
                 continue;
             }
         }
+        let Some(slot) = broker
+            .log_dirs
+            .log_dir_of((p.topic_id, index))
+            .and_then(|d| broker.log_dirs.index_of(&d.path))
+            .and_then(|i| by_dir.get_mut(i))
+        else {
+            continue;
+        };
         // Kafka's offset lag of a current (not future) replica: how far its
         // log end is below the high watermark.
         let lag = p
             .high_watermark()
             .get()
-            .saturating_sub(p.log.log_end_offset().get())
+            .saturating_sub(p.log().log_end_offset().get())
             .max(0);
-        topics.entry(p.topic.clone()).or_default().push(
+        slot.entry(p.topic.clone()).or_default().push(
             DescribeLogDirsPartition::default()
                 .with_partition_index(index)
-                .with_partition_size(i64::try_from(p.log.size_bytes()).unwrap_or(i64::MAX))
+                .with_partition_size(i64::try_from(p.log().size_bytes()).unwrap_or(i64::MAX))
                 .with_offset_lag(lag)
                 .with_is_future_key(false),
         );
+        // A move in progress: the future replica in its target directory,
+        // its lag being how far it is behind the current log's end.
+        if let Some(f) = broker.moves.future_of((p.topic_id, index)) {
+            if let Some(slot) = by_dir.get_mut(f.target) {
+                slot.entry(p.topic.clone()).or_default().push(
+                    DescribeLogDirsPartition::default()
+                        .with_partition_index(index)
+                        .with_partition_size(i64::try_from(f.size_bytes).unwrap_or(i64::MAX))
+                        .with_offset_lag(
+                            p.log()
+                                .log_end_offset()
+                                .get()
+                                .saturating_sub(f.log_end.get())
+                                .max(0),
+                        )
+                        .with_is_future_key(true),
+                );
+            }
+        }
     }
-    let topics = topics
-        .into_iter()
-        .map(|(name, mut partitions)| {
-            partitions.sort_by_key(|p| p.partition_index);
-            DescribeLogDirsTopic::default()
-                .with_name(TopicName(s(name)))
-                .with_partitions(partitions)
+    let results = dirs
+        .iter()
+        .zip(by_dir)
+        .map(|(dir, topics)| {
+            let topics = topics
+                .into_iter()
+                .map(|(name, mut partitions)| {
+                    partitions.sort_by_key(|p| p.partition_index);
+                    DescribeLogDirsTopic::default()
+                        .with_name(TopicName(s(name)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            let shown = std::path::absolute(&dir.path).unwrap_or_else(|_| dir.path.clone());
+            let mut result = DescribeLogDirsResult::default()
+                .with_log_dir(s(shown.display().to_string()))
+                .with_topics(topics);
+            if version >= 4 {
+                let (total, usable) = crate::disk::filesystem_bytes(&dir.path).unwrap_or((-1, -1));
+                result = result.with_total_bytes(total).with_usable_bytes(usable);
+            }
+            result
         })
         .collect();
-    let dir = &broker.settings.data_dir;
-    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-    let mut result = DescribeLogDirsResult::default()
-        .with_log_dir(s(shown.display().to_string()))
-        .with_topics(topics);
-    if version >= 4 {
-        let (total, usable) = crate::disk::filesystem_bytes(dir).unwrap_or((-1, -1));
-        result = result.with_total_bytes(total).with_usable_bytes(usable);
-    }
-    DescribeLogDirsResponse::default().with_results(vec![result])
+    DescribeLogDirsResponse::default().with_results(results)
 }

@@ -417,10 +417,10 @@ fn read_one(
         return error(code);
     }
     let hw = part.high_watermark();
-    let log_start = part.log.log_start_offset();
+    let log_start = part.log().log_start_offset();
     // Followers read up to the log end; consumers up to the high watermark.
     let upper = if replica_id >= 0 {
-        part.log.log_end_offset()
+        part.log().log_end_offset()
     } else {
         hw
     };
@@ -431,7 +431,7 @@ fn read_one(
         .with_aborted_transactions(read_committed.then(Vec::new));
     let limit = (params.partition_max_bytes.max(0) as usize).min(remaining);
     match part
-        .log
+        .log()
         .read_slices(Offset(params.fetch_offset), limit, upper, first_with_data)
     {
         Ok(found) => PartResult {

@@ -55,14 +55,14 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                     let found = match p.timestamp {
                         LATEST => Ok(Some((-1, part.high_watermark().get()))),
                         EARLIEST | EARLIEST_LOCAL => {
-                            Ok(Some((-1, part.log.log_start_offset().get())))
+                            Ok(Some((-1, part.log().log_start_offset().get())))
                         }
                         MAX_TIMESTAMP => part
-                            .log
+                            .log()
                             .max_timestamp()
                             .map(|m| m.map(|(ts, off)| (ts.get(), off.get()))),
                         ts if ts >= 0 => part
-                            .log
+                            .log()
                             .offset_for_timestamp(TimestampMs(ts))
                             .map(|m| m.map(|(off, ts)| (ts.get(), off.get()))),
                         _ => {

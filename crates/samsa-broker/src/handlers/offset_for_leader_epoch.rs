@@ -36,7 +36,7 @@ pub fn handle(
                     if let Err(code) = crate::errors::check_leader(&part, p.current_leader_epoch) {
                         return r.with_error_code(code.code());
                     }
-                    let (found, end) = part.log.end_offset_for_epoch(LeaderEpoch(p.leader_epoch));
+                    let (found, end) = part.log().end_offset_for_epoch(LeaderEpoch(p.leader_epoch));
                     r.with_leader_epoch(found.get()).with_end_offset(end.get())
                 })
                 .collect();

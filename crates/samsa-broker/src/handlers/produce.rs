@@ -356,9 +356,9 @@ fn append(
         let mut buf = BytesMut::from(records);
         batch::set_log_append_time(&mut buf, now)
             .map_err(|e| Refused::from((batch_error(&e), e.to_string())))?;
-        part.log.append(&mut buf, epoch, now)
+        part.log().append(&mut buf, epoch, now)
     } else {
-        part.log.append_unmodified(records, epoch, now)
+        part.log().append_unmodified(records, epoch, now)
     };
     let info = appended.map_err(|e| Refused::from((storage_error(&e), e.to_string())))?;
     drop(leadership);

@@ -111,7 +111,7 @@ fn produce_v13_names_topics_by_id() {
     assert_eq!(t.partition_responses[0].error_code, 0);
     assert_eq!(t.partition_responses[0].base_offset, 0);
     let part = broker.partition(topic.id, 0).expect("partition");
-    assert_eq!(part.log.log_end_offset().get(), 3);
+    assert_eq!(part.log().log_end_offset().get(), 3);
 
     let unknown = TopicProduceData::default()
         .with_topic_id(uuid::Uuid::from_u128(7))

@@ -62,7 +62,7 @@ fn batch(records: usize, timestamp: i64) -> Vec<u8> {
 fn produce(p: &Partition, records: usize, timestamp: i64) -> Offset {
     let guard = p.lock_for_append(1, 1).unwrap();
     let info = p
-        .log
+        .log()
         .append_unmodified(
             &batch(records, timestamp),
             guard.epoch(),
@@ -92,7 +92,7 @@ fn a_role_change_waits_for_an_append_in_progress() {
             !demote.is_finished(),
             "the role changed while an append held the partition lock"
         );
-        p.log
+        p.log()
             .append_unmodified(&batch(1, 1_000), guard.epoch(), TimestampMs(1_000))
             .unwrap();
         drop(guard);
@@ -101,7 +101,7 @@ fn a_role_change_waits_for_an_append_in_progress() {
     // The batch is stamped with epoch 5, so truncation against the new
     // leader (epoch 6) sees it as divergent.
     assert_eq!(
-        p.log.epoch_entries(),
+        p.log().epoch_entries(),
         vec![(LeaderEpoch(5), Offset(0))],
         "the former leader's batch must carry its own epoch, not the new one"
     );
@@ -145,7 +145,7 @@ fn late_fetcher_responses_are_dropped_after_an_epoch_change() {
         .unwrap();
     assert_eq!(step, TruncationStep::Stale);
     assert_eq!(
-        p.log.log_end_offset(),
+        p.log().log_end_offset(),
         Offset(8),
         "acknowledged records were cut"
     );
@@ -231,18 +231,18 @@ fn retention_never_deletes_at_or_above_the_high_watermark() {
     for _ in 0..10 {
         produce(&p, 10, 1_000);
     }
-    assert!(p.log.segments_info().len() > 3);
+    assert!(p.log().segments_info().len() > 3);
     let now = TimestampMs(86_400_000);
     crate::retention::enforce(&p, now).unwrap();
     assert!(
-        p.log.log_start_offset() <= Offset(20),
+        p.log().log_start_offset() <= Offset(20),
         "retention deleted records above the high watermark (log start {})",
-        p.log.log_start_offset()
+        p.log().log_start_offset()
     );
     // Once replicated, they expire as usual.
     p.follower_fetched(OTHER, -1, None, 120, 0).unwrap();
     crate::retention::enforce(&p, now).unwrap();
-    assert_eq!(p.log.log_start_offset(), Offset(120));
+    assert_eq!(p.log().log_start_offset(), Offset(120));
 }
 
 /// KIP-903: the ISR addition names the broker epoch the follower fetched
