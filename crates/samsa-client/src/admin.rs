@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::{
-    alter_configs_request, alter_partition_reassignments_request, create_partitions_request,
-    create_topics_request, delete_records_request, delete_topics_request, describe_configs_request,
-    elect_leaders_request, incremental_alter_configs_request, list_offsets_request,
-    list_partition_reassignments_request, offset_commit_request, offset_fetch_request,
-    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, BrokerId,
+    alter_configs_request, alter_partition_reassignments_request, alter_replica_log_dirs_request,
+    create_partitions_request, create_topics_request, delete_records_request,
+    delete_topics_request, describe_configs_request, elect_leaders_request,
+    incremental_alter_configs_request, list_offsets_request, list_partition_reassignments_request,
+    offset_commit_request, offset_fetch_request, AlterConfigsRequest,
+    AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest, ApiKey, BrokerId,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
     ElectLeadersRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
@@ -859,6 +860,54 @@ impl Admin {
                 );
             }
             self.client.invalidate_topic(&topic);
+        }
+        Ok(out)
+    }
+
+    /// AlterReplicaLogDirs (v2) to broker `broker`: move its replica of each
+    /// `(topic, partition)` to the log directory named with it. Returns each
+    /// partition's outcome (REPLICA_NOT_AVAILABLE: the broker does not hold
+    /// the replica yet and creates it in that directory when it does).
+    pub async fn alter_replica_log_dirs(
+        &self,
+        broker: i32,
+        moves: Vec<(String, i32, String)>,
+    ) -> Result<PartitionResults, ClientError> {
+        let mut dirs: Vec<alter_replica_log_dirs_request::AlterReplicaLogDir> = Vec::new();
+        let mut by_dir: BTreeMap<String, Vec<(String, i32, ())>> = BTreeMap::new();
+        for (t, p, d) in moves {
+            by_dir.entry(d).or_default().push((t, p, ()));
+        }
+        for (dir, tps) in by_dir {
+            dirs.push(
+                alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(sb(&dir))
+                    .with_topics(
+                        by_topic(tps)
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                                    .with_name(topic_name(&t))
+                                    .with_partitions(ps.into_iter().map(|(p, ())| p).collect())
+                            })
+                            .collect(),
+                    ),
+            );
+        }
+        let req = AlterReplicaLogDirsRequest::default().with_dirs(dirs);
+        let (resp, _) = self
+            .client
+            .send_to(broker, ApiKey::AlterReplicaLogDirs, |_| req.clone())
+            .await?;
+        let mut out = BTreeMap::new();
+        for t in &resp.results {
+            let topic = t.topic_name.0.to_string();
+            for p in &t.partitions {
+                out.insert(
+                    (topic.clone(), p.partition_index),
+                    partition_result(&topic, p.partition_index, p.error_code, None),
+                );
+            }
         }
         Ok(out)
     }

@@ -266,6 +266,10 @@ static REASSIGN_PARTITION: Schema = s(&[f(I32), f(I16), f(Str)]);
 static REASSIGN_TOPIC: Schema = s(&[f(Str), f(arr(&REASSIGN_PARTITION))]);
 static ALTER_REASSIGNMENTS: Schema = s(&[f(I32), f(I16), f(Str), f(arr(&REASSIGN_TOPIC))]);
 
+static LOG_DIR_PARTITION: Schema = s(&[f(I32), f(I16)]);
+static LOG_DIR_TOPIC: Schema = s(&[f(Str), f(arr(&LOG_DIR_PARTITION))]);
+static ALTER_REPLICA_LOG_DIRS: Schema = s(&[f(I32), f(arr(&LOG_DIR_TOPIC))]);
+
 static ONGOING_PARTITION: Schema = s(&[f(I32), f(I32s), f(I32s), f(I32s)]);
 static ONGOING_TOPIC: Schema = s(&[f(Str), f(arr(&ONGOING_PARTITION))]);
 static LIST_REASSIGNMENTS: Schema = s(&[f(I32), f(I16), f(Str), f(arr(&ONGOING_TOPIC))]);
@@ -414,6 +418,13 @@ static APIS: &[Api] = &[
         &OFFSET_FOR_LEADER_EPOCH,
     ),
     api(ApiKey::ElectLeaders, 2, 2, 2, &ELECT_LEADERS),
+    api(
+        ApiKey::AlterReplicaLogDirs,
+        2,
+        2,
+        2,
+        &ALTER_REPLICA_LOG_DIRS,
+    ),
     api(
         ApiKey::AlterPartitionReassignments,
         0,

@@ -98,7 +98,7 @@ pub fn parse_reassignment(doc: &serde_json::Value) -> anyhow::Result<(Vec<Move>,
         anyhow::bail!("Partition reassignment list cannot be empty.");
     }
     let mut moves = Vec::with_capacity(parts.len());
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     let mut seen = BTreeSet::new();
     let mut dups = Vec::new();
     for (i, p) in parts.iter().enumerate() {
@@ -139,10 +139,11 @@ pub fn parse_reassignment(doc: &serde_json::Value) -> anyhow::Result<(Vec<Move>,
                     dirs.len()
                 );
             }
-            if dirs.iter().any(|d| d.as_str() != Some("any")) {
-                warnings.push(format!(
-                    "{name}: log_dirs other than \"any\" are ignored (each broker picks the directory)"
-                ));
+            if let Some(d) = dirs
+                .iter()
+                .find(|d| d.as_str().is_none_or(|s| s.is_empty()))
+            {
+                anyhow::bail!("{name}: log dir {d} is not a directory path or \"any\"");
             }
         }
         let tp = (topic.to_string(), partition);
@@ -162,6 +163,99 @@ pub fn parse_reassignment(doc: &serde_json::Value) -> anyhow::Result<(Vec<Move>,
         );
     }
     Ok((moves, warnings))
+}
+
+/// One replica's requested log directory (a `log_dirs` entry other than
+/// "any"): the broker holding the replica moves it there
+/// (AlterReplicaLogDirs), as Kafka's tool asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaDir {
+    pub topic: String,
+    pub partition: i32,
+    pub broker: i32,
+    pub dir: String,
+}
+
+/// The `log_dirs` entries other than "any" of a reassignment JSON that
+/// [`parse_reassignment`] accepted, paired with their replicas.
+pub fn parse_log_dirs(doc: &serde_json::Value) -> Vec<ReplicaDir> {
+    let mut out = Vec::new();
+    let parts = doc.get("partitions").and_then(|p| p.as_array());
+    for p in parts.into_iter().flatten() {
+        let (Some(topic), Some(partition), Some(replicas), Some(dirs)) = (
+            p.get("topic").and_then(|t| t.as_str()),
+            p.get("partition")
+                .and_then(|n| n.as_i64())
+                .and_then(|n| i32::try_from(n).ok()),
+            p.get("replicas").and_then(|r| r.as_array()),
+            p.get("log_dirs").and_then(|d| d.as_array()),
+        ) else {
+            continue;
+        };
+        for (broker, dir) in replicas.iter().zip(dirs) {
+            let (Some(broker), Some(dir)) = (
+                broker.as_i64().and_then(|b| i32::try_from(b).ok()),
+                dir.as_str(),
+            ) else {
+                continue;
+            };
+            if dir != "any" {
+                out.push(ReplicaDir {
+                    topic: topic.to_string(),
+                    partition,
+                    broker,
+                    dir: dir.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Sends each broker its replicas' log directory moves; returns the
+/// replicas whose move started (or that the broker will create in that
+/// directory) and those refused.
+async fn move_log_dirs(
+    admin: &Admin,
+    dirs: &[ReplicaDir],
+) -> (Vec<ReplicaDir>, Vec<(ReplicaDir, ClientError)>) {
+    let mut by_broker: BTreeMap<i32, Vec<&ReplicaDir>> = BTreeMap::new();
+    for d in dirs {
+        by_broker.entry(d.broker).or_default().push(d);
+    }
+    let (mut started, mut failed) = (Vec::new(), Vec::new());
+    for (broker, ds) in by_broker {
+        let req = ds
+            .iter()
+            .map(|d| (d.topic.clone(), d.partition, d.dir.clone()))
+            .collect();
+        match admin.alter_replica_log_dirs(broker, req).await {
+            Err(e) => failed.extend(ds.into_iter().map(|d| (d.clone(), e.duplicate()))),
+            Ok(results) => {
+                for d in ds {
+                    match results.get(&(d.topic.clone(), d.partition)) {
+                        Some(Ok(())) => started.push(d.clone()),
+                        // Not on that broker yet: it creates the replica in
+                        // that directory once the reassignment adds it.
+                        Some(Err(e)) if e.code() == Some(9) => started.push(d.clone()),
+                        Some(Err(e)) => failed.push((d.clone(), e.duplicate())),
+                        None => failed.push((
+                            d.clone(),
+                            ClientError::Invalid(
+                                "the broker did not answer for this replica".into(),
+                            ),
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    (started, failed)
+}
+
+/// Kafka's name of a replica: `<topic>-<partition>-<broker>`.
+fn replica_name(d: &ReplicaDir) -> String {
+    format!("{}-{}-{}", d.topic, d.partition, d.broker)
 }
 
 /// Kafka's reassignment JSON, with the fields in Kafka's order.
@@ -266,7 +360,7 @@ pub async fn run(args: ReassignArgs) -> anyhow::Result<()> {
     let conn = args.conn.clone();
     let client = conn.connect().await?;
     let admin = Admin::new(client);
-    let file = || -> anyhow::Result<Vec<Move>> {
+    let file = || -> anyhow::Result<(Vec<Move>, Vec<ReplicaDir>)> {
         let path = args.reassignment_json_file.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
                 "this mode needs --reassignment-json-file FILE (Kafka's reassignment JSON)"
@@ -278,14 +372,15 @@ pub async fn run(args: ReassignArgs) -> anyhow::Result<()> {
         for w in warnings {
             eprintln!("Warning: {w}");
         }
-        Ok(moves)
+        Ok((moves, parse_log_dirs(&doc)))
     };
     if args.execute {
-        execute(&conn, &admin, file()?, args.additional).await
+        let (moves, dirs) = file()?;
+        execute(&conn, &admin, moves, &dirs, args.additional).await
     } else if args.verify {
-        verify(&conn, &admin, file()?).await
+        verify(&conn, &admin, file()?.0).await
     } else if args.cancel {
-        cancel(&conn, &admin, file()?).await
+        cancel(&conn, &admin, file()?.0).await
     } else if args.list {
         list(&conn, &admin).await
     } else {
@@ -391,6 +486,7 @@ async fn execute(
     conn: &ConnArgs,
     admin: &Admin,
     moves: Vec<Move>,
+    dirs: &[ReplicaDir],
     additional: bool,
 ) -> anyhow::Result<()> {
     let topics = topics_of(admin, &moves).await?;
@@ -440,6 +536,9 @@ async fn execute(
             );
         }
     }
+    // Log directories first, as Kafka's tool does: a replica the broker
+    // does not hold yet is created in the directory asked for.
+    let (dirs_started, dirs_failed) = move_log_dirs(admin, dirs).await;
     let results = admin
         .alter_partition_reassignments(
             moves
@@ -466,6 +565,11 @@ async fn execute(
             "current": moves_value(&current),
             "started": tps_json(&started),
             "failed": failed.iter().map(|(tp, e)| error_json(tp, e)).collect::<Vec<_>>(),
+            "log_dir_moves_started": dirs_started.iter().map(replica_name).collect::<Vec<_>>(),
+            "log_dir_moves_failed": dirs_failed
+                .iter()
+                .map(|(d, e)| json!({"replica": replica_name(d), "dir": d.dir, "error": bare_error(e)}))
+                .collect::<Vec<_>>(),
         }));
     } else {
         println!("Current partition replica assignment\n");
@@ -485,6 +589,28 @@ async fn execute(
                 bare_error(e)
             );
         }
+        if !dirs_started.is_empty() {
+            let names: Vec<String> = dirs_started.iter().map(replica_name).collect();
+            println!(
+                "Successfully started log directory move{} for: {}",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(",")
+            );
+        }
+        for (d, e) in &dirs_failed {
+            println!(
+                "Error moving replica {} to log directory {}: {}",
+                replica_name(d),
+                d.dir,
+                bare_error(e)
+            );
+        }
+    }
+    if !dirs_failed.is_empty() {
+        anyhow::bail!(
+            "{} log directory move(s) could not be started",
+            dirs_failed.len()
+        );
     }
     failure("partition reassignment(s) could not be started", &failed)
 }
@@ -805,10 +931,19 @@ mod tests {
                 .contains("\"partition\"")
         );
         assert!(bad(serde_json::json!({"topics": []})).contains("\"partitions\""));
-        let (_, warnings) = parse_reassignment(&serde_json::json!({"partitions": [
-            {"topic": "t", "partition": 0, "replicas": [1], "log_dirs": ["/data"]}]}))
-        .unwrap();
-        assert_eq!(warnings.len(), 1);
+        let doc = serde_json::json!({"partitions": [
+            {"topic": "t", "partition": 0, "replicas": [1, 2], "log_dirs": ["/data", "any"]}]});
+        let (_, warnings) = parse_reassignment(&doc).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            parse_log_dirs(&doc),
+            vec![ReplicaDir {
+                topic: "t".into(),
+                partition: 0,
+                broker: 1,
+                dir: "/data".into()
+            }]
+        );
     }
 
     #[test]

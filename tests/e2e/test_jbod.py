@@ -1,0 +1,120 @@
+"""Several log directories (JBOD): `samsa reassign-partitions` with
+`log_dirs` moves a replica to another log directory (AlterReplicaLogDirs)
+while a confluent-kafka producer writes to it, across segment rolls; every
+acknowledged record is then readable once, in order, after the swap and
+after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers as h
+from conftest import Broker, samsa_bin
+
+
+class JbodBroker(Broker):
+    """A broker whose `log.dirs` are two directories (instead of --data-dir)."""
+
+    def __init__(self, binary: str, workdir: Path, sets: list[str], name: str = "jbod"):
+        super().__init__(binary, workdir, sets, name=name)
+        self.dirs = [workdir / "d1", workdir / "d2"]
+
+    def command(self) -> list[str]:
+        cmd = [self.binary, "serve", "--listen", self.bootstrap,
+               "--set", "log.dirs=" + ",".join(str(d) for d in self.dirs)]
+        for s in self.sets:
+            cmd += ["--set", s]
+        return cmd
+
+
+@pytest.fixture
+def jbod(request, tmp_path):
+    b = JbodBroker(samsa_bin(), tmp_path / "jbod", ["log.segment.bytes=1048576"])
+    request.node._samsa_brokers = [b]
+    b.start()
+    yield b
+    complaint = b.teardown()
+    if complaint:
+        pytest.fail(complaint + "\n" + b.log_tail(), pytrace=False)
+
+
+def holder(b: JbodBroker, topic: str) -> Path | None:
+    held = [d for d in b.dirs if (d / f"{topic}-0").is_dir()]
+    return held[0] if len(held) == 1 else None
+
+
+@pytest.mark.timeout(240)
+def test_a_replica_moves_between_log_dirs_while_producing_and_loses_nothing(jbod, tmp_path):
+    b = jbod
+    a = h.admin(b.bootstrap)
+    topic = h.unique_topic("jbod")
+    h.create_topic(a, topic, partitions=1)
+    h.wait_until(lambda: holder(b, topic) is not None, message="the partition directory")
+    source = holder(b, topic)
+    target = next(d for d in b.dirs if d != source)
+
+    value = b"x" * 1000
+    log = h.DeliveryLog()
+    stop = threading.Event()
+    p = h.producer(b.bootstrap, acks="all", **{"linger.ms": 5})
+
+    def produce():
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce(topic, value=f"{i:08d}".encode() + value, on_delivery=log.callback)
+                i += 1
+            except BufferError:
+                p.poll(0.05)
+            p.poll(0)
+            if i % 200 == 0:
+                time.sleep(0.01)
+        assert p.flush(60) == 0
+
+    # About 3 MB before the move starts: three segments to copy.
+    t = threading.Thread(target=produce)
+    t.start()
+    h.wait_until(lambda: len(log.ok) >= 3000, timeout=60, message="3000 records acknowledged")
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [1], "log_dirs": [str(target)]}]}))
+    r = subprocess.run([samsa_bin(), "reassign-partitions", "--bootstrap-server", b.bootstrap,
+                        "--reassignment-json-file", str(plan), "--execute"],
+                       capture_output=True, timeout=60, text=True)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"Successfully started log directory move for: {topic}-0-1" in r.stdout, r.stdout
+
+    h.wait_until(lambda: holder(b, topic) == target, timeout=90, interval=0.1,
+                 message="the replica to be swapped into the target log directory")
+    moved_at = len(log.ok)
+    # Keep writing after the swap, then stop.
+    h.wait_until(lambda: len(log.ok) >= moved_at + 1000, timeout=60, message="records after the swap")
+    stop.set()
+    t.join(90)
+    assert not t.is_alive()
+    assert not log.errors, log.errors[:3]
+    acked = sorted((d.offset, d.value) for d in log.ok)
+    assert [o for o, _ in acked] == list(range(len(acked))), "acknowledged offsets are dense"
+    assert any(f.name.endswith(".log") for f in (target / f"{topic}-0").iterdir())
+    assert len([f for f in (target / f"{topic}-0").iterdir() if f.name.endswith(".log")]) >= 3, \
+        "segments rolled"
+    h.wait_until(lambda: not any(e.name.startswith(f"{topic}-0") for e in source.iterdir()),
+                 message="the old copy removed")
+
+    def stored():
+        got = h.consume_partitions(b.bootstrap, topic, [0])[0]
+        return [(r.offset, r.value) for r in got]
+
+    assert stored() == acked, "every acknowledged record once, in order, after the swap"
+    b.stop()
+    b.start()
+    assert holder(b, topic) == target, "the move survives a restart"
+    assert stored() == acked, "every acknowledged record once, in order, after a restart"
