@@ -114,6 +114,24 @@ def test_a_replica_moves_between_log_dirs_while_producing_and_loses_nothing(jbod
         return [(r.offset, r.value) for r in got]
 
     assert stored() == acked, "every acknowledged record once, in order, after the swap"
+
+    # kafka-log-dirs.sh's view: both directories, the replica in the target.
+    r = subprocess.run([samsa_bin(), "log-dirs", "--describe", "--bootstrap-server", b.bootstrap,
+                        "--broker-list", "1", "--topic-list", topic],
+                       capture_output=True, timeout=60, text=True)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Querying brokers for log directories information", r.stdout
+    assert lines[1] == "Received log directory information from brokers 1", r.stdout
+    doc = json.loads(lines[2])
+    assert doc["version"] == 1 and [x["broker"] for x in doc["brokers"]] == [1], doc
+    dirs = {d["logDir"]: d for d in doc["brokers"][0]["logDirs"]}
+    assert set(dirs) == {str(d) for d in b.dirs}, doc
+    assert dirs[str(source)]["partitions"] == [], doc
+    [replica] = dirs[str(target)]["partitions"]
+    assert replica["partition"] == f"{topic}-0" and replica["isFuture"] is False, doc
+    assert replica["size"] > 3_000_000 and replica["offsetLag"] == 0, doc
+    assert dirs[str(target)]["error"] is None, doc
     b.stop()
     b.start()
     assert holder(b, topic) == target, "the move survives a restart"

@@ -13,9 +13,9 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest, ApiKey, BrokerId,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    ElectLeadersRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    DescribeLogDirsRequest, ElectLeadersRequest, GroupId, IncrementalAlterConfigsRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
@@ -285,6 +285,28 @@ impl std::str::FromStr for ElectionType {
 /// The broker's answer for each partition of a per-partition admin request:
 /// `Ok(())` or the partition's Kafka error (e.g. `ELECTION_NOT_NEEDED`).
 pub type PartitionResults = BTreeMap<Tp, Result<(), ClientError>>;
+
+/// One log directory of a broker (DescribeLogDirs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDirDescription {
+    pub dir: String,
+    /// Non-zero when the directory is offline (KAFKA_STORAGE_ERROR).
+    pub error_code: i16,
+    pub total_bytes: i64,
+    pub usable_bytes: i64,
+    pub replicas: Vec<LogDirReplica>,
+}
+
+/// One replica in a log directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDirReplica {
+    pub topic: String,
+    pub partition: i32,
+    pub size: i64,
+    pub offset_lag: i64,
+    /// A future replica: the target of a move between log directories.
+    pub is_future: bool,
+}
 
 /// A reassignment in progress (ListPartitionReassignments).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -862,6 +884,43 @@ impl Admin {
             self.client.invalidate_topic(&topic);
         }
         Ok(out)
+    }
+
+    /// DescribeLogDirs (v4) to broker `broker`: each of its log directories
+    /// with the replicas in it (every replica: no topic filter).
+    pub async fn describe_log_dirs(
+        &self,
+        broker: i32,
+    ) -> Result<Vec<LogDirDescription>, ClientError> {
+        let req = DescribeLogDirsRequest::default().with_topics(None);
+        let (resp, _) = self
+            .client
+            .send_to(broker, ApiKey::DescribeLogDirs, |_| req.clone())
+            .await?;
+        ClientError::check(resp.error_code, None, format!("broker {broker}"))?;
+        Ok(resp
+            .results
+            .iter()
+            .map(|r| LogDirDescription {
+                dir: r.log_dir.to_string(),
+                error_code: r.error_code,
+                total_bytes: r.total_bytes,
+                usable_bytes: r.usable_bytes,
+                replicas: r
+                    .topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().map(|p| LogDirReplica {
+                            topic: t.name.0.to_string(),
+                            partition: p.partition_index,
+                            size: p.partition_size,
+                            offset_lag: p.offset_lag,
+                            is_future: p.is_future_key,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
     /// AlterReplicaLogDirs (v2) to broker `broker`: move its replica of each

@@ -266,6 +266,11 @@ static REASSIGN_PARTITION: Schema = s(&[f(I32), f(I16), f(Str)]);
 static REASSIGN_TOPIC: Schema = s(&[f(Str), f(arr(&REASSIGN_PARTITION))]);
 static ALTER_REASSIGNMENTS: Schema = s(&[f(I32), f(I16), f(Str), f(arr(&REASSIGN_TOPIC))]);
 
+static LOG_DIR_REPLICA: Schema = s(&[f(I32), f(I64), f(I64), f(I8)]);
+static LOG_DIR_TOPIC_INFO: Schema = s(&[f(Str), f(arr(&LOG_DIR_REPLICA))]);
+static LOG_DIR_RESULT: Schema = s(&[f(I16), f(Str), f(arr(&LOG_DIR_TOPIC_INFO)), f(I64), f(I64)]);
+static DESCRIBE_LOG_DIRS: Schema = s(&[f(I32), f(I16), f(arr(&LOG_DIR_RESULT))]);
+
 static LOG_DIR_PARTITION: Schema = s(&[f(I32), f(I16)]);
 static LOG_DIR_TOPIC: Schema = s(&[f(Str), f(arr(&LOG_DIR_PARTITION))]);
 static ALTER_REPLICA_LOG_DIRS: Schema = s(&[f(I32), f(arr(&LOG_DIR_TOPIC))]);
@@ -418,6 +423,7 @@ static APIS: &[Api] = &[
         &OFFSET_FOR_LEADER_EPOCH,
     ),
     api(ApiKey::ElectLeaders, 2, 2, 2, &ELECT_LEADERS),
+    api(ApiKey::DescribeLogDirs, 4, 4, 4, &DESCRIBE_LOG_DIRS),
     api(
         ApiKey::AlterReplicaLogDirs,
         2,

@@ -9,6 +9,7 @@ mod consume;
 mod datetime;
 mod groups;
 mod leader_election;
+mod log_dirs;
 mod perf;
 mod produce;
 mod reassign;
@@ -45,6 +46,8 @@ enum Command {
     Configs(configs::ConfigsArgs),
     /// Elect preferred (or unclean) partition leaders, like kafka-leader-election.sh.
     LeaderElection(leader_election::LeaderElectionArgs),
+    /// Describe the brokers' log directories, like kafka-log-dirs.sh.
+    LogDirs(log_dirs::LogDirsArgs),
     /// Move partition replicas between brokers, like kafka-reassign-partitions.sh.
     ReassignPartitions(reassign::ReassignArgs),
     /// Measure produce or consume throughput and latency.
@@ -83,6 +86,7 @@ fn main() {
         Command::Configs(args) => common::run(configs::run(args)),
         Command::LeaderElection(args) => common::run(leader_election::run(args)),
         Command::ReassignPartitions(args) => common::run(reassign::run(args)),
+        Command::LogDirs(args) => common::run(log_dirs::run(args)),
         Command::Perf(args) => common::run(perf::run(args)),
     };
     if let Err(e) = result {
