@@ -376,14 +376,18 @@ fn step(broker: &Broker, part: &Partition, m: &Move) -> Result<Step, MoveError> 
     }
     // Caught up: flush outside the lock, then finish under it.
     m.future.flush().map_err(storage)?;
-    swap(broker, part, m)?;
-    Ok(Step::Swapped)
+    Ok(if swap(broker, part, m)? {
+        Step::Swapped
+    } else {
+        Step::Idle
+    })
 }
 
 /// Steps 1-5 of the module docs, under the write side of the partition's
 /// state lock (no append runs meanwhile; the tail copied here is what was
-/// appended since the last round).
-fn swap(broker: &Broker, part: &Partition, m: &Move) -> Result<(), MoveError> {
+/// appended since the last round). Returns whether it swapped (not when
+/// the current log changed under the copy; the next round tries again).
+fn swap(broker: &Broker, part: &Partition, m: &Move) -> Result<bool, MoveError> {
     let key = (part.topic_id, part.index.get());
     let mut st = part.state_mut();
     let current = part.log();
@@ -393,7 +397,7 @@ fn swap(broker: &Broker, part: &Partition, m: &Move) -> Result<(), MoveError> {
     };
     while catch_up(&current, &m.future).map_err(storage)? {}
     if m.future.log_end_offset() != current.log_end_offset() {
-        return Ok(());
+        return Ok(false);
     }
     // Epochs the current log knows with no batch yet (a leader that has
     // not appended in its epoch).
@@ -409,7 +413,7 @@ fn swap(broker: &Broker, part: &Partition, m: &Move) -> Result<(), MoveError> {
             .map_err(storage)?;
     }
     let Some(target_dir) = broker.log_dirs.dirs().get(m.target).map(|d| d.path.clone()) else {
-        return Ok(());
+        return Ok(false);
     };
     let name = dir_name(part);
     let live_dir = current.dir().to_path_buf();
@@ -459,7 +463,7 @@ fn swap(broker: &Broker, part: &Partition, m: &Move) -> Result<(), MoveError> {
     drop(st);
     delete_dir(&retired);
     tracing::info!(topic = %part.topic, partition = part.index.get(), dir = %new_dir.display(), "replica moved to another log directory");
-    Ok(())
+    Ok(true)
 }
 
 /// Reopens the live log at `dir` after a swap that did not happen.

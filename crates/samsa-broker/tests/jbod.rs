@@ -325,3 +325,49 @@ fn an_interrupted_swap_keeps_the_live_log() {
     assert_eq!(read_all(&broker).len(), 200, "the live log was put back");
     assert!(!retired.exists());
 }
+
+#[test]
+fn a_move_interrupted_by_a_restart_resumes_from_its_future_log() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = vec![root.path().join("a"), root.path().join("b")];
+    let from = {
+        let broker = open(&dirs, &[]);
+        create(&broker, "t", 1, &[]);
+        let rt = runtime();
+        for n in 0..20 {
+            assert_eq!(send(&rt, &broker, n).0, 0);
+        }
+        let from = dir_of(&broker);
+        broker.shutdown();
+        from
+    };
+    let to = if from == dirs[0] { &dirs[1] } else { &dirs[0] };
+    // A future log part-way through its copy: the first ten batches.
+    let future = to.join("t-0.0123456789abcdef0123456789abcdef-future");
+    std::fs::create_dir_all(&future).unwrap();
+    {
+        let log = samsa_storage::PartitionLog::open(&future, Default::default()).unwrap();
+        let src = samsa_storage::PartitionLog::open(&from.join("t-0"), Default::default()).unwrap();
+        let half = src.read(Offset(0), 1 << 20, Offset(100), true).unwrap();
+        log.append_replicated(&half.bytes, TimestampMs(0)).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(100));
+        log.close().unwrap();
+        src.close().unwrap();
+    }
+    std::fs::copy(
+        from.join("t-0").join("partition.metadata"),
+        future.join("partition.metadata"),
+    )
+    .unwrap();
+    let broker = open(&dirs, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dir_of(&broker) != *to {
+        assert!(Instant::now() < deadline, "the move did not resume");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let expected: Vec<String> = (0..20)
+        .flat_map(|n| (0..10).map(move |i| format!("{n}-{i}")))
+        .collect();
+    assert_eq!(read_all(&broker), expected);
+    assert!(!future.exists());
+}
