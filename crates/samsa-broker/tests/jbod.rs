@@ -117,6 +117,12 @@ fn send(rt: &tokio::runtime::Runtime, broker: &Arc<Broker>, n: usize) -> (i16, i
                 .with_records(Some(Bytes::from(b.build().unwrap())))])]);
     let resp = rt.block_on(produce::handle(broker, req, 9));
     let p = &resp.responses[0].partition_responses[0];
+    assert!(
+        p.error_code == 0,
+        "produce failed: {} {:?}",
+        p.error_code,
+        p.error_message
+    );
     (p.error_code, p.base_offset)
 }
 
@@ -201,6 +207,9 @@ fn replicas_spread_over_every_log_directory_and_stay_there_after_a_restart() {
         shown[0].1.iter().filter(|(t, _, _)| t == "c").count() == 2,
         "{shown:?}"
     );
+    // Nor can a replica be moved into it (KIP-1066: KAFKA_STORAGE_ERROR).
+    assert_eq!(move_to(&broker, &dirs[1].display().to_string(), "c", 0), 56);
+    assert_eq!(move_to(&broker, &dirs[0].display().to_string(), "c", 0), 0);
 }
 
 #[test]

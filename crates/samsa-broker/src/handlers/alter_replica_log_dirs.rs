@@ -3,7 +3,8 @@
 //! another of its log directories, online (see [`crate::log_mover`]).
 //!
 //! Per partition, as Kafka answers: a path that is none of this broker's
-//! log directories is LOG_DIR_NOT_FOUND; a partition this broker does not
+//! log directories is LOG_DIR_NOT_FOUND; one listed in `cordoned.log.dirs`
+//! is KAFKA_STORAGE_ERROR (KIP-1066); a partition this broker does not
 //! hold is REPLICA_NOT_AVAILABLE (the directory is remembered, and the
 //! replica is created there if it is assigned here later); a future log that
 //! cannot be created is KAFKA_STORAGE_ERROR; otherwise NONE once the move
@@ -41,6 +42,8 @@ fn answer(
     request: AlterReplicaLogDirsRequest,
 ) -> AlterReplicaLogDirsResponse {
     let image = broker.image();
+    let config = broker.config();
+    let cordoned = config.get("cordoned.log.dirs").unwrap_or("");
     let mut results: Vec<AlterReplicaLogDirTopicResult> = Vec::new();
     for dir in &request.dirs {
         let target = broker
@@ -51,6 +54,10 @@ fn answer(
             for &index in &t.partitions {
                 let code = match target {
                     None => ResponseError::LogDirNotFound.code(),
+                    // KIP-1066: a cordoned directory takes no replica.
+                    Some(target) if broker.log_dirs.is_cordoned(target, cordoned) => {
+                        ResponseError::KafkaStorageError.code()
+                    }
                     Some(target) => {
                         match broker.partition_named(&image, t.name.0.as_str(), index) {
                             None => {
