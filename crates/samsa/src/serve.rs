@@ -81,6 +81,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let settings = BrokerSettings::from_config(&cfg)?;
     let served = runtime.block_on(async move {
+        // Installed before the listeners accept connections: a SIGTERM that
+        // arrives while the logs are still opening ends the process cleanly
+        // once startup is done (instead of killing it half-way).
+        let mut signals = Signals::install()?;
         let mut listeners = Vec::new();
         for l in &settings.listeners {
             let socket = tokio::net::TcpListener::bind(l.bind)
@@ -93,9 +97,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => Broker::open(settings, cfg).context("opening the data directory")?,
             Some(c) => {
                 tracing::info!(node_id = c.node_id, voters = ?c.voters, voter = c.controller_listen.is_some(), "starting a cluster node");
-                Broker::open_cluster(settings, cfg, c)
-                    .await
-                    .context("starting the cluster node")?
+                tokio::select! {
+                    b = Broker::open_cluster(settings, cfg, c) => b.context("starting the cluster node")?,
+                    _ = signals.wait() => {
+                        tracing::info!("stopped while starting");
+                        return Ok(());
+                    }
+                }
             }
         };
         tracing::info!(
@@ -107,7 +115,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(samsa_broker::serve(broker.clone(), listeners, stop_rx));
-        wait_for_signal().await?;
+        signals.wait().await;
         if broker.cluster.is_some() {
             tracing::info!("controlled shutdown: moving partition leadership to other brokers");
             samsa_broker::cluster::controlled_shutdown(&broker).await;
@@ -145,19 +153,32 @@ async fn controller_only(cluster: ClusterSettings, cfg: &Arc<StaticConfig>) -> a
             .await
             .context("starting the metadata quorum")?;
     tracing::info!(node_id, listen = ?node.local_addr(), "samsa controller is serving");
-    wait_for_signal().await?;
+    Signals::install()?.wait().await;
     let _ = stop_tx.send(true);
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT handlers; a signal received after `install` is kept
+/// until `wait` sees it.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
