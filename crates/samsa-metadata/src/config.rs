@@ -331,6 +331,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("max.connections", Int, Some("2147483647"), Validator::Range(0, i32::MAX as i64), [], "Largest number of client connections."),
     def!("max.connections.per.ip", Int, Some("2147483647"), Validator::Range(0, i32::MAX as i64), [], "Largest number of connections from one IP address; new connections over it are closed."),
     def!("max.connections.per.ip.overrides", String, Some(""), Validator::Any, [], "Per-IP or hostname limits that override max.connections.per.ip, as host:count,host:count."),
+    def!("max.request.partition.size.limit", Int, Some("2000"), Validator::Range(1, i32::MAX as i64), [], "Most partitions a DescribeTopicPartitions response holds; a request asking for more gets this many and a cursor."),
     def!("connections.max.idle.ms", Long, Some("600000"), Validator::Any, [], "Connections without a request for this long are closed; negative: never."),
     def!("log.segment.bytes", Int, Some("1073741824"), Validator::Range(14, i32::MAX as i64), [], "Segment file size."),
     def!("log.roll.ms", Long, None, Validator::Range(1, i64::MAX), [], "Segment roll time in ms."),

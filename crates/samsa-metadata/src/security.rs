@@ -73,6 +73,75 @@ pub fn unsupported_listener(listeners: &str, protocol_map: Option<&str>) -> Opti
         })
 }
 
+/// Kafka's ACL operation codes (`org.apache.kafka.common.acl.AclOperation`),
+/// the bit positions of the `authorized_operations` bitfields in Metadata,
+/// DescribeCluster, DescribeGroups, ConsumerGroupDescribe and
+/// DescribeTopicPartitions responses.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AclOperation {
+    Read = 3,
+    Write = 4,
+    Create = 5,
+    Delete = 6,
+    Alter = 7,
+    Describe = 8,
+    ClusterAction = 9,
+    DescribeConfigs = 10,
+    AlterConfigs = 11,
+    IdempotentWrite = 12,
+}
+
+/// The resource kinds whose authorized operations responses report.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AclResource {
+    Topic,
+    Group,
+    Cluster,
+}
+
+/// The value of an `authorized_operations` field a client did not ask for
+/// (Kafka's `Integer.MIN_VALUE`).
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// The operations that apply to a resource kind (Kafka's
+/// `AclEntry.supportedOperations`).
+pub fn applicable_operations(resource: AclResource) -> &'static [AclOperation] {
+    use AclOperation::*;
+    match resource {
+        AclResource::Topic => &[
+            Read,
+            Write,
+            Create,
+            Describe,
+            Delete,
+            Alter,
+            DescribeConfigs,
+            AlterConfigs,
+        ],
+        AclResource::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
+        AclResource::Cluster => &[
+            Create,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            Alter,
+            Describe,
+        ],
+    }
+}
+
+/// The `authorized_operations` bitfield for a resource: bit `n` set when
+/// operation code `n` is allowed. samsa has no authorizer, so, as Kafka
+/// without one, every applicable operation is allowed. The authorizer of the
+/// security work replaces this with the principal's actual rights.
+pub fn authorized_operations(resource: AclResource) -> i32 {
+    applicable_operations(resource)
+        .iter()
+        .fold(0, |bits, op| bits | 1 << (*op as u8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +195,16 @@ mod tests {
             let why = unsupported_listener(listeners, map).expect(listeners);
             assert!(why.contains("security protocol"), "{why}");
         }
+    }
+
+    #[test]
+    fn without_an_authorizer_every_applicable_operation_is_allowed() {
+        // Kafka reports 3576 for a topic (READ..ALTER_CONFIGS less CLUSTER_ACTION)
+        // and 8096 for the cluster when no authorizer is configured.
+        assert_eq!(authorized_operations(AclResource::Topic), 3576);
+        assert_eq!(authorized_operations(AclResource::Cluster), 8096);
+        assert_eq!(authorized_operations(AclResource::Group), 3400);
+        assert_eq!(applicable_operations(AclResource::Topic).len(), 8);
+        assert_eq!(applicable_operations(AclResource::Cluster).len(), 7);
     }
 }

@@ -207,6 +207,7 @@ enum Kind {
 /// The element type of an array.
 #[derive(Clone, Copy, Debug)]
 enum Elem {
+    Int8,
     Int32,
     /// Non-nullable string elements.
     Str,
@@ -216,6 +217,7 @@ enum Elem {
 impl Elem {
     fn kind(self) -> Kind {
         match self {
+            Elem::Int8 => Kind::Int8,
             Elem::Int32 => Kind::Int32,
             Elem::Str => Kind::Str,
             Elem::Struct(schema) => Kind::Struct(schema),
@@ -327,6 +329,7 @@ const UUID: Kind = Kind::Uuid;
 const STR: Kind = Kind::Str;
 const NSTR: Kind = Kind::NullableStr;
 const BYTES: Kind = Kind::Bytes;
+const I8_ARRAY: Kind = Kind::Array(Elem::Int8);
 const I32_ARRAY: Kind = Kind::Array(Elem::Int32);
 const STR_ARRAY: Kind = Kind::Array(Elem::Str);
 const NULLABLE_I32_ARRAY: Kind = Kind::NullableArray(Elem::Int32);
@@ -398,6 +401,13 @@ static APIS: &[Api] = &[
         0,
         Some(0),
         &DESCRIBE_TOPIC_PARTITIONS,
+    ),
+    api(
+        ApiKey::ListConfigResources,
+        0,
+        1,
+        Some(0),
+        &LIST_CONFIG_RESOURCES,
     ),
     api(
         ApiKey::OffsetForLeaderEpoch,
@@ -777,6 +787,9 @@ const DESCRIBE_TOPIC_PARTITIONS: Schema = schema(&[
 const DESCRIBE_TOPIC_PARTITIONS_TOPIC: Schema = schema(&[f("name", STR)]);
 const DESCRIBE_TOPIC_PARTITIONS_CURSOR: Schema =
     schema(&[f("topic_name", STR), f("partition_index", I32)]);
+
+// ListConfigResources (74; v0 is ListClientMetricsResources, with no fields)
+const LIST_CONFIG_RESOURCES: Schema = schema(&[f("resource_types", I8_ARRAY).since(1)]);
 
 // OffsetForLeaderEpoch (23). Versions 0-1 were removed in Kafka 4.0 (KIP-896) and
 // kafka-protocol 0.18 cannot encode or decode them, so the table starts at 2.

@@ -56,6 +56,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
+    // KIP-966, with cursor pagination.
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
+    // KIP-1142; v0 is KIP-714's ListClientMetricsResources.
+    api(ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The supported range of `key`, if samsa implements it.

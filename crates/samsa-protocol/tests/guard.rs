@@ -110,6 +110,7 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 1, 0),
     (ApiKey::ConsumerGroupDescribe, 0, 1, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
+    (ApiKey::ListConfigResources, 0, 1, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4, 4),
     (ApiKey::ElectLeaders, 0, 2, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1, 0),
@@ -239,6 +240,10 @@ macro_rules! with_request_type {
             }
             ApiKey::DescribeTopicPartitions => {
                 type $t = DescribeTopicPartitionsRequest;
+                $body
+            }
+            ApiKey::ListConfigResources => {
+                type $t = ListConfigResourcesRequest;
                 $body
             }
             ApiKey::OffsetForLeaderEpoch => {
@@ -374,6 +379,12 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
         ApiKey::ConsumerGroupHeartbeat => enc(&consumer_group_heartbeat(v, f), v),
         ApiKey::ConsumerGroupDescribe => enc(&consumer_group_describe(f), v),
         ApiKey::DescribeTopicPartitions => enc(&describe_topic_partitions(f), v),
+        ApiKey::ListConfigResources => enc(
+            &ListConfigResourcesRequest::default()
+                .with_resource_types(if v >= 1 { vec![2, 32] } else { Vec::new() })
+                .with_unknown_tagged_fields(f.tags()),
+            v,
+        ),
         ApiKey::OffsetForLeaderEpoch => enc(&offset_for_leader_epoch(v, f), v),
         ApiKey::ElectLeaders => enc(&elect_leaders(v, f), v),
         ApiKey::AlterPartitionReassignments => enc(&alter_partition_reassignments(v, f), v),

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName,
 };
 use samsa_coordinator as gc;
+use samsa_metadata::security::{authorized_operations, AclResource, AUTHORIZED_OPERATIONS_OMITTED};
 
 use super::s;
 use crate::broker::Broker;
@@ -45,6 +46,11 @@ pub async fn handle(
         .flatten()
         .collect();
     super::in_request_order(&mut groups, &ids, |g| &g.group_id);
+    let ops = if request.include_authorized_operations {
+        authorized_operations(AclResource::Group)
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     ConsumerGroupDescribeResponse::default().with_groups(
         groups
             .into_iter()
@@ -57,6 +63,12 @@ pub async fn handle(
                     .with_group_epoch(g.group_epoch)
                     .with_assignment_epoch(g.assignment_epoch)
                     .with_assignor_name(s(g.assignor_name))
+                    // Only on success, as Kafka.
+                    .with_authorized_operations(if g.error_code == 0 {
+                        ops
+                    } else {
+                        AUTHORIZED_OPERATIONS_OMITTED
+                    })
                     .with_members(
                         g.members
                             .into_iter()

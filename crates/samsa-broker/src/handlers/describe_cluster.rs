@@ -4,6 +4,8 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
+use samsa_metadata::security::{authorized_operations, AclResource, AUTHORIZED_OPERATIONS_OMITTED};
+
 use super::{s, Ctx};
 use crate::broker::Broker;
 
@@ -15,6 +17,11 @@ pub fn handle(
     version: i16,
 ) -> DescribeClusterResponse {
     let image = broker.image();
+    let cluster_ops = if request.include_cluster_authorized_operations {
+        authorized_operations(AclResource::Cluster)
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     // Endpoint type 1 = brokers; 2 = controllers (v1+). A single node is both.
     if version >= 1 && request.endpoint_type != 1 && request.endpoint_type != 2 {
         return DescribeClusterResponse::default()
@@ -40,6 +47,7 @@ pub fn handle(
             .with_cluster_id(s(image.cluster_id.clone()))
             .with_controller_id(BrokerId(broker.controller_id()))
             .with_brokers(controllers)
+            .with_cluster_authorized_operations(cluster_ops)
             .with_endpoint_type(2);
     }
     // v2 (KIP-1073): fenced brokers are listed, marked, when asked for.
@@ -65,7 +73,8 @@ pub fn handle(
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(s(image.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.controller_id()))
-        .with_brokers(brokers);
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(cluster_ops);
     if version >= 1 {
         response = response.with_endpoint_type(request.endpoint_type);
     }

@@ -136,9 +136,8 @@ fn entry(
     }
     if version >= 3 {
         e = e.with_config_type(c.def.ty.wire_code());
-        if include_documentation {
-            e = e.with_documentation(Some(s(c.def.doc)));
-        }
+        // Null unless asked for, as Kafka (the default would be "").
+        e = e.with_documentation(include_documentation.then(|| s(c.def.doc)));
     }
     e
 }

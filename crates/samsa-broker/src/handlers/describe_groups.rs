@@ -3,6 +3,8 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 
+use samsa_metadata::security::{authorized_operations, AclResource, AUTHORIZED_OPERATIONS_OMITTED};
+
 use super::s;
 use crate::broker::Broker;
 
@@ -21,6 +23,11 @@ pub async fn handle(
         .flatten()
         .collect();
     super::in_request_order(&mut groups, &ids, |g| &g.group_id);
+    let ops = if version >= 3 && request.include_authorized_operations {
+        authorized_operations(AclResource::Group)
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     DescribeGroupsResponse::default().with_groups(
         groups
             .into_iter()
@@ -33,6 +40,12 @@ pub async fn handle(
                     .with_group_state(s(g.group_state))
                     .with_protocol_type(s(g.protocol_type))
                     .with_protocol_data(s(g.protocol_data))
+                    // Only on success, as Kafka.
+                    .with_authorized_operations(if g.error_code == 0 {
+                        ops
+                    } else {
+                        AUTHORIZED_OPERATIONS_OMITTED
+                    })
                     .with_members(
                         g.members
                             .into_iter()

@@ -6,7 +6,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use samsa_metadata::{MetadataImage, TopicImage};
+use samsa_metadata::security::{authorized_operations, AclResource, AUTHORIZED_OPERATIONS_OMITTED};
+use samsa_metadata::{MetadataImage, PartitionImage, TopicImage};
 use samsa_model::TopicId;
 
 use super::{s, Ctx};
@@ -32,6 +33,9 @@ pub fn handle(
         ),
     };
     let allow_auto = version < 4 || request.allow_auto_topic_creation;
+    let include_topic_ops = version >= 8 && request.include_topic_authorized_operations;
+    let include_cluster_ops =
+        (8..=10).contains(&version) && request.include_cluster_authorized_operations;
     let mut create_errors = std::collections::HashMap::new();
     if let Some(req) = &requested {
         if allow_auto && broker.settings.auto_create_topics {
@@ -50,7 +54,7 @@ pub fn handle(
             }
         }
     }
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => image
             .topics
             .values()
@@ -87,6 +91,13 @@ pub fn handle(
             })
             .collect(),
     };
+    // As Kafka: every topic entry (errors too) carries the operations when asked.
+    if include_topic_ops {
+        let ops = authorized_operations(AclResource::Topic);
+        for t in &mut topics {
+            t.topic_authorized_operations = ops;
+        }
+    }
     // Fenced brokers are left out, as in Kafka; each broker is given with its
     // endpoint on the listener this request came in on.
     let brokers = image
@@ -110,6 +121,11 @@ pub fn handle(
         .with_cluster_id(Some(s(image.cluster_id.clone())))
         .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics)
+        .with_cluster_authorized_operations(if include_cluster_ops {
+            authorized_operations(AclResource::Cluster)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
 }
 
 fn topic_entry(image: &MetadataImage, t: &TopicImage, version: i16) -> MetadataResponseTopic {
@@ -117,27 +133,15 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage, version: i16) -> MetadataR
         .partitions
         .iter()
         .map(|p| {
-            let live =
-                |id: &samsa_model::BrokerId| image.brokers.get(id).is_some_and(|b| !b.fenced);
-            let leader_alive = live(&p.leader);
-            let offline = p
-                .replicas
-                .iter()
-                .filter(|r| !live(r))
-                .map(|r| BrokerId(r.get()))
-                .collect();
+            let v = PartitionView::new(image, p);
             MetadataResponsePartition::default()
-                .with_error_code(if leader_alive {
-                    0
-                } else {
-                    ResponseError::LeaderNotAvailable.code()
-                })
-                .with_partition_index(p.index.get())
-                .with_leader_id(BrokerId(if leader_alive { p.leader.get() } else { -1 }))
-                .with_leader_epoch(p.leader_epoch.get())
-                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(r.get())).collect())
-                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(r.get())).collect())
-                .with_offline_replicas(offline)
+                .with_error_code(v.error_code)
+                .with_partition_index(v.index)
+                .with_leader_id(v.leader)
+                .with_leader_epoch(v.leader_epoch)
+                .with_replica_nodes(v.replicas)
+                .with_isr_nodes(v.isr)
+                .with_offline_replicas(v.offline)
         })
         .collect();
     let mut entry = MetadataResponseTopic::default()
@@ -150,11 +154,139 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage, version: i16) -> MetadataR
     entry
 }
 
+/// A partition as Metadata and DescribeTopicPartitions describe it: a
+/// leader that is not a live (registered, unfenced) broker is reported as
+/// -1 with LEADER_NOT_AVAILABLE, and replicas on dead brokers are offline.
+pub(crate) struct PartitionView {
+    pub error_code: i16,
+    pub index: i32,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub offline: Vec<BrokerId>,
+}
+
+impl PartitionView {
+    pub(crate) fn new(image: &MetadataImage, p: &PartitionImage) -> PartitionView {
+        let live = |id: &samsa_model::BrokerId| image.brokers.get(id).is_some_and(|b| !b.fenced);
+        let leader_alive = live(&p.leader);
+        PartitionView {
+            error_code: if leader_alive {
+                0
+            } else {
+                ResponseError::LeaderNotAvailable.code()
+            },
+            index: p.index.get(),
+            leader: BrokerId(if leader_alive { p.leader.get() } else { -1 }),
+            leader_epoch: p.leader_epoch.get(),
+            replicas: p.replicas.iter().map(|r| BrokerId(r.get())).collect(),
+            isr: p.isr.iter().map(|r| BrokerId(r.get())).collect(),
+            offline: p
+                .replicas
+                .iter()
+                .filter(|r| !live(r))
+                .map(|r| BrokerId(r.get()))
+                .collect(),
+        }
+    }
+}
+
 /// `b`'s (host, port) on the listener named `listener` (its registered
 /// endpoint when it has no listener of that name).
 pub fn endpoint_on(b: &samsa_metadata::BrokerInfo, listener: &str) -> (String, u16) {
     match b.endpoint(listener) {
         Some(e) => (e.host.clone(), e.port),
         None => (b.host.clone(), b.port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{DescribeClusterRequest, DescribeGroupsRequest, GroupId};
+
+    fn ctx() -> Ctx {
+        Ctx {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            client_id: "t".into(),
+            listener: "PLAINTEXT".into(),
+        }
+    }
+
+    /// Without an authorizer every applicable operation is reported, when
+    /// asked for (Kafka's bitfields: 3576 for a topic, 8096 for the
+    /// cluster, 3400 for a group), and INT_MIN when not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn authorized_operations_are_reported_when_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = crate::test_support::broker_over(dir.path(), |q| Box::new(q));
+        let topics = Some(vec![
+            MetadataRequestTopic::default().with_name(Some(TopicName(s("nope"))))
+        ]);
+        let ask = |include: bool| {
+            MetadataRequest::default()
+                .with_topics(topics.clone())
+                .with_include_topic_authorized_operations(include)
+                .with_include_cluster_authorized_operations(include)
+        };
+        let r = handle(&broker, &ctx(), ask(true), 10);
+        assert_eq!(r.topics[0].topic_authorized_operations, 3576);
+        assert_eq!(r.cluster_authorized_operations, 8096);
+        let r = handle(&broker, &ctx(), ask(false), 10);
+        assert_eq!(r.topics[0].topic_authorized_operations, i32::MIN);
+        assert_eq!(r.cluster_authorized_operations, i32::MIN);
+        // v11+ dropped the cluster field from Metadata (DescribeCluster has it).
+        let r = handle(&broker, &ctx(), ask(true), 12);
+        assert_eq!(r.topics[0].topic_authorized_operations, 3576);
+        assert_eq!(r.cluster_authorized_operations, i32::MIN);
+
+        let cluster = |include| {
+            super::super::describe_cluster::handle(
+                &broker,
+                &ctx(),
+                DescribeClusterRequest::default()
+                    .with_include_cluster_authorized_operations(include)
+                    .with_endpoint_type(1),
+                1,
+            )
+            .cluster_authorized_operations
+        };
+        assert_eq!(cluster(true), 8096);
+        assert_eq!(cluster(false), i32::MIN);
+
+        // A group's answer needs its coordinator shard loaded.
+        assert!(broker.groups.ensure_offsets_topic(&broker));
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(broker.groups.clone().run_timers(broker.clone(), rx));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !broker.groups.serves("g") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "coordinator not loaded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let groups = |include| {
+            let broker = broker.clone();
+            async move {
+                super::super::describe_groups::handle(
+                    &broker,
+                    DescribeGroupsRequest::default()
+                        .with_groups(vec![GroupId(s("g"))])
+                        .with_include_authorized_operations(include),
+                    5,
+                )
+                .await
+                .groups
+                .iter()
+                .map(|g| g.authorized_operations)
+                .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(groups(true).await, vec![3400]);
+        assert_eq!(groups(false).await, vec![i32::MIN]);
+        let _ = stop.send(true);
     }
 }

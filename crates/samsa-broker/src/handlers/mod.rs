@@ -25,15 +25,18 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+mod null_on_success;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
@@ -96,7 +99,7 @@ pub async fn handle(
     let api_key = request.api_key;
     let correlation_id = request.header.correlation_id;
     let mut files = FileRecordSets::default();
-    let body = match request.body {
+    let mut body = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, &ctx, r, version))
@@ -208,6 +211,12 @@ pub async fn handle(
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
             partition_admin::list_reassignments(broker, r, version),
         ),
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            describe_topic_partitions::handle(broker, r, version),
+        ),
+        RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(
+            list_config_resources::handle(broker, r, version).await,
+        ),
         other => {
             // parse_request only admits APIs in the version table, each of which
             // has an arm above.
@@ -216,6 +225,7 @@ pub async fn handle(
             return Reply::Close(format!("no handler for the advertised API {api_key:?}"));
         }
     };
+    null_on_success::apply(&mut body);
     encode(api_key, version, correlation_id, &body, files)
 }
 
