@@ -402,6 +402,7 @@ static APIS: &[Api] = &[
         Some(0),
         &DESCRIBE_TOPIC_PARTITIONS,
     ),
+    api(ApiKey::DescribeQuorum, 0, 2, Some(0), &DESCRIBE_QUORUM),
     api(
         ApiKey::ListConfigResources,
         0,
@@ -787,6 +788,14 @@ const DESCRIBE_TOPIC_PARTITIONS: Schema = schema(&[
 const DESCRIBE_TOPIC_PARTITIONS_TOPIC: Schema = schema(&[f("name", STR)]);
 const DESCRIBE_TOPIC_PARTITIONS_CURSOR: Schema =
     schema(&[f("topic_name", STR), f("partition_index", I32)]);
+
+// DescribeQuorum (55)
+const DESCRIBE_QUORUM: Schema = schema(&[f("topics", array(&DESCRIBE_QUORUM_TOPIC))]);
+const DESCRIBE_QUORUM_TOPIC: Schema = schema(&[
+    f("topic_name", STR),
+    f("partitions", array(&DESCRIBE_QUORUM_PARTITION)),
+]);
+const DESCRIBE_QUORUM_PARTITION: Schema = schema(&[f("partition_index", I32)]);
 
 // ListConfigResources (74; v0 is ListClientMetricsResources, with no fields)
 const LIST_CONFIG_RESOURCES: Schema = schema(&[f("resource_types", I8_ARRAY).since(1)]);

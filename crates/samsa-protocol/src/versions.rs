@@ -60,6 +60,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeTopicPartitions, 0, 0),
     // KIP-1142; v0 is KIP-714's ListClientMetricsResources.
     api(ApiKey::ListConfigResources, 0, 1),
+    // KIP-595; v2 adds the voters' listeners (KIP-853).
+    api(ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The supported range of `key`, if samsa implements it.

@@ -111,6 +111,7 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
     (ApiKey::ListConfigResources, 0, 1, 0),
+    (ApiKey::DescribeQuorum, 0, 2, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4, 4),
     (ApiKey::ElectLeaders, 0, 2, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1, 0),
@@ -240,6 +241,10 @@ macro_rules! with_request_type {
             }
             ApiKey::DescribeTopicPartitions => {
                 type $t = DescribeTopicPartitionsRequest;
+                $body
+            }
+            ApiKey::DescribeQuorum => {
+                type $t = DescribeQuorumRequest;
                 $body
             }
             ApiKey::ListConfigResources => {
@@ -379,6 +384,7 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
         ApiKey::ConsumerGroupHeartbeat => enc(&consumer_group_heartbeat(v, f), v),
         ApiKey::ConsumerGroupDescribe => enc(&consumer_group_describe(f), v),
         ApiKey::DescribeTopicPartitions => enc(&describe_topic_partitions(f), v),
+        ApiKey::DescribeQuorum => enc(&describe_quorum(f), v),
         ApiKey::ListConfigResources => enc(
             &ListConfigResourcesRequest::default()
                 .with_resource_types(if v >= 1 { vec![2, 32] } else { Vec::new() })
@@ -1951,4 +1957,20 @@ fn every_advertised_api_reaches_the_newest_version_kafka_protocol_encodes() {
             api.key, api.max
         );
     }
+}
+
+fn describe_quorum(f: Fill) -> DescribeQuorumRequest {
+    use describe_quorum_request::{PartitionData, TopicData};
+    DescribeQuorumRequest::default()
+        .with_topics(two(|_| {
+            TopicData::default()
+                .with_topic_name(topic("__cluster_metadata"))
+                .with_partitions(two(|i| {
+                    PartitionData::default()
+                        .with_partition_index(i)
+                        .with_unknown_tagged_fields(f.tags())
+                }))
+                .with_unknown_tagged_fields(f.tags())
+        }))
+        .with_unknown_tagged_fields(f.tags())
 }

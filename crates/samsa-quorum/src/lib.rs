@@ -34,6 +34,7 @@
 
 pub mod committed;
 pub mod config;
+pub mod describe;
 mod disk;
 pub mod error;
 mod frame;
@@ -49,6 +50,7 @@ mod wire;
 
 pub use committed::{Batch, Committed, SnapshotView, Subscription};
 pub use config::{parse_voters, ObserverConfig, QuorumConfig};
+pub use describe::{QuorumDescription, ReplicaProgress};
 pub use error::QuorumError;
 pub use observer::{Observer, HEARTBEAT_TIMEOUT_MS_MAX};
 pub use quorum::{QuorumStatus, RaftQuorum, HEARTBEAT_NODES_MAX};

@@ -532,6 +532,30 @@ impl RaftQuorum {
         }
     }
 
+    /// The quorum as DescribeQuorum reports it; `None` unless this node
+    /// leads (only the leader knows its followers' progress).
+    pub fn describe(&self) -> Option<crate::describe::QuorumDescription> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.id) {
+            return None;
+        }
+        let matched = m
+            .replication
+            .as_ref()
+            .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+            .unwrap_or_default();
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        Some(crate::describe::describe(
+            (self.id, m.current_term),
+            m.last_log_index,
+            m.last_applied.map(|l| l.index),
+            &voters,
+            &matched,
+            &self.heartbeats(),
+            Instant::now(),
+        ))
+    }
+
     /// Stops serving, stops the Raft node and waits for both. Everything
     /// acknowledged is already on disk; nothing more is flushed here.
     pub async fn shutdown(mut self) {

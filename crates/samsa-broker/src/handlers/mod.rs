@@ -25,6 +25,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod find_coordinator;
@@ -214,6 +215,9 @@ pub async fn handle(
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             describe_topic_partitions::handle(broker, r, version),
         ),
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, &ctx, r, version))
+        }
         RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(
             list_config_resources::handle(broker, r, version).await,
         ),

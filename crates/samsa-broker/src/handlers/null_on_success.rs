@@ -75,6 +75,14 @@ pub(crate) fn apply(body: &mut ResponseKind) {
         ResponseKind::ListPartitionReassignments(r) => {
             clear(r.error_code, &mut r.error_message);
         }
+        ResponseKind::DescribeQuorum(r) => {
+            clear(r.error_code, &mut r.error_message);
+            for t in &mut r.topics {
+                for p in &mut t.partitions {
+                    clear(p.error_code, &mut p.error_message);
+                }
+            }
+        }
         ResponseKind::DescribeCluster(r) => clear(r.error_code, &mut r.error_message),
         ResponseKind::ConsumerGroupHeartbeat(r) => clear(r.error_code, &mut r.error_message),
         ResponseKind::ConsumerGroupDescribe(r) => {
