@@ -6,6 +6,7 @@ answers the partition NOT_LEADER_OR_FOLLOWER (6)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from kafka.protocol.admin import DescribeQuorumRequest
 
 import helpers as h
 from cluster import cluster_fixture, log
+from conftest import samsa_bin
 
 NOT_LEADER_OR_FOLLOWER = 6
 
@@ -64,6 +66,14 @@ def leader_view(admin, node_ids):
     return h.wait_until(ok, timeout=30, interval=0.2, message="one quorum leader answering")
 
 
+def cli(c, *args: str) -> str:
+    """`samsa metadata-quorum ARGS` against the cluster; its stdout."""
+    out = subprocess.run([samsa_bin(), "metadata-quorum", "--bootstrap-server", c.bootstrap, *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_describe_quorum_follows_the_leader_after_a_kill(cluster_factory):
     c = cluster_factory(voters=3, brokers=1)
     admin = KafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=20_000)
@@ -87,6 +97,18 @@ def test_describe_quorum_follows_the_leader_after_a_kill(cluster_factory):
         part = d["topics"][0]["partitions"][0]
         assert part["error"] is None or "Error 6" in part["error"]
         epoch = p.leader_epoch
+        # kafka-metadata-quorum.sh's equivalent.
+        status = cli(c, "describe", "--status")
+        assert f"LeaderId:               {leader}\n" in status
+        assert f"LeaderEpoch:            {epoch}\n" in status
+        assert '"CONTROLLER://127.0.0.1:' in status
+        assert 'CurrentObservers:       [{"id":4}]' in status
+        table = cli(c, "describe", "--replication").splitlines()
+        assert table[0].split() == ["NodeId", "LogEndOffset", "Lag", "LastFetchTimestamp",
+                                    "LastCaughtUpTimestamp", "Status"]
+        assert [(row.split()[0], row.split()[-1]) for row in table[1:]] == \
+            [(str(leader), "Leader")] + [(str(n), "Follower") for n in (1, 2, 3) if n != leader] + \
+            [("4", "Observer")]
     finally:
         admin.close()
 
@@ -101,6 +123,7 @@ def test_describe_quorum_follows_the_leader_after_a_kill(cluster_factory):
         assert new_leader != leader
         assert p.leader_epoch > epoch
         dead = next(v for v in p.current_voters if v.replica_id == leader)
+        assert f"LeaderId:               {new_leader}\n" in cli(c, "describe", "--status")
         # The killed voter was last heard from before the kill; the live ones since.
         assert dead.last_fetch_timestamp <= killed_ms
         assert dead.last_caught_up_timestamp <= killed_ms

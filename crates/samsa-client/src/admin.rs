@@ -30,6 +30,9 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
 /// Kafka's ConfigSource values.
+mod quorum;
+pub use quorum::{QuorumEndpoint, QuorumInfo, QuorumReplica};
+
 pub mod config_source {
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
     pub const DYNAMIC_BROKER_CONFIG: i8 = 2;

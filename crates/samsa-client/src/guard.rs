@@ -350,6 +350,28 @@ static DESCRIBED_GROUP: Schema = s(&[
 ]);
 static DESCRIBE_GROUPS: Schema = s(&[f(I32), f(arr(&DESCRIBED_GROUP))]);
 
+// DescribeQuorum v2 (the listener port is a UINT16: two bytes, as I16).
+static QUORUM_REPLICA: Schema = s(&[f(I32), since(2, Uuid), f(I64), since(1, I64), since(1, I64)]);
+static QUORUM_PARTITION: Schema = s(&[
+    f(I32),
+    f(I16),
+    since(2, Str),
+    f(I32),
+    f(I32),
+    f(I64),
+    f(arr(&QUORUM_REPLICA)),
+    f(arr(&QUORUM_REPLICA)),
+]);
+static QUORUM_TOPIC: Schema = s(&[f(Str), f(arr(&QUORUM_PARTITION))]);
+static QUORUM_LISTENER: Schema = s(&[f(Str), f(Str), f(I16)]);
+static QUORUM_NODE: Schema = s(&[f(I32), f(arr(&QUORUM_LISTENER))]);
+static DESCRIBE_QUORUM: Schema = s(&[
+    f(I16),
+    since(2, Str),
+    f(arr(&QUORUM_TOPIC)),
+    since(2, arr(&QUORUM_NODE)),
+]);
+
 static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
 static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
 
@@ -462,6 +484,7 @@ static APIS: &[Api] = &[
         0,
         &CONSUMER_GROUP_DESCRIBE,
     ),
+    api(ApiKey::DescribeQuorum, 2, 2, 0, &DESCRIBE_QUORUM),
 ];
 
 /// The response versions the guard covers for `key`, if any.
@@ -756,6 +779,21 @@ mod tests {
             check_response_body(ApiKey::OffsetFetch, v, &encode(&of, v))
                 .expect("valid offset fetch");
         }
+        use kafka_protocol::messages::describe_quorum_response as dq;
+        let replica = dq::ReplicaState::default()
+            .with_replica_id(BrokerId(1))
+            .with_log_end_offset(7);
+        let quorum = DescribeQuorumResponse::default()
+            .with_topics(vec![dq::TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                .with_partitions(vec![dq::PartitionData::default()
+                    .with_current_voters(vec![replica.clone(), replica.clone()])
+                    .with_observers(vec![replica])])])
+            .with_nodes(vec![
+                dq::Node::default().with_listeners(vec![dq::Listener::default().with_port(9093)])
+            ]);
+        check_response_body(ApiKey::DescribeQuorum, 2, &encode(&quorum, 2))
+            .expect("valid describe quorum");
     }
 
     #[test]

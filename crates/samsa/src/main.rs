@@ -10,6 +10,7 @@ mod datetime;
 mod groups;
 mod leader_election;
 mod log_dirs;
+mod metadata_quorum;
 mod perf;
 mod produce;
 mod reassign;
@@ -48,6 +49,8 @@ enum Command {
     LeaderElection(leader_election::LeaderElectionArgs),
     /// Describe the brokers' log directories, like kafka-log-dirs.sh.
     LogDirs(log_dirs::LogDirsArgs),
+    /// Describe the metadata quorum, like kafka-metadata-quorum.sh.
+    MetadataQuorum(metadata_quorum::MetadataQuorumArgs),
     /// Move partition replicas between brokers, like kafka-reassign-partitions.sh.
     ReassignPartitions(reassign::ReassignArgs),
     /// Measure produce or consume throughput and latency.
@@ -85,6 +88,7 @@ fn main() {
         Command::Groups(args) => common::run(groups::run(args)),
         Command::Configs(args) => common::run(configs::run(args)),
         Command::LeaderElection(args) => common::run(leader_election::run(args)),
+        Command::MetadataQuorum(args) => common::run(metadata_quorum::run(args)),
         Command::ReassignPartitions(args) => common::run(reassign::run(args)),
         Command::LogDirs(args) => common::run(log_dirs::run(args)),
         Command::Perf(args) => common::run(perf::run(args)),
