@@ -24,6 +24,11 @@ TOPIC_OPS = {
     AclOperation.DELETE, AclOperation.ALTER, AclOperation.DESCRIBE_CONFIGS,
     AclOperation.ALTER_CONFIGS,
 }
+# Kafka 4.x's AclEntry.supportedOperations(GROUP).
+GROUP_OPS = {
+    AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+    AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+}
 CLUSTER_OPS = {
     AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
     AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER,
@@ -110,6 +115,17 @@ def test_authorized_operations_with_confluent_kafka(broker):
     # Not asked for: none reported.
     topic = a.describe_topics(TopicCollection([t]))[t].result(30)
     assert not topic.authorized_operations
+
+    # A classic group (offsets committed): DescribeGroups v3+ reports the group's ops.
+    group = h.unique_topic("authz-group")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    try:
+        c.commit(offsets=[TopicPartition(t, 0, 0)], asynchronous=False)
+    finally:
+        c.close()
+    described = a.describe_consumer_groups([group],
+                                           include_authorized_operations=True)[group].result(30)
+    assert set(described.authorized_operations) == GROUP_OPS
 
 
 def test_create_topics_error_message_is_null_on_success(broker, kp_admin):

@@ -152,4 +152,48 @@ mod tests {
         };
         assert_eq!(r.error_message, None);
     }
+
+    /// Through the dispatcher, as a client sees it: a created topic's
+    /// CreateTopics entry has a null error message (it was "" before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_topics_answers_null_error_message_on_success() {
+        use bytes::{Buf, BytesMut};
+        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, RequestHeader};
+        use kafka_protocol::protocol::{Decodable, Encodable};
+
+        let dir = tempfile::tempdir().unwrap();
+        let broker = crate::test_support::broker_over(dir.path(), |q| Box::new(q));
+        let version = 7;
+        let mut frame = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::CreateTopics as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(9)
+            .encode(&mut frame, 2)
+            .unwrap();
+        CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_timeout_ms(5000)
+            .encode(&mut frame, version)
+            .unwrap();
+        let request = samsa_protocol::codec::parse_request(frame.freeze()).unwrap();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let super::super::Reply::Send(response) =
+            super::super::handle(&broker, peer, &"PLAINTEXT".into(), request).await
+        else {
+            panic!("no response");
+        };
+        let mut bytes = response.to_bytes().unwrap().freeze();
+        let size = bytes.get_i32() as usize;
+        assert_eq!(size, bytes.len());
+        assert_eq!(bytes.get_i32(), 9, "correlation id");
+        assert_eq!(bytes.get_u8(), 0, "no tagged fields in the header");
+        let r = CreateTopicsResponse::decode(&mut bytes, version).unwrap();
+        assert_eq!(r.topics[0].error_code, 0);
+        assert_eq!(r.topics[0].error_message, None);
+    }
 }
