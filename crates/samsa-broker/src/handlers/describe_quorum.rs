@@ -3,13 +3,18 @@
 //!
 //! As Kafka's Raft client answers it: a request that does not name
 //! `__cluster_metadata` partition 0 fails with UNKNOWN_TOPIC_OR_PARTITION;
-//! only the quorum leader knows its followers' progress, so any other node
-//! answers the partition with NOT_LEADER_OR_FOLLOWER. A single node is a
+//! only the quorum leader knows its followers' progress. A node that does
+//! not lead forwards the request to the leader's broker listener, as Kafka's
+//! brokers forward it to the active controller, and answers the partition
+//! NOT_LEADER_OR_FOLLOWER when it cannot (no known leader, the leader has no
+//! broker listener, the leader did not answer, or the request was itself
+//! forwarded, so a request crosses at most one hop). A single node is a
 //! one-voter quorum it leads (epoch 1; offsets count metadata records).
 //! Timestamps are milliseconds since the epoch, -1 when unknown (see
 //! `samsa_quorum::describe` for what they measure).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{
@@ -18,6 +23,7 @@ use kafka_protocol::messages::describe_quorum_response::{
 use kafka_protocol::messages::{
     BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName,
 };
+use samsa_client::connection::{Connection, ConnectionConfig};
 use samsa_quorum::{QuorumDescription, ReplicaProgress};
 
 use super::{s, Ctx};
@@ -26,8 +32,75 @@ use crate::broker::Broker;
 /// The metadata log's topic name, as Kafka's.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
-/// Answers DescribeQuorum.
-pub fn handle(
+/// The client id of a forwarded DescribeQuorum (never forwarded again).
+pub const FORWARDED_CLIENT_ID: &str = "samsa-describe-quorum-forward";
+/// How long a forwarded DescribeQuorum may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Answers DescribeQuorum, forwarding it to the quorum leader when this node
+/// does not lead.
+pub async fn handle(
+    broker: &Broker,
+    ctx: &Ctx,
+    request: DescribeQuorumRequest,
+    version: i16,
+) -> DescribeQuorumResponse {
+    let leads = match &broker.cluster {
+        None => true,
+        Some(c) => c.raft.as_ref().is_some_and(|r| r.is_leader()),
+    };
+    if !leads && ctx.client_id != FORWARDED_CLIENT_ID {
+        if let Some(mut forwarded) = forward(broker, ctx, &request).await {
+            if version < 2 {
+                forwarded.nodes.clear();
+            }
+            return forwarded;
+        }
+    }
+    answer(broker, ctx, request, version)
+}
+
+/// The leader's answer to `request`, if this node knows a leader with a
+/// broker listener of the request's listener name and it answers in time.
+async fn forward(
+    broker: &Broker,
+    ctx: &Ctx,
+    request: &DescribeQuorumRequest,
+) -> Option<DescribeQuorumResponse> {
+    let leader = broker.cluster.as_ref()?.leader()?;
+    let leader = i32::try_from(leader).ok()?;
+    if leader == broker.settings.node_id.get() {
+        return None;
+    }
+    let image = broker.image();
+    let info = image
+        .brokers
+        .get(&samsa_model::BrokerId(leader))
+        .filter(|b| !b.fenced)?;
+    let (host, port) = super::metadata::endpoint_on(info, &ctx.listener);
+    let config = Arc::new(ConnectionConfig {
+        client_id: FORWARDED_CLIENT_ID.to_owned(),
+        connect_timeout: FORWARD_TIMEOUT,
+        request_timeout: FORWARD_TIMEOUT,
+        ..ConnectionConfig::default()
+    });
+    let addr = format!("{host}:{port}");
+    let sent = async {
+        let conn = Connection::connect(&addr, config).await?;
+        conn.send(request).await
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, sent).await {
+        Ok(Ok((response, _))) => Some(response),
+        Ok(Err(e)) => {
+            tracing::debug!(leader, %addr, error = %e, "forwarding DescribeQuorum");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// This node's own answer.
+fn answer(
     broker: &Broker,
     ctx: &Ctx,
     request: DescribeQuorumRequest,
@@ -164,8 +237,8 @@ mod tests {
         ])
     }
 
-    #[test]
-    fn a_single_node_is_a_one_voter_quorum_it_leads() {
+    #[tokio::test]
+    async fn a_single_node_is_a_one_voter_quorum_it_leads() {
         let dir = tempfile::tempdir().unwrap();
         let broker = crate::test_support::broker_over(dir.path(), |q| Box::new(q));
         let ctx = Ctx {
@@ -173,7 +246,7 @@ mod tests {
             client_id: "t".into(),
             listener: "PLAINTEXT".into(),
         };
-        let r = handle(&broker, &ctx, request(METADATA_TOPIC), 2);
+        let r = handle(&broker, &ctx, request(METADATA_TOPIC), 2).await;
         assert_eq!(r.error_code, 0);
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error_code, p.leader_id.0, p.leader_epoch), (0, 1, 1));
@@ -186,7 +259,7 @@ mod tests {
         assert_eq!(r.nodes.len(), 1);
         assert_eq!(r.nodes[0].listeners[0].name.as_str(), "PLAINTEXT");
 
-        let r = handle(&broker, &ctx, request("other"), 2);
+        let r = handle(&broker, &ctx, request("other"), 2).await;
         assert_eq!(r.error_code, ResponseError::UnknownTopicOrPartition.code());
     }
 }

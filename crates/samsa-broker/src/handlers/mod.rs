@@ -216,7 +216,7 @@ pub async fn handle(
             describe_topic_partitions::handle(broker, r, version),
         ),
         RequestKind::DescribeQuorum(r) => {
-            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, &ctx, r, version))
+            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, &ctx, r, version).await)
         }
         RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(
             list_config_resources::handle(broker, r, version).await,
