@@ -569,6 +569,27 @@ impl Controller {
             .map(|_| ())
     }
 
+    /// Validates feature level changes (UpdateFeatures) and, unless
+    /// `validate_only`, commits all of them; none when any is invalid.
+    pub fn update_features(
+        &self,
+        updates: &[crate::features::FeatureUpdate],
+        validate_only: bool,
+    ) -> Result<Result<(), crate::features::FeatureError>, ControllerError> {
+        let plan = |image: &MetadataImage| {
+            Ok(
+                match crate::features::plan_update_features(image, updates) {
+                    Ok(records) => Planned::new_pub(records, Ok(())),
+                    Err(e) => Planned::new_pub(Vec::new(), Err(e)),
+                },
+            )
+        };
+        if validate_only {
+            return plan(&self.image()).map(|p| p.outcome);
+        }
+        self.submit(plan).map(|(outcome, _)| outcome)
+    }
+
     /// Sets (`Some`) or removes (`None`) topic config keys, after validating all of
     /// them; nothing is committed if any is invalid.
     pub fn alter_topic_configs(
@@ -728,18 +749,19 @@ mod tests {
     fn apply_publishes_batches_once_with_their_index() {
         let dir = tempfile::tempdir().unwrap();
         let c = controller(dir.path());
-        // InitCluster + RegisterBroker: two records, each its own batch.
-        assert_eq!(c.last_batch(), Some(2));
+        // InitCluster with the two bootstrap FeatureLevel records, then
+        // RegisterBroker: four records in two batches.
+        assert_eq!(c.last_batch(), Some(4));
         let before = c.image();
         c.create_topics(vec![topic("t", 2)], false)[0]
             .as_ref()
             .unwrap();
-        assert_eq!(c.last_batch(), Some(5), "Topic + two Partition records");
+        assert_eq!(c.last_batch(), Some(7), "Topic + two Partition records");
         let after = c.image();
         // A batch already applied (as a committed stream would hand it again) is
         // ignored.
         let replay = Step::Batch {
-            index: 5,
+            index: 7,
             records: vec![MetadataRecord::RemoveTopic {
                 topic_id: after.topic("t").unwrap().id,
             }],
@@ -753,10 +775,10 @@ mod tests {
         // A reset replaces the image and the fence position.
         assert!(c.apply(Step::Reset {
             image: MetadataImage::clone(&before),
-            last_batch: Some(2),
+            last_batch: Some(4),
         }));
         assert!(c.image().topic("t").is_none());
-        assert_eq!(c.last_batch(), Some(2));
+        assert_eq!(c.last_batch(), Some(4));
     }
 
     fn registration(id: i32, incarnation: &str, fenced: bool) -> BrokerRegistration {

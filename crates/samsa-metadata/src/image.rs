@@ -123,7 +123,7 @@ impl TopicImage {
 }
 
 /// The whole cluster state.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MetadataImage {
     pub cluster_id: String,
     pub brokers: BTreeMap<BrokerId, BrokerInfo>,
@@ -136,6 +136,29 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// How many records built this image.
     pub records_applied: u64,
+    /// Finalized feature levels by name: a feature never written is absent;
+    /// one set to level 0 is present at 0 (Kafka lists neither as finalized).
+    pub features: BTreeMap<String, i16>,
+    /// The metadata offset of the last feature change (Kafka's
+    /// `finalized_features_epoch`), -1 before any.
+    pub features_epoch: i64,
+}
+
+impl Default for MetadataImage {
+    fn default() -> Self {
+        MetadataImage {
+            cluster_id: String::new(),
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_names: HashMap::new(),
+            broker_configs: BTreeMap::new(),
+            default_broker_configs: BTreeMap::new(),
+            next_producer_id: 0,
+            records_applied: 0,
+            features: BTreeMap::new(),
+            features_epoch: -1,
+        }
+    }
 }
 
 impl MetadataImage {
@@ -147,6 +170,11 @@ impl MetadataImage {
             merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         merged
+    }
+
+    /// The finalized level of feature `name` (0 when absent).
+    pub fn feature_level(&self, name: &str) -> i16 {
+        self.features.get(name).copied().unwrap_or(0)
     }
 
     /// The topic named `name`.
@@ -183,6 +211,18 @@ impl MetadataImage {
         match record {
             MetadataRecord::InitCluster { cluster_id } => {
                 self.cluster_id = cluster_id.clone();
+            }
+            MetadataRecord::FeatureLevel {
+                name,
+                level,
+                at_offset,
+            } => {
+                // Level 0 stays in the map: the feature was finalized (and
+                // then disabled), so startup does not bootstrap it again.
+                self.features.insert(name.clone(), *level);
+                // records_applied counts this record: its offset is one less.
+                let offset = i64::try_from(self.records_applied).unwrap_or(i64::MAX) - 1;
+                self.features_epoch = at_offset.unwrap_or(offset);
             }
             MetadataRecord::RegisterBroker {
                 broker_id,

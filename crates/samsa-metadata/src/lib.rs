@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod features;
 pub mod image;
 pub mod log;
 pub mod plan;

@@ -60,18 +60,26 @@ impl<T> Planned<T> {
     fn new(records: Vec<MetadataRecord>, outcome: T) -> Planned<T> {
         Planned { records, outcome }
     }
+
+    pub(crate) fn new_pub(records: Vec<MetadataRecord>, outcome: T) -> Planned<T> {
+        Planned::new(records, outcome)
+    }
 }
 
-/// Plans the first record of a brand new cluster log; nothing when `image`
-/// already has a cluster id.
+/// Plans the first record of a brand new cluster log (nothing when `image`
+/// already has a cluster id) and the bootstrap level of every feature the
+/// image lacks.
 pub fn plan_init_cluster(image: &MetadataImage) -> Planned {
-    let records = if image.cluster_id.is_empty() {
+    let mut records = if image.cluster_id.is_empty() {
         vec![MetadataRecord::InitCluster {
             cluster_id: new_cluster_id(),
         }]
     } else {
         Vec::new()
     };
+    // The bootstrap feature levels: with a new cluster's first record, or
+    // once on the first start of a log written before features existed.
+    records.extend(crate::features::bootstrap_records(image));
     Planned::new(records, ())
 }
 

@@ -111,6 +111,18 @@ pub enum MetadataRecord {
         broker_id: BrokerId,
         next_producer_id: i64,
     },
+    /// A finalized feature's level changed (Kafka's `FeatureLevelRecord`);
+    /// level 0 disables the feature. The image's `features_epoch` becomes this
+    /// record's metadata offset, or `at_offset` when set: a snapshot keeps the
+    /// offset the level was first written at there (a snapshot's records are
+    /// not at their original offsets). Logs written before features existed
+    /// have none: the controller writes the bootstrap levels at startup.
+    FeatureLevel {
+        name: String,
+        level: i16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_offset: Option<i64>,
+    },
 }
 
 #[cfg(test)]
@@ -178,6 +190,16 @@ mod tests {
             MetadataRecord::UnfenceBroker {
                 broker_id: BrokerId(1),
                 epoch: 5,
+            },
+            MetadataRecord::FeatureLevel {
+                name: "group.version".into(),
+                level: 1,
+                at_offset: None,
+            },
+            MetadataRecord::FeatureLevel {
+                name: "metadata.version".into(),
+                level: 27,
+                at_offset: Some(3),
             },
         ];
         for r in records {

@@ -432,6 +432,7 @@ static APIS: &[Api] = &[
         Some(0),
         &LIST_PARTITION_REASSIGNMENTS,
     ),
+    api(ApiKey::UpdateFeatures, 0, 2, Some(0), &UPDATE_FEATURES),
     api(ApiKey::SaslHandshake, 0, 1, None, &SASL_HANDSHAKE),
     api(ApiKey::SaslAuthenticate, 0, 2, Some(2), &SASL_AUTHENTICATE),
 ];
@@ -852,6 +853,20 @@ const ALTER_PARTITION_REASSIGNMENTS_PARTITION: Schema = schema(&[
     f("partition_index", I32),
     // Null cancels a pending reassignment.
     f("replicas", NULLABLE_I32_ARRAY),
+]);
+
+// UpdateFeatures (57): v1 replaces allow_downgrade with upgrade_type and adds
+// validate_only; v2 changes only the response.
+const UPDATE_FEATURES: Schema = schema(&[
+    f("timeout_ms", I32),
+    f("feature_updates", array(&UPDATE_FEATURES_UPDATE)),
+    f("validate_only", BOOL).since(1),
+]);
+const UPDATE_FEATURES_UPDATE: Schema = schema(&[
+    f("feature", STR),
+    f("max_version_level", I16),
+    f("allow_downgrade", BOOL).until(0),
+    f("upgrade_type", I8).since(1),
 ]);
 
 // ListPartitionReassignments (46)

@@ -62,6 +62,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListConfigResources, 0, 1),
     // KIP-595; v2 adds the voters' listeners (KIP-853).
     api(ApiKey::DescribeQuorum, 0, 2),
+    // KIP-584; v1 adds upgrade_type and validate_only (KIP-778), v2 drops the
+    // per-feature results from the response.
+    api(ApiKey::UpdateFeatures, 0, 2),
 ];
 
 /// The supported range of `key`, if samsa implements it.

@@ -112,6 +112,7 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
     (ApiKey::ListConfigResources, 0, 1, 0),
     (ApiKey::DescribeQuorum, 0, 2, 0),
+    (ApiKey::UpdateFeatures, 0, 2, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4, 4),
     (ApiKey::ElectLeaders, 0, 2, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1, 0),
@@ -245,6 +246,10 @@ macro_rules! with_request_type {
             }
             ApiKey::DescribeQuorum => {
                 type $t = DescribeQuorumRequest;
+                $body
+            }
+            ApiKey::UpdateFeatures => {
+                type $t = UpdateFeaturesRequest;
                 $body
             }
             ApiKey::ListConfigResources => {
@@ -385,6 +390,7 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
         ApiKey::ConsumerGroupDescribe => enc(&consumer_group_describe(f), v),
         ApiKey::DescribeTopicPartitions => enc(&describe_topic_partitions(f), v),
         ApiKey::DescribeQuorum => enc(&describe_quorum(f), v),
+        ApiKey::UpdateFeatures => enc(&update_features(v, f), v),
         ApiKey::ListConfigResources => enc(
             &ListConfigResourcesRequest::default()
                 .with_resource_types(if v >= 1 { vec![2, 32] } else { Vec::new() })
@@ -1957,6 +1963,22 @@ fn every_advertised_api_reaches_the_newest_version_kafka_protocol_encodes() {
             api.key, api.max
         );
     }
+}
+
+fn update_features(v: i16, f: Fill) -> UpdateFeaturesRequest {
+    use update_features_request::FeatureUpdateKey;
+    UpdateFeaturesRequest::default()
+        .with_timeout_ms(60_000)
+        .with_feature_updates(two(|i| {
+            FeatureUpdateKey::default()
+                .with_feature(StrBytes::from_static_str("group.version"))
+                .with_max_version_level(i as i16)
+                .with_allow_downgrade(v == 0)
+                .with_upgrade_type(if v >= 1 { 2 } else { 1 })
+                .with_unknown_tagged_fields(f.tags())
+        }))
+        .with_validate_only(v >= 1)
+        .with_unknown_tagged_fields(f.tags())
 }
 
 fn describe_quorum(f: Fill) -> DescribeQuorumRequest {

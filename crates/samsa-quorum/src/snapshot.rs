@@ -27,7 +27,8 @@
 //!
 //! # Compaction
 //!
-//! [`compact`] emits, in this order: `InitCluster`; a `RegisterBroker` per broker
+//! [`compact`] emits, in this order: `InitCluster`; a `FeatureLevel` per
+//! finalized feature (each with `at_offset` = the image's `features_epoch`); a `RegisterBroker` per broker
 //! (carrying its epoch, incarnation, listeners and fenced flag, so no
 //! `FenceBroker`/`UnfenceBroker` is needed); the cluster-wide then per-broker
 //! dynamic configs; per topic (by name) its `Topic`, its `Partition`s in index
@@ -76,6 +77,15 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
     if !image.cluster_id.is_empty() {
         out.push(MetadataRecord::InitCluster {
             cluster_id: image.cluster_id.clone(),
+        });
+    }
+    for (name, level) in &image.features {
+        // Each carries the offset of the last feature change, so the rebuilt
+        // image has the same `features_epoch`.
+        out.push(MetadataRecord::FeatureLevel {
+            name: name.clone(),
+            level: *level,
+            at_offset: Some(image.features_epoch),
         });
     }
     for b in image.brokers.values() {
@@ -223,8 +233,13 @@ mod tests {
             .filter(|(_, m)| !m.is_empty())
             .collect();
         format!(
-            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{}|{}",
-            i.cluster_id, i.default_broker_configs, i.next_producer_id, i.records_applied
+            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{}|{}|{:?}|{}",
+            i.cluster_id,
+            i.default_broker_configs,
+            i.next_producer_id,
+            i.records_applied,
+            i.features,
+            i.features_epoch
         )
     }
 
@@ -321,6 +336,11 @@ mod tests {
             (0i64..1000).prop_map(|n| MetadataRecord::ProducerIds {
                 broker_id: BrokerId(0),
                 next_producer_id: n,
+            }),
+            ("[a-b]", 0i16..3).prop_map(|(name, level)| MetadataRecord::FeatureLevel {
+                name,
+                level,
+                at_offset: None,
             }),
         ]
     }

@@ -45,6 +45,7 @@ pub mod offset_for_leader_epoch;
 pub mod partition_admin;
 pub mod produce;
 pub mod sync_group;
+pub mod update_features;
 #[cfg(test)]
 mod version_tests;
 
@@ -101,7 +102,9 @@ pub async fn handle(
     let correlation_id = request.header.correlation_id;
     let mut files = FileRecordSets::default();
     let mut body = match request.body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version)),
+        RequestKind::ApiVersions(r) => {
+            ResponseKind::ApiVersions(api_versions::handle(&broker.image(), r, version))
+        }
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, &ctx, r, version))
         }
@@ -217,6 +220,9 @@ pub async fn handle(
         ),
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(broker, &ctx, r, version).await)
+        }
+        RequestKind::UpdateFeatures(r) => {
+            ResponseKind::UpdateFeatures(update_features::handle(broker, r, version))
         }
         RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(
             list_config_resources::handle(broker, r, version).await,
