@@ -25,6 +25,8 @@ mod consumer_group;
 mod groups;
 mod placement;
 pub(crate) use groups::{commit_offsets, fetch_committed};
+mod features;
+pub use features::{FeatureInfo, FeatureMetadata, FeatureUpgradeType};
 
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;

@@ -372,6 +372,10 @@ static DESCRIBE_QUORUM: Schema = s(&[
     since(2, arr(&QUORUM_NODE)),
 ]);
 
+// UpdateFeatures: v2 drops the per-feature results.
+static FEATURE_RESULT: Schema = s(&[f(Str), f(I16), f(Str)]);
+static UPDATE_FEATURES: Schema = s(&[f(I32), f(I16), f(Str), until(1, arr(&FEATURE_RESULT))]);
+
 static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
 static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
 
@@ -423,7 +427,7 @@ const fn api(key: ApiKey, min: i16, max: i16, flexible_min: i16, body: &'static 
 }
 
 static APIS: &[Api] = &[
-    api(ApiKey::ApiVersions, 0, 3, 3, &API_VERSIONS),
+    api(ApiKey::ApiVersions, 0, 4, 3, &API_VERSIONS),
     api(ApiKey::Metadata, 9, 12, 9, &METADATA),
     api(ApiKey::Produce, 9, 11, 9, &PRODUCE),
     // v15: replica fetchers (topic ids, the replica's broker epoch).
@@ -485,6 +489,7 @@ static APIS: &[Api] = &[
         &CONSUMER_GROUP_DESCRIBE,
     ),
     api(ApiKey::DescribeQuorum, 2, 2, 0, &DESCRIBE_QUORUM),
+    api(ApiKey::UpdateFeatures, 0, 2, 0, &UPDATE_FEATURES),
 ];
 
 /// The response versions the guard covers for `key`, if any.
@@ -741,9 +746,21 @@ mod tests {
                 .with_api_key(3)
                 .with_max_version(12),
         ]);
-        for v in 0..=3 {
+        for v in 0..=4 {
             check_response_body(ApiKey::ApiVersions, v, &encode(&av, v))
                 .expect("valid api versions");
+        }
+        let uf = UpdateFeaturesResponse::default()
+            .with_error_code(95)
+            .with_error_message(Some(StrBytes::from_static_str("no")))
+            .with_results(vec![
+                update_features_response::UpdatableFeatureResult::default()
+                    .with_feature(StrBytes::from_static_str("group.version"))
+                    .with_error_code(95),
+            ]);
+        for v in 0..=2 {
+            check_response_body(ApiKey::UpdateFeatures, v, &encode(&uf, v))
+                .expect("valid update features");
         }
         let fetch = FetchResponse::default().with_responses(vec![
             fetch_response::FetchableTopicResponse::default()

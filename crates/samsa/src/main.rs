@@ -1,5 +1,5 @@
 //! The `samsa` command: `samsa serve` runs a broker; the other subcommands are
-//! the operator's CLI (topics, produce, consume, groups, configs,
+//! the operator's CLI (topics, produce, consume, groups, configs, features,
 //! leader-election, reassign-partitions, perf, completions), talking to any
 //! Kafka-compatible broker through samsa-client.
 
@@ -7,6 +7,7 @@ mod common;
 mod configs;
 mod consume;
 mod datetime;
+mod features;
 mod groups;
 mod leader_election;
 mod log_dirs;
@@ -47,6 +48,8 @@ enum Command {
     Configs(configs::ConfigsArgs),
     /// Elect preferred (or unclean) partition leaders, like kafka-leader-election.sh.
     LeaderElection(leader_election::LeaderElectionArgs),
+    /// Describe, upgrade and downgrade feature levels, like kafka-features.sh.
+    Features(features::FeaturesArgs),
     /// Describe the brokers' log directories, like kafka-log-dirs.sh.
     LogDirs(log_dirs::LogDirsArgs),
     /// Describe the metadata quorum, like kafka-metadata-quorum.sh.
@@ -91,6 +94,7 @@ fn main() {
         Command::MetadataQuorum(args) => common::run(metadata_quorum::run(args)),
         Command::ReassignPartitions(args) => common::run(reassign::run(args)),
         Command::LogDirs(args) => common::run(log_dirs::run(args)),
+        Command::Features(args) => common::run(features::run(args)),
         Command::Perf(args) => common::run(perf::run(args)),
     };
     if let Err(e) = result {
