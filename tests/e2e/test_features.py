@@ -123,3 +123,30 @@ def test_invalid_updates_are_refused_with_kafkas_errors(broker):
     assert p.stdout.startswith("Could not downgrade metadata.version to 3.9-IV0.")
     assert "1 out of 1 operation(s) failed." in p.stderr
     assert describe_lines(broker)["metadata.version"]["FinalizedVersionLevel"] == "4.1-IV1"
+
+
+@pytest.fixture
+def cluster_factory(request, tmp_path):
+    from cluster import cluster_fixture
+    yield from cluster_fixture(request, tmp_path)
+
+
+def test_an_update_through_a_follower_reaches_every_node_and_survives_a_leader_restart(cluster_factory):
+    import helpers as h
+    c = cluster_factory(voters=3)
+    leader = c.controller_id()
+    follower = next(n for n in c.ids if n != leader)
+    for n in c.ids:
+        assert describe_lines(c.nodes[n])["group.version"]["FinalizedVersionLevel"] == "1"
+    # Sent to a node that does not lead the quorum: it forwards the write.
+    p = cli(c.nodes[follower], "downgrade", "--feature", "group.version=0")
+    assert p.stdout.strip() == "group.version was downgraded to 0."
+    h.wait_until(lambda: all(
+        describe_lines(c.nodes[n])["group.version"]["FinalizedVersionLevel"] == "0" for n in c.ids),
+        timeout=30, interval=0.2, message="every node sees group.version 0")
+    c.restart(leader)
+    c.wait_ready()
+    for n in c.ids:
+        lines = describe_lines(c.nodes[n])
+        assert lines["group.version"]["FinalizedVersionLevel"] == "0", n
+        assert lines["metadata.version"]["FinalizedVersionLevel"] == "4.1-IV1", n
