@@ -146,7 +146,7 @@ impl Broker {
         log_dirs: crate::log_dirs::LogDirs,
     ) -> Arc<Broker> {
         let config_for_groups = config.clone();
-        Arc::new(Broker {
+        Arc::new_cyclic(|me: &std::sync::Weak<Broker>| Broker {
             settings,
             effective_config: RwLock::new(config.clone()),
             static_config: config,
@@ -157,7 +157,10 @@ impl Broker {
             fetch_sessions: FetchSessionCache::new(1000),
             producer_ids: Mutex::new((0, 0)),
             producer_id_allocation: tokio::sync::Mutex::new(()),
-            groups: Arc::new(crate::groups::GroupService::new(&config_for_groups)),
+            groups: Arc::new(crate::groups::GroupService::new(
+                &config_for_groups,
+                crate::groups::image_group_configs(me.clone()),
+            )),
             cluster,
             delayed_produces: Arc::new(Purgatory::default()),
             roles_changed: tokio::sync::Notify::new(),

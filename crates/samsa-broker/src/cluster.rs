@@ -656,7 +656,7 @@ async fn next_step(source: &mut Source) -> Option<Step> {
                 records: b.records,
             }),
             Ok(Committed::Snapshot(s)) => Some(Step::Reset {
-                image: s.to_image(),
+                image: Box::new(s.to_image()),
                 last_batch: s.last_batch,
             }),
             Err(QuorumError::Shutdown(_)) => None,

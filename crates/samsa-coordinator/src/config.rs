@@ -1,6 +1,8 @@
 //! The coordinator's configuration — Kafka's `group.*` and `offsets.*` broker configs
 //! with Kafka's names and defaults — and the hard limits samsa adds on top.
 
+use std::sync::Arc;
+
 /// Bytes of one member's protocol metadata (JoinGroup) or assignment (SyncGroup).
 /// Larger values are refused with `INVALID_REQUEST`.
 pub const MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
@@ -26,6 +28,57 @@ pub const STRING_BYTES_MAX: usize = i16::MAX as usize;
 
 /// The assignors samsa implements for KIP-848 groups.
 pub const SUPPORTED_ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// One group's overrides of the KIP-848 settings (Kafka's `GROUP` config
+/// resource: `consumer.session.timeout.ms`, `consumer.heartbeat.interval.ms`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupOverrides {
+    pub session_timeout_ms: Option<i32>,
+    pub heartbeat_interval_ms: Option<i32>,
+}
+
+/// Looks up a group's current overrides by group id. Called on every
+/// KIP-848 heartbeat, so a change applies from the member's next heartbeat;
+/// it must not block (no I/O, no lock held across anything slow).
+pub type GroupOverridesFn = dyn Fn(&str) -> GroupOverrides + Send + Sync;
+
+/// The source of per-group overrides; none by default.
+#[derive(Clone, Default)]
+pub struct GroupConfigLookup(Option<Arc<GroupOverridesFn>>);
+
+impl GroupConfigLookup {
+    /// A lookup answered by `f`.
+    pub fn new(f: Arc<GroupOverridesFn>) -> GroupConfigLookup {
+        GroupConfigLookup(Some(f))
+    }
+
+    fn get(&self, group: &str) -> GroupOverrides {
+        self.0.as_ref().map(|f| f(group)).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for GroupConfigLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "GroupConfigLookup(set)"
+        } else {
+            "GroupConfigLookup(none)"
+        })
+    }
+}
+
+/// Two lookups are equal when they are the same function (or both absent).
+impl PartialEq for GroupConfigLookup {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for GroupConfigLookup {}
 
 /// Kafka's group coordinator configs. Field docs name the Kafka config and its default.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +123,9 @@ pub struct CoordinatorConfig {
     /// it again even if no topic was created or deleted (Kafka's periodic regex
     /// refresh, 600000 = 10 minutes).
     pub group_consumer_regex_refresh_interval_ms: i64,
+    /// Per-group overrides of the two settings above them (the `GROUP`
+    /// config resource); see [`CoordinatorConfig::consumer_session_timeout_ms`].
+    pub group_configs: GroupConfigLookup,
 }
 
 impl Default for CoordinatorConfig {
@@ -91,11 +147,30 @@ impl Default for CoordinatorConfig {
             consumer_protocol_enabled: true,
             groups_max: COORDINATOR_GROUPS_MAX,
             group_consumer_regex_refresh_interval_ms: 600_000,
+            group_configs: GroupConfigLookup::default(),
         }
     }
 }
 
 impl CoordinatorConfig {
+    /// The KIP-848 session timeout of `group`'s members: the group's
+    /// `consumer.session.timeout.ms`, else `group.consumer.session.timeout.ms`.
+    pub fn consumer_session_timeout_ms(&self, group: &str) -> i32 {
+        self.group_configs
+            .get(group)
+            .session_timeout_ms
+            .unwrap_or(self.group_consumer_session_timeout_ms)
+    }
+
+    /// The heartbeat interval given to `group`'s KIP-848 members: the group's
+    /// `consumer.heartbeat.interval.ms`, else `group.consumer.heartbeat.interval.ms`.
+    pub fn consumer_heartbeat_interval_ms(&self, group: &str) -> i32 {
+        self.group_configs
+            .get(group)
+            .heartbeat_interval_ms
+            .unwrap_or(self.group_consumer_heartbeat_interval_ms)
+    }
+
     pub(crate) fn classic_max_size(&self) -> usize {
         self.group_max_size.min(GROUP_MEMBERS_MAX)
     }

@@ -441,7 +441,7 @@ impl ConsumerGroup {
     }
 
     fn schedule_session(&self, cx: &mut Ctx<'_>, member_id: &str) {
-        let deadline = cx.now + i64::from(cx.cfg.group_consumer_session_timeout_ms.max(0));
+        let deadline = cx.now + i64::from(cx.cfg.consumer_session_timeout_ms(&self.id).max(0));
         cx.timers
             .schedule(self.session_key(member_id), deadline, TimerPayload::None);
     }
@@ -950,7 +950,7 @@ impl ConsumerGroup {
             error_message: None,
             member_id: Some(member_id),
             member_epoch: reconciled.member_epoch,
-            heartbeat_interval_ms: cx.cfg.group_consumer_heartbeat_interval_ms,
+            heartbeat_interval_ms: cx.cfg.consumer_heartbeat_interval_ms(&self.id),
             assignment: (full || reconciled.assigned != member.assigned)
                 .then(|| to_wire(&reconciled.assigned)),
         })

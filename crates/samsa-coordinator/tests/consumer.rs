@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use samsa_coordinator::*;
@@ -616,4 +617,64 @@ fn member_epoch_ahead_of_the_coordinators_is_fenced() {
     let mut ok = beat("s1", epoch, &owned(&held));
     ok.instance_id = Some("inst".into());
     assert_eq!(h2.cgh(ok, &md).error_code, codes::NONE);
+}
+
+type Cell = Arc<Mutex<GroupOverrides>>;
+
+/// A coordinator whose `GROUP` config overrides for "g" come from a shared
+/// cell (as the broker's metadata image supplies them), with member "m1"
+/// joined under `initial`: (harness, cell, m1's epoch, m1's partitions).
+fn joined_with(initial: GroupOverrides) -> (Harness, Cell, i32, BTreeSet<i32>) {
+    let cell: Cell = Arc::new(Mutex::new(initial));
+    let read = cell.clone();
+    let lookup = GroupConfigLookup::new(Arc::new(move |group: &str| {
+        if group == "g" {
+            *read.lock().unwrap_or_else(|p| p.into_inner())
+        } else {
+            GroupOverrides::default()
+        }
+    }));
+    let mut h = Harness::new(CoordinatorConfig {
+        group_configs: lookup,
+        ..CoordinatorConfig::default()
+    });
+    let r = h.cgh(join("m1", &["t"]), &topics());
+    assert_eq!(r.error_code, codes::NONE);
+    let held = parts(&r.assignment);
+    (h, cell, r.member_epoch, held)
+}
+
+#[test]
+fn a_groups_heartbeat_interval_override_is_returned_from_the_next_heartbeat() {
+    let md = topics();
+    let (mut h, cell, epoch, held) = joined_with(GroupOverrides {
+        heartbeat_interval_ms: Some(7_000),
+        ..GroupOverrides::default()
+    });
+    let r = h.cgh(beat("m1", epoch, &owned(&held)), &md);
+    assert_eq!(r.heartbeat_interval_ms, 7_000);
+    cell.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .heartbeat_interval_ms = Some(9_000);
+    let r = h.cgh(beat("m1", r.member_epoch, &owned(&held)), &md);
+    assert_eq!(r.heartbeat_interval_ms, 9_000);
+    *cell.lock().unwrap_or_else(|p| p.into_inner()) = GroupOverrides::default();
+    let r = h.cgh(beat("m1", r.member_epoch, &owned(&held)), &md);
+    assert_eq!(r.heartbeat_interval_ms, 5_000, "back to the broker default");
+}
+
+#[test]
+fn a_groups_session_timeout_override_decides_when_a_silent_member_expires() {
+    let md = topics();
+    let (mut h, _cell, epoch, held) = joined_with(GroupOverrides {
+        session_timeout_ms: Some(55_000),
+        ..GroupOverrides::default()
+    });
+    // Past the broker default (45 s) but within the group's 55 s: still a member.
+    h.advance(50_000);
+    let r = h.cgh(beat("m1", epoch, &owned(&held)), &md);
+    assert_eq!(r.error_code, codes::NONE, "{r:?}");
+    h.advance(56_000);
+    let r = h.cgh(beat("m1", r.member_epoch, &owned(&held)), &md);
+    assert_eq!(r.error_code, codes::UNKNOWN_MEMBER_ID);
 }

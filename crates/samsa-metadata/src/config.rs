@@ -370,6 +370,10 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("group.max.size", Int, Some("2147483647"), Validator::Range(1, i32::MAX as i64), [], "Largest number of members of a classic group."),
     def!("group.consumer.session.timeout.ms", Int, Some("45000"), Validator::Range(1, i32::MAX as i64), [], "Session timeout of consumer-protocol (KIP-848) group members."),
     def!("group.consumer.heartbeat.interval.ms", Int, Some("5000"), Validator::Range(1, i32::MAX as i64), [], "Heartbeat interval given to consumer-protocol group members."),
+    def!("group.consumer.min.session.timeout.ms", Int, Some("45000"), Validator::Range(1, i32::MAX as i64), [], "Smallest consumer.session.timeout.ms a group may be configured with."),
+    def!("group.consumer.max.session.timeout.ms", Int, Some("60000"), Validator::Range(1, i32::MAX as i64), [], "Largest consumer.session.timeout.ms a group may be configured with."),
+    def!("group.consumer.min.heartbeat.interval.ms", Int, Some("5000"), Validator::Range(1, i32::MAX as i64), [], "Smallest consumer.heartbeat.interval.ms a group may be configured with."),
+    def!("group.consumer.max.heartbeat.interval.ms", Int, Some("15000"), Validator::Range(1, i32::MAX as i64), [], "Largest consumer.heartbeat.interval.ms a group may be configured with."),
     def!("group.coordinator.rebalance.protocols", List, Some("classic,consumer"), Validator::ListOf(&["classic", "consumer", "share", "streams"]), [], "Rebalance protocols the group coordinator accepts."),
     def!("offsets.retention.minutes", Int, Some("10080"), Validator::Range(1, i32::MAX as i64), [], "How long committed offsets of an empty group are kept."),
     def!("offsets.retention.check.interval.ms", Long, Some("600000"), Validator::Range(1, i64::MAX), [], "How often expired offsets are removed."),
@@ -482,6 +486,8 @@ pub enum ConfigSource {
     DynamicBrokerConfig,
     StaticBrokerConfig,
     Default,
+    /// A group's own override (the `GROUP` resource, see [`crate::group_config`]).
+    GroupConfig,
 }
 
 impl ConfigSource {
@@ -492,6 +498,7 @@ impl ConfigSource {
             ConfigSource::DynamicBrokerConfig => 2,
             ConfigSource::StaticBrokerConfig => 4,
             ConfigSource::Default => 5,
+            ConfigSource::GroupConfig => 8,
         }
     }
 }

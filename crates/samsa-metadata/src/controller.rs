@@ -197,7 +197,8 @@ pub enum Step {
     /// Replace the image (a snapshot, or a log replayed at startup) that
     /// reflects every batch up to `last_batch`.
     Reset {
-        image: MetadataImage,
+        /// Boxed: an image is far larger than a batch step.
+        image: Box<MetadataImage>,
         last_batch: Option<u64>,
     },
 }
@@ -300,7 +301,7 @@ impl Controller {
             }
             Step::Reset { image, last_batch } => {
                 *published = Published {
-                    image: Arc::new(image),
+                    image: Arc::new(*image),
                     last_batch,
                 };
             }
@@ -604,6 +605,23 @@ impl Controller {
         self.submit(|image| plan::plan_alter_topic_configs(image, name, changes))
             .map(|_| ())
     }
+
+    /// Sets (`Some`) or removes (`None`) config keys of group `group` (Kafka's
+    /// `GROUP` resource), validated against this broker's group bounds.
+    pub fn alter_group_configs(
+        &self,
+        group: &str,
+        changes: &[(String, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        let plan = |image: &MetadataImage| {
+            crate::group_config::plan_alter_group_configs(image, &self.config, group, changes)
+        };
+        if validate_only {
+            return plan(&self.image()).map(|_| ());
+        }
+        self.submit(plan).map(|_| ())
+    }
 }
 
 #[cfg(test)]
@@ -774,7 +792,7 @@ mod tests {
         );
         // A reset replaces the image and the fence position.
         assert!(c.apply(Step::Reset {
-            image: MetadataImage::clone(&before),
+            image: Box::new(MetadataImage::clone(&before)),
             last_batch: Some(4),
         }));
         assert!(c.image().topic("t").is_none());

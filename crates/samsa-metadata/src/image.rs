@@ -132,6 +132,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     /// Cluster-wide dynamic broker defaults.
     pub default_broker_configs: BTreeMap<String, String>,
+    /// Group-level config overrides by group id (Kafka's `GROUP` resource); a
+    /// group with no override left is absent.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
     /// How many records built this image.
@@ -153,6 +156,7 @@ impl Default for MetadataImage {
             topic_names: HashMap::new(),
             broker_configs: BTreeMap::new(),
             default_broker_configs: BTreeMap::new(),
+            group_configs: BTreeMap::new(),
             next_producer_id: 0,
             records_applied: 0,
             features: BTreeMap::new(),
@@ -321,6 +325,21 @@ impl MetadataImage {
                     },
                     ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
                     ConfigResource::BrokerDefault => &mut self.default_broker_configs,
+                    ConfigResource::Group(group) => {
+                        let map = self.group_configs.entry(group.clone()).or_default();
+                        match value {
+                            Some(v) => {
+                                map.insert(name.clone(), v.clone());
+                            }
+                            None => {
+                                map.remove(name);
+                                if map.is_empty() {
+                                    self.group_configs.remove(group);
+                                }
+                            }
+                        }
+                        return;
+                    }
                 };
                 match value {
                     Some(v) => {

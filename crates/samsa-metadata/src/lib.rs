@@ -20,6 +20,7 @@
 pub mod config;
 pub mod controller;
 pub mod features;
+pub mod group_config;
 pub mod image;
 pub mod log;
 pub mod plan;

@@ -18,6 +18,9 @@ pub enum ConfigResource {
     Broker(BrokerId),
     /// The cluster-wide dynamic broker default (Kafka's broker resource "").
     BrokerDefault,
+    /// A consumer group's configs (Kafka's `GROUP` resource), by group id; the
+    /// group need not exist. Serialized as `{"Group":"<id>"}`.
+    Group(String),
 }
 
 /// One named listener a broker advertises (Kafka's `advertised.listeners`

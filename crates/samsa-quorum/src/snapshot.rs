@@ -113,6 +113,11 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
             out.push(config(ConfigResource::Broker(*id), k, v));
         }
     }
+    for (group, map) in &image.group_configs {
+        for (k, v) in map {
+            out.push(config(ConfigResource::Group(group.clone()), k, v));
+        }
+    }
     for topic in image.topics.values() {
         out.push(MetadataRecord::Topic {
             name: topic.name.clone(),
@@ -233,9 +238,10 @@ mod tests {
             .filter(|(_, m)| !m.is_empty())
             .collect();
         format!(
-            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{}|{}|{:?}|{}",
+            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{:?}|{}|{}|{:?}|{}",
             i.cluster_id,
             i.default_broker_configs,
+            i.group_configs,
             i.next_producer_id,
             i.records_applied,
             i.features,
@@ -316,11 +322,12 @@ mod tests {
                         removing_replicas: ids(removing),
                     }
                 }),
-            (0u8..3, broker, "[a-c]", proptest::option::of("[x-z]")).prop_map(
+            (0u8..4, broker, "[a-c]", proptest::option::of("[x-z]")).prop_map(
                 |(kind, b, name, value)| {
                     let resource = match kind {
                         0 => ConfigResource::BrokerDefault,
                         1 => ConfigResource::Broker(BrokerId(b)),
+                        2 => ConfigResource::Group(format!("g{b}")),
                         _ => ConfigResource::Topic(format!("t{b}")),
                     };
                     MetadataRecord::Config {

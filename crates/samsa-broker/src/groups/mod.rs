@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use samsa_coordinator::{
-    codes, CommitId, Coordinator, CoordinatorConfig, Output, ReplyToken, Response, TopicInfo,
-    TopicMetadata,
+    codes, CommitId, Coordinator, CoordinatorConfig, GroupConfigLookup, GroupOverrides, Output,
+    ReplyToken, Response, TopicInfo, TopicMetadata,
 };
 use samsa_metadata::MetadataImage;
 use samsa_model::{LeaderEpoch, TopicId};
@@ -149,6 +149,29 @@ fn promote(shard: &Shard, part: Option<&Partition>, st: &mut ShardState) {
     }
 }
 
+/// The per-group overrides (the `GROUP` config resource) as the broker's
+/// current metadata image holds them. Holds the broker weakly (the broker owns
+/// the coordinator); reads only the published image, never blocks.
+pub(crate) fn image_group_configs(broker: std::sync::Weak<Broker>) -> GroupConfigLookup {
+    use samsa_metadata::group_config::{
+        CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS,
+    };
+    GroupConfigLookup::new(Arc::new(move |group: &str| {
+        let Some(broker) = broker.upgrade() else {
+            return GroupOverrides::default();
+        };
+        let image = broker.image();
+        let Some(map) = image.group_configs.get(group) else {
+            return GroupOverrides::default();
+        };
+        let int = |k: &str| map.get(k).and_then(|v| v.trim().parse::<i32>().ok());
+        GroupOverrides {
+            session_timeout_ms: int(CONSUMER_SESSION_TIMEOUT_MS),
+            heartbeat_interval_ms: int(CONSUMER_HEARTBEAT_INTERVAL_MS),
+        }
+    }))
+}
+
 /// The coordinator service: the shards plus the reply plumbing.
 pub struct GroupService {
     /// Kept to build a fresh coordinator per shard.
@@ -177,8 +200,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl GroupService {
     /// A coordinator service configured from the broker's config, with no
     /// shard yet (they follow leadership once [`GroupService::run_timers`] runs).
-    pub fn new(config: &samsa_metadata::config::StaticConfig) -> GroupService {
-        let mut cc = CoordinatorConfig::default();
+    pub fn new(
+        config: &samsa_metadata::config::StaticConfig,
+        group_configs: GroupConfigLookup,
+    ) -> GroupService {
+        let mut cc = CoordinatorConfig {
+            group_configs,
+            ..CoordinatorConfig::default()
+        };
         let int = |k: &str| config.get_i64(k);
         if let Some(v) = int("group.initial.rebalance.delay.ms") {
             cc.group_initial_rebalance_delay_ms = v as i32;
@@ -710,5 +739,7 @@ fn unloaded_coordinator(config: &CoordinatorConfig) -> Coordinator {
     c
 }
 
+#[cfg(test)]
+mod group_config_tests;
 #[cfg(test)]
 mod tests;

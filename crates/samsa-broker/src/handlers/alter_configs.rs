@@ -1,5 +1,5 @@
 //! AlterConfigs (legacy, whole-set replace) and IncrementalAlterConfigs
-//! (SET / DELETE / APPEND / SUBTRACT per key), for topics and brokers.
+//! (SET / DELETE / APPEND / SUBTRACT per key), for topics, brokers and groups.
 //!
 //! Changes go through the controller as config records; the broker applies
 //! them to open logs on the next reconcile, so they take effect without a
@@ -21,6 +21,7 @@ use crate::errors::controller_error;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 
 type Changes = Vec<(String, Option<String>)>;
 type Outcome = Result<(), (ResponseError, String)>;
@@ -52,6 +53,7 @@ fn apply(
             let target = broker_target(broker, name)?;
             broker.admin(|c| c.alter_broker_configs(target, changes, validate_only))
         }
+        RESOURCE_GROUP => broker.admin(|c| c.alter_group_configs(name, changes, validate_only)),
         other => {
             return Err((
                 ResponseError::InvalidRequest,
@@ -76,6 +78,7 @@ fn current(broker: &Broker, resource_type: i8, name: &str) -> BTreeMap<String, S
             .topic(name)
             .map(|t| t.configs.clone())
             .unwrap_or_default(),
+        RESOURCE_GROUP => image.group_configs.get(name).cloned().unwrap_or_default(),
         _ if name.is_empty() => image.default_broker_configs.clone(),
         _ => name
             .parse::<i32>()

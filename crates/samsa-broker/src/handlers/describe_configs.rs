@@ -1,4 +1,4 @@
-//! DescribeConfigs: topic and broker configs with Kafka's names, types,
+//! DescribeConfigs: topic, broker and group configs with Kafka's names, types,
 //! defaults and sources.
 
 use kafka_protocol::error::ResponseError;
@@ -13,6 +13,7 @@ use crate::broker::Broker;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 
 /// Answers DescribeConfigs.
 pub fn handle(
@@ -50,6 +51,14 @@ pub fn handle(
                             ),
                         ))
                     }
+                }
+                RESOURCE_GROUP if name.is_empty() => Err((
+                    ResponseError::InvalidRequest,
+                    "Group name must not be empty".to_string(),
+                )),
+                RESOURCE_GROUP => {
+                    let overrides = image.group_configs.get(&name).cloned().unwrap_or_default();
+                    Ok(samsa_metadata::group_config::describe_group(&broker.config(), &overrides))
                 }
                 other => Err((
                     ResponseError::InvalidRequest,
@@ -97,12 +106,15 @@ fn entry(
         .with_is_sensitive(c.def.sensitive);
     if include_synonyms {
         let mut synonyms = Vec::new();
-        if c.source == ConfigSource::TopicConfig {
+        if matches!(
+            c.source,
+            ConfigSource::TopicConfig | ConfigSource::GroupConfig
+        ) {
             synonyms.push(
                 DescribeConfigsSynonym::default()
                     .with_name(s(c.def.name))
                     .with_value(c.value.clone().map(s))
-                    .with_source(ConfigSource::TopicConfig.wire_code()),
+                    .with_source(c.source.wire_code()),
             );
         }
         if resource_type == RESOURCE_TOPIC {
