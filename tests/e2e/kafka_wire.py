@@ -66,10 +66,8 @@ def nbytes(b: bytes | None) -> bytes:
     return i32(len(b)) + b
 
 
-def varint(v: int) -> bytes:
-    """Zig-zag encoded signed varint (as used inside record batches v2)."""
-    z = (v << 1) ^ (v >> 63)
-    z &= (1 << 64) - 1
+def uvarint(z: int) -> bytes:
+    """Unsigned varint (flexible versions' lengths and tagged-field counts)."""
     out = bytearray()
     while True:
         byte = z & 0x7F
@@ -79,6 +77,20 @@ def varint(v: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    """Zig-zag encoded signed varint (as used inside record batches v2)."""
+    z = (v << 1) ^ (v >> 63)
+    return uvarint(z & ((1 << 64) - 1))
+
+
+def compact_string(s: str | None) -> bytes:
+    """Flexible COMPACT_(NULLABLE_)STRING (unsigned varint length + 1; 0 = null)."""
+    if s is None:
+        return b"\x00"
+    b = s.encode("utf-8")
+    return uvarint(len(b) + 1) + b
 
 
 # --- CRC-32C (Castagnoli), table driven --------------------------------------

@@ -31,6 +31,8 @@ pub use features::{FeatureInfo, FeatureMetadata, FeatureUpgradeType};
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+/// Kafka 4.x's group config resource (`ConfigResource.Type.GROUP`).
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's ConfigSource values.
 mod quorum;
@@ -42,6 +44,7 @@ pub mod config_source {
     pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     pub const DEFAULT_CONFIG: i8 = 5;
+    pub const GROUP_CONFIG: i8 = 8;
 
     /// The name Kafka's tools print for a source.
     pub fn name(source: i8) -> &'static str {
@@ -84,6 +87,8 @@ pub enum ConfigResource {
     Topic(String),
     /// A broker id; `None` = the cluster-wide broker default.
     Broker(Option<i32>),
+    /// A consumer group's configs, by group id (the group need not exist).
+    Group(String),
 }
 
 impl ConfigResource {
@@ -94,6 +99,7 @@ impl ConfigResource {
                 RESOURCE_BROKER,
                 id.map(|i| i.to_string()).unwrap_or_default(),
             ),
+            ConfigResource::Group(g) => (RESOURCE_GROUP, g.clone()),
         }
     }
 
@@ -102,6 +108,7 @@ impl ConfigResource {
             ConfigResource::Topic(t) => format!("topic {t}"),
             ConfigResource::Broker(Some(id)) => format!("broker {id}"),
             ConfigResource::Broker(None) => "the broker defaults".to_string(),
+            ConfigResource::Group(g) => format!("group {g}"),
         }
     }
 }
@@ -606,6 +613,7 @@ impl Admin {
             ConfigResource::Topic(_) => config_source::DYNAMIC_TOPIC_CONFIG,
             ConfigResource::Broker(Some(_)) => config_source::DYNAMIC_BROKER_CONFIG,
             ConfigResource::Broker(None) => config_source::DYNAMIC_DEFAULT_BROKER_CONFIG,
+            ConfigResource::Group(_) => config_source::GROUP_CONFIG,
         };
         let mut set: BTreeMap<String, String> = self
             .describe_configs(resource)

@@ -1,4 +1,4 @@
-//! `samsa configs describe|alter`: topic and broker configs, with
+//! `samsa configs describe|alter`: topic, broker and group configs, with
 //! kafka-configs.sh's `--add-config k=v,...` / `--delete-config k,...`.
 
 use samsa_client::admin::{config_source, AlterOp, ConfigResource};
@@ -28,8 +28,8 @@ struct Entity {
     /// The cluster-wide broker defaults.
     #[arg(long)]
     broker_defaults: bool,
-    /// kafka-configs.sh style: topics or brokers (with --entity-name).
-    #[arg(long, value_parser = ["topics", "brokers"], requires = "entity_name")]
+    /// kafka-configs.sh style: topics, brokers or groups (with --entity-name).
+    #[arg(long, value_parser = ["topics", "brokers", "groups"], requires = "entity_name")]
     entity_type: Option<String>,
     /// kafka-configs.sh style entity name.
     #[arg(long, value_name = "NAME")]
@@ -50,6 +50,7 @@ impl Entity {
         let name = self.entity_name.clone().unwrap_or_default();
         match self.entity_type.as_deref() {
             Some("topics") => Ok(ConfigResource::Topic(name)),
+            Some("groups") => Ok(ConfigResource::Group(name)),
             Some("brokers") if name.is_empty() => Ok(ConfigResource::Broker(None)),
             Some("brokers") => Ok(ConfigResource::Broker(Some(
                 name.parse()
@@ -88,6 +89,7 @@ fn describe_name(r: &ConfigResource) -> String {
         ConfigResource::Topic(t) => format!("topic {t}"),
         ConfigResource::Broker(Some(b)) => format!("broker {b}"),
         ConfigResource::Broker(None) => "the default broker".to_string(),
+        ConfigResource::Group(g) => format!("group {g}"),
     }
 }
 
