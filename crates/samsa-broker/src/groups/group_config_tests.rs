@@ -12,12 +12,15 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    ListConfigResourcesRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use samsa_metadata::config::StaticConfig;
 
 use crate::broker::Broker;
-use crate::handlers::{alter_configs, consumer_group_heartbeat, describe_configs, Ctx};
+use crate::handlers::{
+    alter_configs, consumer_group_heartbeat, describe_configs, list_config_resources, Ctx,
+};
 use crate::settings::BrokerSettings;
 
 const GROUP: i8 = 32;
@@ -150,6 +153,21 @@ async fn group_configs_are_validated_listed_used_by_the_coordinator_and_deleted(
         entry(&all, "consumer.session.timeout.ms"),
         (Some("45000".into()), 5)
     );
+
+    // ListConfigResources names the configured group though it has no member yet.
+    let listed = list_config_resources::handle(
+        &broker,
+        ListConfigResourcesRequest::default().with_resource_types(vec![GROUP]),
+        1,
+    )
+    .await;
+    assert_eq!(listed.error_code, 0);
+    let names: Vec<String> = listed
+        .config_resources
+        .iter()
+        .map(|r| r.resource_name.to_string())
+        .collect();
+    assert_eq!(names, vec!["g".to_string()]);
 
     // The coordinator hands the group's interval to its members.
     let (code, epoch, interval) = heartbeat(&broker, "g", "m1", 0).await;

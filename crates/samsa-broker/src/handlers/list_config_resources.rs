@@ -5,7 +5,8 @@
 //! types (none = every type samsa has); a type samsa does not know fails the
 //! request with UNSUPPORTED_VERSION, as Kafka answers. Topics come from the
 //! metadata image, brokers are the registered brokers, groups those the
-//! coordinator shards on this broker hold. samsa has no client-metrics
+//! coordinator shards on this broker hold plus every group with a group
+//! config (which need not exist yet). samsa has no client-metrics
 //! subscriptions, so that list is always empty.
 
 use kafka_protocol::error::ResponseError;
@@ -76,8 +77,15 @@ pub async fn handle(
         {
             return ListConfigResourcesResponse::default().with_error_code(code);
         }
-        for g in parts.into_iter().flat_map(|r| r.groups) {
-            push(GROUP, g.group_id);
+        let mut groups: std::collections::BTreeSet<String> = parts
+            .into_iter()
+            .flat_map(|r| r.groups)
+            .map(|g| g.group_id)
+            .collect();
+        // A group configured before it exists has configs too.
+        groups.extend(image.group_configs.keys().cloned());
+        for g in groups {
+            push(GROUP, g);
         }
     }
     ListConfigResourcesResponse::default().with_config_resources(resources)
