@@ -109,6 +109,9 @@ pub struct Broker {
     /// The log directories (locked while the broker lives) and which one
     /// holds each partition.
     pub log_dirs: crate::log_dirs::LogDirs,
+    /// A background registration of the cordoned log directories is
+    /// running ([`crate::cordon::sync_in_background`]): at most one at a time.
+    pub(crate) cordon_sync_running: AtomicBool,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -170,6 +173,7 @@ impl Broker {
             broker_epoch: AtomicI64::new(0),
             shutting_down: AtomicBool::new(false),
             log_dirs,
+            cordon_sync_running: AtomicBool::new(false),
             moves: Default::default(),
         })
     }

@@ -10,8 +10,11 @@
 //!
 //! The check runs after every image the broker applies, so a change that
 //! failed to commit (no quorum leader yet) is retried with the next image;
-//! a change already in the image plans nothing.
+//! a change already in the image plans nothing. One background write runs
+//! at a time and checks again after writing, so a config change landing
+//! while it ran is not missed.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use samsa_metadata::ControllerError;
@@ -22,25 +25,30 @@ use crate::broker::Broker;
 /// disagrees with its effective `cordoned.log.dirs`. A quorum write: call it
 /// on a blocking thread (see [`sync_in_background`]). Does nothing until the
 /// image holds this process's own registration with the same directories.
-pub fn sync_cordoned_log_dirs(broker: &Broker) -> Result<(), ControllerError> {
+/// Returns whether it wrote.
+pub fn sync_cordoned_log_dirs(broker: &Broker) -> Result<bool, ControllerError> {
     let image = broker.image();
     let Some(me) = image.brokers.get(&broker.settings.node_id) else {
-        return Ok(());
+        return Ok(false);
     };
     let reg = crate::broker::registration(broker, me.fenced);
     if me.incarnation != reg.incarnation || me.log_dirs != reg.log_dirs {
-        return Ok(());
+        return Ok(false);
     }
     let mut current = me.cordoned_log_dirs.clone();
     current.sort();
     let mut wanted = reg.cordoned_log_dirs.clone();
     wanted.sort();
     if current == wanted {
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!(cordoned = ?wanted, "registering a change of the cordoned log directories");
-    broker.admin(|c| c.register_broker(reg)).map(|_| ())
+    broker.admin(|c| c.register_broker(reg)).map(|_| true)
 }
+
+/// Writes one background sync makes at most before leaving the rest to the
+/// next image.
+const SYNC_WRITES_MAX: u32 = 3;
 
 /// [`sync_cordoned_log_dirs`] on a blocking thread when it has anything to
 /// do (checked first without a write, so most images cost a comparison).
@@ -59,10 +67,22 @@ pub fn sync_in_background(broker: &Arc<Broker>) {
     if wanted == current {
         return;
     }
+    if broker.cordon_sync_running.swap(true, Ordering::AcqRel) {
+        return; // the running one reads the config in force when it writes
+    }
     let b = broker.clone();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = sync_cordoned_log_dirs(&b) {
-            tracing::warn!(error = %e, "cannot register the cordoned log directories yet");
+        // Again after a write: the config may have changed while it ran.
+        for _ in 0..SYNC_WRITES_MAX {
+            match sync_cordoned_log_dirs(&b) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register the cordoned log directories yet");
+                    break;
+                }
+            }
         }
+        b.cordon_sync_running.store(false, Ordering::Release);
     });
 }
