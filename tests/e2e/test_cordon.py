@@ -117,3 +117,20 @@ def test_cordoned_brokers_get_no_new_replicas_and_all_cordoned_refuses_create_to
         return True
     h.wait_until(reopened, timeout=PROPAGATION_S, message="CreateTopics accepted again")
     assert placed[-1] == [[2]], placed
+
+
+@pytest.mark.timeout(180)
+def test_statically_cordoned_brokers_refuse_create_topics_from_their_registration(cluster_factory):
+    # Every node starts with all its directories cordoned: the registration
+    # itself carries them, no dynamic change is involved.
+    c = cluster_factory(3, overrides={"cordoned.log.dirs": "*"})
+    refused: list[KafkaException | None] = [None]
+
+    def answered():
+        refused[0] = try_create(c, h.unique_topic("static"), 1, 1)
+        # Retriable answers while the controller settles are retried.
+        return refused[0] is not None and not refused[0].args[0].retriable()
+    h.wait_until(answered, timeout=PROPAGATION_S, message="CreateTopics answered")
+    e = refused[0].args[0]
+    assert e.name() == "INVALID_REPLICATION_FACTOR", e
+    assert "3 broker(s) have all their log directories cordoned" in e.str(), e.str()
