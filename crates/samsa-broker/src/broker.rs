@@ -109,6 +109,9 @@ pub struct Broker {
     /// The log directories (locked while the broker lives) and which one
     /// holds each partition.
     pub log_dirs: crate::log_dirs::LogDirs,
+    /// A background registration of the cordoned log directories is
+    /// running ([`crate::cordon::sync_in_background`]): at most one at a time.
+    pub(crate) cordon_sync_running: AtomicBool,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -126,7 +129,10 @@ impl Broker {
         crate::log_mover::recover_swaps(&settings.log_dirs);
         let (quorum, records) = LocalQuorum::open(&dir.join(METADATA_DIR))?;
         let controller = Controller::open(Box::new(quorum), records, config.clone())?;
-        let epoch = controller.register_broker(registration(&settings, false))?;
+        let effective =
+            config.with_dynamic(&controller.image().dynamic_broker_configs(settings.node_id));
+        let reg = registration_of(&settings, &log_dirs, &effective, false);
+        let epoch = controller.register_broker(reg)?;
         let broker = Broker::new(settings, config, controller, None, log_dirs);
         broker
             .broker_epoch
@@ -170,6 +176,7 @@ impl Broker {
             broker_epoch: AtomicI64::new(0),
             shutting_down: AtomicBool::new(false),
             log_dirs,
+            cordon_sync_running: AtomicBool::new(false),
             moves: Default::default(),
         })
     }
@@ -193,7 +200,9 @@ impl Broker {
         let broker = Broker::new(settings, config, controller, Some(state.clone()), log_dirs);
         tokio::spawn(crate::cluster::follow(broker.clone(), source, applied));
         let mut attempt = 0u32;
-        let reg = registration(&broker.settings, true);
+        // Cordoned directories from dynamic configs the image does not hold
+        // yet are registered later ([`crate::cordon`]), once it does.
+        let reg = registration(&broker, true);
         loop {
             attempt += 1;
             let b = broker.clone();
@@ -653,10 +662,21 @@ pub(crate) fn mark_for_deletion(dir: &Path) -> Option<PathBuf> {
     }
 }
 
-/// This broker's registration: its listeners' advertised endpoints and a
-/// fresh incarnation id (a restart is a new incarnation). `fenced`: register
+/// This broker's registration with its config in force ([`registration_of`]).
+pub(crate) fn registration(broker: &Broker, fenced: bool) -> BrokerRegistration {
+    registration_of(&broker.settings, &broker.log_dirs, &broker.config(), fenced)
+}
+
+/// This broker's registration: its listeners' advertised endpoints, a
+/// fresh incarnation id (a restart is a new incarnation), its log directory
+/// ids and those `cordoned.log.dirs` in `config` lists. `fenced`: register
 /// fenced until heartbeats show it is alive (cluster mode).
-fn registration(settings: &BrokerSettings, fenced: bool) -> BrokerRegistration {
+fn registration_of(
+    settings: &BrokerSettings,
+    log_dirs: &crate::log_dirs::LogDirs,
+    config: &StaticConfig,
+    fenced: bool,
+) -> BrokerRegistration {
     BrokerRegistration {
         id: settings.node_id,
         host: settings.advertised_host.clone(),
@@ -675,6 +695,8 @@ fn registration(settings: &BrokerSettings, fenced: bool) -> BrokerRegistration {
             .get_or_init(|| uuid::Uuid::new_v4().to_string())
             .clone(),
         fenced,
+        log_dirs: log_dirs.ids(),
+        cordoned_log_dirs: log_dirs.cordoned_ids(config.get("cordoned.log.dirs").unwrap_or("")),
     }
 }
 

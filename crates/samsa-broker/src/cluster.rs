@@ -386,6 +386,7 @@ pub async fn follow(broker: Arc<Broker>, mut source: Source, applied: watch::Sen
         if let Err(e) = broker.reconcile() {
             tracing::error!(error = %e, "reconciling logs with the committed metadata");
         }
+        crate::cordon::sync_in_background(&broker);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod alter_isr;
 pub mod broker;
 pub mod cluster;
 pub mod connections;
+pub mod cordon;
 pub mod data_dir;
 pub mod disk;
 pub mod errors;

@@ -42,7 +42,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use samsa_model::{BrokerId, TopicId};
+use samsa_model::{BrokerId, DirectoryId, TopicId};
 
 use crate::broker::BrokerError;
 use crate::data_dir::{read_partition_metadata, DataDirLock};
@@ -252,6 +252,22 @@ impl LogDirs {
             .filter(|&i| !self.is_cordoned(i, cordoned))
             .min_by_key(|&i| (counts[i], i))
             .ok_or(PlaceError::AllCordoned)
+    }
+
+    /// The `directory.id` of every log directory, in `log.dirs` order (what
+    /// the broker registers, KIP-858).
+    pub fn ids(&self) -> Vec<DirectoryId> {
+        self.dirs.iter().map(|d| DirectoryId(d.id)).collect()
+    }
+
+    /// The ids of the directories listed in `cordoned` (the value of
+    /// `cordoned.log.dirs`), in `log.dirs` order (what the broker registers
+    /// as cordoned, KIP-1066).
+    pub fn cordoned_ids(&self, cordoned: &str) -> Vec<DirectoryId> {
+        (0..self.dirs.len())
+            .filter(|&i| self.is_cordoned(i, cordoned))
+            .map(|i| DirectoryId(self.dirs[i].id))
+            .collect()
     }
 
     /// Whether log directory `index` is listed in `cordoned` (the value of

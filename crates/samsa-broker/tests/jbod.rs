@@ -1,6 +1,7 @@
 //! Several log directories (JBOD): replicas spread over them, each shown by
 //! DescribeLogDirs, and AlterReplicaLogDirs moving a replica between them
-//! while a producer writes, across segment rolls and a restart.
+//! while a producer writes, across segment rolls and a restart; the
+//! directories and cordoned ones in the metadata log (KIP-858, KIP-1066).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,18 +11,21 @@ use bytes::Bytes;
 use kafka_protocol::messages::alter_replica_log_dirs_request::{
     AlterReplicaLogDir, AlterReplicaLogDirTopic,
 };
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AlterReplicaLogDirsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse, ProduceRequest,
-    TopicName,
+    AlterReplicaLogDirsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    IncrementalAlterConfigsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use samsa_broker::handlers::{alter_replica_log_dirs, describe_log_dirs, produce};
+use samsa_broker::handlers::{alter_configs, alter_replica_log_dirs, describe_log_dirs, produce};
 use samsa_broker::{Broker, BrokerSettings};
 use samsa_metadata::config::StaticConfig;
-use samsa_metadata::NewTopic;
+use samsa_metadata::{ControllerError, NewTopic};
 use samsa_model::batch::{self, BatchBuilder, BatchIter, NewRecord};
-use samsa_model::{Offset, TimestampMs};
+use samsa_model::{BrokerId, DirectoryId, Offset, TimestampMs};
 
 fn open(dirs: &[PathBuf], extra: &[(&str, &str)]) -> Arc<Broker> {
     let mut cfg = StaticConfig::default();
@@ -379,4 +383,94 @@ fn a_move_interrupted_by_a_restart_resumes_from_its_future_log() {
         .collect();
     assert_eq!(read_all(&broker), expected);
     assert!(!future.exists());
+}
+
+// KIP-858/KIP-1066: the broker's log directories and its cordoned ones in the
+// metadata log: registered at startup, updated by a dynamic
+// `cordoned.log.dirs` change without a new broker epoch, and kept off by the
+// controller's placement when every directory is cordoned.
+
+/// (registered log dirs, registered cordoned dirs, broker epoch) of node 1.
+fn registered(broker: &Broker) -> (Vec<DirectoryId>, Vec<DirectoryId>, i64) {
+    let image = broker.image();
+    let me = &image.brokers[&BrokerId(1)];
+    let mut cordoned = me.cordoned_log_dirs.clone();
+    cordoned.sort();
+    (me.log_dirs.clone(), cordoned, me.epoch)
+}
+
+/// Sets (`Some`) or deletes this broker's dynamic `cordoned.log.dirs`
+/// through IncrementalAlterConfigs.
+fn set_cordoned(broker: &Broker, value: Option<&str>) {
+    let config = AlterableConfig::default()
+        .with_name(StrBytes::from_static_str("cordoned.log.dirs"))
+        .with_config_operation(if value.is_some() { 0 } else { 1 })
+        .with_value(value.map(|v| StrBytes::from_string(v.to_string())));
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configs(vec![config]),
+    ]);
+    let response = alter_configs::handle_incremental(broker, request, 1);
+    assert_eq!(response.responses[0].error_code, 0, "{response:?}");
+}
+
+fn try_create(broker: &Broker, name: &str) -> Result<(), ControllerError> {
+    let mut r = broker.controller.create_topics(
+        vec![NewTopic {
+            name: name.into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..Default::default()
+        }],
+        false,
+    );
+    r.remove(0).map(|_| ())
+}
+
+#[test]
+fn log_dirs_and_cordoned_ones_are_registered_and_follow_dynamic_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = vec![root.path().join("a"), root.path().join("b")];
+    let b_path = dirs[1].display().to_string();
+    let (ids, epoch) = {
+        let broker = open(&dirs, &[("cordoned.log.dirs", &b_path)]);
+        let ids = broker.log_dirs.ids();
+        assert_eq!(ids.len(), 2);
+        let (log_dirs, cordoned, epoch) = registered(&broker);
+        assert_eq!(log_dirs, ids, "every directory id, in log.dirs order");
+        assert_eq!(cordoned, vec![ids[1]], "the static cordoned directory");
+        assert!(try_create(&broker, "open").is_ok(), "directory a is open");
+
+        // Cordon both dynamically: recorded at the same broker epoch, and
+        // the controller then refuses to place a replica here.
+        let both = format!("{},{b_path}", dirs[0].display());
+        set_cordoned(&broker, Some(&both));
+        let (_, cordoned, now) = registered(&broker);
+        let mut all = ids.clone();
+        all.sort();
+        assert_eq!(cordoned, all);
+        assert_eq!(now, epoch, "a cordoning change is no new registration");
+        match try_create(&broker, "refused") {
+            Err(ControllerError::InvalidReplicationFactor(msg)) => {
+                assert!(msg.contains("cordoned"), "{msg}")
+            }
+            other => panic!("expected INVALID_REPLICATION_FACTOR, got {other:?}"),
+        }
+        broker.shutdown();
+        (ids, epoch)
+    };
+    // After a restart the dynamic value (from the metadata log) still holds.
+    let broker = open(&dirs, &[("cordoned.log.dirs", &b_path)]);
+    let (log_dirs, cordoned, _) = registered(&broker);
+    assert_eq!(log_dirs, ids, "directory ids survive restarts");
+    assert_eq!(cordoned.len(), 2, "{cordoned:?}");
+    assert!(try_create(&broker, "still-refused").is_err());
+    // Deleting the dynamic value falls back to the static one.
+    set_cordoned(&broker, None);
+    let (_, cordoned, now) = registered(&broker);
+    assert_eq!(cordoned, vec![ids[1]]);
+    assert!(now >= epoch);
+    assert!(try_create(&broker, "allowed").is_ok());
 }

@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId, TopicPartition};
+use samsa_model::{BrokerId, DirectoryId, LeaderEpoch, PartitionIndex, TopicId, TopicPartition};
 
 use crate::config::StaticConfig;
 use crate::image::{MetadataImage, PartitionImage, TopicImage};
@@ -134,6 +134,12 @@ pub struct BrokerRegistration {
     /// Register fenced (a replicated cluster: the broker is unfenced once it
     /// caught up with the metadata log), or unfenced at once (single node).
     pub fenced: bool,
+    /// The ids of the broker's log directories, in `log.dirs` order (KIP-858).
+    pub log_dirs: Vec<DirectoryId>,
+    /// The subset of `log_dirs` in `cordoned.log.dirs` (KIP-1066). A
+    /// registration differing from the current one only here is a cordoning
+    /// change: it keeps the broker epoch.
+    pub cordoned_log_dirs: Vec<DirectoryId>,
 }
 
 /// An ISR change proposed by a partition's leader (one partition of Kafka's
@@ -1081,6 +1087,8 @@ mod tests {
                     incarnation: String::new(),
                     listeners: Vec::new(),
                     fenced: false,
+                    log_dirs: Vec::new(),
+                    cordoned_log_dirs: Vec::new(),
                 },
             ],
         });

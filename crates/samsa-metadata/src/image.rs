@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+use samsa_model::{BrokerId, DirectoryId, LeaderEpoch, PartitionIndex, TopicId};
 
 use crate::record::{ConfigResource, Endpoint, MetadataRecord};
 
@@ -35,9 +35,25 @@ pub struct BrokerInfo {
     /// A fenced broker leads no partition, may not join an ISR and gets no
     /// new replicas. Brokers registered before fencing existed are unfenced.
     pub fenced: bool,
+    /// The broker's log directory ids (empty: registered before samsa
+    /// recorded them).
+    pub log_dirs: Vec<DirectoryId>,
+    /// The cordoned subset of `log_dirs` (KIP-1066).
+    pub cordoned_log_dirs: Vec<DirectoryId>,
 }
 
 impl BrokerInfo {
+    /// Whether every log directory of the broker is cordoned, so no new
+    /// replica can be placed on it (KIP-1066). A broker that registered no
+    /// directories is not.
+    pub fn fully_cordoned(&self) -> bool {
+        !self.log_dirs.is_empty()
+            && self
+                .log_dirs
+                .iter()
+                .all(|d| self.cordoned_log_dirs.contains(d))
+    }
+
     /// The endpoint of listener `name`: the named listener, or, for a broker
     /// that registered no named listeners, its `host`/`port` under that name.
     /// `None` when the broker has named listeners but not this one.
@@ -237,6 +253,8 @@ impl MetadataImage {
                 incarnation,
                 listeners,
                 fenced,
+                log_dirs,
+                cordoned_log_dirs,
             } => {
                 self.brokers.insert(
                     *broker_id,
@@ -249,8 +267,21 @@ impl MetadataImage {
                         incarnation: incarnation.clone(),
                         listeners: listeners.clone(),
                         fenced: *fenced,
+                        log_dirs: log_dirs.clone(),
+                        cordoned_log_dirs: cordoned_log_dirs.clone(),
                     },
                 );
+            }
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id,
+                epoch,
+                cordoned_log_dirs,
+            } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    if b.epoch == *epoch {
+                        b.cordoned_log_dirs = cordoned_log_dirs.clone();
+                    }
+                }
             }
             MetadataRecord::FenceBroker { broker_id, epoch } => {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
@@ -382,7 +413,48 @@ mod tests {
                 port: 9093,
             }],
             fenced,
+            log_dirs: Vec::new(),
+            cordoned_log_dirs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn cordoned_log_dirs_follow_registration_and_change_records_of_the_epoch() {
+        let (a, b) = (
+            DirectoryId(uuid::Uuid::from_u128(1)),
+            DirectoryId(uuid::Uuid::from_u128(2)),
+        );
+        let mut image = MetadataImage::default();
+        let mut reg = register(1, 3, false);
+        if let MetadataRecord::RegisterBroker {
+            log_dirs,
+            cordoned_log_dirs,
+            ..
+        } = &mut reg
+        {
+            *log_dirs = vec![a, b];
+            *cordoned_log_dirs = vec![a];
+        }
+        image.apply(&reg);
+        let broker = &image.brokers[&BrokerId(1)];
+        assert_eq!(broker.log_dirs, vec![a, b]);
+        assert!(!broker.fully_cordoned(), "one of two directories is open");
+        // A change for another epoch is stale.
+        image.apply(&MetadataRecord::BrokerRegistrationChange {
+            broker_id: BrokerId(1),
+            epoch: 2,
+            cordoned_log_dirs: vec![a, b],
+        });
+        assert!(!image.brokers[&BrokerId(1)].fully_cordoned());
+        image.apply(&MetadataRecord::BrokerRegistrationChange {
+            broker_id: BrokerId(1),
+            epoch: 3,
+            cordoned_log_dirs: vec![b, a],
+        });
+        assert!(image.brokers[&BrokerId(1)].fully_cordoned());
+        // A broker that registered no directories is never fully cordoned.
+        image.apply(&register(2, 1, false));
+        assert!(!image.brokers[&BrokerId(2)].fully_cordoned());
     }
 
     #[test]

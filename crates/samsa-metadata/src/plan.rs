@@ -32,6 +32,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+#[cfg(test)]
+use samsa_model::DirectoryId;
 use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId, TopicPartition};
 
 use crate::config::{self, StaticConfig};
@@ -137,10 +139,7 @@ pub fn plan_create_topic(
             )));
         }
         if rf as usize > live.len() {
-            return Err(ControllerError::InvalidReplicationFactor(format!(
-                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
-                live.len()
-            )));
+            return Err(too_few_brokers(image, rf as usize, live.len()));
         }
         place_replicas(&live, 0, partitions, rf as usize)
     };
@@ -289,10 +288,7 @@ pub fn plan_create_partitions(
                 .map(|p| p.replicas.len())
                 .unwrap_or(1);
             if rf > live.len() {
-                return Err(ControllerError::InvalidReplicationFactor(format!(
-                    "Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.",
-                    live.len()
-                )));
+                return Err(too_few_brokers(image, rf, live.len()));
             }
             place_replicas(&live, current as usize, added as i32, rf)
         }
@@ -458,13 +454,31 @@ fn validate_assignment(
     Ok(())
 }
 
-/// The brokers automatic placement may use: the live (unfenced) ones, by id,
-/// with their racks.
+/// The brokers automatic placement may use: the live (unfenced) ones that
+/// have a log directory not cordoned (KIP-1066), by id, with their racks.
 fn placement_brokers(image: &MetadataImage) -> Vec<(BrokerId, Option<&str>)> {
     image
         .live_brokers()
+        .filter(|b| !b.fully_cordoned())
         .map(|b| (b.id, b.rack.as_deref()))
         .collect()
+}
+
+/// Why automatic placement cannot reach `rf` replicas on `usable` brokers:
+/// Kafka's INVALID_REPLICATION_FACTOR message, naming the live brokers left
+/// out because all their log directories are cordoned, if any.
+fn too_few_brokers(image: &MetadataImage, rf: usize, usable: usize) -> ControllerError {
+    let cordoned = image.live_brokers().filter(|b| b.fully_cordoned()).count();
+    let why = if cordoned == 0 {
+        format!("only {usable} broker(s) are registered.")
+    } else {
+        format!(
+            "only {usable} broker(s) are registered and not cordoned ({cordoned} broker(s) have all their log directories cordoned)."
+        )
+    };
+    ControllerError::InvalidReplicationFactor(format!(
+        "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because {why}"
+    ))
 }
 
 /// Kafka's rack-alternated broker list: brokers grouped by rack (racks in
@@ -767,7 +781,9 @@ fn partitions_where(
 /// Plans registering a broker; the outcome is its broker epoch.
 ///
 /// A registration equal to the current one (same incarnation, endpoints,
-/// listeners and rack) plans nothing and answers the current epoch. Any
+/// listeners, rack and log directories) plans nothing and answers the
+/// current epoch, or, when only its cordoned log directories differ, plans a
+/// [`MetadataRecord::BrokerRegistrationChange`] at the current epoch. Any
 /// other gets epoch `previous + 1` (1 for a new broker) and replaces the
 /// registration with the requested fencing state. Registered fenced, the
 /// broker leaves the ISRs and leaderships it held (as
@@ -791,9 +807,25 @@ pub fn plan_register_broker(
             && b.host == reg.host
             && b.port == reg.port
             && b.rack == reg.rack
-            && b.listeners == reg.listeners;
+            && b.listeners == reg.listeners
+            && b.log_dirs == reg.log_dirs;
         if unchanged {
-            return Ok(Planned::new(Vec::new(), b.epoch));
+            let mut cordoned = reg.cordoned_log_dirs.clone();
+            cordoned.sort();
+            cordoned.dedup();
+            let mut current = b.cordoned_log_dirs.clone();
+            current.sort();
+            if cordoned == current {
+                return Ok(Planned::new(Vec::new(), b.epoch));
+            }
+            // Only the cordoned directories changed (a dynamic
+            // `cordoned.log.dirs` change): same process, same epoch.
+            let change = MetadataRecord::BrokerRegistrationChange {
+                broker_id: reg.id,
+                epoch: b.epoch,
+                cordoned_log_dirs: cordoned,
+            };
+            return Ok(Planned::new(vec![change], b.epoch));
         }
     }
     let epoch = existing.map_or(1, |b| b.epoch.max(0).saturating_add(1));
@@ -806,6 +838,8 @@ pub fn plan_register_broker(
         incarnation: reg.incarnation.clone(),
         listeners: reg.listeners.clone(),
         fenced: reg.fenced,
+        log_dirs: reg.log_dirs.clone(),
+        cordoned_log_dirs: reg.cordoned_log_dirs.clone(),
     };
     let registered = applied(image, std::slice::from_ref(&register));
     let id = reg.id;
@@ -1688,6 +1722,7 @@ mod replication_tests {
                 listeners: Vec::new(),
                 incarnation: incarnation.into(),
                 fenced,
+                ..BrokerRegistration::default()
             };
             let planned = plan_register_broker(&self.image, &self.config, &reg);
             self.run(planned)
@@ -2445,5 +2480,83 @@ mod replication_tests {
         let info = &c.image.brokers[&BrokerId(1)];
         assert_eq!(info.endpoint("REPLICATION").unwrap().port, 9093);
         assert!(info.endpoint("PLAINTEXT").is_none());
+    }
+
+    /// Registers broker `id` again (same incarnation) with directories
+    /// 1 and 2 of its own and the given ones of them cordoned.
+    fn register_dirs(c: &mut Cluster, id: i32, cordoned: &[u128]) -> (Vec<MetadataRecord>, i64) {
+        let dir = |n: u128| DirectoryId(uuid::Uuid::from_u128(u128::from(id as u32) * 10 + n));
+        let reg = BrokerRegistration {
+            id: BrokerId(id),
+            host: format!("host{id}"),
+            port: 9092,
+            incarnation: "first".into(),
+            log_dirs: vec![dir(1), dir(2)],
+            cordoned_log_dirs: cordoned.iter().map(|n| dir(*n)).collect(),
+            ..Default::default()
+        };
+        let planned = plan_register_broker(&c.image, &c.config, &reg);
+        c.run(planned)
+    }
+
+    #[test]
+    fn placement_skips_brokers_whose_every_log_dir_is_cordoned() {
+        let mut c = Cluster::brokers(3);
+        register_dirs(&mut c, 1, &[]);
+        register_dirs(&mut c, 2, &[1]);
+        let (_, epoch) = register_dirs(&mut c, 3, &[]);
+        // Cordoning both directories of broker 3 is a change at the same epoch.
+        let (records, same) = register_dirs(&mut c, 3, &[2, 1]);
+        assert_eq!(same, epoch);
+        assert!(matches!(
+            records.as_slice(),
+            [MetadataRecord::BrokerRegistrationChange { .. }]
+        ));
+        let (records, _) = register_dirs(&mut c, 3, &[1, 2]);
+        assert!(records.is_empty(), "the same set again changes nothing");
+
+        c.create("t", 6, 2);
+        c.create_partitions_ok("t", 9);
+        for p in 0..9 {
+            let replicas = c.part("t", p).replicas;
+            assert!(!replicas.contains(&BrokerId(3)), "{p}: {replicas:?}");
+        }
+        // Broker 2 has one open directory, so it still takes replicas.
+        assert!(c.part("t", 0).replicas.contains(&BrokerId(2)));
+        let rf3 = NewTopic {
+            name: "three".into(),
+            num_partitions: 1,
+            replication_factor: 3,
+            ..Default::default()
+        };
+        let Err(ControllerError::InvalidReplicationFactor(msg)) =
+            plan_create_topic(&c.image, &c.config, &rf3)
+        else {
+            panic!("rf 3 with one broker cordoned must fail");
+        };
+        assert!(msg.contains("cordoned"), "{msg}");
+        // A manual assignment may still name the cordoned broker.
+        c.create_manual("m", &[&[3, 1]]);
+
+        // Uncordoning makes the broker eligible again.
+        register_dirs(&mut c, 3, &[2]);
+        assert!(plan_create_topic(&c.image, &c.config, &rf3).is_ok());
+    }
+
+    #[test]
+    fn with_every_broker_cordoned_create_topics_fails_with_invalid_replication_factor() {
+        let mut c = Cluster::brokers(2);
+        register_dirs(&mut c, 1, &[1, 2]);
+        register_dirs(&mut c, 2, &[1, 2]);
+        let one = NewTopic {
+            name: "t".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            plan_create_topic(&c.image, &c.config, &one),
+            Err(ControllerError::InvalidReplicationFactor(_))
+        ));
     }
 }

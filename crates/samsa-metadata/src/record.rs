@@ -3,10 +3,15 @@
 //! Records are stored as JSON (see [`crate::log`]). Fields added after a record
 //! type was first written carry `#[serde(default)]`, so logs and snapshots
 //! written before them still parse: an old `RegisterBroker` reads as an
-//! unfenced broker at epoch 0 with no incarnation and no named listeners, an old
-//! `Partition` as one with no reassignment in progress.
+//! unfenced broker at epoch 0 with no incarnation, no named listeners and no
+//! log directories (nothing cordoned), an old `Partition` as one with no
+//! reassignment in progress. That is the whole versioning scheme: a field is
+//! only ever added (with a default meaning "as before it existed"), never
+//! renamed or retyped; a record type is only ever added, and a log holding a
+//! type an older binary does not know fails to parse there (no downgrade
+//! past a new record type).
 
-use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+use samsa_model::{BrokerId, DirectoryId, LeaderEpoch, PartitionIndex, TopicId};
 use serde::{Deserialize, Serialize};
 
 /// What a config record is attached to.
@@ -67,6 +72,26 @@ pub enum MetadataRecord {
         /// partition, joins no ISR and receives no new replicas.
         #[serde(default)]
         fenced: bool,
+        /// The ids of the broker's log directories (Kafka's
+        /// `BrokerRegistrationRecord.LogDirs`, KIP-858), in `log.dirs` order.
+        /// Empty in logs written before samsa recorded them: the controller
+        /// then treats the broker as having no cordoned directory.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        log_dirs: Vec<DirectoryId>,
+        /// The subset of `log_dirs` listed in `cordoned.log.dirs` when the
+        /// broker registered (KIP-1066). Later changes arrive as
+        /// [`MetadataRecord::BrokerRegistrationChange`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cordoned_log_dirs: Vec<DirectoryId>,
+    },
+    /// The broker at `epoch` changed its cordoned log directories (KIP-1066;
+    /// the cordoning part of Kafka's `BrokerRegistrationChangeRecord`)
+    /// without registering again: a dynamic `cordoned.log.dirs` change.
+    /// Replaces the set. Ignored when the broker's registered epoch differs.
+    BrokerRegistrationChange {
+        broker_id: BrokerId,
+        epoch: i64,
+        cordoned_log_dirs: Vec<DirectoryId>,
     },
     /// The broker at `epoch` was fenced (Kafka's `FenceBrokerRecord`). Ignored
     /// when the broker's registered epoch differs (the record is stale).
@@ -147,6 +172,8 @@ mod tests {
                 incarnation: String::new(),
                 listeners: Vec::new(),
                 fenced: false,
+                log_dirs: Vec::new(),
+                cordoned_log_dirs: Vec::new(),
             }
         );
         let old = r#"{"type":"Partition","topic_id":"00000000-0000-0000-0000-000000000001",
@@ -185,6 +212,16 @@ mod tests {
                     port: 9093,
                 }],
                 fenced: true,
+                log_dirs: vec![
+                    DirectoryId(uuid::Uuid::from_u128(7)),
+                    DirectoryId(uuid::Uuid::from_u128(8)),
+                ],
+                cordoned_log_dirs: vec![DirectoryId(uuid::Uuid::from_u128(8))],
+            },
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id: BrokerId(1),
+                epoch: 5,
+                cordoned_log_dirs: Vec::new(),
             },
             MetadataRecord::FenceBroker {
                 broker_id: BrokerId(1),

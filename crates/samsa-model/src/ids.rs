@@ -113,6 +113,21 @@ impl fmt::Display for TopicId {
     }
 }
 
+/// A log directory's id (Kafka's `directory.id`, KIP-858): a UUID written
+/// into the directory's `meta.properties` when it is first used, so it stays
+/// the same across restarts and path changes.
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct DirectoryId(pub uuid::Uuid);
+
+impl fmt::Display for DirectoryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// A (topic name, partition) pair.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {

@@ -98,6 +98,8 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
             incarnation: b.incarnation.clone(),
             listeners: b.listeners.clone(),
             fenced: b.fenced,
+            log_dirs: b.log_dirs.clone(),
+            cordoned_log_dirs: b.cordoned_log_dirs.clone(),
         });
     }
     let config = |resource: ConfigResource, name: &String, value: &String| MetadataRecord::Config {
@@ -222,7 +224,7 @@ mod tests {
     use proptest::prelude::*;
     use samsa_metadata::log::RECORD_BYTES_MAX;
     use samsa_metadata::Endpoint;
-    use samsa_model::{LeaderEpoch, PartitionIndex, TopicId};
+    use samsa_model::{DirectoryId, LeaderEpoch, PartitionIndex, TopicId};
 
     use super::*;
 
@@ -262,26 +264,38 @@ mod tests {
                 "[a-b]{0,2}",
                 proptest::collection::vec(("[A-B]", 1u16..3), 0..3),
                 any::<bool>(),
+                0u8..8,
             )
-                .prop_map(|(b, port, rack, epoch, incarnation, listeners, fenced)| {
-                    MetadataRecord::RegisterBroker {
-                        broker_id: BrokerId(b),
-                        host: "h".into(),
-                        port,
-                        rack,
-                        epoch,
-                        incarnation,
-                        listeners: listeners
-                            .into_iter()
-                            .map(|(name, port)| Endpoint {
-                                name,
-                                host: "l".into(),
-                                port,
-                            })
-                            .collect(),
-                        fenced,
+                .prop_map(
+                    |(b, port, rack, epoch, incarnation, listeners, fenced, dirs)| {
+                        MetadataRecord::RegisterBroker {
+                            broker_id: BrokerId(b),
+                            host: "h".into(),
+                            port,
+                            rack,
+                            epoch,
+                            incarnation,
+                            listeners: listeners
+                                .into_iter()
+                                .map(|(name, port)| Endpoint {
+                                    name,
+                                    host: "l".into(),
+                                    port,
+                                })
+                                .collect(),
+                            fenced,
+                            log_dirs: if dirs > 0 { dir_set(3) } else { Vec::new() },
+                            cordoned_log_dirs: dir_set(dirs & 3),
+                        }
                     }
-                }),
+                ),
+            (broker.clone(), 0i64..3, 0u8..4).prop_map(|(b, epoch, cordoned)| {
+                MetadataRecord::BrokerRegistrationChange {
+                    broker_id: BrokerId(b),
+                    epoch,
+                    cordoned_log_dirs: dir_set(cordoned),
+                }
+            }),
             (broker.clone(), 0i64..3, any::<bool>()).prop_map(|(b, epoch, fence)| {
                 if fence {
                     MetadataRecord::FenceBroker {
@@ -352,6 +366,14 @@ mod tests {
         ]
     }
 
+    /// Directories 1 and 2, each present when its bit of `mask` is set.
+    fn dir_set(mask: u8) -> Vec<DirectoryId> {
+        (0..2u8)
+            .filter(|bit| mask & (1 << bit) != 0)
+            .map(|bit| DirectoryId(uuid_for(100 + bit)))
+            .collect()
+    }
+
     fn uuid_for(t: u8) -> uuid::Uuid {
         uuid::Uuid::from_u128(u128::from(t) + 1)
     }
@@ -406,6 +428,12 @@ mod tests {
                 }],
                 incarnation: format!("i{id}"),
                 fenced: false,
+                log_dirs: vec![DirectoryId(uuid_for(50 + id as u8))],
+                cordoned_log_dirs: if id == 2 {
+                    vec![DirectoryId(uuid_for(52))]
+                } else {
+                    Vec::new()
+                },
             };
             let records = plan::plan_register_broker(&image, &config, &reg)
                 .unwrap()

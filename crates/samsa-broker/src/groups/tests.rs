@@ -221,6 +221,7 @@ async fn a_commit_is_visible_only_once_replicated() {
             listeners: vec![],
             incarnation: "follower".into(),
             fenced: false,
+            ..Default::default()
         })
         .unwrap();
     let created = broker.controller.create_topics(

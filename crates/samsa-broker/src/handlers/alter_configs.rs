@@ -66,6 +66,11 @@ fn apply(
         if let Err(e) = broker.reconcile() {
             tracing::error!(error = %e, "reconciling after a config change");
         }
+        // A changed `cordoned.log.dirs` of this broker reaches the
+        // controller's placement (other brokers do it as they follow).
+        if let Err(e) = crate::cordon::sync_cordoned_log_dirs(broker) {
+            tracing::warn!(error = %e, "registering the cordoned log directories");
+        }
     }
     Ok(())
 }
