@@ -558,8 +558,11 @@ FAILOVER_CASES = {
     "eager-range": ([FAST], {"session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": HEARTBEAT_MS}),
     "cooperative-sticky": ([FAST], {"session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": HEARTBEAT_MS,
                                     "partition.assignment.strategy": "cooperative-sticky"}),
+    # Below Kafka's default bounds, so the bounds come down too (as Kafka requires).
     "kip848-consumer": ([f"group.consumer.session.timeout.ms={SESSION_MS}",
-                         f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}"],
+                         f"group.consumer.min.session.timeout.ms={SESSION_MS}",
+                         f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}",
+                         f"group.consumer.min.heartbeat.interval.ms={HEARTBEAT_MS}"],
                         {"group.protocol": "consumer"}),
 }
 
@@ -1035,7 +1038,7 @@ def test_kip848_group_described_by_admin(broker_factory, workers, assignor):
     assignments, the server-side assignor (default uniform, or range on request)."""
     from confluent_kafka import ConsumerGroupType
 
-    b = broker_factory("group.consumer.heartbeat.interval.ms=500")
+    b = broker_factory("group.consumer.heartbeat.interval.ms=500", "group.consumer.min.heartbeat.interval.ms=500")
     topic, group = h.unique_topic("k848"), "k848-group"
     h.create_topic(h.admin(b.bootstrap), topic, partitions=4)
     conf = {"group.protocol": "consumer"}

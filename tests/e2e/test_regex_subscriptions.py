@@ -68,7 +68,8 @@ def parts(topic: str, n: int) -> set[tuple[str, int]]:
 
 
 def test_regex_subscription_follows_created_and_deleted_topics(broker_factory):
-    b = broker_factory(f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}")
+    b = broker_factory(f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}",
+                       f"group.consumer.min.heartbeat.interval.ms={HEARTBEAT_MS}")
     a = h.admin(b.bootstrap)
     pfx = h.unique_topic("rx")
     orders1, orders2, payments = f"{pfx}-orders-1", f"{pfx}-orders-2", f"{pfx}-payments"
@@ -116,7 +117,8 @@ def test_regex_subscription_follows_created_and_deleted_topics(broker_factory):
 
 
 def test_invalid_regex_is_reported_to_the_consumer(broker_factory):
-    b = broker_factory(f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}")
+    b = broker_factory(f"group.consumer.heartbeat.interval.ms={HEARTBEAT_MS}",
+                       f"group.consumer.min.heartbeat.interval.ms={HEARTBEAT_MS}")
     pfx = h.unique_topic("rxbad")
     h.create_topic(h.admin(b.bootstrap), f"{pfx}-orders-1", partitions=1)
     # librdkafka's own check (POSIX ERE) takes an unmatched ")" as a literal; RE2 refuses it.

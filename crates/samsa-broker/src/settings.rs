@@ -259,6 +259,7 @@ impl BrokerSettings {
                 "can be 0 only if max.connections.per.ip.overrides is set".into(),
             ));
         }
+        check_group_consumer_bounds(cfg)?;
         Ok(BrokerSettings {
             listeners: all,
             node_id: BrokerId(node_id),
@@ -285,6 +286,47 @@ impl BrokerSettings {
             auto_create_topics: cfg.get_bool("auto.create.topics.enable"),
         })
     }
+}
+
+/// The consumer-group (KIP-848) defaults must lie within their own bounds
+/// and the heartbeat must come before the session ends, or Kafka's group
+/// coordinator refuses to start; a group config could otherwise never be
+/// valid (every change is checked against the defaults it leaves in place).
+fn check_group_consumer_bounds(cfg: &StaticConfig) -> Result<(), SettingsError> {
+    let get = |k: &str| cfg.get_i64(k).unwrap_or(0);
+    for (key, min_key, max_key) in [
+        (
+            "group.consumer.session.timeout.ms",
+            "group.consumer.min.session.timeout.ms",
+            "group.consumer.max.session.timeout.ms",
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms",
+            "group.consumer.min.heartbeat.interval.ms",
+            "group.consumer.max.heartbeat.interval.ms",
+        ),
+    ] {
+        let (v, min, max) = (get(key), get(min_key), get(max_key));
+        let bad = |reason: String| Err(SettingsError::Invalid { key, reason });
+        if max < min {
+            return bad(format!(
+                "{max_key} must be greater than or equal to {min_key}"
+            ));
+        }
+        if v < min {
+            return bad(format!("{key} must be greater than or equal to {min_key}"));
+        }
+        if v > max {
+            return bad(format!("{key} must be less than or equal to {max_key}"));
+        }
+    }
+    if get("group.consumer.heartbeat.interval.ms") >= get("group.consumer.session.timeout.ms") {
+        return Err(SettingsError::Invalid {
+            key: "group.consumer.heartbeat.interval.ms",
+            reason: "group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The log directories of `cfg`: `log.dirs` (comma-separated, blanks and
@@ -315,6 +357,41 @@ pub fn metadata_log_dir(cfg: &StaticConfig) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_consumer_defaults_outside_their_bounds_refuse_startup() {
+        let mut cfg = StaticConfig::default();
+        assert!(
+            BrokerSettings::from_config(&cfg).is_ok(),
+            "Kafka's defaults fit"
+        );
+        cfg.set("group.consumer.session.timeout.ms", "30000")
+            .unwrap();
+        let e = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("group.consumer.session.timeout.ms must be greater than or equal to group.consumer.min.session.timeout.ms"),
+            "{e}"
+        );
+        cfg.set("group.consumer.min.session.timeout.ms", "20000")
+            .unwrap();
+        assert!(BrokerSettings::from_config(&cfg).is_ok());
+        cfg.set("group.consumer.heartbeat.interval.ms", "16000")
+            .unwrap();
+        let e = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("must be less than or equal to group.consumer.max.heartbeat.interval.ms"),
+            "{e}"
+        );
+        cfg.set("group.consumer.max.heartbeat.interval.ms", "40000")
+            .unwrap();
+        cfg.set("group.consumer.heartbeat.interval.ms", "30000")
+            .unwrap();
+        let e = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("must be less than group.consumer.session.timeout.ms"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn listeners_and_defaults_resolve_like_kafka() {
