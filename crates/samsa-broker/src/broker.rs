@@ -240,9 +240,11 @@ impl Broker {
     /// the write waits on the Raft quorum, so the call runs where it may block
     /// (see [`crate::cluster`]); a single node commits locally.
     pub fn admin<T>(&self, f: impl FnOnce(&Controller) -> T) -> T {
+        // A single node's controller writes (and fsyncs) its local metadata
+        // log under the controller's lock: never on a runtime worker.
         match &self.cluster {
             Some(c) => c.blocking(|| f(&self.controller)),
-            None => f(&self.controller),
+            None => crate::cluster::off_worker(|| f(&self.controller)),
         }
     }
 

@@ -255,12 +255,7 @@ impl ClusterState {
     /// Runs `f` (which may block on a metadata write) so that it does not
     /// stall a runtime worker.
     pub(crate) fn blocking<T>(&self, f: impl FnOnce() -> T) -> T {
-        match Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(f)
-            }
-            _ => f(),
-        }
+        off_worker(f)
     }
 
     /// Makes every metadata write of this node that is still waiting, and
@@ -734,6 +729,17 @@ pub async fn controlled_shutdown(broker: &Arc<Broker>) -> bool {
 /// How long a controlled shutdown keeps asking the controller (when the
 /// whole cluster stops, the last brokers find no quorum and give up).
 const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `f`, which may block on disk or on a quorum write, without stalling
+/// the runtime worker it is called on: `block_in_place` on a multi-thread
+/// runtime (the worker's other tasks move elsewhere meanwhile), in place
+/// anywhere else.
+pub(crate) fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
 
 #[cfg(test)]
 mod tests {
