@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use samsa_metadata::config::StaticConfig;
@@ -260,6 +260,7 @@ impl BrokerSettings {
             ));
         }
         check_group_consumer_bounds(cfg)?;
+        check_cordoned_log_dirs(cfg, &log_dirs)?;
         Ok(BrokerSettings {
             listeners: all,
             node_id: BrokerId(node_id),
@@ -286,6 +287,28 @@ impl BrokerSettings {
             auto_create_topics: cfg.get_bool("auto.create.topics.enable"),
         })
     }
+}
+
+/// Every entry of `cordoned.log.dirs` is `*` or one of `log.dirs`
+/// (KIP-1066): a mistyped path would otherwise cordon nothing, silently.
+fn check_cordoned_log_dirs(cfg: &StaticConfig, log_dirs: &[PathBuf]) -> Result<(), SettingsError> {
+    let same = |a: &Path, b: &Path| a.components().eq(b.components());
+    for entry in cfg.get("cordoned.log.dirs").unwrap_or("").split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() || entry == "*" {
+            continue;
+        }
+        if !log_dirs.iter().any(|d| same(d, Path::new(entry))) {
+            return Err(SettingsError::Invalid {
+                key: "cordoned.log.dirs",
+                reason: format!(
+                    "{entry} is not one of log.dirs ({})",
+                    cfg.get("log.dirs").unwrap_or("")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The consumer-group (KIP-848) defaults must lie within their own bounds
@@ -357,6 +380,25 @@ pub fn metadata_log_dir(cfg: &StaticConfig) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cordoned_log_dirs_must_name_log_dirs() {
+        let mut cfg = StaticConfig::default();
+        cfg.set("log.dirs", "/data/a,/data/b/").unwrap();
+        cfg.set("cordoned.log.dirs", "/data/b").unwrap();
+        assert!(
+            BrokerSettings::from_config(&cfg).is_ok(),
+            "a trailing slash is the same dir"
+        );
+        cfg.set("cordoned.log.dirs", "*").unwrap();
+        assert!(BrokerSettings::from_config(&cfg).is_ok());
+        cfg.set("cordoned.log.dirs", "/data/a,/data/c").unwrap();
+        let e = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("cordoned.log.dirs") && e.contains("/data/c is not one of log.dirs"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn group_consumer_defaults_outside_their_bounds_refuse_startup() {

@@ -227,11 +227,11 @@ impl From<(ResponseError, String)> for Refused {
 fn refuse_records(
     part: &Partition,
     validated: &batch::ValidatedBatch,
-    now: TimestampMs,
+    limits: &ValidationLimits,
 ) -> Refused {
-    let settings = part.settings();
-    let low = now.get().saturating_sub(settings.timestamp_before_max_ms);
-    let high = now.get().saturating_add(settings.timestamp_after_max_ms);
+    let (low, high) = limits
+        .timestamp_range
+        .map_or((i64::MIN, i64::MAX), |(lo, hi)| (lo.get(), hi.get()));
     let mut timestamps = false;
     let records: Vec<BatchIndexAndErrorMessage> = validated
         .record_errors
@@ -317,7 +317,7 @@ fn append(
         )));
     }
     if !validated.record_errors.is_empty() {
-        return Err(refuse_records(part, &validated, now));
+        return Err(refuse_records(part, &validated, &limits));
     }
     // The read side of the partition's state lock, held from the leadership
     // check through the append: no role change can fall in between, so the
