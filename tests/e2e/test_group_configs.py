@@ -7,6 +7,7 @@ across a restart."""
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -33,9 +34,25 @@ def alter(a, group: str, *entries):
     return a.incremental_alter_configs([res])[res].result(timeout=h.CLIENT_TIMEOUT_S)
 
 
+# Errors a client retries: COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+# NOT_COORDINATOR (right after a restart the coordinator partitions are loading).
+RETRIABLE = {14, 15, 16}
+
+
 def heartbeat_interval(bootstrap: str, group: str, member: str, topic: str) -> int:
-    """One ConsumerGroupHeartbeat v0 join of ``member``; returns the broker's
-    heartbeat_interval_ms (after checking error_code is NONE)."""
+    """One ConsumerGroupHeartbeat v0 join of ``member`` (retried, as a client would,
+    while the coordinator is loading); returns the broker's heartbeat_interval_ms."""
+    deadline = time.monotonic() + 30
+    while True:
+        error_code, interval = heartbeat_once(bootstrap, group, member, topic)
+        if error_code in RETRIABLE and time.monotonic() < deadline:
+            time.sleep(0.2)
+            continue
+        assert error_code == 0, error_code
+        return interval
+
+
+def heartbeat_once(bootstrap: str, group: str, member: str, topic: str) -> tuple[int, int]:
     header = w.i16(CONSUMER_GROUP_HEARTBEAT) + w.i16(0) + w.i32(7) + w.string("e2e") + b"\x00"
     s = w.compact_string
     body = (s(group) + s(member) + w.i32(0)  # group_id, member_id, member_epoch
@@ -56,12 +73,13 @@ def heartbeat_interval(bootstrap: str, group: str, member: str, topic: str) -> i
     pos += 4  # throttle_time_ms
     error_code = int.from_bytes(resp[pos:pos + 2], "big", signed=True)
     pos += 2
-    assert error_code == 0, error_code
+    if error_code != 0:
+        return error_code, -1
     for _ in range(2):  # error_message, member_id: compact nullable strings
         n = resp[pos]  # both shorter than 127 bytes: a one-byte length
         pos += 1 + max(n - 1, 0)
     pos += 4  # member_epoch
-    return int.from_bytes(resp[pos:pos + 4], "big", signed=True)
+    return 0, int.from_bytes(resp[pos:pos + 4], "big", signed=True)
 
 
 def test_group_heartbeat_interval_is_validated_described_used_and_kept(broker):

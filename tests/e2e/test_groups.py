@@ -671,10 +671,16 @@ class KpMember:
         from kafka import KafkaConsumer
 
         self.name = name
-        self.c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+        self.c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                auto_offset_reset="earliest", enable_auto_commit=False,
                                session_timeout_ms=6000, heartbeat_interval_ms=1000,
                                max_poll_interval_ms=3000, fetch_max_wait_ms=100)
+        # Subscribe only once this client's metadata has the topic: a member that
+        # leads the join with metadata lacking it assigns nothing ("No partition
+        # metadata for topic") and only fixes that at its next metadata refresh.
+        h.wait_until(lambda: self.c.partitions_for_topic(topic), timeout=20,
+                     message=f"kafka-python metadata has {topic}")
+        self.c.subscribe([topic])
         self.stuck = threading.Event()
         self.resume = threading.Event()
         self.stop_ev = threading.Event()
