@@ -70,6 +70,7 @@ mod offsets;
 pub mod records;
 mod timer;
 mod topic_regex;
+pub mod txn;
 
 pub use api::*;
 pub use assignor::{TopicInfo, TopicMetadata, TopicMetadataMap, BALANCE_MOVES_MAX};
@@ -82,3 +83,4 @@ pub use coordinator::{
 };
 pub use error::{codes, GroupError, ReplayError};
 pub use topic_regex::{REGEX_COMPILED_BYTES_MAX, REGEX_NEST_MAX, REGEX_REFRESH_MIN_INTERVAL_MS};
+pub use txn::{TxnConfig, TxnCoordinator, TxnOutput, TxnResponse};
