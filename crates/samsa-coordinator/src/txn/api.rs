@@ -23,6 +23,23 @@ pub mod txn_codes {
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
     /// TRANSACTION_ABORTABLE (KIP-890).
     pub const TRANSACTION_ABORTABLE: i16 = 120;
+
+    /// The code to send to request version `version` of API `api_key` for `code`: as
+    /// Kafka's `KafkaApis` does (KIP-588), versions older than PRODUCER_FENCED get
+    /// INVALID_PRODUCER_EPOCH instead — InitProducerId (22) below v4, AddPartitionsToTxn
+    /// (24), AddOffsetsToTxn (25), EndTxn (26) and TxnOffsetCommit (28) below v2.
+    pub fn for_version(api_key: i16, version: i16, code: i16) -> i16 {
+        let fenced_since = match api_key {
+            22 => 4,
+            24 | 25 | 26 | 28 => 2,
+            _ => return code,
+        };
+        if code == PRODUCER_FENCED && version < fenced_since {
+            INVALID_PRODUCER_EPOCH
+        } else {
+            code
+        }
+    }
 }
 
 /// Kafka's "no producer id" (-1).

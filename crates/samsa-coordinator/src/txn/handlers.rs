@@ -389,8 +389,10 @@ impl TxnCoordinator {
             },
             Ok(EndDecision::Prepare(txn)) => {
                 let v = &txn.value;
-                // TV2 epoch exhaustion: the client continues with the new id at epoch 0.
-                let (producer_id, producer_epoch) = if v.next_producer_id != NO_PRODUCER_ID {
+                let (producer_id, producer_epoch) = if req.client_transaction_version < 2 {
+                    (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+                } else if v.next_producer_id != NO_PRODUCER_ID {
+                    // TV2 epoch exhaustion: the client continues with the new id at epoch 0.
                     (v.next_producer_id, ProducerEpoch(0))
                 } else {
                     (v.producer_id, v.producer_epoch)
@@ -431,26 +433,26 @@ impl TxnCoordinator {
             .ok_or(TxnError::InvalidProducerIdMapping)?;
         let v = &txn.value;
         let epoch = req.producer_epoch;
-        let txn_v2 = v.client_transaction_version >= 2;
         let req_v2 = req.client_transaction_version >= 2;
-        // TV2 retries: of an end that overflowed the epoch (the id moved on), or of an end
-        // that bumped it.
-        let retry_on_overflow = txn_v2
+        let same_epoch = epoch == v.producer_epoch;
+        // Transaction version 2 (Kafka chooses by the request's version): every end bumps
+        // the epoch, so a retry carries the epoch before the bump — or, when that bump
+        // overflowed into a new producer id, the old id at its last epoch.
+        let retry_on_overflow = req_v2
             && v.previous_producer_id == req.producer_id
             && epoch.0 == i16::MAX - 1
             && v.producer_epoch.0 == 0;
-        let retry_on_bump = txn_v2 && i32::from(v.producer_epoch.0) == i32::from(epoch.0) + 1;
-        let same_epoch = epoch == v.producer_epoch;
-        let valid_epoch = if txn_v2 {
-            match v.state {
-                TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
-                TxnState::CompleteCommit | TxnState::CompleteAbort => {
-                    retry_on_bump || retry_on_overflow || same_epoch
-                }
-                _ => same_epoch,
-            }
+        let retry_on_bump = req_v2 && i32::from(v.producer_epoch.0) == i32::from(epoch.0) + 1;
+        let is_retry = if req_v2 {
+            retry_on_bump || retry_on_overflow
         } else {
             same_epoch
+        };
+        let valid_epoch = match v.state {
+            _ if !req_v2 => same_epoch,
+            TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
+            TxnState::CompleteCommit | TxnState::CompleteAbort => is_retry || same_epoch,
+            _ => same_epoch,
         };
         if v.producer_id != req.producer_id && !retry_on_overflow {
             return Err(TxnError::InvalidProducerIdMapping);
@@ -458,18 +460,21 @@ impl TxnCoordinator {
         if !valid_epoch {
             return Err(TxnError::ProducerFenced);
         }
-        let is_retry = if txn_v2 {
-            retry_on_bump || retry_on_overflow
+        // TV1 answers carry no producer id or epoch (the client keeps its own).
+        let done = if req_v2 {
+            EndDecision::Done(v.producer_id, v.producer_epoch)
         } else {
-            same_epoch
+            EndDecision::Done(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
         };
+        // TV2 may abort when the client is unsure whether a transaction runs (Kafka's
+        // table: Empty/Complete* with the current epoch bump the epoch).
         let empty_abort = !req.commit && req_v2 && same_epoch;
         match (v.state, req.commit) {
             (TxnState::Ongoing, _) => {}
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if is_retry => {
-                return Ok(EndDecision::Done(v.producer_id, v.producer_epoch));
+                return Ok(done);
             }
-            (TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Empty, _)
+            (TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Empty, false)
                 if empty_abort => {}
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                 return Err(TxnError::ConcurrentTransactions);

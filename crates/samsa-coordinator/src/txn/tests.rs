@@ -380,9 +380,10 @@ fn commit_writes_markers_for_every_partition_then_completes() {
     let a = h.init(0, "t", -1, -1);
     h.add(1, "t", &a, &[tp("x", 0), tp("y", 3)], 0);
     let (r, out) = h.end(2, "t", a.producer_id, a.producer_epoch, true, 0);
+    // TV1 answers carry no producer id and epoch.
     assert_eq!(
         (r.error_code, r.producer_id, r.producer_epoch),
-        (0, a.producer_id, a.producer_epoch)
+        (0, ProducerId(-1), ProducerEpoch(-1))
     );
     // The Prepare record is appended before the reply, the markers come after it.
     assert!(matches!(out[0], TxnOutput::Append { .. }));
@@ -626,9 +627,14 @@ fn tv2_end_bumps_the_epoch_and_answers_retries() {
     assert!(markers(&out).is_empty());
     assert_eq!(appends(&out), 2);
     assert_eq!(h.state("t"), TxnState::CompleteAbort);
-    // TV0 keeps refusing it.
+    // TV1 takes an abort at the same epoch for a retry, and refuses a commit.
+    let (r, out) = h.end(11, "t", a.producer_id, ProducerEpoch(3), false, 0);
     assert_eq!(
-        h.end_code(11, "t", a.producer_id, ProducerEpoch(3), false, 0),
+        (r.error_code, r.producer_epoch, appends(&out)),
+        (0, ProducerEpoch(-1), 0)
+    );
+    assert_eq!(
+        h.end_code(11, "t", a.producer_id, ProducerEpoch(3), true, 0),
         INVALID_TXN_STATE
     );
     h.assert_replays();
@@ -884,6 +890,24 @@ fn v0_records_are_written_below_transaction_version_2() {
     let mut h = Harness::new(tv2_config());
     h.init(0, "t", -1, -1);
     assert_eq!(h.log[0].value.as_deref().map(|v| v[1]), Some(1));
+}
+
+#[test]
+fn old_request_versions_get_invalid_producer_epoch_for_fencing() {
+    let cases = [
+        (22, 3, PRODUCER_FENCED, INVALID_PRODUCER_EPOCH),
+        (22, 4, PRODUCER_FENCED, PRODUCER_FENCED),
+        (26, 1, PRODUCER_FENCED, INVALID_PRODUCER_EPOCH),
+        (26, 2, PRODUCER_FENCED, PRODUCER_FENCED),
+        (24, 0, CONCURRENT_TRANSACTIONS, CONCURRENT_TRANSACTIONS),
+    ];
+    for (api, version, code, want) in cases {
+        assert_eq!(
+            txn_codes::for_version(api, version, code),
+            want,
+            "api {api} v{version}"
+        );
+    }
 }
 
 mod prop;
