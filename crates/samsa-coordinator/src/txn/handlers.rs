@@ -438,11 +438,17 @@ impl TxnCoordinator {
         // Transaction version 2 (Kafka chooses by the request's version): every end bumps
         // the epoch, so a retry carries the epoch before the bump — or, when that bump
         // overflowed into a new producer id, the old id at its last epoch.
+        // Unlike Kafka, a retry must also find the end it retries: one of transaction
+        // version 2 (which bumped). Otherwise a fenced TV2 producer one epoch behind a TV1
+        // producer's commit would be answered NONE for a transaction that was not its own.
+        let bumped = v.client_transaction_version >= 2;
         let retry_on_overflow = req_v2
+            && bumped
             && v.previous_producer_id == req.producer_id
             && epoch.0 == i16::MAX - 1
             && v.producer_epoch.0 == 0;
-        let retry_on_bump = req_v2 && i32::from(v.producer_epoch.0) == i32::from(epoch.0) + 1;
+        let retry_on_bump =
+            req_v2 && bumped && i32::from(v.producer_epoch.0) == i32::from(epoch.0) + 1;
         let is_retry = if req_v2 {
             retry_on_bump || retry_on_overflow
         } else {

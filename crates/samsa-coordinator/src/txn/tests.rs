@@ -910,4 +910,19 @@ fn old_request_versions_get_invalid_producer_epoch_for_fencing() {
     }
 }
 
+#[test]
+fn a_fenced_tv2_producer_is_not_taken_for_a_retry_of_a_tv1_commit() {
+    let mut h = Harness::new(tv2_config());
+    let zombie = h.init(0, "t", -1, -1);
+    let b = h.init(1, "t", -1, -1);
+    h.add(2, "t", &b, &[tp("x", 0)], 0);
+    h.end(3, "t", b.producer_id, b.producer_epoch, true, 0);
+    h.complete_markers(4);
+    // The zombie's epoch is one behind, as a TV2 retry's would be; but no TV2 end bumped.
+    assert_eq!(
+        h.end_code(5, "t", zombie.producer_id, zombie.producer_epoch, true, 2),
+        PRODUCER_FENCED
+    );
+}
+
 mod prop;

@@ -17,6 +17,7 @@ enum Op {
         client: usize,
         id: usize,
         kip360: bool,
+        tv2: bool,
     },
     Add {
         client: usize,
@@ -45,7 +46,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..3usize, 0..IDS.len(), any::<bool>()).prop_map(|(client, id, kip360)| Op::Init { client, id, kip360 }),
+        3 => (0..3usize, 0..IDS.len(), any::<bool>(), any::<bool>()).prop_map(|(client, id, kip360, tv2)| Op::Init { client, id, kip360, tv2 }),
         4 => (0..3usize, 1..16u8).prop_map(|(client, mask)| Op::Add { client, mask }),
         1 => (0..3usize).prop_map(|client| Op::AddOffsets { client }),
         3 => (0..3usize, any::<bool>()).prop_map(|(client, commit)| Op::End { client, commit }),
@@ -64,6 +65,8 @@ struct Client {
     pid: ProducerId,
     epoch: ProducerEpoch,
     fenced: bool,
+    /// The transaction version it speaks (TV2 only where the server finalized it).
+    tv: i16,
 }
 
 /// What the checks remember across the run.
@@ -173,7 +176,12 @@ fn run_ops(ops: Vec<Op>, tv: i16) -> Result<(), TestCaseError> {
             .map(|id| h.c.transaction(id).map(|v| v.state))
             .collect();
         let out = match &op {
-            Op::Init { client, id, kip360 } => {
+            Op::Init {
+                client,
+                id,
+                kip360,
+                tv2,
+            } => {
                 let (pid, epoch) = match (&clients[*client], kip360) {
                     (Some(c), true) if c.id == *id => (c.pid, c.epoch),
                     _ => (ProducerId(-1), ProducerEpoch(-1)),
@@ -200,6 +208,7 @@ fn run_ops(ops: Vec<Op>, tv: i16) -> Result<(), TestCaseError> {
                             pid: r.producer_id,
                             epoch: r.producer_epoch,
                             fenced: false,
+                            tv: if *tv2 { tv } else { 0 },
                         });
                     }
                 }
@@ -220,7 +229,7 @@ fn run_ops(ops: Vec<Op>, tv: i16) -> Result<(), TestCaseError> {
                         producer_id: c.pid,
                         producer_epoch: c.epoch,
                         partitions: parts.clone(),
-                        client_transaction_version: tv,
+                        client_transaction_version: c.tv,
                     },
                     TOKEN,
                 );
@@ -248,7 +257,7 @@ fn run_ops(ops: Vec<Op>, tv: i16) -> Result<(), TestCaseError> {
                         producer_id: c.pid,
                         producer_epoch: c.epoch,
                         group_id: "g".into(),
-                        client_transaction_version: tv,
+                        client_transaction_version: c.tv,
                     },
                     TOKEN,
                 );
@@ -278,7 +287,7 @@ fn run_ops(ops: Vec<Op>, tv: i16) -> Result<(), TestCaseError> {
                         producer_id: c.pid,
                         producer_epoch: c.epoch,
                         commit: *commit,
-                        client_transaction_version: tv,
+                        client_transaction_version: c.tv,
                     },
                     TOKEN,
                 );
@@ -287,7 +296,7 @@ fn run_ops(ops: Vec<Op>, tv: i16) -> Result<(), TestCaseError> {
                         !(r.error_code == 0 && c.fenced),
                         "fenced producer ended a transaction"
                     );
-                    if r.error_code == 0 && tv >= 2 {
+                    if r.error_code == 0 && c.tv >= 2 {
                         prop_assert!(
                             (r.producer_id, r.producer_epoch) > (c.pid, c.epoch)
                                 || r.producer_id != c.pid,
@@ -311,7 +320,7 @@ fn run_ops(ops: Vec<Op>, tv: i16) -> Result<(), TestCaseError> {
                     producer_id: c.pid,
                     producer_epoch: c.epoch,
                     partitions: vec![part(*p)],
-                    client_transaction_version: tv,
+                    client_transaction_version: c.tv,
                 });
                 prop_assert!(
                     !(r.results[0].1 == 0 && c.fenced),
