@@ -3,7 +3,8 @@
 //! offsets (OffsetCommit, OffsetFetch, OffsetDelete, expiry), group administration
 //! (ListGroups, DescribeGroups, DeleteGroups) and the KIP-848 consumer protocol
 //! (ConsumerGroupHeartbeat, ConsumerGroupDescribe), persisted as Kafka's
-//! `__consumer_offsets` records.
+//! `__consumer_offsets` records; and the transaction coordinator ([`txn`]), persisted as
+//! Kafka's `__transaction_state` records.
 //!
 //! No sockets, no clocks, no randomness: time comes in as `now` arguments, the random part
 //! of member ids from the generator given to [`Coordinator::new`], so a seeded simulation

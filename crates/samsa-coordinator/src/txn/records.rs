@@ -385,6 +385,44 @@ mod tests {
     }
 
     #[test]
+    fn v1_layout_is_flexible_with_tagged_fields() {
+        let v = TxnLogValue {
+            producer_id: ProducerId(7),
+            previous_producer_id: ProducerId(6),
+            next_producer_id: ProducerId(-1),
+            producer_epoch: ProducerEpoch(2),
+            timeout_ms: 60_000,
+            state: TxnState::PrepareCommit,
+            partitions: [TopicPartition {
+                topic: "t".into(),
+                partition: PartitionIndex(3),
+            }]
+            .into_iter()
+            .collect(),
+            last_update_ms: TimestampMs(5),
+            start_ms: TimestampMs(4),
+            client_transaction_version: 2,
+        };
+        let mut want = vec![0u8, 1];
+        want.extend_from_slice(&7i64.to_be_bytes());
+        want.extend_from_slice(&2i16.to_be_bytes());
+        want.extend_from_slice(&60_000i32.to_be_bytes());
+        want.push(2);
+        // One topic (compact count 2), "t" (compact length 2), one partition, no tags.
+        want.extend_from_slice(&[2, 2, b't', 2]);
+        want.extend_from_slice(&3i32.to_be_bytes());
+        want.push(0);
+        want.extend_from_slice(&5i64.to_be_bytes());
+        want.extend_from_slice(&4i64.to_be_bytes());
+        // Two tagged fields: 0 (previous producer id, 8 bytes), 2 (client version, 2 bytes);
+        // the next producer id is at its default and left out.
+        want.extend_from_slice(&[2, 0, 8]);
+        want.extend_from_slice(&6i64.to_be_bytes());
+        want.extend_from_slice(&[2, 2, 0, 2]);
+        assert_eq!(&v.encode(1)[..], &want[..]);
+    }
+
+    #[test]
     fn unknown_state_and_version_are_typed_errors() {
         let mut b = TxnLogValue {
             producer_id: ProducerId(1),
