@@ -16,7 +16,7 @@
 //!    left in PrepareCommit/PrepareAbort (failover). Losing the leadership:
 //!    [`TxnCoordinator::unload`] (requests then get NOT_COORDINATOR); a new leadership is a
 //!    new coordinator.
-//! 2. **Requests.** Call the method with the time and a [`ReplyToken`]; state-changing
+//! 2. **Requests.** Call the method with the time and a [`crate::ReplyToken`]; state-changing
 //!    calls return `Vec<`[`TxnOutput`]`>`, read-only ones (verify-only
 //!    AddPartitionsToTxn, DescribeTransactions, ListTransactions) answer directly.
 //! 3. **Outputs, in order.** An [`TxnOutput::Append`] must be replicated (acks=all, as

@@ -350,15 +350,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn v0_layout_matches_kafka() {
-        let v = TxnLogValue {
+    /// Producer 7 at epoch 2, timeout 60 s, partition t-3, updated at 5, started at 4.
+    fn sample(state: TxnState, previous: i64, tv: i16) -> TxnLogValue {
+        TxnLogValue {
             producer_id: ProducerId(7),
-            previous_producer_id: ProducerId(-1),
+            previous_producer_id: ProducerId(previous),
             next_producer_id: ProducerId(-1),
             producer_epoch: ProducerEpoch(2),
             timeout_ms: 60_000,
-            state: TxnState::Ongoing,
+            state,
             partitions: [TopicPartition {
                 topic: "t".into(),
                 partition: PartitionIndex(3),
@@ -367,8 +367,13 @@ mod tests {
             .collect(),
             last_update_ms: TimestampMs(5),
             start_ms: TimestampMs(4),
-            client_transaction_version: 0,
-        };
+            client_transaction_version: tv,
+        }
+    }
+
+    #[test]
+    fn v0_layout_matches_kafka() {
+        let v = sample(TxnState::Ongoing, -1, 0);
         let mut want = vec![0u8, 0];
         want.extend_from_slice(&7i64.to_be_bytes());
         want.extend_from_slice(&2i16.to_be_bytes());
@@ -386,23 +391,7 @@ mod tests {
 
     #[test]
     fn v1_layout_is_flexible_with_tagged_fields() {
-        let v = TxnLogValue {
-            producer_id: ProducerId(7),
-            previous_producer_id: ProducerId(6),
-            next_producer_id: ProducerId(-1),
-            producer_epoch: ProducerEpoch(2),
-            timeout_ms: 60_000,
-            state: TxnState::PrepareCommit,
-            partitions: [TopicPartition {
-                topic: "t".into(),
-                partition: PartitionIndex(3),
-            }]
-            .into_iter()
-            .collect(),
-            last_update_ms: TimestampMs(5),
-            start_ms: TimestampMs(4),
-            client_transaction_version: 2,
-        };
+        let v = sample(TxnState::PrepareCommit, 6, 2);
         let mut want = vec![0u8, 1];
         want.extend_from_slice(&7i64.to_be_bytes());
         want.extend_from_slice(&2i16.to_be_bytes());
