@@ -26,6 +26,11 @@ Matrix (each row is the median of --runs runs):
                    (307 MB/s) for 12 s, producer linger.ms=1: about 3.7 GB, so the log
                    rolls several 1 GiB segments while the latency is measured
   cluster3-rf3     3 samsa nodes, replication factor 3, acks=all, 12 partitions
+  produce-txn      100 B x 1 / 12 partitions, a transactional producer (acks=all,
+                   idempotent) committing a transaction every 1,000 records; compare
+                   with "produce 100B pN acks=all none" of the same run
+  consume-txn      the same data read at once by a read_committed consumer (control
+                   batches skipped, reads bounded by the last stable offset)
 """
 
 from __future__ import annotations
@@ -536,6 +541,9 @@ RAW_PASSES = 4
 # adds to most records at this rate. Every other row uses 5 ms.
 LATENCY_LINGER_MS = {"latency@50k": "1", "latency@50k-l5": "5", "sustained@300k": "1"}
 
+# Records per transaction in the produce-txn rows.
+TXN_RECORDS = 1000
+
 # The sustained row: records/s and seconds (--quick: seconds shortened).
 SUSTAINED_RATE = 300_000
 SUSTAINED_SECONDS = 12
@@ -559,20 +567,24 @@ def build_matrix(quick: bool) -> list[Row]:
     rows.append(Row("sustained@300k", 1024, 1, "1", "none"))
     for size in SIZES:
         rows.append(Row("cluster3-rf3", size, 12, "all", "none"))
+    for parts in PARTITIONS:
+        rows.append(Row("produce-txn", 100, parts, "all", "none"))
+        rows.append(Row("consume-txn", 100, parts, None, "none"))
     if quick:
         keep = {
             ("produce", 100, 1, "1", "none"), ("consume-cold", 100, 1, None, "none"),
             ("consume-warm", 100, 1, None, "none"), ("consume-raw", 1024, 1, None, "none"),
             ("produce", 1024, 12, "all", "lz4"),
             ("produce+consume", 1024, 12, "1", "lz4"), ("latency@50k", 100, 1, "all", "none"),
-            ("cluster3-rf3", 100, 12, "all", "none"),
+            ("cluster3-rf3", 100, 12, "all", "none"), ("produce-txn", 100, 12, "all", "none"),
+            ("consume-txn", 100, 12, None, "none"),
         }
         rows = [r for r in rows if r.key in keep]
     return rows
 
 
 ORDER = ["produce", "consume-cold", "consume-warm", "consume-raw", "produce+consume", "latency@50k",
-         "latency@50k-l5", "sustained@300k", "cluster3-rf3"]
+         "latency@50k-l5", "sustained@300k", "cluster3-rf3", "produce-txn", "consume-txn"]
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:
@@ -756,6 +768,48 @@ class Runner:
             if self.broker.alive():
                 self.delete_topic(topic)
 
+    def run_txn_group(self, prow: Row | None, crow: Row | None, run_no: int) -> None:
+        """One transactional produce run (a commit every TXN_RECORDS records),
+        then a read_committed consume of exactly that data."""
+        base = prow or crow
+        n = self.records_for(base.size)
+        try:
+            self.ensure_broker()
+            topic = self.new_topic(base.parts)
+        except Exception as e:  # noqa: BLE001 -- one bad row must not stop the bench
+            for r in (prow, crow):
+                if r:
+                    self.fail(r, e)
+            return
+        try:
+            args = self.produce_args(Row("produce-txn", base.size, base.parts, "all", base.comp), topic, n)
+            out = self.measured("produce", [*args, "-T", str(TXN_RECORDS)])
+            check_delivery(out)
+            if prow:
+                self.record(prow, out)
+                cl = out.get("commit_latency") or {}
+                prow.notes.add(f"{TXN_RECORDS:,} records per transaction; commit_transaction() p50/p99 "
+                               f"{cl.get('p50_ms', -1):.1f}/{cl.get('p99_ms', -1):.1f} ms (last run)")
+                log(f"    {prow.name} run {run_no}: {out['produce_rec_per_s']:,.0f} rec/s, "
+                    f"{out.get('transactions', 0)} transactions")
+            if crow:
+                produced = out["produced"]
+                c = self.measured("consume", ["-t", topic, "-p", str(base.parts), "-n", str(produced),
+                                              "-d", str(self.args.max_seconds),
+                                              "-X", "isolation.level=read_committed"])
+                if c["consumed"] != produced:
+                    raise LoadgenError(f"read_committed consumed {c['consumed']}/{produced} records "
+                                       f"{c.get('consume_error') or ''}")
+                self.record(crow, c)
+                log(f"    {crow.name} run {run_no}: {c['consume_rec_per_s']:,.0f} rec/s")
+        except Exception as e:  # noqa: BLE001
+            for r in (prow, crow):
+                if r:
+                    self.fail(r, e)
+        finally:
+            if self.broker.alive():
+                self.delete_topic(topic)
+
     def run_pc(self, row: Row, run_no: int, rate: float = 0, seconds: float = 0) -> None:
         if rate:
             n = int(rate * (seconds or self.args.latency_seconds))
@@ -845,6 +899,12 @@ class Runner:
             if row.kind == "cluster3-rf3":
                 for r in range(1, runs + 1):
                     self.run_pc(row, r)
+        for parts in PARTITIONS:
+            prow = by_key.get(("produce-txn", 100, parts, "all", "none"))
+            crow = by_key.get(("consume-txn", 100, parts, None, "none"))
+            if prow or crow:
+                for r in range(1, runs + 1):
+                    self.run_txn_group(prow, crow, r)
 
 
 # --- summarising ----------------------------------------------------------------------
@@ -929,7 +989,7 @@ def broker_table(rows: list[Row], runs: int, limits: dict | None) -> str:
         cells += [fnum(s[k], kind) for _, k, kind in COLS]
         if limits is not None:
             net, disk = limits.get("tcp"), limits.get("disk")
-            writes = row.kind not in ("consume-cold", "consume-warm", "consume-raw")
+            writes = row.kind not in ("consume-cold", "consume-warm", "consume-raw", "consume-txn")
             cells.append(fnum(100 * s["mbps"] / net if net and s["mbps"] else None, "pct"))
             cells.append(fnum(100 * s["mbps"] / disk if disk and s["mbps"] and writes else None, "pct"))
         body.append(cells)

@@ -174,6 +174,7 @@ typedef struct {
     double rate, max_seconds;
     long mib;
     int passes;
+    long long txn; /* records per transaction (-T); 0: not transactional */
     char *extra[64];
     int nextra;
 } opts_t;
@@ -288,6 +289,8 @@ typedef struct {
     atomic_llong sent, delivered, failed, delivered_bytes;
     atomic_int stop;
     hist_t lat;
+    hist_t commit_lat; /* commit_transaction() calls, -T only */
+    long long txns;
     int64_t last_dr_ns;
     char first_err[256];
     int64_t rate_t0;
@@ -325,7 +328,15 @@ static rd_kafka_t *make_producer(void) {
     char buf[64];
     conf_set(c, "acks", o.acks);
     conf_set(c, "compression.type", o.compression);
-    conf_set(c, "enable.idempotence", "false");
+    if (o.txn > 0) {
+        /* A transactional producer: idempotent, acks=all, one transactional.id per run. */
+        char tid[96];
+        snprintf(tid, sizeof tid, "loadgen-%d-%lld", (int)getpid(), (long long)now_ns());
+        conf_set(c, "transactional.id", tid);
+        conf_set(c, "enable.idempotence", "true");
+    } else {
+        conf_set(c, "enable.idempotence", "false");
+    }
     conf_set(c, "linger.ms", o.linger);
     conf_set(c, "batch.size", "1000000");
     conf_set(c, "batch.num.messages", "10000");
@@ -346,6 +357,24 @@ typedef struct {
     long long attempted;
 } prod_result_t;
 
+static void txn_check(rd_kafka_error_t *e, const char *what) {
+    if (!e) return;
+    die("%s: %s: %s", what, rd_kafka_error_name(e), rd_kafka_error_string(e));
+}
+
+static void txn_begin(rd_kafka_t *rk) {
+    txn_check(rd_kafka_begin_transaction(rk), "begin_transaction");
+}
+
+/* Commits the open transaction (librdkafka first waits for every record of it
+ * to be delivered); the time that takes is the commit latency. */
+static void txn_commit(rd_kafka_t *rk) {
+    int64_t t = now_ns();
+    txn_check(rd_kafka_commit_transaction(rk, -1), "commit_transaction");
+    hist_add(&P.commit_lat, (now_ns() - t) / 1000);
+    P.txns++;
+}
+
 /* Runs the produce loop; returns when every sent record has a delivery report
  * (or the deadline passes). */
 static prod_result_t run_produce(rd_kafka_t *rk, int64_t deadline_ns) {
@@ -357,6 +386,7 @@ static prod_result_t run_produce(rd_kafka_t *rk, int64_t deadline_ns) {
     uint64_t x = 88172645463325252ULL;
     int64_t t0 = now_ns();
     r.t0 = t0;
+    if (o.txn > 0) txn_begin(rk);
     double ns_per_rec = o.rate > 0 ? 1e9 / o.rate : 0;
     long long i = 0;
     while (i < o.records) {
@@ -389,6 +419,10 @@ static prod_result_t run_produce(rd_kafka_t *rk, int64_t deadline_ns) {
                 if (now_ns() > deadline_ns) goto out;
             }
             atomic_fetch_add(&P.sent, 1);
+            if (o.txn > 0 && (i + 1) % o.txn == 0) {
+                txn_commit(rk);
+                if (i + 1 < o.records) txn_begin(rk);
+            }
             if ((i & 4095) == 4095 && now_ns() > deadline_ns) {
                 i++;
                 goto out;
@@ -396,6 +430,8 @@ static prod_result_t run_produce(rd_kafka_t *rk, int64_t deadline_ns) {
         }
     }
 out:
+    /* A last, partial transaction (or one cut short by the deadline) is committed too. */
+    if (o.txn > 0 && atomic_load(&P.sent) % o.txn != 0) txn_commit(rk);
     r.attempted = atomic_load(&P.sent);
     /* Wait for every delivery report (the poller serves them). */
     int64_t drain_deadline = now_ns() + (int64_t)60e9;
@@ -432,6 +468,10 @@ static void print_produce(const prod_result_t *r) {
     printf(",\"produce_error\":");
     json_str(stdout, P.first_err[0] ? P.first_err : last_error);
     hist_json(stdout, "produce_latency", &P.lat);
+    if (o.txn > 0) {
+        printf(",\"transactions\":%lld,\"txn_records\":%lld", P.txns, o.txn);
+        hist_json(stdout, "commit_latency", &P.commit_lat);
+    }
 }
 
 static int cmd_produce(void) {
@@ -441,6 +481,7 @@ static int cmd_produce(void) {
     char why[256];
     /* Connect and learn the topic's leaders before the clock starts. */
     if (!wait_topic(rk, o.topic, o.partitions, 30, why, sizeof why)) die("topic %s not ready: %s", o.topic, why);
+    if (o.txn > 0) txn_check(rd_kafka_init_transactions(rk, 30000), "init_transactions");
     prod_result_t r = run_produce(rk, now_ns() + (int64_t)(o.max_seconds * 1e9));
     print_common("produce");
     print_produce(&r);
@@ -1436,7 +1477,7 @@ int main(int argc, char **argv) {
     }
     optind = 2;
     int ch;
-    while ((ch = getopt(argc, argv, "b:t:n:s:a:z:r:d:p:R:f:m:l:k:X:")) != -1) {
+    while ((ch = getopt(argc, argv, "b:t:n:s:a:z:r:d:p:R:f:m:l:k:T:X:")) != -1) {
         switch (ch) {
         case 'b': o.bootstrap = optarg; break;
         case 't': o.topic = optarg; break;
@@ -1452,6 +1493,7 @@ int main(int argc, char **argv) {
         case 'm': o.mib = atol(optarg); break;
         case 'l': o.linger = optarg; break;
         case 'k': o.passes = atoi(optarg); break;
+        case 'T': o.txn = atoll(optarg); break;
         case 'X':
             if (o.nextra < 64) o.extra[o.nextra++] = optarg;
             break;
