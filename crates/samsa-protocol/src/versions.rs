@@ -65,6 +65,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // KIP-584; v1 adds upgrade_type and validate_only (KIP-778), v2 drops the
     // per-feature results from the response.
     api(ApiKey::UpdateFeatures, 0, 2),
+    // KIP-98; v0 (not flexible) was removed in Kafka 4.0 (KIP-896).
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    // KIP-664.
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The supported range of `key`, if samsa implements it.
