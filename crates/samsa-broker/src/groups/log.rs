@@ -59,9 +59,6 @@ pub(super) fn replay_partition(
         }
         for item in batch::BatchIter::new(&read.bytes) {
             let Ok((header, bytes)) = item else { break };
-            if header.is_control() {
-                continue;
-            }
             let records = match batch::records(bytes, REPLAY_DECOMPRESSED_BYTES_MAX) {
                 Ok(r) => r,
                 Err(e) => {
@@ -69,6 +66,7 @@ pub(super) fn replay_partition(
                     continue;
                 }
             };
+            let producer = header.producer_id.get();
             for r in records {
                 if header.record_offset(&r) < offset {
                     continue;
@@ -77,7 +75,17 @@ pub(super) fn replay_partition(
                     continue;
                 };
                 replayed += 1;
-                if let Err(e) = c.replay(key, r.value.as_deref()) {
+                let applied = if header.is_control() {
+                    match super::txn::control_record_type(key) {
+                        Some(commit) => c.replay_end_transaction(partition, producer, commit),
+                        None => Ok(()),
+                    }
+                } else if header.is_transactional() {
+                    c.replay_transactional(producer, key, r.value.as_deref())
+                } else {
+                    c.replay(key, r.value.as_deref())
+                };
+                if let Err(e) = applied {
                     tracing::warn!(partition, error = %e, "skipping an unreadable __consumer_offsets record");
                 }
             }
@@ -166,10 +174,22 @@ pub(super) fn append(
     partition: u32,
     epoch: samsa_model::LeaderEpoch,
     records: &[samsa_coordinator::Record],
+    transaction: Option<samsa_coordinator::TxnProducer>,
 ) -> Result<(Arc<Partition>, i64), AppendError> {
     let part = offsets_partition(broker, partition).ok_or(AppendError::NoPartition(partition))?;
     let now = now_ms();
-    let mut builder = BatchBuilder::new();
+    let mut builder = match transaction {
+        // TxnOffsetCommit: the producer's transactional batch, without a
+        // sequence (Kafka's group coordinator writes RecordBatch.NO_SEQUENCE).
+        Some(p) => BatchBuilder::new()
+            .producer(
+                samsa_model::ProducerId(p.producer_id),
+                samsa_model::ProducerEpoch(p.producer_epoch),
+                -1,
+            )
+            .transactional(true),
+        None => BatchBuilder::new(),
+    };
     for r in records {
         builder.push(NewRecord::new(now, Some(&r.key), r.value.as_deref()));
     }
@@ -181,7 +201,12 @@ pub(super) fn append(
         .ok()
         .filter(|l| l.epoch() == epoch)
         .ok_or(AppendError::NoPartition(partition))?;
-    let info = part.log().append(&mut bytes, leadership.epoch(), now)?;
+    let info = if transaction.is_some() {
+        part.log()
+            .append_from_coordinator(&mut bytes, leadership.epoch(), now)?
+    } else {
+        part.log().append(&mut bytes, leadership.epoch(), now)?
+    };
     drop(leadership);
     if part.after_leader_append() {
         broker.notify_hw(&part);

@@ -17,6 +17,7 @@
 //! only once their batch is replicated (`Coordinator::commit_replicated`).
 
 mod log;
+mod txn;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -97,6 +98,8 @@ struct ShardState {
     load_wanted: bool,
     /// Appended commits not yet replicated, in log order: (commit, last offset).
     unreplicated: VecDeque<(CommitId, i64)>,
+    /// Transaction markers reported while the partition loads (see `txn.rs`).
+    markers: txn::LoadingMarkers,
 }
 
 impl Shard {
@@ -108,6 +111,7 @@ impl Shard {
                 coordinator: fresh_coordinator(config),
                 load_wanted: true,
                 unreplicated: VecDeque::new(),
+                markers: Default::default(),
             }),
             loaded: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -400,11 +404,12 @@ impl GroupService {
                     partition,
                     records,
                     commit,
+                    transaction,
                 } => {
                     if failed {
                         continue;
                     }
-                    match log::append(broker, partition, shard.epoch, &records) {
+                    match log::append(broker, partition, shard.epoch, &records, transaction) {
                         Ok((part, last)) => {
                             if let Some(id) = commit {
                                 st.unreplicated.push_back((id, last));
@@ -656,6 +661,10 @@ impl GroupService {
         // holds nothing.
         st.coordinator = c;
         st.load_wanted = false;
+        if !txn::apply_loading_markers(&mut st) {
+            self.reload(shard, &mut st);
+            return true;
+        }
         shard.loaded.store(true, Ordering::Release);
         tracing::info!(
             partition = p,

@@ -16,7 +16,7 @@ use crate::settings::BrokerSettings;
 /// How long a test waits for something the broker does in the background.
 const BACKGROUND_WAIT: Duration = Duration::from_secs(20);
 
-fn open(dir: &std::path::Path, partitions: u32) -> Arc<Broker> {
+pub(super) fn open(dir: &std::path::Path, partitions: u32) -> Arc<Broker> {
     let mut cfg = StaticConfig::default();
     cfg.set("log.dirs", &dir.display().to_string()).unwrap();
     cfg.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();

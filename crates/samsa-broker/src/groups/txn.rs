@@ -1,0 +1,256 @@
+//! The group coordinator's side of transactions: the control records of
+//! `__consumer_offsets` (read while replaying) and the hook through which
+//! WriteTxnMarkers reports a marker it wrote to a `__consumer_offsets`
+//! partition, so the shard commits or aborts that producer's pending
+//! transactional offsets (Kafka's `replayEndTransactionMarker`).
+
+use std::sync::atomic::Ordering;
+
+use super::{GroupService, ShardState};
+use crate::broker::Broker;
+
+/// Markers reported while a shard loads that are kept to apply once it is
+/// loaded; beyond this the shard replays its log again instead.
+const LOADING_MARKERS_MAX: usize = 65_536;
+
+/// The type of a control record, from its key: Kafka's `ControlRecordType`
+/// key is `version int16` (0) then `type int16` (0 = ABORT, 1 = COMMIT; any
+/// other type, e.g. 2 = LEADER_CHANGE, is no transaction marker), 4 bytes,
+/// big-endian. Returns `Some(true)` for COMMIT, `Some(false)` for ABORT,
+/// `None` otherwise (including a key too short: a damaged control record is
+/// skipped, never a panic).
+pub(super) fn control_record_type(key: &[u8]) -> Option<bool> {
+    let kind = key.get(2..4)?;
+    match i16::from_be_bytes([kind[0], kind[1]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// Markers reported while the shard was loading. The replay may or may not
+/// have read them (they were appended while it ran); applying a marker twice
+/// is harmless — the first takes the producer's pending offsets, and no new
+/// transactional offset can be committed while the shard loads.
+#[derive(Default)]
+pub(super) struct LoadingMarkers {
+    markers: Vec<(i64, bool)>,
+    overflowed: bool,
+}
+
+/// Applies the markers reported during the load to the loaded coordinator;
+/// false if there were too many to keep (the shard must replay again).
+pub(super) fn apply_loading_markers(st: &mut ShardState) -> bool {
+    let LoadingMarkers {
+        markers,
+        overflowed,
+    } = std::mem::take(&mut st.markers);
+    if overflowed {
+        return false;
+    }
+    let partitions: Vec<u32> = st
+        .coordinator
+        .owned_partitions()
+        .map(|o| o.iter().copied().collect())
+        .unwrap_or_default();
+    for (producer_id, commit) in markers {
+        for p in &partitions {
+            st.coordinator.complete_transaction(*p, producer_id, commit);
+        }
+    }
+    true
+}
+
+impl GroupService {
+    /// WriteTxnMarkers wrote a COMMIT (`commit`) or ABORT marker of
+    /// `producer_id` to `__consumer_offsets` partition `partition`; call once
+    /// it is replicated (the handler appends markers with acks=all). The
+    /// partition's shard makes the producer's pending offsets committed or
+    /// drops them. A shard still loading keeps the marker for when it is
+    /// loaded; a partition not led here has no shard (its next leader replays
+    /// the marker from the log).
+    pub async fn txn_marker_written(
+        &self,
+        broker: &Broker,
+        partition: u32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        let Some(shard) = self.shards().get(&partition).cloned() else {
+            return;
+        };
+        let mut st = shard.state.lock().await;
+        if shard.loaded.load(Ordering::Acquire) && !st.load_wanted {
+            super::promote(&shard, shard.led_partition(broker).as_deref(), &mut st);
+            st.coordinator
+                .complete_transaction(partition, producer_id, commit);
+        } else if st.markers.markers.len() < LOADING_MARKERS_MAX {
+            st.markers.markers.push((producer_id, commit));
+        } else {
+            st.markers.overflowed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use samsa_coordinator as gc;
+    use samsa_model::batch::{BatchBuilder, NewRecord};
+
+    use super::*;
+
+    async fn txn_commit(broker: &Broker, pid: i64, offset: i64) -> i16 {
+        let req = gc::TxnOffsetCommitRequest {
+            api_version: 3,
+            transactional_id: "tx".into(),
+            group_id: "g".into(),
+            producer_id: pid,
+            producer_epoch: 0,
+            generation_id: -1,
+            topics: vec![gc::OffsetCommitTopic {
+                name: "t".into(),
+                topic_id: None,
+                partitions: vec![gc::OffsetCommitPartition {
+                    partition_index: 0,
+                    committed_offset: offset,
+                    committed_leader_epoch: -1,
+                    committed_metadata: None,
+                }],
+            }],
+            ..Default::default()
+        };
+        match broker
+            .groups
+            .call(broker, "g", move |c, _, now, token| {
+                c.txn_offset_commit(req, now, token)
+            })
+            .await
+        {
+            Some(gc::Response::OffsetCommit(r)) => r.topics[0].partitions[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// (offset, error) of "g"/"t"-0, with `require_stable` or not.
+    fn fetch(c: &gc::Coordinator, require_stable: bool) -> (i64, i16) {
+        let r = c.offset_fetch(&gc::OffsetFetchRequest {
+            api_version: 8,
+            groups: vec![gc::OffsetFetchGroup {
+                group_id: "g".into(),
+                member_id: None,
+                member_epoch: -1,
+                topics: Some(vec![gc::OffsetFetchTopic {
+                    name: "t".into(),
+                    partition_indexes: vec![0],
+                }]),
+            }],
+            require_stable,
+        });
+        let p = &r.groups[0].topics[0].partitions[0];
+        (p.committed_offset, p.error_code)
+    }
+
+    async fn fetch_live(broker: &Broker, require_stable: bool) -> (i64, i16) {
+        let ids = vec!["g".to_string()];
+        broker
+            .groups
+            .read_groups(broker, &ids, |c, _, _| fetch(c, require_stable))
+            .await[0]
+    }
+
+    /// A control batch of `pid` as WriteTxnMarkers writes it (key: version 0,
+    /// type; value: version 0, coordinator epoch 0).
+    fn marker(broker: &Broker, pid: i64, commit: bool) {
+        let part = super::super::log::offsets_partition(broker, 0).unwrap();
+        let mut b = BatchBuilder::new()
+            .producer(
+                samsa_model::ProducerId(pid),
+                samsa_model::ProducerEpoch(0),
+                -1,
+            )
+            .transactional(true)
+            .control(true);
+        let key = [0, 0, 0, u8::from(commit)];
+        b.push(NewRecord::new(
+            crate::handlers::produce::now_ms(),
+            Some(&key),
+            Some(&[0, 0, 0, 0, 0, 0]),
+        ));
+        let mut bytes = b.build().unwrap();
+        let epoch = part.led_epoch().unwrap();
+        part.log()
+            .append_from_coordinator(&mut bytes, epoch, crate::handlers::produce::now_ms())
+            .unwrap();
+    }
+
+    /// TxnOffsetCommit through the broker: the producer's transactional batch
+    /// in `__consumer_offsets`, pending until the marker hook; replaying the
+    /// partition's log (transactional batches and control batches) rebuilds
+    /// the same committed and pending offsets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_offsets_commit_on_the_marker_and_replay_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = super::super::tests::open(dir.path(), 1);
+        assert!(broker.groups.ensure_offsets_topic(&broker));
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(broker.groups.clone().run_timers(broker.clone(), rx));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !broker.groups.serves("g") {
+            assert!(std::time::Instant::now() < deadline, "shard never loaded");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+
+        assert_eq!(txn_commit(&broker, 7, 11).await, 0);
+        assert_eq!(
+            txn_commit(&broker, 7, 12).await,
+            0,
+            "a second batch of the producer is stored too"
+        );
+        assert_eq!(fetch_live(&broker, false).await, (-1, 0));
+        assert_eq!(
+            fetch_live(&broker, true).await,
+            (-1, gc::codes::UNSTABLE_OFFSET_COMMIT)
+        );
+        marker(&broker, 7, true);
+        broker.groups.txn_marker_written(&broker, 0, 7, true).await;
+        assert_eq!(fetch_live(&broker, true).await, (12, 0));
+
+        // A second transaction, left open.
+        assert_eq!(txn_commit(&broker, 8, 20).await, 0);
+        let part = super::super::log::offsets_partition(&broker, 0).unwrap();
+        let headers: Vec<_> = {
+            let read = part
+                .log()
+                .read(
+                    part.log().log_start_offset(),
+                    1 << 20,
+                    part.log().log_end_offset(),
+                    true,
+                )
+                .unwrap();
+            samsa_model::batch::BatchIter::new(&read.bytes)
+                .map(|b| b.unwrap().0)
+                .collect()
+        };
+        assert!(headers
+            .iter()
+            .any(|h| h.is_transactional() && h.producer_id.get() == 8 && !h.is_control()));
+
+        let mut c = gc::Coordinator::new(broker.groups.config.clone(), Box::new(|| "x".into()));
+        c.set_owned_partitions(Some([0].into_iter().collect()));
+        super::super::log::replay_partition(&broker, &mut c, 0).unwrap();
+        c.finish_loading(crate::handlers::produce::now_ms());
+        assert_eq!(fetch(&c, false), (12, 0));
+        assert_eq!(fetch(&c, true), (-1, gc::codes::UNSTABLE_OFFSET_COMMIT));
+        let _ = stop.send(true);
+    }
+
+    #[test]
+    fn control_record_keys() {
+        assert_eq!(control_record_type(&[0, 0, 0, 1]), Some(true));
+        assert_eq!(control_record_type(&[0, 0, 0, 0]), Some(false));
+        assert_eq!(control_record_type(&[0, 0, 0, 2]), None);
+        assert_eq!(control_record_type(&[0, 0, 0]), None);
+        assert_eq!(control_record_type(&[]), None);
+    }
+}
