@@ -183,14 +183,12 @@ mod tests {
             .unwrap();
     }
 
-    /// TxnOffsetCommit through the broker: the producer's transactional batch
-    /// in `__consumer_offsets`, pending until the marker hook; replaying the
-    /// partition's log (transactional batches and control batches) rebuilds
-    /// the same committed and pending offsets.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn txn_offsets_commit_on_the_marker_and_replay_from_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = super::super::tests::open(dir.path(), 1);
+    /// A single-node broker with `__consumer_offsets` (one partition) loaded;
+    /// dropping the sender stops its group timers.
+    async fn loaded_broker(
+        dir: &std::path::Path,
+    ) -> (std::sync::Arc<Broker>, tokio::sync::watch::Sender<bool>) {
+        let broker = super::super::tests::open(dir, 1);
         assert!(broker.groups.ensure_offsets_topic(&broker));
         let (stop, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(broker.groups.clone().run_timers(broker.clone(), rx));
@@ -199,6 +197,100 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "shard never loaded");
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        (broker, stop)
+    }
+
+    /// The wire path: TxnOffsetCommit v0 (no group fields) and v3 decode into
+    /// the coordinator, a partition the topic lacks is refused, and OffsetFetch
+    /// v7 with `require_stable` answers UNSTABLE_OFFSET_COMMIT for a pending one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_offset_commit_handler_and_require_stable_fetch() {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        use kafka_protocol::messages::{
+            GroupId, OffsetFetchRequest, ProducerId, TopicName, TransactionalId,
+            TxnOffsetCommitRequest,
+        };
+        use kafka_protocol::protocol::StrBytes;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, stop) = loaded_broker(dir.path()).await;
+        let created = broker.controller.create_topics(
+            vec![samsa_metadata::NewTopic {
+                name: "t".into(),
+                num_partitions: 1,
+                replication_factor: 1,
+                ..Default::default()
+            }],
+            false,
+        );
+        assert!(created.into_iter().all(|r| r.is_ok()));
+        broker.reconcile().unwrap();
+        let name = || TopicName(StrBytes::from_static_str("t"));
+        for version in [0, 3] {
+            let request = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_producer_id(ProducerId(9))
+                .with_producer_epoch(1)
+                .with_generation_id(-1)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(name())
+                    .with_partitions(
+                        [0, 5]
+                            .map(|p| {
+                                TxnOffsetCommitRequestPartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(40)
+                            })
+                            .to_vec(),
+                    )]);
+            let r = crate::handlers::txn_offset_commit::handle(&broker, request, version).await;
+            let codes: Vec<(i32, i16)> = r.topics[0]
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+                .collect();
+            assert_eq!(
+                codes,
+                [(0, 0), (5, gc::codes::UNKNOWN_TOPIC_OR_PARTITION)],
+                "v{version}"
+            );
+        }
+        let fetch = |require_stable: bool| {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name())
+                    .with_partition_indexes(vec![0])]))
+                .with_require_stable(require_stable)
+        };
+        let r = crate::handlers::offset_fetch::handle(&broker, fetch(true), 7).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.committed_offset, p.error_code),
+            (-1, gc::codes::UNSTABLE_OFFSET_COMMIT)
+        );
+        let r = crate::handlers::offset_fetch::handle(&broker, fetch(false), 7).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.committed_offset, p.error_code), (-1, 0));
+        broker.groups.txn_marker_written(&broker, 0, 9, true).await;
+        let r = crate::handlers::offset_fetch::handle(&broker, fetch(true), 7).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.committed_offset, p.error_code), (40, 0));
+        let _ = stop.send(true);
+    }
+
+    /// TxnOffsetCommit through the broker: the producer's transactional batch
+    /// in `__consumer_offsets`, pending until the marker hook; replaying the
+    /// partition's log (transactional batches and control batches) rebuilds
+    /// the same committed and pending offsets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_offsets_commit_on_the_marker_and_replay_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, stop) = loaded_broker(dir.path()).await;
 
         assert_eq!(txn_commit(&broker, 7, 11).await, 0);
         assert_eq!(
