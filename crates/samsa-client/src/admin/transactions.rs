@@ -90,7 +90,7 @@ impl Admin {
         let brokers: Vec<i32> = self.client.cluster().brokers.keys().copied().collect();
         let mut out = BTreeMap::new();
         for id in brokers {
-            let (resp, _) = self
+            let (resp, version) = self
                 .client
                 .send_to(id, ApiKey::ListTransactions, |v| {
                     let mut req = ListTransactionsRequest::default()
@@ -104,6 +104,12 @@ impl Admin {
                     req
                 })
                 .await?;
+            if version < 1 && filter.duration_ms.is_some_and(|d| d >= 0) {
+                // As Kafka's admin client: v0 cannot carry the filter.
+                return Err(ClientError::Invalid(format!(
+                    "broker {id} does not support ListTransactions with a duration filter (v1+)"
+                )));
+            }
             ClientError::check(
                 resp.error_code,
                 None,
