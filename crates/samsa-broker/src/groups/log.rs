@@ -76,9 +76,16 @@ pub(super) fn replay_partition(
                 };
                 replayed += 1;
                 let applied = if header.is_control() {
-                    match super::txn::control_record_type(key) {
-                        Some(commit) => c.replay_end_transaction(partition, producer, commit),
-                        None => Ok(()),
+                    use samsa_model::control::{parse_control_key, ControlRecordType};
+                    match parse_control_key(r.key.as_ref()) {
+                        Ok(ControlRecordType::Commit) => {
+                            c.replay_end_transaction(partition, producer, true)
+                        }
+                        Ok(ControlRecordType::Abort) => {
+                            c.replay_end_transaction(partition, producer, false)
+                        }
+                        // Not a transaction marker, or damaged: skipped.
+                        _ => Ok(()),
                     }
                 } else if header.is_transactional() {
                     c.replay_transactional(producer, key, r.value.as_deref())

@@ -1,5 +1,4 @@
-//! The group coordinator's side of transactions: the control records of
-//! `__consumer_offsets` (read while replaying) and the hook through which
+//! The group coordinator's side of transactions: the hook through which
 //! WriteTxnMarkers reports a marker it wrote to a `__consumer_offsets`
 //! partition, so the shard commits or aborts that producer's pending
 //! transactional offsets (Kafka's `replayEndTransactionMarker`).
@@ -12,21 +11,6 @@ use crate::broker::Broker;
 /// Markers reported while a shard loads that are kept to apply once it is
 /// loaded; beyond this the shard replays its log again instead.
 const LOADING_MARKERS_MAX: usize = 65_536;
-
-/// The type of a control record, from its key: Kafka's `ControlRecordType`
-/// key is `version int16` (0) then `type int16` (0 = ABORT, 1 = COMMIT; any
-/// other type, e.g. 2 = LEADER_CHANGE, is no transaction marker), 4 bytes,
-/// big-endian. Returns `Some(true)` for COMMIT, `Some(false)` for ABORT,
-/// `None` otherwise (including a key too short: a damaged control record is
-/// skipped, never a panic).
-pub(super) fn control_record_type(key: &[u8]) -> Option<bool> {
-    let kind = key.get(2..4)?;
-    match i16::from_be_bytes([kind[0], kind[1]]) {
-        0 => Some(false),
-        1 => Some(true),
-        _ => None,
-    }
-}
 
 /// Markers reported while the shard was loading. The replay may or may not
 /// have read them (they were appended while it ran); applying a marker twice
@@ -95,7 +79,6 @@ impl GroupService {
 #[cfg(test)]
 mod tests {
     use samsa_coordinator as gc;
-    use samsa_model::batch::{BatchBuilder, NewRecord};
 
     use super::*;
 
@@ -158,28 +141,19 @@ mod tests {
             .await[0]
     }
 
-    /// A control batch of `pid` as WriteTxnMarkers writes it (key: version 0,
-    /// type; value: version 0, coordinator epoch 0).
+    /// The COMMIT or ABORT marker of `pid` in `__consumer_offsets`-0, as
+    /// WriteTxnMarkers writes it.
     fn marker(broker: &Broker, pid: i64, commit: bool) {
         let part = super::super::log::offsets_partition(broker, 0).unwrap();
-        let mut b = BatchBuilder::new()
-            .producer(
+        part.log()
+            .append_marker(
                 samsa_model::ProducerId(pid),
                 samsa_model::ProducerEpoch(0),
-                -1,
+                commit,
+                samsa_model::CoordinatorEpoch(0),
+                part.led_epoch().unwrap(),
+                crate::handlers::produce::now_ms(),
             )
-            .transactional(true)
-            .control(true);
-        let key = [0, 0, 0, u8::from(commit)];
-        b.push(NewRecord::new(
-            crate::handlers::produce::now_ms(),
-            Some(&key),
-            Some(&[0, 0, 0, 0, 0, 0]),
-        ));
-        let mut bytes = b.build().unwrap();
-        let epoch = part.led_epoch().unwrap();
-        part.log()
-            .append_from_coordinator(&mut bytes, epoch, crate::handlers::produce::now_ms())
             .unwrap();
     }
 
@@ -201,8 +175,9 @@ mod tests {
     }
 
     /// The wire path: TxnOffsetCommit v0 (no group fields) and v3 decode into
-    /// the coordinator, a partition the topic lacks is refused, and OffsetFetch
-    /// v7 with `require_stable` answers UNSTABLE_OFFSET_COMMIT for a pending one.
+    /// the coordinator, a partition the topic lacks is refused, OffsetFetch v7
+    /// with `require_stable` answers UNSTABLE_OFFSET_COMMIT for a pending one,
+    /// and WriteTxnMarkers' COMMIT in `__consumer_offsets` makes it committed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn txn_offset_commit_handler_and_require_stable_fetch() {
         use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
@@ -276,7 +251,24 @@ mod tests {
         let r = crate::handlers::offset_fetch::handle(&broker, fetch(false), 7).await;
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.committed_offset, p.error_code), (-1, 0));
-        broker.groups.txn_marker_written(&broker, 0, 9, true).await;
+        // The transaction coordinator's COMMIT marker, through WriteTxnMarkers
+        // and its group hook.
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        let markers =
+            kafka_protocol::messages::WriteTxnMarkersRequest::default().with_markers(vec![
+                WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(9))
+                    .with_producer_epoch(1)
+                    .with_transaction_result(true)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                        .with_partition_indexes(vec![0])]),
+            ]);
+        let r = crate::handlers::write_txn_markers::handle(&broker, markers, 1).await;
+        assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 0);
         let r = crate::handlers::offset_fetch::handle(&broker, fetch(true), 7).await;
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.committed_offset, p.error_code), (40, 0));
@@ -335,14 +327,5 @@ mod tests {
         assert_eq!(fetch(&c, false), (12, 0));
         assert_eq!(fetch(&c, true), (-1, gc::codes::UNSTABLE_OFFSET_COMMIT));
         let _ = stop.send(true);
-    }
-
-    #[test]
-    fn control_record_keys() {
-        assert_eq!(control_record_type(&[0, 0, 0, 1]), Some(true));
-        assert_eq!(control_record_type(&[0, 0, 0, 0]), Some(false));
-        assert_eq!(control_record_type(&[0, 0, 0, 2]), None);
-        assert_eq!(control_record_type(&[0, 0, 0]), None);
-        assert_eq!(control_record_type(&[]), None);
     }
 }
