@@ -1,0 +1,127 @@
+"""The partition side of transactions, before a transaction coordinator
+exists: transactional batches sent as raw Produce requests, their markers
+written with raw WriteTxnMarkers (v1) requests as a coordinator would, and
+real consumers reading. A read_committed consumer (confluent-kafka) never
+sees an aborted transaction's records nor an open transaction's, while a
+read_uncommitted one sees everything as stored; markers themselves are never
+delivered as records.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import helpers as h
+import kafka_wire as kw
+
+WRITE_TXN_MARKERS = 27
+
+
+def write_txn_markers_v1(correlation_id: int, producer_id: int, epoch: int, commit: bool,
+                         topic: str, partition: int, coordinator_epoch: int = 0) -> bytes:
+    """WriteTxnMarkers v1 (flexible: request header v2, compact arrays)."""
+    header = kw.request_header_v1(WRITE_TXN_MARKERS, 1, correlation_id) + kw.uvarint(0)
+    topic_entry = (kw.compact_string(topic)
+                   + kw.uvarint(2) + kw.i32(partition)   # compact array of one partition
+                   + kw.uvarint(0))                       # tagged fields
+    marker = (kw.i64(producer_id) + kw.i16(epoch) + kw.i8(1 if commit else 0)
+              + kw.uvarint(2) + topic_entry               # compact array of one topic
+              + kw.i32(coordinator_epoch) + kw.uvarint(0))
+    body = kw.uvarint(2) + marker + kw.uvarint(0)
+    return kw.frame(header + body)
+
+
+class Compact(kw.Reader):
+    def uvarint(self) -> int:
+        shift = value = 0
+        while True:
+            b = self.take(1)[0]
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+            shift += 7
+
+    def skip_tags(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
+
+    def compact_string(self) -> str:
+        return self.take(self.uvarint() - 1).decode()
+
+
+def marker_errors(resp: bytes) -> list[int]:
+    """The partition error codes of a WriteTxnMarkers v1 response."""
+    r = Compact(resp)
+    r.i32()          # correlation id
+    r.skip_tags()    # response header v1
+    errors = []
+    for _ in range(r.uvarint() - 1):
+        r.i64()
+        for _ in range(r.uvarint() - 1):
+            r.compact_string()
+            for _ in range(r.uvarint() - 1):
+                r.i32()
+                errors.append(r.i16())
+                r.skip_tags()
+            r.skip_tags()
+        r.skip_tags()
+    return errors
+
+
+def produce(bootstrap: str, topic: str, batch: bytes) -> int:
+    s = kw.connect(bootstrap)
+    try:
+        frame = kw.roundtrip(s, kw.produce_v3_request(1, topic, 0, batch))
+        assert frame is not None, "no answer to Produce"
+        res = kw.parse_produce_v3(frame)[1][(topic, 0)]
+        assert res.error_code == 0, f"produce refused with {res.error_code}"
+        return res.base_offset
+    finally:
+        s.close()
+
+
+def end_txn(bootstrap: str, topic: str, producer_id: int, commit: bool) -> None:
+    s = kw.connect(bootstrap)
+    try:
+        frame = kw.roundtrip(s, write_txn_markers_v1(7, producer_id, 0, commit, topic, 0))
+        assert frame is not None, "no answer to WriteTxnMarkers"
+        assert marker_errors(frame) == [0]
+    finally:
+        s.close()
+
+
+def txn(values: list[bytes], producer_id: int) -> bytes:
+    return kw.simple_batch(values, producer=(producer_id, 0, 0), transactional=True)
+
+
+def values(bootstrap: str, topic: str, isolation: str) -> list[bytes]:
+    got = h.consume_partitions(bootstrap, topic, [0], isolation_level=isolation)[0]
+    return [m.value for m in got]
+
+
+@pytest.mark.timeout(120)
+def test_read_committed_skips_aborted_and_open_transactions(broker):
+    topic = h.unique_topic("txn-part")
+    h.create_topic(h.admin(broker.bootstrap), topic, partitions=1)
+    assert produce(broker.bootstrap, topic, txn([b"a1", b"a2"], 5000)) == 0
+    assert produce(broker.bootstrap, topic, kw.simple_batch([b"p1"])) == 2
+    # Transaction 5000 is open: read_committed stops before it.
+    assert values(broker.bootstrap, topic, "read_committed") == []
+    assert values(broker.bootstrap, topic, "read_uncommitted") == [b"a1", b"a2", b"p1"]
+
+    end_txn(broker.bootstrap, topic, 5000, commit=False)          # ABORT at offset 3
+    assert produce(broker.bootstrap, topic, txn([b"b1"], 5001)) == 4
+    end_txn(broker.bootstrap, topic, 5001, commit=True)           # COMMIT at offset 5
+    assert produce(broker.bootstrap, topic, txn([b"c1"], 5002)) == 6   # stays open
+    assert produce(broker.bootstrap, topic, kw.simple_batch([b"p2"])) == 7
+
+    assert values(broker.bootstrap, topic, "read_committed") == [b"p1", b"b1"]
+    assert values(broker.bootstrap, topic, "read_uncommitted") == [b"a1", b"a2", b"p1", b"b1", b"c1", b"p2"]
+
+    # After a restart the aborted index and the open transaction are rebuilt.
+    broker.kill()
+    broker.start()
+    assert values(broker.bootstrap, topic, "read_committed") == [b"p1", b"b1"]
+    end_txn(broker.bootstrap, topic, 5002, commit=False)
+    assert values(broker.bootstrap, topic, "read_committed") == [b"p1", b"b1", b"p2"]
