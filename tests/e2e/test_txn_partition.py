@@ -1,7 +1,8 @@
 """The partition side of transactions, before a transaction coordinator
 exists: transactional batches sent as raw Produce requests, their markers
 written with raw WriteTxnMarkers (v1) requests as a coordinator would, and
-real consumers reading. A read_committed consumer (confluent-kafka) never
+real consumers reading. A read_committed consumer (confluent-kafka,
+kafka-python) never
 sees an aborted transaction's records nor an open transaction's, while a
 read_uncommitted one sees everything as stored; markers themselves are never
 delivered as records.
@@ -9,7 +10,11 @@ delivered as records.
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KpTopicPartition
 
 import helpers as h
 import kafka_wire as kw
@@ -100,6 +105,25 @@ def values(bootstrap: str, topic: str, isolation: str) -> list[bytes]:
     return [m.value for m in got]
 
 
+def kafka_python_values(bootstrap: str, topic: str, isolation: str, until: int) -> list[bytes]:
+    """kafka-python's consumer from offset 0 until its position reaches ``until``."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                      isolation_level=isolation, request_timeout_ms=30000)
+    try:
+        tp = KpTopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        out: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while c.position(tp) < until:
+            assert time.monotonic() < deadline, f"kafka-python stuck at {c.position(tp)}; got {out}"
+            for records in c.poll(timeout_ms=200).values():
+                out.extend(r.value for r in records)
+        return out
+    finally:
+        c.close()
+
+
 @pytest.mark.timeout(120)
 def test_read_committed_skips_aborted_and_open_transactions(broker):
     topic = h.unique_topic("txn-part")
@@ -118,6 +142,10 @@ def test_read_committed_skips_aborted_and_open_transactions(broker):
 
     assert values(broker.bootstrap, topic, "read_committed") == [b"p1", b"b1"]
     assert values(broker.bootstrap, topic, "read_uncommitted") == [b"a1", b"a2", b"p1", b"b1", b"c1", b"p2"]
+    # kafka-python agrees: read_committed ends at the LSO (6), before c1.
+    assert kafka_python_values(broker.bootstrap, topic, "read_committed", 6) == [b"p1", b"b1"]
+    assert kafka_python_values(broker.bootstrap, topic, "read_uncommitted", 8) == [
+        b"a1", b"a2", b"p1", b"b1", b"c1", b"p2"]
 
     # After a restart the aborted index and the open transaction are rebuilt.
     broker.kill()
