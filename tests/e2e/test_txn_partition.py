@@ -18,6 +18,7 @@ from kafka import TopicPartition as KpTopicPartition
 
 import helpers as h
 import kafka_wire as kw
+from cluster import cluster_fixture, log
 
 WRITE_TXN_MARKERS = 27
 
@@ -153,3 +154,51 @@ def test_read_committed_skips_aborted_and_open_transactions(broker):
     assert values(broker.bootstrap, topic, "read_committed") == [b"p1", b"b1"]
     end_txn(broker.bootstrap, topic, 5002, commit=False)
     assert values(broker.bootstrap, topic, "read_committed") == [b"p1", b"b1", b"p2"]
+
+
+@pytest.fixture
+def cluster_factory(request, tmp_path):
+    yield from cluster_fixture(request, tmp_path)
+
+
+@pytest.mark.timeout(300)
+def test_markers_replicate_across_leader_kills_and_segment_rolls(cluster_factory):
+    """3 nodes, rf=3, 2 KiB segments: transactions committed and aborted
+    through the leader, one left open; after kill -9 of the leader, and
+    again after the next leader is killed with the first back, read_committed
+    on each new leader (whose producer state and .txnindex came from
+    replication) returns exactly the committed and non-transactional records."""
+    c = cluster_factory(3, overrides={"log.segment.bytes": "2048"})
+    topic = h.unique_topic("txn-repl")
+    c.create_topic(topic, 1)
+    leader = c.leader_of(topic, 0)
+    lb = c.nodes[leader].bootstrap
+    expected: list[bytes] = []
+    pad = b"." * 60
+    for i in range(12):
+        values_i = [f"t{i}-{j}".encode() + pad for j in range(4)]
+        produce(lb, topic, txn(values_i, 6000 + i))
+        produce(lb, topic, kw.simple_batch([f"p{i}".encode()]))
+        commit = i % 2 == 1
+        end_txn(lb, topic, 6000 + i, commit=commit)
+        expected += (values_i if commit else []) + [f"p{i}".encode()]
+    produce(lb, topic, txn([b"open"], 7000))
+    produce(lb, topic, kw.simple_batch([b"after-open"]))
+    assert len(list((c.nodes[leader].data_dir / f"{topic}-0").glob("*.log"))) >= 3, "segments rolled"
+    c.wait_isr_full(topic, [0])
+    assert values(c.bootstrap, topic, "read_committed") == expected
+
+    c.kill9(leader)
+    second = c.wait_new_leader(topic, 0, leader)
+    log(f"leader {leader} killed; {second} leads")
+    assert values(c.bootstrap, topic, "read_committed") == expected
+    c.restart(leader)
+    c.wait_isr_full(topic, [0])
+    c.kill9(second)
+    third = c.wait_new_leader(topic, 0, second)
+    log(f"leader {second} killed; {third} leads")
+    assert values(c.bootstrap, topic, "read_committed") == expected
+    # The open transaction ends on the new leader; read_committed moves past it.
+    end_txn(c.nodes[third].bootstrap, topic, 7000, commit=True)
+    assert values(c.bootstrap, topic, "read_committed") == expected + [b"open", b"after-open"]
+    c.restart(second)
