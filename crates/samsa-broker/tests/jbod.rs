@@ -16,16 +16,17 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AlterReplicaLogDirsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
-    IncrementalAlterConfigsRequest, ProduceRequest, TopicName,
+    AlterReplicaLogDirsRequest, IncrementalAlterConfigsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use samsa_broker::handlers::{alter_configs, alter_replica_log_dirs, describe_log_dirs, produce};
+use samsa_broker::handlers::{alter_configs, alter_replica_log_dirs, produce};
 use samsa_broker::{Broker, BrokerSettings};
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::{ControllerError, NewTopic};
 use samsa_model::batch::{self, BatchBuilder, BatchIter, NewRecord};
 use samsa_model::{BrokerId, DirectoryId, Offset, TimestampMs};
+
+mod common;
 
 fn open(dirs: &[PathBuf], extra: &[(&str, &str)]) -> Arc<Broker> {
     let mut cfg = StaticConfig::default();
@@ -70,12 +71,8 @@ type Replica = (String, i32, bool);
 
 /// (log dir, its replicas) per directory.
 fn describe(broker: &Arc<Broker>) -> Vec<(PathBuf, Vec<Replica>)> {
-    let resp: DescribeLogDirsResponse = describe_log_dirs::handle(
-        broker,
-        DescribeLogDirsRequest::default().with_topics(None),
-        4,
-    );
-    resp.results
+    common::describe_log_dirs(broker)
+        .results
         .iter()
         .map(|r| {
             assert!(r.total_bytes > 0 && r.usable_bytes > 0);
