@@ -12,6 +12,8 @@ pub mod cluster;
 pub mod connections;
 pub mod cordon;
 pub mod data_dir;
+pub mod dir_failure;
+pub mod dir_report;
 pub mod disk;
 pub mod errors;
 pub mod fetch_session;
