@@ -21,8 +21,8 @@ def serve(data_dir, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("setting,key", [
     ("listeners=SASL_SSL://127.0.0.1:0", "listeners"),
-    ("listeners=SSL://127.0.0.1:0", "listeners"),
-    ("ssl.keystore.location=/etc/samsa/keystore.jks", "ssl.keystore.location"),
+    # An SSL listener without a key store, or with a JKS one (only PEM is read).
+    ("listeners=SSL://127.0.0.1:0", "ssl.keystore.location"),
     ("sasl.enabled.mechanisms=SCRAM-SHA-512", "sasl.enabled.mechanisms"),
     ("authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
      "authorizer.class.name"),
@@ -33,6 +33,14 @@ def test_security_samsa_does_not_implement_refuses_to_start(tmp_path, setting, k
     assert p.returncode != 0, f"samsa started with {setting}:\n{stderr}"
     assert key in stderr, stderr
     assert "refuses to start" in stderr, stderr
+
+
+def test_a_jks_key_store_refuses_to_start(tmp_path):
+    p = serve(tmp_path / "data", "--set", "listeners=SSL://127.0.0.1:0",
+              "--set", "ssl.keystore.location=/etc/samsa/keystore.jks", "--set", "ssl.keystore.type=JKS")
+    stderr = p.stderr.decode(errors="replace")
+    assert p.returncode != 0, stderr
+    assert "ssl.keystore.type" in stderr and "PEM" in stderr, stderr
 
 
 def test_a_listener_mapped_to_sasl_refuses_to_start(tmp_path):

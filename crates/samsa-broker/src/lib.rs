@@ -32,6 +32,7 @@ pub mod server;
 pub mod settings;
 #[cfg(test)]
 mod test_support;
+pub mod tls;
 
 pub use broker::Broker;
 pub use server::{serve, ServeError};

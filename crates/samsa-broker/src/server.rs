@@ -17,8 +17,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use samsa_protocol::codec::{
     api_versions_unsupported, parse_request, Chunk, FileRegion, ParseError, ResponseFrame,
 };
+use samsa_security::{ListenerTls, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -27,12 +27,15 @@ use tokio::time::Instant;
 use crate::broker::Broker;
 use crate::connections::ConnectionQuotas;
 use crate::handlers::{self, Reply};
+use crate::tls::{ReadSide, WriteSide};
 
 /// Errors of the listener itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("accepting connections: {0}")]
     Accept(#[from] std::io::Error),
+    #[error("listener security: {0}")]
+    Security(#[from] samsa_security::TlsError),
 }
 
 /// How long shutdown waits for in-flight requests.
@@ -50,7 +53,9 @@ const READ_BUFFER_KEEP: Duration = Duration::from_secs(1);
 /// Serves `listeners` (name, socket) until `shutdown` becomes true, then stops
 /// accepting, lets in-flight requests finish (bounded by a grace period) and
 /// returns. Each connection remembers the listener it came in on, so Metadata
-/// answers with that listener's advertised endpoints (as Kafka does).
+/// answers with that listener's advertised endpoints (as Kafka does). A
+/// listener mapped to SSL (`listener.security.protocol.map`) speaks TLS
+/// ([`crate::tls`]); one mapped to a SASL protocol is refused.
 pub async fn serve(
     broker: Arc<Broker>,
     listeners: Vec<(String, TcpListener)>,
@@ -64,24 +69,38 @@ pub async fn serve(
         tokio::spawn(crate::cluster::liveness(broker.clone(), shutdown.clone()));
     }
     // One accept task per listener feeds a bounded channel.
-    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel::<(
-        std::io::Result<(TcpStream, std::net::SocketAddr)>,
-        Arc<str>,
-    )>(64);
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel::<Accepted>(64);
     let mut acceptors = JoinSet::new();
+    let mut secured = Vec::new();
     for (name, listener) in listeners {
+        let tls = match samsa_security::listener_protocol(&broker.config(), &name)? {
+            Protocol::Plaintext => None,
+            Protocol::Ssl => Some(Arc::new(ListenerTls::build(&broker.config(), &name)?)),
+        };
+        secured.extend(tls.clone());
         let tx = accepted_tx.clone();
         let name: Arc<str> = Arc::from(name.as_str());
         acceptors.spawn(async move {
             loop {
                 let accepted = listener.accept().await;
-                if tx.send((accepted, name.clone())).await.is_err() {
+                if tx
+                    .send((accepted, name.clone(), tls.clone()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         });
     }
     drop(accepted_tx);
+    if !secured.is_empty() {
+        tokio::spawn(crate::tls::reload_task(
+            broker.clone(),
+            secured,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(retention_task(broker.clone(), shutdown.clone()));
     tokio::spawn(producer_expiration_task(broker.clone(), shutdown.clone()));
     tokio::spawn(cleaner_task(broker.clone(), shutdown.clone()));
@@ -101,7 +120,7 @@ pub async fn serve(
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = accepted_rx.recv() => {
-                let Some((accepted, listener_name)) = accepted else { break };
+                let Some((accepted, listener_name, tls)) = accepted else { break };
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -123,7 +142,8 @@ pub async fn serve(
                 let memory = request_memory.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = connection(broker, stream, peer, listener_name, memory, shutdown).await {
+                    let conn = Conn { peer, listener: listener_name, tls, memory };
+                    if let Err(e) = connection(broker, stream, conn, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                 });
@@ -368,17 +388,45 @@ enum ConnError {
     Closed(String),
 }
 
+/// One accepted connection, as the acceptors hand it over.
+type Accepted = (
+    std::io::Result<(TcpStream, std::net::SocketAddr)>,
+    Arc<str>,
+    Option<Arc<ListenerTls>>,
+);
+
+/// What a connection knows of itself besides its socket.
+struct Conn {
+    peer: std::net::SocketAddr,
+    listener: Arc<str>,
+    tls: Option<Arc<ListenerTls>>,
+    memory: Option<crate::memory::RequestMemory>,
+}
+
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
-    peer: std::net::SocketAddr,
-    listener: Arc<str>,
-    memory: Option<crate::memory::RequestMemory>,
+    conn: Conn,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
+    let Conn {
+        peer,
+        listener,
+        tls,
+        memory,
+    } = conn;
     stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
-    let mut read = FrameReader::new(read, broker.settings.connection_idle_max);
+    let established = tokio::select! {
+        _ = shutdown.changed() => return Ok(()),
+        e = crate::tls::establish(stream, tls.as_deref()) => e?,
+    };
+    // The client certificate's principal, for the authorizer to come.
+    let _principal = established.principal;
+    if let Some(p) = &_principal {
+        tracing::debug!(%peer, principal = %p, "TLS client authenticated");
+    }
+    let mut write = established.write;
+    let mut read = FrameReader::new(established.read, broker.settings.connection_idle_max);
     let max = broker.settings.request_bytes_max;
     loop {
         let size = tokio::select! {
@@ -451,14 +499,14 @@ async fn within<T>(
 /// [`READ_BUFFER_BYTES_MAX`]. Every wait for bytes is bounded by
 /// `connections.max.idle.ms`.
 struct FrameReader {
-    read: OwnedReadHalf,
+    read: ReadSide,
     /// Bytes read but not yet taken.
     buffered: BytesMut,
     idle_max: Option<Duration>,
 }
 
 impl FrameReader {
-    fn new(read: OwnedReadHalf, idle_max: Option<Duration>) -> FrameReader {
+    fn new(read: ReadSide, idle_max: Option<Duration>) -> FrameReader {
         FrameReader {
             read,
             buffered: BytesMut::new(),
@@ -489,13 +537,23 @@ impl FrameReader {
     /// Reads more bytes into the buffer (allocated once the socket is
     /// readable); 0 at end of stream.
     async fn fill(&mut self) -> Result<usize, ConnError> {
+        if matches!(self.read, ReadSide::Tls(_)) {
+            // rustls holds the records it decrypts; read what it has.
+            if self.buffered.capacity() - self.buffered.len() < READ_BUFFER_BYTES_MAX / 2 {
+                self.buffered.reserve(READ_BUFFER_BYTES_MAX);
+            }
+            return within(self.idle_max, self.read.read_buf(&mut self.buffered)).await;
+        }
         let deadline = self.idle_max.map(|d| Instant::now() + d);
         loop {
             self.readable(deadline).await?;
             if self.buffered.capacity() - self.buffered.len() < READ_BUFFER_BYTES_MAX / 2 {
                 self.buffered.reserve(READ_BUFFER_BYTES_MAX);
             }
-            match self.read.try_read_buf(&mut self.buffered) {
+            let ReadSide::Plain(socket) = &mut self.read else {
+                return Err(ConnError::Closed("not a plaintext socket".into()));
+            };
+            match socket.try_read_buf(&mut self.buffered) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e.into()),
@@ -545,7 +603,7 @@ const WRITE_CHUNKS_MAX: usize = 64;
 /// vectored writes, so record sets read into memory go to the socket
 /// uncopied, and file-backed record sets from the segment file's pages (see
 /// [`copy_region`]), so a record set never has to fit in memory.
-async fn write_frame(write: &mut OwnedWriteHalf, frame: &ResponseFrame) -> std::io::Result<()> {
+async fn write_frame(write: &mut WriteSide, frame: &ResponseFrame) -> std::io::Result<()> {
     let chunks = frame.chunks();
     let mut index = 0usize;
     while index < chunks.len() {
@@ -578,7 +636,7 @@ async fn write_frame(write: &mut OwnedWriteHalf, frame: &ResponseFrame) -> std::
 /// and 4 MiB added 2 MB of RSS.
 pub const REGION_MAP_BYTES_MAX: usize = 1 << 20;
 
-async fn write_chunks(write: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io::Result<()> {
+async fn write_chunks(write: &mut WriteSide, chunks: &[Chunk]) -> std::io::Result<()> {
     let bytes: Vec<&[u8]> = chunks
         .iter()
         .filter_map(|c| match c {
@@ -629,7 +687,7 @@ async fn write_chunks(write: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io::
 /// write. A region whose segment was truncated after the fetch found it
 /// fails (refused when mapped, or `EFAULT` from the write), which closes the
 /// connection: the client reconnects and fetches again.
-async fn copy_region(write: &mut OwnedWriteHalf, region: &dyn FileRegion) -> std::io::Result<()> {
+async fn copy_region(write: &mut WriteSide, region: &dyn FileRegion) -> std::io::Result<()> {
     let mut position = region.position();
     let mut left = region.len();
     while left > 0 {

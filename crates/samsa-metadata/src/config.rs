@@ -311,7 +311,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("process.roles", List, Some("broker,controller"), Validator::ListOf(&["broker", "controller"]), [], "The roles this node plays."),
     def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Validator::Any, [], "Addresses to listen on."),
     def!("advertised.listeners", List, None, Validator::Any, [], "Addresses given to clients; default: listeners."),
-    def!("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Validator::Any, [], "Security protocol of each listener name; samsa implements only PLAINTEXT and refuses to start with a listener mapped to another."),
+    def!("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Validator::Any, [], "Security protocol of each listener name; samsa implements PLAINTEXT and SSL and refuses to start with a listener mapped to a SASL protocol."),
     def!("controller.listener.names", List, None, Validator::Any, [], "Listener names used by the controller."),
     def!("controller.quorum.voters", List, None, Validator::Any, [], "Controller quorum voters, id@host:port."),
     def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Validator::Range(10, 600_000), [], "Without a leader for this long (randomized up to twice as long) a voter starts an election."),
@@ -544,6 +544,15 @@ pub enum ConfigError {
     Unsupported { key: String, reason: String },
 }
 
+/// `ssl.*` or `listener.name.<listener>.ssl.*`.
+fn is_ssl_key(key: &str) -> bool {
+    let setting = key
+        .strip_prefix("listener.name.")
+        .and_then(|rest| rest.split_once('.'))
+        .map_or(key, |(_, setting)| setting);
+    setting.starts_with("ssl.")
+}
+
 impl StaticConfig {
     /// Parses Java-properties text (`key=value` or `key: value`, `#`/`!` comments).
     /// Continuation lines and escapes beyond `\\` are not supported.
@@ -578,6 +587,13 @@ impl StaticConfig {
                 reason,
             });
         }
+        if is_ssl_key(key) {
+            // TLS settings (global or per listener), validated as a whole
+            // by `samsa-security` once every key is known.
+            self.values
+                .insert(key.to_string(), value.trim().to_string());
+            return Ok(true);
+        }
         match broker_def(key).or_else(|| topic_def(key)) {
             Some(def) => {
                 validate(def, value).map_err(ConfigError::Invalid)?;
@@ -590,7 +606,7 @@ impl StaticConfig {
     }
 
     /// Fails on a listener (`listeners`, `advertised.listeners`) whose
-    /// security protocol is not PLAINTEXT ([`crate::security`]); run once
+    /// security protocol is neither PLAINTEXT nor SSL ([`crate::security`]); run once
     /// every key is set.
     pub fn check_listener_security(&self) -> Result<(), ConfigError> {
         let map = self.get("listener.security.protocol.map");

@@ -1,16 +1,18 @@
 //! Fail closed on security settings samsa does not implement.
 //!
-//! samsa serves only PLAINTEXT: no TLS, no SASL, no authorizer. A broker
-//! configured for any of them must not start and silently serve every client
-//! unauthenticated in plaintext; it refuses, naming the key. This covers
-//! the keys themselves ([`unsupported_key`], checked by
-//! [`crate::config::StaticConfig::set`]) and listeners whose security
-//! protocol, by name or through `listener.security.protocol.map`, is not
-//! PLAINTEXT ([`unsupported_listener`], checked once the whole configuration
-//! is known).
+//! samsa serves PLAINTEXT and SSL (TLS, optionally mutual; built by
+//! `samsa-security`): no SASL, no authorizer. A broker configured for either
+//! must not start and silently serve every client unauthenticated; it
+//! refuses, naming the key. This covers the keys themselves
+//! ([`unsupported_key`], checked by [`crate::config::StaticConfig::set`]) and
+//! listeners whose security protocol, by name or through
+//! `listener.security.protocol.map`, is neither PLAINTEXT nor SSL
+//! ([`unsupported_listener`], checked once the whole configuration is known).
 
-/// The only security protocol samsa implements.
+/// The security protocol of a plaintext listener.
 pub const PLAINTEXT: &str = "PLAINTEXT";
+/// The security protocols samsa implements.
+const IMPLEMENTED: [&str; 2] = [PLAINTEXT, "SSL"];
 /// Kafka's security protocol names.
 const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
@@ -23,43 +25,48 @@ pub fn unsupported_key(key: &str, value: &str) -> Option<String> {
         .and_then(|rest| rest.split_once('.'))
         .map(|(_, setting)| setting);
     let setting = per_listener.unwrap_or(key);
-    let tls_or_sasl = setting.starts_with("ssl.")
-        || setting.starts_with("sasl.")
+    let sasl = setting.starts_with("sasl.")
         || setting.contains(".sasl.")
         || setting.starts_with("connections.max.reauth.ms");
-    if tls_or_sasl {
-        return Some("TLS and SASL are not implemented".to_owned());
+    if sasl {
+        return Some("SASL is not implemented".to_owned());
     }
     let what = match key {
         "authorizer.class.name" => "authorization (ACLs)",
         "super.users" | "allow.everyone.if.no.acl.found" => "authorization (ACLs)",
         "principal.builder.class" => "authentication",
         "security.inter.broker.protocol" if !value.eq_ignore_ascii_case(PLAINTEXT) => {
-            return Some(format!("{value} is not implemented (only PLAINTEXT is)"));
+            return Some(format!(
+                "{value} between brokers is not implemented (only PLAINTEXT is)"
+            ));
         }
         _ => return None,
     };
     (!value.is_empty()).then(|| format!("{what} is not implemented"))
 }
 
+/// The security protocol (upper case) of listener `name`: its entry in
+/// `protocol_map` (`NAME:PROTOCOL,...`), else its name when that is a
+/// protocol name (Kafka's default map), else PLAINTEXT.
+pub fn listener_protocol(name: &str, protocol_map: Option<&str>) -> String {
+    protocol_map
+        .into_iter()
+        .flat_map(|m| m.split(','))
+        .filter_map(|entry| entry.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, p)| p.trim().to_ascii_uppercase())
+        .or_else(|| {
+            let upper = name.to_ascii_uppercase();
+            PROTOCOLS.contains(&upper.as_str()).then_some(upper)
+        })
+        .unwrap_or_else(|| PLAINTEXT.to_owned())
+}
+
 /// The first listener of `listeners` (a `NAME://host:port` list) whose
-/// security protocol is not PLAINTEXT, as a message naming it. A listener's
-/// protocol is its entry in `protocol_map` (`NAME:PROTOCOL,...`), else its
-/// name when that is a protocol name (Kafka's default map), else PLAINTEXT.
+/// security protocol ([`listener_protocol`]) is neither PLAINTEXT nor SSL,
+/// as a message naming it.
 pub fn unsupported_listener(listeners: &str, protocol_map: Option<&str>) -> Option<String> {
-    let mapped = |name: &str| -> String {
-        protocol_map
-            .into_iter()
-            .flat_map(|m| m.split(','))
-            .filter_map(|entry| entry.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-            .map(|(_, p)| p.trim().to_ascii_uppercase())
-            .or_else(|| {
-                let upper = name.to_ascii_uppercase();
-                PROTOCOLS.contains(&upper.as_str()).then_some(upper)
-            })
-            .unwrap_or_else(|| PLAINTEXT.to_owned())
-    };
+    let mapped = |name: &str| listener_protocol(name, protocol_map);
     listeners
         .split(',')
         .map(str::trim)
@@ -67,8 +74,8 @@ pub fn unsupported_listener(listeners: &str, protocol_map: Option<&str>) -> Opti
         .find_map(|l| {
             let name = l.split_once("://").map_or(PLAINTEXT, |(n, _)| n.trim());
             let protocol = mapped(name);
-            (protocol != PLAINTEXT).then(|| {
-                format!("listener {l} uses security protocol {protocol}, which samsa does not implement (only PLAINTEXT)")
+            (!IMPLEMENTED.contains(&protocol.as_str())).then(|| {
+                format!("listener {l} uses security protocol {protocol}, which samsa does not implement (PLAINTEXT and SSL are)")
             })
         })
 }
@@ -149,9 +156,7 @@ mod tests {
     #[test]
     fn security_keys_are_refused() {
         for (k, v) in [
-            ("ssl.keystore.location", "/etc/k.jks"),
             ("sasl.enabled.mechanisms", "PLAIN"),
-            ("listener.name.external.ssl.keystore.location", "/k"),
             ("listener.name.external.plain.sasl.jaas.config", "x"),
             (
                 "authorizer.class.name",
@@ -169,13 +174,15 @@ mod tests {
             ("num.partitions", "3"),
             ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT"),
             ("listener.name.internal.max.connections", "10"),
+            ("ssl.keystore.location", "/etc/k.pem"),
+            ("listener.name.external.ssl.keystore.location", "/k"),
         ] {
             assert_eq!(unsupported_key(k, v), None, "{k}");
         }
     }
 
     #[test]
-    fn listeners_must_be_plaintext() {
+    fn listeners_must_be_plaintext_or_ssl() {
         let map = "PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT,EXTERNAL:SASL_SSL";
         assert_eq!(
             unsupported_listener("PLAINTEXT://:9092,REPLICATION://:9093", Some(map)),
@@ -185,12 +192,18 @@ mod tests {
             unsupported_listener("127.0.0.1:9092,CUSTOM://:1", None),
             None
         );
+        assert_eq!(unsupported_listener("PLAINTEXT://:1,SSL://:2", None), None);
+        assert_eq!(
+            unsupported_listener("PLAINTEXT://:2", Some("PLAINTEXT:SSL")),
+            None
+        );
+        assert_eq!(listener_protocol("secure", Some("SECURE:ssl")), "SSL");
         for (listeners, map) in [
             ("SASL_SSL://127.0.0.1:0", None),
-            ("PLAINTEXT://:1,SSL://:2", None),
+            ("PLAINTEXT://:1,SASL_SSL://:2", None),
             ("sasl_plaintext://:2", None),
             ("EXTERNAL://:2", Some(map)),
-            ("PLAINTEXT://:2", Some("PLAINTEXT:SSL")),
+            ("PLAINTEXT://:2", Some("PLAINTEXT:SASL_PLAINTEXT")),
         ] {
             let why = unsupported_listener(listeners, map).expect(listeners);
             assert!(why.contains("security protocol"), "{why}");

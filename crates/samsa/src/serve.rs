@@ -22,6 +22,11 @@ pub struct ServeArgs {
     /// Override one config key, e.g. --set num.partitions=3 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Serve over TLS with a development CA and broker certificate,
+    /// generated once into <data dir>/tls, and print the client settings.
+    /// The listener is `SSL://` on --listen (default 127.0.0.1:9093).
+    #[arg(long)]
+    dev_tls: bool,
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
@@ -54,15 +59,62 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
         };
         apply(k.trim(), v.trim(), "--set")?;
     }
+    let protocol = if args.dev_tls { "SSL" } else { "PLAINTEXT" };
     if let Some(listen) = &args.listen {
-        apply("listeners", &format!("PLAINTEXT://{listen}"), "--listen")?;
+        apply("listeners", &format!("{protocol}://{listen}"), "--listen")?;
+    } else if args.dev_tls {
+        apply("listeners", "SSL://127.0.0.1:9093", "--dev-tls")?;
     }
     if let Some(dir) = &args.data_dir {
         apply("log.dirs", &dir.display().to_string(), "--data-dir")?;
     }
+    if args.dev_tls {
+        dev_tls(&mut cfg)?;
+    }
     // Fail closed: never serve with less security than configured.
     cfg.check_listener_security()?;
+    samsa_security::check_listeners(&cfg)
+        .context("samsa refuses to start rather than serve with less security than configured")?;
     Ok(cfg)
+}
+
+/// `--dev-tls`: makes (once) a CA and broker certificate in the data
+/// directory, points the key store at them and prints the client settings.
+fn dev_tls(cfg: &mut StaticConfig) -> anyhow::Result<()> {
+    let dir = samsa_broker::settings::metadata_log_dir(cfg).join("tls");
+    let hosts: Vec<String> = ["listeners", "advertised.listeners"]
+        .iter()
+        .filter_map(|k| cfg.get(k))
+        .flat_map(|l| l.split(','))
+        .filter_map(|l| l.split_once("://"))
+        .filter_map(|(_, addr)| addr.rsplit_once(':'))
+        .map(|(host, _)| host.trim_matches(['[', ']']).to_owned())
+        .filter(|h| !h.is_empty() && h != "0.0.0.0" && h != "::")
+        .collect();
+    let made = samsa_security::dev::ensure(&dir, &hosts)
+        .with_context(|| format!("--dev-tls: certificates in {}", dir.display()))?;
+    cfg.set("ssl.keystore.type", "PEM")?;
+    cfg.set(
+        "ssl.keystore.location",
+        &made.keystore.display().to_string(),
+    )?;
+    let bootstrap = cfg
+        .get("advertised.listeners")
+        .or(cfg.get("listeners"))
+        .and_then(|l| l.split(',').next())
+        .and_then(|l| l.split_once("://"))
+        .map_or("127.0.0.1:9093".to_owned(), |(_, a)| a.to_owned());
+    let state = if made.created { "generated" } else { "reused" };
+    println!(
+        "samsa --dev-tls: {state} a development CA and broker certificate in {dir}\n\
+         Client settings (librdkafka / confluent-kafka; Java clients: ssl.truststore.type=PEM, ssl.truststore.location=...):\n\
+         \x20 bootstrap.servers={bootstrap}\n\
+         \x20 security.protocol=SSL\n\
+         \x20 ssl.ca.location={ca}",
+        dir = dir.display(),
+        ca = made.ca.display(),
+    );
+    Ok(())
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("samsa-replica", &["samsa-model"]),
     ("samsa-client", &["samsa-model", "samsa-protocol"]),
     ("samsa-quorum", &["samsa-model", "samsa-metadata"]),
+    ("samsa-security", &["samsa-metadata"]),
     (
         "samsa-broker",
         &[
@@ -25,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-quorum",
             "samsa-client",
             "samsa-replica",
+            "samsa-security",
         ],
     ),
     (
@@ -38,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-broker",
             "samsa-client",
             "samsa-quorum",
+            "samsa-security",
         ],
     ),
 ];

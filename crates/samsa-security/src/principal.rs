@@ -1,0 +1,94 @@
+//! The principal of a TLS client: its certificate's subject distinguished
+//! name in RFC 2253 form (Kafka's `X500Principal.getName()`: the RDNs last
+//! to first, `CN=client,OU=eng,O=acme`), mapped by
+//! `ssl.principal.mapping.rules`. samsa implements the `DEFAULT` rule (the
+//! DN as it is); `RULE:` rules are refused at startup rather than mapped
+//! differently from Kafka.
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::tls::TlsError;
+
+/// `ssl.principal.mapping.rules`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum PrincipalRules {
+    /// The subject DN, unchanged.
+    #[default]
+    Default,
+}
+
+impl PrincipalRules {
+    pub fn parse(rules: Option<&str>) -> Result<PrincipalRules, TlsError> {
+        match rules.map(str::trim) {
+            None | Some("") | Some("DEFAULT") => Ok(PrincipalRules::Default),
+            Some(other) => Err(TlsError::Unsupported {
+                key: "ssl.principal.mapping.rules".into(),
+                reason: format!("{other}: only DEFAULT is implemented"),
+            }),
+        }
+    }
+}
+
+/// Short names Java's RFC 2253 output uses; other attributes are written
+/// as their dotted OID.
+fn short_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.9" => "STREET",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        _ => return None,
+    })
+}
+
+/// Escapes an RFC 2253 attribute value.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i + 1 == value.chars().count() && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The principal name (`User:` is the caller's) of the client certificate
+/// `der`; `None` when it does not parse (the handshake accepted it, so this
+/// is not expected).
+pub fn principal_of(der: &[u8], rules: &PrincipalRules) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let mut rdns = Vec::new();
+    for rdn in cert.subject().iter() {
+        let parts: Vec<String> = rdn
+            .iter()
+            .map(|attr| {
+                let oid = attr.attr_type().to_id_string();
+                let name = short_name(&oid).map_or(oid.clone(), str::to_owned);
+                let value = attr.as_str().map(escape).unwrap_or_else(|_| {
+                    let hex: String = attr
+                        .attr_value()
+                        .data
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    format!("#{hex}")
+                });
+                format!("{name}={value}")
+            })
+            .collect();
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    match rules {
+        PrincipalRules::Default => Some(rdns.join(",")),
+    }
+}
