@@ -10,6 +10,7 @@ pub mod alter_isr;
 pub mod broker;
 pub mod cluster;
 pub mod connections;
+pub(crate) mod coordinator_runtime;
 pub mod cordon;
 pub mod data_dir;
 pub mod disk;
@@ -30,6 +31,7 @@ pub mod server;
 pub mod settings;
 #[cfg(test)]
 mod test_support;
+pub mod transactions;
 
 pub use broker::Broker;
 pub use server::{serve, ServeError};

@@ -379,6 +379,14 @@ static UPDATE_FEATURES: Schema = s(&[f(I32), f(I16), f(Str), until(1, arr(&FEATU
 static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
 static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
 
+// WriteTxnMarkers v1 (a transaction coordinator asking a partition leader
+// to write markers): per marker the producer id and per topic the
+// partitions' error codes.
+static WTM_PARTITION: Schema = s(&[f(I32), f(I16)]);
+static WTM_TOPIC: Schema = s(&[f(Str), f(arr(&WTM_PARTITION))]);
+static WTM_MARKER: Schema = s(&[f(I64), f(arr(&WTM_TOPIC))]);
+static WRITE_TXN_MARKERS: Schema = s(&[f(arr(&WTM_MARKER))]);
+
 static CGD_TOPIC_PARTITIONS: Schema = s(&[f(Uuid), f(Str), f(I32s)]);
 static CGD_ASSIGNMENT: Schema = s(&[f(arr(&CGD_TOPIC_PARTITIONS))]);
 static CGD_MEMBER: Schema = s(&[
@@ -490,6 +498,7 @@ static APIS: &[Api] = &[
     ),
     api(ApiKey::DescribeQuorum, 2, 2, 0, &DESCRIBE_QUORUM),
     api(ApiKey::UpdateFeatures, 0, 2, 0, &UPDATE_FEATURES),
+    api(ApiKey::WriteTxnMarkers, 1, 1, 1, &WRITE_TXN_MARKERS),
 ];
 
 /// The response versions the guard covers for `key`, if any.

@@ -12,6 +12,7 @@ use samsa_model::BrokerId;
 
 use super::*;
 use crate::settings::BrokerSettings;
+use samsa_coordinator::codes;
 
 /// How long a test waits for something the broker does in the background.
 const BACKGROUND_WAIT: Duration = Duration::from_secs(20);
@@ -141,7 +142,7 @@ async fn a_loading_partition_answers_load_in_progress_and_blocks_no_other() {
     let slow = group_on(&broker, 0);
     let fast = group_on(&broker, 2);
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    lock(&broker.groups.load_gate).insert(0, gate.clone());
+    broker.groups.load_gate().insert(0, gate.clone());
     let stop = start(&broker);
 
     until("the other partitions to load", || {
@@ -243,7 +244,8 @@ async fn a_commit_is_visible_only_once_replicated() {
     let b = broker.clone();
     let g = group.clone();
     let committing = tokio::spawn(async move { commit(&b, &g, 42).await });
-    let part = log::offsets_partition(&broker, 0).unwrap();
+    let part =
+        crate::coordinator_runtime::log::internal_partition(&broker, OFFSETS_TOPIC, 0).unwrap();
     until("the commit's append", || {
         part.log().log_end_offset().get() > 0
     })
