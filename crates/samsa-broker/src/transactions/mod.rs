@@ -322,3 +322,6 @@ pub(crate) fn fenced_code(code: i16, version: i16, fenced_since: i16) -> i16 {
         code
     }
 }
+
+#[cfg(test)]
+mod tests;

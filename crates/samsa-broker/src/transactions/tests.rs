@@ -1,0 +1,110 @@
+//! The transaction coordinator service on a real broker: FindCoordinator for
+//! transactional ids, InitProducerId through the handler, and reload of
+//! `__transaction_state` after a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::{FindCoordinatorRequest, InitProducerIdRequest, TransactionalId};
+use kafka_protocol::protocol::StrBytes;
+use samsa_metadata::config::StaticConfig;
+
+use super::*;
+use crate::settings::BrokerSettings;
+
+/// How long a test waits for something the broker does in the background.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(20);
+
+fn open(dir: &std::path::Path) -> Arc<Broker> {
+    let mut cfg = StaticConfig::default();
+    cfg.set("log.dirs", &dir.display().to_string()).unwrap();
+    cfg.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
+    cfg.set("transaction.state.log.num.partitions", "3").unwrap();
+    let cfg = Arc::new(cfg);
+    Broker::open(BrokerSettings::from_config(&cfg).unwrap(), cfg).unwrap()
+}
+
+fn start(broker: &Arc<Broker>) -> tokio::sync::watch::Sender<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(broker.transactions.clone().run(broker.clone(), rx));
+    tx
+}
+
+/// FindCoordinator v4 with key type 1 (TRANSACTION): (node id, error code).
+fn find_coordinator(broker: &Arc<Broker>, id: &str) -> (i32, i16) {
+    let ctx = crate::handlers::Ctx {
+        peer: "127.0.0.1:1".parse().unwrap(),
+        client_id: "test".into(),
+        listener: "PLAINTEXT".into(),
+    };
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![StrBytes::from_string(id.to_string())]);
+    let r = crate::handlers::find_coordinator::handle(broker, &ctx, request, 4);
+    (r.coordinators[0].node_id.0, r.coordinators[0].error_code)
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + BACKGROUND_WAIT;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "waited for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// InitProducerId v5 for `id`: (error code, producer id, epoch).
+async fn init(broker: &Arc<Broker>, id: &str) -> (i16, i64, i16) {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.into()))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+        .with_producer_epoch(-1);
+    let r = crate::handlers::init_producer_id::handle(broker, request, 5).await;
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// A transactional producer gets its id from the coordinator named by
+/// FindCoordinator (which creates `__transaction_state`); a second
+/// initialization of the same transactional id keeps the id and bumps the
+/// epoch (fencing the first), and a restarted broker reloads the
+/// coordinator's state from `__transaction_state`, so the next
+/// initialization continues from there instead of handing out a new id.
+/// (Before: InitProducerId with a transactional id was INVALID_REQUEST and
+/// FindCoordinator refused key type 1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_ids_keep_their_producer_id_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_id, first_epoch) = {
+        let broker = open(dir.path());
+        let stop = start(&broker);
+        let me = broker.settings.node_id.get();
+        assert_eq!(find_coordinator(&broker, "tx-a"), (me, 0));
+        assert!(broker
+            .image()
+            .topic(TRANSACTION_STATE_TOPIC)
+            .is_some_and(|t| t.partitions.len() == 3));
+        until("the coordinator to load", || broker.transactions.serves("tx-a")).await;
+        let (code, id, epoch) = init(&broker, "tx-a").await;
+        assert_eq!(code, 0);
+        assert!(id >= 0);
+        let (code, id2, epoch2) = init(&broker, "tx-a").await;
+        assert_eq!((code, id2), (0, id), "same transactional id, same producer id");
+        assert_eq!(epoch2, epoch + 1, "the epoch is bumped (fencing)");
+        let (_, other, _) = init(&broker, "tx-b").await;
+        assert_ne!(other, id, "another transactional id gets another producer id");
+        let _ = stop.send(true);
+        // The shards' tasks end once the runtime closed them; then the data
+        // directory's lock goes with the broker.
+        until("the coordinator tasks to end", || Arc::strong_count(&broker) == 1).await;
+        drop(broker);
+        (id, epoch2)
+    };
+    let broker = open(dir.path());
+    let stop = start(&broker);
+    until("the coordinator to reload", || broker.transactions.serves("tx-a")).await;
+    let (code, id, epoch) = init(&broker, "tx-a").await;
+    assert_eq!(code, 0);
+    assert_eq!(id, first_id, "reloaded from __transaction_state");
+    assert_eq!(epoch, first_epoch + 1);
+    let _ = stop.send(true);
+}
