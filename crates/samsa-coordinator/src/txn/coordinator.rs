@@ -108,6 +108,11 @@ impl TxnCoordinator {
         partition_for(transactional_id, self.config.transaction_state_partitions)
     }
 
+    /// Whether `transactional_id` belongs to this coordinator's partition.
+    pub fn owns(&self, transactional_id: &str) -> bool {
+        self.partition_for(transactional_id) == self.partition
+    }
+
     /// Applies one record of the partition, in log order (`value: None` is a tombstone).
     pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), TxnReplayError> {
         if self.status != CoordinatorStatus::Loading {
@@ -405,9 +410,7 @@ impl TxnCoordinator {
         match self.status {
             CoordinatorStatus::Loading => Err(TxnError::CoordinatorLoadInProgress),
             CoordinatorStatus::Unloaded => Err(TxnError::NotCoordinator),
-            CoordinatorStatus::Active if self.partition_for(id) != self.partition => {
-                Err(TxnError::NotCoordinator)
-            }
+            CoordinatorStatus::Active if !self.owns(id) => Err(TxnError::NotCoordinator),
             CoordinatorStatus::Active => Ok(()),
         }
     }

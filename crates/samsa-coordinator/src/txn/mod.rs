@@ -14,8 +14,9 @@
 //!    feed the partition's records in log order to [`TxnCoordinator::replay`], then call
 //!    [`TxnCoordinator::finish_loading`]: it re-issues the markers of every transaction
 //!    left in PrepareCommit/PrepareAbort (failover). Losing the leadership:
-//!    [`TxnCoordinator::unload`] (requests then get NOT_COORDINATOR); a new leadership is a
-//!    new coordinator.
+//!    [`TxnCoordinator::unload`] (requests then get NOT_COORDINATOR) and drop the marker
+//!    writes still in flight for it (the next leader re-issues them with its own
+//!    coordinator epoch); a new leadership is a new coordinator.
 //! 2. **Requests.** Call the method with the time and a [`crate::ReplyToken`]; state-changing
 //!    calls return `Vec<`[`TxnOutput`]`>`, read-only ones (verify-only
 //!    AddPartitionsToTxn, DescribeTransactions, ListTransactions) answer directly.

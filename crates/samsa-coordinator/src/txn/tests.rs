@@ -302,6 +302,7 @@ fn loading_unloaded_and_foreign_partitions_are_refused() {
         codes::COORDINATOR_LOAD_IN_PROGRESS
     );
     let _ = c.finish_loading(TimestampMs(0));
+    assert!(c.owns(&own) && !c.owns(&other));
     assert_eq!(
         code(c.init_producer_id(TimestampMs(0), &req(&other), TOKEN)),
         codes::NOT_COORDINATOR
