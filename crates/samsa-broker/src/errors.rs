@@ -63,6 +63,9 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        StorageError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
+        StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        StorageError::InvalidMarker(_) => ResponseError::CorruptMessage,
         // Stored bytes the disk damaged (a read reached a batch that cannot
         // be walked): the client is told so, as Kafka's clients are when
         // they find a bad batch, instead of retrying an "offline" log.

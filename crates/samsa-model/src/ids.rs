@@ -60,6 +60,11 @@ newtype!(
     ProducerEpoch(i16)
 );
 newtype!(
+    /// The epoch of a transaction coordinator (the leader epoch of its
+    /// `__transaction_state` partition), carried by transaction markers.
+    CoordinatorEpoch(i32)
+);
+newtype!(
     /// Milliseconds since the Unix epoch.
     TimestampMs(i64)
 );

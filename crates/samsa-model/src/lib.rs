@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod compression;
+pub mod control;
 pub mod ids;
 mod varint;
 

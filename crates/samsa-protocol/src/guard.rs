@@ -453,6 +453,14 @@ static APIS: &[Api] = &[
         &DESCRIBE_TRANSACTIONS,
     ),
     api(ApiKey::ListTransactions, 0, 2, Some(0), &LIST_TRANSACTIONS),
+    api(ApiKey::WriteTxnMarkers, 1, 1, Some(1), &WRITE_TXN_MARKERS),
+    api(
+        ApiKey::DescribeProducers,
+        0,
+        0,
+        Some(0),
+        &DESCRIBE_PRODUCERS,
+    ),
     api(ApiKey::SaslHandshake, 0, 1, None, &SASL_HANDSHAKE),
     api(ApiKey::SaslAuthenticate, 0, 2, Some(2), &SASL_AUTHENTICATE),
 ];
@@ -588,6 +596,23 @@ const DELETE_RECORDS_TOPIC: Schema = schema(&[
     f("partitions", array(&DELETE_RECORDS_PARTITION)),
 ]);
 const DELETE_RECORDS_PARTITION: Schema = schema(&[f("partition_index", I32), f("offset", I64)]);
+
+// WriteTxnMarkers (27)
+const WRITE_TXN_MARKERS: Schema = schema(&[f("markers", array(&WRITE_TXN_MARKERS_MARKER))]);
+const WRITE_TXN_MARKERS_MARKER: Schema = schema(&[
+    f("producer_id", I64),
+    f("producer_epoch", I16),
+    f("transaction_result", BOOL),
+    f("topics", array(&WRITE_TXN_MARKERS_TOPIC)),
+    f("coordinator_epoch", I32),
+]);
+const WRITE_TXN_MARKERS_TOPIC: Schema =
+    schema(&[f("name", STR), f("partition_indexes", I32_ARRAY)]);
+
+// DescribeProducers (61)
+const DESCRIBE_PRODUCERS: Schema = schema(&[f("topics", array(&DESCRIBE_PRODUCERS_TOPIC))]);
+const DESCRIBE_PRODUCERS_TOPIC: Schema =
+    schema(&[f("name", STR), f("partition_indexes", I32_ARRAY)]);
 
 // DescribeConfigs (32)
 const DESCRIBE_CONFIGS: Schema = schema(&[

@@ -74,6 +74,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // transactional id pattern is not implemented.)
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 1),
+    // KIP-98; v0 (not flexible) was removed in Kafka 4.0 (KIP-896).
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    // KIP-664.
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The supported range of `key`, if samsa implements it.

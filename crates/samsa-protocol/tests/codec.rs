@@ -55,7 +55,7 @@ fn short_frames_unknown_keys_and_versions_are_refused() {
     ));
     // A real Kafka API samsa does not implement is "unknown" to us too.
     assert!(matches!(
-        parse_request(frame(ApiKey::WriteTxnMarkers as i16, 1, &[])),
+        parse_request(frame(ApiKey::CreateDelegationToken as i16, 1, &[])),
         Err(ParseError::UnknownApiKey(_))
     ));
     match parse_request(frame(18, 99, &[])) {

@@ -977,6 +977,7 @@ impl Rewriter {
                 log_path,
                 index_path,
                 time_index_path,
+                txn_index_path: crate::txn_index::path(dir, base),
                 log: out,
             },
             meta,

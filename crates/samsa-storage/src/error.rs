@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use samsa_model::batch::BatchError;
-use samsa_model::{Offset, ProducerEpoch, ProducerId};
+use samsa_model::{CoordinatorEpoch, Offset, ProducerEpoch, ProducerId};
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,22 @@ pub enum StorageError {
         epoch: ProducerEpoch,
         current: ProducerEpoch,
     },
+    /// A transaction marker from a coordinator whose epoch is older than the
+    /// one of the last marker for this producer (Kafka's
+    /// TRANSACTION_COORDINATOR_FENCED).
+    #[error("coordinator epoch {coordinator_epoch} of a marker for producer {producer_id} is older than {current}")]
+    CoordinatorFenced {
+        producer_id: ProducerId,
+        coordinator_epoch: CoordinatorEpoch,
+        current: CoordinatorEpoch,
+    },
+    /// A non-transactional batch from a producer with an open transaction in
+    /// this partition (Kafka's INVALID_TXN_STATE).
+    #[error("producer {producer_id} wrote a non-transactional batch inside its open transaction")]
+    InvalidTxnState { producer_id: ProducerId },
+    /// A marker was asked for with bytes that are not one (a bug in the caller).
+    #[error("invalid transaction marker: {0}")]
+    InvalidMarker(#[from] samsa_model::control::ControlError),
     /// The log was closed; reopen it to write again.
     #[error("log {} is closed", dir.display())]
     Closed { dir: PathBuf },

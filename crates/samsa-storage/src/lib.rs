@@ -20,7 +20,7 @@
 //! `recovery-point`), [`cleaner`]
 //! (`cleaner-checkpoint`, `.cleaned`/`.swap` files, compaction),
 //! [`epoch_cache`] (`leader-epoch-checkpoint`), [`high_watermark`]
-//! (`high-watermark`), [`producer_snapshot`] (`.snapshot`) and [`deleter`]
+//! (`high-watermark`), [`producer_snapshot`] (`.snapshot`), [`txn_index`] (`.txnindex`) and [`deleter`]
 //! (`.deleted` files).
 
 pub mod checkpoint;
@@ -35,6 +35,7 @@ pub mod log;
 pub mod producer_snapshot;
 pub mod producer_state;
 pub mod segment;
+pub mod txn_index;
 
 pub use cleaner::{CompactionConfig, CompactionStats};
 pub use config::LogConfig;
@@ -42,7 +43,8 @@ pub use error::StorageError;
 pub use log::{
     delete_log_dir, AppendInfo, LogSlice, PartitionLog, ReadResult, SegmentInfo, SliceRead,
 };
-pub use producer_state::{ProducerEntry, SeqCheck};
+pub use producer_state::{CompletedTxn, ProducerEntry, SeqCheck};
+pub use txn_index::AbortedTxn;
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,9 @@
 //!   offset ([`crate::producer_snapshot`] has the layout, when they are
 //!   written and their crash behaviour); the state itself lives with the
 //!   writer ([`crate::producer_state`]).
+//! - `<base offset, 20 digits>.txnindex`: the aborted transactions whose
+//!   ABORT markers the segment holds ([`crate::txn_index`] has the layout,
+//!   crash behaviour and how open rebuilds it).
 //! - `*.tmp`: leftovers of an interrupted checkpoint write, deleted on open.
 //! - `*.deleted`: files of segments deleted by retention or a log start move,
 //!   renamed under the writer lock and unlinked by a background thread
@@ -127,6 +130,9 @@ use crate::segment::{
 use std::os::unix::fs::FileExt;
 
 mod producers;
+mod txn;
+
+pub use txn::ABORTED_TXNS_PER_READ_MAX;
 
 /// Name of the clean-shutdown marker file.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -340,6 +346,12 @@ struct LogState {
     truncations: u64,
     /// The leader epoch cache, as persisted (changed under the writer lock).
     epochs: EpochCache,
+    /// Aborted transactions of the log's segments, ascending marker offset
+    /// (changed under the writer lock; [`crate::txn_index`]).
+    aborted: Vec<crate::txn_index::AbortedTxn>,
+    /// The producer state's first unstable offset, as of the last append,
+    /// truncation or open (changed under the writer lock).
+    first_unstable: Option<Offset>,
 }
 
 impl LogState {
@@ -692,9 +704,12 @@ impl PartitionLog {
                 meta: &s.meta,
             })
             .collect();
-        let (producers, replayed_from) =
-            producer_snapshot::load(dir, &mut snapshots, &replay, log_start, log_end)?;
+        let loaded = producer_snapshot::load(dir, &mut snapshots, &replay, log_start, log_end)?;
         drop(replay);
+        let (producers, replayed_from) = (loaded.table, loaded.from);
+        let bases: Vec<Offset> = segments.iter().map(Segment::base).collect();
+        let aborted = txn::load_index(dir, &bases, log_end, replayed_from, loaded.aborted)?;
+        let first_unstable = producers.first_unstable_offset();
         remove_if_exists(&clean_path)?;
         if let Some(boot) = config.boot_id.filter(|b| recorded_boot != Some(*b)) {
             fs::write(&boot_path, format!("{boot:032x}\n"))
@@ -771,6 +786,8 @@ impl PartitionLog {
                 cleaner,
                 truncations: 0,
                 epochs,
+                aborted,
+                first_unstable,
             }),
             cleaning: Mutex::new(None),
             high_watermark: Mutex::new(None),
@@ -1345,9 +1362,7 @@ impl PartitionLog {
                 .sum();
             w.unflushed_records = w.unflushed_records.saturating_add(records);
             // Before a later group can roll (a roll snapshots the table).
-            for p in group {
-                w.producers.record(&p.header);
-            }
+            self.record_written(w, group, buf, &files)?;
             w.bytes_since_snapshot = w.bytes_since_snapshot.saturating_add(bytes.len() as u64);
         }
 
@@ -1377,10 +1392,12 @@ impl PartitionLog {
             .log
             .sync_data()
             .and_then(|()| w.index_file.sync_data())
-            .and_then(|()| w.time_index_file.sync_data());
+            .and_then(|()| w.time_index_file.sync_data())
+            .map_err(|e| StorageError::io("fsync", &files.log_path, e))
+            .and_then(|()| crate::txn_index::sync(&files.txn_index_path));
         if let Err(e) = synced {
             self.fail_writer(w);
-            return Err(StorageError::io("fsync", &files.log_path, e));
+            return Err(e);
         }
         w.unflushed_records = 0;
         w.last_flush_ms = now;
@@ -1404,6 +1421,7 @@ impl PartitionLog {
                     Err(e) => return Err(StorageError::io("open", path, e)),
                 }
             }
+            crate::txn_index::sync(&files.txn_index_path)?;
         }
         if dir {
             checkpoint::sync_dir(&self.dir)?;
@@ -1867,7 +1885,9 @@ impl PartitionLog {
                 .iter()
                 .take_while(|s| s.meta.next_offset <= offset)
                 .count();
-            st.sealed.drain(..below).collect()
+            let removed = st.sealed.drain(..below).collect();
+            Self::txns_after_start_moved(&mut st);
+            removed
         };
         self.update_epochs(|cache, _| cache.truncate_from_start(offset))?;
         Self::want_snapshot_from(&mut w, offset);
@@ -1914,7 +1934,9 @@ impl PartitionLog {
         let removed = {
             let mut st = write_lock(&self.state);
             st.log_start = new_start;
-            (!st.sealed.is_empty()).then(|| st.sealed.remove(0))
+            let removed = (!st.sealed.is_empty()).then(|| st.sealed.remove(0));
+            Self::txns_after_start_moved(&mut st);
+            removed
         };
         let info = removed.as_ref().map(|s| s.info(false));
         // Checkpoints first: an fsync after the files are handed to the
@@ -1947,6 +1969,7 @@ impl PartitionLog {
             .and_then(|()| {
                 if read_lock(&self.state).log_end() < end_before {
                     self.reload_producers(&mut w)?;
+                    self.txns_after_truncation(&w)?;
                 }
                 Ok(())
             });
@@ -2064,6 +2087,8 @@ impl PartitionLog {
         restarted.write(&self.dir)?;
         st.cleaner = restarted;
         self.update_epochs_in(st, EpochCache::clear)?;
+        st.aborted.clear();
+        st.first_unstable = None;
         st.truncations += 1;
         st.active = Segment {
             files: Arc::new(files),
@@ -2376,6 +2401,14 @@ impl PartitionLog {
             }
         }
         let replaced = cleaned.originals.len();
+        if let Err(e) =
+            self.txns_after_swap(&cleaned.files, cleaned.meta.next_offset, &cleaned.originals)
+        {
+            // The merged segment's index may miss entries; a reopen merges
+            // the originals' leftover files (see `txn_index`).
+            self.fail_writer(&mut w);
+            return Err(e);
+        }
         {
             let mut st = write_lock(&self.state);
             let end = (at + replaced).min(st.sealed.len());

@@ -8,18 +8,23 @@
 //!
 //! ```text
 //! offset  size  field
-//!      0     2  version = 1 (u16)
+//!      0     2  version = 2 (u16)
 //!      2     4  CRC-32C (Castagnoli) of every byte from offset 6 to the end (u32)
 //!      6     8  snapshot offset (i64), equal to the one in the file name
 //!     14     4  producer count N (u32), at most PRODUCERS_PER_PARTITION_MAX
 //!     18        N producer entries, least recently used first:
 //!                 producer id (i64), epoch (i16), last batch timestamp (i64),
-//!                 batch count B (u8, 1..=BATCHES_PER_PRODUCER_MAX), then B batches,
+//!                 coordinator epoch (i32, -1 = no marker yet),
+//!                 open transaction's first offset (i64, -1 = none),
+//!                 batch count B (u8, 0..=BATCHES_PER_PRODUCER_MAX), then B batches,
 //!                 oldest first: first sequence (i32), last sequence (i32),
 //!                 base offset (i64), last offset delta (i32)
 //! ```
 //!
-//! The file must end exactly after the last entry. Unlike Kafka's format
+//! Version 1 (written before transactions) is still read: its entries lack
+//! the coordinator epoch and first offset fields (no marker, no open
+//! transaction) and have 1..=5 batches. The file must end exactly after the
+//! last entry. Unlike Kafka's format
 //! (one batch per producer) all remembered batches are kept, so a retried
 //! batch is recognised after a restart as it was before.
 //!
@@ -63,7 +68,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use samsa_model::{Offset, ProducerEpoch, ProducerId};
+use samsa_model::batch::BatchHeader;
+use samsa_model::control::{self, TxnMarker};
+use samsa_model::{CoordinatorEpoch, Offset, ProducerEpoch, ProducerId};
 
 use crate::checkpoint;
 use crate::error::StorageError;
@@ -71,15 +78,18 @@ use crate::producer_state::{
     BatchMeta, ProducerStateTable, BATCHES_PER_PRODUCER_MAX, PRODUCERS_PER_PARTITION_MAX,
 };
 use crate::segment::{self, SegmentFiles, SegmentMeta};
+use crate::txn_index::AbortedTxn;
 
 /// Suffix of snapshot files.
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Current layout version.
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The layout before transactions, still read.
+const VERSION_1: u16 = 1;
 /// Bytes before the first entry.
 const HEADER_BYTES: usize = 18;
 /// Bytes of an entry before its batches.
-const ENTRY_HEAD_BYTES: usize = 19;
+const ENTRY_HEAD_BYTES: usize = 31;
 /// Bytes of one batch.
 const BATCH_BYTES: usize = 20;
 /// Largest valid snapshot file.
@@ -114,15 +124,14 @@ pub fn encode(offset: Offset, table: &ProducerStateTable) -> Vec<u8> {
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&offset.get().to_be_bytes());
-    let with_batches: Vec<_> = entries
-        .iter()
-        .filter(|(_, e)| !e.batches.is_empty())
-        .collect();
-    out.extend_from_slice(&(with_batches.len() as u32).to_be_bytes());
-    for (id, e) in with_batches {
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (id, e) in &entries {
         out.extend_from_slice(&id.get().to_be_bytes());
         out.extend_from_slice(&e.epoch.get().to_be_bytes());
         out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+        out.extend_from_slice(&e.coordinator_epoch.get().to_be_bytes());
+        let first = e.current_txn_first_offset.map_or(-1, Offset::get);
+        out.extend_from_slice(&first.to_be_bytes());
         let n = e.batches.len().min(BATCHES_PER_PRODUCER_MAX);
         out.push(n as u8);
         for b in e.batches.iter().skip(e.batches.len() - n) {
@@ -171,7 +180,7 @@ impl Reader<'_> {
 pub fn decode(bytes: &[u8], offset: Offset) -> Result<ProducerStateTable, String> {
     let mut r = Reader { buf: bytes, pos: 0 };
     let version = u16::from_be_bytes(r.take()?);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(format!("unknown version {version}"));
     }
     let crc = u32::from_be_bytes(r.take()?);
@@ -198,9 +207,20 @@ pub fn decode(bytes: &[u8], offset: Offset) -> Result<ProducerStateTable, String
         let producer_id = ProducerId(r.i64()?);
         let epoch = ProducerEpoch(r.i16()?);
         let timestamp = r.i64()?;
+        let (coordinator_epoch, txn_first) = if version == VERSION_1 {
+            (CoordinatorEpoch(-1), -1)
+        } else {
+            (CoordinatorEpoch(r.i32()?), r.i64()?)
+        };
         let [batches] = r.take::<1>()?;
         let batches = usize::from(batches);
-        if producer_id.get() < 0 || batches == 0 || batches > BATCHES_PER_PRODUCER_MAX {
+        let batches_min = usize::from(version == VERSION_1);
+        if producer_id.get() < 0
+            || batches < batches_min
+            || batches > BATCHES_PER_PRODUCER_MAX
+            || txn_first < -1
+            || table.get(producer_id).is_some()
+        {
             return Err(format!(
                 "invalid entry for producer {producer_id} ({batches} batches)"
             ));
@@ -214,6 +234,13 @@ pub fn decode(bytes: &[u8], offset: Offset) -> Result<ProducerStateTable, String
             };
             table.insert_batch(producer_id, epoch, batch, timestamp);
         }
+        let txn_first = (txn_first >= 0).then_some(Offset(txn_first));
+        if txn_first.is_some_and(|o| o >= offset) {
+            return Err(format!(
+                "producer {producer_id}'s transaction starts at or after the snapshot"
+            ));
+        }
+        table.restore_entry(producer_id, epoch, timestamp, coordinator_epoch, txn_first);
     }
     if r.pos != bytes.len() {
         return Err(format!(
@@ -266,18 +293,7 @@ pub(crate) fn remove(dir: &Path, offset: Offset) -> Result<(), StorageError> {
 
 /// The offsets of the snapshot files in `dir`.
 pub(crate) fn list(dir: &Path) -> Result<BTreeSet<Offset>, StorageError> {
-    let mut out = BTreeSet::new();
-    for entry in fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))? {
-        let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
-        if let Some(offset) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| segment::parse_file_name(n, SNAPSHOT_SUFFIX))
-        {
-            out.insert(offset);
-        }
-    }
-    Ok(out)
+    segment::list_named(dir, SNAPSHOT_SUFFIX)
 }
 
 /// Reads the snapshot at `offset`; `Err` with the reason when it is unusable.
@@ -368,18 +384,26 @@ pub fn prunable(snapshots: &BTreeSet<Offset>, log_start: Offset) -> Vec<Offset> 
     out
 }
 
+/// What [`load`] rebuilt.
+pub(crate) struct Loaded {
+    pub table: ProducerStateTable,
+    /// The offset the replay of batch headers started at.
+    pub from: Offset,
+    /// The transactions aborted by the markers replayed (at or after `from`).
+    pub aborted: Vec<AbortedTxn>,
+}
+
 /// The producer table of a log holding `segments` (oldest first) between
 /// `log_start` and `log_end` ([`rebuild_start`], then the batch headers
 /// after the chosen snapshot). Dropped snapshots are deleted (damaged ones
-/// with a warning); the caller fsyncs the directory. Returns the table and
-/// the offset the replay started at.
+/// with a warning); the caller fsyncs the directory.
 pub(crate) fn load(
     dir: &Path,
     snapshots: &mut BTreeSet<Offset>,
     segments: &[ReplaySegment<'_>],
     log_start: Offset,
     log_end: Offset,
-) -> Result<(ProducerStateTable, Offset), StorageError> {
+) -> Result<Loaded, StorageError> {
     let start = rebuild_start(snapshots, log_start, log_end, |o| read(dir, o));
     for (offset, reason) in &start.dropped {
         if let Some(reason) = reason {
@@ -394,17 +418,27 @@ pub(crate) fn load(
     let RebuildStart {
         mut table, from, ..
     } = start;
-    replay(segments, from, &mut table)?;
-    Ok((table, from))
+    let aborted = replay(segments, from, &mut table)?;
+    Ok(Loaded {
+        table,
+        from,
+        aborted,
+    })
 }
 
-/// Records in `table` the header of every batch at or after `from` (a
-/// damaged stretch of a segment is skipped with a warning).
+/// Largest control batch the replay reads (markers are about 80 bytes).
+const CONTROL_BATCH_BYTES_MAX: usize = 64 << 10;
+
+/// Records in `table` the header of every batch at or after `from`, and
+/// every transaction marker (whose record the replay reads); returns the
+/// transactions the ABORT markers aborted. A damaged stretch of a segment
+/// is skipped with a warning, as is an unreadable control batch.
 pub(crate) fn replay(
     segments: &[ReplaySegment<'_>],
     from: Offset,
     table: &mut ProducerStateTable,
-) -> Result<(), StorageError> {
+) -> Result<Vec<AbortedTxn>, StorageError> {
+    let mut aborted = Vec::new();
     for s in segments.iter().filter(|s| s.meta.next_offset > from) {
         let base = s.files.base;
         let position = if base < from {
@@ -412,9 +446,32 @@ pub(crate) fn replay(
         } else {
             0
         };
-        let walked = segment::find_batch(s.files, position, s.meta.size, |_, h| {
-            table.replay(from, h);
-            Ok(None::<()>)
+        let walked = segment::find_batch(s.files, position, s.meta.size, |at, h| {
+            if !h.is_control() {
+                table.replay(from, h);
+                return Ok(None::<()>);
+            }
+            if h.base_offset < from || h.producer_id.get() < 0 {
+                return Ok(None);
+            }
+            let marker = read_marker(s.files, at, h);
+            match marker {
+                Ok(Some(m)) => {
+                    if let Some(c) = table.replay_marker(from, h, m) {
+                        if c.aborted {
+                            aborted.push(AbortedTxn::of(&c, table.first_unstable_offset()));
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => tracing::warn!(
+                    path = %s.files.log_path.display(),
+                    position = at,
+                    reason = %reason,
+                    "producer state replay skips an unreadable control batch"
+                ),
+            }
+            Ok(None)
         });
         match walked {
             Ok(_) => {}
@@ -434,13 +491,30 @@ pub(crate) fn replay(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(aborted)
+}
+
+/// The transaction marker of the control batch at `position`.
+fn read_marker(
+    files: &SegmentFiles,
+    position: u64,
+    header: &BatchHeader,
+) -> Result<Option<TxnMarker>, String> {
+    let len = header.size_bytes();
+    if len > CONTROL_BATCH_BYTES_MAX {
+        return Err(format!("{len} bytes"));
+    }
+    let mut buf = vec![0u8; len];
+    files
+        .read_exact_at(&mut buf, position)
+        .map_err(|e| e.to_string())?;
+    control::parse_marker(header, &buf).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use samsa_model::batch::{BatchBuilder, BatchHeader, NewRecord};
+    use samsa_model::batch::{BatchBuilder, NewRecord};
     use samsa_model::TimestampMs;
 
     fn table() -> ProducerStateTable {

@@ -26,17 +26,36 @@
 //!   otherwise OUT_OF_ORDER_SEQUENCE_NUMBER
 //!   ([`StorageError::OutOfOrderSequence`]);
 //! - an unknown producer (never seen, expired, or whose state was lost) may
-//!   start at any sequence.
+//!   start at any sequence; a known one whose epoch a transaction marker
+//!   started (no batch of it yet) starts at 0;
+//! - transactional batches get the same checks; a non-transactional batch
+//!   from a producer with an open transaction here is INVALID_TXN_STATE.
+//!
+//! Transactions (KIP-98, Kafka's `ProducerAppendInfo`): the first
+//! transactional batch of a producer opens its transaction at its base
+//! offset (the *first offset*); a transaction marker
+//! ([`samsa_model::control`]) closes it ([`ProducerStateTable::complete_txn`]),
+//! returning the [`CompletedTxn`] the log's aborted-transaction index needs.
+//! The smallest first offset of the open transactions is the log's *first
+//! unstable offset* (the last stable offset is the smaller of it and the high
+//! watermark). A leader's marker is checked first
+//! ([`ProducerStateTable::check_marker`]): an epoch older than the
+//! producer's is INVALID_PRODUCER_EPOCH, a coordinator epoch older than the
+//! last marker's TRANSACTION_COORDINATOR_FENCED; a newer producer epoch
+//! (KIP-890's bump at every commit/abort) becomes the producer's epoch, and
+//! its next batch starts at sequence 0. A producer with an open transaction
+//! is never expired nor evicted.
 //!
 //! Producers whose last batch is older than `producer.id.expiration.ms` are
 //! forgotten by [`ProducerStateTable::expire`] (the broker calls it every
 //! `producer.id.expiration.check.interval.ms`). `transactional.id.expiration.ms`
 //! is the (future) transaction coordinator's business, not the log's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use samsa_model::batch::BatchHeader;
-use samsa_model::{Offset, ProducerEpoch, ProducerId};
+use samsa_model::control::TxnMarker;
+use samsa_model::{CoordinatorEpoch, Offset, ProducerEpoch, ProducerId};
 
 use crate::error::StorageError;
 
@@ -76,8 +95,32 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMeta>,
     /// `maxTimestamp` of the producer's last batch (for expiration).
     pub last_timestamp: i64,
+    /// Epoch of the coordinator that wrote the producer's last marker (-1:
+    /// none yet).
+    pub coordinator_epoch: CoordinatorEpoch,
+    /// First offset of the producer's open transaction in this partition.
+    pub current_txn_first_offset: Option<Offset>,
     /// Recency for eviction beyond [`PRODUCERS_PER_PARTITION_MAX`].
     last_used: u64,
+}
+
+impl ProducerEntry {
+    /// The last sequence number stored for the producer (-1 if none).
+    pub fn last_sequence(&self) -> i32 {
+        self.batches.back().map_or(-1, |b| b.last_seq)
+    }
+}
+
+/// A transaction a marker closed: Kafka's `CompletedTxn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: ProducerId,
+    /// The transaction's first offset here (the marker's own offset when it
+    /// wrote nothing to this partition).
+    pub first_offset: Offset,
+    /// The marker's offset.
+    pub last_offset: Offset,
+    pub aborted: bool,
 }
 
 /// What a leader does with a batch that carries a producer id.
@@ -93,6 +136,8 @@ pub enum SeqCheck {
 #[derive(Clone, Debug, Default)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id.
+    ongoing: BTreeMap<Offset, ProducerId>,
     clock: u64,
 }
 
@@ -158,6 +203,9 @@ impl ProducerStateTable {
             }
             return Ok(SeqCheck::Append);
         }
+        if !header.is_transactional() && entry.current_txn_first_offset.is_some() {
+            return Err(StorageError::InvalidTxnState { producer_id });
+        }
         let last = last_seq(header);
         if let Some(dup) = entry
             .batches
@@ -178,7 +226,134 @@ impl ProducerStateTable {
                     expected: prev.last_seq.wrapping_add(1) & i32::MAX,
                 })
             }
+            // The epoch began with a marker: its first batch starts at 0.
+            None if first != 0 => Err(StorageError::OutOfOrderSequence {
+                producer_id,
+                epoch,
+                sequence: first,
+                expected: 0,
+            }),
             _ => Ok(SeqCheck::Append),
+        }
+    }
+
+    /// Checks a marker a leader is about to write for `producer_id` (see
+    /// the module docs).
+    pub fn check_marker(
+        &self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        coordinator_epoch: CoordinatorEpoch,
+    ) -> Result<(), StorageError> {
+        let Some(entry) = self.producers.get(&producer_id.get()) else {
+            return Ok(());
+        };
+        if epoch < entry.epoch {
+            return Err(StorageError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(StorageError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a stored marker (`header` as stored) of a transaction: the
+    /// producer's open transaction here, if any, is closed. Returns what
+    /// was closed (Kafka's `appendEndTxnMarker`).
+    pub fn complete_txn(&mut self, header: &BatchHeader, marker: TxnMarker) -> CompletedTxn {
+        let producer_id = header.producer_id;
+        let entry = self.touch(
+            producer_id,
+            header.producer_epoch,
+            header.max_timestamp.get(),
+        );
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        let first = entry.current_txn_first_offset.take();
+        if let Some(first) = first {
+            self.ongoing.remove(&first);
+        }
+        CompletedTxn {
+            producer_id,
+            first_offset: first.unwrap_or(header.base_offset),
+            last_offset: header.base_offset,
+            aborted: !marker.commit,
+        }
+    }
+
+    /// [`Self::complete_txn`] while rebuilding after a snapshot at `from`:
+    /// only a marker at or after `from` is applied.
+    pub fn replay_marker(
+        &mut self,
+        from: Offset,
+        header: &BatchHeader,
+        marker: TxnMarker,
+    ) -> Option<CompletedTxn> {
+        (header.base_offset >= from).then(|| self.complete_txn(header, marker))
+    }
+
+    /// The smallest first offset of the open transactions (Kafka's first
+    /// unstable offset), `None` when none is open.
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// The open transactions: (producer id, first offset), oldest first.
+    pub fn ongoing_txns(&self) -> Vec<(ProducerId, Offset)> {
+        self.ongoing.iter().map(|(o, p)| (*p, *o)).collect()
+    }
+
+    /// The entry of `producer_id` made current (created, or moved to a newer
+    /// `epoch`, which forgets the older epoch's batches).
+    fn touch(
+        &mut self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        timestamp: i64,
+    ) -> &mut ProducerEntry {
+        self.clock += 1;
+        let clock = self.clock;
+        let entry = self
+            .producers
+            .entry(producer_id.get())
+            .or_insert(ProducerEntry {
+                epoch,
+                batches: VecDeque::new(),
+                last_timestamp: timestamp,
+                coordinator_epoch: CoordinatorEpoch(-1),
+                current_txn_first_offset: None,
+                last_used: clock,
+            });
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_used = clock;
+        entry.last_timestamp = timestamp;
+        entry
+    }
+
+    /// Forgets the least recently used producer without an open
+    /// transaction once more than [`PRODUCERS_PER_PARTITION_MAX`] are tracked.
+    fn evict(&mut self) {
+        if self.producers.len() <= PRODUCERS_PER_PARTITION_MAX {
+            return;
+        }
+        if let Some(oldest) = self
+            .producers
+            .iter()
+            .filter(|(_, e)| e.current_txn_first_offset.is_none())
+            .min_by_key(|(_, e)| e.last_used)
+            .map(|(k, _)| *k)
+        {
+            self.producers.remove(&oldest);
         }
     }
 
@@ -202,6 +377,14 @@ impl ProducerStateTable {
             },
             header.max_timestamp.get(),
         );
+        if header.is_transactional() {
+            if let Some(e) = self.producers.get_mut(&header.producer_id.get()) {
+                if e.current_txn_first_offset.is_none() {
+                    e.current_txn_first_offset = Some(header.base_offset);
+                    self.ongoing.insert(header.base_offset, header.producer_id);
+                }
+            }
+        }
     }
 
     /// Replays a stored batch while rebuilding after a snapshot at `from`
@@ -222,37 +405,31 @@ impl ProducerStateTable {
         batch: BatchMeta,
         timestamp: i64,
     ) {
-        self.clock += 1;
-        let clock = self.clock;
-        let entry = self
-            .producers
-            .entry(producer_id.get())
-            .or_insert(ProducerEntry {
-                epoch,
-                batches: VecDeque::new(),
-                last_timestamp: timestamp,
-                last_used: clock,
-            });
-        if epoch != entry.epoch {
-            entry.epoch = epoch;
-            entry.batches.clear();
-        }
-        entry.last_used = clock;
-        entry.last_timestamp = timestamp;
+        let entry = self.touch(producer_id, epoch, timestamp);
         if entry.batches.len() == BATCHES_PER_PRODUCER_MAX {
             entry.batches.pop_front();
         }
         entry.batches.push_back(batch);
-        if self.producers.len() > PRODUCERS_PER_PARTITION_MAX {
-            if let Some(oldest) = self
-                .producers
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| *k)
-            {
-                self.producers.remove(&oldest);
-            }
+        self.evict();
+    }
+
+    /// Restores a snapshot entry's transaction fields (snapshot loading,
+    /// after its batches, if any, were inserted).
+    pub(crate) fn restore_entry(
+        &mut self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        timestamp: i64,
+        coordinator_epoch: CoordinatorEpoch,
+        txn_first_offset: Option<Offset>,
+    ) {
+        let entry = self.touch(producer_id, epoch, timestamp);
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.current_txn_first_offset = txn_first_offset;
+        if let Some(first) = txn_first_offset {
+            self.ongoing.insert(first, producer_id);
         }
+        self.evict();
     }
 
     /// Forgets producers whose last batch timestamp is `expiration_ms` or
@@ -260,14 +437,17 @@ impl ProducerStateTable {
     /// Returns how many were removed.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
         before - self.producers.len()
     }
 
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
     }
 }
 

@@ -102,6 +102,9 @@ pub(crate) struct SegmentFiles {
     pub log_path: PathBuf,
     pub index_path: PathBuf,
     pub time_index_path: PathBuf,
+    /// The aborted-transaction index ([`crate::txn_index`]), created by the
+    /// segment's first ABORT marker.
+    pub txn_index_path: PathBuf,
     pub log: File,
 }
 
@@ -128,11 +131,13 @@ impl SegmentFiles {
             log_path,
             index_path,
             time_index_path,
+            txn_index_path: crate::txn_index::path(dir, base),
             log,
         })
     }
 
-    /// Create a new, empty segment (all three files, replacing leftovers).
+    /// Create a new, empty segment (all three files, replacing leftovers; a
+    /// leftover `.txnindex` is removed).
     /// The caller fsyncs the directory.
     pub fn create(dir: &Path, base: Offset) -> Result<SegmentFiles, StorageError> {
         let (log_path, index_path, time_index_path) = Self::paths(dir, base);
@@ -146,11 +151,13 @@ impl SegmentFiles {
         for path in [&index_path, &time_index_path] {
             File::create(path).map_err(|e| StorageError::io("create", path, e))?;
         }
+        crate::txn_index::rewrite(&crate::txn_index::path(dir, base), &[])?;
         Ok(SegmentFiles {
             base,
             log_path,
             index_path,
             time_index_path,
+            txn_index_path: crate::txn_index::path(dir, base),
             log,
         })
     }
@@ -272,8 +279,13 @@ impl SegmentFiles {
     /// Rename the segment's files to `<name>.deleted` (missing files are
     /// skipped) and return the new paths, for [`crate::deleter`] to unlink.
     pub fn rename_for_deletion(&self) -> Result<Vec<PathBuf>, StorageError> {
-        let mut renamed = Vec::with_capacity(3);
-        for path in [&self.log_path, &self.index_path, &self.time_index_path] {
+        let mut renamed = Vec::with_capacity(4);
+        for path in [
+            &self.log_path,
+            &self.index_path,
+            &self.time_index_path,
+            &self.txn_index_path,
+        ] {
             let mut name = path.as_os_str().to_owned();
             name.push(crate::deleter::DELETED_SUFFIX);
             let to = PathBuf::from(name);
@@ -286,9 +298,14 @@ impl SegmentFiles {
         Ok(renamed)
     }
 
-    /// Unlink the segment's three files (missing files are fine).
+    /// Unlink the segment's files (missing files are fine).
     pub fn remove_files(&self) -> Result<(), StorageError> {
-        for path in [&self.log_path, &self.index_path, &self.time_index_path] {
+        for path in [
+            &self.log_path,
+            &self.index_path,
+            &self.time_index_path,
+            &self.txn_index_path,
+        ] {
             match fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -297,6 +314,25 @@ impl SegmentFiles {
         }
         Ok(())
     }
+}
+
+/// The offsets named by the files `<offset, 20 digits><suffix>` in `dir`.
+pub(crate) fn list_named(
+    dir: &Path,
+    suffix: &str,
+) -> Result<std::collections::BTreeSet<Offset>, StorageError> {
+    let mut out = std::collections::BTreeSet::new();
+    for entry in fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
+        if let Some(offset) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| parse_file_name(n, suffix))
+        {
+            out.insert(offset);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {

@@ -1017,6 +1017,7 @@ proptest! {
         let mut log = PartitionLog::open(dir.path(), prop_config()).expect("open");
         let mut model = Model::default();
         let mut seq = 0i32;
+        let mut txn_seq = 0i32;
         let mut counter = 0usize;
         for op in ops {
             match op {
@@ -1030,9 +1031,12 @@ proptest! {
                         })
                         .collect();
                     let mut b = BatchBuilder::new().compression(codec).transactional(txn);
+                    // A transactional producer never writes outside its
+                    // transaction (INVALID_TXN_STATE): one id for each kind.
                     if txn || idempotent {
-                        b = b.producer(ProducerId(1), ProducerEpoch(0), seq);
-                        seq += recs.len() as i32;
+                        let (pid, seq) = if txn { (2, &mut txn_seq) } else { (1, &mut seq) };
+                        b = b.producer(ProducerId(pid), ProducerEpoch(0), *seq);
+                        *seq += recs.len() as i32;
                     }
                     for (k, v) in &recs {
                         b.push(NewRecord::new(TimestampMs(T0), Some(k), v.as_deref()));

@@ -27,6 +27,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
@@ -50,9 +51,12 @@ pub mod offset_for_leader_epoch;
 pub mod partition_admin;
 pub mod produce;
 pub mod sync_group;
+#[cfg(test)]
+mod txn_tests;
 pub mod update_features;
 #[cfg(test)]
 mod version_tests;
+pub mod write_txn_markers;
 
 /// What a handler knows about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -244,6 +248,12 @@ pub async fn handle(
         ),
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(list_transactions::handle(broker, r, version).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r, version).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, r, version))
         }
         other => {
             // parse_request only admits APIs in the version table, each of which

@@ -310,10 +310,13 @@ fn append(
     let validated = batch::validate_produced_batch_detailed(records, &limits)
         .map_err(|e| (batch_error(&e), e.to_string()))?;
     let header = &validated.header;
-    if header.is_transactional() {
+    // Kafka's LogValidator: a transactional batch needs a producer id. Its
+    // sequence and epoch are checked by the log as an idempotent batch's,
+    // and it opens the producer's transaction in the partition.
+    if header.is_transactional() && header.producer_id.get() < 0 {
         return Err(Refused::from((
-            ResponseError::InvalidTxnState,
-            "transactions are not supported by this broker yet".to_string(),
+            ResponseError::InvalidRecord,
+            "Invalid transactional record batch with no producer id".to_string(),
         )));
     }
     if !validated.record_errors.is_empty() {

@@ -25,7 +25,7 @@ const UNKNOWN_TOPIC_ID: i16 = 100;
 
 /// A one-broker cluster (node 1) with a second registered broker (node 2)
 /// and topic `t` of one partition on node 1, served by this broker.
-fn cluster(dir: &std::path::Path) -> (Arc<Broker>, Arc<TopicImage>) {
+pub(super) fn cluster(dir: &std::path::Path) -> (Arc<Broker>, Arc<TopicImage>) {
     let broker = crate::test_support::broker_over(dir, |inner| Box::new(inner));
     broker
         .controller

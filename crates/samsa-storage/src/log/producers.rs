@@ -50,7 +50,7 @@ impl PartitionLog {
     /// taken, directory fsync), then delete those no longer needed. Returns
     /// whether it did anything.
     pub(super) fn write_snapshots(&self) -> Result<bool, StorageError> {
-        let (pending, truncations) = {
+        let (pending, truncations, active) = {
             let mut w = lock(&self.writer);
             if w.failed || w.closed {
                 return Ok(false);
@@ -59,11 +59,23 @@ impl PartitionLog {
                 let end = read_lock(&self.state).log_end();
                 Self::queue_snapshot(&mut w, end);
             }
+            let st = read_lock(&self.state);
             (
                 std::mem::take(&mut w.pending_snapshots),
-                read_lock(&self.state).truncations,
+                st.truncations,
+                Arc::clone(&st.active.files),
             )
         };
+        // Every marker below a snapshot has its index entry on disk (the
+        // sealed segments' indexes were synced with them).
+        if !pending.is_empty() {
+            if let Err(e) = crate::txn_index::sync(&active.txn_index_path) {
+                let mut w = lock(&self.writer);
+                w.snapshot_wanted = true;
+                w.pending_snapshots = pending;
+                return Err(e);
+            }
+        }
         let mut installed = false;
         for (offset, bytes) in &pending {
             if let Err(e) = producer_snapshot::write_tmp(&self.dir, *offset, bytes) {
@@ -141,9 +153,10 @@ impl PartitionLog {
             .iter()
             .map(|(files, meta)| ReplaySegment { files, meta })
             .collect();
-        let (table, _) =
+        // The aborted transactions of the markers kept are still in memory.
+        let loaded =
             producer_snapshot::load(&self.dir, &mut w.snapshots, &replay, log_start, log_end)?;
-        w.producers = table;
+        w.producers = loaded.table;
         w.bytes_since_snapshot = 0;
         Ok(())
     }

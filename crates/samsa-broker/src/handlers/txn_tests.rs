@@ -1,0 +1,177 @@
+//! The partition side of transactions through the handlers: a transactional
+//! Produce opens a transaction, WriteTxnMarkers closes it (with Kafka's
+//! per-partition errors), DescribeProducers shows the producer.
+
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{
+    DescribeProducersRequest, ProduceRequest, ProducerId as WireProducerId, TopicName,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use samsa_model::batch::{BatchBuilder, NewRecord};
+use samsa_model::{Offset, ProducerEpoch, ProducerId};
+
+use crate::broker::Broker;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
+
+fn name(n: &str) -> TopicName {
+    TopicName(StrBytes::from_string(n.to_owned()))
+}
+
+fn txn_batch(pid: i64, epoch: i16, seq: i32, records: usize) -> bytes::Bytes {
+    let mut b = BatchBuilder::new()
+        .producer(ProducerId(pid), ProducerEpoch(epoch), seq)
+        .transactional(true);
+    for _ in 0..records {
+        b.push(NewRecord::new(super::produce::now_ms(), None, Some(b"v")));
+    }
+    bytes::Bytes::from(b.build().expect("batch"))
+}
+
+async fn produce(broker: &Broker, records: bytes::Bytes) -> (i16, i64) {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
+            StrBytes::from_static_str("tx"),
+        )))
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("t"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let r = super::produce::handle(broker, request, 11).await;
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+async fn markers(
+    broker: &Broker,
+    pid: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    topics: &[(&str, Vec<i32>)],
+) -> WriteTxnMarkersResponse {
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(WireProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_transaction_result(commit)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_topics(
+            topics
+                .iter()
+                .map(|(t, ps)| {
+                    WritableTxnMarkerTopic::default()
+                        .with_name(name(t))
+                        .with_partition_indexes(ps.clone())
+                })
+                .collect(),
+        );
+    super::write_txn_markers::handle(
+        broker,
+        WriteTxnMarkersRequest::default().with_markers(vec![marker]),
+        1,
+    )
+    .await
+}
+
+fn codes(r: &WriteTxnMarkersResponse) -> Vec<Vec<i16>> {
+    r.markers[0]
+        .topics
+        .iter()
+        .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+        .collect()
+}
+
+#[test]
+fn markers_close_transactions_and_fence_old_epochs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, topic) = super::version_tests::cluster(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let log = broker.partition(topic.id, 0).expect("partition").log();
+        assert_eq!(produce(&broker, txn_batch(7, 0, 0, 3)).await, (0, 0));
+        assert_eq!(log.first_unstable_offset(), Some(Offset(0)));
+        assert_eq!(log.last_stable_offset(log.log_end_offset()), Offset(0));
+
+        let r = markers(
+            &broker,
+            7,
+            0,
+            false,
+            4,
+            &[("t", vec![0, 5]), ("nope", vec![0])],
+        )
+        .await;
+        assert_eq!(
+            codes(&r),
+            vec![
+                vec![0, UNKNOWN_TOPIC_OR_PARTITION],
+                vec![UNKNOWN_TOPIC_OR_PARTITION]
+            ]
+        );
+        assert_eq!(r.markers[0].producer_id.0, 7);
+        assert_eq!(log.log_end_offset(), Offset(4), "the marker took offset 3");
+        assert_eq!(log.first_unstable_offset(), None);
+        let aborted = log.aborted_transactions(Offset(0), log.log_end_offset());
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(
+            (
+                aborted[0].producer_id,
+                aborted[0].first_offset,
+                aborted[0].last_offset
+            ),
+            (ProducerId(7), Offset(0), Offset(3))
+        );
+
+        // The next transaction at a bumped epoch; a zombie coordinator's
+        // marker (older producer epoch, or older coordinator epoch) is refused.
+        assert_eq!(produce(&broker, txn_batch(7, 1, 0, 2)).await, (0, 4));
+        let r = markers(&broker, 7, 0, true, 4, &[("t", vec![0])]).await;
+        assert_eq!(codes(&r), vec![vec![INVALID_PRODUCER_EPOCH]]);
+        let r = markers(&broker, 7, 1, true, 3, &[("t", vec![0])]).await;
+        assert_eq!(codes(&r), vec![vec![TRANSACTION_COORDINATOR_FENCED]]);
+        assert_eq!(log.first_unstable_offset(), Some(Offset(4)));
+
+        let described = super::describe_producers::handle(
+            &broker,
+            DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+                .with_name(name("t"))
+                .with_partition_indexes(vec![0, 9])]),
+            0,
+        );
+        let parts = &described.topics[0].partitions;
+        assert_eq!(parts[1].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+        let p = &parts[0].active_producers[0];
+        assert_eq!(
+            (
+                p.producer_id.0,
+                p.producer_epoch,
+                p.last_sequence,
+                p.coordinator_epoch
+            ),
+            (7, 1, 1, 4)
+        );
+        assert_eq!(p.current_txn_start_offset, 4);
+
+        let r = markers(&broker, 7, 1, true, 4, &[("t", vec![0])]).await;
+        assert_eq!(codes(&r), vec![vec![0]]);
+        assert_eq!(log.first_unstable_offset(), None);
+        assert_eq!(
+            log.aborted_transactions(Offset(4), log.log_end_offset())
+                .len(),
+            0
+        );
+    });
+}
