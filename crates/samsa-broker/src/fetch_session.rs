@@ -35,6 +35,9 @@ pub struct FetchParams {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SentState {
     pub high_watermark: i64,
+    /// A move of the last stable offset is news for read_committed
+    /// consumers, as in Kafka's incremental sessions.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
 }
 
@@ -241,6 +244,7 @@ mod tests {
         assert_eq!(parts.len(), 2);
         let state = SentState {
             high_watermark: 10,
+            last_stable_offset: 10,
             log_start_offset: 0,
         };
         assert!(cache.note_sent(session_id, &key(0), state.clone(), false));

@@ -2,6 +2,12 @@
 //! `min_bytes`, within `max_bytes` and per-partition limits, with incremental
 //! fetch sessions.
 //!
+//! `isolation_level = 1` (read_committed) serves only below the partition's
+//! last stable offset and lists the aborted transactions overlapping the
+//! batches returned; every answer carries the last stable offset. A parked
+//! read_committed fetch is woken by appends (a marker moves the LSO) and
+//! high-watermark moves, and reads again up to the LSO.
+//!
 //! A fetch that finds fewer than `min_bytes` parks in the broker's delayed
 //! fetch purgatory ([`crate::purgatory`]), watching its own partitions only,
 //! until an append or a high-watermark move on one of them wakes it or
@@ -13,8 +19,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{
+    FetchRequest, FetchResponse, ProducerId as WireProducerId, TopicName,
+};
 use samsa_metadata::MetadataImage;
 use samsa_model::{BrokerId, LeaderEpoch, Offset, TopicId};
 use samsa_protocol::codec::{FileRecordSets, FileRegion};
@@ -230,6 +240,7 @@ pub async fn handle(
         let has_news = r.bytes > 0 || r.data.error_code != 0;
         let state = SentState {
             high_watermark: r.data.high_watermark,
+            last_stable_offset: r.data.last_stable_offset,
             log_start_offset: r.data.log_start_offset,
         };
         let include = broker
@@ -416,30 +427,54 @@ fn read_one(
     if let Err(code) = crate::errors::check_leader(&part, params.current_leader_epoch) {
         return error(code);
     }
+    let log = part.log();
     let hw = part.high_watermark();
-    let log_start = part.log().log_start_offset();
-    // Followers read up to the log end; consumers up to the high watermark.
+    let log_start = log.log_start_offset();
+    // Every answer carries the last stable offset, as Kafka's does.
+    let lso = log.last_stable_offset(hw);
+    // Followers read up to the log end; read_committed consumers up to the
+    // last stable offset, others up to the high watermark.
     let upper = if replica_id >= 0 {
-        part.log().log_end_offset()
+        log.log_end_offset()
+    } else if read_committed {
+        lso
     } else {
         hw
     };
     let data = base
         .with_high_watermark(hw.get())
-        .with_last_stable_offset(hw.get())
+        .with_last_stable_offset(lso.get())
         .with_log_start_offset(log_start.get())
         .with_aborted_transactions(read_committed.then(Vec::new));
     let limit = (params.partition_max_bytes.max(0) as usize).min(remaining);
-    match part
-        .log()
-        .read_slices(Offset(params.fetch_offset), limit, upper, first_with_data)
-    {
-        Ok(found) => PartResult {
-            key: key.clone(),
-            data,
-            slices: found.slices,
-            bytes: found.len,
-        },
+    let fetch_offset = Offset(params.fetch_offset);
+    match log.read_slices(fetch_offset, limit, upper, first_with_data) {
+        Ok(found) => {
+            // The aborted transactions overlapping the batches returned
+            // (Kafka's collectAbortedTxns from the fetch offset to the end of
+            // the last batch), so the consumer drops their records; the
+            // stored bytes go out unchanged.
+            let data = if read_committed && found.len > 0 {
+                let aborted = log
+                    .aborted_transactions(fetch_offset, found.next_offset)
+                    .into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(WireProducerId(a.producer_id.get()))
+                            .with_first_offset(a.first_offset.get())
+                    })
+                    .collect();
+                data.with_aborted_transactions(Some(aborted))
+            } else {
+                data
+            };
+            PartResult {
+                key: key.clone(),
+                data,
+                slices: found.slices,
+                bytes: found.len,
+            }
+        }
         Err(e) => PartResult {
             key: key.clone(),
             // Keeps the high watermark and log start: a follower behind the

@@ -24,6 +24,7 @@ const LATEST_TIERED: i64 = -5;
 /// Answers ListOffsets.
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let image = broker.image();
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -53,6 +54,12 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         return r.with_leader_epoch(-1);
                     }
                     let found = match p.timestamp {
+                        // read_committed (isolation level 1, v2+): the last
+                        // stable offset, as Kafka answers.
+                        LATEST if read_committed => {
+                            let hw = part.high_watermark();
+                            Ok(Some((-1, part.log().last_stable_offset(hw).get())))
+                        }
                         LATEST => Ok(Some((-1, part.high_watermark().get()))),
                         EARLIEST | EARLIEST_LOCAL => {
                             Ok(Some((-1, part.log().log_start_offset().get())))

@@ -175,3 +175,79 @@ fn markers_close_transactions_and_fence_old_epochs() {
         );
     });
 }
+
+async fn fetch(
+    broker: &std::sync::Arc<Broker>,
+    isolation: i8,
+) -> (i64, i64, Option<Vec<(i64, i64)>>, usize) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let request = kafka_protocol::messages::FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("t"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let (r, _) = super::fetch::handle(broker, request, 12).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let aborted = p.aborted_transactions.as_ref().map(|a| {
+        a.iter()
+            .map(|t| (t.producer_id.0, t.first_offset))
+            .collect()
+    });
+    let bytes = p.records.as_ref().map_or(0, |b| b.len());
+    (p.high_watermark, p.last_stable_offset, aborted, bytes)
+}
+
+fn latest(broker: &Broker, isolation: i8) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let request = kafka_protocol::messages::ListOffsetsRequest::default()
+        .with_isolation_level(isolation)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("t"))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    super::list_offsets::handle(broker, request, 9).topics[0].partitions[0].offset
+}
+
+/// read_committed Fetch stops at the last stable offset and lists the aborted
+/// transactions of what it returns; ListOffsets LATEST answers the LSO.
+#[test]
+fn read_committed_stops_at_the_lso_and_reports_aborted_transactions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, _) = super::version_tests::cluster(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        assert_eq!(produce(&broker, txn_batch(7, 0, 0, 3)).await, (0, 0));
+        let mut plain = BatchBuilder::new();
+        plain.push(NewRecord::new(super::produce::now_ms(), None, Some(b"p")));
+        let plain = bytes::Bytes::from(plain.build().expect("batch"));
+        assert_eq!(produce(&broker, plain).await, (0, 3));
+
+        // The open transaction holds read_committed at offset 0.
+        assert_eq!(fetch(&broker, 1).await, (4, 0, Some(vec![]), 0));
+        let (hw, lso, aborted, bytes) = fetch(&broker, 0).await;
+        assert_eq!((hw, lso, aborted), (4, 0, None));
+        assert!(bytes > 0, "read_uncommitted sees the open transaction");
+        assert_eq!((latest(&broker, 1), latest(&broker, 0)), (0, 4));
+
+        let r = markers(&broker, 7, 0, false, 0, &[("t", vec![0])]).await;
+        assert_eq!(codes(&r), vec![vec![0]]);
+        let (hw, lso, aborted, bytes) = fetch(&broker, 1).await;
+        assert_eq!((hw, lso, aborted), (5, 5, Some(vec![(7, 0)])));
+        assert!(bytes > 0);
+        assert_eq!(latest(&broker, 1), 5);
+    });
+}
