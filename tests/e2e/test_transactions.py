@@ -100,7 +100,11 @@ def test_stuck_transaction_is_aborted_after_its_timeout(broker_factory):
     a = h.admin(broker.bootstrap)
     topic = h.unique_topic("txn-timeout")
     h.create_topic(a, topic, 1)
-    stuck = txn_producer(broker.bootstrap, h.unique_topic("tid"), **{"transaction.timeout.ms": 2000})
+    # (librdkafka wants socket.timeout.ms and message.timeout.ms within
+    # transaction.timeout.ms.)
+    stuck = txn_producer(broker.bootstrap, h.unique_topic("tid"),
+                         **{"transaction.timeout.ms": 4000, "socket.timeout.ms": 4000,
+                            "message.timeout.ms": 4000})
     stuck.init_transactions(TXN_TIMEOUT_S)
     stuck.begin_transaction()
     produce_txn(stuck, topic, [b"stuck"])

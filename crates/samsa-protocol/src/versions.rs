@@ -70,10 +70,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::AddPartitionsToTxn, 0, 5),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
     api(ApiKey::EndTxn, 0, 5),
-    // KIP-664; ListTransactions v1 adds the duration filter (KIP-994). (v2's
-    // transactional id pattern is not implemented.)
+    // KIP-664; ListTransactions v1 adds the duration filter (KIP-994), v2
+    // the transactional id pattern.
     api(ApiKey::DescribeTransactions, 0, 0),
-    api(ApiKey::ListTransactions, 0, 1),
+    api(ApiKey::ListTransactions, 0, 2),
     // KIP-98; v0 (not flexible) was removed in Kafka 4.0 (KIP-896).
     api(ApiKey::WriteTxnMarkers, 1, 1),
     // KIP-664.

@@ -1,9 +1,11 @@
-//! ListTransactions (KIP-664; v1 adds KIP-994's duration filter): the
-//! transactions of every `__transaction_state` partition this broker
-//! coordinates (the admin client asks every broker).
+//! ListTransactions (KIP-664; v1 adds KIP-994's duration filter, v2 a
+//! transactional id pattern, matched against whole ids): the transactions of
+//! every `__transaction_state` partition this broker coordinates (the admin
+//! client asks every broker).
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId as WireProducerId,
@@ -40,6 +42,19 @@ pub async fn handle(
             -1
         },
     };
+    let pattern = match request
+        .transactional_id_pattern
+        .as_ref()
+        .filter(|p| version >= 2 && !p.is_empty())
+        .map(|p| samsa_coordinator::whole_match(p))
+    {
+        None => None,
+        Some(Ok(re)) => Some(re),
+        Some(Err(_)) => {
+            return ListTransactionsResponse::default()
+                .with_error_code(ResponseError::InvalidRegularExpression.code())
+        }
+    };
     let now = now_ms();
     let answers = broker
         .transactions
@@ -51,7 +66,11 @@ pub async fn handle(
         if error_code == 0 {
             error_code = a.error_code;
         }
-        listed.extend(a.transactions);
+        listed.extend(a.transactions.into_iter().filter(|t| {
+            pattern
+                .as_ref()
+                .is_none_or(|re| re.is_match(&t.transactional_id))
+        }));
     }
     listed.sort();
     // Named whether or not this broker coordinates any partition.

@@ -128,7 +128,10 @@ pub async fn handle(
         }
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let response = produce::handle(broker, r, version).await;
+            // KIP-890: a transaction's first batch in a partition is checked
+            // with (or, transaction version 2, added by) its coordinator.
+            let refused = crate::transactions::verify::verify_produce(broker, &r, version).await;
+            let response = produce::handle_verified(broker, r, version, refused).await;
             if acks == 0 {
                 // No response; a failed partition closes the connection.
                 return match produce::failed_partitions(&response) {

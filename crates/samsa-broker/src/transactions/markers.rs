@@ -1,7 +1,8 @@
 //! Writing a transaction's COMMIT/ABORT markers (Kafka's
 //! `TransactionMarkerChannelManager`): each partition of the transaction
-//! gets its marker from its leader — a WriteTxnMarkers request over
-//! `samsa-client` — retried (NOT_LEADER_OR_FOLLOWER, an unknown
+//! gets its marker from its leader — this broker's own WriteTxnMarkers
+//! handler when it leads the partition, a WriteTxnMarkers request over
+//! `samsa-client` otherwise — retried (NOT_LEADER_OR_FOLLOWER, an unknown
 //! or fenced leader, NOT_ENOUGH_REPLICAS, timeouts) until written. Written
 //! partitions, and partitions of topics deleted meanwhile, are reported to
 //! the shard that asked; once all are, it appends CompleteCommit/Abort.
@@ -65,6 +66,9 @@ async fn send(broker: Arc<Broker>, partition: u32, epoch: LeaderEpoch, markers: 
         let mut done = Vec::new();
         for (leader, tps) in by_leader(&broker, &remaining, &mut done) {
             let outcomes = match leader {
+                Some(l) if l == broker.settings.node_id => {
+                    write_here(&broker, &markers, &tps).await
+                }
                 Some(l) => write_remote(&broker, l, &markers, &tps).await,
                 None => tps.iter().map(|tp| (tp.clone(), Outcome::Retry)).collect(),
             };
@@ -184,6 +188,22 @@ fn outcomes(
             (tp.clone(), outcome)
         })
         .collect()
+}
+
+/// Writes the markers of partitions this broker leads through its own
+/// WriteTxnMarkers handler (no network round trip).
+async fn write_here(
+    broker: &Broker,
+    markers: &TxnMarkers,
+    tps: &[TopicPartition],
+) -> Vec<(TopicPartition, Outcome)> {
+    let response = crate::handlers::write_txn_markers::handle(
+        broker,
+        request(markers, tps),
+        WRITE_TXN_MARKERS_VERSION,
+    )
+    .await;
+    outcomes(tps, &response)
 }
 
 /// Sends the markers of partitions `leader` leads to it, on the

@@ -16,6 +16,7 @@
 //! block allocation is a quorum write that cannot run under a shard's lock.
 
 pub(crate) mod markers;
+pub(crate) mod verify;
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 

@@ -19,7 +19,8 @@ fn open(dir: &std::path::Path) -> Arc<Broker> {
     let mut cfg = StaticConfig::default();
     cfg.set("log.dirs", &dir.display().to_string()).unwrap();
     cfg.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
-    cfg.set("transaction.state.log.num.partitions", "3").unwrap();
+    cfg.set("transaction.state.log.num.partitions", "3")
+        .unwrap();
     let cfg = Arc::new(cfg);
     Broker::open(BrokerSettings::from_config(&cfg).unwrap(), cfg).unwrap()
 }
@@ -83,28 +84,104 @@ async fn transactional_ids_keep_their_producer_id_across_a_restart() {
             .image()
             .topic(TRANSACTION_STATE_TOPIC)
             .is_some_and(|t| t.partitions.len() == 3));
-        until("the coordinator to load", || broker.transactions.serves("tx-a")).await;
+        until("the coordinator to load", || {
+            broker.transactions.serves("tx-a")
+        })
+        .await;
         let (code, id, epoch) = init(&broker, "tx-a").await;
         assert_eq!(code, 0);
         assert!(id >= 0);
         let (code, id2, epoch2) = init(&broker, "tx-a").await;
-        assert_eq!((code, id2), (0, id), "same transactional id, same producer id");
+        assert_eq!(
+            (code, id2),
+            (0, id),
+            "same transactional id, same producer id"
+        );
         assert_eq!(epoch2, epoch + 1, "the epoch is bumped (fencing)");
         let (_, other, _) = init(&broker, "tx-b").await;
-        assert_ne!(other, id, "another transactional id gets another producer id");
+        assert_ne!(
+            other, id,
+            "another transactional id gets another producer id"
+        );
         let _ = stop.send(true);
         // The shards' tasks end once the runtime closed them; then the data
         // directory's lock goes with the broker.
-        until("the coordinator tasks to end", || Arc::strong_count(&broker) == 1).await;
+        until("the coordinator tasks to end", || {
+            Arc::strong_count(&broker) == 1
+        })
+        .await;
         drop(broker);
         (id, epoch2)
     };
     let broker = open(dir.path());
     let stop = start(&broker);
-    until("the coordinator to reload", || broker.transactions.serves("tx-a")).await;
+    until("the coordinator to reload", || {
+        broker.transactions.serves("tx-a")
+    })
+    .await;
     let (code, id, epoch) = init(&broker, "tx-a").await;
     assert_eq!(code, 0);
     assert_eq!(id, first_id, "reloaded from __transaction_state");
     assert_eq!(epoch, first_epoch + 1);
+    let _ = stop.send(true);
+}
+
+/// ListTransactions v2 matches its transactional id pattern against whole
+/// ids (as Kafka does) and refuses an invalid one with
+/// INVALID_REGULAR_EXPRESSION; DescribeTransactions answers in request
+/// order, an unknown id with TRANSACTIONAL_ID_NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_describe_transactions() {
+    use kafka_protocol::messages::{DescribeTransactionsRequest, ListTransactionsRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let stop = start(&broker);
+    assert_eq!(find_coordinator(&broker, "tx-a").1, 0);
+    for id in ["tx-a", "tx-ab", "other"] {
+        until("the coordinator to load", || broker.transactions.serves(id)).await;
+        assert_eq!(init(&broker, id).await.0, 0);
+    }
+    let list = |pattern: Option<&str>| {
+        ListTransactionsRequest::default()
+            .with_duration_filter(-1)
+            .with_transactional_id_pattern(pattern.map(|p| StrBytes::from_string(p.into())))
+    };
+    let ids = |r: &kafka_protocol::messages::ListTransactionsResponse| {
+        r.transaction_states
+            .iter()
+            .map(|t| t.transactional_id.0.to_string())
+            .collect::<Vec<_>>()
+    };
+    let all = crate::handlers::list_transactions::handle(&broker, list(None), 2).await;
+    assert_eq!(ids(&all), ["other", "tx-a", "tx-ab"]);
+    let some = crate::handlers::list_transactions::handle(&broker, list(Some("tx-a")), 2).await;
+    assert_eq!((some.error_code, ids(&some)), (0, vec!["tx-a".to_string()]));
+    let bad = crate::handlers::list_transactions::handle(&broker, list(Some("tx-(")), 2).await;
+    assert_eq!(bad.error_code, 128, "INVALID_REGULAR_EXPRESSION");
+    let described = crate::handlers::describe_transactions::handle(
+        &broker,
+        DescribeTransactionsRequest::default().with_transactional_ids(
+            ["tx-ab", "nope", "tx-a"]
+                .into_iter()
+                .map(|i| TransactionalId(StrBytes::from_string(i.into())))
+                .collect(),
+        ),
+        0,
+    )
+    .await;
+    let got: Vec<(String, i16, String)> = described
+        .transaction_states
+        .iter()
+        .map(|t| {
+            (
+                t.transactional_id.0.to_string(),
+                t.error_code,
+                t.transaction_state.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got[0], ("tx-ab".into(), 0, "Empty".into()));
+    assert_eq!((got[1].0.as_str(), got[1].1), ("nope", 105));
+    assert_eq!(got[2], ("tx-a".into(), 0, "Empty".into()));
     let _ = stop.send(true);
 }
