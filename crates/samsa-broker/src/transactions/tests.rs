@@ -11,6 +11,7 @@ use samsa_metadata::config::StaticConfig;
 
 use super::*;
 use crate::settings::BrokerSettings;
+use kafka_protocol::error::ResponseError;
 
 /// How long a test waits for something the broker does in the background.
 const BACKGROUND_WAIT: Duration = Duration::from_secs(20);
@@ -183,5 +184,102 @@ async fn list_and_describe_transactions() {
     assert_eq!(got[0], ("tx-ab".into(), 0, "Empty".into()));
     assert_eq!((got[1].0.as_str(), got[1].1), ("nope", 105));
     assert_eq!(got[2], ("tx-a".into(), 0, "Empty".into()));
+    let _ = stop.send(true);
+}
+
+/// A Produce of one transactional batch of `pid`/`epoch` to partition 0 of `t`.
+fn txn_produce(
+    id: &str,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use samsa_model::batch::{BatchBuilder, NewRecord};
+    let mut b = BatchBuilder::new()
+        .producer(ProducerId(pid), samsa_model::ProducerEpoch(epoch), seq)
+        .transactional(true);
+    b.push(NewRecord::new(
+        crate::handlers::produce::now_ms(),
+        Some(b"k"),
+        Some(b"v"),
+    ));
+    let records = bytes::Bytes::from(b.build().unwrap());
+    kafka_protocol::messages::ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.into()))))
+        .with_acks(1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(kafka_protocol::messages::TopicName(
+                StrBytes::from_static_str("t"),
+            ))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
+}
+
+/// KIP-890: the leader asks the coordinator before a transaction's first
+/// batch in a partition. A transaction version 1 producer that never added
+/// the partition is refused (INVALID_TXN_STATE for Produce v10,
+/// TRANSACTION_ABORTABLE for v11) and nothing is appended (no hanging
+/// transaction); with Produce v12 and
+/// `transaction.version` 2 the leader adds the partition to the
+/// transaction itself, so the batch is appended and the transaction is
+/// Ongoing with that partition (its markers will cover it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactions_first_batch_is_verified_with_its_coordinator() {
+    use samsa_metadata::NewTopic;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let stop = start(&broker);
+    let created = broker.controller.create_topics(
+        vec![NewTopic {
+            name: "t".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..Default::default()
+        }],
+        false,
+    );
+    assert!(created[0].is_ok(), "{created:?}");
+    broker.reconcile().unwrap();
+    assert_eq!(find_coordinator(&broker, "tx").1, 0);
+    until("the coordinator to load", || {
+        broker.transactions.serves("tx")
+    })
+    .await;
+    let (code, pid, epoch) = init(&broker, "tx").await;
+    assert_eq!(code, 0);
+    let part = broker
+        .partition_named(&broker.image(), "t", 0)
+        .expect("partition t-0");
+
+    for (version, error) in [
+        (10, ResponseError::InvalidTxnState),
+        (11, ResponseError::TransactionAbortable),
+    ] {
+        let req = txn_produce("tx", pid, epoch, 0);
+        let refused = verify::verify_produce(&broker, &req, version).await;
+        let r = crate::handlers::produce::handle_verified(&broker, req, version, refused).await;
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code,
+            error.code(),
+            "Produce v{version}"
+        );
+        assert_eq!(part.log().log_end_offset().get(), 0, "nothing appended");
+    }
+
+    let req = txn_produce("tx", pid, epoch, 0);
+    let refused = verify::verify_produce(&broker, &req, 12).await;
+    let r = crate::handlers::produce::handle_verified(&broker, req, 12, refused).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(part.log().log_end_offset().get(), 1);
+    let p = broker.transactions.partition_for("tx");
+    let described = broker
+        .transactions
+        .read(&broker, p, |c| c.describe_transactions(&["tx".to_string()]))
+        .await;
+    assert_eq!(described[0].state, "Ongoing");
+    assert_eq!(described[0].topics, vec![("t".to_string(), vec![0])]);
     let _ = stop.send(true);
 }

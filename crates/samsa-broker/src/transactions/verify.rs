@@ -14,7 +14,8 @@
 //! retriable ones (no coordinator, loading, concurrent transactions) are
 //! NOT_ENOUGH_REPLICAS, which producers retry; a fenced epoch is
 //! INVALID_PRODUCER_EPOCH; a partition not in the transaction is
-//! INVALID_TXN_STATE.
+//! TRANSACTION_ABORTABLE for Produce v11+ (KIP-890), INVALID_TXN_STATE for
+//! older producers, which do not know that code.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,19 +52,26 @@ pub(crate) struct Verification {
     pub add: bool,
 }
 
+/// The first Produce version that knows TRANSACTION_ABORTABLE (KIP-890).
+const TRANSACTION_ABORTABLE_SINCE: i16 = 11;
+
 /// Asks the coordinator of `v.transactional_id`; `Ok` when the batch may be
-/// appended, else the Produce error for it.
-pub(crate) async fn verify(broker: &Arc<Broker>, v: &Verification) -> Result<(), ResponseError> {
+/// appended, else the Produce (v`version`) error for it.
+pub(crate) async fn verify(
+    broker: &Arc<Broker>,
+    v: &Verification,
+    version: i16,
+) -> Result<(), ResponseError> {
     let code = match coordinator_of(broker, &v.transactional_id) {
         None => codes::COORDINATOR_NOT_AVAILABLE,
         Some(c) if c == broker.settings.node_id => here(broker, v).await,
         Some(c) => remote(broker, c, v).await,
     };
-    produce_error(code)
+    produce_error(code, version)
 }
 
-/// The Produce error for the coordinator's answer `code`.
-fn produce_error(code: i16) -> Result<(), ResponseError> {
+/// The Produce (v`version`) error for the coordinator's answer `code`.
+fn produce_error(code: i16, version: i16) -> Result<(), ResponseError> {
     match code {
         0 => Ok(()),
         c if c == codes::COORDINATOR_NOT_AVAILABLE
@@ -76,7 +84,9 @@ fn produce_error(code: i16) -> Result<(), ResponseError> {
         c if c == txn_codes::PRODUCER_FENCED || c == txn_codes::INVALID_PRODUCER_EPOCH => {
             Err(ResponseError::InvalidProducerEpoch)
         }
-        c if c == txn_codes::TRANSACTION_ABORTABLE => Err(ResponseError::TransactionAbortable),
+        c if c == txn_codes::TRANSACTION_ABORTABLE && version >= TRANSACTION_ABORTABLE_SINCE => {
+            Err(ResponseError::TransactionAbortable)
+        }
         _ => Err(ResponseError::InvalidTxnState),
     }
 }
@@ -237,7 +247,7 @@ pub(crate) async fn verify_produce(
                 },
                 add,
             };
-            if let Err(e) = verify(broker, &v).await {
+            if let Err(e) = verify(broker, &v, version).await {
                 refused.insert((ti, pi), e);
             }
         }
@@ -253,7 +263,7 @@ mod tests {
     /// producers retry what is transient and abort what is not.
     #[test]
     fn coordinator_errors_map_to_produce_errors() {
-        assert_eq!(produce_error(0), Ok(()));
+        assert_eq!(produce_error(0, 11), Ok(()));
         for retriable in [
             codes::NOT_COORDINATOR,
             codes::COORDINATOR_LOAD_IN_PROGRESS,
@@ -261,17 +271,26 @@ mod tests {
             txn_codes::CONCURRENT_TRANSACTIONS,
         ] {
             assert_eq!(
-                produce_error(retriable),
+                produce_error(retriable, 11),
                 Err(ResponseError::NotEnoughReplicas)
             );
         }
         assert_eq!(
-            produce_error(txn_codes::PRODUCER_FENCED),
+            produce_error(txn_codes::PRODUCER_FENCED, 11),
             Err(ResponseError::InvalidProducerEpoch)
         );
         assert_eq!(
-            produce_error(txn_codes::INVALID_TXN_STATE),
+            produce_error(txn_codes::INVALID_TXN_STATE, 11),
             Err(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(
+            produce_error(txn_codes::TRANSACTION_ABORTABLE, 11),
+            Err(ResponseError::TransactionAbortable)
+        );
+        assert_eq!(
+            produce_error(txn_codes::TRANSACTION_ABORTABLE, 10),
+            Err(ResponseError::InvalidTxnState),
+            "older producers do not know TRANSACTION_ABORTABLE"
         );
     }
 }
