@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import helpers as h
+from cluster import cluster_fixture
 
 TXN_TIMEOUT_S = 30.0
 
@@ -36,6 +37,33 @@ def produce_txn(p, topic: str, values, partitions: int = 1) -> None:
 def values_read(bootstrap: str, topic: str, partitions: int, isolation: str) -> list[bytes]:
     got = h.consume_partitions(bootstrap, topic, range(partitions), **{"isolation.level": isolation})
     return [r.value for p in range(partitions) for r in got[p]]
+
+
+@pytest.fixture
+def cluster_factory(request, tmp_path):
+    yield from cluster_fixture(request, tmp_path)
+
+
+def test_commit_and_abort_on_a_three_node_cluster(cluster_factory):
+    """The coordinator writes markers to partition leaders on other brokers
+    (WriteTxnMarkers over the inter-broker listener), with
+    __transaction_state replicated 3 ways and min.insync.replicas 2."""
+    c = cluster_factory(3)
+    topic = h.unique_topic("txn-cluster")
+    c.create_topic(topic, 3, rf=3)
+    leaders = {c.leader_of(topic, p) for p in range(3)}
+    p = txn_producer(c.bootstrap, h.unique_topic("tid"))
+    p.init_transactions(TXN_TIMEOUT_S)
+    p.begin_transaction()
+    produce_txn(p, topic, [f"a{i}".encode() for i in range(9)], partitions=3)
+    p.abort_transaction(TXN_TIMEOUT_S)
+    committed = [f"k{i}".encode() for i in range(9)]
+    p.begin_transaction()
+    produce_txn(p, topic, committed, partitions=3)
+    p.commit_transaction(TXN_TIMEOUT_S)
+    assert sorted(values_read(c.bootstrap, topic, 3, "read_committed")) == sorted(committed)
+    assert len(values_read(c.bootstrap, topic, 3, "read_uncommitted")) == 18
+    assert len(leaders) > 1, f"all partitions led by one broker: {leaders}"
 
 
 def test_commit_is_visible_to_read_committed_only_after_commit(broker):
