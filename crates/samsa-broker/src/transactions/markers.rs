@@ -24,7 +24,6 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::{
     ProducerId as WireProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
-use samsa_client::connection::{Connection, ConnectionConfig};
 use samsa_coordinator::txn::TxnMarkers;
 use samsa_model::{BrokerId, LeaderEpoch, TopicPartition};
 
@@ -218,12 +217,11 @@ async fn write_remote(
     let Some(addr) = crate::replica::leader_address(broker, leader) else {
         return retry();
     };
-    let config = Arc::new(ConnectionConfig {
-        client_id: "samsa-txn-markers".into(),
-        request_timeout: REMOTE_TIMEOUT,
-        ..ConnectionConfig::default()
-    });
-    let conn = match Connection::connect(&addr, config).await {
+    let conn = match broker
+        .transactions
+        .peer("samsa-txn-markers", &addr, REMOTE_TIMEOUT)
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%addr, error = %e, "connecting to a partition leader for transaction markers");

@@ -20,6 +20,7 @@ pub(crate) mod verify;
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use samsa_client::connection::{Connection, ConnectionConfig};
 use samsa_coordinator::txn::{TxnConfig, TxnCoordinator, TxnMarkers, TxnOutput, TxnResponse};
 use samsa_coordinator::ReplyToken;
 use samsa_metadata::config::StaticConfig;
@@ -151,6 +152,10 @@ impl CoordinatorKind for Transactions {
 /// The transaction coordinator service.
 pub struct TxnService {
     runtime: Arc<CoordinatorRuntime<Transactions>>,
+    /// Connections to other brokers, by (client id, address): one per
+    /// purpose, since a broker answers a connection's requests in order and a
+    /// WriteTxnMarkers may wait for its ISR. At most one per purpose and broker.
+    peers: Mutex<std::collections::HashMap<(&'static str, String), Arc<Connection>>>,
 }
 
 impl TxnService {
@@ -183,6 +188,7 @@ impl TxnService {
                 spare_ids: Arc::new(Mutex::new(Vec::new())),
                 broker,
             })),
+            peers: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -288,6 +294,28 @@ impl TxnService {
     /// sender for an older leadership stops).
     pub(crate) fn leads(&self, partition: u32, epoch: LeaderEpoch) -> bool {
         self.runtime.leads(partition, epoch)
+    }
+
+    /// A connection to the broker at `addr` for `client_id`'s requests
+    /// (reused while open), whose requests time out after `timeout`.
+    pub(crate) async fn peer(
+        &self,
+        client_id: &'static str,
+        addr: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Arc<Connection>, samsa_client::ClientError> {
+        let key = (client_id, addr.to_string());
+        if let Some(c) = lock(&self.peers).get(&key).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let config = Arc::new(ConnectionConfig {
+            client_id: client_id.into(),
+            request_timeout: timeout,
+            ..ConnectionConfig::default()
+        });
+        let conn = Connection::connect(addr, config).await?;
+        lock(&self.peers).insert(key, conn.clone());
+        Ok(conn)
     }
 
     async fn refill_producer_ids(&self, broker: &Arc<Broker>) {

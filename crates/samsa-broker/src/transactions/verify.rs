@@ -27,7 +27,6 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, ProducerId as WireProducerId, TopicName, TransactionalId,
 };
-use samsa_client::connection::{Connection, ConnectionConfig};
 use samsa_coordinator::codes;
 use samsa_coordinator::txn::{self, txn_codes, TxnResponse};
 use samsa_model::{ProducerEpoch, ProducerId, TopicPartition};
@@ -149,12 +148,11 @@ async fn remote(broker: &Broker, coordinator: samsa_model::BrokerId, v: &Verific
     let Some(addr) = crate::replica::leader_address(broker, coordinator) else {
         return codes::COORDINATOR_NOT_AVAILABLE;
     };
-    let config = Arc::new(ConnectionConfig {
-        client_id: "samsa-txn-verify".into(),
-        request_timeout: REMOTE_TIMEOUT,
-        ..ConnectionConfig::default()
-    });
-    let Ok(conn) = Connection::connect(&addr, config).await else {
+    let Ok(conn) = broker
+        .transactions
+        .peer("samsa-txn-verify", &addr, REMOTE_TIMEOUT)
+        .await
+    else {
         return codes::COORDINATOR_NOT_AVAILABLE;
     };
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
