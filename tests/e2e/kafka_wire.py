@@ -163,15 +163,17 @@ def record_header_prefix(offset_delta: int, value_len: int, key: bytes | None = 
 
 def encode_batch(records_payload: bytes, record_count: int, *, base_timestamp: int,
                  compression: int = COMPRESSION_NONE, base_offset: int = 0,
-                 max_timestamp: int | None = None, producer: tuple[int, int, int] = (-1, -1, -1)) -> bytes:
+                 max_timestamp: int | None = None, producer: tuple[int, int, int] = (-1, -1, -1),
+                 transactional: bool = False) -> bytes:
     """Wrap an already encoded (and possibly compressed) records payload into a
     record batch v2 with a correct CRC-32C. ``producer`` is (producer id, epoch,
-    base sequence) of an idempotent batch."""
+    base sequence) of an idempotent batch; ``transactional`` sets attribute bit 4."""
     if max_timestamp is None:
         max_timestamp = base_timestamp
+    attributes = compression | (0x10 if transactional else 0)
     # Everything from 'attributes' to the end is covered by the CRC.
     after_crc = (
-        i16(compression)            # attributes: compression codec, create-time
+        i16(attributes)             # attributes: codec, create-time, transactional
         + i32(record_count - 1)     # last offset delta
         + i64(base_timestamp)
         + i64(max_timestamp)
@@ -188,11 +190,13 @@ def encode_batch(records_payload: bytes, record_count: int, *, base_timestamp: i
 
 
 def simple_batch(values: list[bytes], *, key: bytes | None = b"k",
-                 timestamp_ms: int | None = None, producer: tuple[int, int, int] = (-1, -1, -1)) -> bytes:
+                 timestamp_ms: int | None = None, producer: tuple[int, int, int] = (-1, -1, -1),
+                 transactional: bool = False) -> bytes:
     if timestamp_ms is None:
         timestamp_ms = int(time.time() * 1000)
     payload = b"".join(encode_record(i, key, v) for i, v in enumerate(values))
-    return encode_batch(payload, len(values), base_timestamp=timestamp_ms, producer=producer)
+    return encode_batch(payload, len(values), base_timestamp=timestamp_ms, producer=producer,
+                        transactional=transactional)
 
 
 # Offset of the CRC field inside a batch: base offset (8) + batch length (4)

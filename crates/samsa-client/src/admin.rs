@@ -37,6 +37,11 @@ pub const RESOURCE_GROUP: i8 = 32;
 /// Kafka's ConfigSource values.
 mod quorum;
 pub use quorum::{QuorumEndpoint, QuorumInfo, QuorumReplica};
+mod transactions;
+pub use transactions::{
+    AbortTransactionSpec, ListTransactionsFilter, ProducerState, TransactionDescription,
+    TransactionListing,
+};
 
 pub mod config_source {
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;

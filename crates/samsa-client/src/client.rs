@@ -426,11 +426,27 @@ impl Client {
     /// The coordinator broker of a consumer group (FindCoordinator, retried
     /// while the coordinator is loading or not available).
     pub async fn group_coordinator(&self, group: &str) -> Result<i32, ClientError> {
+        self.coordinator(0, group, "group").await
+    }
+
+    /// The transaction coordinator broker of `transactional_id` (FindCoordinator
+    /// with key type 1, retried as for groups).
+    pub async fn transaction_coordinator(
+        &self,
+        transactional_id: &str,
+    ) -> Result<i32, ClientError> {
+        self.coordinator(1, transactional_id, "transactional id")
+            .await
+    }
+
+    /// FindCoordinator for `key` of `key_type` (0 group, 1 transaction).
+    async fn coordinator(&self, key_type: i8, key: &str, what: &str) -> Result<i32, ClientError> {
+        let group = key;
         let mut attempt = 0;
         loop {
             let (resp, v) = self
                 .send_any(ApiKey::FindCoordinator, |v| {
-                    let req = FindCoordinatorRequest::default().with_key_type(0);
+                    let req = FindCoordinatorRequest::default().with_key_type(key_type);
                     if v >= 4 {
                         req.with_coordinator_keys(vec![StrBytes::from_string(group.to_string())])
                     } else {
@@ -470,7 +486,7 @@ impl Client {
                 tokio::time::sleep(self.inner.config.retry_backoff * 2).await;
                 continue;
             }
-            ClientError::check(code, message, format!("group {group}"))?;
+            ClientError::check(code, message, format!("{what} {group}"))?;
             let mut cluster = locked(&self.inner.cluster);
             cluster.brokers.entry(node).or_insert(BrokerInfo {
                 id: node,

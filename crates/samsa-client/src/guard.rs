@@ -376,16 +376,33 @@ static DESCRIBE_QUORUM: Schema = s(&[
 static FEATURE_RESULT: Schema = s(&[f(Str), f(I16), f(Str)]);
 static UPDATE_FEATURES: Schema = s(&[f(I32), f(I16), f(Str), until(1, arr(&FEATURE_RESULT))]);
 
+// Transactions (KIP-664): ListTransactions v0-2, DescribeTransactions v0,
+// DescribeProducers v0, WriteTxnMarkers v1 (all flexible).
+static LISTED_TXN: Schema = s(&[f(Str), f(I64), f(Str)]);
+static LIST_TRANSACTIONS: Schema = s(&[f(I32), f(I16), f(Strs), f(arr(&LISTED_TXN))]);
+static TXN_TOPIC: Schema = s(&[f(Str), f(I32s)]);
+static DESCRIBED_TXN: Schema = s(&[
+    f(I16),
+    f(Str),
+    f(Str),
+    f(I32),
+    f(I64),
+    f(I64),
+    f(I16),
+    f(arr(&TXN_TOPIC)),
+]);
+static DESCRIBE_TRANSACTIONS: Schema = s(&[f(I32), f(arr(&DESCRIBED_TXN))]);
+static PRODUCER_STATE: Schema = s(&[f(I64), f(I32), f(I32), f(I64), f(I32), f(I64)]);
+static PRODUCERS_PARTITION: Schema = s(&[f(I32), f(I16), f(Str), f(arr(&PRODUCER_STATE))]);
+static PRODUCERS_TOPIC: Schema = s(&[f(Str), f(arr(&PRODUCERS_PARTITION))]);
+static DESCRIBE_PRODUCERS: Schema = s(&[f(I32), f(arr(&PRODUCERS_TOPIC))]);
+static MARKER_PARTITION: Schema = s(&[f(I32), f(I16)]);
+static MARKER_TOPIC: Schema = s(&[f(Str), f(arr(&MARKER_PARTITION))]);
+static MARKER_RESULT: Schema = s(&[f(I64), f(arr(&MARKER_TOPIC))]);
+static WRITE_TXN_MARKERS: Schema = s(&[f(arr(&MARKER_RESULT))]);
+
 static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
 static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
-
-// WriteTxnMarkers v1 (a transaction coordinator asking a partition leader
-// to write markers): per marker the producer id and per topic the
-// partitions' error codes.
-static WTM_PARTITION: Schema = s(&[f(I32), f(I16)]);
-static WTM_TOPIC: Schema = s(&[f(Str), f(arr(&WTM_PARTITION))]);
-static WTM_MARKER: Schema = s(&[f(I64), f(arr(&WTM_TOPIC))]);
-static WRITE_TXN_MARKERS: Schema = s(&[f(arr(&WTM_MARKER))]);
 
 // AddPartitionsToTxn v5 (a partition leader verifying or adding a
 // partition, KIP-890): throttle, error, then per transaction per topic the
@@ -506,6 +523,15 @@ static APIS: &[Api] = &[
     ),
     api(ApiKey::DescribeQuorum, 2, 2, 0, &DESCRIBE_QUORUM),
     api(ApiKey::UpdateFeatures, 0, 2, 0, &UPDATE_FEATURES),
+    api(ApiKey::ListTransactions, 0, 2, 0, &LIST_TRANSACTIONS),
+    api(
+        ApiKey::DescribeTransactions,
+        0,
+        0,
+        0,
+        &DESCRIBE_TRANSACTIONS,
+    ),
+    api(ApiKey::DescribeProducers, 0, 0, 0, &DESCRIBE_PRODUCERS),
     api(ApiKey::WriteTxnMarkers, 1, 1, 1, &WRITE_TXN_MARKERS),
     api(ApiKey::AddPartitionsToTxn, 5, 5, 3, &ADD_PARTITIONS_TO_TXN),
 ];
@@ -944,5 +970,54 @@ mod tests {
     #[test]
     fn unknown_versions_are_refused() {
         assert!(check_response_body(ApiKey::Fetch, 11, &[]).is_err());
+    }
+
+    #[test]
+    fn transaction_admin_responses_pass() {
+        let list = ListTransactionsResponse::default()
+            .with_unknown_state_filters(vec![StrBytes::from_static_str("Bogus")])
+            .with_transaction_states(vec![list_transactions_response::TransactionState::default(
+            )
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_producer_id(ProducerId(7))
+            .with_transaction_state(StrBytes::from_static_str("Ongoing"))]);
+        for v in 0..=2 {
+            check_response_body(ApiKey::ListTransactions, v, &encode(&list, v)).expect("list");
+        }
+        let describe = DescribeTransactionsResponse::default().with_transaction_states(vec![
+            describe_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_transaction_state(StrBytes::from_static_str("Ongoing"))
+                .with_topics(vec![describe_transactions_response::TopicData::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![0, 1])]),
+        ]);
+        check_response_body(ApiKey::DescribeTransactions, 0, &encode(&describe, 0))
+            .expect("describe");
+        let producers = DescribeProducersResponse::default().with_topics(vec![
+            describe_producers_response::TopicResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![
+                    describe_producers_response::PartitionResponse::default()
+                        .with_active_producers(vec![
+                            describe_producers_response::ProducerState::default(),
+                        ]),
+                ]),
+        ]);
+        check_response_body(ApiKey::DescribeProducers, 0, &encode(&producers, 0))
+            .expect("producers");
+        let markers = WriteTxnMarkersResponse::default().with_markers(vec![
+            write_txn_markers_response::WritableTxnMarkerResult::default().with_topics(vec![
+                write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                    .with_partitions(vec![
+                        write_txn_markers_response::WritableTxnMarkerPartitionResult::default(),
+                    ]),
+            ]),
+        ]);
+        check_response_body(ApiKey::WriteTxnMarkers, 1, &encode(&markers, 1)).expect("markers");
+        // A count larger than the body is refused.
+        let mut bad = encode(&producers, 0);
+        bad[4] = 0x7f;
+        assert!(check_response_body(ApiKey::DescribeProducers, 0, &bad).is_err());
     }
 }

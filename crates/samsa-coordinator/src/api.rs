@@ -23,6 +23,15 @@ pub struct ReplyToken(pub u64);
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CommitId(pub u64);
 
+/// The transactional producer a TxnOffsetCommit's batch is written for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TxnProducer {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+}
+
 /// One `__consumer_offsets` record in Kafka's byte format (see [`crate::records`]);
 /// `value: None` is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +65,11 @@ pub enum Output {
         /// append that fails is handled as any failed append (unload and reload), which
         /// drops them.
         commit: Option<CommitId>,
+        /// Set for TxnOffsetCommit: the batch is transactional, written with the
+        /// producer's id and epoch (and no sequence, as Kafka's group coordinator
+        /// writes it). Its offsets stay pending until a COMMIT marker of that producer
+        /// in the partition (see [`crate::Coordinator::complete_transaction`]).
+        transaction: Option<TxnProducer>,
     },
     /// Send `response` for the request that carried `token`.
     Reply {
@@ -401,6 +415,33 @@ pub struct OffsetCommitRequest {
     /// Retention time (v2–v4; -1 = broker default).
     pub retention_time_ms: i64,
     /// Topics.
+    pub topics: Vec<OffsetCommitTopic>,
+}
+
+/// TxnOffsetCommit v0–v5 (KIP-98; KIP-447 adds the group fields in v3). Fields a
+/// version lacks take Kafka's defaults (`generation_id: -1`, `member_id: ""`,
+/// `group_instance_id: None`). The broker answers UNKNOWN_TOPIC_OR_PARTITION for
+/// partitions that do not exist before calling the coordinator; the response is an
+/// [`OffsetCommitResponse`] (same shape).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TxnOffsetCommitRequest {
+    /// API version.
+    pub api_version: i16,
+    /// The producer's `transactional.id`.
+    pub transactional_id: String,
+    /// Group id.
+    pub group_id: String,
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+    /// Generation (classic) or member epoch (KIP-848); -1 if not given.
+    pub generation_id: i32,
+    /// Member id ("" if not given).
+    pub member_id: String,
+    /// `group.instance.id`.
+    pub group_instance_id: Option<String>,
+    /// Topics (`committed_metadata` as in OffsetCommit).
     pub topics: Vec<OffsetCommitTopic>,
 }
 

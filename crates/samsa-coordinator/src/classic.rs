@@ -394,6 +394,7 @@ impl ClassicGroup {
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
+        transactional: bool,
     ) -> Result<(), GroupError> {
         if self.state == ClassicState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
@@ -406,10 +407,12 @@ impl ClassicGroup {
             if generation != self.generation {
                 return Err(GroupError::IllegalGeneration);
             }
-        } else if self.state != ClassicState::Empty {
+        } else if !transactional && self.state != ClassicState::Empty {
+            // TxnOffsetCommit before v3 carries no member id or generation: such
+            // commits are accepted whatever the group's state (Kafka).
             return Err(GroupError::UnknownMemberId);
         }
-        if self.state == ClassicState::CompletingRebalance {
+        if !transactional && self.state == ClassicState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
         Ok(())

@@ -524,15 +524,21 @@ impl ConsumerGroup {
         epoch: i32,
         api_version: i16,
         partitions: &[(Option<TopicId>, i32)],
+        transactional: bool,
     ) -> Result<(), GroupError> {
         if epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        if transactional && epoch == -1 && member_id.is_empty() {
+            // TxnOffsetCommit need not name a member (Kafka checks the member only
+            // when one of member id, epoch or instance id is given).
             return Ok(());
         }
         let m = self
             .members
             .get(member_id)
             .ok_or(GroupError::UnknownMemberId)?;
-        if api_version < 9 {
+        if !transactional && api_version < 9 {
             return Err(GroupError::UnsupportedVersion(
                 "OffsetCommit v9+ must be used by members of consumer-protocol groups".into(),
             ));

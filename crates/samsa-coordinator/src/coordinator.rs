@@ -84,6 +84,7 @@ impl Ctx<'_> {
             partition: partition_for(group, self.cfg.partitions()),
             records: records.iter().map(CoordinatorRecord::encode).collect(),
             commit: None,
+            transaction: None,
         });
     }
 }
@@ -99,6 +100,9 @@ pub struct DurableState {
     pub classic_groups: BTreeMap<String, Option<GroupMetadataValue>>,
     /// KIP-848 groups.
     pub consumer_groups: BTreeMap<String, ConsumerGroupDurable>,
+    /// Pending transactional offsets per producer id, by (group, topic, partition).
+    pub pending_transactional_offsets:
+        BTreeMap<i64, BTreeMap<(String, String, i32), OffsetCommitValue>>,
 }
 
 /// The persistent part of a KIP-848 group.
@@ -137,6 +141,8 @@ pub struct Coordinator {
     pub(crate) loading: BTreeSet<u32>,
     /// Offsets committed but not yet replicated (see [`crate::offsets`]).
     pub(crate) pending: crate::offsets::PendingOffsets,
+    /// Pending transactional offsets (see [`crate::txn_offsets`]).
+    pub(crate) txn: crate::txn_offsets::TxnOffsets,
 }
 
 /// Whether `partition` is among `owned` (`None` owns every partition).
@@ -194,6 +200,7 @@ impl Coordinator {
             owned: None,
             loading: BTreeSet::new(),
             pending: Default::default(),
+            txn: Default::default(),
         }
     }
 
@@ -306,6 +313,7 @@ impl Coordinator {
             owned,
             now,
             pending,
+            txn,
             ..
         } = self;
         loading.retain(|p| owned_contains(owned, *p));
@@ -327,6 +335,7 @@ impl Coordinator {
         groups.retain(|id, _| keep(id));
         offsets.retain(|id, _| keep(id));
         pending.retain_groups(keep);
+        txn.retain_groups(keep);
         timers.retain(|k| k.group().is_none_or(keep));
         out
     }
@@ -484,7 +493,7 @@ impl Coordinator {
         self.timers.next_deadline().map(TimestampMs)
     }
 
-    fn call(
+    pub(crate) fn call(
         &mut self,
         now: TimestampMs,
         f: impl FnOnce(&mut Self, &mut Vec<Output>),
@@ -507,22 +516,32 @@ impl Coordinator {
     /// [`Coordinator::set_owned_partitions`]) are skipped. Once `Active`, only records of
     /// partitions still loading are accepted ([`ReplayError::NotLoading`] otherwise).
     pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), ReplayError> {
+        self.replay_accepts(None)?;
+        let record = CoordinatorRecord::decode(key, value)?;
+        if self.replay_accepts(Some(self.partition_for(record.group())))? {
+            self.apply(record);
+        }
+        Ok(())
+    }
+
+    /// Whether a record of `partition` is to be applied by a replay now (`Ok(false)`:
+    /// skipped, the partition is not owned); `None` checks only that something loads.
+    pub(crate) fn replay_accepts(&self, partition: Option<u32>) -> Result<bool, ReplayError> {
         let loading_all = self.status == CoordinatorStatus::Loading;
         let loading_some = self.status == CoordinatorStatus::Active && !self.loading.is_empty();
         if !loading_all && !loading_some {
             return Err(ReplayError::NotLoading);
         }
-        let record = CoordinatorRecord::decode(key, value)?;
-        let partition = self.partition_for(record.group());
+        let Some(partition) = partition else {
+            return Ok(true);
+        };
         if loading_all {
-            if !owned_contains(&self.owned, partition) {
-                return Ok(());
-            }
-        } else if !self.loading.contains(&partition) {
-            return Err(ReplayError::NotLoading);
+            Ok(owned_contains(&self.owned, partition))
+        } else if self.loading.contains(&partition) {
+            Ok(true)
+        } else {
+            Err(ReplayError::NotLoading)
         }
-        self.apply(record);
-        Ok(())
     }
 
     /// The consumer group a KIP-848 record belongs to, created (replacing a classic
@@ -544,7 +563,7 @@ impl Coordinator {
         }
     }
 
-    fn apply(&mut self, record: CoordinatorRecord) {
+    pub(crate) fn apply(&mut self, record: CoordinatorRecord) {
         match record {
             CoordinatorRecord::OffsetCommit {
                 group,
@@ -557,6 +576,7 @@ impl Coordinator {
                     self.groups
                         .entry(group.clone())
                         .or_insert_with(|| Group::Classic(ClassicGroup::new(group.clone(), None)));
+                    self.txn.note_committed(&group, &topic, partition);
                     self.offsets
                         .entry(group)
                         .or_default()
@@ -669,7 +689,10 @@ impl Coordinator {
         }
     }
 
+    /// Applies a tombstone of the offset: the committed offset and every pending
+    /// transactional offset of the partition go (as Kafka's replay of a tombstone).
     pub(crate) fn remove_offset(&mut self, group: &str, topic: &str, partition: i32) {
+        self.txn.clear(group, topic, partition);
         if let Some(g) = self.offsets.get_mut(group) {
             if let Some(t) = g.get_mut(topic) {
                 t.remove(&partition);
@@ -726,6 +749,7 @@ impl Coordinator {
         self.groups.clear();
         self.offsets.clear();
         self.pending = Default::default();
+        self.txn = Default::default();
         self.timers.clear();
         self.loading.clear();
         self.status = CoordinatorStatus::Unloaded;
@@ -1384,17 +1408,23 @@ impl Coordinator {
     /// Records deleting group `id` and its offsets, and the in-memory removal.
     pub(crate) fn delete_group_records(&mut self, id: &str) -> Vec<CoordinatorRecord> {
         let mut records = Vec::new();
-        if let Some(offsets) = self.offsets.remove(id) {
+        // Pending transactional offsets go too (Kafka's `deleteAllOffsets`): one
+        // tombstone per partition, committed or pending.
+        let mut tombstoned: BTreeSet<(String, i32)> =
+            self.txn.pending_of_group(id).into_iter().collect();
+        if let Some(offsets) = self.offsets.get(id) {
             for (topic, parts) in offsets {
-                for partition in parts.into_keys() {
-                    records.push(CoordinatorRecord::OffsetCommit {
-                        group: id.to_owned(),
-                        topic: topic.clone(),
-                        partition,
-                        value: None,
-                    });
-                }
+                tombstoned.extend(parts.keys().map(|p| (topic.clone(), *p)));
             }
+        }
+        for (topic, partition) in tombstoned {
+            self.remove_offset(id, &topic, partition);
+            records.push(CoordinatorRecord::OffsetCommit {
+                group: id.to_owned(),
+                topic,
+                partition,
+                value: None,
+            });
         }
         match self.groups.remove(id) {
             Some(Group::Classic(g)) => {
@@ -1524,7 +1554,10 @@ impl Coordinator {
 
     /// The persistent state (what replaying the emitted records rebuilds).
     pub fn durable_state(&self) -> DurableState {
-        let mut d = DurableState::default();
+        let mut d = DurableState {
+            pending_transactional_offsets: self.txn.snapshot(),
+            ..DurableState::default()
+        };
         for (gid, offs) in &self.offsets {
             let flat = offs
                 .iter()

@@ -55,6 +55,8 @@ pub mod codes {
     pub const STALE_MEMBER_EPOCH: i16 = 113;
     /// A subscribed regular expression does not compile.
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+    /// OffsetFetch `require_stable`: the partition has pending transactional offsets.
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 }
 
 /// A refusal of a group request; [`GroupError::code`] is the Kafka code it is answered with.

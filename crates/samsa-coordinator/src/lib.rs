@@ -1,6 +1,6 @@
 //! samsa's consumer group coordinator, as a sans-I/O state machine: Kafka 4.x semantics
 //! for the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed
-//! offsets (OffsetCommit, OffsetFetch, OffsetDelete, expiry), group administration
+//! offsets (OffsetCommit, TxnOffsetCommit, OffsetFetch, OffsetDelete, expiry), group administration
 //! (ListGroups, DescribeGroups, DeleteGroups) and the KIP-848 consumer protocol
 //! (ConsumerGroupHeartbeat, ConsumerGroupDescribe), persisted as Kafka's
 //! `__consumer_offsets` records; and the transaction coordinator ([`txn`]), persisted as
@@ -40,6 +40,12 @@
 //!    not show until the broker calls [`Coordinator::commit_replicated`]`(id)` once the
 //!    batch is replicated (Kafka's pending offsets; report one partition's appends in log
 //!    order).
+//!    An append with `transaction: Some(producer)` (TxnOffsetCommit) must be written as
+//!    that producer's transactional batch; when the producer's COMMIT/ABORT marker is
+//!    replicated in that partition, call [`Coordinator::complete_transaction`]. While
+//!    loading, feed records of transactional batches to
+//!    [`Coordinator::replay_transactional`] and control records to
+//!    [`Coordinator::replay_end_transaction`].
 //! 5. **Time.** Call [`Coordinator::tick`] at (or after) [`Coordinator::next_deadline`];
 //!    every call also fires what is due at its `now` first.
 //!
@@ -51,8 +57,7 @@
 //!
 //! # Not implemented
 //!
-//! Transactional offset commits (TxnOffsetCommit; `require_stable` is trivially
-//! satisfied), online migration between classic and KIP-848 protocols for non-empty groups (empty
+//! Online migration between classic and KIP-848 protocols for non-empty groups (empty
 //! groups are converted), classic-protocol members inside KIP-848 groups, rack-aware
 //! assignment, per-group dynamic configs, share/streams groups, and OffsetCommit v10
 //! (topic ids).
@@ -72,6 +77,7 @@ pub mod records;
 mod timer;
 mod topic_regex;
 pub mod txn;
+mod txn_offsets;
 
 pub use api::*;
 pub use assignor::{TopicInfo, TopicMetadata, TopicMetadataMap, BALANCE_MOVES_MAX};

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use samsa_model::TimestampMs;
 
 use crate::api::{
-    CommitId, OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopicResponse,
-    OffsetDeleteRequest, OffsetDeleteResponse, OffsetDeleteTopicResponse, OffsetFetchGroupResponse,
-    OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse,
-    OffsetFetchTopicResponse, Output, PartitionResult, ReplyToken, Response,
+    CommitId, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopic,
+    OffsetCommitTopicResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetDeleteTopicResponse, OffsetFetchGroupResponse, OffsetFetchPartitionResponse,
+    OffsetFetchRequest, OffsetFetchResponse, OffsetFetchTopicResponse, Output, PartitionResult,
+    ReplyToken, Response,
 };
 use crate::classic::{ClassicGroup, ClassicState, ExpiryBase};
 use crate::config::STRING_BYTES_MAX;
@@ -201,20 +202,13 @@ impl Coordinator {
                         GroupError::IllegalGeneration
                     });
                 }
-                if self.groups.len() >= self.config.max_groups() {
-                    return Err(GroupError::CoordinatorNotAvailable);
-                }
-                // A simple group, created to hold offsets.
-                self.groups.insert(
-                    req.group_id.clone(),
-                    Group::Classic(ClassicGroup::new(req.group_id.clone(), Some(self.now))),
-                );
-                Ok(())
+                self.create_simple_group(&req.group_id)
             }
             Some(Group::Classic(g)) => g.validate_offset_commit(
                 &req.member_id,
                 req.group_instance_id.as_deref(),
                 generation,
+                false,
             ),
             Some(Group::Consumer(g)) => {
                 let partitions: Vec<_> = req
@@ -222,9 +216,53 @@ impl Coordinator {
                     .iter()
                     .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
                     .collect();
-                g.validate_offset_commit(&req.member_id, generation, req.api_version, &partitions)
+                g.validate_offset_commit(
+                    &req.member_id,
+                    generation,
+                    req.api_version,
+                    &partitions,
+                    false,
+                )
             }
         }
+    }
+
+    /// Creates a "simple" group to hold offsets (a commit with generation -1 to a
+    /// group that does not exist), if the coordinator has room for one.
+    pub(crate) fn create_simple_group(&mut self, group_id: &str) -> Result<(), GroupError> {
+        if self.groups.len() >= self.config.max_groups() {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        self.groups.insert(
+            group_id.to_owned(),
+            Group::Classic(ClassicGroup::new(group_id.to_owned(), Some(self.now))),
+        );
+        Ok(())
+    }
+
+    /// What one committed partition stores, or the error code it is answered with
+    /// (a topic name too long: UNKNOWN_TOPIC_OR_PARTITION; metadata above
+    /// `offset.metadata.max.bytes`: OFFSET_METADATA_TOO_LARGE).
+    pub(crate) fn commit_value(
+        &self,
+        topic: &str,
+        p: &OffsetCommitPartition,
+        expire_timestamp: Option<i64>,
+    ) -> Result<OffsetCommitValue, i16> {
+        let metadata = p.committed_metadata.clone().unwrap_or_default();
+        if topic.len() > STRING_BYTES_MAX {
+            return Err(codes::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        if metadata.len() > self.config.metadata_max_bytes() {
+            return Err(codes::OFFSET_METADATA_TOO_LARGE);
+        }
+        Ok(OffsetCommitValue {
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata,
+            commit_timestamp: self.now,
+            expire_timestamp,
+        })
     }
 
     fn commit_inner(
@@ -232,50 +270,23 @@ impl Coordinator {
         req: &OffsetCommitRequest,
         out: &mut Vec<Output>,
     ) -> OffsetCommitResponse {
-        let all = |code: i16| OffsetCommitResponse {
-            topics: req
-                .topics
-                .iter()
-                .map(|t| OffsetCommitTopicResponse {
-                    name: t.name.clone(),
-                    partitions: t
-                        .partitions
-                        .iter()
-                        .map(|p| PartitionResult {
-                            partition_index: p.partition_index,
-                            error_code: code,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        };
         if let Err(e) = self.validate_commit(req) {
-            return all(e.code());
+            return uniform_commit_response(&req.topics, e.code());
         }
         let now = self.now;
         let expire =
             (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
-        let max_metadata = self.config.metadata_max_bytes();
         let mut records = Vec::new();
         let id = CommitId(self.pending.next_id);
-        let mut resp = all(codes::NONE);
+        let mut resp = uniform_commit_response(&req.topics, codes::NONE);
         for (t, rt) in req.topics.iter().zip(resp.topics.iter_mut()) {
             for (p, rp) in t.partitions.iter().zip(rt.partitions.iter_mut()) {
-                let metadata = p.committed_metadata.clone().unwrap_or_default();
-                if t.name.len() > STRING_BYTES_MAX {
-                    rp.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
-                    continue;
-                }
-                if metadata.len() > max_metadata {
-                    rp.error_code = codes::OFFSET_METADATA_TOO_LARGE;
-                    continue;
-                }
-                let value = OffsetCommitValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                    expire_timestamp: expire,
+                let value = match self.commit_value(&t.name, p, expire) {
+                    Ok(v) => v,
+                    Err(code) => {
+                        rp.error_code = code;
+                        continue;
+                    }
                 };
                 records.push(CoordinatorRecord::OffsetCommit {
                     group: req.group_id.clone(),
@@ -293,6 +304,8 @@ impl Coordinator {
                 self.pending
                     .add(id, key, partitions.get(&p.partition_index), value.clone());
                 partitions.insert(p.partition_index, value);
+                self.txn
+                    .note_committed(&req.group_id, &t.name, p.partition_index);
             }
         }
         if !records.is_empty() {
@@ -301,6 +314,7 @@ impl Coordinator {
                 partition: self.partition_for(&req.group_id),
                 records: records.iter().map(CoordinatorRecord::encode).collect(),
                 commit: Some(id),
+                transaction: None,
             });
         }
         resp
@@ -309,7 +323,8 @@ impl Coordinator {
     /// OffsetFetch (v1–v9; v8+ several groups). Unknown groups and partitions read as
     /// offset -1; `topics: None` returns every committed partition. v9 KIP-848 members
     /// have their member epoch checked (STALE_MEMBER_EPOCH / UNKNOWN_MEMBER_ID).
-    /// `require_stable` needs nothing: samsa has no pending transactional offsets.
+    /// With `require_stable` (v7+, KIP-447) a partition with pending transactional
+    /// offsets is answered UNSTABLE_OFFSET_COMMIT (offset -1), so the client retries.
     pub fn offset_fetch(&self, req: &OffsetFetchRequest) -> OffsetFetchResponse {
         let groups = req
             .groups
@@ -332,6 +347,9 @@ impl Coordinator {
                         return error(e.code());
                     }
                 }
+                let unstable = |topic: &str, p: i32| {
+                    req.require_stable && self.txn.has_pending(&g.group_id, topic, p)
+                };
                 let topics = match &g.topics {
                     None => self
                         .visible_offsets(&g.group_id)
@@ -340,12 +358,18 @@ impl Coordinator {
                             name: t.to_owned(),
                             partitions: ps
                                 .into_iter()
-                                .map(|(p, v)| OffsetFetchPartitionResponse {
-                                    partition_index: p,
-                                    committed_offset: v.offset,
-                                    committed_leader_epoch: v.leader_epoch,
-                                    metadata: Some(v.metadata.clone()),
-                                    error_code: codes::NONE,
+                                .map(|(p, v)| {
+                                    if unstable(t, p) {
+                                        unstable_partition(p)
+                                    } else {
+                                        OffsetFetchPartitionResponse {
+                                            partition_index: p,
+                                            committed_offset: v.offset,
+                                            committed_leader_epoch: v.leader_epoch,
+                                            metadata: Some(v.metadata.clone()),
+                                            error_code: codes::NONE,
+                                        }
+                                    }
                                 })
                                 .collect(),
                         })
@@ -358,6 +382,9 @@ impl Coordinator {
                                 .partition_indexes
                                 .iter()
                                 .map(|p| {
+                                    if unstable(&t.name, *p) {
+                                        return unstable_partition(*p);
+                                    }
                                     let v = self.visible_offset(&g.group_id, &t.name, *p);
                                     OffsetFetchPartitionResponse {
                                         partition_index: *p,
@@ -382,7 +409,43 @@ impl Coordinator {
             .collect();
         OffsetFetchResponse { groups }
     }
+}
 
+/// Every partition of `topics` answered `code`.
+pub(crate) fn uniform_commit_response(
+    topics: &[OffsetCommitTopic],
+    code: i16,
+) -> OffsetCommitResponse {
+    OffsetCommitResponse {
+        topics: topics
+            .iter()
+            .map(|t| OffsetCommitTopicResponse {
+                name: t.name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| PartitionResult {
+                        partition_index: p.partition_index,
+                        error_code: code,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A partition answered UNSTABLE_OFFSET_COMMIT (Kafka: offset -1, epoch -1, "").
+fn unstable_partition(partition_index: i32) -> OffsetFetchPartitionResponse {
+    OffsetFetchPartitionResponse {
+        partition_index,
+        committed_offset: -1,
+        committed_leader_epoch: -1,
+        metadata: Some(String::new()),
+        error_code: codes::UNSTABLE_OFFSET_COMMIT,
+    }
+}
+
+impl Coordinator {
     /// OffsetDelete (v0): removes committed offsets of topics the group does not consume
     /// (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
     pub fn offset_delete(
@@ -555,7 +618,8 @@ impl Coordinator {
                                 now.saturating_sub(from) >= retention
                             }
                         };
-                        if expired {
+                        // Not while a transaction commits an offset of it (Kafka).
+                        if expired && !self.txn.has_pending(&gid, topic, *partition) {
                             records.push(CoordinatorRecord::OffsetCommit {
                                 group: gid.clone(),
                                 topic: topic.clone(),
@@ -574,7 +638,11 @@ impl Coordinator {
                     self.remove_offset(&gid, topic, *partition);
                 }
             }
-            if empty && !self.offsets.contains_key(&gid) && self.groups.contains_key(&gid) {
+            if empty
+                && !self.offsets.contains_key(&gid)
+                && self.groups.contains_key(&gid)
+                && self.txn.pending_of_group(&gid).is_empty()
+            {
                 records.extend(self.delete_group_records(&gid));
             }
             let mut cx = Ctx {

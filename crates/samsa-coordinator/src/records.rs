@@ -72,7 +72,11 @@
 //! The records of one coordinator operation form one [`crate::Output::Append`], which the
 //! broker writes as one record batch; storage recovery drops a torn or CRC-failing batch,
 //! so after a crash `__consumer_offsets` holds a prefix of whole operations and replay
-//! never sees half of one. Replaying that prefix rebuilds the state as of the last
+//! never sees half of one. TxnOffsetCommit's records are in a transactional batch (the
+//! producer's id and epoch in the batch header); the marker that ends the transaction
+//! is a control batch in the same partition. A crash between them leaves the offsets
+//! pending after replay, until the transaction coordinator writes the marker again.
+//! Replaying that prefix rebuilds the state as of the last
 //! durable operation; requests whose records did not survive were never answered.
 
 use std::collections::{BTreeMap, BTreeSet};

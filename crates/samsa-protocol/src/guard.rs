@@ -372,6 +372,7 @@ static APIS: &[Api] = &[
     api(ApiKey::LeaveGroup, 0, 5, Some(4), &LEAVE_GROUP),
     api(ApiKey::OffsetCommit, 2, 9, Some(8), &OFFSET_COMMIT),
     api(ApiKey::OffsetFetch, 1, 9, Some(6), &OFFSET_FETCH),
+    api(ApiKey::TxnOffsetCommit, 0, 5, Some(3), &TXN_OFFSET_COMMIT),
     api(ApiKey::ListGroups, 0, 5, Some(3), &LIST_GROUPS),
     api(ApiKey::DescribeGroups, 0, 6, Some(5), &DESCRIBE_GROUPS),
     api(ApiKey::DeleteGroups, 0, 2, Some(2), &DELETE_GROUPS),
@@ -723,6 +724,28 @@ const OFFSET_COMMIT_PARTITION: Schema = schema(&[
     f("partition_index", I32),
     f("committed_offset", I64),
     f("committed_leader_epoch", I32).since(6),
+    f("committed_metadata", NSTR),
+]);
+
+// TxnOffsetCommit (28)
+const TXN_OFFSET_COMMIT: Schema = schema(&[
+    f("transactional_id", STR),
+    f("group_id", STR),
+    f("producer_id", I64),
+    f("producer_epoch", I16),
+    f("generation_id", I32).since(3),
+    f("member_id", STR).since(3),
+    f("group_instance_id", NSTR).since(3),
+    f("topics", array(&TXN_OFFSET_COMMIT_TOPIC)),
+]);
+const TXN_OFFSET_COMMIT_TOPIC: Schema = schema(&[
+    f("name", STR),
+    f("partitions", array(&TXN_OFFSET_COMMIT_PARTITION)),
+]);
+const TXN_OFFSET_COMMIT_PARTITION: Schema = schema(&[
+    f("partition_index", I32),
+    f("committed_offset", I64),
+    f("committed_leader_epoch", I32).since(2),
     f("committed_metadata", NSTR),
 ]);
 

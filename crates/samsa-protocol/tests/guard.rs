@@ -101,6 +101,7 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5, 4),
     (ApiKey::OffsetCommit, 2, 9, 8),
     (ApiKey::OffsetFetch, 1, 9, 6),
+    (ApiKey::TxnOffsetCommit, 0, 5, 3),
     (ApiKey::ListGroups, 0, 5, 3),
     (ApiKey::DescribeGroups, 0, 6, 5),
     (ApiKey::DeleteGroups, 0, 2, 2),
@@ -231,6 +232,10 @@ macro_rules! with_request_type {
             }
             ApiKey::OffsetFetch => {
                 type $t = OffsetFetchRequest;
+                $body
+            }
+            ApiKey::TxnOffsetCommit => {
+                type $t = TxnOffsetCommitRequest;
                 $body
             }
             ApiKey::ListGroups => {
@@ -431,6 +436,7 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
         ApiKey::LeaveGroup => enc(&leave_group(v, f), v),
         ApiKey::OffsetCommit => enc(&offset_commit(v, f), v),
         ApiKey::OffsetFetch => enc(&offset_fetch(v, f), v),
+        ApiKey::TxnOffsetCommit => enc(&txn_offset_commit(v, f), v),
         ApiKey::ListGroups => enc(&list_groups(v, f), v),
         ApiKey::DescribeGroups => enc(&describe_groups(v, f), v),
         ApiKey::DeleteGroups => enc(&delete_groups(f), v),
@@ -890,6 +896,38 @@ fn leave_group(v: i16, f: Fill) -> LeaveGroupRequest {
             }
             member
         });
+    }
+    request
+}
+
+fn txn_offset_commit(v: i16, f: Fill) -> TxnOffsetCommitRequest {
+    use txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+    let mut request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(st("txn")))
+        .with_group_id(group("group-a"))
+        .with_producer_id(ProducerId(77))
+        .with_producer_epoch(3)
+        .with_topics(two(|_| {
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(topic("orders"))
+                .with_partitions(two(|p| {
+                    let mut partition = TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(100)
+                        .with_committed_metadata(f.opt(st("meta")))
+                        .with_unknown_tagged_fields(f.tags());
+                    if v >= 2 {
+                        partition.committed_leader_epoch = 2;
+                    }
+                    partition
+                }))
+                .with_unknown_tagged_fields(f.tags())
+        }))
+        .with_unknown_tagged_fields(f.tags());
+    if v >= 3 {
+        request.generation_id = 5;
+        request.member_id = st("member-1");
+        request.group_instance_id = f.opt(st("instance-1"));
     }
     request
 }

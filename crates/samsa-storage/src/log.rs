@@ -998,6 +998,33 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
     ) -> Result<AppendInfo, StorageError> {
+        self.append_checked(batch, leader_epoch, now, true)
+    }
+
+    /// [`Self::append`] for a batch a coordinator writes on behalf of a
+    /// producer (Kafka's `AppendOrigin.COORDINATOR`: the group coordinator's
+    /// TxnOffsetCommit batch carries the producer's id and epoch and no
+    /// sequence, `-1`): the producer's epoch is checked and recorded, its
+    /// sequence is not.
+    pub fn append_from_coordinator(
+        &self,
+        batch: &mut [u8],
+        leader_epoch: LeaderEpoch,
+        now: TimestampMs,
+    ) -> Result<AppendInfo, StorageError> {
+        let info = self.append_checked(batch, leader_epoch, now, false)?;
+        batch::set_base_offset(batch, info.base_offset)?;
+        batch::set_partition_leader_epoch(batch, leader_epoch)?;
+        Ok(info)
+    }
+
+    fn append_checked(
+        &self,
+        batch: &[u8],
+        leader_epoch: LeaderEpoch,
+        now: TimestampMs,
+        check_sequence: bool,
+    ) -> Result<AppendInfo, StorageError> {
         let header = BatchHeader::parse(batch)?;
         let batch_bytes = header.size_bytes();
         if batch_bytes > batch.len() {
@@ -1029,7 +1056,9 @@ impl PartitionLog {
         self.check_writable(&w)?;
 
         let base_offset = read_lock(&self.state).log_end();
-        if header.producer_id.get() >= 0 && !header.is_control() {
+        if header.producer_id.get() >= 0 && !header.is_control() && !check_sequence {
+            w.producers.check_epoch(&header)?;
+        } else if header.producer_id.get() >= 0 && !header.is_control() {
             if let SeqCheck::Duplicate { base, last } = w.producers.check(&header)? {
                 return Ok(AppendInfo {
                     base_offset: base,

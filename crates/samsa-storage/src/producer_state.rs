@@ -237,6 +237,21 @@ impl ProducerStateTable {
         }
     }
 
+    /// The epoch check alone, for a batch a coordinator writes for a producer
+    /// (no sequence): an epoch older than the producer's is refused.
+    pub fn check_epoch(&self, header: &BatchHeader) -> Result<(), StorageError> {
+        match self.producers.get(&header.producer_id.get()) {
+            Some(entry) if header.producer_epoch < entry.epoch => {
+                Err(StorageError::InvalidProducerEpoch {
+                    producer_id: header.producer_id,
+                    epoch: header.producer_epoch,
+                    current: entry.epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a marker a leader is about to write for `producer_id` (see
     /// the module docs).
     pub fn check_marker(

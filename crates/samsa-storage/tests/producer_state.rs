@@ -369,3 +369,38 @@ fn plain_batches_are_not_checked() {
     }
     assert_eq!(log.producer_count(), 0);
 }
+
+/// A coordinator's batches for a producer (TxnOffsetCommit: the producer's id
+/// and epoch, no sequence) are all stored — not taken for retries of each
+/// other — while an older epoch of the producer is still refused.
+#[test]
+fn coordinator_batches_check_the_epoch_not_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config()).unwrap();
+    let coordinator = |epoch: i16| {
+        let mut b = BatchBuilder::new()
+            .producer(ProducerId(9), ProducerEpoch(epoch), -1)
+            .transactional(true);
+        b.push(NewRecord::new(TimestampMs(NOW), Some(b"k"), Some(b"v")));
+        b.build().unwrap()
+    };
+    let append = |mut bytes: Vec<u8>| {
+        log.append_from_coordinator(&mut bytes, LeaderEpoch(1), TimestampMs(NOW))
+    };
+    let first = append(coordinator(3)).unwrap();
+    let second = append(coordinator(3)).unwrap();
+    assert!(!second.duplicate);
+    assert_eq!(second.base_offset.get(), first.base_offset.get() + 1);
+    assert_eq!(log.log_end_offset().get(), 2);
+    assert!(matches!(
+        append(coordinator(2)),
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
+    // Through the client's path the second batch is a retry of the first.
+    let mut retry = coordinator(3);
+    assert!(
+        log.append(&mut retry, LeaderEpoch(1), TimestampMs(NOW))
+            .unwrap()
+            .duplicate
+    );
+}

@@ -463,3 +463,104 @@ fn a_version_1_snapshot_still_loads() {
     assert_eq!((entry.epoch, entry.last_sequence()), (ProducerEpoch(2), 1));
     assert_eq!(entry.current_txn_first_offset, None);
 }
+
+/// Compaction merges segments: the merged segment's `.txnindex` holds the
+/// entries of its originals, whether the replacement completes or a crash
+/// interrupts it at any step (the reopen merges the leftover files).
+#[test]
+fn compaction_keeps_the_aborted_index_of_merged_segments() {
+    use samsa_storage::cleaner::SwapCrashPoint;
+    use samsa_storage::CompactionConfig;
+    let points = [
+        None,
+        Some(SwapCrashPoint::Cleaned),
+        Some(SwapCrashPoint::IndexesStaged),
+        Some(SwapCrashPoint::Swapped),
+        Some(SwapCrashPoint::OriginalsDeleted),
+        Some(SwapCrashPoint::IndexesInstalled),
+        Some(SwapCrashPoint::Installed),
+    ];
+    for point in points {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(160);
+        let log = PartitionLog::open(dir.path(), cfg).unwrap();
+        let keyed = |log: &PartitionLog, pid: i64, seq: i32, txn: bool, key: &str| {
+            let mut b = BatchBuilder::new().transactional(txn);
+            if pid >= 0 {
+                b = b.producer(ProducerId(pid), ProducerEpoch(0), seq);
+            }
+            b.push(NewRecord::new(
+                TimestampMs(NOW),
+                Some(key.as_bytes()),
+                Some(b"v"),
+            ));
+            let mut bytes = b.build().unwrap();
+            log.append(&mut bytes, LeaderEpoch(1), TimestampMs(NOW))
+                .unwrap();
+        };
+        // Two aborted transactions in different segments, with keys
+        // overwritten afterwards so the clean has work.
+        for (pid, seqs) in [(1, 0..3), (2, 0..3)] {
+            for seq in seqs {
+                keyed(&log, pid, seq, true, &format!("k{seq}"));
+            }
+            marker(&log, pid, 0, false).unwrap();
+            for i in 0..3 {
+                keyed(&log, -1, -1, false, &format!("k{i}"));
+            }
+        }
+        keyed(&log, -1, -1, false, "last");
+        log.roll().unwrap();
+        let before = all_aborted(&log);
+        assert_eq!(before.len(), 2);
+        assert!(
+            txn_index_files(dir.path()).len() == 2,
+            "{:?}",
+            txn_index_files(dir.path())
+        );
+        let compaction = CompactionConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            delete_retention_ms: 0,
+            ..CompactionConfig::default()
+        };
+        let segments_before = log.segments_info().len();
+        // Larger segments from now on: the clean merges the small ones.
+        log.set_config(config(1 << 20));
+        let log = match point {
+            None => {
+                log.compact(&compaction, TimestampMs(NOW)).unwrap();
+                log
+            }
+            Some(p) => {
+                assert!(log
+                    .compact_crashing_at(&compaction, TimestampMs(NOW), 0, p)
+                    .is_err());
+                drop(log);
+                PartitionLog::open(dir.path(), config(1 << 20)).unwrap()
+            }
+        };
+        let infos = log.segments_info();
+        if point.is_none() {
+            assert!(infos.len() < segments_before, "segments were merged");
+        }
+        assert_eq!(all_aborted(&log), before, "{point:?}");
+        // Each entry's file is its marker's segment's.
+        let mut expected: Vec<String> = before
+            .iter()
+            .map(|(_, _, last)| {
+                let base = infos
+                    .iter()
+                    .rev()
+                    .find(|s| s.base_offset.get() <= *last)
+                    .unwrap()
+                    .base_offset;
+                format!("{:020}{TXN_INDEX_SUFFIX}", base.get())
+            })
+            .collect();
+        expected.dedup();
+        assert_eq!(txn_index_files(dir.path()), expected, "{point:?}");
+        drop(log);
+        let log = PartitionLog::open(dir.path(), cfg).unwrap();
+        assert_eq!(all_aborted(&log), before, "{point:?} after a reopen");
+    }
+}

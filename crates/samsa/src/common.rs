@@ -268,6 +268,30 @@ pub fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }
 
+/// A table as JSON: one object per row, keyed by the column names.
+pub fn rows_json(headers: &[&str], rows: &[Vec<String>]) -> serde_json::Value {
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|r| {
+                serde_json::Value::Object(
+                    headers
+                        .iter()
+                        .zip(r)
+                        .map(|(h, v)| (h.to_string(), serde_json::Value::String(v.clone())))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Milliseconds since the epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

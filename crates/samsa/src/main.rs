@@ -1,6 +1,6 @@
 //! The `samsa` command: `samsa serve` runs a broker; the other subcommands are
 //! the operator's CLI (topics, produce, consume, groups, configs, features,
-//! leader-election, reassign-partitions, perf, completions), talking to any
+//! leader-election, reassign-partitions, transactions, perf, completions), talking to any
 //! Kafka-compatible broker through samsa-client.
 
 mod common;
@@ -18,6 +18,7 @@ mod reassign;
 mod serve;
 mod table;
 mod topics;
+mod transactions;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -54,6 +55,8 @@ enum Command {
     LogDirs(log_dirs::LogDirsArgs),
     /// Describe the metadata quorum, like kafka-metadata-quorum.sh.
     MetadataQuorum(metadata_quorum::MetadataQuorumArgs),
+    /// List, describe and abort transactions, like kafka-transactions.sh.
+    Transactions(transactions::TransactionsArgs),
     /// Move partition replicas between brokers, like kafka-reassign-partitions.sh.
     ReassignPartitions(reassign::ReassignArgs),
     /// Measure produce or consume throughput and latency.
@@ -92,6 +95,7 @@ fn main() {
         Command::Configs(args) => common::run(configs::run(args)),
         Command::LeaderElection(args) => common::run(leader_election::run(args)),
         Command::MetadataQuorum(args) => common::run(metadata_quorum::run(args)),
+        Command::Transactions(args) => common::run(transactions::run(args)),
         Command::ReassignPartitions(args) => common::run(reassign::run(args)),
         Command::LogDirs(args) => common::run(log_dirs::run(args)),
         Command::Features(args) => common::run(features::run(args)),

@@ -6,7 +6,7 @@ use samsa_client::admin::{QuorumInfo, QuorumReplica};
 use samsa_client::Admin;
 use serde_json::json;
 
-use crate::common::{print_json, ConnArgs, Output};
+use crate::common::{now_ms, print_json, rows_json, ConnArgs, Output};
 use crate::table;
 
 #[derive(clap::Args)]
@@ -54,26 +54,12 @@ pub async fn run(args: MetadataQuorumArgs) -> anyhow::Result<()> {
         let now = now_ms();
         let rows = replication_rows(&quorum, d.human_readable.then_some(now));
         if json {
-            let headers = REPLICATION_HEADERS;
-            print_json(&json!(rows
-                .iter()
-                .map(|r| headers
-                    .iter()
-                    .zip(r)
-                    .map(|(h, v)| (h.to_string(), json!(v)))
-                    .collect::<serde_json::Map<_, _>>())
-                .collect::<Vec<_>>()));
+            print_json(&rows_json(&REPLICATION_HEADERS, &rows));
         } else {
             table::print(&REPLICATION_HEADERS, &rows);
         }
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The voter furthest behind (lowest log end offset), as Kafka picks it.

@@ -12,12 +12,11 @@ use samsa_model::BrokerId;
 
 use super::*;
 use crate::settings::BrokerSettings;
-use samsa_coordinator::codes;
 
 /// How long a test waits for something the broker does in the background.
 const BACKGROUND_WAIT: Duration = Duration::from_secs(20);
 
-fn open(dir: &std::path::Path, partitions: u32) -> Arc<Broker> {
+pub(super) fn open(dir: &std::path::Path, partitions: u32) -> Arc<Broker> {
     let mut cfg = StaticConfig::default();
     cfg.set("log.dirs", &dir.display().to_string()).unwrap();
     cfg.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
@@ -142,7 +141,7 @@ async fn a_loading_partition_answers_load_in_progress_and_blocks_no_other() {
     let slow = group_on(&broker, 0);
     let fast = group_on(&broker, 2);
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    broker.groups.load_gate().insert(0, gate.clone());
+    lock(&broker.groups.load_gate).insert(0, gate.clone());
     let stop = start(&broker);
 
     until("the other partitions to load", || {
@@ -244,8 +243,7 @@ async fn a_commit_is_visible_only_once_replicated() {
     let b = broker.clone();
     let g = group.clone();
     let committing = tokio::spawn(async move { commit(&b, &g, 42).await });
-    let part =
-        crate::coordinator_runtime::log::internal_partition(&broker, OFFSETS_TOPIC, 0).unwrap();
+    let part = log::offsets_partition(&broker, 0).unwrap();
     until("the commit's append", || {
         part.log().log_end_offset().get() > 0
     })

@@ -51,6 +51,7 @@ pub mod offset_for_leader_epoch;
 pub mod partition_admin;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 #[cfg(test)]
 mod txn_tests;
 pub mod update_features;
@@ -184,6 +185,9 @@ pub async fn handle(
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, r, version).await)
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, r, version).await)

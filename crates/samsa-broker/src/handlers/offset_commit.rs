@@ -15,44 +15,22 @@ pub async fn handle(
     request: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
-    // Partitions the cluster does not have are refused here, as Kafka does,
-    // and never reach the coordinator (nothing is stored for them).
-    let image = broker.image();
-    let exists = |topic: &str, partition: i32| {
-        image
-            .topic(topic)
-            .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
-    };
-    let mut unknown: Vec<(String, i32)> = Vec::new();
-    let topics: Vec<gc::OffsetCommitTopic> = request
-        .topics
-        .iter()
-        .map(|t| gc::OffsetCommitTopic {
-            name: t.name.0.to_string(),
-            topic_id: image.topic(&t.name.0).map(|t| t.id),
-            partitions: t
-                .partitions
-                .iter()
-                .filter(|p| {
-                    let ok = exists(&t.name.0, p.partition_index);
-                    if !ok {
-                        unknown.push((t.name.0.to_string(), p.partition_index));
-                    }
-                    ok
-                })
-                .map(|p| gc::OffsetCommitPartition {
-                    partition_index: p.partition_index,
-                    committed_offset: p.committed_offset,
-                    committed_leader_epoch: if version >= 6 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    committed_metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
-                .collect(),
-        })
-        .collect();
+    let (topics, unknown) = known_partitions(
+        broker,
+        request.topics.iter().map(|t| {
+            let partitions = t.partitions.iter().map(|p| gc::OffsetCommitPartition {
+                partition_index: p.partition_index,
+                committed_offset: p.committed_offset,
+                committed_leader_epoch: if version >= 6 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                committed_metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            });
+            (t.name.0.to_string(), partitions.collect())
+        }),
+    );
     let req = gc::OffsetCommitRequest {
         api_version: version,
         group_id: request.group_id.0.to_string(),
@@ -64,11 +42,7 @@ pub async fn handle(
         } else {
             -1
         },
-        topics: topics
-            .iter()
-            .filter(|t| !t.partitions.is_empty())
-            .cloned()
-            .collect(),
+        topics: non_empty(&topics),
     };
     let response = if req.topics.is_empty() {
         Some(gc::Response::OffsetCommit(
@@ -82,6 +56,78 @@ pub async fn handle(
             })
             .await
     };
+    let r = complete(response, &topics, unknown);
+    OffsetCommitResponse::default().with_topics(
+        r.topics
+            .into_iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(TopicName(s(t.name)))
+                    .with_partitions(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(p.error_code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// The committed partitions of a request that exist in the cluster, by
+/// topic (with its id), and the (topic, partition)s that do not: Kafka
+/// refuses those itself and never passes them to the coordinator (nothing is
+/// stored for them). Shared by OffsetCommit and TxnOffsetCommit.
+pub(super) fn known_partitions(
+    broker: &Broker,
+    topics: impl Iterator<Item = (String, Vec<gc::OffsetCommitPartition>)>,
+) -> (Vec<gc::OffsetCommitTopic>, Vec<(String, i32)>) {
+    let image = broker.image();
+    let mut unknown: Vec<(String, i32)> = Vec::new();
+    let known = topics
+        .map(|(name, partitions)| {
+            let topic = image.topic(&name);
+            let count = topic.map_or(0, |t| t.partitions.len());
+            let partitions = partitions
+                .into_iter()
+                .filter(|p| {
+                    let ok = p.partition_index >= 0 && (p.partition_index as usize) < count;
+                    if !ok {
+                        unknown.push((name.clone(), p.partition_index));
+                    }
+                    ok
+                })
+                .collect();
+            gc::OffsetCommitTopic {
+                topic_id: topic.map(|t| t.id),
+                name,
+                partitions,
+            }
+        })
+        .collect();
+    (known, unknown)
+}
+
+/// The topics with at least one partition left to commit.
+pub(super) fn non_empty(topics: &[gc::OffsetCommitTopic]) -> Vec<gc::OffsetCommitTopic> {
+    topics
+        .iter()
+        .filter(|t| !t.partitions.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// The coordinator's answer (or, without one, its error for every partition of
+/// `topics`), with UNKNOWN_TOPIC_OR_PARTITION added for `unknown`.
+pub(super) fn complete(
+    response: Option<gc::Response>,
+    topics: &[gc::OffsetCommitTopic],
+    unknown: Vec<(String, i32)>,
+) -> gc::OffsetCommitResponse {
     let mut r = match response {
         Some(gc::Response::OffsetCommit(r)) => r,
         other => {
@@ -117,23 +163,5 @@ pub async fn handle(
             }),
         }
     }
-    OffsetCommitResponse::default().with_topics(
-        r.topics
-            .into_iter()
-            .map(|t| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(TopicName(s(t.name)))
-                    .with_partitions(
-                        t.partitions
-                            .into_iter()
-                            .map(|p| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(p.error_code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    r
 }

@@ -180,11 +180,20 @@ async fn fetch(
     broker: &std::sync::Arc<Broker>,
     isolation: i8,
 ) -> (i64, i64, Option<Vec<(i64, i64)>>, usize) {
+    fetch_waiting(broker, isolation, 0).await
+}
+
+/// A fetch from offset 0 that waits up to `max_wait_ms` for one byte.
+async fn fetch_waiting(
+    broker: &std::sync::Arc<Broker>,
+    isolation: i8,
+    max_wait_ms: i32,
+) -> (i64, i64, Option<Vec<(i64, i64)>>, usize) {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     let request = kafka_protocol::messages::FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(i32::from(max_wait_ms > 0))
         .with_max_bytes(1 << 20)
         .with_isolation_level(isolation)
         .with_session_id(0)
@@ -249,5 +258,41 @@ fn read_committed_stops_at_the_lso_and_reports_aborted_transactions() {
         assert_eq!((hw, lso, aborted), (5, 5, Some(vec![(7, 0)])));
         assert!(bytes > 0);
         assert_eq!(latest(&broker, 1), 5);
+    });
+}
+
+/// A parked read_committed fetch waits on the last stable offset: records
+/// below the high watermark but inside an open transaction do not answer it;
+/// the marker that closes the transaction does.
+#[test]
+fn a_parked_read_committed_fetch_wakes_when_the_marker_moves_the_lso() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, _) = super::version_tests::cluster(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        assert_eq!(produce(&broker, txn_batch(7, 0, 0, 2)).await, (0, 0));
+        let started = std::time::Instant::now();
+        let (_, (hw, lso, aborted, bytes)) = tokio::join!(
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let r = markers(&broker, 7, 0, true, 0, &[("t", vec![0])]).await;
+                assert_eq!(codes(&r), vec![vec![0]]);
+            },
+            fetch_waiting(&broker, 1, 10_000)
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_millis(300),
+            "answered before the marker"
+        );
+        assert!(
+            waited < std::time::Duration::from_secs(5),
+            "woken by the marker"
+        );
+        assert_eq!((hw, lso, aborted), (3, 3, Some(vec![])));
+        assert!(bytes > 0);
     });
 }

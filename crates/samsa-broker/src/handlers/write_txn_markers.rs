@@ -175,11 +175,19 @@ pub async fn handle(
 /// `commit`) is written and replicated in the `__consumer_offsets`
 /// partitions `partitions` this broker leads, so the group coordinator
 /// makes the transaction's pending offsets (TxnOffsetCommit) visible or
-/// drops them. Nothing to do until TxnOffsetCommit exists.
+/// drops them (`GroupService::txn_marker_written`).
 pub async fn offsets_txn_completed(
-    _broker: &Broker,
-    _producer_id: ProducerId,
-    _commit: bool,
-    _partitions: &[i32],
+    broker: &Broker,
+    producer_id: ProducerId,
+    commit: bool,
+    partitions: &[i32],
 ) {
+    for p in partitions {
+        if let Ok(p) = u32::try_from(*p) {
+            broker
+                .groups
+                .txn_marker_written(broker, p, producer_id.get(), commit)
+                .await;
+        }
+    }
 }

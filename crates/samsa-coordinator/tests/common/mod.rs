@@ -22,6 +22,18 @@ pub struct Harness {
     /// with `commit_replicated`); when off, they wait in `unreplicated`.
     pub replicate: bool,
     pub unreplicated: Vec<CommitId>,
+    /// The log as written: every appended record with its batch's producer (for
+    /// transactional batches) and the transaction markers added with [`Harness::marker`].
+    pub entries: Vec<LogEntry>,
+}
+
+/// One entry of the harness's `__consumer_offsets` log.
+#[derive(Clone, Debug)]
+pub enum LogEntry {
+    /// A record of a batch of `partition` (`Some` producer: transactional).
+    Record(u32, Option<TxnProducer>, Record),
+    /// A COMMIT (`true`) or ABORT marker of a producer in a partition.
+    Marker(u32, i64, bool),
 }
 
 pub fn counting_ids() -> Box<dyn FnMut() -> String + Send> {
@@ -45,6 +57,7 @@ impl Harness {
             log: Vec::new(),
             replicate: true,
             unreplicated: Vec::new(),
+            entries: Vec::new(),
         };
         h.absorb(outs);
         h
@@ -62,8 +75,11 @@ impl Harness {
                     partition,
                     records,
                     commit,
+                    transaction,
                 } => {
                     for r in records {
+                        self.entries
+                            .push(LogEntry::Record(partition, transaction, r.clone()));
                         self.records.push((partition, r));
                     }
                     if let Some(id) = commit {
@@ -83,6 +99,32 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// Writes a transaction marker of `producer_id` to `partition` and applies it.
+    pub fn marker(&mut self, partition: u32, producer_id: i64, commit: bool) {
+        self.entries
+            .push(LogEntry::Marker(partition, producer_id, commit));
+        self.c.complete_transaction(partition, producer_id, commit);
+    }
+
+    /// A coordinator rebuilt by replaying [`Harness::entries`] (transactional batches
+    /// and markers included), then loaded at `now`.
+    pub fn replayed_log(&self) -> Coordinator {
+        let mut c = Coordinator::new(self.c.config().clone(), counting_ids());
+        for e in &self.entries {
+            match e {
+                LogEntry::Record(_, None, r) => c.replay(&r.key, r.value.as_deref()).unwrap(),
+                LogEntry::Record(_, Some(p), r) => c
+                    .replay_transactional(p.producer_id, &r.key, r.value.as_deref())
+                    .unwrap(),
+                LogEntry::Marker(partition, pid, commit) => {
+                    c.replay_end_transaction(*partition, *pid, *commit).unwrap()
+                }
+            }
+        }
+        c.finish_loading(self.t());
+        c
     }
 
     pub fn token(&mut self) -> ReplyToken {

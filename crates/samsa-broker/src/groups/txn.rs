@@ -1,0 +1,331 @@
+//! The group coordinator's side of transactions: the hook through which
+//! WriteTxnMarkers reports a marker it wrote to a `__consumer_offsets`
+//! partition, so the shard commits or aborts that producer's pending
+//! transactional offsets (Kafka's `replayEndTransactionMarker`).
+
+use std::sync::atomic::Ordering;
+
+use super::{GroupService, ShardState};
+use crate::broker::Broker;
+
+/// Markers reported while a shard loads that are kept to apply once it is
+/// loaded; beyond this the shard replays its log again instead.
+const LOADING_MARKERS_MAX: usize = 65_536;
+
+/// Markers reported while the shard was loading. The replay may or may not
+/// have read them (they were appended while it ran); applying a marker twice
+/// is harmless — the first takes the producer's pending offsets, and no new
+/// transactional offset can be committed while the shard loads.
+#[derive(Default)]
+pub(super) struct LoadingMarkers {
+    markers: Vec<(i64, bool)>,
+    overflowed: bool,
+}
+
+/// Applies the markers reported during the load to the loaded coordinator;
+/// false if there were too many to keep (the shard must replay again).
+pub(super) fn apply_loading_markers(st: &mut ShardState) -> bool {
+    let LoadingMarkers {
+        markers,
+        overflowed,
+    } = std::mem::take(&mut st.markers);
+    if overflowed {
+        return false;
+    }
+    let partitions: Vec<u32> = st
+        .coordinator
+        .owned_partitions()
+        .map(|o| o.iter().copied().collect())
+        .unwrap_or_default();
+    for (producer_id, commit) in markers {
+        for p in &partitions {
+            st.coordinator.complete_transaction(*p, producer_id, commit);
+        }
+    }
+    true
+}
+
+impl GroupService {
+    /// WriteTxnMarkers wrote a COMMIT (`commit`) or ABORT marker of
+    /// `producer_id` to `__consumer_offsets` partition `partition`; call once
+    /// it is replicated (the handler appends markers with acks=all). The
+    /// partition's shard makes the producer's pending offsets committed or
+    /// drops them. A shard still loading keeps the marker for when it is
+    /// loaded; a partition not led here has no shard (its next leader replays
+    /// the marker from the log).
+    pub async fn txn_marker_written(
+        &self,
+        broker: &Broker,
+        partition: u32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        let Some(shard) = self.shards().get(&partition).cloned() else {
+            return;
+        };
+        let mut st = shard.state.lock().await;
+        if shard.loaded.load(Ordering::Acquire) && !st.load_wanted {
+            super::promote(&shard, shard.led_partition(broker).as_deref(), &mut st);
+            st.coordinator
+                .complete_transaction(partition, producer_id, commit);
+        } else if st.markers.markers.len() < LOADING_MARKERS_MAX {
+            st.markers.markers.push((producer_id, commit));
+        } else {
+            st.markers.overflowed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use samsa_coordinator as gc;
+
+    use super::*;
+
+    async fn txn_commit(broker: &Broker, pid: i64, offset: i64) -> i16 {
+        let req = gc::TxnOffsetCommitRequest {
+            api_version: 3,
+            transactional_id: "tx".into(),
+            group_id: "g".into(),
+            producer_id: pid,
+            producer_epoch: 0,
+            generation_id: -1,
+            topics: vec![gc::OffsetCommitTopic {
+                name: "t".into(),
+                topic_id: None,
+                partitions: vec![gc::OffsetCommitPartition {
+                    partition_index: 0,
+                    committed_offset: offset,
+                    committed_leader_epoch: -1,
+                    committed_metadata: None,
+                }],
+            }],
+            ..Default::default()
+        };
+        match broker
+            .groups
+            .call(broker, "g", move |c, _, now, token| {
+                c.txn_offset_commit(req, now, token)
+            })
+            .await
+        {
+            Some(gc::Response::OffsetCommit(r)) => r.topics[0].partitions[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// (offset, error) of "g"/"t"-0, with `require_stable` or not.
+    fn fetch(c: &gc::Coordinator, require_stable: bool) -> (i64, i16) {
+        let r = c.offset_fetch(&gc::OffsetFetchRequest {
+            api_version: 8,
+            groups: vec![gc::OffsetFetchGroup {
+                group_id: "g".into(),
+                member_id: None,
+                member_epoch: -1,
+                topics: Some(vec![gc::OffsetFetchTopic {
+                    name: "t".into(),
+                    partition_indexes: vec![0],
+                }]),
+            }],
+            require_stable,
+        });
+        let p = &r.groups[0].topics[0].partitions[0];
+        (p.committed_offset, p.error_code)
+    }
+
+    async fn fetch_live(broker: &Broker, require_stable: bool) -> (i64, i16) {
+        let ids = vec!["g".to_string()];
+        broker
+            .groups
+            .read_groups(broker, &ids, |c, _, _| fetch(c, require_stable))
+            .await[0]
+    }
+
+    /// The COMMIT or ABORT marker of `pid` in `__consumer_offsets`-0, as
+    /// WriteTxnMarkers writes it.
+    fn marker(broker: &Broker, pid: i64, commit: bool) {
+        let part = super::super::log::offsets_partition(broker, 0).unwrap();
+        part.log()
+            .append_marker(
+                samsa_model::ProducerId(pid),
+                samsa_model::ProducerEpoch(0),
+                commit,
+                samsa_model::CoordinatorEpoch(0),
+                part.led_epoch().unwrap(),
+                crate::handlers::produce::now_ms(),
+            )
+            .unwrap();
+    }
+
+    /// A single-node broker with `__consumer_offsets` (one partition) loaded;
+    /// dropping the sender stops its group timers.
+    async fn loaded_broker(
+        dir: &std::path::Path,
+    ) -> (std::sync::Arc<Broker>, tokio::sync::watch::Sender<bool>) {
+        let broker = super::super::tests::open(dir, 1);
+        assert!(broker.groups.ensure_offsets_topic(&broker));
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(broker.groups.clone().run_timers(broker.clone(), rx));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !broker.groups.serves("g") {
+            assert!(std::time::Instant::now() < deadline, "shard never loaded");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        (broker, stop)
+    }
+
+    /// The wire path: TxnOffsetCommit v0 (no group fields) and v3 decode into
+    /// the coordinator, a partition the topic lacks is refused, OffsetFetch v7
+    /// with `require_stable` answers UNSTABLE_OFFSET_COMMIT for a pending one,
+    /// and WriteTxnMarkers' COMMIT in `__consumer_offsets` makes it committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_offset_commit_handler_and_require_stable_fetch() {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        use kafka_protocol::messages::{
+            GroupId, OffsetFetchRequest, ProducerId, TopicName, TransactionalId,
+            TxnOffsetCommitRequest,
+        };
+        use kafka_protocol::protocol::StrBytes;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, stop) = loaded_broker(dir.path()).await;
+        let created = broker.controller.create_topics(
+            vec![samsa_metadata::NewTopic {
+                name: "t".into(),
+                num_partitions: 1,
+                replication_factor: 1,
+                ..Default::default()
+            }],
+            false,
+        );
+        assert!(created.into_iter().all(|r| r.is_ok()));
+        broker.reconcile().unwrap();
+        let name = || TopicName(StrBytes::from_static_str("t"));
+        for version in [0, 3] {
+            let request = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_producer_id(ProducerId(9))
+                .with_producer_epoch(1)
+                .with_generation_id(-1)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(name())
+                    .with_partitions(
+                        [0, 5]
+                            .map(|p| {
+                                TxnOffsetCommitRequestPartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(40)
+                            })
+                            .to_vec(),
+                    )]);
+            let r = crate::handlers::txn_offset_commit::handle(&broker, request, version).await;
+            let codes: Vec<(i32, i16)> = r.topics[0]
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+                .collect();
+            assert_eq!(
+                codes,
+                [(0, 0), (5, gc::codes::UNKNOWN_TOPIC_OR_PARTITION)],
+                "v{version}"
+            );
+        }
+        let fetch = |require_stable: bool| {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name())
+                    .with_partition_indexes(vec![0])]))
+                .with_require_stable(require_stable)
+        };
+        let r = crate::handlers::offset_fetch::handle(&broker, fetch(true), 7).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.committed_offset, p.error_code),
+            (-1, gc::codes::UNSTABLE_OFFSET_COMMIT)
+        );
+        let r = crate::handlers::offset_fetch::handle(&broker, fetch(false), 7).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.committed_offset, p.error_code), (-1, 0));
+        // The transaction coordinator's COMMIT marker, through WriteTxnMarkers
+        // and its group hook.
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        let markers =
+            kafka_protocol::messages::WriteTxnMarkersRequest::default().with_markers(vec![
+                WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(9))
+                    .with_producer_epoch(1)
+                    .with_transaction_result(true)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                        .with_partition_indexes(vec![0])]),
+            ]);
+        let r = crate::handlers::write_txn_markers::handle(&broker, markers, 1).await;
+        assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 0);
+        let r = crate::handlers::offset_fetch::handle(&broker, fetch(true), 7).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.committed_offset, p.error_code), (40, 0));
+        let _ = stop.send(true);
+    }
+
+    /// TxnOffsetCommit through the broker: the producer's transactional batch
+    /// in `__consumer_offsets`, pending until the marker hook; replaying the
+    /// partition's log (transactional batches and control batches) rebuilds
+    /// the same committed and pending offsets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_offsets_commit_on_the_marker_and_replay_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, stop) = loaded_broker(dir.path()).await;
+
+        assert_eq!(txn_commit(&broker, 7, 11).await, 0);
+        assert_eq!(
+            txn_commit(&broker, 7, 12).await,
+            0,
+            "a second batch of the producer is stored too"
+        );
+        assert_eq!(fetch_live(&broker, false).await, (-1, 0));
+        assert_eq!(
+            fetch_live(&broker, true).await,
+            (-1, gc::codes::UNSTABLE_OFFSET_COMMIT)
+        );
+        marker(&broker, 7, true);
+        broker.groups.txn_marker_written(&broker, 0, 7, true).await;
+        assert_eq!(fetch_live(&broker, true).await, (12, 0));
+
+        // A second transaction, left open.
+        assert_eq!(txn_commit(&broker, 8, 20).await, 0);
+        let part = super::super::log::offsets_partition(&broker, 0).unwrap();
+        let headers: Vec<_> = {
+            let read = part
+                .log()
+                .read(
+                    part.log().log_start_offset(),
+                    1 << 20,
+                    part.log().log_end_offset(),
+                    true,
+                )
+                .unwrap();
+            samsa_model::batch::BatchIter::new(&read.bytes)
+                .map(|b| b.unwrap().0)
+                .collect()
+        };
+        assert!(headers
+            .iter()
+            .any(|h| h.is_transactional() && h.producer_id.get() == 8 && !h.is_control()));
+
+        let mut c = gc::Coordinator::new(broker.groups.config.clone(), Box::new(|| "x".into()));
+        c.set_owned_partitions(Some([0].into_iter().collect()));
+        super::super::log::replay_partition(&broker, &mut c, 0).unwrap();
+        c.finish_loading(crate::handlers::produce::now_ms());
+        assert_eq!(fetch(&c, false), (12, 0));
+        assert_eq!(fetch(&c, true), (-1, gc::codes::UNSTABLE_OFFSET_COMMIT));
+        let _ = stop.send(true);
+    }
+}
