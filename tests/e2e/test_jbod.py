@@ -34,15 +34,21 @@ class JbodBroker(Broker):
         return cmd
 
 
-@pytest.fixture
-def jbod(request, tmp_path):
-    b = JbodBroker(samsa_bin(), tmp_path / "jbod", ["log.segment.bytes=1048576"])
+def run_jbod(request, tmp_path, sets: list[str]):
+    """Body of a fixture (``yield from`` it): a started JbodBroker with
+    ``sets``, checked at teardown."""
+    b = JbodBroker(samsa_bin(), tmp_path / "jbod", sets)
     request.node._samsa_brokers = [b]
     b.start()
     yield b
     complaint = b.teardown()
     if complaint:
         pytest.fail(complaint + "\n" + b.log_tail(), pytrace=False)
+
+
+@pytest.fixture
+def jbod(request, tmp_path):
+    yield from run_jbod(request, tmp_path, ["log.segment.bytes=1048576"])
 
 
 def holder(b: JbodBroker, topic: str) -> Path | None:

@@ -114,6 +114,9 @@ pub struct Broker {
     /// A background registration of the cordoned log directories is
     /// running ([`crate::cordon::sync_in_background`]): at most one at a time.
     pub(crate) cordon_sync_running: AtomicBool,
+    /// A background report of the log directories to the controller is
+    /// running ([`crate::dir_report::report_in_background`]).
+    pub(crate) dir_report_running: AtomicBool,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -183,6 +186,7 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             log_dirs,
             cordon_sync_running: AtomicBool::new(false),
+            dir_report_running: AtomicBool::new(false),
             moves: Default::default(),
         })
     }
@@ -515,39 +519,11 @@ impl Broker {
                 continue;
             }
             let cordoned = config.get("cordoned.log.dirs").unwrap_or("");
-            let placement = match self.log_dirs.locate_or_place(
-                key,
-                &topic.name,
-                topic.id,
-                cordoned,
-            ) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(topic = %topic.name, partition = key.1, error = %e, "cannot create the replica");
-                    retry = true;
-                    continue;
-                }
+            let Some(log) = self.create_replica(key, &topic, &settings, cordoned, &mut stale)
+            else {
+                retry = true;
+                continue;
             };
-            for old in &placement.stale {
-                // Left over from an earlier topic of the same name (deleted
-                // while this broker was not following the log).
-                tracing::info!(dir = %old.display(), "removing the directory of an earlier topic with this name");
-                stale.extend(mark_for_deletion(old));
-            }
-            let dir = placement.dir;
-            std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
-                path: dir.clone(),
-                source,
-            })?;
-            write_partition_metadata(&dir, topic.id).map_err(|source| BrokerError::DataDir {
-                path: dir.clone(),
-                source,
-            })?;
-            let log =
-                PartitionLog::open(&dir, settings.log).map_err(|source| BrokerError::Storage {
-                    dir: dir.clone(),
-                    source,
-                })?;
             let partition = Arc::new(Partition::new(
                 topic.name.clone(),
                 topic.id,
@@ -593,6 +569,57 @@ impl Broker {
         Ok(())
     }
 
+    /// Places a new replica of `topic` (partition `key`) in a log directory
+    /// and opens its log there. A directory where that fails with an I/O
+    /// error is taken offline (KIP-858) and the next one tried, so one
+    /// failed directory never stops replicas elsewhere. `None` (logged)
+    /// when no directory can take it.
+    fn create_replica(
+        &self,
+        key: PartitionKey,
+        topic: &TopicImage,
+        settings: &TopicSettings,
+        cordoned: &str,
+        stale: &mut Vec<PathBuf>,
+    ) -> Option<PartitionLog> {
+        for _ in 0..=self.log_dirs.dirs().len() {
+            let placement = match self.log_dirs.locate_or_place(
+                key,
+                &topic.name,
+                topic.id,
+                cordoned,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(topic = %topic.name, partition = key.1, error = %e, "cannot create the replica");
+                    return None;
+                }
+            };
+            for old in &placement.stale {
+                // Left over from an earlier topic of the same name (deleted
+                // while this broker was not following the log).
+                tracing::info!(dir = %old.display(), "removing the directory of an earlier topic with this name");
+                stale.extend(mark_for_deletion(old));
+            }
+            let dir = placement.dir;
+            match create_log(&dir, topic.id, settings.log) {
+                Ok(log) => return Some(log),
+                Err(e) => {
+                    tracing::error!(topic = %topic.name, partition = key.1, dir = %dir.display(), error = %e, "cannot create the replica");
+                    self.log_dirs.forget(key, &topic.name);
+                    let failed = dir.parent().and_then(|d| self.log_dirs.index_of(d));
+                    match failed {
+                        Some(index) if crate::dir_failure::is_dir_failure(&e) => {
+                            crate::dir_failure::fail_dir(self, index, &e);
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Deletes the directories of partitions whose topic the image no longer
     /// has (deleted, or deleted and recreated, while the broker was down) and
     /// those renamed for deletion before a restart; only directories samsa
@@ -633,6 +660,23 @@ impl Broker {
             }
         }
     }
+}
+
+/// Creates (or opens) a new replica's log in `dir`: the directory, its
+/// `partition.metadata`, the log.
+fn create_log(
+    dir: &Path,
+    topic_id: TopicId,
+    config: samsa_storage::LogConfig,
+) -> Result<PartitionLog, samsa_storage::StorageError> {
+    let io = |op, source| samsa_storage::StorageError::Io {
+        op,
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("create", e))?;
+    write_partition_metadata(dir, topic_id).map_err(|e| io("write", e))?;
+    PartitionLog::open(dir, config)
 }
 
 /// Whether applying `p` left the partition offline although it has a

@@ -83,6 +83,11 @@ pub fn check_leader(
     part: &crate::partition::Partition,
     current: i32,
 ) -> Result<i32, ResponseError> {
+    // A partition whose log directory failed (KIP-858) is offline here,
+    // whatever its role: Kafka answers KAFKA_STORAGE_ERROR for it.
+    if part.is_offline() {
+        return Err(ResponseError::KafkaStorageError);
+    }
     let Some(epoch) = part.led_epoch().map(|e| e.get()) else {
         return Err(ResponseError::NotLeaderOrFollower);
     };

@@ -13,6 +13,8 @@ pub mod connections;
 pub(crate) mod coordinator_runtime;
 pub mod cordon;
 pub mod data_dir;
+pub mod dir_failure;
+pub mod dir_report;
 pub mod disk;
 pub mod errors;
 pub mod fetch_session;

@@ -36,10 +36,19 @@
 //! replica goes to the directory with the fewest partitions (ties: the
 //! first in `log.dirs` order), leaving out directories listed in
 //! `cordoned.log.dirs` (KIP-1066); with every directory cordoned no new
-//! replica is created ([`PlaceError::AllCordoned`]).
+//! replica is created ([`PlaceError::AllCordoned`]). Directories that
+//! failed (KIP-858, [`crate::dir_failure`]) get no new replica either.
+//!
+//! # Failed directories
+//!
+//! A directory is marked offline once an I/O error shows it failed, and
+//! stays offline until the process restarts (as in Kafka). Its partitions
+//! stay in the bookkeeping (so they are not created again elsewhere) but
+//! serve nothing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use samsa_model::{BrokerId, DirectoryId, TopicId};
@@ -58,7 +67,16 @@ pub struct LogDir {
     pub path: PathBuf,
     /// Its `directory.id`.
     pub id: uuid::Uuid,
+    /// An I/O error took it offline (until the process restarts).
+    offline: AtomicBool,
     _lock: DataDirLock,
+}
+
+impl LogDir {
+    /// Whether an I/O error took this directory offline.
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
 }
 
 /// Preferred directories remembered for replicas not yet created.
@@ -67,8 +85,8 @@ pub const PREFERRED_ENTRIES_MAX: usize = 100_000;
 /// Why a new replica has no directory.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlaceError {
-    /// Every log directory is in `cordoned.log.dirs`.
-    #[error("every log directory is cordoned (cordoned.log.dirs); no new replica can be created on this broker")]
+    /// Every log directory is in `cordoned.log.dirs` or offline.
+    #[error("every log directory is cordoned (cordoned.log.dirs) or offline; no new replica can be created on this broker")]
     AllCordoned,
 }
 
@@ -95,6 +113,8 @@ pub struct LogDirs {
     /// broker did not hold yet, by topic name and partition: used when the
     /// replica is created (Kafka's preferred log dir).
     preferred: Mutex<HashMap<(String, i32), usize>>,
+    /// A replica was placed or moved since the controller was last told.
+    assignments_changed: AtomicBool,
 }
 
 impl LogDirs {
@@ -120,6 +140,7 @@ impl LogDirs {
             dirs.push(LogDir {
                 path: path.clone(),
                 id,
+                offline: AtomicBool::new(false),
                 _lock: lock,
             });
         }
@@ -135,6 +156,7 @@ impl LogDirs {
             _metadata_lock: metadata_lock,
             placed: Mutex::new(HashMap::new()),
             preferred: Mutex::new(HashMap::new()),
+            assignments_changed: AtomicBool::new(true),
         })
     }
 
@@ -179,6 +201,52 @@ impl LogDirs {
     /// Records that partition `key` now lives in log directory `index`.
     pub fn set_placed(&self, key: PartitionKey, index: usize) {
         self.placed().insert(key, index);
+        self.assignments_changed.store(true, Ordering::Release);
+    }
+
+    /// Takes log directory `index` offline; true when it was online.
+    pub fn mark_offline(&self, index: usize) -> bool {
+        self.dirs
+            .get(index)
+            .is_some_and(|d| !d.offline.swap(true, Ordering::AcqRel))
+    }
+
+    /// The ids of the offline directories, in `log.dirs` order.
+    pub fn offline_ids(&self) -> Vec<DirectoryId> {
+        self.dirs
+            .iter()
+            .filter(|d| d.is_offline())
+            .map(|d| DirectoryId(d.id))
+            .collect()
+    }
+
+    /// The hosted partitions in log directory `index`.
+    pub fn partitions_in(&self, index: usize) -> Vec<PartitionKey> {
+        self.placed()
+            .iter()
+            .filter(|(_, i)| **i == index)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Every hosted partition with the id of its log directory.
+    pub fn placements(&self) -> Vec<(PartitionKey, DirectoryId)> {
+        self.placed()
+            .iter()
+            .filter_map(|(k, i)| self.dirs.get(*i).map(|d| (*k, DirectoryId(d.id))))
+            .collect()
+    }
+
+    /// Whether a replica was placed or moved since the last call (then the
+    /// controller may need telling, [`crate::dir_report`]); clears the flag.
+    pub fn take_assignments_changed(&self) -> bool {
+        self.assignments_changed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sets the flag [`Self::take_assignments_changed`] reads (a report
+    /// that could not be written is tried again).
+    pub fn assignments_changed_again(&self) {
+        self.assignments_changed.store(true, Ordering::Release);
     }
 
     /// How many hosted partitions each log directory holds.
@@ -217,7 +285,7 @@ impl LogDirs {
         let mut found = None;
         for (i, d) in self.dirs.iter().enumerate() {
             let dir = d.path.join(&name);
-            if !dir.is_dir() {
+            if d.is_offline() || !dir.is_dir() {
                 continue;
             }
             match read_partition_metadata(&dir) {
@@ -234,7 +302,13 @@ impl LogDirs {
         };
         let index = match (found, preferred) {
             (Some(i), _) => i,
-            (None, Some(i)) if i < self.dirs.len() && !self.is_cordoned(i, cordoned) => i,
+            (None, Some(i))
+                if i < self.dirs.len()
+                    && !self.is_cordoned(i, cordoned)
+                    && !self.dirs[i].is_offline() =>
+            {
+                i
+            }
             (None, _) => self.choose(cordoned)?,
         };
         self.set_placed(key, index);
@@ -245,11 +319,12 @@ impl LogDirs {
     }
 
     /// The directory a new replica goes to: fewest partitions among the
-    /// directories not cordoned, the first in `log.dirs` order on a tie.
+    /// directories neither cordoned nor offline, the first in `log.dirs`
+    /// order on a tie.
     pub fn choose(&self, cordoned: &str) -> Result<usize, PlaceError> {
         let counts = self.partition_counts();
         (0..self.dirs.len())
-            .filter(|&i| !self.is_cordoned(i, cordoned))
+            .filter(|&i| !self.is_cordoned(i, cordoned) && !self.dirs[i].is_offline())
             .min_by_key(|&i| (counts[i], i))
             .ok_or(PlaceError::AllCordoned)
     }

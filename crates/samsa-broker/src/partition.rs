@@ -25,7 +25,7 @@
 //! on the fetch path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use samsa_metadata::config::StaticConfig;
@@ -193,6 +193,10 @@ pub struct Partition {
     state: RwLock<ReplicaState>,
     /// The high watermark as of the last write to `state`.
     hw: AtomicI64,
+    /// Its log directory failed (KIP-858): the log's writer is stopped,
+    /// reads are refused with KAFKA_STORAGE_ERROR and it fetches nothing
+    /// as a follower, until the process restarts.
+    offline: AtomicBool,
 }
 
 impl Partition {
@@ -214,7 +218,29 @@ impl Partition {
             settings: RwLock::new(Arc::new(settings)),
             state: RwLock::new(ReplicaState::new(me, leader_epoch, Offset(0))),
             hw: AtomicI64::new(0),
+            offline: AtomicBool::new(false),
         }
+    }
+
+    /// Takes the partition offline because its log directory failed: its
+    /// log's writer stops (produce answers KAFKA_STORAGE_ERROR), reads are
+    /// refused ([`crate::errors::check_leader`]) and no fetcher serves it.
+    /// True when it was online.
+    pub fn take_offline(&self) -> bool {
+        // Under the write side of the state lock: no append is between its
+        // leadership check and its write, and a fetcher response being
+        // applied finishes first.
+        let _state = self.state_mut();
+        if self.offline.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.log().mark_failed();
+        true
+    }
+
+    /// Whether its log directory failed ([`Self::take_offline`]).
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
     }
 
     /// The partition's log. Take it after the state lock when the two go
@@ -432,7 +458,11 @@ impl Partition {
     }
 
     /// The follower's leader and epoch, with whether it has truncated.
+    /// None while the partition is offline (its directory failed).
     pub fn follower_of(&self) -> Option<(BrokerId, LeaderEpoch, bool)> {
+        if self.is_offline() {
+            return None;
+        }
         self.state().follower_of()
     }
 

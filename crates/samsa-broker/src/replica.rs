@@ -87,6 +87,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         }
         start_fetchers(&broker, &shutdown);
         shrink_isrs(&broker);
+        crate::dir_report::report_in_background(&broker);
         let every = config_ms(
             &broker,
             "replica.high.watermark.checkpoint.interval.ms",
@@ -102,10 +103,17 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn checkpoint_all(broker: &Broker) {
+/// One high-watermark checkpoint round over every online partition (Kafka's
+/// replication-offset checkpoint); a failure that is a directory failure
+/// takes that log directory offline ([`crate::dir_failure`]).
+pub fn checkpoint_all(broker: &Broker) {
     for p in broker.all_partitions() {
+        if p.is_offline() {
+            continue;
+        }
         if let Err(e) = p.checkpoint_high_watermark() {
             tracing::warn!(topic = %p.topic, partition = p.index.get(), error = %e, "checkpointing the high watermark");
+            crate::dir_failure::check_error(broker, &p, &e);
         }
     }
 }

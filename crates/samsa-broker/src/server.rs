@@ -196,9 +196,13 @@ async fn blocking_pass(
 fn flush_pass(broker: &Broker) {
     let now = crate::handlers::produce::now_ms();
     for p in broker.all_partitions() {
+        if p.is_offline() {
+            continue;
+        }
         if p.log().needs_sync() {
             if let Err(e) = p.log().sync_rolled() {
                 tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "syncing rolled segments failed");
+                crate::dir_failure::check_error(broker, &p, &e);
             }
         }
         if p.settings().log.flush_ms >= i64::MAX as u64 {
@@ -206,8 +210,12 @@ fn flush_pass(broker: &Broker) {
         }
         if let Err(e) = p.log().flush_if_due(now) {
             tracing::error!(topic = %p.topic, partition = p.index.get(), error = %e, "periodic flush failed");
+            crate::dir_failure::check_error(broker, &p, &e);
         }
     }
+    // A log whose own write or fsync failed (a produce, a follower's
+    // append) takes its directory offline (KIP-858).
+    crate::dir_failure::check_logs(broker);
 }
 
 /// How often freed heap memory is handed back to the OS.

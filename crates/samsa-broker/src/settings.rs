@@ -292,23 +292,28 @@ impl BrokerSettings {
 /// Every entry of `cordoned.log.dirs` is `*` or one of `log.dirs`
 /// (KIP-1066): a mistyped path would otherwise cordon nothing, silently.
 fn check_cordoned_log_dirs(cfg: &StaticConfig, log_dirs: &[PathBuf]) -> Result<(), SettingsError> {
-    let same = |a: &Path, b: &Path| a.components().eq(b.components());
-    for entry in cfg.get("cordoned.log.dirs").unwrap_or("").split(',') {
-        let entry = entry.trim();
-        if entry.is_empty() || entry == "*" {
-            continue;
-        }
-        if !log_dirs.iter().any(|d| same(d, Path::new(entry))) {
-            return Err(SettingsError::Invalid {
-                key: "cordoned.log.dirs",
-                reason: format!(
-                    "{entry} is not one of log.dirs ({})",
-                    cfg.get("log.dirs").unwrap_or("")
-                ),
-            });
-        }
+    match cordoned_outside_log_dirs(cfg.get("cordoned.log.dirs").unwrap_or(""), log_dirs) {
+        Some(entry) => Err(SettingsError::Invalid {
+            key: "cordoned.log.dirs",
+            reason: format!(
+                "{entry} is not one of log.dirs ({})",
+                cfg.get("log.dirs").unwrap_or("")
+            ),
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The first entry of the `cordoned.log.dirs` value `value` that is neither
+/// `*` nor one of `log_dirs` (also checked for a dynamic change,
+/// `handlers::alter_configs`).
+pub(crate) fn cordoned_outside_log_dirs(value: &str, log_dirs: &[PathBuf]) -> Option<String> {
+    let same = |a: &Path, b: &Path| a.components().eq(b.components());
+    value
+        .split(',')
+        .map(str::trim)
+        .find(|e| !e.is_empty() && *e != "*" && !log_dirs.iter().any(|d| same(d, Path::new(e))))
+        .map(str::to_string)
 }
 
 /// The consumer-group (KIP-848) defaults must lie within their own bounds

@@ -16,16 +16,17 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AlterReplicaLogDirsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
-    IncrementalAlterConfigsRequest, ProduceRequest, TopicName,
+    AlterReplicaLogDirsRequest, IncrementalAlterConfigsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use samsa_broker::handlers::{alter_configs, alter_replica_log_dirs, describe_log_dirs, produce};
+use samsa_broker::handlers::{alter_configs, alter_replica_log_dirs, produce};
 use samsa_broker::{Broker, BrokerSettings};
 use samsa_metadata::config::StaticConfig;
 use samsa_metadata::{ControllerError, NewTopic};
 use samsa_model::batch::{self, BatchBuilder, BatchIter, NewRecord};
 use samsa_model::{BrokerId, DirectoryId, Offset, TimestampMs};
+
+mod common;
 
 fn open(dirs: &[PathBuf], extra: &[(&str, &str)]) -> Arc<Broker> {
     let mut cfg = StaticConfig::default();
@@ -70,12 +71,8 @@ type Replica = (String, i32, bool);
 
 /// (log dir, its replicas) per directory.
 fn describe(broker: &Arc<Broker>) -> Vec<(PathBuf, Vec<Replica>)> {
-    let resp: DescribeLogDirsResponse = describe_log_dirs::handle(
-        broker,
-        DescribeLogDirsRequest::default().with_topics(None),
-        4,
-    );
-    resp.results
+    common::describe_log_dirs(broker)
+        .results
         .iter()
         .map(|r| {
             assert!(r.total_bytes > 0 && r.usable_bytes > 0);
@@ -225,6 +222,20 @@ fn a_replica_moves_to_another_log_directory_while_a_producer_writes() {
     let rt = runtime();
     let from = dir_of(&broker);
     let to = if from == dirs[0] { &dirs[1] } else { &dirs[0] };
+    // The partition's record names each replica's directory
+    // (AssignReplicasToDirs; the replica manager reports it every 100 ms).
+    let dir_id = |path: &Path| {
+        let i = broker.log_dirs.index_of(path).unwrap();
+        DirectoryId(broker.log_dirs.dirs()[i].id)
+    };
+    let recorded = |b: &Broker| {
+        b.image()
+            .partition("t", samsa_model::PartitionIndex(0))
+            .unwrap()
+            .directory_of(BrokerId(1))
+    };
+    samsa_broker::dir_report::report(&broker, true).unwrap();
+    assert_eq!(recorded(&broker), Some(dir_id(&from)), "before the move");
 
     // Errors as Kafka answers them.
     assert_eq!(
@@ -279,6 +290,9 @@ fn a_replica_moves_to_another_log_directory_while_a_producer_writes() {
     assert_eq!(holder.len(), 1);
     assert_eq!(holder[0].0, abs(to));
     assert_eq!(holder[0].1, vec![("t".to_string(), 0, false)]);
+    // The partition's record names the directory the replica is in now.
+    samsa_broker::dir_report::report(&broker, true).unwrap();
+    assert_eq!(recorded(&broker), Some(dir_id(to)), "after the move");
     // The old copy goes away in the background.
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_dir(&from)
@@ -402,6 +416,12 @@ fn registered(broker: &Broker) -> (Vec<DirectoryId>, Vec<DirectoryId>, i64) {
 /// Sets (`Some`) or deletes this broker's dynamic `cordoned.log.dirs`
 /// through IncrementalAlterConfigs.
 fn set_cordoned(broker: &Broker, value: Option<&str>) {
+    let (code, message) = try_set_cordoned(broker, value);
+    assert_eq!(code, 0, "{message:?}");
+}
+
+/// [`set_cordoned`]'s answer: error code and message.
+fn try_set_cordoned(broker: &Broker, value: Option<&str>) -> (i16, Option<String>) {
     let config = AlterableConfig::default()
         .with_name(StrBytes::from_static_str("cordoned.log.dirs"))
         .with_config_operation(if value.is_some() { 0 } else { 1 })
@@ -413,7 +433,35 @@ fn set_cordoned(broker: &Broker, value: Option<&str>) {
             .with_configs(vec![config]),
     ]);
     let response = alter_configs::handle_incremental(broker, request, 1);
-    assert_eq!(response.responses[0].error_code, 0, "{response:?}");
+    let r = &response.responses[0];
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+#[test]
+fn a_dynamic_cordoned_log_dir_must_be_one_of_log_dirs() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = vec![root.path().join("a"), root.path().join("b")];
+    let broker = open(&dirs, &[]);
+    let typo = root.path().join("c").display().to_string();
+    let (code, message) = try_set_cordoned(&broker, Some(&typo));
+    assert_eq!(code, 40, "INVALID_CONFIG: {message:?}");
+    let message = message.unwrap();
+    assert!(
+        message.contains("cordoned.log.dirs") && message.contains(&typo),
+        "{message}"
+    );
+    let image = broker.image();
+    assert!(
+        !image
+            .dynamic_broker_configs(BrokerId(1))
+            .contains_key("cordoned.log.dirs"),
+        "nothing was stored"
+    );
+    set_cordoned(&broker, Some(&dirs[1].display().to_string()));
+    set_cordoned(&broker, Some("*"));
 }
 
 fn try_create(broker: &Broker, name: &str) -> Result<(), ControllerError> {

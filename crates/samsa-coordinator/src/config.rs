@@ -121,7 +121,8 @@ pub struct CoordinatorConfig {
     pub groups_max: usize,
     /// How long a resolution of a subscribed regex stands before a heartbeat resolves
     /// it again even if no topic was created or deleted (Kafka's periodic regex
-    /// refresh, 600000 = 10 minutes).
+    /// refresh, 600000 = 10 minutes; the broker's
+    /// `group.consumer.regex.refresh.interval.ms`).
     pub group_consumer_regex_refresh_interval_ms: i64,
     /// Per-group overrides of the two settings above them (the `GROUP`
     /// config resource); see [`CoordinatorConfig::consumer_session_timeout_ms`].

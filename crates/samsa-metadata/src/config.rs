@@ -374,6 +374,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("group.consumer.max.session.timeout.ms", Int, Some("60000"), Validator::Range(1, i32::MAX as i64), [], "Largest consumer.session.timeout.ms a group may be configured with."),
     def!("group.consumer.min.heartbeat.interval.ms", Int, Some("5000"), Validator::Range(1, i32::MAX as i64), [], "Smallest consumer.heartbeat.interval.ms a group may be configured with."),
     def!("group.consumer.max.heartbeat.interval.ms", Int, Some("15000"), Validator::Range(1, i32::MAX as i64), [], "Largest consumer.heartbeat.interval.ms a group may be configured with."),
+    def!("group.consumer.regex.refresh.interval.ms", Int, Some("600000"), Validator::Range(10_000, i32::MAX as i64), [], "How long a resolution of a consumer group's subscribed regex stands before a heartbeat resolves it again although no topic was created or deleted (Kafka 4.x)."),
     def!("group.coordinator.rebalance.protocols", List, Some("classic,consumer"), Validator::ListOf(&["classic", "consumer", "share", "streams"]), [], "Rebalance protocols the group coordinator accepts."),
     def!("offsets.retention.minutes", Int, Some("10080"), Validator::Range(1, i32::MAX as i64), [], "How long committed offsets of an empty group are kept."),
     def!("offsets.retention.check.interval.ms", Long, Some("600000"), Validator::Range(1, i64::MAX), [], "How often expired offsets are removed."),
@@ -814,6 +815,24 @@ mod tests {
         assert_eq!(r.source, ConfigSource::DynamicBrokerConfig);
         assert!(is_dynamic_broker_key("log.retention.ms"));
         assert!(!is_dynamic_broker_key("listeners"));
+    }
+
+    #[test]
+    fn the_regex_refresh_interval_is_a_broker_setting() {
+        let mut cfg = StaticConfig::default();
+        assert_eq!(
+            cfg.get_i64("group.consumer.regex.refresh.interval.ms"),
+            Some(600_000)
+        );
+        cfg.set("group.consumer.regex.refresh.interval.ms", "60000")
+            .unwrap();
+        assert_eq!(
+            cfg.get_i64("group.consumer.regex.refresh.interval.ms"),
+            Some(60_000)
+        );
+        assert!(cfg
+            .set("group.consumer.regex.refresh.interval.ms", "9999")
+            .is_err());
     }
 
     #[test]

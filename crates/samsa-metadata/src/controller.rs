@@ -366,6 +366,37 @@ impl Controller {
             .map(|(epoch, _)| epoch)
     }
 
+    /// Records the directories `broker` keeps replicas in (Kafka's
+    /// AssignReplicasToDirs); see [`crate::log_dirs::plan_assign_replica_dirs`].
+    /// Returns how many partitions changed.
+    pub fn assign_replica_dirs(
+        &self,
+        broker: BrokerId,
+        epoch: i64,
+        assignments: &[crate::log_dirs::DirAssignment],
+    ) -> Result<usize, ControllerError> {
+        self.submit(|image| {
+            crate::log_dirs::plan_assign_replica_dirs(image, broker, epoch, assignments)
+        })
+        .map(|(changed, _)| changed)
+    }
+
+    /// Takes `broker`'s log directories `offline` offline (an I/O error,
+    /// KIP-858): its replicas in them leave the ISRs and their leaderships;
+    /// see [`crate::log_dirs::plan_log_dirs_offline`]. Returns the
+    /// partitions left without a leader.
+    pub fn log_dirs_offline(
+        &self,
+        broker: BrokerId,
+        epoch: i64,
+        offline: &[samsa_model::DirectoryId],
+    ) -> Result<Vec<TopicPartition>, ControllerError> {
+        self.submit(|image| {
+            crate::log_dirs::plan_log_dirs_offline(image, &self.config, broker, epoch, offline)
+        })
+        .map(|(leaderless, _)| leaderless)
+    }
+
     /// Fences a broker (missed heartbeats): it leaves every ISR that keeps
     /// another member and loses its leaderships to the first live in-sync
     /// replica; a partition whose only in-sync replica it is keeps it in the

@@ -40,6 +40,9 @@ pub struct BrokerInfo {
     pub log_dirs: Vec<DirectoryId>,
     /// The cordoned subset of `log_dirs` (KIP-1066).
     pub cordoned_log_dirs: Vec<DirectoryId>,
+    /// The broker's log directories that failed (KIP-858): its replicas in
+    /// them are offline, may not lead and leave the ISRs.
+    pub offline_log_dirs: Vec<DirectoryId>,
 }
 
 impl BrokerInfo {
@@ -92,6 +95,10 @@ pub struct PartitionImage {
     pub adding_replicas: Vec<BrokerId>,
     /// Replicas an ongoing reassignment removes (a subset of `replicas`).
     pub removing_replicas: Vec<BrokerId>,
+    /// The log directory of each replica, in `replicas` order
+    /// ([`DirectoryId::UNASSIGNED`]: not reported yet); empty: unknown for
+    /// every replica.
+    pub directories: Vec<DirectoryId>,
 }
 
 impl PartitionImage {
@@ -118,6 +125,28 @@ impl PartitionImage {
     /// Whether the partition has a leader.
     pub fn has_leader(&self) -> bool {
         self.leader != NO_LEADER
+    }
+
+    /// The log directory holding replica `broker`, when known.
+    pub fn directory_of(&self, broker: BrokerId) -> Option<DirectoryId> {
+        let i = self.replicas.iter().position(|r| *r == broker)?;
+        self.directories
+            .get(i)
+            .copied()
+            .filter(|d| *d != DirectoryId::UNASSIGNED)
+    }
+
+    /// `directories` for a new replica list `replicas`: each replica keeps
+    /// the directory it had here, a new one is unassigned (empty stays
+    /// empty: unknown).
+    pub fn directories_for(&self, replicas: &[BrokerId]) -> Vec<DirectoryId> {
+        if self.directories.is_empty() {
+            return Vec::new();
+        }
+        replicas
+            .iter()
+            .map(|r| self.directory_of(*r).unwrap_or(DirectoryId::UNASSIGNED))
+            .collect()
     }
 }
 
@@ -224,6 +253,24 @@ impl MetadataImage {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
+    /// Whether replica `r` of `p` sits in a log directory its broker
+    /// reported failed (KIP-858). A replica whose directory is not known
+    /// is not (as Kafka's `DirectoryId.isOnline` treats UNASSIGNED).
+    pub fn replica_dir_offline(&self, p: &PartitionImage, r: BrokerId) -> bool {
+        let Some(b) = self.brokers.get(&r) else {
+            return false;
+        };
+        !b.offline_log_dirs.is_empty()
+            && p.directory_of(r)
+                .is_some_and(|d| b.offline_log_dirs.contains(&d))
+    }
+
+    /// Whether replica `r` of `p` can lead or be in sync: its broker is
+    /// live and its directory is not offline.
+    pub fn replica_online(&self, p: &PartitionImage, r: BrokerId) -> bool {
+        self.is_live(r) && !self.replica_dir_offline(p, r)
+    }
+
     /// Applies one record. Records that refer to unknown topics are ignored (they
     /// cannot be produced by the controller, which validates against the image).
     pub fn apply(&mut self, record: &MetadataRecord) {
@@ -269,6 +316,7 @@ impl MetadataImage {
                         fenced: *fenced,
                         log_dirs: log_dirs.clone(),
                         cordoned_log_dirs: cordoned_log_dirs.clone(),
+                        offline_log_dirs: Vec::new(),
                     },
                 );
             }
@@ -276,10 +324,14 @@ impl MetadataImage {
                 broker_id,
                 epoch,
                 cordoned_log_dirs,
+                offline_log_dirs,
             } => {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
                     if b.epoch == *epoch {
                         b.cordoned_log_dirs = cordoned_log_dirs.clone();
+                        if let Some(offline) = offline_log_dirs {
+                            b.offline_log_dirs = offline.clone();
+                        }
                     }
                 }
             }
@@ -319,6 +371,7 @@ impl MetadataImage {
                 partition_epoch,
                 adding_replicas,
                 removing_replicas,
+                directories,
             } => {
                 let Some(name) = self.topic_names.get(topic_id) else {
                     return;
@@ -336,6 +389,12 @@ impl MetadataImage {
                     partition_epoch: *partition_epoch,
                     adding_replicas: adding_replicas.clone(),
                     removing_replicas: removing_replicas.clone(),
+                    // Only a list aligned with the replicas means anything.
+                    directories: if directories.len() == replicas.len() {
+                        directories.clone()
+                    } else {
+                        Vec::new()
+                    },
                 };
                 let idx = partition.get();
                 match usize::try_from(idx) {
@@ -444,12 +503,14 @@ mod tests {
             broker_id: BrokerId(1),
             epoch: 2,
             cordoned_log_dirs: vec![a, b],
+            offline_log_dirs: None,
         });
         assert!(!image.brokers[&BrokerId(1)].fully_cordoned());
         image.apply(&MetadataRecord::BrokerRegistrationChange {
             broker_id: BrokerId(1),
             epoch: 3,
             cordoned_log_dirs: vec![b, a],
+            offline_log_dirs: None,
         });
         assert!(image.brokers[&BrokerId(1)].fully_cordoned());
         // A broker that registered no directories is never fully cordoned.
@@ -515,6 +576,7 @@ mod tests {
             partition_epoch: 9,
             adding_replicas: vec![BrokerId(3)],
             removing_replicas: vec![BrokerId(2)],
+            directories: Vec::new(),
         });
         let p = image.partition("t", PartitionIndex(0)).unwrap();
         assert!(p.is_reassigning());

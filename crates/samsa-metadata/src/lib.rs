@@ -23,6 +23,7 @@ pub mod features;
 pub mod group_config;
 pub mod image;
 pub mod log;
+pub mod log_dirs;
 pub mod plan;
 pub mod quorum;
 pub mod record;

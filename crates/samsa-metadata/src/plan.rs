@@ -32,7 +32,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-#[cfg(test)]
 use samsa_model::DirectoryId;
 use samsa_model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId, TopicPartition};
 
@@ -59,7 +58,7 @@ pub struct Planned<T = ()> {
 }
 
 impl<T> Planned<T> {
-    fn new(records: Vec<MetadataRecord>, outcome: T) -> Planned<T> {
+    pub(crate) fn new(records: Vec<MetadataRecord>, outcome: T) -> Planned<T> {
         Planned { records, outcome }
     }
 
@@ -400,6 +399,7 @@ fn new_partition_record(
             "All brokers specified in the manual partition assignment for partition {index} are fenced."
         )));
     };
+    let directories = replicas.iter().map(|r| default_dir(image, *r)).collect();
     Ok(MetadataRecord::Partition {
         topic_id,
         partition: PartitionIndex(index),
@@ -410,12 +410,23 @@ fn new_partition_record(
         partition_epoch: 0,
         adding_replicas: Vec::new(),
         removing_replicas: Vec::new(),
+        directories,
     })
+}
+
+/// The directory a new replica on `broker` is known to be in before the
+/// broker reports it: its only log directory when it registered exactly
+/// one (as Kafka's controller assigns it), else unassigned.
+fn default_dir(image: &MetadataImage, broker: BrokerId) -> DirectoryId {
+    match image.brokers.get(&broker).map(|b| b.log_dirs.as_slice()) {
+        Some([only]) => *only,
+        _ => DirectoryId::UNASSIGNED,
+    }
 }
 
 /// The record writing `p` as the new state of partition `p.index` of
 /// `topic_id`.
-fn partition_record(topic_id: TopicId, p: &PartitionImage) -> MetadataRecord {
+pub(crate) fn partition_record(topic_id: TopicId, p: &PartitionImage) -> MetadataRecord {
     MetadataRecord::Partition {
         topic_id,
         partition: p.index,
@@ -426,6 +437,7 @@ fn partition_record(topic_id: TopicId, p: &PartitionImage) -> MetadataRecord {
         partition_epoch: p.partition_epoch,
         adding_replicas: p.adding_replicas.clone(),
         removing_replicas: p.removing_replicas.clone(),
+        directories: p.directories.clone(),
     }
 }
 
@@ -568,7 +580,7 @@ fn place_replicas(
 
 /// How a partition change may pick a new leader.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Election {
+pub(crate) enum Election {
     /// Keep the leader while it is in the ISR and eligible; else the first
     /// replica (in replica order) that is.
     Online,
@@ -584,17 +596,17 @@ enum Election {
 /// replica set, ISR and reassignment lists, then [`PartitionChange::build`]
 /// completes a reassignment when it can, elects the leader and bumps epochs
 /// (see the module doc).
-struct PartitionChange<'a> {
+pub(crate) struct PartitionChange<'a> {
     current: &'a PartitionImage,
     replicas: Vec<BrokerId>,
-    isr: Vec<BrokerId>,
+    pub(crate) isr: Vec<BrokerId>,
     adding: Vec<BrokerId>,
     removing: Vec<BrokerId>,
     election: Election,
 }
 
 impl<'a> PartitionChange<'a> {
-    fn new(current: &'a PartitionImage, election: Election) -> PartitionChange<'a> {
+    pub(crate) fn new(current: &'a PartitionImage, election: Election) -> PartitionChange<'a> {
         PartitionChange {
             current,
             replicas: current.replicas.clone(),
@@ -626,7 +638,7 @@ impl<'a> PartitionChange<'a> {
 
     /// The new state, or `None` when nothing changes. `eligible` says which
     /// brokers may lead (registered and unfenced, as the caller sees it).
-    fn build(mut self, eligible: impl Fn(BrokerId) -> bool) -> Option<PartitionImage> {
+    pub(crate) fn build(mut self, eligible: impl Fn(BrokerId) -> bool) -> Option<PartitionImage> {
         self.complete_reassignment();
         let in_sync = |r: BrokerId| self.isr.contains(&r) && eligible(r);
         let current_leader = self.current.leader;
@@ -679,6 +691,7 @@ impl<'a> PartitionChange<'a> {
         } else {
             self.current.leader_epoch
         };
+        let directories = self.current.directories_for(&self.replicas);
         Some(PartitionImage {
             index: self.current.index,
             replicas: self.replicas,
@@ -686,6 +699,7 @@ impl<'a> PartitionChange<'a> {
             leader,
             leader_epoch,
             partition_epoch: self.current.partition_epoch.saturating_add(1),
+            directories,
             adding_replicas: self.adding,
             removing_replicas: self.removing,
         })
@@ -702,7 +716,7 @@ fn without(list: &[BrokerId], remove: &[BrokerId]) -> Vec<BrokerId> {
 
 /// `image` with `records` applied (for planning several changes in a row and
 /// for reading a plan's outcome).
-fn applied(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+pub(crate) fn applied(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
     let mut next = image.clone();
     for r in records {
         next.apply(r);
@@ -721,7 +735,11 @@ fn unclean_enabled(config: &StaticConfig, image: &MetadataImage, topic: &TopicIm
 }
 
 /// The election a broker-driven change (fencing, unfencing) runs for `topic`.
-fn online_election(config: &StaticConfig, image: &MetadataImage, topic: &TopicImage) -> Election {
+pub(crate) fn online_election(
+    config: &StaticConfig,
+    image: &MetadataImage,
+    topic: &TopicImage,
+) -> Election {
     if unclean_enabled(config, image, topic) {
         Election::Unclean
     } else {
@@ -740,11 +758,16 @@ fn leader_and_isr_updates(
     add: Option<BrokerId>,
     select: impl Fn(&PartitionImage) -> bool,
 ) -> Vec<MetadataRecord> {
-    let eligible = |r: BrokerId| Some(r) != remove && (Some(r) == add || image.is_live(r));
     let mut records = Vec::new();
     for topic in image.topics.values() {
         let election = online_election(config, image, topic);
         for p in topic.partitions.iter().filter(|p| select(p)) {
+            // A replica in a failed log directory (KIP-858) may not lead.
+            let eligible = |r: BrokerId| {
+                Some(r) != remove
+                    && (Some(r) == add || image.is_live(r))
+                    && !image.replica_dir_offline(p, r)
+            };
             let mut change = PartitionChange::new(p, election);
             if let Some(gone) = remove {
                 change.isr.retain(|r| *r != gone);
@@ -824,6 +847,7 @@ pub fn plan_register_broker(
                 broker_id: reg.id,
                 epoch: b.epoch,
                 cordoned_log_dirs: cordoned,
+                offline_log_dirs: None,
             };
             return Ok(Planned::new(vec![change], b.epoch));
         }
@@ -907,16 +931,7 @@ pub fn plan_unfence_broker(
     id: BrokerId,
     epoch: i64,
 ) -> Result<Planned<Vec<TopicPartition>>, ControllerError> {
-    let broker = image
-        .brokers
-        .get(&id)
-        .ok_or(ControllerError::BrokerIdNotRegistered(id))?;
-    if broker.epoch != epoch {
-        return Err(ControllerError::StaleBrokerEpoch(format!(
-            "Broker {id} is registered with epoch {}, not {epoch}.",
-            broker.epoch
-        )));
-    }
+    let broker = registered_at(image, id, epoch)?;
     let mut records = Vec::new();
     if broker.fenced {
         records.push(MetadataRecord::UnfenceBroker {
@@ -937,6 +952,27 @@ pub fn plan_unfence_broker(
         })
         .collect();
     Ok(Planned::new(records, elected))
+}
+
+/// Broker `id`'s registration, if it is at broker epoch `epoch`
+/// ([`ControllerError::BrokerIdNotRegistered`], else
+/// [`ControllerError::StaleBrokerEpoch`]).
+pub(crate) fn registered_at(
+    image: &MetadataImage,
+    id: BrokerId,
+    epoch: i64,
+) -> Result<&crate::image::BrokerInfo, ControllerError> {
+    let broker = image
+        .brokers
+        .get(&id)
+        .ok_or(ControllerError::BrokerIdNotRegistered(id))?;
+    if broker.epoch != epoch {
+        return Err(ControllerError::StaleBrokerEpoch(format!(
+            "Broker {id} is registered with epoch {}, not {epoch}.",
+            broker.epoch
+        )));
+    }
+    Ok(broker)
 }
 
 /// Plans a leader's ISR change (Kafka's AlterPartition), checked in Kafka's
@@ -1016,8 +1052,10 @@ pub fn plan_alter_partition(
             part.leader
         )));
     }
-    if let Some(r) = new_isr.iter().find(|r| !image.is_live(**r)) {
-        let why = if image.brokers.contains_key(r) {
+    if let Some(r) = new_isr.iter().find(|r| !image.replica_online(part, **r)) {
+        let why = if image.replica_dir_offline(part, *r) {
+            "in an offline log directory"
+        } else if image.brokers.contains_key(r) {
             "fenced"
         } else {
             "not registered"
@@ -1036,7 +1074,7 @@ pub fn plan_alter_partition(
     }
     let mut change = PartitionChange::new(part, online_election(config, image, topic));
     change.isr = new_isr.clone();
-    Ok(match change.build(|r| image.is_live(r)) {
+    Ok(match change.build(|r| image.replica_online(part, r)) {
         Some(next) => Planned::new(vec![partition_record(topic.id, &next)], next),
         None => Planned::new(Vec::new(), part.clone()),
     })
@@ -1049,7 +1087,9 @@ pub fn plan_alter_partition(
 pub fn imbalanced_partitions(image: &MetadataImage) -> Vec<TopicPartition> {
     partitions_where(image, |p| {
         p.preferred_leader().is_some_and(|preferred| {
-            p.leader != preferred && p.isr.contains(&preferred) && image.is_live(preferred)
+            p.leader != preferred
+                && p.isr.contains(&preferred)
+                && image.replica_online(p, preferred)
         })
     })
 }
@@ -1123,18 +1163,18 @@ fn elect_one(
             if part.leader == preferred {
                 return Err(ControllerError::ElectionNotNeeded);
             }
-            if !part.isr.contains(&preferred) || !image.is_live(preferred) {
+            if !part.isr.contains(&preferred) || !image.replica_online(part, preferred) {
                 return Err(ControllerError::PreferredLeaderNotAvailable(format!(
                     "{topic_name}-{index}: the preferred leader {preferred} is not a live in-sync replica."
                 )));
             }
-            PartitionChange::new(part, Election::Preferred).build(|r| image.is_live(r))
+            PartitionChange::new(part, Election::Preferred).build(|r| image.replica_online(part, r))
         }
         ElectionType::Unclean => {
             if part.has_leader() {
                 return Err(ControllerError::ElectionNotNeeded);
             }
-            PartitionChange::new(part, Election::Unclean).build(|r| image.is_live(r))
+            PartitionChange::new(part, Election::Unclean).build(|r| image.replica_online(part, r))
         }
     };
     match next {
@@ -1211,7 +1251,7 @@ fn reassign_one(
     let part = image
         .partition(topic_name, PartitionIndex(index))
         .ok_or(ControllerError::UnknownTopic)?;
-    let eligible = |r: BrokerId| image.is_live(r);
+    let eligible = |r: BrokerId| image.replica_online(part, r);
     let next = match target {
         Some(target) => {
             validate_assignment(image, target)?;

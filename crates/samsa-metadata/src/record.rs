@@ -5,7 +5,9 @@
 //! written before them still parse: an old `RegisterBroker` reads as an
 //! unfenced broker at epoch 0 with no incarnation, no named listeners and no
 //! log directories (nothing cordoned), an old `Partition` as one with no
-//! reassignment in progress. That is the whole versioning scheme: a field is
+//! reassignment in progress and no known replica directories, an old
+//! `BrokerRegistrationChange` as one leaving the offline directories as
+//! they were. That is the whole versioning scheme: a field is
 //! only ever added (with a default meaning "as before it existed"), never
 //! renamed or retyped; a record type is only ever added, and a log holding a
 //! type an older binary does not know fails to parse there (no downgrade
@@ -92,6 +94,12 @@ pub enum MetadataRecord {
         broker_id: BrokerId,
         epoch: i64,
         cordoned_log_dirs: Vec<DirectoryId>,
+        /// The broker's log directories that failed (KIP-858: an I/O error
+        /// took them offline; Kafka's heartbeat `OfflineLogDirs`), replacing
+        /// the set; `None` (and records written before it existed) leaves
+        /// it as it was. A new registration starts with none offline.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offline_log_dirs: Option<Vec<DirectoryId>>,
     },
     /// The broker at `epoch` was fenced (Kafka's `FenceBrokerRecord`). Ignored
     /// when the broker's registered epoch differs (the record is stale).
@@ -124,6 +132,13 @@ pub enum MetadataRecord {
         /// Replicas a reassignment in progress removes (also in `replicas`).
         #[serde(default)]
         removing_replicas: Vec<BrokerId>,
+        /// The log directory holding each replica on its broker, in
+        /// `replicas` order (Kafka's `PartitionRecord.Directories`, set by
+        /// AssignReplicasToDirs); [`DirectoryId::UNASSIGNED`] for a replica
+        /// whose broker has not reported one yet. Empty (and in records
+        /// written before it existed): unknown for every replica.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        directories: Vec<DirectoryId>,
     },
     /// A config key was set (`value: Some`) or removed (`value: None`).
     Config {
@@ -192,6 +207,7 @@ mod tests {
                 partition_epoch: 7,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                directories: Vec::new(),
             }
         );
     }
@@ -222,6 +238,28 @@ mod tests {
                 broker_id: BrokerId(1),
                 epoch: 5,
                 cordoned_log_dirs: Vec::new(),
+                offline_log_dirs: None,
+            },
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id: BrokerId(1),
+                epoch: 5,
+                cordoned_log_dirs: Vec::new(),
+                offline_log_dirs: Some(vec![DirectoryId(uuid::Uuid::from_u128(7))]),
+            },
+            MetadataRecord::Partition {
+                topic_id: TopicId(uuid::Uuid::from_u128(1)),
+                partition: PartitionIndex(0),
+                replicas: vec![BrokerId(1), BrokerId(2)],
+                isr: vec![BrokerId(1)],
+                leader: BrokerId(1),
+                leader_epoch: LeaderEpoch(0),
+                partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
+                directories: vec![
+                    DirectoryId(uuid::Uuid::from_u128(7)),
+                    DirectoryId::UNASSIGNED,
+                ],
             },
             MetadataRecord::FenceBroker {
                 broker_id: BrokerId(1),

@@ -127,6 +127,12 @@ impl fmt::Display for TopicId {
 #[serde(transparent)]
 pub struct DirectoryId(pub uuid::Uuid);
 
+impl DirectoryId {
+    /// Kafka's `DirectoryId.UNASSIGNED` (the nil UUID): the replica's
+    /// directory is not known yet.
+    pub const UNASSIGNED: DirectoryId = DirectoryId(uuid::Uuid::nil());
+}
+
 impl fmt::Display for DirectoryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)

@@ -101,6 +101,14 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
             log_dirs: b.log_dirs.clone(),
             cordoned_log_dirs: b.cordoned_log_dirs.clone(),
         });
+        if !b.offline_log_dirs.is_empty() {
+            out.push(MetadataRecord::BrokerRegistrationChange {
+                broker_id: b.id,
+                epoch: b.epoch,
+                cordoned_log_dirs: b.cordoned_log_dirs.clone(),
+                offline_log_dirs: Some(b.offline_log_dirs.clone()),
+            });
+        }
     }
     let config = |resource: ConfigResource, name: &String, value: &String| MetadataRecord::Config {
         resource,
@@ -136,6 +144,7 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
                 partition_epoch: p.partition_epoch,
                 adding_replicas: p.adding_replicas.clone(),
                 removing_replicas: p.removing_replicas.clone(),
+                directories: p.directories.clone(),
             });
         }
         for (k, v) in &topic.configs {
@@ -289,13 +298,20 @@ mod tests {
                         }
                     }
                 ),
-            (broker.clone(), 0i64..3, 0u8..4).prop_map(|(b, epoch, cordoned)| {
-                MetadataRecord::BrokerRegistrationChange {
-                    broker_id: BrokerId(b),
-                    epoch,
-                    cordoned_log_dirs: dir_set(cordoned),
-                }
-            }),
+            (
+                broker.clone(),
+                0i64..3,
+                0u8..4,
+                proptest::option::of(0u8..4)
+            )
+                .prop_map(|(b, epoch, cordoned, offline)| {
+                    MetadataRecord::BrokerRegistrationChange {
+                        broker_id: BrokerId(b),
+                        epoch,
+                        cordoned_log_dirs: dir_set(cordoned),
+                        offline_log_dirs: offline.map(dir_set),
+                    }
+                }),
             (broker.clone(), 0i64..3, any::<bool>()).prop_map(|(b, epoch, fence)| {
                 if fence {
                     MetadataRecord::FenceBroker {
@@ -320,10 +336,18 @@ mod tests {
                 proptest::collection::vec(0i32..4, 1..4),
                 proptest::collection::vec(0i32..4, 0..2),
                 proptest::collection::vec(0i32..4, 0..2),
+                any::<bool>(),
             )
-                .prop_map(|(t, p, e, replicas, adding, removing)| {
+                .prop_map(|(t, p, e, replicas, adding, removing, dirs)| {
                     let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
                     let replicas = ids(replicas);
+                    let directories = if dirs {
+                        (0..replicas.len())
+                            .map(|i| DirectoryId(uuid::Uuid::from_u128(i as u128)))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     MetadataRecord::Partition {
                         topic_id: TopicId(uuid_for(t)),
                         partition: PartitionIndex(p),
@@ -334,6 +358,7 @@ mod tests {
                         partition_epoch: e,
                         adding_replicas: ids(adding),
                         removing_replicas: ids(removing),
+                        directories,
                     }
                 }),
             (0u8..4, broker, "[a-c]", proptest::option::of("[x-z]")).prop_map(

@@ -941,6 +941,23 @@ impl PartitionLog {
         }
     }
 
+    /// Stops the writer because the log's directory failed (KIP-858: an
+    /// I/O error elsewhere in the same log directory), as a failed write of
+    /// its own does: later writes fail with [`StorageError::Failed`] and the
+    /// next open runs full recovery.
+    pub fn mark_failed(&self) {
+        let mut w = lock(&self.writer);
+        if !w.failed {
+            self.fail_writer(&mut w);
+        }
+    }
+
+    /// Whether a write or fsync failed (or [`Self::mark_failed`] was
+    /// called): the writer is stopped until the log is opened again.
+    pub fn has_failed(&self) -> bool {
+        lock(&self.writer).failed
+    }
+
     fn check_writable(&self, w: &Writer) -> Result<(), StorageError> {
         if w.failed {
             return Err(StorageError::Failed {

@@ -234,6 +234,9 @@ impl GroupService {
         if let Some(v) = int("group.consumer.heartbeat.interval.ms") {
             cc.group_consumer_heartbeat_interval_ms = v as i32;
         }
+        if let Some(v) = int("group.consumer.regex.refresh.interval.ms") {
+            cc.group_consumer_regex_refresh_interval_ms = v;
+        }
         GroupService {
             config: cc,
             shards: RwLock::new(BTreeMap::new()),

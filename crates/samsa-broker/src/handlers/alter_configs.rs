@@ -51,6 +51,9 @@ fn apply(
         RESOURCE_TOPIC => broker.admin(|c| c.alter_topic_configs(name, changes, validate_only)),
         RESOURCE_BROKER => {
             let target = broker_target(broker, name)?;
+            if target.is_none_or(|id| id == broker.settings.node_id) {
+                check_cordoned(broker, changes)?;
+            }
             broker.admin(|c| c.alter_broker_configs(target, changes, validate_only))
         }
         RESOURCE_GROUP => broker.admin(|c| c.alter_group_configs(name, changes, validate_only)),
@@ -70,6 +73,37 @@ fn apply(
         // controller's placement (other brokers do it as they follow).
         if let Err(e) = crate::cordon::sync_cordoned_log_dirs(broker) {
             tracing::warn!(error = %e, "registering the cordoned log directories");
+        }
+    }
+    Ok(())
+}
+
+/// A dynamic `cordoned.log.dirs` for this broker (or the cluster default)
+/// names only `*` or this broker's `log.dirs`, as the static one must
+/// (KIP-1066; INVALID_CONFIG in Kafka's wording otherwise). A change for
+/// another broker is checked by that broker's own `log.dirs` when the
+/// request is sent to it, as Kafka's admin clients send broker configs.
+fn check_cordoned(broker: &Broker, changes: &Changes) -> Outcome {
+    for (key, value) in changes {
+        let Some(value) = value.as_deref().filter(|_| key == "cordoned.log.dirs") else {
+            continue;
+        };
+        if let Some(entry) =
+            crate::settings::cordoned_outside_log_dirs(value, &broker.settings.log_dirs)
+        {
+            let dirs: Vec<String> = broker
+                .settings
+                .log_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return Err((
+                ResponseError::InvalidConfig,
+                format!(
+                    "Invalid value {value} for configuration cordoned.log.dirs: {entry} is not one of log.dirs ({})",
+                    dirs.join(",")
+                ),
+            ));
         }
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! DescribeLogDirs (`kafka-log-dirs.sh --describe`, AdminClient
 //! `describeLogDirs`): each of this broker's log directories with the bytes
 //! of every partition replica it holds there, and (v4) the directory's
-//! filesystem size and free space.
+//! filesystem size and free space. A directory that failed (KIP-858,
+//! [`crate::dir_failure`]) is listed with KAFKA_STORAGE_ERROR and no
+//! partitions, as Kafka lists an offline log directory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -9,6 +11,8 @@ use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+
+use kafka_protocol::error::ResponseError;
 
 use super::s;
 use crate::broker::Broker;
@@ -101,9 +105,12 @@ pub fn handle(
                 })
                 .collect();
             let shown = std::path::absolute(&dir.path).unwrap_or_else(|_| dir.path.clone());
-            let mut result = DescribeLogDirsResult::default()
-                .with_log_dir(s(shown.display().to_string()))
-                .with_topics(topics);
+            let mut result =
+                DescribeLogDirsResult::default().with_log_dir(s(shown.display().to_string()));
+            if dir.is_offline() {
+                return result.with_error_code(ResponseError::KafkaStorageError.code());
+            }
+            result = result.with_topics(topics);
             if version >= 4 {
                 let (total, usable) = crate::disk::filesystem_bytes(&dir.path).unwrap_or((-1, -1));
                 result = result.with_total_bytes(total).with_usable_bytes(usable);

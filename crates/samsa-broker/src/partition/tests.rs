@@ -43,6 +43,7 @@ fn image(leader: BrokerId, epoch: i32, partition_epoch: i32, isr: &[BrokerId]) -
         partition_epoch,
         adding_replicas: Vec::new(),
         removing_replicas: Vec::new(),
+        directories: Vec::new(),
     }
 }
 
