@@ -56,17 +56,21 @@ def test_features_are_advertised_and_finalized(broker):
     assert f["group.version"]["supported"] == (0, 1)
     assert f["group.version"]["finalized"] == (1, 1)
     assert f["kraft.version"]["supported"] == (0, 1)
+    # KIP-1022: a new cluster finalizes transaction version 2 (KIP-890 part 2).
+    assert f["transaction.version"]["supported"] == (0, 2)
+    assert f["transaction.version"]["finalized"] == (2, 2)
     # kraft.version is at level 0 (a static quorum): supported, not finalized.
     assert "finalized" not in f["kraft.version"]
     assert f["metadata.version"]["finalized_epoch"] is not None
     assert f["metadata.version"]["finalized_epoch"] >= 0
 
     lines = describe_lines(broker)
-    assert set(lines) == {"group.version", "kraft.version", "metadata.version"}
+    assert set(lines) == {"group.version", "kraft.version", "metadata.version", "transaction.version"}
     assert lines["metadata.version"]["SupportedMinVersion"] == "3.3-IV3"
     assert lines["metadata.version"]["SupportedMaxVersion"] == "4.1-IV1"
     assert lines["metadata.version"]["FinalizedVersionLevel"] == "4.1-IV1"
     assert lines["group.version"]["FinalizedVersionLevel"] == "1"
+    assert lines["transaction.version"]["FinalizedVersionLevel"] == "2"
     assert lines["kraft.version"]["FinalizedVersionLevel"] == "0"
     assert lines["group.version"]["Epoch"] == str(f["metadata.version"]["finalized_epoch"])
 

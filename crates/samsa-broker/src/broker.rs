@@ -79,6 +79,8 @@ pub struct Broker {
     pub fetch_sessions: FetchSessionCache,
     /// The group coordinator.
     pub groups: Arc<crate::groups::GroupService>,
+    /// The transaction coordinator.
+    pub transactions: Arc<crate::transactions::TxnService>,
     /// This broker's current block of producer ids: (next, end). Held only
     /// to take an id or install a new block, never across the allocation.
     producer_ids: Mutex<(i64, i64)>,
@@ -169,6 +171,10 @@ impl Broker {
             groups: Arc::new(crate::groups::GroupService::new(
                 &config_for_groups,
                 crate::groups::image_group_configs(me.clone()),
+            )),
+            transactions: Arc::new(crate::transactions::TxnService::new(
+                &config_for_groups,
+                me.clone(),
             )),
             cluster,
             delayed_produces: Arc::new(Purgatory::default()),
@@ -547,6 +553,7 @@ impl Broker {
             self.roles_changed.notify_one();
             self.roles_version.send_modify(|v| *v = v.wrapping_add(1));
             self.groups.wake();
+            self.transactions.wake();
         }
         // Waiters re-check the partitions whose role, ISR or high watermark
         // this may have changed.
@@ -758,7 +765,7 @@ static INCARNATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Topics that only their coordinators create.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state"
+    name == crate::groups::OFFSETS_TOPIC || name == crate::transactions::TRANSACTION_STATE_TOPIC
 }
 
 pub(crate) fn write_partition_metadata(dir: &Path, id: TopicId) -> std::io::Result<()> {

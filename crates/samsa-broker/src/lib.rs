@@ -10,6 +10,7 @@ pub mod alter_isr;
 pub mod broker;
 pub mod cluster;
 pub mod connections;
+pub(crate) mod coordinator_runtime;
 pub mod cordon;
 pub mod data_dir;
 pub mod dir_failure;
@@ -33,6 +34,7 @@ pub mod settings;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
+pub mod transactions;
 
 pub use broker::Broker;
 pub use server::{serve, ServeError};

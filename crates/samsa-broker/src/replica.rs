@@ -211,7 +211,7 @@ pub async fn wait_replicated_on(
 
 /// The address followers use to reach `leader`: its endpoint on
 /// `inter.broker.listener.name` (its first endpoint when unset).
-fn leader_address(broker: &Broker, leader: BrokerId) -> Option<String> {
+pub(crate) fn leader_address(broker: &Broker, leader: BrokerId) -> Option<String> {
     let image = broker.image();
     let info = image.brokers.get(&leader)?;
     let name = broker

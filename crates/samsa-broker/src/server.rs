@@ -110,6 +110,12 @@ pub async fn serve(
             .clone()
             .run_timers(broker.clone(), shutdown.clone()),
     );
+    tokio::spawn(
+        broker
+            .transactions
+            .clone()
+            .run(broker.clone(), shutdown.clone()),
+    );
     let quotas = ConnectionQuotas::new(&broker.settings);
     let request_memory = broker
         .settings

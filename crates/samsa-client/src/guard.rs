@@ -404,6 +404,14 @@ static WRITE_TXN_MARKERS: Schema = s(&[f(arr(&MARKER_RESULT))]);
 static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
 static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
 
+// AddPartitionsToTxn v5 (a partition leader verifying or adding a
+// partition, KIP-890): throttle, error, then per transaction per topic the
+// partitions' error codes.
+static APT_PARTITION: Schema = s(&[f(I32), f(I16)]);
+static APT_TOPIC: Schema = s(&[f(Str), f(arr(&APT_PARTITION))]);
+static APT_TRANSACTION: Schema = s(&[f(Str), f(arr(&APT_TOPIC))]);
+static ADD_PARTITIONS_TO_TXN: Schema = s(&[f(I32), f(I16), f(arr(&APT_TRANSACTION))]);
+
 static CGD_TOPIC_PARTITIONS: Schema = s(&[f(Uuid), f(Str), f(I32s)]);
 static CGD_ASSIGNMENT: Schema = s(&[f(arr(&CGD_TOPIC_PARTITIONS))]);
 static CGD_MEMBER: Schema = s(&[
@@ -525,6 +533,7 @@ static APIS: &[Api] = &[
     ),
     api(ApiKey::DescribeProducers, 0, 0, 0, &DESCRIBE_PRODUCERS),
     api(ApiKey::WriteTxnMarkers, 1, 1, 1, &WRITE_TXN_MARKERS),
+    api(ApiKey::AddPartitionsToTxn, 5, 5, 3, &ADD_PARTITIONS_TO_TXN),
 ];
 
 /// The response versions the guard covers for `key`, if any.

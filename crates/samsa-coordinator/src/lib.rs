@@ -89,5 +89,7 @@ pub use coordinator::{
     partition_for, ConsumerGroupDurable, Coordinator, CoordinatorStatus, DurableState,
 };
 pub use error::{codes, GroupError, ReplayError};
-pub use topic_regex::{REGEX_COMPILED_BYTES_MAX, REGEX_NEST_MAX, REGEX_REFRESH_MIN_INTERVAL_MS};
+pub use topic_regex::{
+    whole_match, REGEX_COMPILED_BYTES_MAX, REGEX_NEST_MAX, REGEX_REFRESH_MIN_INTERVAL_MS,
+};
 pub use txn::{TxnConfig, TxnCoordinator, TxnOutput, TxnResponse};

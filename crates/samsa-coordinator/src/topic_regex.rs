@@ -50,6 +50,13 @@ fn build(pattern: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
+/// Compiles `pattern` for whole-string matching with the bounds of subscribed
+/// regexes (ListTransactions v2's transactional id pattern, which Kafka
+/// matches against whole ids); the error says why it is invalid.
+pub fn whole_match(pattern: &str) -> Result<Regex, String> {
+    build(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())
+}
+
 /// Compiles `pattern` for whole-name matching, or says why it is invalid (Kafka's
 /// `throwIfRegularExpressionIsInvalid` message).
 pub(crate) fn compile(pattern: &str) -> Result<Regex, GroupError> {

@@ -804,19 +804,19 @@ mod tests {
     fn apply_publishes_batches_once_with_their_index() {
         let dir = tempfile::tempdir().unwrap();
         let c = controller(dir.path());
-        // InitCluster with the two bootstrap FeatureLevel records, then
-        // RegisterBroker: four records in two batches.
-        assert_eq!(c.last_batch(), Some(4));
+        // InitCluster with the three bootstrap FeatureLevel records, then
+        // RegisterBroker: five records in two batches.
+        assert_eq!(c.last_batch(), Some(5));
         let before = c.image();
         c.create_topics(vec![topic("t", 2)], false)[0]
             .as_ref()
             .unwrap();
-        assert_eq!(c.last_batch(), Some(7), "Topic + two Partition records");
+        assert_eq!(c.last_batch(), Some(8), "Topic + two Partition records");
         let after = c.image();
         // A batch already applied (as a committed stream would hand it again) is
         // ignored.
         let replay = Step::Batch {
-            index: 7,
+            index: 8,
             records: vec![MetadataRecord::RemoveTopic {
                 topic_id: after.topic("t").unwrap().id,
             }],
@@ -830,10 +830,10 @@ mod tests {
         // A reset replaces the image and the fence position.
         assert!(c.apply(Step::Reset {
             image: Box::new(MetadataImage::clone(&before)),
-            last_batch: Some(4),
+            last_batch: Some(5),
         }));
         assert!(c.image().topic("t").is_none());
-        assert_eq!(c.last_batch(), Some(4));
+        assert_eq!(c.last_batch(), Some(5));
     }
 
     fn registration(id: i32, incarnation: &str, fenced: bool) -> BrokerRegistration {

@@ -20,6 +20,10 @@ pub const METADATA_VERSION: &str = "metadata.version";
 pub const KRAFT_VERSION: &str = "kraft.version";
 /// `group.version`.
 pub const GROUP_VERSION: &str = "group.version";
+/// `transaction.version` (KIP-1022): 1 is KIP-890 part 1's flexible
+/// transaction records, 2 its part 2 (the epoch bumped on every EndTxn, the
+/// partition leader adding partitions to the transaction itself).
+pub const TRANSACTION_VERSION: &str = "transaction.version";
 
 /// One feature this build supports.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -38,7 +42,9 @@ pub struct Feature {
 /// 4.1-IV1 (27, 4.1's latest production level, the bootstrap level);
 /// `kraft.version` 0-1 at 0 (a static `controller.quorum.voters` quorum;
 /// level 1 is KIP-853's dynamic quorum); `group.version` 0-1 at 1 (KIP-848's
-/// consumer protocol, on by default since 4.0).
+/// consumer protocol, on by default since 4.0); `transaction.version` 0-2 at 2
+/// (KIP-1022; a new Kafka 4.x cluster finalizes 2, so clients use KIP-890's
+/// transaction version 2).
 pub const SUPPORTED: &[Feature] = &[
     Feature {
         name: METADATA_VERSION,
@@ -57,6 +63,12 @@ pub const SUPPORTED: &[Feature] = &[
         min: 0,
         max: 1,
         bootstrap: 1,
+    },
+    Feature {
+        name: TRANSACTION_VERSION,
+        min: 0,
+        max: 2,
+        bootstrap: 2,
     },
 ];
 
@@ -222,18 +234,23 @@ mod tests {
     }
 
     #[test]
-    fn a_new_cluster_finalizes_metadata_and_group_version() {
+    fn a_new_cluster_finalizes_metadata_group_and_transaction_version() {
         let image = bootstrapped();
         assert_eq!(image.feature_level(METADATA_VERSION), 27);
         assert_eq!(image.feature_level(GROUP_VERSION), 1);
+        assert_eq!(image.feature_level(TRANSACTION_VERSION), 2);
         assert_eq!(image.feature_level(KRAFT_VERSION), 0);
         assert!(!image.features.contains_key(KRAFT_VERSION));
         assert_eq!(
             finalized(&image),
-            vec![(GROUP_VERSION, 1), (METADATA_VERSION, 27)]
+            vec![
+                (GROUP_VERSION, 1),
+                (METADATA_VERSION, 27),
+                (TRANSACTION_VERSION, 2)
+            ]
         );
-        // InitCluster is offset 0, the two feature records 1 and 2.
-        assert_eq!(image.features_epoch, 2);
+        // InitCluster is offset 0, the three feature records 1 to 3.
+        assert_eq!(image.features_epoch, 3);
         assert!(crate::plan::plan_init_cluster(&image).records.is_empty());
     }
 
@@ -284,7 +301,7 @@ mod tests {
             image.apply(r);
         }
         assert_eq!(image.feature_level(GROUP_VERSION), 0);
-        assert_eq!(image.features_epoch, 3);
+        assert_eq!(image.features_epoch, 4);
         // The same level again writes nothing.
         assert!(plan_update_features(
             &image,
@@ -348,6 +365,6 @@ mod tests {
         // Not bootstrapped again: the downgrade stands.
         assert_eq!(image.feature_level(GROUP_VERSION), 0);
         assert_eq!(image.feature_level(METADATA_VERSION), 27);
-        assert_eq!(image.features_epoch, 3);
+        assert_eq!(image.features_epoch, 4);
     }
 }

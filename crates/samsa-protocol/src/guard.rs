@@ -209,6 +209,7 @@ enum Kind {
 enum Elem {
     Int8,
     Int32,
+    Int64,
     /// Non-nullable string elements.
     Str,
     Struct(&'static Schema),
@@ -219,6 +220,7 @@ impl Elem {
         match self {
             Elem::Int8 => Kind::Int8,
             Elem::Int32 => Kind::Int32,
+            Elem::Int64 => Kind::Int64,
             Elem::Str => Kind::Str,
             Elem::Struct(schema) => Kind::Struct(schema),
         }
@@ -332,6 +334,7 @@ const BYTES: Kind = Kind::Bytes;
 const I8_ARRAY: Kind = Kind::Array(Elem::Int8);
 const I32_ARRAY: Kind = Kind::Array(Elem::Int32);
 const STR_ARRAY: Kind = Kind::Array(Elem::Str);
+const I64_ARRAY: Kind = Kind::Array(Elem::Int64);
 const NULLABLE_I32_ARRAY: Kind = Kind::NullableArray(Elem::Int32);
 const NULLABLE_STR_ARRAY: Kind = Kind::NullableArray(Elem::Str);
 
@@ -434,6 +437,23 @@ static APIS: &[Api] = &[
         &LIST_PARTITION_REASSIGNMENTS,
     ),
     api(ApiKey::UpdateFeatures, 0, 2, Some(0), &UPDATE_FEATURES),
+    api(
+        ApiKey::AddPartitionsToTxn,
+        0,
+        5,
+        Some(3),
+        &ADD_PARTITIONS_TO_TXN,
+    ),
+    api(ApiKey::AddOffsetsToTxn, 0, 4, Some(3), &ADD_OFFSETS_TO_TXN),
+    api(ApiKey::EndTxn, 0, 5, Some(3), &END_TXN),
+    api(
+        ApiKey::DescribeTransactions,
+        0,
+        0,
+        Some(0),
+        &DESCRIBE_TRANSACTIONS,
+    ),
+    api(ApiKey::ListTransactions, 0, 2, Some(0), &LIST_TRANSACTIONS),
     api(ApiKey::WriteTxnMarkers, 1, 1, Some(1), &WRITE_TXN_MARKERS),
     api(
         ApiKey::DescribeProducers,
@@ -915,6 +935,52 @@ const UPDATE_FEATURES_UPDATE: Schema = schema(&[
     f("max_version_level", I16),
     f("allow_downgrade", BOOL).until(0),
     f("upgrade_type", I8).since(1),
+]);
+
+// AddPartitionsToTxn (24): v0-3 name one transaction, v4+ a batch of them
+// (KIP-890: brokers send v4+, with `verify_only`).
+const ADD_PARTITIONS_TO_TXN: Schema = schema(&[
+    f("transactions", array(&ADD_PARTITIONS_TO_TXN_TRANSACTION)).since(4),
+    f("v3_and_below_transactional_id", STR).until(3),
+    f("v3_and_below_producer_id", I64).until(3),
+    f("v3_and_below_producer_epoch", I16).until(3),
+    f("v3_and_below_topics", array(&ADD_PARTITIONS_TO_TXN_TOPIC)).until(3),
+]);
+const ADD_PARTITIONS_TO_TXN_TRANSACTION: Schema = schema(&[
+    f("transactional_id", STR),
+    f("producer_id", I64),
+    f("producer_epoch", I16),
+    f("verify_only", BOOL),
+    f("topics", array(&ADD_PARTITIONS_TO_TXN_TOPIC)),
+]);
+const ADD_PARTITIONS_TO_TXN_TOPIC: Schema = schema(&[f("name", STR), f("partitions", I32_ARRAY)]);
+
+// AddOffsetsToTxn (25)
+const ADD_OFFSETS_TO_TXN: Schema = schema(&[
+    f("transactional_id", STR),
+    f("producer_id", I64),
+    f("producer_epoch", I16),
+    f("group_id", STR),
+]);
+
+// EndTxn (26): v5 is transaction version 2 (KIP-890 part 2), same fields.
+const END_TXN: Schema = schema(&[
+    f("transactional_id", STR),
+    f("producer_id", I64),
+    f("producer_epoch", I16),
+    f("committed", BOOL),
+]);
+
+// DescribeTransactions (65)
+const DESCRIBE_TRANSACTIONS: Schema = schema(&[f("transactional_ids", STR_ARRAY)]);
+
+// ListTransactions (66): v1 adds the duration filter (KIP-994), v2 the
+// transactional id pattern (KIP-1152).
+const LIST_TRANSACTIONS: Schema = schema(&[
+    f("state_filters", STR_ARRAY),
+    f("producer_id_filters", I64_ARRAY),
+    f("duration_filter", I64).since(1),
+    f("transactional_id_pattern", NSTR).since(2),
 ]);
 
 // ListPartitionReassignments (46)

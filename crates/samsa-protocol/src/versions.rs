@@ -67,6 +67,15 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // KIP-584; v1 adds upgrade_type and validate_only (KIP-778), v2 drops the
     // per-feature results from the response.
     api(ApiKey::UpdateFeatures, 0, 2),
+    // Transactions (KIP-98); AddPartitionsToTxn v4+ batched with verify_only
+    // and EndTxn v5 are KIP-890's transaction version 2.
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 5),
+    // KIP-664; ListTransactions v1 adds the duration filter (KIP-994), v2
+    // the transactional id pattern.
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 2),
     // KIP-98; v0 (not flexible) was removed in Kafka 4.0 (KIP-896).
     api(ApiKey::WriteTxnMarkers, 1, 1),
     // KIP-664.

@@ -120,6 +120,11 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0, 0),
     (ApiKey::SaslHandshake, 0, 1, i16::MAX),
     (ApiKey::SaslAuthenticate, 0, 2, 2),
+    (ApiKey::AddPartitionsToTxn, 0, 5, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4, 3),
+    (ApiKey::EndTxn, 0, 5, 3),
+    (ApiKey::DescribeTransactions, 0, 0, 0),
+    (ApiKey::ListTransactions, 0, 2, 0),
 ];
 
 /// Every covered (api, version, flexible) triple.
@@ -175,6 +180,26 @@ macro_rules! with_request_type {
             }
             ApiKey::DescribeCluster => {
                 type $t = DescribeClusterRequest;
+                $body
+            }
+            ApiKey::AddPartitionsToTxn => {
+                type $t = AddPartitionsToTxnRequest;
+                $body
+            }
+            ApiKey::AddOffsetsToTxn => {
+                type $t = AddOffsetsToTxnRequest;
+                $body
+            }
+            ApiKey::EndTxn => {
+                type $t = EndTxnRequest;
+                $body
+            }
+            ApiKey::DescribeTransactions => {
+                type $t = DescribeTransactionsRequest;
+                $body
+            }
+            ApiKey::ListTransactions => {
+                type $t = ListTransactionsRequest;
                 $body
             }
             ApiKey::InitProducerId => {
@@ -378,6 +403,32 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
         ApiKey::CreatePartitions => enc(&create_partitions(f), v),
         ApiKey::DescribeCluster => enc(&describe_cluster(v, f), v),
         ApiKey::InitProducerId => enc(&init_producer_id(v, f), v),
+        ApiKey::AddPartitionsToTxn => enc(&add_partitions_to_txn(v, f), v),
+        ApiKey::AddOffsetsToTxn => enc(
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(st("txn")))
+                .with_producer_id(ProducerId(77))
+                .with_producer_epoch(3)
+                .with_group_id(group("group-a"))
+                .with_unknown_tagged_fields(f.tags()),
+            v,
+        ),
+        ApiKey::EndTxn => enc(
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(st("txn")))
+                .with_producer_id(ProducerId(77))
+                .with_producer_epoch(3)
+                .with_committed(true)
+                .with_unknown_tagged_fields(f.tags()),
+            v,
+        ),
+        ApiKey::DescribeTransactions => enc(
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(two(|i| TransactionalId(st(&format!("txn-{i}")))))
+                .with_unknown_tagged_fields(f.tags()),
+            v,
+        ),
+        ApiKey::ListTransactions => enc(&list_transactions(v, f), v),
         ApiKey::FindCoordinator => enc(&find_coordinator(v, f), v),
         ApiKey::JoinGroup => enc(&join_group(v, f), v),
         ApiKey::SyncGroup => enc(&sync_group(v, f), v),
@@ -704,6 +755,50 @@ fn init_producer_id(v: i16, f: Fill) -> InitProducerIdRequest {
     if v >= 3 {
         request.producer_id = ProducerId(77);
         request.producer_epoch = 3;
+    }
+    request
+}
+
+fn add_partitions_to_txn(v: i16, f: Fill) -> AddPartitionsToTxnRequest {
+    use add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+    let topics = || {
+        two(|i| {
+            AddPartitionsToTxnTopic::default()
+                .with_name(topic(&format!("orders-{i}")))
+                .with_partitions(vec![0, 1])
+                .with_unknown_tagged_fields(f.tags())
+        })
+    };
+    let request = AddPartitionsToTxnRequest::default().with_unknown_tagged_fields(f.tags());
+    if v >= 4 {
+        request.with_transactions(two(|i| {
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(st(&format!("txn-{i}"))))
+                .with_producer_id(ProducerId(77))
+                .with_producer_epoch(3)
+                .with_verify_only(i == 1)
+                .with_topics(topics())
+                .with_unknown_tagged_fields(f.tags())
+        }))
+    } else {
+        request
+            .with_v3_and_below_transactional_id(TransactionalId(st("txn")))
+            .with_v3_and_below_producer_id(ProducerId(77))
+            .with_v3_and_below_producer_epoch(3)
+            .with_v3_and_below_topics(topics())
+    }
+}
+
+fn list_transactions(v: i16, f: Fill) -> ListTransactionsRequest {
+    let mut request = ListTransactionsRequest::default()
+        .with_state_filters(vec![st("Ongoing"), st("PrepareCommit")])
+        .with_producer_id_filters(vec![ProducerId(1), ProducerId(2)])
+        .with_unknown_tagged_fields(f.tags());
+    if v >= 1 {
+        request.duration_filter = 60_000;
+    }
+    if v >= 2 {
+        request.transactional_id_pattern = f.opt(st("txn-.*"));
     }
     request
 }
@@ -1148,7 +1243,7 @@ fn guard_table_matches_covered_list() {
             );
         }
     }
-    assert_eq!(covered_versions(ApiKey::EndTxn as i16), None);
+    assert_eq!(covered_versions(ApiKey::CreateAcls as i16), None);
     assert_eq!(
         check_request_body(-1, 0, &[]),
         Err(GuardError::UnsupportedApi {

@@ -1,11 +1,15 @@
-//! InitProducerId: producer ids for idempotent producers.
+//! InitProducerId: producer ids for idempotent and transactional producers.
 //!
 //! A non-transactional producer always gets a fresh id with epoch 0 (as Kafka
 //! does). Ids are handed out from blocks the controller allocates through the
-//! metadata log, so no id is ever reused, across restarts too.
+//! metadata log, so no id is ever reused, across restarts too. A
+//! transactional one is answered by the transaction coordinator of its
+//! `transactional.id` (epoch bumps, fencing, KIP-360 re-initialization).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use samsa_coordinator::txn::{self, TxnResponse};
+use samsa_model::ProducerEpoch;
 
 use std::sync::Arc;
 
@@ -15,19 +19,17 @@ use crate::broker::Broker;
 pub async fn handle(
     broker: &Arc<Broker>,
     request: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if request
+    if let Some(id) = request
         .transactional_id
         .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
+        .filter(|t| !t.0.is_empty())
     {
-        // Transactions (a transaction coordinator) are a later milestone; clients
-        // cannot reach this without FindCoordinator, which is not advertised.
-        return response.with_error_code(ResponseError::InvalidRequest.code());
+        return transactional(broker, id.0.to_string(), &request, version).await;
     }
     match broker.next_producer_id().await {
         Ok(id) => response
@@ -38,6 +40,37 @@ pub async fn handle(
             response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
         }
     }
+}
+
+/// InitProducerId with a `transactional.id`, answered by its coordinator.
+async fn transactional(
+    broker: &Arc<Broker>,
+    transactional_id: String,
+    request: &InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
+    let req = txn::InitProducerIdRequest {
+        transactional_id: transactional_id.clone(),
+        transaction_timeout_ms: request.transaction_timeout_ms,
+        producer_id: samsa_model::ProducerId(request.producer_id.0),
+        producer_epoch: ProducerEpoch(request.producer_epoch),
+    };
+    let answer = broker
+        .transactions
+        .call(broker, &transactional_id, |c, now, token| {
+            c.init_producer_id(now, &req, token)
+        })
+        .await;
+    let (code, id, epoch) = match answer {
+        Some(TxnResponse::InitProducerId(r)) => {
+            (r.error_code, r.producer_id.get(), r.producer_epoch.get())
+        }
+        _ => (ResponseError::CoordinatorNotAvailable.code(), -1, -1),
+    };
+    InitProducerIdResponse::default()
+        .with_error_code(crate::transactions::fenced_code(code, version, 4))
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(epoch)
 }
 
 #[cfg(test)]

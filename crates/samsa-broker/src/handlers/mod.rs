@@ -11,6 +11,8 @@ use samsa_protocol::codec::{
 
 use crate::broker::Broker;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_replica_log_dirs;
 pub mod api_versions;
@@ -28,6 +30,8 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -37,6 +41,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 mod null_on_success;
 pub mod offset_commit;
@@ -124,7 +129,10 @@ pub async fn handle(
         }
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let response = produce::handle(broker, r, version).await;
+            // KIP-890: a transaction's first batch in a partition is checked
+            // with (or, transaction version 2, added by) its coordinator.
+            let refused = crate::transactions::verify::verify_produce(broker, &r, version).await;
+            let response = produce::handle_verified(broker, r, version, refused).await;
             if acks == 0 {
                 // No response; a failed partition closes the connection.
                 return match produce::failed_partitions(&response) {
@@ -235,6 +243,19 @@ pub async fn handle(
         RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(
             list_config_resources::handle(broker, r, version).await,
         ),
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            add_partitions_to_txn::handle(broker, r, version).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, r, version).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, r, version).await),
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
+            describe_transactions::handle(broker, r, version).await,
+        ),
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(list_transactions::handle(broker, r, version).await)
+        }
         RequestKind::WriteTxnMarkers(r) => {
             ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r, version).await)
         }

@@ -3,6 +3,7 @@
 //! Nothing is appended for a partition whose batch fails validation; other
 //! partitions in the same request are unaffected (as in Kafka).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +39,18 @@ pub fn now_ms() -> TimestampMs {
 /// v13+ names topics by id (KIP-516): an id this broker does not know is
 /// answered with UNKNOWN_TOPIC_ID, and the answer names topics by id too.
 pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceResponse {
+    handle_verified(broker, request, version, HashMap::new()).await
+}
+
+/// [`handle`] for a request whose transactional batches the transaction
+/// coordinator already checked (KIP-890, `crate::transactions::verify`):
+/// the partitions in `refused` are answered with their error, unappended.
+pub async fn handle_verified(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+    refused: HashMap<(usize, usize), ResponseError>,
+) -> ProduceResponse {
     let by_id = version >= 13;
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, PRODUCE_WAIT_MS_MAX) as u64);
@@ -111,6 +124,11 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> P
                             .with_error_code(ResponseError::InvalidRecord.code())
                             .with_error_message(Some(s("null records")));
                     };
+                    if let Some(e) = refused.get(&(ti, pi)) {
+                        return r.with_error_code(e.code()).with_error_message(Some(s(
+                            "The transaction coordinator did not confirm this partition in the producer's transaction",
+                        )));
+                    }
                     match append(broker, &part, &records, acks, now) {
                         Ok((base, last, append_time, log_start, epoch)) => {
                             if acks == -1 {

@@ -179,12 +179,17 @@ mod tests {
             vec![
                 ("metadata.version", 7, 27),
                 ("kraft.version", 0, 1),
-                ("group.version", 0, 1)
+                ("group.version", 0, 1),
+                ("transaction.version", 0, 2)
             ]
         );
         assert_eq!(
             finalized,
-            owned(&[("group.version", 1), ("metadata.version", 27)])
+            owned(&[
+                ("group.version", 1),
+                ("metadata.version", 27),
+                ("transaction.version", 2)
+            ])
         );
         assert!(epoch >= 0, "{epoch}");
         // v3 cannot carry a 0 minimum (KIP-1022).
@@ -247,7 +252,10 @@ mod tests {
         let r = handle(&broker, request(vec![downgrade], false), 0);
         assert_eq!((r.error_code, r.results[0].error_code), (0, 0));
         let (_, finalized, epoch) = features(&broker, 4);
-        assert_eq!(finalized, owned(&[("metadata.version", 27)]));
+        assert_eq!(
+            finalized,
+            owned(&[("metadata.version", 27), ("transaction.version", 2)])
+        );
         assert!(epoch > epoch_before);
         let r = handle(&broker, request(vec![key("group.version", 1, 1)], false), 2);
         assert_eq!(r.error_code, 0);
