@@ -27,6 +27,29 @@
 //! 6. every batch a live replica's producer table remembers (above the log
 //!    start) is in its log at that offset, from that producer.
 //!
+//! Two producers are transactional (acks=all batches with attributes bit
+//! 4): a model transaction coordinator commits or aborts each transaction
+//! once its batches are acknowledged, aborts it when the producer's epoch
+//! is bumped (an error, or a transaction timeout) with the new epoch, and
+//! retries the marker (a control batch) at the leader it knows until it is
+//! acknowledged with acks=all, across leader changes. The leader checks it
+//! with `ProducerStateTable::check_marker`; every replica applies stored
+//! markers with `complete_txn` (ABORTs into its aborted index, as
+//! `PartitionLog` does) and rebuilt tables replay them (`replay_marker`).
+//! Each live replica's LSO is min(first unstable offset of its table, high
+//! watermark); read_committed reads data batches below it less those the
+//! aborted index covers. Further invariants:
+//!
+//! 7. LSO <= high watermark, and the LSO never passes the first offset of a
+//!    transaction open in the log; the table's open transactions are
+//!    exactly the log's (a marker a follower did not record, or a rebuild
+//!    that skipped one, shows here);
+//! 8. no batch of an aborted (or undecided) transaction is read_committed;
+//! 9. every batch of a transaction whose COMMIT was acknowledged is
+//!    read_committed on every ISR member once below its LSO;
+//! 10. a transaction's markers in any log carry the coordinator's decision
+//!     (never both COMMIT and ABORT).
+//!
 //! A failure names its seed; `SIM_SEED=<n> cargo test -p samsa-replica
 //! --test simulation` replays exactly that seed (with a step trace), and
 //! `SIM_SEEDS=<count>` runs more seeds.
@@ -34,15 +57,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use samsa_model::batch::BatchHeader;
-use samsa_model::{BrokerId, LeaderEpoch, Offset, ProducerEpoch, ProducerId, TimestampMs};
+use samsa_model::control::TxnMarker;
+use samsa_model::{
+    BrokerId, CoordinatorEpoch, LeaderEpoch, Offset, ProducerEpoch, ProducerId, TimestampMs,
+};
 use samsa_replica::{
     AppendWait, Assignment, EpochAnswer, IsrProposal, ReplicaLog, ReplicaState, TruncationStep,
 };
 use samsa_storage::producer_snapshot;
-use samsa_storage::producer_state::{ProducerStateTable, SeqCheck};
+use samsa_storage::producer_state::{CompletedTxn, ProducerStateTable, SeqCheck};
 
 const NODES: i32 = 3;
 const PRODUCERS: u64 = 3;
+/// Transactional producers, after the idempotent ones.
+const TXN_PRODUCERS: u64 = 2;
+/// The model transaction coordinator's epoch (one coordinator, never
+/// failing over).
+const COORDINATOR_EPOCH: i32 = 0;
+/// Batch attributes: bit 4 transactional, bit 5 control.
+const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+const ATTR_CONTROL: i16 = 1 << 5;
 const MIN_INSYNC: usize = 2;
 const LAG_MAX_MS: i64 = 400;
 const STEPS: usize = 600;
@@ -64,6 +98,13 @@ struct Stats {
     /// Batches refused for their sequence or epoch.
     sequence_errors: u64,
     segments_deleted: u64,
+    /// Marker appends (every attempt a leader accepted).
+    markers_written: u64,
+    /// Transactions whose COMMIT / ABORT marker was acknowledged.
+    commits: u64,
+    aborted_txns: u64,
+    /// Aborts that followed an epoch bump of the producer.
+    fencing_aborts: u64,
 }
 
 thread_local! {
@@ -110,6 +151,11 @@ struct Batch {
     /// Its size on disk (for segment rolls).
     bytes: usize,
     timestamp: i64,
+    /// The model transaction the batch (or marker) belongs to; an oracle
+    /// annotation only: the logs and producer tables never read it.
+    txn: Option<usize>,
+    /// A control batch: Some(commit).
+    marker: Option<bool>,
 }
 
 impl Batch {
@@ -126,7 +172,11 @@ impl Batch {
             partition_leader_epoch: LeaderEpoch(self.epoch),
             magic: 2,
             crc: 0,
-            attributes: 0,
+            attributes: match (self.marker, self.txn) {
+                (Some(_), _) => ATTR_TRANSACTIONAL | ATTR_CONTROL,
+                (None, Some(_)) => ATTR_TRANSACTIONAL,
+                (None, None) => 0,
+            },
             last_offset_delta: (self.len - 1) as i32,
             base_timestamp: TimestampMs(self.timestamp),
             max_timestamp: TimestampMs(self.timestamp),
@@ -135,6 +185,14 @@ impl Batch {
             base_sequence: seq,
             records_count: self.len as i32,
         }
+    }
+
+    /// The marker a control batch carries.
+    fn txn_marker(&self) -> Option<TxnMarker> {
+        self.marker.map(|commit| TxnMarker {
+            commit,
+            coordinator_epoch: CoordinatorEpoch(COORDINATOR_EPOCH),
+        })
     }
 }
 
@@ -171,6 +229,14 @@ struct MemLog {
     pending: Vec<(i64, Vec<u8>)>,
     snapshot_wanted: bool,
     roll: RollPolicy,
+    /// The aborted-transaction index (Kafka's `.txnindex`): what each ABORT
+    /// marker closed, as the producer table answered when it was stored.
+    /// Entries go with their marker (truncation, lost page cache,
+    /// retention).
+    aborted: Vec<CompletedTxn>,
+    /// Bumped by every change of the batches or the producer table (so
+    /// the transaction checks skip a replica nothing changed on).
+    version: u64,
 }
 
 impl MemLog {
@@ -186,6 +252,8 @@ impl MemLog {
             pending: Vec::new(),
             snapshot_wanted: false,
             roll,
+            aborted: Vec::new(),
+            version: 0,
         }
     }
 
@@ -232,6 +300,7 @@ impl MemLog {
     /// Rolls before `b` if the active segment is full (taking a snapshot at
     /// the new segment's base), then stores it and records its producer.
     fn store(&mut self, b: Batch) {
+        self.version += 1;
         let active = self.active_base();
         let (count, bytes) = self
             .batches
@@ -246,7 +315,18 @@ impl MemLog {
             tally(|s| s.rolls += 1);
         }
         self.record_epoch(b.epoch, b.base);
-        self.producers.record(&b.header());
+        let header = b.header();
+        match b.txn_marker() {
+            // As `PartitionLog::record_written`: a marker closes the
+            // producer's transaction; an ABORT goes to the index.
+            Some(marker) => {
+                let done = self.producers.complete_txn(&header, marker);
+                if done.aborted {
+                    self.aborted.push(done);
+                }
+            }
+            None => self.producers.record(&header),
+        }
         self.batches.push(b);
     }
 
@@ -277,6 +357,7 @@ impl MemLog {
     /// it go, the one holding it is cut), as `truncate_to` does: snapshots
     /// above the new end are dropped and the producer table reloaded.
     fn truncate(&mut self, offset: i64) {
+        self.version += 1;
         if offset >= self.end() {
             return;
         }
@@ -288,6 +369,7 @@ impl MemLog {
         self.cut_segments();
         let end = self.end();
         self.epochs.retain(|(_, s)| *s < end);
+        self.aborted.retain(|c| c.last_offset.get() < end);
         self.pending.retain(|(o, _)| *o <= end);
         // Lowered to the active segment's base (the cut itself is synced).
         self.synced = self.synced.min(self.active_base()).max(self.start);
@@ -311,6 +393,7 @@ impl MemLog {
     /// [log start, log end] (those above the end are deleted), then the
     /// batch headers after it.
     fn reload_producers(&mut self) {
+        self.version += 1;
         let mut written: BTreeSet<Offset> = self.snapshots.keys().map(|o| Offset(*o)).collect();
         let files = &self.snapshots;
         let rebuilt = producer_snapshot::rebuild_start(
@@ -332,7 +415,12 @@ impl MemLog {
         }
         let mut table = rebuilt.table;
         for b in &self.batches {
-            table.replay(rebuilt.from, &b.header());
+            match b.txn_marker() {
+                Some(marker) => {
+                    table.replay_marker(rebuilt.from, &b.header(), marker);
+                }
+                None => table.replay(rebuilt.from, &b.header()),
+            }
         }
         self.producers = table;
         // An open that had to replay asks the flusher for a snapshot.
@@ -345,6 +433,7 @@ impl MemLog {
     /// and deletes the segments after it), and snapshot files stay as
     /// written. The restart rebuilds the producer table.
     fn crash(&mut self, lose_page_cache: bool, rng: &mut Rng) {
+        self.version += 1;
         self.pending.clear();
         self.snapshot_wanted = false;
         self.producers = ProducerStateTable::default();
@@ -359,6 +448,7 @@ impl MemLog {
             self.cut_segments();
             let end = self.end();
             self.epochs.retain(|(_, s)| *s < end);
+            self.aborted.retain(|c| c.last_offset.get() < end);
             self.synced = self.synced.min(end);
         }
     }
@@ -392,6 +482,7 @@ impl MemLog {
     /// the segments wholly below it (the leader's retention passes a
     /// segment boundary; a follower follows the leader's log start).
     fn delete_before(&mut self, offset: i64) {
+        self.version += 1;
         let offset = offset.min(self.end());
         if offset <= self.start {
             return;
@@ -403,8 +494,9 @@ impl MemLog {
             tally(|s| s.segments_deleted += 1);
         }
         self.synced = self.synced.max(self.start);
-        // Epoch cache: entries below the new start collapse into one at it.
         let start = self.start;
+        self.aborted.retain(|c| c.last_offset.get() >= start);
+        // Epoch cache: entries below the new start collapse into one at it.
         if let Some(i) = self.epochs.iter().rposition(|(_, s)| *s <= start) {
             self.epochs.drain(..i);
             self.epochs[0].1 = start;
@@ -424,6 +516,7 @@ impl MemLog {
             start: offset,
             segments: vec![offset],
             synced: offset,
+            version: self.version + 1,
             ..MemLog::new(self.roll)
         };
     }
@@ -598,12 +691,21 @@ struct Outstanding {
 }
 
 /// An idempotent producer: one batch in flight, retried until answered.
+/// A transactional one sends acks=all batches inside a transaction, asks
+/// the model coordinator to end it once every batch is acknowledged, and
+/// begins the next only when its marker is acknowledged (Kafka's
+/// CONCURRENT_TRANSACTIONS until then).
 #[derive(Clone, Debug)]
 struct Producer {
     id: i64,
     epoch: i16,
     next_seq: i32,
     out: Option<Outstanding>,
+    transactional: bool,
+    /// Its open transaction (model id).
+    txn: Option<usize>,
+    /// Its transaction's marker is not acknowledged yet.
+    ending: bool,
 }
 
 impl Producer {
@@ -631,6 +733,30 @@ struct Waiter {
     last_offset: i64,
     id: u64,
     producer: usize,
+    /// A marker of this transaction (the coordinator waits, not the
+    /// producer).
+    marker: Option<usize>,
+}
+
+/// A transaction as the model coordinator knows it.
+#[derive(Clone, Debug, Default)]
+struct Txn {
+    /// Its decision, once taken: Some(commit).
+    commit: Option<bool>,
+    /// (last offset, batch id) of its batches acknowledged with acks=all.
+    acked: Vec<(i64, u64)>,
+    /// Its marker was acknowledged with acks=all.
+    marker_acked: bool,
+}
+
+/// A marker the coordinator must write (retried until acknowledged).
+#[derive(Clone, Debug)]
+struct PendingMarker {
+    txn: usize,
+    producer: usize,
+    pid: i64,
+    producer_epoch: i16,
+    commit: bool,
 }
 
 struct Sim {
@@ -644,6 +770,17 @@ struct Sim {
     next_id: u64,
     /// (offset, batch id) of every acks=all acknowledgement.
     acked: Vec<(i64, u64)>,
+    txns: Vec<Txn>,
+    /// (txn, last offset, batch id) of the batches of every transaction
+    /// whose COMMIT marker was acknowledged with acks=all.
+    committed: Vec<(usize, i64, u64)>,
+    markers: Vec<PendingMarker>,
+    /// A broken rule seen during a step (reported by `check`).
+    violation: Option<String>,
+    /// Per node: what its last transaction check saw (log version, high
+    /// watermark, committed batches, ISR member); the same again passes
+    /// again, so it is skipped (the checks dominate the runtime).
+    txn_checked: Vec<Option<(u64, i64, usize, bool)>>,
     trace: bool,
 }
 
@@ -681,17 +818,25 @@ impl Sim {
                 version: 1,
             },
             net: Vec::new(),
-            producers: (0..PRODUCERS)
+            producers: (0..PRODUCERS + TXN_PRODUCERS)
                 .map(|p| Producer {
                     id: p as i64 + 1,
                     epoch: 0,
                     next_seq: 0,
                     out: None,
+                    transactional: p >= PRODUCERS,
+                    txn: None,
+                    ending: false,
                 })
                 .collect(),
             waiters: Vec::new(),
             next_id: 1,
             acked: Vec::new(),
+            txns: Vec::new(),
+            committed: Vec::new(),
+            markers: Vec::new(),
+            violation: None,
+            txn_checked: vec![None; NODES as usize],
             trace,
         }
     }
@@ -704,7 +849,7 @@ impl Sim {
 
     fn step(&mut self) {
         self.now += self.rng.below(40) as i64;
-        match self.rng.below(1000) {
+        match self.rng.below(1060) {
             0..=219 => self.deliver(),
             220..=259 => self.drop_message(),
             260..=479 => self.fetcher_tick(),
@@ -719,7 +864,9 @@ impl Sim {
             935..=954 => self.unfence(),
             955..=969 => self.retention(),
             970..=984 => self.checkpoint_hw(),
-            _ => self.timeout_fetch(),
+            985..=999 => self.timeout_fetch(),
+            1000..=1029 => self.end_txn(),
+            _ => self.write_marker(),
         }
     }
 
@@ -983,13 +1130,30 @@ impl Sim {
 
     fn produce(&mut self) {
         let p = self.rng.below(self.producers.len());
-        if self.waiters.iter().any(|w| w.producer == p) {
+        if self.waiters.iter().any(|w| w.producer == p) || self.producers[p].ending {
             return;
+        }
+        if let Some(t) = self.producers[p].txn {
+            // Mostly end a transaction after its first acknowledged batch.
+            if self.producers[p].out.is_none() && self.rng.chance(60) {
+                let commit = self.rng.chance(70);
+                self.decide(p, t, commit);
+                return;
+            }
         }
         let out = match self.producers[p].out.clone() {
             Some(o) => o,
             None => {
-                let acks = [0, 1, -1, -1][self.rng.below(4)];
+                let mut acks = [0, 1, -1, -1][self.rng.below(4)];
+                if self.producers[p].transactional {
+                    // Transactional producers use acks=all; the first
+                    // batch begins a transaction.
+                    acks = -1;
+                    if self.producers[p].txn.is_none() {
+                        self.producers[p].txn = Some(self.txns.len());
+                        self.txns.push(Txn::default());
+                    }
+                }
                 let len = 1 + self.rng.below(3) as i64;
                 let o = Outstanding {
                     id: self.next_id,
@@ -1004,7 +1168,7 @@ impl Sim {
             }
         };
         let producer = &self.producers[p];
-        let (pid, producer_epoch) = (producer.id, producer.epoch);
+        let (pid, producer_epoch, txn) = (producer.id, producer.epoch, producer.txn);
         // The producer's metadata may be stale: mostly the leader, sometimes
         // any broker.
         let n = if self.ctl.leader >= 0 && self.rng.chance(80) {
@@ -1032,6 +1196,8 @@ impl Sim {
             producer: (pid, producer_epoch, out.seq),
             bytes: out.bytes,
             timestamp: now,
+            txn,
+            marker: None,
         };
         // Idempotence by the storage crate's producer table, as the
         // broker's append does: a retry already stored is answered with its
@@ -1047,6 +1213,7 @@ impl Sim {
                 self.log(|| format!("produce p{pid} seq {} on {n}: {e}", out.seq));
                 if out.acks != 0 {
                     self.producers[p].bump_epoch();
+                    self.fence_abort(p);
                 } else {
                     self.producers[p].done();
                 }
@@ -1068,6 +1235,7 @@ impl Sim {
                 last_offset: last,
                 id: out.id,
                 producer: p,
+                marker: None,
             });
         } else {
             self.producers[p].done();
@@ -1099,8 +1267,16 @@ impl Sim {
                     let w = self.waiters.remove(i);
                     if ok {
                         self.acked.push((w.last_offset, w.id));
-                        self.producers[w.producer].done();
                         self.log(|| format!("acked id {} at {}", w.id, w.last_offset));
+                        if let Some(t) = w.marker {
+                            self.marker_acked(t);
+                        } else {
+                            let producer = &mut self.producers[w.producer];
+                            producer.done();
+                            if let Some(t) = producer.txn {
+                                self.txns[t].acked.push((w.last_offset, w.id));
+                            }
+                        }
                     }
                 }
             }
@@ -1238,11 +1414,264 @@ impl Sim {
         }
     }
 
+    /// The coordinator ends a transactional producer's transaction once
+    /// every batch of it is acknowledged: COMMIT mostly, ABORT sometimes.
+    /// One stuck with a batch unanswered is aborted now and then (the
+    /// transaction timeout): the producer's epoch is bumped, its batch in
+    /// flight failed.
+    fn end_txn(&mut self) {
+        let p = PRODUCERS as usize + self.rng.below(TXN_PRODUCERS as usize);
+        let producer = &self.producers[p];
+        let Some(t) = producer.txn else { return };
+        if producer.out.is_some() || self.waiters.iter().any(|w| w.producer == p) {
+            if self.rng.chance(3) {
+                self.log(|| format!("txn {t} of p{p} times out"));
+                self.waiters.retain(|w| w.producer != p);
+                self.producers[p].bump_epoch();
+                self.fence_abort(p);
+            }
+            return;
+        }
+        let commit = self.rng.chance(70);
+        self.decide(p, t, commit);
+    }
+
+    /// The producer's epoch was bumped (KIP-360, or a zombie fenced by a
+    /// new InitProducerId): the coordinator aborts its open transaction
+    /// with the new epoch first.
+    fn fence_abort(&mut self, p: usize) {
+        if let Some(t) = self.producers[p].txn {
+            tally(|s| s.fencing_aborts += 1);
+            self.decide(p, t, false);
+        }
+    }
+
+    fn decide(&mut self, p: usize, t: usize, commit: bool) {
+        self.txns[t].commit = Some(commit);
+        let producer = &mut self.producers[p];
+        producer.txn = None;
+        producer.ending = true;
+        self.markers.push(PendingMarker {
+            txn: t,
+            producer: p,
+            pid: producer.id,
+            producer_epoch: producer.epoch,
+            commit,
+        });
+        self.log(|| format!("txn {t} of p{p}: commit {commit}"));
+    }
+
+    /// Kafka's marker channel: the coordinator sends a pending marker to
+    /// the partition leader it knows (mostly the current one), which
+    /// checks it against its producer table and appends it in its epoch;
+    /// retried until acknowledged with acks=all.
+    fn write_marker(&mut self) {
+        if self.markers.is_empty() {
+            return;
+        }
+        let m = self.markers[self.rng.below(self.markers.len())].clone();
+        if self.waiters.iter().any(|w| w.producer == m.producer) {
+            return;
+        }
+        let n = if self.ctl.leader >= 0 && self.rng.chance(80) {
+            self.ctl.leader as usize
+        } else {
+            self.rng.below(NODES as usize)
+        };
+        let now = self.now;
+        let id = self.next_id;
+        let node = &mut self.nodes[n];
+        if !node.alive {
+            return;
+        }
+        let Ok(epoch) = node.state.check_append(-1, MIN_INSYNC) else {
+            return;
+        };
+        if let Err(e) = node.log.producers.check_marker(
+            ProducerId(m.pid),
+            ProducerEpoch(m.producer_epoch),
+            CoordinatorEpoch(COORDINATOR_EPOCH),
+        ) {
+            self.violation = Some(format!("node {n} refused the marker {m:?}: {e}"));
+            return;
+        }
+        self.next_id += 1;
+        let marker = Batch {
+            base: node.log.end(),
+            len: 1,
+            epoch: epoch.get(),
+            id,
+            producer: (m.pid, m.producer_epoch, -1),
+            bytes: 78,
+            timestamp: now,
+            txn: Some(m.txn),
+            marker: Some(m.commit),
+        };
+        let last = node.log.append_as_leader(marker).base;
+        let end = node.log.log_end();
+        node.state.advance_hw(end);
+        tally(|s| s.markers_written += 1);
+        self.log(|| format!("marker {m:?} on {n} at {last}"));
+        self.waiters.push(Waiter {
+            node: n,
+            epoch,
+            last_offset: last,
+            id,
+            producer: m.producer,
+            marker: Some(m.txn),
+        });
+    }
+
+    fn marker_acked(&mut self, t: usize) {
+        let txn = &mut self.txns[t];
+        txn.marker_acked = true;
+        if txn.commit == Some(true) {
+            tally(|s| s.commits += 1);
+            let batches = txn.acked.iter().map(|&(offset, id)| (t, offset, id));
+            self.committed.extend(batches);
+        } else {
+            tally(|s| s.aborted_txns += 1);
+        }
+        if let Some(i) = self.markers.iter().position(|m| m.txn == t) {
+            let m = self.markers.remove(i);
+            self.producers[m.producer].ending = false;
+        }
+    }
+
+    /// The transaction invariants (7-10 in the module docs), on every live
+    /// replica.
+    fn check_txns(&mut self) -> Result<(), String> {
+        for n in 0..self.nodes.len() {
+            let node = &self.nodes[n];
+            let seen = (
+                node.log.version,
+                node.state.high_watermark().get(),
+                self.committed.len(),
+                self.ctl.isr.contains(&node.id),
+            );
+            if !node.alive || self.txn_checked[n] == Some(seen) {
+                continue;
+            }
+            self.check_node_txns(node, seen.3)?;
+            self.txn_checked[n] = Some(seen);
+        }
+        Ok(())
+    }
+
+    fn check_node_txns(&self, node: &Node, in_isr: bool) -> Result<(), String> {
+        let log = &node.log;
+        let id = node.id.get();
+        let hw = node.state.high_watermark().get().min(log.end());
+        let lso = last_stable_offset(node);
+        // 7. LSO <= HW.
+        if lso > hw {
+            return Err(format!(
+                "node {id}: LSO {lso} above the high watermark {hw}"
+            ));
+        }
+        // One pass over the log: the open transactions (producer id,
+        // first offset), read from the log alone, and
+        // 10. a transaction's markers all carry the coordinator's
+        // decision (so it is never both committed and aborted);
+        // 8. no aborted (or undecided) transaction's batch is read.
+        let mut open: Vec<(i64, i64)> = Vec::new();
+        for b in &log.batches {
+            let Some(t) = b.txn else { continue };
+            let pid = b.producer.0;
+            let decided = self.txns[t].commit;
+            if let Some(commit) = b.marker {
+                if decided != Some(commit) {
+                    return Err(format!(
+                            "node {id}: txn {t}'s marker at {} says commit={commit}, the coordinator decided {decided:?}",
+                            b.base
+                        ));
+                }
+                open.retain(|(p, _)| *p != pid);
+                continue;
+            }
+            if !open.iter().any(|(p, _)| *p == pid) {
+                open.push((pid, b.base));
+            }
+            if decided != Some(true) && read_committed(log, lso, b) {
+                return Err(format!(
+                        "node {id}: read_committed (LSO {lso}) reads batch {} at {} of txn {t}, decided {decided:?}",
+                        b.id, b.base
+                    ));
+            }
+        }
+        // 7. the LSO never passes an open transaction's first offset.
+        if let Some((pid, first)) = open.iter().min_by_key(|(_, f)| *f) {
+            if lso > *first {
+                return Err(format!(
+                    "node {id}: LSO {lso} passes producer {pid}'s open transaction at {first}"
+                ));
+            }
+        }
+        // The producer table knows exactly those (a transaction whose
+        // first batches retention deleted starts below the log start).
+        let table = log.producers.ongoing_txns();
+        for (pid, first) in &open {
+            match table.iter().find(|(p, _)| p.get() == *pid) {
+                    Some((_, f)) if f.get() == *first || f.get() < log.start => {}
+                    other => {
+                        return Err(format!(
+                            "node {id}: producer {pid}'s transaction is open from {first} in the log, its producer table says {other:?}"
+                        ))
+                    }
+                }
+        }
+        for (pid, first) in &table {
+            let in_log = open.iter().find(|(p, _)| *p == pid.get());
+            if first.get() >= log.start && in_log.map(|(_, f)| *f) != Some(first.get()) {
+                return Err(format!(
+                        "node {id}: the producer table has {pid:?}'s transaction open from {first:?}, the log {in_log:?}"
+                    ));
+            }
+        }
+        // 9. a committed transaction's batches are read on every ISR
+        // member once below its LSO.
+        if !in_isr {
+            return Ok(());
+        }
+        for &(t, offset, batch) in &self.committed {
+            if offset < log.start || offset >= lso {
+                continue;
+            }
+            {
+                let read = log
+                    .batches
+                    .binary_search_by(|b| {
+                        if b.end() <= offset {
+                            std::cmp::Ordering::Less
+                        } else if b.base > offset {
+                            std::cmp::Ordering::Greater
+                        } else {
+                            std::cmp::Ordering::Equal
+                        }
+                    })
+                    .is_ok_and(|i| {
+                        let b = &log.batches[i];
+                        b.id == batch && read_committed(log, lso, b)
+                    });
+                if !read {
+                    return Err(format!(
+                            "ISR member {id}: committed txn {t}'s batch {batch} at {offset} is not read below LSO {lso}"
+                        ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn check(&mut self) -> Result<(), String> {
+        if let Some(v) = self.violation.take() {
+            return Err(v);
+        }
         for node in &self.nodes {
-            // 5. dense and increasing.
             let mut at = node.log.start;
+            let mut seen = BTreeSet::new();
             for b in &node.log.batches {
+                // 5. dense and increasing.
                 if b.base != at || b.len < 1 {
                     return Err(format!(
                         "node {}: batch at {} expected {at}",
@@ -1250,11 +1679,8 @@ impl Sim {
                     ));
                 }
                 at = b.end();
-            }
-            // 4. no idempotent batch twice (the oracle only checks; the
-            // storage crate's producer table decides).
-            let mut seen = BTreeSet::new();
-            for b in &node.log.batches {
+                // 4. no idempotent batch twice (the oracle only checks;
+                // the storage crate's producer table decides).
                 if !seen.insert(b.id) {
                     return Err(format!(
                         "node {}: batch {} {:?} stored twice",
@@ -1334,8 +1760,34 @@ impl Sim {
             }
             node.led = Some(now);
         }
-        Ok(())
+        self.check_txns()
     }
+}
+
+/// A replica's last stable offset, from its producer table: min(first
+/// unstable offset, high watermark).
+fn last_stable_offset(node: &Node) -> i64 {
+    let hw = node.state.high_watermark().get().min(node.log.end());
+    node.log
+        .producers
+        .first_unstable_offset()
+        .map_or(hw, |f| f.get().min(hw))
+}
+
+/// Whether a read_committed consumer reads batch `b` of `log`: a data
+/// batch below the LSO that the aborted index does not cover (it covers a
+/// producer's transactional batches from an aborted transaction's first
+/// offset to its marker).
+fn read_committed(log: &MemLog, lso: i64, b: &Batch) -> bool {
+    let h = b.header();
+    let aborted = || {
+        log.aborted.iter().any(|c| {
+            c.producer_id == h.producer_id
+                && c.first_offset <= h.base_offset
+                && h.base_offset <= c.last_offset
+        })
+    };
+    b.end() <= lso && !h.is_control() && !(h.is_transactional() && aborted())
 }
 
 /// Every batch a live node's producer table remembers at or above its log
@@ -1427,16 +1879,22 @@ fn replicated_log_invariants_hold_for_every_seed() {
         acked > seeds as usize,
         "only {acked} acks=all acknowledgements in {seeds} seeds"
     );
-    // ... and roll, cut across segments, rebuild from snapshots, dedupe.
-    for (what, n) in [
-        ("rolls", stats.rolls),
-        ("cuts across segments", stats.cuts_across_segments),
-        ("rebuilds from a snapshot", stats.rebuilds_from_snapshot),
-        ("duplicates", stats.duplicates),
-        ("segments deleted", stats.segments_deleted),
+    // ... and roll, cut across segments, rebuild from snapshots, dedupe,
+    // write markers; commit and abort transactions (rarer: a transaction
+    // needs two acks=all rounds, its batches and then its marker).
+    for (what, n, per_seeds) in [
+        ("rolls", stats.rolls, 10),
+        ("cuts across segments", stats.cuts_across_segments, 10),
+        ("rebuilds from a snapshot", stats.rebuilds_from_snapshot, 10),
+        ("duplicates", stats.duplicates, 10),
+        ("segments deleted", stats.segments_deleted, 10),
+        ("markers written", stats.markers_written, 10),
+        ("commits", stats.commits, 30),
+        ("aborted transactions", stats.aborted_txns, 30),
+        ("fencing aborts", stats.fencing_aborts, 30),
     ] {
         assert!(
-            n > seeds / 10,
+            n > seeds / per_seeds,
             "only {n} {what} in {seeds} seeds: {stats:?}"
         );
     }
