@@ -344,6 +344,8 @@ static rd_kafka_t *make_producer(void) {
     conf_set(c, "queue.buffering.max.kbytes", "65536");
     snprintf(buf, sizeof buf, "%lld", (long long)(o.max_seconds * 1000) + 60000);
     conf_set(c, "message.timeout.ms", buf);
+    /* librdkafka requires message.timeout.ms <= transaction.timeout.ms. */
+    if (o.txn > 0) conf_set(c, "transaction.timeout.ms", buf);
     conf_extra(c);
     rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
     char err[512];
