@@ -69,8 +69,9 @@ class EosApp:
         # cached group coordinator still names the old handle then waits in
         # send_offsets_to_transaction() forever, past its own timeout (seen
         # with debug=eos: AddOffsetsToTxn answered, no TxnOffsetCommit ever
-        # sent). That is client state, not broker behaviour; "none" keeps the
-        # broker handles and the application recovers as documented.
+        # sent; librdkafka issues #5511 and #5456). That is client state, not
+        # broker behaviour; "none" keeps the broker handles and the
+        # application recovers as documented.
         return {**cl.client_conf(self.bootstrap), "metadata.recovery.strategy": "none"}
 
     def _run(self) -> None:
