@@ -901,6 +901,9 @@ class GroupReader:
             "fetch.wait.max.ms": 100,
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
+            # Also the rebalance timeout: a member whose application stopped
+            # calling consume() (see _watch) leaves, or is dropped, within it.
+            "max.poll.interval.ms": 15000,
             # The client's own view (joins, assignments, fetch positions, leader
             # changes) is kept in a ring and printed if the group falls behind.
             "debug": "cgrp,fetch,topic",
@@ -908,15 +911,53 @@ class GroupReader:
             "logger": _RingLogger(self.CLIENT_LOG_LINES_MAX),
         })
         self._client_log = c["logger"]
+        self._conf = c
         self.consumer = Consumer(c)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"group-{self.group}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(self.consumer,), name=f"group-{self.group}",
+                                        daemon=True)
+        # When consume() last returned: a call with a 0.1 s timeout that has not
+        # returned for HUNG_S means the client itself is stuck (see _watch).
+        self._loop_at = time.monotonic()
+        self.hung: list[str] = []  # one report per replaced client
+
+    HUNG_S = 20.0
 
     def start(self) -> "GroupReader":
         self.consumer.subscribe([self.topic])
         self._thread.start()
+        threading.Thread(target=self._watch, name=f"watch-{self.group}", daemon=True).start()
         _BACKGROUND.append(self)
         return self
+
+    def _watch(self) -> None:
+        """librdkafka 2.16 can deadlock inside consume() after broker kills
+        (confluentinc/librdkafka#5476: no log line, no heartbeat, no return).
+        A real application needs a watchdog for that, and so does this reader:
+        the stuck client is abandoned (closing it would block too) and a new one
+        joins the same group. The coordinator must then expire the silent
+        member and hand its partitions over from the committed offsets, so
+        every acknowledged record must still reach the group. Each replacement
+        is reported in the test output with the old client's last log lines."""
+        while not self._stop.wait(1.0):
+            if self.crash is not None or time.monotonic() - self._loop_at < self.HUNG_S:
+                continue
+            stuck = self.consumer
+            report = (f"consume() had not returned for {time.monotonic() - self._loop_at:.0f}s; "
+                      f"last client log lines:\n{self._log_tail(40)}")
+            self.hung.append(report)
+            print(f"\nGroupReader {self.group}: client stuck, replaced by a new member ({report})")
+            self._client_log = _RingLogger(self.CLIENT_LOG_LINES_MAX)
+            conf = dict(self._conf, logger=self._client_log)
+            self.consumer = Consumer(conf)
+            self.consumer.subscribe([self.topic])
+            self._loop_at = time.monotonic()
+            self._abandoned.append(stuck)
+            self._thread = threading.Thread(target=self._loop, args=(self.consumer,),
+                                            name=f"group-{self.group}-{len(self.hung)}", daemon=True)
+            self._thread.start()
+
+    _abandoned: list = []  # stuck clients: never closed, never touched again
 
     def abort(self) -> None:
         """Stop reading and close the client from a helper thread: a stuck
@@ -930,10 +971,13 @@ class GroupReader:
             closer.start()
             closer.join(timeout=10)
 
-    def _loop(self) -> None:
+    def _loop(self, consumer) -> None:
         try:
-            while not self._stop.is_set():
-                msgs = self.consumer.consume(num_messages=500, timeout=0.1)
+            while not self._stop.is_set() and consumer is self.consumer:
+                msgs = consumer.consume(num_messages=500, timeout=0.1)
+                self._loop_at = time.monotonic()
+                if consumer is not self.consumer:
+                    return  # replaced while stuck: its late records are not counted
                 if not msgs:
                     continue
                 good = 0
@@ -949,7 +993,7 @@ class GroupReader:
                         self.progress[m.partition()] = (m.offset(), time.monotonic())
                 if good:
                     try:
-                        self.consumer.commit(asynchronous=True)
+                        consumer.commit(asynchronous=True)
                     except Exception as e:  # no offsets / coordinator moving: retried next batch
                         with self._lock:
                             self.errors[type(e).__name__] += 1
@@ -1000,7 +1044,8 @@ class GroupReader:
             errors = dict(self.errors)
         raise AssertionError(
             f"{e}: {len(missing)} of {len(values)} never reached the group (e.g. {sorted(missing)[:5]}); "
-            f"group {self.group}: consumer errors {errors}; "
+            f"group {self.group}: consumer errors {errors}; clients replaced after hanging: {len(self.hung)}; "
+            f"consume() last returned {now - self._loop_at:.1f}s ago; "
             f"last record per partition {progress}\n"
             f"last librdkafka group/fetch log lines:\n{self._log_tail()}") from None
 

@@ -232,7 +232,8 @@ def test_kill9_leader_rounds(cluster_factory, idempotence):
     g.stop()
     print(f"\n{ROUNDS} kill -9 rounds ({'idempotent' if idempotence else 'non-idempotent'}): {rep.summary()}; "
           f"duplicates {sum(n - 1 for n in rep.duplicated.values())}; failover median "
-          f"{statistics.median(failovers):.2f}s max {max(failovers):.2f}s; producer errors {w.error_summary()}")
+          f"{statistics.median(failovers):.2f}s max {max(failovers):.2f}s; producer errors {w.error_summary()}; group clients replaced after hanging "
+          f"{len(g.hung)}")
 
 
 # =====================================================================================
