@@ -142,10 +142,14 @@ def metadata_of(bootstrap: str, node_id: int, timeout: float = METADATA_TIMEOUT_
         s.close()
 
 
-def find_coordinator_of(bootstrap: str, group: str, timeout: float = METADATA_TIMEOUT_S) -> tuple[int, int]:
-    """FindCoordinator v0 for ``group`` sent to one node: (error code, coordinator node id)."""
-    body = kw.string(group)
-    req = kw.frame(kw.request_header_v1(10, 0, 11) + body)
+def find_coordinator_of(bootstrap: str, group: str, timeout: float = METADATA_TIMEOUT_S,
+                        key_type: int = 0) -> tuple[int, int]:
+    """FindCoordinator for ``group`` sent to one node: (error code, coordinator node id).
+    v0 for a group; v1 with ``key_type`` 1 for a transactional id."""
+    if key_type == 0:
+        req = kw.frame(kw.request_header_v1(10, 0, 11) + kw.string(group))
+    else:
+        req = kw.frame(kw.request_header_v1(10, 1, 13) + kw.string(group) + kw.i8(key_type))
     s = kw.connect(bootstrap, timeout=timeout)
     try:
         s.sendall(req)
@@ -154,8 +158,12 @@ def find_coordinator_of(bootstrap: str, group: str, timeout: float = METADATA_TI
             raise OSError("closed the connection")
         r = kw.Reader(frame)
         r.i32()  # correlation id
-        err, node = r.i16(), r.i32()
-        return err, node
+        if key_type == 0:
+            return r.i16(), r.i32()
+        r.i32()  # throttle_time_ms
+        err = r.i16()
+        r.string()  # error_message (nullable)
+        return err, r.i32()
     finally:
         s.close()
 

@@ -1,4 +1,4 @@
-//! DescribeProducers (API 61, KIP-664): the producers a partition's leader
+//! DescribeProducers (API 61, KIP-664): the producers a partition's replica
 //! tracks ([`samsa_storage::producer_state`]): id, epoch, last sequence,
 //! last timestamp, the epoch of the coordinator of its last marker and the
 //! first offset of its open transaction (-1 when none), as `kafka-transactions.sh
@@ -12,7 +12,10 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 
 use crate::broker::Broker;
 
-/// Answers DescribeProducers; only the leader answers for a partition.
+/// Answers DescribeProducers from this broker's replica, leader or follower,
+/// as Kafka does (a follower's producer state is rebuilt from the batches it
+/// replicates, markers included); KAFKA_STORAGE_ERROR when the replica's log
+/// directory failed, NOT_LEADER_OR_FOLLOWER when this broker holds no replica.
 pub fn handle(
     broker: &Broker,
     request: DescribeProducersRequest,
@@ -29,11 +32,20 @@ pub fn handle(
                 .map(|&index| {
                     let answer = PartitionResponse::default().with_partition_index(index);
                     let Some(part) = broker.partition_named(&image, &t.name.0, index) else {
-                        return answer
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        // Kafka: a partition the cluster has but this broker
+                        // holds no replica of is NOT_LEADER_OR_FOLLOWER.
+                        let known = image
+                            .topic(&t.name.0)
+                            .is_some_and(|t| t.partitions.iter().any(|p| p.index.0 == index));
+                        let error = if known {
+                            ResponseError::NotLeaderOrFollower
+                        } else {
+                            ResponseError::UnknownTopicOrPartition
+                        };
+                        return answer.with_error_code(error.code());
                     };
-                    if !part.is_leader() {
-                        return answer.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    if part.is_offline() {
+                        return answer.with_error_code(ResponseError::KafkaStorageError.code());
                     }
                     let producers = part
                         .log()

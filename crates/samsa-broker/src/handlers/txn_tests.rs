@@ -296,3 +296,60 @@ fn a_parked_read_committed_fetch_wakes_when_the_marker_moves_the_lso() {
         assert!(bytes > 0);
     });
 }
+
+/// Kafka answers DescribeProducers from every replica that hosts the log,
+/// follower or leader (`kafka-transactions.sh find-hanging --broker-id N`
+/// asks broker N about every partition it holds a replica of); only a broker
+/// without the replica answers NOT_LEADER_OR_FOLLOWER.
+#[test]
+fn a_follower_describes_its_producers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, topic) = super::version_tests::cluster(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        assert_eq!(produce(&broker, txn_batch(7, 0, 0, 3)).await, (0, 0));
+    });
+    let part = broker.partition(topic.id, 0).expect("partition");
+    let me = samsa_model::BrokerId(1);
+    let other = samsa_model::BrokerId(2);
+    part.apply_image(
+        &samsa_metadata::PartitionImage {
+            index: samsa_model::PartitionIndex(0),
+            replicas: vec![other, me],
+            isr: vec![other, me],
+            leader: other,
+            leader_epoch: samsa_model::LeaderEpoch(5),
+            partition_epoch: 5,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            directories: Vec::new(),
+        },
+        0,
+    );
+    assert!(!part.is_leader());
+
+    let described = super::describe_producers::handle(
+        &broker,
+        DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(name("t"))
+            .with_partition_indexes(vec![0])]),
+        0,
+    );
+    let p = &described.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "a follower refused DescribeProducers");
+    let producers: Vec<(i64, i32, i64)> = p
+        .active_producers
+        .iter()
+        .map(|s| {
+            (
+                s.producer_id.0,
+                s.producer_epoch,
+                s.current_txn_start_offset,
+            )
+        })
+        .collect();
+    assert_eq!(producers, vec![(7, 0, 0)]);
+}
