@@ -201,6 +201,7 @@ class ClusterNode(Broker):
             "controller.listener.names": "CONTROLLER",
             "controller.quorum.voters": voters,
             "log.dirs": str(self.data_dir),
+            "http.listeners": f"http://127.0.0.1:{self.http_port}",
         }
         props.update(CLUSTER_DEFAULTS)
         props.update(overrides)

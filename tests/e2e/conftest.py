@@ -53,6 +53,7 @@ class Broker:
         self.name = name
         self.sets = list(sets)
         self.port = free_port()
+        self.http_port = free_port()  # /metrics and /health
         self.host = "127.0.0.1"
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,8 @@ class Broker:
         return self.proc.pid
 
     def command(self) -> list[str]:
-        cmd = [self.binary, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        cmd = [self.binary, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+               "--set", f"http.listeners=http://127.0.0.1:{self.http_port}"]
         for s in self.sets:
             cmd += ["--set", s]
         return cmd

@@ -117,6 +117,8 @@ pub struct Broker {
     /// A background report of the log directories to the controller is
     /// running ([`crate::dir_report::report_in_background`]).
     pub(crate) dir_report_running: AtomicBool,
+    /// The Prometheus metrics (`/metrics` on the HTTP listener).
+    pub metrics: Arc<samsa_metrics::Metrics>,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -187,6 +189,7 @@ impl Broker {
             log_dirs,
             cordon_sync_running: AtomicBool::new(false),
             dir_report_running: AtomicBool::new(false),
+            metrics: Arc::new(samsa_metrics::Metrics::new()),
             moves: Default::default(),
         })
     }

@@ -20,6 +20,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod http;
 mod image_diff;
 pub mod log_dirs;
 pub mod log_mover;

@@ -64,6 +64,11 @@ pub async fn serve(
     tokio::spawn(flusher(broker.clone(), shutdown.clone()));
     tokio::spawn(memory_trimmer(shutdown.clone()));
     tokio::spawn(crate::replica::run(broker.clone(), shutdown.clone()));
+    if let Some(http) = broker.settings.http_listen {
+        if let Some(l) = crate::http::bind(http.addr, http.explicit).await? {
+            tokio::spawn(crate::http::serve(broker.clone(), l, shutdown.clone()));
+        }
+    }
     if broker.cluster.is_some() {
         tokio::spawn(crate::cluster::heartbeat(broker.clone(), shutdown.clone()));
         tokio::spawn(crate::cluster::liveness(broker.clone(), shutdown.clone()));
@@ -148,6 +153,7 @@ pub async fn serve(
                 let memory = request_memory.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
+                    let _open = broker.metrics.connection(&listener_name);
                     let conn = Conn { peer, listener: listener_name, tls, memory };
                     if let Err(e) = connection(broker, stream, conn, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
@@ -473,7 +479,10 @@ async fn connection(
         };
         // Boxed: the handler's future is large and exists only while a
         // request is in flight, not for as long as the connection is open.
-        match Box::pin(handlers::handle(&broker, peer, &listener, request)).await {
+        let (api, started) = (crate::http::api_label(request.api_key), Instant::now());
+        let reply = Box::pin(handlers::handle(&broker, peer, &listener, request)).await;
+        broker.metrics.request(api, started.elapsed());
+        match reply {
             Reply::Send(response) => write_frame(&mut write, &response).await?,
             Reply::Nothing => {}
             Reply::Close(reason) => {

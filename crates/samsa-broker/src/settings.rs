@@ -53,6 +53,9 @@ pub struct BrokerSettings {
     /// `connections.max.idle.ms`: a connection that sends nothing for this
     /// long is closed; `None` (a negative value) for never.
     pub connection_idle_max: Option<Duration>,
+    /// Where the HTTP listener (metrics, health) binds (`http.listeners`),
+    /// `None` when it is disabled (an empty value).
+    pub http_listen: Option<HttpListen>,
     pub auto_create_topics: bool,
     /// Every Kafka-protocol listener (not the controller's), the first being
     /// `listen`; each advertises its own endpoint.
@@ -285,8 +288,59 @@ impl BrokerSettings {
                 .filter(|&b| b > 0)
                 .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
             auto_create_topics: cfg.get_bool("auto.create.topics.enable"),
+            http_listen: http_listen(cfg)?,
         })
     }
+}
+
+/// The HTTP listener's address, and whether the operator chose it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpListen {
+    pub addr: SocketAddr,
+    /// Set in the configuration (binding it must succeed), as opposed to the
+    /// default `http://127.0.0.1:9644` (a port in use only logs a warning).
+    pub explicit: bool,
+}
+
+/// `http.listeners`: one `http://host:port` entry, or empty to disable.
+/// `https://` fails closed until the HTTP listener speaks TLS.
+fn http_listen(cfg: &StaticConfig) -> Result<Option<HttpListen>, SettingsError> {
+    let invalid = |reason: String| SettingsError::Invalid {
+        key: "http.listeners",
+        reason,
+    };
+    let value = cfg.get("http.listeners").unwrap_or("").trim();
+    let entries: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let entry = match entries.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        _ => {
+            return Err(invalid(
+                "samsa serves HTTP on one address; give one entry".into(),
+            ))
+        }
+    };
+    if entry.starts_with("https://") {
+        return Err(invalid(
+            "https is not implemented yet for the HTTP listener; use http:// on a trusted address"
+                .into(),
+        ));
+    }
+    let hostport = entry
+        .strip_prefix("http://")
+        .ok_or_else(|| invalid(format!("{entry}: expected http://host:port")))?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .map_err(|e| invalid(format!("{entry}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(format!("{entry}: no address")))?;
+    Ok(Some(HttpListen {
+        addr,
+        explicit: cfg.explicit("http.listeners").is_some(),
+    }))
 }
 
 /// Every entry of `cordoned.log.dirs` is `*` or one of `log.dirs`
@@ -561,6 +615,36 @@ mod tests {
             "no-such-host.invalid:3",
         ] {
             assert!(parse_per_ip_overrides(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_http_listener_defaults_to_local_9644_and_refuses_what_it_cannot_serve() {
+        let mut cfg = StaticConfig::default();
+        let s = BrokerSettings::from_config(&cfg).unwrap();
+        assert_eq!(
+            s.http_listen,
+            Some(HttpListen {
+                addr: "127.0.0.1:9644".parse().unwrap(),
+                explicit: false
+            })
+        );
+        cfg.set("http.listeners", "http://127.0.0.1:0").unwrap();
+        let s = BrokerSettings::from_config(&cfg).unwrap();
+        assert_eq!(
+            s.http_listen.map(|h| (h.addr.port(), h.explicit)),
+            Some((0, true))
+        );
+        cfg.set("http.listeners", "").unwrap();
+        assert_eq!(BrokerSettings::from_config(&cfg).unwrap().http_listen, None);
+        for bad in [
+            "https://127.0.0.1:9644",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "127.0.0.1:9644",
+        ] {
+            cfg.set("http.listeners", bad).unwrap();
+            let e = BrokerSettings::from_config(&cfg).unwrap_err().to_string();
+            assert!(e.contains("http.listeners"), "{bad}: {e}");
         }
     }
 }

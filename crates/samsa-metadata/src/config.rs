@@ -333,6 +333,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("max.connections.per.ip.overrides", String, Some(""), Validator::Any, [], "Per-IP or hostname limits that override max.connections.per.ip, as host:count,host:count."),
     def!("max.request.partition.size.limit", Int, Some("2000"), Validator::Range(1, i32::MAX as i64), [], "Most partitions a DescribeTopicPartitions response holds; a request asking for more gets this many and a cursor."),
     def!("connections.max.idle.ms", Long, Some("600000"), Validator::Any, [], "Connections without a request for this long are closed; negative: never."),
+    def!("http.listeners", List, Some("http://127.0.0.1:9644"), Validator::Any, [], "The HTTP listener for /metrics (Prometheus) and /health/live, /health/ready: one http://host:port; empty disables it. A default port already in use only logs a warning."),
     def!("log.segment.bytes", Int, Some("1073741824"), Validator::Range(14, i32::MAX as i64), [], "Segment file size."),
     def!("log.roll.ms", Long, None, Validator::Range(1, i64::MAX), [], "Segment roll time in ms."),
     def!("log.roll.hours", Int, Some("168"), Validator::Range(1, i32::MAX as i64), [], "Segment roll time in hours."),

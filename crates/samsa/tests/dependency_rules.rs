@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("samsa-client", &["samsa-model", "samsa-protocol"]),
     ("samsa-quorum", &["samsa-model", "samsa-metadata"]),
     ("samsa-security", &["samsa-metadata"]),
+    ("samsa-metrics", &[]),
     (
         "samsa-broker",
         &[
@@ -27,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "samsa-client",
             "samsa-replica",
             "samsa-security",
+            "samsa-metrics",
         ],
     ),
     (

@@ -249,6 +249,9 @@ pub async fn handle(
         if incremental && !include {
             continue;
         }
+        if r.bytes > 0 {
+            broker.metrics.topic_out(&r.key.topic, r.bytes as u64);
+        }
         attach_records(&mut r, &mut files);
         let same_topic = responses
             .last()
