@@ -183,48 +183,96 @@ impl Coordinator {
         out
     }
 
-    fn validate_commit(&mut self, req: &OffsetCommitRequest) -> Result<(), GroupError> {
-        if let Some(e) = self.group_error(&req.group_id) {
+    /// The checks OffsetCommit and TxnOffsetCommit share: the coordinator
+    /// serves the group, the ids are valid strings, and the member may commit
+    /// (classic groups: member id and generation, generation -1 with an empty
+    /// member id being a "simple" commit that creates the group if needed;
+    /// KIP-848 groups: the member epoch, which TxnOffsetCommit answers
+    /// ILLEGAL_GENERATION when stale, as Kafka does).
+    pub(crate) fn validate_commit(&mut self, c: &CommitCheck<'_>) -> Result<(), GroupError> {
+        if let Some(e) = self.group_error(c.group_id) {
             return Err(e);
         }
-        if req.group_id.is_empty() {
+        if c.group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
-        check_str(&req.group_id, "group id")?;
-        check_str(&req.member_id, "member id")?;
-        let generation = req.generation_id_or_member_epoch;
-        match self.groups.get(&req.group_id) {
+        check_str(c.group_id, "group id")?;
+        check_str(c.member_id, "member id")?;
+        let transactional = c.transactional_id.is_some();
+        if let Some(id) = c.transactional_id {
+            check_str(id, "transactional id")?;
+        }
+        match self.groups.get(c.group_id) {
             None => {
-                if generation >= 0 {
-                    return Err(if req.api_version >= 9 {
+                if c.generation >= 0 {
+                    // OffsetCommit v9+ names the missing group.
+                    return Err(if !transactional && c.api_version >= 9 {
                         GroupError::GroupIdNotFound
                     } else {
                         GroupError::IllegalGeneration
                     });
                 }
-                self.create_simple_group(&req.group_id)
+                self.create_simple_group(c.group_id)
             }
             Some(Group::Classic(g)) => g.validate_offset_commit(
-                &req.member_id,
-                req.group_instance_id.as_deref(),
-                generation,
-                false,
+                c.member_id,
+                c.group_instance_id,
+                c.generation,
+                transactional,
             ),
             Some(Group::Consumer(g)) => {
-                let partitions: Vec<_> = req
+                let partitions: Vec<_> = c
                     .topics
                     .iter()
                     .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
                     .collect();
                 g.validate_offset_commit(
-                    &req.member_id,
-                    generation,
-                    req.api_version,
+                    c.member_id,
+                    c.generation,
+                    c.api_version,
                     &partitions,
-                    false,
+                    transactional,
                 )
+                .map_err(|e| match e {
+                    GroupError::StaleMemberEpoch if transactional => GroupError::IllegalGeneration,
+                    e => e,
+                })
             }
         }
+    }
+
+    /// The records of a validated commit of `group`'s `topics` (expiring at
+    /// `expire`, if set), with the response: each partition that can be
+    /// stored is handed to `apply` (topic, partition, value), the others are
+    /// answered with their error code.
+    pub(crate) fn commit_records(
+        &mut self,
+        group: &str,
+        topics: &[OffsetCommitTopic],
+        expire: Option<i64>,
+        mut apply: impl FnMut(&mut Self, &str, i32, &OffsetCommitValue),
+    ) -> (OffsetCommitResponse, Vec<CoordinatorRecord>) {
+        let mut records = Vec::new();
+        let mut resp = uniform_commit_response(topics, codes::NONE);
+        for (t, rt) in topics.iter().zip(resp.topics.iter_mut()) {
+            for (p, rp) in t.partitions.iter().zip(rt.partitions.iter_mut()) {
+                let value = match self.commit_value(&t.name, p, expire) {
+                    Ok(v) => v,
+                    Err(code) => {
+                        rp.error_code = code;
+                        continue;
+                    }
+                };
+                apply(self, &t.name, p.partition_index, &value);
+                records.push(CoordinatorRecord::OffsetCommit {
+                    group: group.to_owned(),
+                    topic: t.name.clone(),
+                    partition: p.partition_index,
+                    value: Some(value),
+                });
+            }
+        }
+        (resp, records)
     }
 
     /// Creates a "simple" group to hold offsets (a commit with generation -1 to a
@@ -270,44 +318,40 @@ impl Coordinator {
         req: &OffsetCommitRequest,
         out: &mut Vec<Output>,
     ) -> OffsetCommitResponse {
-        if let Err(e) = self.validate_commit(req) {
+        let check = CommitCheck {
+            group_id: &req.group_id,
+            member_id: &req.member_id,
+            group_instance_id: req.group_instance_id.as_deref(),
+            generation: req.generation_id_or_member_epoch,
+            api_version: req.api_version,
+            topics: &req.topics,
+            transactional_id: None,
+        };
+        if let Err(e) = self.validate_commit(&check) {
             return uniform_commit_response(&req.topics, e.code());
         }
         let now = self.now;
         let expire =
             (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
-        let mut records = Vec::new();
         let id = CommitId(self.pending.next_id);
-        let mut resp = uniform_commit_response(&req.topics, codes::NONE);
-        for (t, rt) in req.topics.iter().zip(resp.topics.iter_mut()) {
-            for (p, rp) in t.partitions.iter().zip(rt.partitions.iter_mut()) {
-                let value = match self.commit_value(&t.name, p, expire) {
-                    Ok(v) => v,
-                    Err(code) => {
-                        rp.error_code = code;
-                        continue;
-                    }
-                };
-                records.push(CoordinatorRecord::OffsetCommit {
-                    group: req.group_id.clone(),
-                    topic: t.name.clone(),
-                    partition: p.partition_index,
-                    value: Some(value.clone()),
-                });
-                let partitions = self
+        let group = req.group_id.as_str();
+        let (resp, records) =
+            self.commit_records(group, &req.topics, expire, |c, topic, partition, value| {
+                let partitions = c
                     .offsets
-                    .entry(req.group_id.clone())
+                    .entry(group.to_owned())
                     .or_default()
-                    .entry(t.name.clone())
+                    .entry(topic.to_owned())
                     .or_default();
-                let key = (req.group_id.as_str(), t.name.as_str(), p.partition_index);
-                self.pending
-                    .add(id, key, partitions.get(&p.partition_index), value.clone());
-                partitions.insert(p.partition_index, value);
-                self.txn
-                    .note_committed(&req.group_id, &t.name, p.partition_index);
-            }
-        }
+                c.pending.add(
+                    id,
+                    (group, topic, partition),
+                    partitions.get(&partition),
+                    value.clone(),
+                );
+                partitions.insert(partition, value.clone());
+                c.txn.note_committed(group, topic, partition);
+            });
         if !records.is_empty() {
             self.pending.next_id += 1;
             out.push(Output::Append {
@@ -412,6 +456,21 @@ impl Coordinator {
 }
 
 /// Every partition of `topics` answered `code`.
+/// What [`Coordinator::validate_commit`] checks of an OffsetCommit or a
+/// TxnOffsetCommit.
+pub(crate) struct CommitCheck<'a> {
+    pub group_id: &'a str,
+    pub member_id: &'a str,
+    pub group_instance_id: Option<&'a str>,
+    /// Generation (classic) or member epoch (KIP-848); -1 if not given.
+    pub generation: i32,
+    /// The request's API version (of its own API).
+    pub api_version: i16,
+    pub topics: &'a [OffsetCommitTopic],
+    /// The producer's `transactional.id`: set for TxnOffsetCommit.
+    pub transactional_id: Option<&'a str>,
+}
+
 pub(crate) fn uniform_commit_response(
     topics: &[OffsetCommitTopic],
     code: i16,

@@ -27,9 +27,9 @@ use crate::api::{
     OffsetCommitResponse, Output, ReplyToken, Response, TxnOffsetCommitRequest, TxnProducer,
 };
 use crate::classic::ClassicGroup;
-use crate::coordinator::{check_str, partition_for, Coordinator, Group};
-use crate::error::{codes, GroupError, ReplayError};
-use crate::offsets::uniform_commit_response;
+use crate::coordinator::{partition_for, Coordinator, Group};
+use crate::error::ReplayError;
+use crate::offsets::{uniform_commit_response, CommitCheck};
 use crate::records::{CoordinatorRecord, OffsetCommitValue};
 
 /// (group, topic, partition).
@@ -182,79 +182,29 @@ impl Coordinator {
         })
     }
 
-    fn validate_txn_commit(&mut self, req: &TxnOffsetCommitRequest) -> Result<(), GroupError> {
-        if let Some(e) = self.group_error(&req.group_id) {
-            return Err(e);
-        }
-        if req.group_id.is_empty() {
-            return Err(GroupError::InvalidGroupId);
-        }
-        check_str(&req.group_id, "group id")?;
-        check_str(&req.member_id, "member id")?;
-        check_str(&req.transactional_id, "transactional id")?;
-        match self.groups.get(&req.group_id) {
-            None => {
-                if req.generation_id >= 0 {
-                    return Err(GroupError::IllegalGeneration);
-                }
-                self.create_simple_group(&req.group_id)
-            }
-            Some(Group::Classic(g)) => g.validate_offset_commit(
-                &req.member_id,
-                req.group_instance_id.as_deref(),
-                req.generation_id,
-                true,
-            ),
-            Some(Group::Consumer(g)) => {
-                let partitions: Vec<_> = req
-                    .topics
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
-                    .collect();
-                g.validate_offset_commit(
-                    &req.member_id,
-                    req.generation_id,
-                    req.api_version,
-                    &partitions,
-                    true,
-                )
-                .map_err(|e| match e {
-                    GroupError::StaleMemberEpoch => GroupError::IllegalGeneration,
-                    e => e,
-                })
-            }
-        }
-    }
-
     fn txn_commit_inner(
         &mut self,
         req: &TxnOffsetCommitRequest,
         out: &mut Vec<Output>,
     ) -> OffsetCommitResponse {
-        if let Err(e) = self.validate_txn_commit(req) {
+        let check = CommitCheck {
+            group_id: &req.group_id,
+            member_id: &req.member_id,
+            group_instance_id: req.group_instance_id.as_deref(),
+            generation: req.generation_id,
+            api_version: req.api_version,
+            topics: &req.topics,
+            transactional_id: Some(&req.transactional_id),
+        };
+        if let Err(e) = self.validate_commit(&check) {
             return uniform_commit_response(&req.topics, e.code());
         }
-        let mut records = Vec::new();
-        let mut resp = uniform_commit_response(&req.topics, codes::NONE);
-        for (t, rt) in req.topics.iter().zip(resp.topics.iter_mut()) {
-            for (p, rp) in t.partitions.iter().zip(rt.partitions.iter_mut()) {
-                let value = match self.commit_value(&t.name, p, None) {
-                    Ok(v) => v,
-                    Err(code) => {
-                        rp.error_code = code;
-                        continue;
-                    }
-                };
-                records.push(CoordinatorRecord::OffsetCommit {
-                    group: req.group_id.clone(),
-                    topic: t.name.clone(),
-                    partition: p.partition_index,
-                    value: Some(value.clone()),
-                });
-                let key = (req.group_id.clone(), t.name.clone(), p.partition_index);
-                self.txn.add_pending(req.producer_id, key, value);
-            }
-        }
+        let group = req.group_id.as_str();
+        let (resp, records) =
+            self.commit_records(group, &req.topics, None, |c, topic, partition, value| {
+                let key = (group.to_owned(), topic.to_owned(), partition);
+                c.txn.add_pending(req.producer_id, key, value.clone());
+            });
         if !records.is_empty() {
             out.push(Output::Append {
                 partition: self.partition_for(&req.group_id),

@@ -55,13 +55,16 @@ pub(crate) enum ReplayFailed {
     Read(&'static str, u32, samsa_storage::StorageError),
 }
 
-/// Takes one record (key, value; `None` is a tombstone) of a replay.
-pub(crate) type ReplayRecord<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), String> + 'a;
+/// Takes one record (its batch's header, key, value; `None` is a
+/// tombstone) of a replay.
+pub(crate) type ReplayRecord<'a> =
+    dyn FnMut(&batch::BatchHeader, &[u8], Option<&[u8]>) -> Result<(), String> + 'a;
 
 /// Feeds every record of partition `partition` of `topic` (led here) to
 /// `replay`, in log order; returns how many records it read. A new leader's
 /// log is the truth: all of it is replayed, from the log start offset to the
-/// log end offset; control batches (transaction markers) are skipped. Runs
+/// log end offset. Control batches (transaction markers) are fed too, with
+/// their header: a machine that has no use for them skips them. Runs
 /// on a blocking thread: a large partition takes seconds.
 pub(crate) fn replay_partition(
     broker: &Broker,
@@ -84,9 +87,6 @@ pub(crate) fn replay_partition(
         }
         for item in batch::BatchIter::new(&read.bytes) {
             let Ok((header, bytes)) = item else { break };
-            if header.is_control() {
-                continue;
-            }
             let records = match batch::records(bytes, REPLAY_DECOMPRESSED_BYTES_MAX) {
                 Ok(r) => r,
                 Err(e) => {
@@ -102,7 +102,7 @@ pub(crate) fn replay_partition(
                     continue;
                 };
                 replayed += 1;
-                if let Err(e) = replay(key, r.value.as_deref()) {
+                if let Err(e) = replay(&header, key, r.value.as_deref()) {
                     tracing::warn!(topic, partition, error = %e, "skipping an unreadable coordinator record");
                 }
             }
@@ -217,17 +217,30 @@ pub(crate) enum AppendError {
 /// Appends one coordinator batch as the partition's leader in `epoch` (the
 /// shard's: a shard whose partition was lost and led again must not write
 /// state from before); returns the partition and the batch's last offset.
+/// With `transaction` the batch is that producer's transactional batch
+/// (TxnOffsetCommit), written with its id and epoch and no sequence
+/// (Kafka's group coordinator writes `RecordBatch.NO_SEQUENCE`).
 pub(crate) fn append(
     broker: &Broker,
     topic: &'static str,
     partition: u32,
     epoch: samsa_model::LeaderEpoch,
     records: &[samsa_coordinator::Record],
+    transaction: Option<samsa_coordinator::TxnProducer>,
 ) -> Result<(Arc<Partition>, i64), AppendError> {
     let part = internal_partition(broker, topic, partition)
         .ok_or(AppendError::NoPartition(topic, partition))?;
     let now = now_ms();
-    let mut builder = BatchBuilder::new();
+    let mut builder = match transaction {
+        Some(p) => BatchBuilder::new()
+            .producer(
+                samsa_model::ProducerId(p.producer_id),
+                samsa_model::ProducerEpoch(p.producer_epoch),
+                -1,
+            )
+            .transactional(true),
+        None => BatchBuilder::new(),
+    };
     for r in records {
         builder.push(NewRecord::new(now, Some(&r.key), r.value.as_deref()));
     }
@@ -239,7 +252,12 @@ pub(crate) fn append(
         .ok()
         .filter(|l| l.epoch() == epoch)
         .ok_or(AppendError::NoPartition(topic, partition))?;
-    let info = part.log().append(&mut bytes, leadership.epoch(), now)?;
+    let info = if transaction.is_some() {
+        part.log()
+            .append_from_coordinator(&mut bytes, leadership.epoch(), now)?
+    } else {
+        part.log().append(&mut bytes, leadership.epoch(), now)?
+    };
     drop(leadership);
     if part.after_leader_append() {
         broker.notify_hw(&part);

@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use samsa_coordinator::{codes, CommitId, Record, ReplyToken};
+use samsa_coordinator::{codes, CommitId, Record, ReplyToken, TxnProducer};
+use samsa_model::batch::BatchHeader;
 use samsa_model::{LeaderEpoch, TimestampMs};
 use tokio::sync::{oneshot, Notify};
 
@@ -44,10 +45,13 @@ const LOADS_CONCURRENT_MAX: usize = 4;
 pub(crate) enum Step<R, E> {
     /// Append `records` as one batch to the shard's partition; `commit`, if
     /// any, is reported back through [`ShardMachine::commit_replicated`] once
-    /// the batch is replicated.
+    /// the batch is replicated. With `producer` the batch is that
+    /// producer's transactional batch (TxnOffsetCommit), written with its id
+    /// and epoch and no sequence, as Kafka's group coordinator writes it.
     Append {
         records: Vec<Record>,
         commit: Option<CommitId>,
+        producer: Option<TxnProducer>,
     },
     /// Answer the request that carried `token`.
     Reply { token: ReplyToken, response: R },
@@ -65,8 +69,16 @@ pub(crate) trait ShardMachine: Send + 'static {
     fn step(output: Self::Output) -> Step<Self::Response, Self::Effect>;
     /// `response` failed with `code` (an append failed, the shard was lost).
     fn with_error(response: Self::Response, code: i16) -> Self::Response;
-    /// Feeds one record of the partition, in log order, while loading.
-    fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
+    /// Feeds one record of `partition`, in log order, while loading, with the
+    /// header of its batch (producer id and epoch, transactional and control
+    /// flags: a control batch's record is a transaction marker).
+    fn replay(
+        &mut self,
+        partition: u32,
+        batch: &BatchHeader,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String>;
     /// The replay is done: serve.
     fn finish_loading(&mut self, now: TimestampMs) -> Vec<Self::Output>;
     /// Stops serving; returns the answers of parked requests.
@@ -100,9 +112,16 @@ pub(crate) trait CoordinatorKind: Send + Sync + 'static {
 
 type Response<K> = <<K as CoordinatorKind>::Machine as ShardMachine>::Response;
 type Output<K> = <<K as CoordinatorKind>::Machine as ShardMachine>::Output;
+/// A report to a machine kept while its shard loads (see
+/// [`CoordinatorRuntime::notify_or_defer`]).
+type Deferred<M> = Box<dyn FnOnce(&mut M, TimestampMs) -> Vec<<M as ShardMachine>::Output> + Send>;
+
+/// Reports kept while a shard loads, to apply once it is loaded; beyond this
+/// the shard replays its log again instead (the reports are in it).
+const DEFERRED_CALLS_MAX: usize = 65_536;
 
 /// The machine of one partition, led here in `epoch`.
-pub(crate) struct Shard<M> {
+pub(crate) struct Shard<M: ShardMachine> {
     partition: u32,
     epoch: LeaderEpoch,
     state: tokio::sync::Mutex<ShardState<M>>,
@@ -114,7 +133,7 @@ pub(crate) struct Shard<M> {
     wake: Notify,
 }
 
-struct ShardState<M> {
+struct ShardState<M: ShardMachine> {
     /// A loading machine (requests get COORDINATOR_LOAD_IN_PROGRESS) until
     /// the replay finishes and the replayed one takes its place.
     machine: M,
@@ -122,6 +141,12 @@ struct ShardState<M> {
     load_wanted: bool,
     /// Appended commits not yet replicated, in log order: (commit, last offset).
     unreplicated: VecDeque<(CommitId, i64)>,
+    /// Reports made while the shard loads (at most [`DEFERRED_CALLS_MAX`]),
+    /// applied in order once it is loaded.
+    deferred: Vec<Deferred<M>>,
+    /// More reports than [`DEFERRED_CALLS_MAX`] came: the loaded machine is
+    /// replayed again instead.
+    deferred_overflowed: bool,
 }
 
 impl<M: ShardMachine> Shard<M> {
@@ -306,6 +331,39 @@ impl<K: CoordinatorKind> CoordinatorRuntime<K> {
         shard.wake.notify_one();
     }
 
+    /// Runs a call that answers no request on the shard of `partition`,
+    /// whatever its leader epoch; a shard still loading keeps the call (at
+    /// most [`DEFERRED_CALLS_MAX`], then it replays again) and applies it
+    /// once loaded. For reports of something already in the partition's log
+    /// (a transaction marker written there): applying one the replay has
+    /// also read must be harmless. A partition not led here has no shard,
+    /// and its next leader replays the log.
+    pub(crate) async fn notify_or_defer<F>(&self, broker: &Broker, partition: u32, f: F)
+    where
+        F: FnOnce(&mut K::Machine, TimestampMs) -> Vec<Output<K>> + Send + 'static,
+    {
+        let Some(shard) = self.shard(partition).filter(|s| !s.is_closed()) else {
+            return;
+        };
+        let mut st = shard.state.lock().await;
+        if st.load_wanted {
+            if st.deferred.len() < DEFERRED_CALLS_MAX {
+                st.deferred.push(Box::new(f));
+            } else {
+                st.deferred_overflowed = true;
+            }
+            return;
+        }
+        shard.promote(
+            shard.led_partition(broker, self.kind.topic()).as_deref(),
+            &mut st,
+        );
+        let outputs = f(&mut st.machine, now_ms());
+        self.execute(broker, &shard, &mut st, outputs);
+        drop(st);
+        shard.wake.notify_one();
+    }
+
     /// Runs a read-only call on the shard of `partition` (or on an unloaded
     /// machine when it is not led here).
     pub(crate) async fn read<R>(
@@ -358,12 +416,24 @@ impl<K: CoordinatorKind> CoordinatorRuntime<K> {
         let mut wait: Option<crate::replica::ReplicationWait> = None;
         for output in outputs {
             match K::Machine::step(output) {
-                Step::Append { records, commit } => {
+                Step::Append {
+                    records,
+                    commit,
+                    producer,
+                } => {
                     if failed {
                         continue;
                     }
                     let topic = self.kind.topic();
-                    match log::append(broker, topic, shard.partition, shard.epoch, &records) {
+                    let appended = log::append(
+                        broker,
+                        topic,
+                        shard.partition,
+                        shard.epoch,
+                        &records,
+                        producer,
+                    );
+                    match appended {
                         Ok((part, last)) => {
                             if let Some(id) = commit {
                                 st.unreplicated.push_back((id, last));
@@ -536,6 +606,8 @@ impl<K: CoordinatorKind> CoordinatorRuntime<K> {
                     machine: self.kind.loading(p, epoch),
                     load_wanted: true,
                     unreplicated: VecDeque::new(),
+                    deferred: Vec::new(),
+                    deferred_overflowed: false,
                 }),
                 loaded: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
@@ -624,7 +696,7 @@ impl<K: CoordinatorKind> CoordinatorRuntime<K> {
         let mut m = self.kind.loading(p, shard.epoch);
         let started = std::time::Instant::now();
         let replayed = tokio::task::spawn_blocking(move || {
-            log::replay_partition(&b, topic, p, &mut |k, v| m.replay(k, v)).map(|n| (m, n))
+            log::replay_partition(&b, topic, p, &mut |h, k, v| m.replay(p, h, k, v)).map(|n| (m, n))
         })
         .await;
         let (mut m, records) = match replayed {
@@ -642,11 +714,24 @@ impl<K: CoordinatorKind> CoordinatorRuntime<K> {
         if shard.is_closed() {
             return true;
         }
-        let outputs = m.finish_loading(now_ms());
+        let now = now_ms();
+        let mut outputs = m.finish_loading(now);
         // The loading machine answered every request with an error and holds
         // nothing.
         st.machine = m;
         st.load_wanted = false;
+        // Reports made during the replay, which may or may not have read
+        // what they report: applying one twice must be harmless (see
+        // `notify_or_defer`).
+        let deferred = std::mem::take(&mut st.deferred);
+        if std::mem::take(&mut st.deferred_overflowed) {
+            self.answer_detached(outputs, Some(codes::NOT_COORDINATOR));
+            self.reload(shard, &mut st);
+            return true;
+        }
+        for f in deferred {
+            outputs.extend(f(&mut st.machine, now));
+        }
         shard.loaded.store(true, Ordering::Release);
         tracing::info!(
             topic,

@@ -10,6 +10,8 @@ use samsa_metadata::config::StaticConfig;
 use samsa_metadata::{BrokerRegistration, NewTopic};
 use samsa_model::BrokerId;
 
+use samsa_coordinator::codes;
+
 use super::*;
 use crate::settings::BrokerSettings;
 
@@ -141,7 +143,13 @@ async fn a_loading_partition_answers_load_in_progress_and_blocks_no_other() {
     let slow = group_on(&broker, 0);
     let fast = group_on(&broker, 2);
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    lock(&broker.groups.load_gate).insert(0, gate.clone());
+    broker
+        .groups
+        .runtime
+        .load_gate
+        .lock()
+        .unwrap()
+        .insert(0, gate.clone());
     let stop = start(&broker);
 
     until("the other partitions to load", || {
@@ -243,7 +251,8 @@ async fn a_commit_is_visible_only_once_replicated() {
     let b = broker.clone();
     let g = group.clone();
     let committing = tokio::spawn(async move { commit(&b, &g, 42).await });
-    let part = log::offsets_partition(&broker, 0).unwrap();
+    let part =
+        crate::coordinator_runtime::log::internal_partition(&broker, OFFSETS_TOPIC, 0).unwrap();
     until("the commit's append", || {
         part.log().log_end_offset().get() > 0
     })

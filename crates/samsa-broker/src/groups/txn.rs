@@ -3,56 +3,19 @@
 //! partition, so the shard commits or aborts that producer's pending
 //! transactional offsets (Kafka's `replayEndTransactionMarker`).
 
-use std::sync::atomic::Ordering;
-
-use super::{GroupService, ShardState};
+use super::GroupService;
 use crate::broker::Broker;
-
-/// Markers reported while a shard loads that are kept to apply once it is
-/// loaded; beyond this the shard replays its log again instead.
-const LOADING_MARKERS_MAX: usize = 65_536;
-
-/// Markers reported while the shard was loading. The replay may or may not
-/// have read them (they were appended while it ran); applying a marker twice
-/// is harmless — the first takes the producer's pending offsets, and no new
-/// transactional offset can be committed while the shard loads.
-#[derive(Default)]
-pub(super) struct LoadingMarkers {
-    markers: Vec<(i64, bool)>,
-    overflowed: bool,
-}
-
-/// Applies the markers reported during the load to the loaded coordinator;
-/// false if there were too many to keep (the shard must replay again).
-pub(super) fn apply_loading_markers(st: &mut ShardState) -> bool {
-    let LoadingMarkers {
-        markers,
-        overflowed,
-    } = std::mem::take(&mut st.markers);
-    if overflowed {
-        return false;
-    }
-    let partitions: Vec<u32> = st
-        .coordinator
-        .owned_partitions()
-        .map(|o| o.iter().copied().collect())
-        .unwrap_or_default();
-    for (producer_id, commit) in markers {
-        for p in &partitions {
-            st.coordinator.complete_transaction(*p, producer_id, commit);
-        }
-    }
-    true
-}
 
 impl GroupService {
     /// WriteTxnMarkers wrote a COMMIT (`commit`) or ABORT marker of
     /// `producer_id` to `__consumer_offsets` partition `partition`; call once
     /// it is replicated (the handler appends markers with acks=all). The
     /// partition's shard makes the producer's pending offsets committed or
-    /// drops them. A shard still loading keeps the marker for when it is
-    /// loaded; a partition not led here has no shard (its next leader replays
-    /// the marker from the log).
+    /// drops them. A shard still loading applies the marker once loaded (the
+    /// replay may have read it too: applying it twice is harmless, the first
+    /// takes the producer's pending offsets, and no new transactional offset
+    /// is committed while the shard loads); a partition not led here has no
+    /// shard (its next leader replays the marker from the log).
     pub async fn txn_marker_written(
         &self,
         broker: &Broker,
@@ -60,19 +23,12 @@ impl GroupService {
         producer_id: i64,
         commit: bool,
     ) {
-        let Some(shard) = self.shards().get(&partition).cloned() else {
-            return;
-        };
-        let mut st = shard.state.lock().await;
-        if shard.loaded.load(Ordering::Acquire) && !st.load_wanted {
-            super::promote(&shard, shard.led_partition(broker).as_deref(), &mut st);
-            st.coordinator
-                .complete_transaction(partition, producer_id, commit);
-        } else if st.markers.markers.len() < LOADING_MARKERS_MAX {
-            st.markers.markers.push((producer_id, commit));
-        } else {
-            st.markers.overflowed = true;
-        }
+        self.runtime
+            .notify_or_defer(broker, partition, move |c, _now| {
+                c.complete_transaction(partition, producer_id, commit);
+                Vec::new()
+            })
+            .await;
     }
 }
 
@@ -144,7 +100,12 @@ mod tests {
     /// The COMMIT or ABORT marker of `pid` in `__consumer_offsets`-0, as
     /// WriteTxnMarkers writes it.
     fn marker(broker: &Broker, pid: i64, commit: bool) {
-        let part = super::super::log::offsets_partition(broker, 0).unwrap();
+        let part = crate::coordinator_runtime::log::internal_partition(
+            broker,
+            super::super::OFFSETS_TOPIC,
+            0,
+        )
+        .unwrap();
         part.log()
             .append_marker(
                 samsa_model::ProducerId(pid),
@@ -301,7 +262,12 @@ mod tests {
 
         // A second transaction, left open.
         assert_eq!(txn_commit(&broker, 8, 20).await, 0);
-        let part = super::super::log::offsets_partition(&broker, 0).unwrap();
+        let part = crate::coordinator_runtime::log::internal_partition(
+            &broker,
+            super::super::OFFSETS_TOPIC,
+            0,
+        )
+        .unwrap();
         let headers: Vec<_> = {
             let read = part
                 .log()
@@ -320,9 +286,19 @@ mod tests {
             .iter()
             .any(|h| h.is_transactional() && h.producer_id.get() == 8 && !h.is_control()));
 
-        let mut c = gc::Coordinator::new(broker.groups.config.clone(), Box::new(|| "x".into()));
-        c.set_owned_partitions(Some([0].into_iter().collect()));
-        super::super::log::replay_partition(&broker, &mut c, 0).unwrap();
+        use crate::coordinator_runtime::{CoordinatorKind, ShardMachine};
+        let mut c = broker
+            .groups
+            .runtime
+            .kind()
+            .loading(0, samsa_model::LeaderEpoch(0));
+        crate::coordinator_runtime::log::replay_partition(
+            &broker,
+            super::super::OFFSETS_TOPIC,
+            0,
+            &mut |h, k, v| ShardMachine::replay(&mut c, 0, h, k, v),
+        )
+        .unwrap();
         c.finish_loading(crate::handlers::produce::now_ms());
         assert_eq!(fetch(&c, false), (12, 0));
         assert_eq!(fetch(&c, true), (-1, gc::codes::UNSTABLE_OFFSET_COMMIT));

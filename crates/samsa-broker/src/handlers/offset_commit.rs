@@ -15,67 +15,127 @@ pub async fn handle(
     request: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
-    let (topics, unknown) = known_partitions(
-        broker,
-        request.topics.iter().map(|t| {
-            let partitions = t.partitions.iter().map(|p| gc::OffsetCommitPartition {
-                partition_index: p.partition_index,
-                committed_offset: p.committed_offset,
-                committed_leader_epoch: if version >= 6 {
-                    p.committed_leader_epoch
-                } else {
-                    -1
-                },
-                committed_metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            });
-            (t.name.0.to_string(), partitions.collect())
-        }),
-    );
-    let req = gc::OffsetCommitRequest {
-        api_version: version,
-        group_id: request.group_id.0.to_string(),
-        generation_id_or_member_epoch: request.generation_id_or_member_epoch,
-        member_id: request.member_id.to_string(),
-        group_instance_id: request.group_instance_id.map(|v| v.to_string()),
-        retention_time_ms: if (2..=4).contains(&version) {
-            request.retention_time_ms
-        } else {
-            -1
-        },
-        topics: non_empty(&topics),
+    let (topics, unknown) = known_partitions(broker, commit_topics!(request.topics, version >= 6));
+    let group_id = request.group_id.0.to_string();
+    let generation_id_or_member_epoch = request.generation_id_or_member_epoch;
+    let member_id = request.member_id.to_string();
+    let group_instance_id = request.group_instance_id.map(|v| v.to_string());
+    let retention_time_ms = if (2..=4).contains(&version) {
+        request.retention_time_ms
+    } else {
+        -1
     };
-    let response = if req.topics.is_empty() {
+    let r = commit_known(broker, &group_id, &topics, unknown, {
+        let group_id = group_id.clone();
+        move |c, topics, now, token| {
+            let req = gc::OffsetCommitRequest {
+                api_version: version,
+                group_id,
+                generation_id_or_member_epoch,
+                member_id,
+                group_instance_id,
+                retention_time_ms,
+                topics,
+            };
+            c.offset_commit(req, now, token)
+        }
+    })
+    .await;
+    OffsetCommitResponse::default().with_topics(response_topics(
+        r,
+        |name, partitions| {
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        },
+        |index, code| {
+            OffsetCommitResponsePartition::default()
+                .with_partition_index(index)
+                .with_error_code(code)
+        },
+    ))
+}
+
+/// The topics of an OffsetCommit or TxnOffsetCommit request (their
+/// partitions have the same fields) as (name, partitions) for
+/// [`known_partitions`]; `$epochs`: the version carries leader epochs
+/// (otherwise -1).
+macro_rules! commit_topics {
+    ($topics:expr, $epochs:expr) => {
+        $topics.iter().map(|t| {
+            let partitions =
+                t.partitions
+                    .iter()
+                    .map(|p| samsa_coordinator::OffsetCommitPartition {
+                        partition_index: p.partition_index,
+                        committed_offset: p.committed_offset,
+                        committed_leader_epoch: if $epochs {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        committed_metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    });
+            (t.name.0.to_string(), partitions.collect())
+        })
+    };
+}
+pub(super) use commit_topics;
+
+/// Runs a commit (OffsetCommit, TxnOffsetCommit) of `group`'s known
+/// partitions `topics` on its coordinator (`commit` gets the topics with at
+/// least one partition left), unless none is left, and completes the answer
+/// with UNKNOWN_TOPIC_OR_PARTITION for `unknown`.
+pub(super) async fn commit_known<F>(
+    broker: &Broker,
+    group: &str,
+    topics: &[gc::OffsetCommitTopic],
+    unknown: Vec<(String, i32)>,
+    commit: F,
+) -> gc::OffsetCommitResponse
+where
+    F: FnOnce(
+        &mut gc::Coordinator,
+        Vec<gc::OffsetCommitTopic>,
+        samsa_model::TimestampMs,
+        gc::ReplyToken,
+    ) -> Vec<gc::Output>,
+{
+    let known = non_empty(topics);
+    let response = if known.is_empty() {
         Some(gc::Response::OffsetCommit(
             gc::OffsetCommitResponse::default(),
         ))
     } else {
         broker
             .groups
-            .call(broker, &req.group_id.clone(), move |c, _, now, token| {
-                c.offset_commit(req, now, token)
+            .call(broker, group, move |c, _, now, token| {
+                commit(c, known, now, token)
             })
             .await
     };
-    let r = complete(response, &topics, unknown);
-    OffsetCommitResponse::default().with_topics(
-        r.topics
-            .into_iter()
-            .map(|t| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(TopicName(s(t.name)))
-                    .with_partitions(
-                        t.partitions
-                            .into_iter()
-                            .map(|p| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(p.error_code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    complete(response, topics, unknown)
+}
+
+/// A commit's answer in the wire shape of its API: `topic` builds a topic
+/// from its name and partitions, `partition` a partition from its index and
+/// error code.
+pub(super) fn response_topics<T, P>(
+    r: gc::OffsetCommitResponse,
+    topic: impl Fn(TopicName, Vec<P>) -> T,
+    partition: impl Fn(i32, i16) -> P,
+) -> Vec<T> {
+    r.topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| partition(p.partition_index, p.error_code))
+                .collect();
+            topic(TopicName(s(t.name)), partitions)
+        })
+        .collect()
 }
 
 /// The committed partitions of a request that exist in the cluster, by
@@ -113,7 +173,7 @@ pub(super) fn known_partitions(
 }
 
 /// The topics with at least one partition left to commit.
-pub(super) fn non_empty(topics: &[gc::OffsetCommitTopic]) -> Vec<gc::OffsetCommitTopic> {
+fn non_empty(topics: &[gc::OffsetCommitTopic]) -> Vec<gc::OffsetCommitTopic> {
     topics
         .iter()
         .filter(|t| !t.partitions.is_empty())
@@ -123,7 +183,7 @@ pub(super) fn non_empty(topics: &[gc::OffsetCommitTopic]) -> Vec<gc::OffsetCommi
 
 /// The coordinator's answer (or, without one, its error for every partition of
 /// `topics`), with UNKNOWN_TOPIC_OR_PARTITION added for `unknown`.
-pub(super) fn complete(
+fn complete(
     response: Option<gc::Response>,
     topics: &[gc::OffsetCommitTopic],
     unknown: Vec<(String, i32)>,

@@ -62,6 +62,7 @@ impl ShardMachine for TxnCoordinator {
             TxnOutput::Append { records, .. } => Step::Append {
                 records,
                 commit: None,
+                producer: None,
             },
             TxnOutput::Reply { token, response } => Step::Reply { token, response },
             TxnOutput::WriteMarkers(m) => Step::Effect(m),
@@ -72,7 +73,18 @@ impl ShardMachine for TxnCoordinator {
         response.with_error(code)
     }
 
-    fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+    fn replay(
+        &mut self,
+        _partition: u32,
+        batch: &samsa_model::batch::BatchHeader,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        // `__transaction_state` holds no transaction of its own: a control
+        // batch there is nothing this machine wrote.
+        if batch.is_control() {
+            return Ok(());
+        }
         TxnCoordinator::replay(self, key, value).map_err(|e| e.to_string())
     }
 

@@ -38,6 +38,38 @@ enum EndDecision {
 }
 
 impl TxnCoordinator {
+    /// The transaction of `id`, checked as every request naming one is first:
+    /// INVALID_REQUEST for an empty id, then the coordinator's own state
+    /// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS), then
+    /// INVALID_PRODUCER_ID_MAPPING for an id it does not know.
+    fn txn_of(&self, id: &str) -> Result<&Txn, TxnError> {
+        if id.is_empty() {
+            return Err(TxnError::InvalidRequest);
+        }
+        self.check_serving(id)?;
+        self.txns.get(id).ok_or(TxnError::InvalidProducerIdMapping)
+    }
+
+    /// [`TxnCoordinator::txn_of`], and the request's producer must be the
+    /// transaction's: another producer id is INVALID_PRODUCER_ID_MAPPING,
+    /// another epoch PRODUCER_FENCED (AddPartitionsToTxn, its verify-only
+    /// form, AddOffsetsToTxn).
+    fn check_producer(
+        &self,
+        id: &str,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+    ) -> Result<&Txn, TxnError> {
+        let txn = self.txn_of(id)?;
+        if txn.value.producer_id != producer_id {
+            return Err(TxnError::InvalidProducerIdMapping);
+        }
+        if txn.value.producer_epoch != producer_epoch {
+            return Err(TxnError::ProducerFenced);
+        }
+        Ok(txn)
+    }
+
     /// InitProducerId for a transactional id: a new producer id for a new id, otherwise an
     /// epoch bump that fences older producers (an Ongoing transaction is aborted first and
     /// the request answered CONCURRENT_TRANSACTIONS: the client retries), a new producer id
@@ -197,15 +229,7 @@ impl TxnCoordinator {
         token: ReplyToken,
     ) -> Vec<TxnOutput> {
         let mut out = Vec::new();
-        let code = match self.add_partitions_inner(
-            now,
-            &req.transactional_id,
-            req.producer_id,
-            req.producer_epoch,
-            &req.partitions,
-            req.client_transaction_version,
-            &mut out,
-        ) {
+        let code = match self.add_partitions_inner(now, req, &mut out) {
             Ok(()) => codes::NONE,
             Err(e) => e.code(),
         };
@@ -229,20 +253,7 @@ impl TxnCoordinator {
     ) -> AddPartitionsToTxnResponse {
         let id = &req.transactional_id;
         let check = || -> Result<&Txn, TxnError> {
-            if id.is_empty() {
-                return Err(TxnError::InvalidRequest);
-            }
-            self.check_serving(id)?;
-            let txn = self
-                .txns
-                .get(id)
-                .ok_or(TxnError::InvalidProducerIdMapping)?;
-            if txn.value.producer_id != req.producer_id {
-                return Err(TxnError::InvalidProducerIdMapping);
-            }
-            if txn.value.producer_epoch != req.producer_epoch {
-                return Err(TxnError::ProducerFenced);
-            }
+            let txn = self.check_producer(id, req.producer_id, req.producer_epoch)?;
             if txn.value.state.is_prepare() {
                 return Err(TxnError::ConcurrentTransactions);
             }
@@ -288,15 +299,14 @@ impl TxnCoordinator {
                     self.config.offsets_partitions,
                 ) as i32),
             };
-            match self.add_partitions_inner(
-                now,
-                &req.transactional_id,
-                req.producer_id,
-                req.producer_epoch,
-                std::slice::from_ref(&tp),
-                req.client_transaction_version,
-                &mut out,
-            ) {
+            let add = AddPartitionsToTxnRequest {
+                transactional_id: req.transactional_id.clone(),
+                producer_id: req.producer_id,
+                producer_epoch: req.producer_epoch,
+                partitions: vec![tp],
+                client_transaction_version: req.client_transaction_version,
+            };
+            match self.add_partitions_inner(now, &add, &mut out) {
                 Ok(()) => codes::NONE,
                 Err(e) => e.code(),
             }
@@ -308,17 +318,14 @@ impl TxnCoordinator {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn add_partitions_inner(
         &mut self,
         now: TimestampMs,
-        id: &str,
-        producer_id: ProducerId,
-        producer_epoch: ProducerEpoch,
-        partitions: &[TopicPartition],
-        client_transaction_version: i16,
+        req: &AddPartitionsToTxnRequest,
         out: &mut Vec<TxnOutput>,
     ) -> Result<(), TxnError> {
+        let id = req.transactional_id.as_str();
+        let partitions = &req.partitions;
         if id.is_empty()
             || partitions.len() > TXN_PARTITIONS_MAX
             || partitions
@@ -327,18 +334,8 @@ impl TxnCoordinator {
         {
             return Err(TxnError::InvalidRequest);
         }
-        self.check_serving(id)?;
-        let txn = self
-            .txns
-            .get(id)
-            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        let txn = self.check_producer(id, req.producer_id, req.producer_epoch)?;
         let v = &txn.value;
-        if v.producer_id != producer_id {
-            return Err(TxnError::InvalidProducerIdMapping);
-        }
-        if v.producer_epoch != producer_epoch {
-            return Err(TxnError::ProducerFenced);
-        }
         match v.state {
             TxnState::PrepareCommit
             | TxnState::PrepareAbort
@@ -360,7 +357,7 @@ impl TxnCoordinator {
         next.value.previous_producer_id = v.producer_id;
         next.value.state = TxnState::Ongoing;
         next.value.last_update_ms = now;
-        next.value.client_transaction_version = client_transaction_version;
+        next.value.client_transaction_version = req.client_transaction_version;
         self.persist(id, next, out);
         Ok(())
     }
@@ -422,15 +419,8 @@ impl TxnCoordinator {
         now: TimestampMs,
         req: &EndTxnRequest,
     ) -> Result<EndDecision, TxnError> {
-        let id = req.transactional_id.as_str();
-        if id.is_empty() {
-            return Err(TxnError::InvalidRequest);
-        }
-        self.check_serving(id)?;
-        let txn = self
-            .txns
-            .get(id)
-            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        // Owned: a new producer id may be taken below.
+        let txn = self.txn_of(&req.transactional_id)?.clone();
         let v = &txn.value;
         let epoch = req.producer_epoch;
         let req_v2 = req.client_transaction_version >= 2;
