@@ -22,11 +22,19 @@ def cluster_factory(request, tmp_path):
 
 
 def get(port: int, path: str) -> tuple[int, str, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+    # The HTTP listener starts a moment after the Kafka port accepts (the
+    # test's sign that the broker is up): a refused connection is retried.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+        except urllib.error.URLError as e:
+            if not isinstance(e.reason, ConnectionRefusedError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -45,6 +53,19 @@ def sample(m, name: str, **labels) -> float | None:
     return m.get((name, tuple(sorted(labels.items()))))
 
 
+def consume(bootstrap: str, topic: str, group: str, n: int) -> Consumer:
+    """A group member that has read `n` records of `topic` (still open)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = 0
+    deadline = time.monotonic() + 60
+    while got < n and time.monotonic() < deadline:
+        got += sum(1 for m in c.consume(500, timeout=0.5) if not m.error())
+    assert got == n
+    return c
+
+
 def test_metrics_count_what_clients_did(broker):
     port = broker.http_port
     topic = h.unique_topic("metrics")
@@ -58,14 +79,7 @@ def test_metrics_count_what_clients_did(broker):
         p.produce(topic, b"x" * size, partition=i % 3)
     assert p.flush(30) == 0
 
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": h.unique_topic("mg"),
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe([topic])
-    got = 0
-    deadline = time.monotonic() + 30
-    while got < n and time.monotonic() < deadline:
-        got += sum(1 for m in c.consume(500, timeout=0.5) if not m.error())
-    assert got == n
+    c = consume(broker.bootstrap, topic, h.unique_topic("mg"), n)
 
     m = scrape(port)
     assert sample(m, "samsa_topic_records_in_total", topic=topic) == n
@@ -99,6 +113,36 @@ def test_metrics_count_what_clients_did(broker):
                  timeout=20, message="the deleted topic's series to disappear")
 
 
+def consume_and_commit(bootstrap: str, topic: str, group: str, n: int) -> None:
+    c = consume(bootstrap, topic, group, n)
+    c.commit(asynchronous=False)
+    c.close()
+
+
+def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for part, count in per_partition.items():
+        for i in range(count):
+            p.produce(topic, f"{part}-{i}".encode(), partition=part)
+    assert p.flush(30) == 0
+
+
+def lag_of(m, group: str, topic: str) -> dict[int, float]:
+    return {int(dict(labels)["partition"]): v for (name, labels), v in m.items()
+            if name == "samsa_group_lag_records" and dict(labels).get("group") == group
+            and dict(labels).get("topic") == topic}
+
+
+def test_consumer_lag_is_computed_by_the_broker(broker):
+    topic, group = h.unique_topic("lag"), h.unique_topic("lag-g")
+    h.create_topic(h.admin(broker.bootstrap), topic, partitions=3)
+    produce(broker.bootstrap, topic, {0: 100, 1: 100, 2: 100})
+    consume_and_commit(broker.bootstrap, topic, group, 300)
+    assert lag_of(scrape(broker.http_port), group, topic) == {0: 0, 1: 0, 2: 0}
+    produce(broker.bootstrap, topic, {0: 30, 2: 7})
+    assert lag_of(scrape(broker.http_port), group, topic) == {0: 30, 1: 0, 2: 7}
+
+
 def test_health_checks(broker):
     status, _, body = get(broker.http_port, "/health/live")
     assert status == 200, body
@@ -120,6 +164,19 @@ def test_under_replicated_partitions_follow_a_dead_follower(cluster_factory):
     def urp():
         return sample(scrape(port), "samsa_under_replicated_partitions")
     assert urp() == 0
+
+    # Lag reported by the group's coordinator covers partitions led by other
+    # nodes too (their high watermarks are asked of their leaders).
+    group = h.unique_topic("urp-g")
+    produce(c.bootstrap, topic, {0: 50, 1: 50, 2: 50})
+    consume_and_commit(c.bootstrap, topic, group, 150)
+    produce(c.bootstrap, topic, {0: 5, 1: 6, 2: 7})
+    admin = h.admin(c.bootstrap)
+    coordinator = admin.describe_consumer_groups([group])[group].result().coordinator.id
+    leaders = {c.leader_of(topic, p) for p in range(3)}
+    print(f"\ncoordinator {coordinator}, partition leaders {leaders}")
+    h.wait_until(lambda: lag_of(scrape(c.nodes[coordinator].http_port), group, topic) == {0: 5, 1: 6, 2: 7},
+                 timeout=20, message="the coordinator's lag for every partition")
     c.kill9(follower)
     # The cluster's replica.lag.time.max.ms is short: the ISR shrinks.
     h.wait_until(lambda: urp() >= 1, timeout=60, message="the leader to report under-replicated partitions")

@@ -29,6 +29,9 @@ use prometheus_client::registry::{Registry, Unit};
 /// Topics with a `topic` label of their own on the per-topic counters.
 pub const TOPIC_LABELS_MAX: usize = 10_000;
 
+/// Lag series (group, partition) reported per scrape.
+pub const GROUP_LAG_SERIES_MAX: usize = 50_000;
+
 /// The label that counts topics beyond [`TOPIC_LABELS_MAX`].
 pub const OTHER_TOPIC: &str = "_other";
 
@@ -65,6 +68,13 @@ struct DirLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    group: String,
+    topic: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupStateLabels {
     r#type: String,
     state: String,
@@ -92,6 +102,17 @@ pub struct PartitionState {
     pub log_segments: u64,
 }
 
+/// A group's committed position in one partition against the partition's
+/// end (its high watermark, which consumers read up to).
+#[derive(Clone, Debug, Default)]
+pub struct GroupLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    /// Records between the committed offset and the end (never negative).
+    pub records: i64,
+}
+
 /// An open connection, counted in `samsa_connections` until dropped.
 #[derive(Debug)]
 pub struct OpenConnection(Gauge);
@@ -117,6 +138,9 @@ pub struct State {
     pub log_dirs: Vec<(String, u64)>,
     /// `(group type, state, count)` of the groups this node coordinates.
     pub groups: Vec<(String, String, u64)>,
+    /// Lag of the groups this node coordinates, at most
+    /// [`GROUP_LAG_SERIES_MAX`] entries.
+    pub lag: Vec<GroupLag>,
 }
 
 /// The broker's metric families and the registry that exposes them.
@@ -147,6 +171,8 @@ pub struct Metrics {
     log_segments: Family<PartitionLabels, Gauge>,
     dir_free: Family<DirLabels, Gauge>,
     groups: Family<GroupStateLabels, Gauge>,
+    /// Beyond Kafka (Burrow's job there): consumer lag in records.
+    lag_records: Family<LagLabels, Gauge>,
     process: process::ProcessMetrics,
     /// Topics that have a label of their own (bounded by [`TOPIC_LABELS_MAX`]).
     labelled_topics: Mutex<BTreeSet<String>>,
@@ -279,6 +305,12 @@ impl Metrics {
             "Groups coordinated by this broker, by type (classic, consumer) and state",
             groups.clone(),
         );
+        let lag_records = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "group_lag_records",
+            "Records between a group's committed offset and the partition's high watermark (groups coordinated here)",
+            lag_records.clone(),
+        );
         let process = process::ProcessMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -300,6 +332,7 @@ impl Metrics {
             log_segments,
             dir_free,
             groups,
+            lag_records,
             process,
             labelled_topics: Mutex::new(BTreeSet::new()),
             scrape: Mutex::new(()),
@@ -412,6 +445,7 @@ impl Metrics {
                 .get_or_create(&DirLabels { dir: dir.clone() })
                 .set(*free as i64);
         }
+        self.set_lag(&s.lag);
         self.groups.clear();
         for (kind, state, n) in &s.groups {
             self.groups
@@ -420,6 +454,18 @@ impl Metrics {
                     state: state.clone(),
                 })
                 .set(*n as i64);
+        }
+    }
+
+    fn set_lag(&self, lag: &[GroupLag]) {
+        self.lag_records.clear();
+        for g in lag.iter().take(GROUP_LAG_SERIES_MAX) {
+            let l = LagLabels {
+                group: g.group.clone(),
+                topic: g.topic.clone(),
+                partition: g.partition.to_string(),
+            };
+            self.lag_records.get_or_create(&l).set(g.records.max(0));
         }
     }
 

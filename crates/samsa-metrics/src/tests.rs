@@ -91,6 +91,12 @@ fn state_gauges_follow_the_snapshot() {
     s.partitions = vec![p(0, true, true), p(1, false, false), p(2, true, false)];
     s.log_dirs = vec![("/data".into(), 12345)];
     s.groups = vec![("classic".into(), "Stable".into(), 2)];
+    s.lag = vec![GroupLag {
+        group: "g".into(),
+        topic: "t".into(),
+        partition: 0,
+        records: 42,
+    }];
     let text = m.encode(&s);
     assert_eq!(value(&text, "samsa_partitions "), Some(3.0), "{text}");
     assert_eq!(value(&text, "samsa_leader_partitions "), Some(2.0));
@@ -109,6 +115,13 @@ fn state_gauges_follow_the_snapshot() {
     assert_eq!(
         value(&text, "samsa_groups{type=\"classic\",state=\"Stable\"}"),
         Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "samsa_group_lag_records{group=\"g\",topic=\"t\",partition=\"0\"}"
+        ),
+        Some(42.0)
     );
     // A partition that moved away is no longer reported.
     s.partitions.truncate(1);

@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use kafka_protocol::messages::ApiKey;
+use samsa_client::admin::Admin;
+use samsa_client::client::{Client, ClientConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -65,6 +67,29 @@ pub async fn bind(addr: SocketAddr, explicit: bool) -> std::io::Result<Option<Tc
     }
 }
 
+/// What the HTTP handlers share.
+struct Http {
+    broker: Arc<Broker>,
+    /// A client of this broker's own listener, for other brokers' high
+    /// watermarks (lag); connected on first need, again after a failure.
+    admin: tokio::sync::Mutex<Option<Admin>>,
+}
+
+impl Http {
+    async fn admin(&self) -> tokio::sync::MutexGuard<'_, Option<Admin>> {
+        let mut admin = self.admin.lock().await;
+        if admin.is_none() {
+            let s = &self.broker.settings;
+            let own = format!("{}:{}", s.advertised_host, s.advertised_port);
+            match Client::connect(ClientConfig::new(&own)).await {
+                Ok(c) => *admin = Some(Admin::new(c)),
+                Err(e) => tracing::debug!(error = %e, "lag: no client of this broker's listener"),
+            }
+        }
+        admin
+    }
+}
+
 /// Serves HTTP on `listener` until `shutdown`.
 pub async fn serve(
     broker: Arc<Broker>,
@@ -78,7 +103,10 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
-        .with_state(broker);
+        .with_state(Arc::new(Http {
+            broker,
+            admin: tokio::sync::Mutex::new(None),
+        }));
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
@@ -90,11 +118,16 @@ pub async fn serve(
     }
 }
 
-async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
-    let groups = state::group_counts(&broker).await;
+async fn metrics(State(http): State<Arc<Http>>) -> Response {
+    let broker = &http.broker;
+    let groups = state::group_counts(broker).await;
+    let lag = {
+        let admin = http.admin().await;
+        state::group_lag(broker, admin.as_ref()).await
+    };
     let b = broker.clone();
     let text = tokio::task::spawn_blocking(move || {
-        let snapshot = state::snapshot(&b, groups);
+        let snapshot = state::snapshot(&b, groups, lag);
         b.metrics.encode(&snapshot)
     })
     .await;
@@ -104,8 +137,8 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
     }
 }
 
-async fn ready(State(broker): State<Arc<Broker>>) -> Response {
-    let problems = state::readiness(&broker);
+async fn ready(State(http): State<Arc<Http>>) -> Response {
+    let problems = state::readiness(&http.broker);
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

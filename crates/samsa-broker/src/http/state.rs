@@ -1,9 +1,11 @@
 //! What `/metrics` and `/health/ready` report, gathered from the broker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
+use samsa_client::admin::{Admin, OffsetQuery};
 use samsa_coordinator as gc;
-use samsa_metrics::{PartitionState, State};
+use samsa_metrics::{GroupLag, PartitionState, State, GROUP_LAG_SERIES_MAX};
 
 use crate::broker::Broker;
 
@@ -32,7 +34,11 @@ pub(super) async fn group_counts(broker: &Broker) -> Vec<(String, String, u64)> 
 /// The state gauges: partitions hosted here, the cluster's offline
 /// partitions, the log directories' free space. Reads every hosted log's
 /// segment list, so it runs on a blocking thread.
-pub(super) fn snapshot(broker: &Broker, groups: Vec<(String, String, u64)>) -> State {
+pub(super) fn snapshot(
+    broker: &Broker,
+    groups: Vec<(String, String, u64)>,
+    lag: Vec<GroupLag>,
+) -> State {
     let image = broker.image();
     let me = broker.settings.node_id;
     let mut partitions = Vec::new();
@@ -82,7 +88,89 @@ pub(super) fn snapshot(broker: &Broker, groups: Vec<(String, String, u64)>) -> S
         partitions,
         log_dirs,
         groups,
+        lag,
     }
+}
+
+/// How long a scrape waits for other brokers' high watermarks.
+const REMOTE_END_OFFSETS_WAIT: Duration = Duration::from_secs(2);
+
+/// The lag of every group this node coordinates, per committed partition:
+/// the partition's high watermark (read locally when this broker leads it,
+/// else asked of its leader with ListOffsets through `admin`) minus the
+/// committed offset. Partitions whose end cannot be learnt within
+/// [`REMOTE_END_OFFSETS_WAIT`] are left out of this scrape.
+pub(super) async fn group_lag(broker: &Broker, admin: Option<&Admin>) -> Vec<GroupLag> {
+    let all = gc::ListGroupsRequest::default();
+    let shards = broker
+        .groups
+        .read_all(broker, |c, _| {
+            let mut out = Vec::new();
+            let listed = c.list_groups(&all);
+            if listed.error_code != 0 {
+                return out;
+            }
+            for g in &listed.groups {
+                for (tp, offset) in c.committed_offsets(&g.group_id).unwrap_or_default() {
+                    if out.len() >= GROUP_LAG_SERIES_MAX {
+                        return out;
+                    }
+                    out.push((
+                        g.group_id.clone(),
+                        tp.topic,
+                        tp.partition.get(),
+                        offset.get(),
+                    ));
+                }
+            }
+            out
+        })
+        .await;
+    let committed: Vec<(String, String, i32, i64)> = shards
+        .into_iter()
+        .flatten()
+        .take(GROUP_LAG_SERIES_MAX)
+        .collect();
+    let image = broker.image();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    let mut remote: Vec<(String, i32)> = Vec::new();
+    for (_, topic, partition, _) in &committed {
+        let key = (topic.clone(), *partition);
+        if ends.contains_key(&key) || remote.contains(&key) {
+            continue;
+        }
+        let local = image
+            .topic(topic)
+            .and_then(|t| broker.partition(t.id, *partition))
+            .filter(|p| p.is_leader());
+        match local {
+            Some(p) => {
+                ends.insert(key, p.high_watermark().get());
+            }
+            None if image.topic(topic).is_some() => remote.push(key),
+            None => {}
+        }
+    }
+    if let (false, Some(admin)) = (remote.is_empty(), admin) {
+        let asked = admin.list_offsets(&remote, OffsetQuery::Latest, 0);
+        match tokio::time::timeout(REMOTE_END_OFFSETS_WAIT, asked).await {
+            Ok(Ok(listed)) => ends.extend(listed.into_iter().map(|(tp, o)| (tp, o.offset))),
+            Ok(Err(e)) => tracing::debug!(error = %e, "lag: high watermarks of other brokers"),
+            Err(_) => tracing::debug!("lag: other brokers' high watermarks took too long"),
+        }
+    }
+    committed
+        .into_iter()
+        .filter_map(|(group, topic, partition, offset)| {
+            let end = *ends.get(&(topic.clone(), partition))?;
+            Some(GroupLag {
+                group,
+                topic,
+                partition,
+                records: (end - offset).max(0),
+            })
+        })
+        .collect()
 }
 
 /// Why this broker cannot serve clients yet (empty: ready): it is not
