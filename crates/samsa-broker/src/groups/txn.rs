@@ -7,6 +7,32 @@ use super::GroupService;
 use crate::broker::Broker;
 
 impl GroupService {
+    /// Whether `group`'s `__consumer_offsets` partition (led here) holds a
+    /// newer epoch of `producer_id` than `producer_epoch`: its transactional
+    /// batch would be refused as Kafka's log refuses it (INVALID_PRODUCER_EPOCH).
+    /// TxnOffsetCommit checks this under the shard's lock before the
+    /// coordinator takes the offsets, so a fenced producer is told so, instead
+    /// of its failed append unloading and reloading every group of the
+    /// partition (after which it would retry, answered NOT_COORDINATOR).
+    pub fn producer_fenced(
+        &self,
+        broker: &Broker,
+        group: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> bool {
+        let part = crate::coordinator_runtime::log::internal_partition(
+            broker,
+            super::OFFSETS_TOPIC,
+            self.partition_for(group),
+        );
+        part.filter(|p| p.is_leader()).is_some_and(|part| {
+            part.log()
+                .producer_state(samsa_model::ProducerId(producer_id))
+                .is_some_and(|e| e.epoch.get() > producer_epoch)
+        })
+    }
+
     /// WriteTxnMarkers wrote a COMMIT (`commit`) or ABORT marker of
     /// `producer_id` to `__consumer_offsets` partition `partition`; call once
     /// it is replicated (the handler appends markers with acks=all). The
@@ -135,6 +161,71 @@ mod tests {
         (broker, stop)
     }
 
+    /// Topic "t" of one partition.
+    fn create_t(broker: &Broker) {
+        let created = broker.controller.create_topics(
+            vec![samsa_metadata::NewTopic {
+                name: "t".into(),
+                num_partitions: 1,
+                replication_factor: 1,
+                ..Default::default()
+            }],
+            false,
+        );
+        assert!(created.into_iter().all(|r| r.is_ok()));
+        broker.reconcile().unwrap();
+    }
+
+    /// TxnOffsetCommit v3 of "g"/"t"-0 through the handler: its error code.
+    async fn txn_commit_wire(broker: &Broker, pid: i64, epoch: i16, offset: i64) -> i16 {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        use kafka_protocol::messages::{
+            GroupId, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        let r = crate::handlers::txn_offset_commit::handle(broker, request, 3).await;
+        r.topics[0].partitions[0].error_code
+    }
+
+    /// A zombie (a producer fenced by a newer epoch of its id) that sends
+    /// TxnOffsetCommit is told INVALID_PRODUCER_EPOCH, as Kafka's log refuses
+    /// its batch; the shard keeps serving the partition's groups and the
+    /// current epoch's pending offsets. (Before, its append failed, every
+    /// group of the partition was reloaded, and the zombie got
+    /// NOT_COORDINATOR and retried.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fenced_producers_txn_offset_commit_is_refused_without_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, stop) = loaded_broker(dir.path()).await;
+        create_t(&broker);
+        assert_eq!(txn_commit_wire(&broker, 9, 1, 40).await, 0);
+        assert_eq!(
+            txn_commit_wire(&broker, 9, 0, 30).await,
+            samsa_coordinator::txn::txn_codes::INVALID_PRODUCER_EPOCH
+        );
+        assert!(broker.groups.serves("g"), "the shard was reloaded");
+        assert_eq!(
+            fetch_live(&broker, true).await,
+            (-1, gc::codes::UNSTABLE_OFFSET_COMMIT),
+            "the current epoch's offsets are still pending"
+        );
+        assert_eq!(txn_commit_wire(&broker, 9, 1, 41).await, 0);
+        let _ = stop.send(true);
+    }
+
     /// The wire path: TxnOffsetCommit v0 (no group fields) and v3 decode into
     /// the coordinator, a partition the topic lacks is refused, OffsetFetch v7
     /// with `require_stable` answers UNSTABLE_OFFSET_COMMIT for a pending one,
@@ -153,17 +244,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let (broker, stop) = loaded_broker(dir.path()).await;
-        let created = broker.controller.create_topics(
-            vec![samsa_metadata::NewTopic {
-                name: "t".into(),
-                num_partitions: 1,
-                replication_factor: 1,
-                ..Default::default()
-            }],
-            false,
-        );
-        assert!(created.into_iter().all(|r| r.is_ok()));
-        broker.reconcile().unwrap();
+        create_t(&broker);
         let name = || TopicName(StrBytes::from_static_str("t"));
         for version in [0, 3] {
             let request = TxnOffsetCommitRequest::default()

@@ -181,6 +181,26 @@ fn non_empty(topics: &[gc::OffsetCommitTopic]) -> Vec<gc::OffsetCommitTopic> {
         .collect()
 }
 
+/// `code` for every partition of `topics`.
+pub(super) fn failed(topics: &[gc::OffsetCommitTopic], code: i16) -> gc::OffsetCommitResponse {
+    gc::OffsetCommitResponse {
+        topics: topics
+            .iter()
+            .map(|t| gc::OffsetCommitTopicResponse {
+                name: t.name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| gc::PartitionResult {
+                        partition_index: p.partition_index,
+                        error_code: code,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 /// The coordinator's answer (or, without one, its error for every partition of
 /// `topics`), with UNKNOWN_TOPIC_OR_PARTITION added for `unknown`.
 fn complete(
@@ -190,25 +210,10 @@ fn complete(
 ) -> gc::OffsetCommitResponse {
     let mut r = match response {
         Some(gc::Response::OffsetCommit(r)) => r,
-        other => {
-            let code = other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code());
-            gc::OffsetCommitResponse {
-                topics: topics
-                    .iter()
-                    .map(|t| gc::OffsetCommitTopicResponse {
-                        name: t.name.clone(),
-                        partitions: t
-                            .partitions
-                            .iter()
-                            .map(|p| gc::PartitionResult {
-                                partition_index: p.partition_index,
-                                error_code: code,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            }
-        }
+        other => failed(
+            topics,
+            other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code()),
+        ),
     };
     for (name, partition) in unknown {
         let result = gc::PartitionResult {

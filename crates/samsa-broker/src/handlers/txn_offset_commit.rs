@@ -9,7 +9,11 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use samsa_coordinator as gc;
 
-use super::offset_commit::{commit_known, commit_topics, known_partitions, response_topics};
+use samsa_coordinator::txn::txn_codes;
+
+use super::offset_commit::{
+    commit_known, commit_topics, failed, known_partitions, response_topics,
+};
 use crate::broker::Broker;
 
 /// Answers TxnOffsetCommit.
@@ -35,6 +39,18 @@ pub async fn handle(
     let r = commit_known(broker, &group_id, &topics, unknown, {
         let group_id = group_id.clone();
         move |c, topics, now, token| {
+            // A fenced producer (a newer epoch of its id is in the log) is
+            // told so before the coordinator takes its offsets.
+            if broker
+                .groups
+                .producer_fenced(broker, &group_id, producer_id, producer_epoch)
+            {
+                let response = failed(&topics, txn_codes::INVALID_PRODUCER_EPOCH);
+                return vec![gc::Output::Reply {
+                    token,
+                    response: gc::Response::OffsetCommit(response),
+                }];
+            }
             let req = gc::TxnOffsetCommitRequest {
                 api_version: version,
                 transactional_id,
