@@ -53,11 +53,11 @@ INPUT_PARTITIONS = 3
 TXN_RECORDS_MAX = 20
 # Every transactional call gets this timeout (seconds); the broker aborts a
 # transaction that stays open longer than TXN_TIMEOUT_MS.
-CALL_TIMEOUT_S = 10.0
+CALL_TIMEOUT_S = 6.0
 TXN_TIMEOUT_MS = 10000
 # A call still blocked this long after its own timeout ran out is stuck (see
 # the module doc): its session is abandoned.
-WATCHDOG_MARGIN_S = 5.0
+WATCHDOG_MARGIN_S = 4.0
 # SAMSA_EOS_DEBUG=1 turns on librdkafka's transaction, group and protocol
 # debug logs on stderr (run pytest with -s and redirect stderr to a file).
 DEBUG_CONTEXTS = "eos,cgrp,protocol,broker"
