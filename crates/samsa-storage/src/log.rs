@@ -2229,7 +2229,21 @@ impl PartitionLog {
         config: &CompactionConfig,
         now: TimestampMs,
     ) -> Result<Option<CompactionStats>, StorageError> {
-        self.compact_inner(config, now, None)
+        self.compact_inner(config, now, Offset(i64::MAX), None)
+    }
+
+    /// [`Self::compact`] for a replica whose records at or above
+    /// `high_watermark` may still be truncated: as Kafka, a clean never
+    /// reaches the last stable offset (the smaller of the first unstable
+    /// offset and the high watermark); only sealed segments wholly below it
+    /// are cleaned.
+    pub fn compact_below(
+        &self,
+        config: &CompactionConfig,
+        now: TimestampMs,
+        high_watermark: Offset,
+    ) -> Result<Option<CompactionStats>, StorageError> {
+        self.compact_inner(config, now, high_watermark, None)
     }
 
     /// Test hook: [`PartitionLog::compact`], but the replacement of the
@@ -2244,7 +2258,7 @@ impl PartitionLog {
         group: usize,
         point: SwapCrashPoint,
     ) -> Result<Option<CompactionStats>, StorageError> {
-        self.compact_inner(config, now, Some((group, point)))
+        self.compact_inner(config, now, Offset(i64::MAX), Some((group, point)))
     }
 
     fn truncated_since(&self, epoch: u64) -> bool {
@@ -2266,27 +2280,40 @@ impl PartitionLog {
         &self,
         config: &CompactionConfig,
         now: TimestampMs,
+        high_watermark: Offset,
         crash: Option<(usize, SwapCrashPoint)>,
     ) -> Result<Option<CompactionStats>, StorageError> {
         let mut cleaning = lock(&self.cleaning);
         let tombstones_due = cleaning.is_some_and(|deadline| now.get() >= deadline);
         self.check_writable(&lock(&self.writer))?;
         let log_config = self.config();
-        let (segments, first_dirty, epoch) = {
+        let (segments, first_dirty, epoch, aborted) = {
             let st = read_lock(&self.state);
-            let (segments, first_dirty) = Self::cleaner_snapshot(&st);
-            (segments, first_dirty, st.truncations)
+            let (mut segments, first_dirty) = Self::cleaner_snapshot(&st);
+            // Never past the last stable offset (Kafka's
+            // `firstUncleanableDirtyOffset`): open transactions stay whole.
+            let stable_end = st
+                .first_unstable
+                .map_or(high_watermark, |f| f.max(st.log_start).min(high_watermark));
+            let stable = segments.partition_point(|s| s.next_offset <= stable_end);
+            segments.truncate(stable);
+            let from = segments.first().map_or(st.log_start, SegmentSnapshot::base);
+            let upper = segments.last().map_or(from, |s| s.next_offset);
+            let aborted = Self::aborted_in(&st, from, upper);
+            (segments, first_dirty, st.truncations, aborted)
         };
+        let aborted = cleaner::AbortedRanges::new(&aborted);
         let plan = match cleaner::plan(&segments, first_dirty, config, now, tombstones_due) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(None),
             Err(e) => return self.abandon(epoch, e),
         };
         let cleanable = segments.get(..plan.cleanable).unwrap_or_default();
-        let (map, dirty_end) = match cleaner::build_offset_map(cleanable, first_dirty, config) {
-            Ok(r) => r,
-            Err(e) => return self.abandon(epoch, e),
-        };
+        let (map, dirty_end) =
+            match cleaner::build_offset_map(cleanable, first_dirty, config, &aborted) {
+                Ok(r) => r,
+                Err(e) => return self.abandon(epoch, e),
+            };
         let rewrite: Vec<SegmentSnapshot> = cleanable
             .iter()
             .take_while(|s| s.base() < dirty_end)
@@ -2309,8 +2336,8 @@ impl PartitionLog {
         let mut rewriter = Rewriter::new(
             map,
             producers,
-            dirty_end,
-            first_dirty,
+            aborted,
+            (first_dirty, dirty_end),
             config,
             &log_config,
             now,
@@ -2320,6 +2347,8 @@ impl PartitionLog {
             records_read: 0,
             records_kept: 0,
             tombstones_dropped: 0,
+            aborted_records_dropped: 0,
+            markers_removed: 0,
             bytes_before: 0,
             bytes_after: 0,
             dirty_ratio: plan.dirty_ratio,
@@ -2334,6 +2363,7 @@ impl PartitionLog {
             stats.records_read += cleaned.stats.records_read;
             stats.records_kept += cleaned.stats.records_kept;
             stats.tombstones_dropped += cleaned.stats.tombstones_dropped;
+            stats.aborted_records_dropped += cleaned.stats.aborted_dropped;
             stats.bytes_before += cleaned.stats.bytes_before;
             stats.bytes_after += cleaned.stats.bytes_after;
             if !cleaned.changed {
@@ -2341,13 +2371,18 @@ impl PartitionLog {
                 continue;
             }
             let crash_here = crash.filter(|&(g, _)| g == i).map(|(_, p)| p);
-            match self.swap_in(cleaned, compacted_end, epoch, crash_here)? {
+            let removed = &rewriter.txns.removed_aborts;
+            match self.swap_in(cleaned, compacted_end, epoch, removed, crash_here)? {
                 SwapOutcome::Replaced(n) => stats.segments_cleaned += n,
                 SwapOutcome::Skipped => {}
                 SwapOutcome::Truncated => return Ok(Some(stats)),
             }
         }
-        *cleaning = rewriter.tombstone_deadline;
+        stats.markers_removed = rewriter.txns.markers_removed;
+        *cleaning = match (rewriter.tombstone_deadline, rewriter.txns.horizon_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let w = lock(&self.writer);
         self.check_writable(&w)?;
         let cur = {
@@ -2376,6 +2411,7 @@ impl PartitionLog {
         cleaned: CleanedGroup,
         compacted_end: Offset,
         epoch: u64,
+        removed_aborts: &std::collections::BTreeSet<Offset>,
         crash: Option<SwapCrashPoint>,
     ) -> Result<SwapOutcome, StorageError> {
         let mut w = lock(&self.writer);
@@ -2447,9 +2483,12 @@ impl PartitionLog {
             }
         }
         let replaced = cleaned.originals.len();
-        if let Err(e) =
-            self.txns_after_swap(&cleaned.files, cleaned.meta.next_offset, &cleaned.originals)
-        {
+        if let Err(e) = self.txns_after_swap(
+            &cleaned.files,
+            cleaned.meta.next_offset,
+            &cleaned.originals,
+            removed_aborts,
+        ) {
             // The merged segment's index may miss entries; a reopen merges
             // the originals' leftover files (see `txn_index`).
             self.fail_writer(&mut w);

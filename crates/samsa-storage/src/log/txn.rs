@@ -156,6 +156,12 @@ impl PartitionLog {
         txn_index::collect(&st.aborted, from, upper, ABORTED_TXNS_PER_READ_MAX)
     }
 
+    /// Every aborted transaction overlapping `[from, upper)` (no count
+    /// limit: the cleaner's view of a range it rewrites).
+    pub(super) fn aborted_in(st: &LogState, from: Offset, upper: Offset) -> Vec<AbortedTxn> {
+        txn_index::collect(&st.aborted, from, upper, usize::MAX)
+    }
+
     /// Every producer the log tracks, with its state (for DescribeProducers).
     pub fn producer_entries(&self) -> Vec<(ProducerId, ProducerEntry)> {
         lock(&self.writer)
@@ -206,13 +212,15 @@ impl PartitionLog {
         merged: &SegmentFiles,
         end: Offset,
         replaced: &[Arc<SegmentFiles>],
+        removed_aborts: &std::collections::BTreeSet<Offset>,
     ) -> Result<(), StorageError> {
-        let entries: Vec<AbortedTxn> = read_lock(&self.state)
-            .aborted
-            .iter()
-            .filter(|e| e.last_offset >= merged.base && e.last_offset < end)
-            .copied()
-            .collect();
+        let in_range = |e: &AbortedTxn| e.last_offset >= merged.base && e.last_offset < end;
+        let entries: Vec<AbortedTxn> = {
+            let mut st = write_lock(&self.state);
+            st.aborted
+                .retain(|e| !(in_range(e) && removed_aborts.contains(&e.last_offset)));
+            st.aborted.iter().filter(|e| in_range(e)).copied().collect()
+        };
         txn_index::rewrite(&merged.txn_index_path, &entries)?;
         for orig in replaced.iter().filter(|o| o.base != merged.base) {
             txn_index::rewrite(&orig.txn_index_path, &[])?;
@@ -238,16 +246,25 @@ pub(super) fn load_index(
     let first_base = bases.first().copied().unwrap_or(log_end);
     let mut on_disk: BTreeMap<Offset, Vec<AbortedTxn>> = BTreeMap::new();
     let mut by_marker: BTreeMap<Offset, AbortedTxn> = BTreeMap::new();
+    let mut stored: BTreeMap<Offset, AbortedTxn> = BTreeMap::new();
     for base in txn_index::list(dir)? {
         let entries = txn_index::read(&txn_index::path(dir, base))?;
         for e in &entries {
             if e.last_offset >= first_base && e.last_offset < replayed_from.min(log_end) {
                 by_marker.insert(e.last_offset, *e);
             }
+            stored.insert(e.last_offset, *e);
         }
         on_disk.insert(base, entries);
     }
     for e in rebuilt {
+        // A replay that saw no data of the transaction files it from its
+        // marker on; the stored entry of the same marker knows where it
+        // began before the cleaner removed its records.
+        let e = match stored.get(&e.last_offset) {
+            Some(s) if e.first_offset == e.last_offset && s.producer_id == e.producer_id => *s,
+            _ => e,
+        };
         by_marker.insert(e.last_offset, e);
     }
     let all: Vec<AbortedTxn> = by_marker.into_values().collect();
