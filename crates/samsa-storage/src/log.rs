@@ -423,6 +423,20 @@ struct Writer {
     /// A snapshot at the log end is wanted soon (after a replay on open, or
     /// when the log start passed every snapshot).
     snapshot_wanted: bool,
+    /// KIP-890 verification guards ([`crate::verification`]).
+    verifications: crate::verification::VerificationGuards,
+}
+
+/// Which producer checks an append makes.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum ProducerCheck {
+    /// A client's batch: epoch and sequence.
+    Sequence,
+    /// A client's batch that must carry its producer's verification guard
+    /// when it is transactional and no transaction of its producer is open.
+    Guarded(Option<crate::verification::VerificationGuard>),
+    /// A coordinator's batch on a producer's behalf: the epoch only.
+    EpochOnly,
 }
 
 /// The recovery point: the base offset of the first segment that may hold
@@ -777,6 +791,7 @@ impl PartitionLog {
                 bytes_since_snapshot: 0,
                 // Replayed headers: a snapshot at the log end spares the next open.
                 snapshot_wanted: replayed_from < log_end,
+                verifications: Default::default(),
             }),
             io_guard: RwLock::new(()),
             state: RwLock::new(LogState {
@@ -1015,7 +1030,7 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_checked(batch, leader_epoch, now, true)
+        self.append_checked(batch, leader_epoch, now, ProducerCheck::Sequence)
     }
 
     /// [`Self::append`] for a batch a coordinator writes on behalf of a
@@ -1029,18 +1044,18 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
     ) -> Result<AppendInfo, StorageError> {
-        let info = self.append_checked(batch, leader_epoch, now, false)?;
+        let info = self.append_checked(batch, leader_epoch, now, ProducerCheck::EpochOnly)?;
         batch::set_base_offset(batch, info.base_offset)?;
         batch::set_partition_leader_epoch(batch, leader_epoch)?;
         Ok(info)
     }
 
-    fn append_checked(
+    pub(crate) fn append_checked(
         &self,
         batch: &[u8],
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
-        check_sequence: bool,
+        check: ProducerCheck,
     ) -> Result<AppendInfo, StorageError> {
         let header = BatchHeader::parse(batch)?;
         let batch_bytes = header.size_bytes();
@@ -1073,16 +1088,26 @@ impl PartitionLog {
         self.check_writable(&w)?;
 
         let base_offset = read_lock(&self.state).log_end();
-        if header.producer_id.get() >= 0 && !header.is_control() && !check_sequence {
-            w.producers.check_epoch(&header)?;
-        } else if header.producer_id.get() >= 0 && !header.is_control() {
-            if let SeqCheck::Duplicate { base, last } = w.producers.check(&header)? {
+        let pid = header.producer_id;
+        if pid.get() >= 0 && !header.is_control() {
+            if let ProducerCheck::EpochOnly = check {
+                w.producers.check_epoch(&header)?;
+            } else if let SeqCheck::Duplicate { base, last } = w.producers.check(&header)? {
                 return Ok(AppendInfo {
                     base_offset: base,
                     last_offset: last,
                     log_start_offset: read_lock(&self.state).log_start,
                     duplicate: true,
                 });
+            }
+            if let ProducerCheck::Guarded(guard) = check {
+                let open = w
+                    .producers
+                    .get(pid)
+                    .is_some_and(|e| e.current_txn_first_offset.is_some());
+                if header.is_transactional() && !open && !w.verifications.verifies(pid, guard) {
+                    return Err(StorageError::TxnNotVerified { producer_id: pid });
+                }
             }
         }
         batch::set_base_offset(&mut head, base_offset)?;

@@ -564,3 +564,70 @@ fn compaction_keeps_the_aborted_index_of_merged_segments() {
         assert_eq!(all_aborted(&log), before, "{point:?} after a reopen");
     }
 }
+
+/// KIP-890's verification guard: a transaction version 1 client aborts
+/// (no epoch bump) between the coordinator's "yes, the partition is in the
+/// transaction" and the append of its first batch. The late batch must not
+/// open a transaction nobody will end (a hanging transaction holding the
+/// last stable offset back forever); it gets INVALID_TXN_STATE instead. The
+/// same holds for a stale guard after a newer verification (ABA), and for a
+/// batch of a transaction that was open when the leader skipped asking.
+#[test]
+fn a_marker_between_verification_and_append_refuses_the_late_batch() {
+    use samsa_storage::TxnVerification;
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    let append = |seq: i32, guard| {
+        let b = data(7, 0, seq, 1, true);
+        log.append_guarded(&b, LeaderEpoch(1), TimestampMs(NOW), guard)
+    };
+    let TxnVerification::Needed(first) = log.start_txn_verification(ProducerId(7)) else {
+        panic!("no transaction is open: the coordinator must be asked");
+    };
+    // The coordinator said yes; the client's abort marker lands first.
+    marker(&log, 7, 0, false).unwrap();
+    assert!(matches!(
+        append(0, Some(first)),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    assert_eq!(log.first_unstable_offset(), None, "no hanging transaction");
+
+    // ABA: a newer verification started; the old guard's answer is stale.
+    let TxnVerification::Needed(stale) = log.start_txn_verification(ProducerId(7)) else {
+        panic!("needed");
+    };
+    marker(&log, 7, 0, false).unwrap();
+    let TxnVerification::Needed(fresh) = log.start_txn_verification(ProducerId(7)) else {
+        panic!("needed");
+    };
+    assert!(matches!(
+        append(0, Some(stale)),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    assert!(matches!(
+        append(0, None),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    let opened = append(0, Some(fresh)).unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(opened.base_offset));
+    // A retry of that batch is still answered as a duplicate.
+    assert!(append(0, Some(fresh)).unwrap().duplicate);
+
+    // Open: no question asked, and later batches need no guard...
+    assert_eq!(
+        log.start_txn_verification(ProducerId(7)),
+        TxnVerification::Ongoing
+    );
+    append(1, None).unwrap();
+    // ...until a marker ends the transaction: then a late one is refused.
+    marker(&log, 7, 0, false).unwrap();
+    assert!(matches!(
+        append(2, None),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    assert_eq!(log.first_unstable_offset(), None);
+    // Non-transactional and coordinator paths are not guarded.
+    let plain = data(-1, 0, 0, 1, false);
+    log.append_guarded(&plain, LeaderEpoch(1), TimestampMs(NOW), None)
+        .unwrap();
+}

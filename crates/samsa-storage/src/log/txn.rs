@@ -12,11 +12,15 @@ use samsa_model::batch::{self, BatchHeader};
 use samsa_model::control::{self, TxnMarker};
 use samsa_model::{CoordinatorEpoch, LeaderEpoch, Offset, ProducerEpoch, ProducerId, TimestampMs};
 
-use super::{lock, read_lock, write_lock, Frame, LogState, PartitionLog, Pending, Writer};
+use super::{
+    lock, read_lock, write_lock, AppendInfo, Frame, LogState, PartitionLog, Pending, ProducerCheck,
+    Writer,
+};
 use crate::error::StorageError;
 use crate::producer_state::ProducerEntry;
 use crate::segment::SegmentFiles;
 use crate::txn_index::{self, AbortedTxn};
+use crate::verification::{TxnVerification, VerificationGuard};
 
 /// Aborted transactions one [`PartitionLog::aborted_transactions`] call
 /// returns at most (a fetch response's list is bounded by it).
@@ -73,6 +77,38 @@ impl PartitionLog {
         Ok(offset)
     }
 
+    /// KIP-890, step 1 of [`crate::verification`]: whether `producer_id`'s
+    /// transactional batch may be appended without asking the transaction
+    /// coordinator (its transaction is open here), else a new guard to
+    /// append with once the coordinator confirmed the transaction.
+    pub fn start_txn_verification(&self, producer_id: ProducerId) -> TxnVerification {
+        let mut w = lock(&self.writer);
+        let open = w
+            .producers
+            .get(producer_id)
+            .is_some_and(|e| e.current_txn_first_offset.is_some());
+        if open {
+            TxnVerification::Ongoing
+        } else {
+            TxnVerification::Needed(w.verifications.start(producer_id))
+        }
+    }
+
+    /// [`Self::append_unmodified`] for a client's batch that went through
+    /// [`Self::start_txn_verification`]: a transactional batch of a producer
+    /// with no open transaction here is refused with
+    /// [`StorageError::TxnNotVerified`] unless `guard` is the producer's
+    /// current guard (a marker since the verification started spent it).
+    pub fn append_guarded(
+        &self,
+        batch: &[u8],
+        leader_epoch: LeaderEpoch,
+        now: TimestampMs,
+        guard: Option<VerificationGuard>,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_checked(batch, leader_epoch, now, ProducerCheck::Guarded(guard))
+    }
+
     /// Record written batches in the producer state (opening transactions),
     /// apply their markers (closing them; an ABORT's entry goes to the
     /// aborted-transaction index of `files`, the segment they were written
@@ -87,6 +123,10 @@ impl PartitionLog {
     ) -> Result<(), StorageError> {
         let mut aborted = Vec::new();
         for p in group {
+            if p.header.is_transactional() {
+                // The transaction opened or ended: its verification is spent.
+                w.verifications.clear(p.header.producer_id);
+            }
             if !p.header.is_control() {
                 w.producers.record(&p.header);
                 continue;
