@@ -129,8 +129,11 @@ use crate::segment::{
 };
 use std::os::unix::fs::FileExt;
 
+mod aborted;
 mod producers;
 mod txn;
+
+pub use aborted::ABORTED_TXNS_IN_MEMORY_MAX;
 
 pub use txn::ABORTED_TXNS_PER_READ_MAX;
 
@@ -347,8 +350,9 @@ struct LogState {
     /// The leader epoch cache, as persisted (changed under the writer lock).
     epochs: EpochCache,
     /// Aborted transactions of the log's segments, ascending marker offset
-    /// (changed under the writer lock; [`crate::txn_index`]).
-    aborted: Vec<crate::txn_index::AbortedTxn>,
+    /// (changed under the writer lock; [`crate::txn_index`]); the newest
+    /// only ([`aborted`]).
+    aborted: aborted::AbortedCache,
     /// The producer state's first unstable offset, as of the last append,
     /// truncation or open (changed under the writer lock).
     first_unstable: Option<Offset>,
@@ -467,6 +471,8 @@ pub struct PartitionLog {
     /// Holds when a tombstone kept by the last clean may be removed (not
     /// persisted: after a restart tombstones wait for the next dirty clean).
     cleaning: Mutex<Option<i64>>,
+    /// Aborted transactions kept in memory at most ([`aborted`]).
+    aborted_max: std::sync::atomic::AtomicUsize,
     /// The high watermark last written to its checkpoint by this instance
     /// (the lock also serialises those writes).
     high_watermark: Mutex<Option<Offset>>,
@@ -723,6 +729,11 @@ impl PartitionLog {
         let (producers, replayed_from) = (loaded.table, loaded.from);
         let bases: Vec<Offset> = segments.iter().map(Segment::base).collect();
         let aborted = txn::load_index(dir, &bases, log_end, replayed_from, loaded.aborted)?;
+        let mut aborted = aborted::AbortedCache::new(aborted);
+        aborted.evict(
+            ABORTED_TXNS_IN_MEMORY_MAX,
+            bases.last().copied().unwrap_or(log_end),
+        );
         let first_unstable = producers.first_unstable_offset();
         remove_if_exists(&clean_path)?;
         if let Some(boot) = config.boot_id.filter(|b| recorded_boot != Some(*b)) {
@@ -805,6 +816,7 @@ impl PartitionLog {
                 first_unstable,
             }),
             cleaning: Mutex::new(None),
+            aborted_max: std::sync::atomic::AtomicUsize::new(ABORTED_TXNS_IN_MEMORY_MAX),
             high_watermark: Mutex::new(None),
             recovery_point: Mutex::new(recovery_point),
             sync_serial: Mutex::new(()),
@@ -2158,7 +2170,10 @@ impl PartitionLog {
         restarted.write(&self.dir)?;
         st.cleaner = restarted;
         self.update_epochs_in(st, EpochCache::clear)?;
-        st.aborted.clear();
+        st.aborted = aborted::AbortedCache {
+            entries: Vec::new(),
+            from: offset,
+        };
         st.first_unstable = None;
         st.truncations += 1;
         st.active = Segment {
@@ -2312,7 +2327,7 @@ impl PartitionLog {
         let tombstones_due = cleaning.is_some_and(|deadline| now.get() >= deadline);
         self.check_writable(&lock(&self.writer))?;
         let log_config = self.config();
-        let (segments, first_dirty, epoch, aborted) = {
+        let (segments, first_dirty, epoch, range) = {
             let st = read_lock(&self.state);
             let (mut segments, first_dirty) = Self::cleaner_snapshot(&st);
             // Never past the last stable offset (Kafka's
@@ -2324,10 +2339,12 @@ impl PartitionLog {
             segments.truncate(stable);
             let from = segments.first().map_or(st.log_start, SegmentSnapshot::base);
             let upper = segments.last().map_or(from, |s| s.next_offset);
-            let aborted = Self::aborted_in(&st, from, upper);
-            (segments, first_dirty, st.truncations, aborted)
+            (segments, first_dirty, st.truncations, (from, upper))
         };
-        let aborted = cleaner::AbortedRanges::new(&aborted);
+        let aborted = match self.collect_aborted(range.0, range.1, usize::MAX) {
+            Ok(a) => cleaner::AbortedRanges::new(&a),
+            Err(e) => return self.abandon(epoch, e),
+        };
         let plan = match cleaner::plan(&segments, first_dirty, config, now, tombstones_due) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(None),

@@ -80,7 +80,9 @@ fn records_of(b: &[u8]) -> Vec<(i64, Key, Value)> {
 /// first offset until its ABORT marker).
 fn read_committed(log: &PartitionLog) -> Vec<Rec> {
     let lso = log.last_stable_offset(log.log_end_offset());
-    let mut aborted = log.aborted_transactions(log.log_start_offset(), lso);
+    let mut aborted = log
+        .aborted_transactions(log.log_start_offset(), lso)
+        .expect("aborted transactions");
     aborted.sort_by_key(|a| a.first_offset);
     let mut aborted = aborted.into_iter().peekable();
     let mut skipping = BTreeSet::new();
@@ -338,6 +340,7 @@ impl Harness {
         let indexed: BTreeSet<i64> = self
             .log
             .aborted_transactions(self.log.log_start_offset(), end)
+            .expect("aborted transactions")
             .iter()
             .map(|a| a.last_offset.get())
             .collect();
@@ -360,6 +363,9 @@ proptest! {
     fn cleaning_transactions_keeps_the_committed_view(ops in prop::collection::vec(op_strategy(), 1..70)) {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = PartitionLog::open(dir.path(), config()).expect("open");
+        // Few aborted transactions in memory: the rest is read from the
+        // `.txnindex` files, by fetches and by the cleaner.
+        log.set_aborted_in_memory_max(3);
         let mut h = Harness { log, model: Model::default(), seqs: HashMap::new(), counter: 0, now: T0 };
         for op in ops {
             match op {
@@ -378,6 +384,7 @@ proptest! {
                     h.log.close().expect("close");
                     drop(h.log);
                     h.log = PartitionLog::open(dir.path(), config()).expect("reopen");
+                    h.log.set_aborted_in_memory_max(3);
                 }
             }
             check_committed_view(&h.model, &h.log);
@@ -467,7 +474,13 @@ fn markers_go_after_their_data_and_their_delete_horizon() {
         vec![(1, false), (3, false), (6, false), (8, false)],
         "each clean read data of every transaction"
     );
-    assert_eq!(h.log.aborted_transactions(Offset(0), Offset(10)).len(), 1);
+    assert_eq!(
+        h.log
+            .aborted_transactions(Offset(0), Offset(10))
+            .expect("aborted transactions")
+            .len(),
+        1
+    );
     // No data left behind 1, 3 and 6: their horizon is set (now + 100).
     h.log
         .compact(&cc(100), TimestampMs(T0 + 1))
@@ -489,7 +502,11 @@ fn markers_go_after_their_data_and_their_delete_horizon() {
         .expect("due at the horizon without new data");
     assert_eq!(stats.markers_removed, 2);
     assert_eq!(marker_offsets(&h.log), vec![(6, true), (8, false)]);
-    assert!(h.log.aborted_transactions(Offset(0), Offset(10)).is_empty());
+    assert!(h
+        .log
+        .aborted_transactions(Offset(0), Offset(10))
+        .expect("aborted transactions")
+        .is_empty());
     assert_eq!(offsets(&h.log), vec![4, 7, 9]);
     assert_eq!(h.log.first_unstable_offset(), Some(Offset(9)));
     h.end(3, true);

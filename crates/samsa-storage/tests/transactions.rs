@@ -49,6 +49,7 @@ fn marker(log: &PartitionLog, pid: i64, epoch: i16, commit: bool) -> Result<Offs
 
 fn all_aborted(log: &PartitionLog) -> Vec<(i64, i64, i64)> {
     log.aborted_transactions(Offset(0), log.log_end_offset())
+        .expect("aborted transactions")
         .iter()
         .map(|a| {
             (
@@ -378,11 +379,15 @@ fn recovery_rebuilds_the_index_of_a_transaction_across_segments() {
     }];
     // A fetch from inside the first segment, up to the end.
     assert_eq!(
-        log.aborted_transactions(Offset(1), log.log_end_offset()),
+        log.aborted_transactions(Offset(1), log.log_end_offset())
+            .expect("aborted transactions"),
         expected
     );
     // A fetch ending before the transaction began reports nothing.
-    assert!(log.aborted_transactions(Offset(0), Offset(0)).is_empty());
+    assert!(log
+        .aborted_transactions(Offset(0), Offset(0))
+        .expect("aborted transactions")
+        .is_empty());
     let files = txn_index_files(dir.path());
     let marker_segment = log
         .segments_info()
@@ -414,7 +419,8 @@ fn recovery_rebuilds_the_index_of_a_transaction_across_segments() {
     }
     let log = PartitionLog::open(dir.path(), cfg).unwrap();
     assert_eq!(
-        log.aborted_transactions(Offset(0), log.log_end_offset()),
+        log.aborted_transactions(Offset(0), log.log_end_offset())
+            .expect("aborted transactions"),
         expected
     );
     assert_eq!(log.first_unstable_offset(), Some(open_at));
@@ -430,6 +436,7 @@ fn recovery_rebuilds_the_index_of_a_transaction_across_segments() {
     }
     assert!(log
         .aborted_transactions(Offset(0), log.log_end_offset())
+        .expect("aborted transactions")
         .is_empty());
     // The open transaction stays open, from the log start on at least.
     assert_eq!(
@@ -630,4 +637,70 @@ fn a_marker_between_verification_and_append_refuses_the_late_batch() {
     let plain = data(-1, 0, 0, 1, false);
     log.append_guarded(&plain, LeaderEpoch(1), TimestampMs(NOW), None)
         .unwrap();
+}
+
+/// Memory holds only the newest aborted transactions (plus the active
+/// segment's); older ones are read from the `.txnindex` files, so
+/// read_committed answers from any offset stay right across rolls, a
+/// truncation below the in-memory part and a restart.
+#[test]
+fn memory_holds_only_the_newest_aborted_transactions() {
+    use samsa_storage::txn_index::collect;
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    log.set_aborted_in_memory_max(8);
+    let mut model: Vec<AbortedTxn> = Vec::new();
+    for i in 0..300i32 {
+        let mut b = data(1, 0, i, 1, true);
+        let first = log
+            .append(&mut b, LeaderEpoch(1), TimestampMs(NOW))
+            .unwrap()
+            .base_offset;
+        let abort = i % 3 != 0;
+        let m = marker(&log, 1, 0, !abort).unwrap();
+        if abort {
+            model.push(AbortedTxn {
+                producer_id: ProducerId(1),
+                first_offset: first,
+                last_offset: m,
+                last_stable_offset: m.plus(1),
+            });
+        }
+    }
+    let bounded = |log: &PartitionLog, model: &[AbortedTxn]| {
+        let active = log.segments_info().last().unwrap().base_offset;
+        let in_active = model.iter().filter(|e| e.last_offset >= active).count();
+        assert!(
+            log.aborted_in_memory() <= 8 + in_active,
+            "{} in memory",
+            log.aborted_in_memory()
+        );
+    };
+    let agree = |log: &PartitionLog, model: &[AbortedTxn]| {
+        let end = log.log_end_offset();
+        for from in (0..end.get()).step_by(37).chain([end.get() - 1]) {
+            for upper in [Offset(from + 5), end] {
+                assert_eq!(
+                    log.aborted_transactions(Offset(from), upper).unwrap(),
+                    collect(model, Offset(from), upper, usize::MAX),
+                    "from {from} below {upper}"
+                );
+            }
+        }
+    };
+    assert!(log.segments_info().len() > 10);
+    bounded(&log, &model);
+    agree(&log, &model);
+    // Cut into an old segment: its entries come back from its file.
+    let cut = Offset(301);
+    log.truncate_to(cut).unwrap();
+    model.retain(|e| e.last_offset < cut);
+    bounded(&log, &model);
+    agree(&log, &model);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    agree(&log, &model);
+    log.set_aborted_in_memory_max(8);
+    bounded(&log, &model);
+    agree(&log, &model);
 }

@@ -160,7 +160,9 @@ impl PartitionLog {
         let first_unstable = w.producers.first_unstable_offset();
         {
             let mut st = write_lock(&self.state);
-            st.aborted.extend(aborted);
+            st.aborted.entries.extend(aborted);
+            let base = st.active.base();
+            st.aborted.evict(self.aborted_max(), base);
             st.first_unstable = first_unstable;
         }
         if written.is_err() {
@@ -190,16 +192,14 @@ impl PartitionLog {
     /// The aborted transactions a read_committed fetch of `[from, upper)`
     /// must report (Kafka's `collectAbortedTxns`): those whose ABORT marker
     /// is at or after `from` and whose first offset is below `upper`, at
-    /// most [`ABORTED_TXNS_PER_READ_MAX`], ascending marker offset.
-    pub fn aborted_transactions(&self, from: Offset, upper: Offset) -> Vec<AbortedTxn> {
-        let st = read_lock(&self.state);
-        txn_index::collect(&st.aborted, from, upper, ABORTED_TXNS_PER_READ_MAX)
-    }
-
-    /// Every aborted transaction overlapping `[from, upper)` (no count
-    /// limit: the cleaner's view of a range it rewrites).
-    pub(super) fn aborted_in(st: &LogState, from: Offset, upper: Offset) -> Vec<AbortedTxn> {
-        txn_index::collect(&st.aborted, from, upper, usize::MAX)
+    /// most [`ABORTED_TXNS_PER_READ_MAX`], ascending marker offset. Older
+    /// ones are read from the `.txnindex` files (see [`super::aborted`]).
+    pub fn aborted_transactions(
+        &self,
+        from: Offset,
+        upper: Offset,
+    ) -> Result<Vec<AbortedTxn>, StorageError> {
+        self.collect_aborted(from, upper, ABORTED_TXNS_PER_READ_MAX)
     }
 
     /// Every producer the log tracks, with its state (for DescribeProducers).
@@ -218,15 +218,39 @@ impl PartitionLog {
     /// Caller holds the writer lock.
     pub(super) fn txns_after_truncation(&self, w: &Writer) -> Result<(), StorageError> {
         let first_unstable = w.producers.first_unstable_offset();
+        // The new active segment's entries memory no longer holds (the cut
+        // reached below the watermark): read back before its file is rewritten.
+        let (base, below, path) = {
+            let st = read_lock(&self.state);
+            (
+                st.active.base(),
+                st.aborted.from,
+                st.active.files.txn_index_path.clone(),
+            )
+        };
+        let reloaded = if base < below {
+            txn_index::read(&path)?
+        } else {
+            Vec::new()
+        };
         let mut st = write_lock(&self.state);
         st.first_unstable = first_unstable;
         let end = st.log_end();
-        let kept = st.aborted.partition_point(|e| e.last_offset < end);
-        if kept < st.aborted.len() {
-            st.aborted.truncate(kept);
-            let base = st.active.base();
+        if base < below {
+            let mut merged: Vec<AbortedTxn> = reloaded
+                .into_iter()
+                .filter(|e| e.last_offset >= base && e.last_offset < below)
+                .collect();
+            merged.append(&mut st.aborted.entries);
+            st.aborted.entries = merged;
+            st.aborted.from = base;
+        }
+        let kept = st.aborted.entries.partition_point(|e| e.last_offset < end);
+        if kept < st.aborted.entries.len() {
+            st.aborted.entries.truncate(kept);
             let in_active: Vec<AbortedTxn> = st
                 .aborted
+                .entries
                 .iter()
                 .filter(|e| e.last_offset >= base)
                 .copied()
@@ -240,8 +264,11 @@ impl PartitionLog {
     /// markers were in deleted segments. Caller holds the state write lock.
     pub(super) fn txns_after_start_moved(st: &mut LogState) {
         let first_base = st.sealed.first().map_or(st.active.base(), |s| s.base());
-        let gone = st.aborted.partition_point(|e| e.last_offset < first_base);
-        st.aborted.drain(..gone);
+        let gone = st
+            .aborted
+            .entries
+            .partition_point(|e| e.last_offset < first_base);
+        st.aborted.entries.drain(..gone);
     }
 
     /// After a compaction replaced segments by `merged` (ending at `end`):
@@ -255,12 +282,30 @@ impl PartitionLog {
         removed_aborts: &std::collections::BTreeSet<Offset>,
     ) -> Result<(), StorageError> {
         let in_range = |e: &AbortedTxn| e.last_offset >= merged.base && e.last_offset < end;
-        let entries: Vec<AbortedTxn> = {
+        let below = read_lock(&self.state).aborted.from;
+        // Entries below memory's watermark are only in the originals' files.
+        let mut entries = Vec::new();
+        if merged.base < below {
+            let mut paths = vec![merged.txn_index_path.clone()];
+            paths.extend(replaced.iter().map(|o| o.txn_index_path.clone()));
+            for path in paths {
+                entries.extend(
+                    txn_index::read(&path)?
+                        .into_iter()
+                        .filter(|e| in_range(e) && e.last_offset < below),
+                );
+            }
+            entries.sort_by_key(|e| e.last_offset);
+            entries.dedup_by_key(|e| e.last_offset);
+        }
+        entries.retain(|e| !removed_aborts.contains(&e.last_offset));
+        {
             let mut st = write_lock(&self.state);
             st.aborted
+                .entries
                 .retain(|e| !(in_range(e) && removed_aborts.contains(&e.last_offset)));
-            st.aborted.iter().filter(|e| in_range(e)).copied().collect()
-        };
+            entries.extend(st.aborted.entries.iter().filter(|e| in_range(e)).copied());
+        }
         txn_index::rewrite(&merged.txn_index_path, &entries)?;
         for orig in replaced.iter().filter(|o| o.base != merged.base) {
             txn_index::rewrite(&orig.txn_index_path, &[])?;
