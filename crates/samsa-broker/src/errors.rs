@@ -64,7 +64,9 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         StorageError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
-        StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        StorageError::InvalidTxnState { .. } | StorageError::TxnNotVerified { .. } => {
+            ResponseError::InvalidTxnState
+        }
         StorageError::InvalidMarker(_) => ResponseError::CorruptMessage,
         // Stored bytes the disk damaged (a read reached a batch that cannot
         // be walked): the client is told so, as Kafka's clients are when

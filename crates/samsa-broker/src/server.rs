@@ -359,8 +359,11 @@ async fn cleaner_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             }
             let part = p.clone();
             let result = tokio::task::spawn_blocking(move || {
-                part.log()
-                    .compact(&settings.compaction, crate::handlers::produce::now_ms())
+                part.log().compact_below(
+                    &settings.compaction,
+                    crate::handlers::produce::now_ms(),
+                    part.high_watermark(),
+                )
             })
             .await;
             match result {
@@ -369,6 +372,8 @@ async fn cleaner_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
                     partition = p.index.get(),
                     records_read = stats.records_read,
                     records_kept = stats.records_kept,
+                    aborted_records_dropped = stats.aborted_records_dropped,
+                    markers_removed = stats.markers_removed,
                     bytes_before = stats.bytes_before,
                     bytes_after = stats.bytes_after,
                     "compacted"

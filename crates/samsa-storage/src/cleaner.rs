@@ -20,7 +20,7 @@
 //! batch's `maxTimestamp` is older than `now - max_compaction_lag_ms`.
 //!
 //! 1. **Offset map.** The dirty part of the cleanable range is decoded and
-//!    every keyed record of a non-transactional data batch is entered into a
+//!    every keyed record of a data batch not of an aborted transaction is entered into a
 //!    map *key → latest offset*. Keys are stored as 128-bit hashes keyed with
 //!    per-clean random keys (`RandomState`), so the map's memory is bounded by
 //!    `map_entries_max` whatever the key sizes; two distinct keys colliding is
@@ -32,17 +32,15 @@
 //!    dirty end is rewritten, from the first segment on. Adjacent segments are
 //!    merged while their original sizes add up to at most `segment.bytes` (and
 //!    their offsets and index entries fit one segment); the result is named
-//!    after the first one's base offset. Per record of a non-transactional,
-//!    non-control batch, below the dirty end:
+//!    after the first one's base offset. Per record of a data batch not of an
+//!    aborted transaction, below the dirty end:
 //!    - a record without a key is dropped (compacted topics refuse them at
 //!      produce time);
 //!    - a record whose key maps to a larger offset is dropped (superseded);
 //!    - a tombstone (null value) is dropped when it lies in the clean part
 //!      (below the checkpoint this clean started from, so it survived at least
 //!      one clean and everything older for its key is gone), its batch's
-//!      `maxTimestamp` is older than `now - delete_retention_ms`, and no
-//!      transactional record seen earlier in the pass may share its key
-//!      (a fixed-size bit filter, see below);
+//!      `maxTimestamp` is older than `now - delete_retention_ms`;
 //!    - everything else is kept. Records at or after the dirty end are kept.
 //!
 //! A batch whose records all survive is copied byte for byte. Otherwise the
@@ -65,14 +63,20 @@
 //! Readers, recovery and index rebuilding accept such batches, and gaps both
 //! between batches and between record offset deltas.
 //!
-//! **Transactions.** Control batches (transaction markers) are never removed
-//! or changed, and no record of a transactional batch is ever dropped or
-//! entered into the offset map: without tracking aborted transactions, only
-//! keeping all of them is safe. Because such records stay, a tombstone must
-//! not be dropped if an older transactional record with its key still exists
-//! (that record would reappear as the key's latest value): keys of
-//! transactional records are set in a 2^20-bit filter while rewriting, and a
-//! tombstone whose key may be in it is kept.
+//! **Transactions** (Kafka's rules; details in [`txn`]). A clean never
+//! reaches the last stable offset: only sealed segments wholly below the
+//! first unstable offset (and, for replicas, the high watermark) are
+//! cleanable, so every transaction it sees is decided. Records of aborted
+//! transactions (found through the aborted-transaction index) are dropped
+//! and never enter the offset map; records of committed transactions are
+//! cleaned like any other. A COMMIT/ABORT marker stays while the pass read a
+//! batch of its transaction; once none is left it gets a delete horizon
+//! (attributes bit 6, `baseTimestamp` = clean time + `delete.retention.ms`)
+//! and a clean at or after the horizon removes it, with its `.txnindex`
+//! entry. A crash after a replacement was committed but before the merged
+//! index was rewritten can leave entries of removed markers behind (a reopen
+//! keeps them); their transactions have no data left, so a read_committed
+//! consumer filters nothing with them.
 //!
 //! # Concurrency
 //!
@@ -156,13 +160,18 @@ use std::sync::Arc;
 use samsa_model::batch::{
     self, field, BatchHeader, Record, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, MAGIC_V2,
 };
-use samsa_model::compression;
+use samsa_model::{compression, control};
 use samsa_model::{Offset, TimestampMs};
 
 use crate::checkpoint;
 use crate::config::{LogConfig, SEGMENT_BYTES_MAX};
 use crate::error::StorageError;
 use crate::index::{self, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+mod txn;
+
+use txn::MarkerFate;
+pub(crate) use txn::{AbortedRanges, TxnCleaning};
+
 use crate::segment::{
     self, SegmentFiles, SegmentMeta, Step, Walker, LOG_SUFFIX, RELATIVE_OFFSET_MAX,
     SCAN_BUFFER_BYTES,
@@ -184,12 +193,14 @@ const _: () = assert!(CHECKPOINT_BYTES == 4 + 8 + 8 + 4);
 /// Producers tracked per clean to find each one's last batch; beyond it every
 /// emptied producer batch is kept.
 pub const PRODUCER_ENTRIES_MAX: usize = 1 << 20;
-/// Bits of the filter of transactional records' keys (128 KiB).
-const TXN_KEY_FILTER_BITS: usize = 1 << 20;
 /// Write buffer for cleaned log files.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// Attributes bits 0-2: the codec (see `samsa_model::batch`).
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
+/// Attributes bit 4: the batch belongs to a transaction.
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+/// Attributes bit 6: `baseTimestamp` is the delete horizon (KIP-534).
+const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Kafka's per-topic compaction settings, plus the cleaner's memory bounds.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -240,6 +251,10 @@ pub struct CompactionStats {
     pub records_kept: u64,
     /// Tombstones dropped past the delete horizon.
     pub tombstones_dropped: u64,
+    /// Records of aborted transactions dropped.
+    pub aborted_records_dropped: u64,
+    /// Transaction markers removed past their delete horizon.
+    pub markers_removed: u64,
     /// Bytes of the rewritten range before the clean.
     pub bytes_before: u64,
     /// Bytes of the rewritten range after the clean.
@@ -639,13 +654,14 @@ pub(crate) fn build_offset_map(
     cleanable: &[SegmentSnapshot],
     first_dirty: Offset,
     config: &CompactionConfig,
+    aborted: &AbortedRanges,
 ) -> Result<(OffsetMap, Offset), StorageError> {
     let mut map = OffsetMap::new(config.map_entries_max);
     let range_end = cleanable.last().map_or(first_dirty, |s| s.next_offset);
     let mut full_at = None;
     for s in cleanable.iter().filter(|s| s.dirty_bytes() > 0) {
         for_each_batch(s, s.dirty_position, |position, h, bytes| {
-            if h.last_offset() < first_dirty || h.is_control() || h.is_transactional() {
+            if h.last_offset() < first_dirty || h.is_control() || aborted.is_aborted(h) {
                 return Ok(true);
             }
             let records = batch::records(bytes, config.decompressed_bytes_max)
@@ -702,7 +718,7 @@ impl ProducerLastBatches {
     }
 
     /// Whether an emptied batch must stay for its producer's sake.
-    fn keep_empty(&self, header: &BatchHeader) -> bool {
+    pub(crate) fn keep_empty(&self, header: &BatchHeader) -> bool {
         let pid = header.producer_id.get();
         pid >= 0 && (self.overflowed || self.last.get(&pid) == Some(&header.base_offset))
     }
@@ -759,38 +775,12 @@ pub(crate) fn group_segments(
 // ---------------------------------------------------------------------------
 // Pass 2: rewriting
 
-/// Possibly-present set of keys of transactional records (no false negatives).
-struct TxnKeyFilter {
-    bits: Vec<u64>,
-}
-
-impl TxnKeyFilter {
-    fn slot(hash: u128) -> (usize, u64) {
-        let bit = (hash as usize) % TXN_KEY_FILTER_BITS;
-        (bit / 64, 1u64 << (bit % 64))
-    }
-
-    fn insert(&mut self, hash: u128) {
-        if self.bits.is_empty() {
-            self.bits = vec![0; TXN_KEY_FILTER_BITS / 64];
-        }
-        let (word, mask) = Self::slot(hash);
-        if let Some(w) = self.bits.get_mut(word) {
-            *w |= mask;
-        }
-    }
-
-    fn may_contain(&self, hash: u128) -> bool {
-        let (word, mask) = Self::slot(hash);
-        self.bits.get(word).is_some_and(|w| w & mask != 0)
-    }
-}
-
 /// Everything pass 2 needs besides the segments.
 pub(crate) struct Rewriter {
     map: OffsetMap,
     producers: ProducerLastBatches,
-    txn_keys: TxnKeyFilter,
+    /// Aborted data and markers (see [`txn`]).
+    pub txns: TxnCleaning,
     dirty_end: Offset,
     /// The first dirty offset this clean started from: tombstones below it
     /// may go.
@@ -807,11 +797,12 @@ pub(crate) struct Rewriter {
 }
 
 impl Rewriter {
+    /// `aborted`: the aborted transactions overlapping the rewritten range.
     pub fn new(
         map: OffsetMap,
         producers: ProducerLastBatches,
-        dirty_end: Offset,
-        first_dirty: Offset,
+        aborted: AbortedRanges,
+        (first_dirty, dirty_end): (Offset, Offset),
         config: &CompactionConfig,
         log_config: &LogConfig,
         now: TimestampMs,
@@ -819,7 +810,7 @@ impl Rewriter {
         Rewriter {
             map,
             producers,
-            txn_keys: TxnKeyFilter { bits: Vec::new() },
+            txns: TxnCleaning::new(aborted, now.get(), config.delete_retention_ms),
             dirty_end,
             clean_end: first_dirty,
             tombstone_horizon: now.get().saturating_sub(config.delete_retention_ms.max(0)),
@@ -835,6 +826,8 @@ impl Rewriter {
 #[derive(Copy, Clone, Debug, Default)]
 pub(crate) struct GroupStats {
     pub records_read: u64,
+    /// Records of aborted transactions dropped.
+    pub aborted_dropped: u64,
     pub records_kept: u64,
     pub tombstones_dropped: u64,
     pub bytes_before: u64,
@@ -872,17 +865,35 @@ impl Rewriter {
         let count = u64::try_from(h.records_count).unwrap_or(0);
         stats.records_read += count;
         let decode = |max| batch::records(bytes, max).map_err(|e| corrupt(files, position, e));
-        if h.is_control() || h.base_offset >= self.dirty_end {
-            stats.records_kept += count;
-            return Ok(Output::Verbatim);
-        }
-        if h.is_transactional() {
-            for r in decode(self.decompressed_bytes_max)? {
-                if let Some(key) = r.key.as_deref() {
-                    let hash = self.map.hash(key);
-                    self.txn_keys.insert(hash);
+        let must_stay = last_of_group || self.producers.keep_empty(h);
+        if h.is_control() {
+            let marker = if h.producer_id.get() < 0 {
+                None
+            } else {
+                control::parse_marker(h, bytes).ok().flatten()
+            };
+            return match self.txns.on_control(h, marker, must_stay) {
+                MarkerFate::Keep => {
+                    stats.records_kept += count;
+                    Ok(Output::Verbatim)
                 }
-            }
+                MarkerFate::SetHorizon(horizon) => {
+                    stats.records_kept += count;
+                    let records = decode(self.decompressed_bytes_max)?;
+                    let all: Vec<&Record> = records.iter().collect();
+                    rebuild_batch(h, &all, Some(horizon))
+                        .map(Output::Rebuilt)
+                        .map_err(|e| corrupt(files, position, e))
+                }
+                MarkerFate::Remove => Ok(Output::Drop),
+            };
+        }
+        if self.txns.on_data(h) {
+            // An aborted transaction's records never stay.
+            stats.aborted_dropped += count;
+            return self.emptied(files, position, h, last_of_group);
+        }
+        if h.base_offset >= self.dirty_end {
             stats.records_kept += count;
             return Ok(Output::Verbatim);
         }
@@ -899,7 +910,6 @@ impl Rewriter {
                         } else if r.value.is_none()
                             && offset < self.clean_end
                             && h.max_timestamp.get() < self.tombstone_horizon
-                            && !self.txn_keys.may_contain(self.map.hash(key))
                         {
                             stats.tombstones_dropped += 1;
                             false
@@ -927,14 +937,33 @@ impl Rewriter {
             return Ok(Output::Verbatim);
         }
         if !kept.is_empty() {
-            let rebuilt = rebuild_batch(h, &kept).map_err(|e| corrupt(files, position, e))?;
+            let rebuilt = rebuild_batch(h, &kept, None).map_err(|e| corrupt(files, position, e))?;
             return Ok(Output::Rebuilt(rebuilt));
         }
-        if last_of_group || self.producers.keep_empty(h) {
-            let empty = empty_batch(h).map_err(|e| corrupt(files, position, e))?;
-            return Ok(Output::Rebuilt(empty));
-        }
-        Ok(Output::Drop)
+        self.emptied(files, position, h, last_of_group)
+    }
+
+    /// What stays of a data batch none of whose records stay: an empty
+    /// batch for its producer's sake (its last batch), or only for its
+    /// offsets (the last of a merged segment: then without the producer, so
+    /// it no longer holds its transaction's marker back), else nothing.
+    fn emptied(
+        &self,
+        files: &SegmentFiles,
+        position: u64,
+        h: &BatchHeader,
+        last_of_group: bool,
+    ) -> Result<Output, StorageError> {
+        let empty = if self.producers.keep_empty(h) {
+            empty_batch(h)
+        } else if last_of_group {
+            empty_batch(&anonymous(h))
+        } else {
+            return Ok(Output::Drop);
+        };
+        empty
+            .map(Output::Rebuilt)
+            .map_err(|e| corrupt(files, position, e))
     }
 
     /// Rewrite `group` (consecutive sealed segments) into `.cleaned` files
@@ -1235,12 +1264,34 @@ fn encode_batch(
     Ok(out)
 }
 
-/// `source` with only `kept` (a non-empty subset of its records, in order).
-fn rebuild_batch(source: &BatchHeader, kept: &[&Record]) -> Result<Vec<u8>, batch::BatchError> {
+/// `source` with only `kept` (a non-empty subset of its records, in order);
+/// with `delete_horizon`, the batch carries it (attributes bit 6,
+/// `baseTimestamp` = the horizon) and the records' timestamp deltas are
+/// re-based on it, so their timestamps do not change.
+fn rebuild_batch(
+    source: &BatchHeader,
+    kept: &[&Record],
+    delete_horizon: Option<i64>,
+) -> Result<Vec<u8>, batch::BatchError> {
     let mut section = Vec::new();
     let mut body = Vec::new();
+    let mut header = source.clone();
+    if let Some(horizon) = delete_horizon {
+        header.base_timestamp = TimestampMs(horizon);
+        header.attributes |= ATTR_DELETE_HORIZON;
+    }
     for r in kept {
-        encode_record(&mut section, &mut body, r)?;
+        if delete_horizon.is_some() {
+            let mut moved = (*r).clone();
+            moved.timestamp_delta = source
+                .base_timestamp
+                .get()
+                .saturating_add(r.timestamp_delta)
+                .saturating_sub(header.base_timestamp.get());
+            encode_record(&mut section, &mut body, &moved)?;
+        } else {
+            encode_record(&mut section, &mut body, r)?;
+        }
     }
     let section = compression::compress(source.compression()?, &section)?;
     let max_timestamp = if source.log_append_time() {
@@ -1252,12 +1303,22 @@ fn rebuild_batch(source: &BatchHeader, kept: &[&Record]) -> Result<Vec<u8>, batc
             .unwrap_or(source.max_timestamp)
     };
     encode_batch(
-        source,
-        source.attributes,
+        &header,
+        header.attributes,
         max_timestamp.get(),
         kept.len(),
         &section,
     )
+}
+
+/// `source` without its producer and transactional flag.
+fn anonymous(source: &BatchHeader) -> BatchHeader {
+    let mut h = source.clone();
+    h.producer_id = samsa_model::ProducerId(-1);
+    h.producer_epoch = samsa_model::ProducerEpoch(-1);
+    h.base_sequence = -1;
+    h.attributes &= !ATTR_TRANSACTIONAL;
+    h
 }
 
 /// `source` with no records: no records section, so no codec either.
@@ -1326,7 +1387,7 @@ mod tests {
             let h = BatchHeader::parse(&b).expect("parse");
             let r = batch::records(&b, 1 << 20).expect("records");
             let all: Vec<&Record> = r.iter().collect();
-            let rebuilt = rebuild_batch(&h, &all).expect("rebuild");
+            let rebuilt = rebuild_batch(&h, &all, None).expect("rebuild");
             assert_eq!(rebuilt, b, "timestamp delta {v}");
         }
     }
@@ -1345,7 +1406,7 @@ mod tests {
                 .expect("build");
             let h = BatchHeader::parse(&b).expect("parse");
             let r = batch::records(&b, 1 << 20).expect("records");
-            let rebuilt = rebuild_batch(&h, &[&r[0], &r[2]]).expect("rebuild");
+            let rebuilt = rebuild_batch(&h, &[&r[0], &r[2]], None).expect("rebuild");
             batch::verify_crc(&rebuilt).expect("crc");
             let nh = BatchHeader::parse(&rebuilt).expect("parse");
             assert_eq!(nh.base_offset, Offset(100));

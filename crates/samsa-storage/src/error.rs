@@ -90,6 +90,11 @@ pub enum StorageError {
     /// this partition (Kafka's INVALID_TXN_STATE).
     #[error("producer {producer_id} wrote a non-transactional batch inside its open transaction")]
     InvalidTxnState { producer_id: ProducerId },
+    /// A transactional batch of a producer with no open transaction in this
+    /// partition, appended without the producer's current verification guard
+    /// (KIP-890, [`crate::verification`]; Kafka's INVALID_TXN_STATE).
+    #[error("producer {producer_id}'s transactional batch is not part of a verified ongoing transaction")]
+    TxnNotVerified { producer_id: ProducerId },
     /// A marker was asked for with bytes that are not one (a bug in the caller).
     #[error("invalid transaction marker: {0}")]
     InvalidMarker(#[from] samsa_model::control::ControlError),

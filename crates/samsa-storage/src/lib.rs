@@ -36,6 +36,7 @@ pub mod producer_snapshot;
 pub mod producer_state;
 pub mod segment;
 pub mod txn_index;
+pub mod verification;
 
 pub use cleaner::{CompactionConfig, CompactionStats};
 pub use config::LogConfig;
@@ -45,6 +46,7 @@ pub use log::{
 };
 pub use producer_state::{CompletedTxn, ProducerEntry, SeqCheck};
 pub use txn_index::AbortedTxn;
+pub use verification::{TxnVerification, VerificationGuard};
 
 #[cfg(test)]
 mod tests {

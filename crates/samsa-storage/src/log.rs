@@ -129,8 +129,11 @@ use crate::segment::{
 };
 use std::os::unix::fs::FileExt;
 
+mod aborted;
 mod producers;
 mod txn;
+
+pub use aborted::ABORTED_TXNS_IN_MEMORY_MAX;
 
 pub use txn::ABORTED_TXNS_PER_READ_MAX;
 
@@ -347,8 +350,9 @@ struct LogState {
     /// The leader epoch cache, as persisted (changed under the writer lock).
     epochs: EpochCache,
     /// Aborted transactions of the log's segments, ascending marker offset
-    /// (changed under the writer lock; [`crate::txn_index`]).
-    aborted: Vec<crate::txn_index::AbortedTxn>,
+    /// (changed under the writer lock; [`crate::txn_index`]); the newest
+    /// only ([`aborted`]).
+    aborted: aborted::AbortedCache,
     /// The producer state's first unstable offset, as of the last append,
     /// truncation or open (changed under the writer lock).
     first_unstable: Option<Offset>,
@@ -423,6 +427,20 @@ struct Writer {
     /// A snapshot at the log end is wanted soon (after a replay on open, or
     /// when the log start passed every snapshot).
     snapshot_wanted: bool,
+    /// KIP-890 verification guards ([`crate::verification`]).
+    verifications: crate::verification::VerificationGuards,
+}
+
+/// Which producer checks an append makes.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum ProducerCheck {
+    /// A client's batch: epoch and sequence.
+    Sequence,
+    /// A client's batch that must carry its producer's verification guard
+    /// when it is transactional and no transaction of its producer is open.
+    Guarded(Option<crate::verification::VerificationGuard>),
+    /// A coordinator's batch on a producer's behalf: the epoch only.
+    EpochOnly,
 }
 
 /// The recovery point: the base offset of the first segment that may hold
@@ -453,6 +471,8 @@ pub struct PartitionLog {
     /// Holds when a tombstone kept by the last clean may be removed (not
     /// persisted: after a restart tombstones wait for the next dirty clean).
     cleaning: Mutex<Option<i64>>,
+    /// Aborted transactions kept in memory at most ([`aborted`]).
+    aborted_max: std::sync::atomic::AtomicUsize,
     /// The high watermark last written to its checkpoint by this instance
     /// (the lock also serialises those writes).
     high_watermark: Mutex<Option<Offset>>,
@@ -709,6 +729,11 @@ impl PartitionLog {
         let (producers, replayed_from) = (loaded.table, loaded.from);
         let bases: Vec<Offset> = segments.iter().map(Segment::base).collect();
         let aborted = txn::load_index(dir, &bases, log_end, replayed_from, loaded.aborted)?;
+        let mut aborted = aborted::AbortedCache::new(aborted);
+        aborted.evict(
+            ABORTED_TXNS_IN_MEMORY_MAX,
+            bases.last().copied().unwrap_or(log_end),
+        );
         let first_unstable = producers.first_unstable_offset();
         remove_if_exists(&clean_path)?;
         if let Some(boot) = config.boot_id.filter(|b| recorded_boot != Some(*b)) {
@@ -777,6 +802,7 @@ impl PartitionLog {
                 bytes_since_snapshot: 0,
                 // Replayed headers: a snapshot at the log end spares the next open.
                 snapshot_wanted: replayed_from < log_end,
+                verifications: Default::default(),
             }),
             io_guard: RwLock::new(()),
             state: RwLock::new(LogState {
@@ -790,6 +816,7 @@ impl PartitionLog {
                 first_unstable,
             }),
             cleaning: Mutex::new(None),
+            aborted_max: std::sync::atomic::AtomicUsize::new(ABORTED_TXNS_IN_MEMORY_MAX),
             high_watermark: Mutex::new(None),
             recovery_point: Mutex::new(recovery_point),
             sync_serial: Mutex::new(()),
@@ -1015,7 +1042,7 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_checked(batch, leader_epoch, now, true)
+        self.append_checked(batch, leader_epoch, now, ProducerCheck::Sequence)
     }
 
     /// [`Self::append`] for a batch a coordinator writes on behalf of a
@@ -1029,18 +1056,18 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
     ) -> Result<AppendInfo, StorageError> {
-        let info = self.append_checked(batch, leader_epoch, now, false)?;
+        let info = self.append_checked(batch, leader_epoch, now, ProducerCheck::EpochOnly)?;
         batch::set_base_offset(batch, info.base_offset)?;
         batch::set_partition_leader_epoch(batch, leader_epoch)?;
         Ok(info)
     }
 
-    fn append_checked(
+    pub(crate) fn append_checked(
         &self,
         batch: &[u8],
         leader_epoch: LeaderEpoch,
         now: TimestampMs,
-        check_sequence: bool,
+        check: ProducerCheck,
     ) -> Result<AppendInfo, StorageError> {
         let header = BatchHeader::parse(batch)?;
         let batch_bytes = header.size_bytes();
@@ -1073,16 +1100,26 @@ impl PartitionLog {
         self.check_writable(&w)?;
 
         let base_offset = read_lock(&self.state).log_end();
-        if header.producer_id.get() >= 0 && !header.is_control() && !check_sequence {
-            w.producers.check_epoch(&header)?;
-        } else if header.producer_id.get() >= 0 && !header.is_control() {
-            if let SeqCheck::Duplicate { base, last } = w.producers.check(&header)? {
+        let pid = header.producer_id;
+        if pid.get() >= 0 && !header.is_control() {
+            if let ProducerCheck::EpochOnly = check {
+                w.producers.check_epoch(&header)?;
+            } else if let SeqCheck::Duplicate { base, last } = w.producers.check(&header)? {
                 return Ok(AppendInfo {
                     base_offset: base,
                     last_offset: last,
                     log_start_offset: read_lock(&self.state).log_start,
                     duplicate: true,
                 });
+            }
+            if let ProducerCheck::Guarded(guard) = check {
+                let open = w
+                    .producers
+                    .get(pid)
+                    .is_some_and(|e| e.current_txn_first_offset.is_some());
+                if header.is_transactional() && !open && !w.verifications.verifies(pid, guard) {
+                    return Err(StorageError::TxnNotVerified { producer_id: pid });
+                }
             }
         }
         batch::set_base_offset(&mut head, base_offset)?;
@@ -2133,7 +2170,10 @@ impl PartitionLog {
         restarted.write(&self.dir)?;
         st.cleaner = restarted;
         self.update_epochs_in(st, EpochCache::clear)?;
-        st.aborted.clear();
+        st.aborted = aborted::AbortedCache {
+            entries: Vec::new(),
+            from: offset,
+        };
         st.first_unstable = None;
         st.truncations += 1;
         st.active = Segment {
@@ -2229,7 +2269,21 @@ impl PartitionLog {
         config: &CompactionConfig,
         now: TimestampMs,
     ) -> Result<Option<CompactionStats>, StorageError> {
-        self.compact_inner(config, now, None)
+        self.compact_inner(config, now, Offset(i64::MAX), None)
+    }
+
+    /// [`Self::compact`] for a replica whose records at or above
+    /// `high_watermark` may still be truncated: as Kafka, a clean never
+    /// reaches the last stable offset (the smaller of the first unstable
+    /// offset and the high watermark); only sealed segments wholly below it
+    /// are cleaned.
+    pub fn compact_below(
+        &self,
+        config: &CompactionConfig,
+        now: TimestampMs,
+        high_watermark: Offset,
+    ) -> Result<Option<CompactionStats>, StorageError> {
+        self.compact_inner(config, now, high_watermark, None)
     }
 
     /// Test hook: [`PartitionLog::compact`], but the replacement of the
@@ -2244,7 +2298,7 @@ impl PartitionLog {
         group: usize,
         point: SwapCrashPoint,
     ) -> Result<Option<CompactionStats>, StorageError> {
-        self.compact_inner(config, now, Some((group, point)))
+        self.compact_inner(config, now, Offset(i64::MAX), Some((group, point)))
     }
 
     fn truncated_since(&self, epoch: u64) -> bool {
@@ -2266,16 +2320,30 @@ impl PartitionLog {
         &self,
         config: &CompactionConfig,
         now: TimestampMs,
+        high_watermark: Offset,
         crash: Option<(usize, SwapCrashPoint)>,
     ) -> Result<Option<CompactionStats>, StorageError> {
         let mut cleaning = lock(&self.cleaning);
         let tombstones_due = cleaning.is_some_and(|deadline| now.get() >= deadline);
         self.check_writable(&lock(&self.writer))?;
         let log_config = self.config();
-        let (segments, first_dirty, epoch) = {
+        let (segments, first_dirty, epoch, range) = {
             let st = read_lock(&self.state);
-            let (segments, first_dirty) = Self::cleaner_snapshot(&st);
-            (segments, first_dirty, st.truncations)
+            let (mut segments, first_dirty) = Self::cleaner_snapshot(&st);
+            // Never past the last stable offset (Kafka's
+            // `firstUncleanableDirtyOffset`): open transactions stay whole.
+            let stable_end = st
+                .first_unstable
+                .map_or(high_watermark, |f| f.max(st.log_start).min(high_watermark));
+            let stable = segments.partition_point(|s| s.next_offset <= stable_end);
+            segments.truncate(stable);
+            let from = segments.first().map_or(st.log_start, SegmentSnapshot::base);
+            let upper = segments.last().map_or(from, |s| s.next_offset);
+            (segments, first_dirty, st.truncations, (from, upper))
+        };
+        let aborted = match self.collect_aborted(range.0, range.1, usize::MAX) {
+            Ok(a) => cleaner::AbortedRanges::new(&a),
+            Err(e) => return self.abandon(epoch, e),
         };
         let plan = match cleaner::plan(&segments, first_dirty, config, now, tombstones_due) {
             Ok(Some(plan)) => plan,
@@ -2283,10 +2351,11 @@ impl PartitionLog {
             Err(e) => return self.abandon(epoch, e),
         };
         let cleanable = segments.get(..plan.cleanable).unwrap_or_default();
-        let (map, dirty_end) = match cleaner::build_offset_map(cleanable, first_dirty, config) {
-            Ok(r) => r,
-            Err(e) => return self.abandon(epoch, e),
-        };
+        let (map, dirty_end) =
+            match cleaner::build_offset_map(cleanable, first_dirty, config, &aborted) {
+                Ok(r) => r,
+                Err(e) => return self.abandon(epoch, e),
+            };
         let rewrite: Vec<SegmentSnapshot> = cleanable
             .iter()
             .take_while(|s| s.base() < dirty_end)
@@ -2309,8 +2378,8 @@ impl PartitionLog {
         let mut rewriter = Rewriter::new(
             map,
             producers,
-            dirty_end,
-            first_dirty,
+            aborted,
+            (first_dirty, dirty_end),
             config,
             &log_config,
             now,
@@ -2320,6 +2389,8 @@ impl PartitionLog {
             records_read: 0,
             records_kept: 0,
             tombstones_dropped: 0,
+            aborted_records_dropped: 0,
+            markers_removed: 0,
             bytes_before: 0,
             bytes_after: 0,
             dirty_ratio: plan.dirty_ratio,
@@ -2334,6 +2405,7 @@ impl PartitionLog {
             stats.records_read += cleaned.stats.records_read;
             stats.records_kept += cleaned.stats.records_kept;
             stats.tombstones_dropped += cleaned.stats.tombstones_dropped;
+            stats.aborted_records_dropped += cleaned.stats.aborted_dropped;
             stats.bytes_before += cleaned.stats.bytes_before;
             stats.bytes_after += cleaned.stats.bytes_after;
             if !cleaned.changed {
@@ -2341,13 +2413,18 @@ impl PartitionLog {
                 continue;
             }
             let crash_here = crash.filter(|&(g, _)| g == i).map(|(_, p)| p);
-            match self.swap_in(cleaned, compacted_end, epoch, crash_here)? {
+            let removed = &rewriter.txns.removed_aborts;
+            match self.swap_in(cleaned, compacted_end, epoch, removed, crash_here)? {
                 SwapOutcome::Replaced(n) => stats.segments_cleaned += n,
                 SwapOutcome::Skipped => {}
                 SwapOutcome::Truncated => return Ok(Some(stats)),
             }
         }
-        *cleaning = rewriter.tombstone_deadline;
+        stats.markers_removed = rewriter.txns.markers_removed;
+        *cleaning = match (rewriter.tombstone_deadline, rewriter.txns.horizon_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let w = lock(&self.writer);
         self.check_writable(&w)?;
         let cur = {
@@ -2376,6 +2453,7 @@ impl PartitionLog {
         cleaned: CleanedGroup,
         compacted_end: Offset,
         epoch: u64,
+        removed_aborts: &std::collections::BTreeSet<Offset>,
         crash: Option<SwapCrashPoint>,
     ) -> Result<SwapOutcome, StorageError> {
         let mut w = lock(&self.writer);
@@ -2447,9 +2525,12 @@ impl PartitionLog {
             }
         }
         let replaced = cleaned.originals.len();
-        if let Err(e) =
-            self.txns_after_swap(&cleaned.files, cleaned.meta.next_offset, &cleaned.originals)
-        {
+        if let Err(e) = self.txns_after_swap(
+            &cleaned.files,
+            cleaned.meta.next_offset,
+            &cleaned.originals,
+            removed_aborts,
+        ) {
             // The merged segment's index may miss entries; a reopen merges
             // the originals' leftover files (see `txn_index`).
             self.fail_writer(&mut w);

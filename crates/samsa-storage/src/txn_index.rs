@@ -38,7 +38,9 @@
 //! with a warning), keeps the entries whose markers lie below the offset the
 //! producer state replay starts at, and takes the others from that replay
 //! (which sees every marker at or after it, with the open transactions'
-//! first offsets from the snapshot). Entries are then filed under the
+//! first offsets from the snapshot; where the replay saw no record of a
+//! transaction — the cleaner removed them — the stored entry of the same
+//! producer and marker keeps its first offset). Entries are then filed under the
 //! segment holding their marker, and each file that differs from what it
 //! should hold is rewritten (write to `.tmp`, fsync, rename) — this also
 //! merges the files of segments a compaction merged, whose `.txnindex`

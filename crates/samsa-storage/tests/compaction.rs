@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{batches, copy_dir};
+use common::{batches, copy_dir, Key, Value};
 use proptest::prelude::*;
 use samsa_model::batch::{self, BatchBuilder, NewRecord};
 use samsa_model::compression::Compression;
@@ -20,9 +20,6 @@ use samsa_storage::{CompactionConfig, LogConfig, PartitionLog, StorageError};
 const HOUR_MS: i64 = 60 * 60 * 1000;
 /// The wall clock of every append (the `segment_ms` clock).
 const T0: i64 = 1_000_000_000;
-
-type Key = Vec<u8>;
-type Value = Option<Vec<u8>>;
 
 /// One record as read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -884,91 +881,6 @@ fn every_codec_is_compacted_and_stays_readable() {
         }
         assert!(saw_pid, "{codec}");
     }
-}
-
-#[test]
-fn transactional_and_control_batches_are_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = PartitionLog::open(dir.path(), big_config()).expect("open");
-    let mut model = Model::default();
-    let mut txn = BatchBuilder::new()
-        .transactional(true)
-        .producer(ProducerId(5), ProducerEpoch(1), 0)
-        .record(NewRecord::new(
-            TimestampMs(T0 - HOUR_MS),
-            Some(&key(1)),
-            Some(b"txn"),
-        ))
-        .build()
-        .expect("build");
-    let txn_info = log
-        .append(&mut txn, LeaderEpoch(3), TimestampMs(T0))
-        .expect("append");
-    model.note(txn_info.base_offset, &[(key(1), Some(b"txn".to_vec()))]);
-    let mut marker = BatchBuilder::new()
-        .transactional(true)
-        .control(true)
-        .producer(ProducerId(5), ProducerEpoch(1), -1)
-        .record(NewRecord::new(
-            TimestampMs(T0 - HOUR_MS),
-            Some(&[0, 0, 0, 1]),
-            Some(&[0, 0, 0, 0, 0, 0]),
-        ))
-        .build()
-        .expect("build");
-    let marker_info = log
-        .append(&mut marker, LeaderEpoch(3), TimestampMs(T0))
-        .expect("append");
-    // A later tombstone for the same key must stay: dropping it would let the
-    // (never removed) transactional value reappear.
-    append_kv(
-        &log,
-        &mut model,
-        &[(key(1), value(1, 1, 0))],
-        T0 - HOUR_MS,
-        T0,
-        Compression::None,
-    );
-    append_kv(
-        &log,
-        &mut model,
-        &[(key(1), None)],
-        T0 - HOUR_MS,
-        T0,
-        Compression::None,
-    );
-    append_kv(
-        &log,
-        &mut model,
-        &[(key(2), value(2, 1, 0))],
-        T0 - HOUR_MS,
-        T0 + 2 * HOUR_MS,
-        Compression::None,
-    );
-    compact_all(&log, T0 + 3 * HOUR_MS);
-    let end = log.log_end_offset();
-    let r = log
-        .read(log.log_start_offset(), usize::MAX, end, true)
-        .expect("read");
-    let bs = batches(&r.bytes);
-    assert!(bs
-        .iter()
-        .any(|(h, _)| h.base_offset == txn_info.base_offset && h.is_transactional()));
-    assert!(bs
-        .iter()
-        .any(|(h, _)| h.base_offset == marker_info.base_offset && h.is_control()));
-    let recs: Vec<Rec> = read_all(&log);
-    let key1: Vec<_> = recs
-        .iter()
-        .filter(|r| r.key.as_deref() == Some(&key(1)[..]))
-        .collect();
-    assert_eq!(
-        key1.len(),
-        2,
-        "the transactional value and the tombstone: {key1:?}"
-    );
-    assert_eq!(key1[0].value.as_deref(), Some(&b"txn"[..]));
-    assert_eq!(key1.last().expect("last").value, None);
 }
 
 // ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ fn marker(log: &PartitionLog, pid: i64, epoch: i16, commit: bool) -> Result<Offs
 
 fn all_aborted(log: &PartitionLog) -> Vec<(i64, i64, i64)> {
     log.aborted_transactions(Offset(0), log.log_end_offset())
+        .expect("aborted transactions")
         .iter()
         .map(|a| {
             (
@@ -378,11 +379,15 @@ fn recovery_rebuilds_the_index_of_a_transaction_across_segments() {
     }];
     // A fetch from inside the first segment, up to the end.
     assert_eq!(
-        log.aborted_transactions(Offset(1), log.log_end_offset()),
+        log.aborted_transactions(Offset(1), log.log_end_offset())
+            .expect("aborted transactions"),
         expected
     );
     // A fetch ending before the transaction began reports nothing.
-    assert!(log.aborted_transactions(Offset(0), Offset(0)).is_empty());
+    assert!(log
+        .aborted_transactions(Offset(0), Offset(0))
+        .expect("aborted transactions")
+        .is_empty());
     let files = txn_index_files(dir.path());
     let marker_segment = log
         .segments_info()
@@ -414,7 +419,8 @@ fn recovery_rebuilds_the_index_of_a_transaction_across_segments() {
     }
     let log = PartitionLog::open(dir.path(), cfg).unwrap();
     assert_eq!(
-        log.aborted_transactions(Offset(0), log.log_end_offset()),
+        log.aborted_transactions(Offset(0), log.log_end_offset())
+            .expect("aborted transactions"),
         expected
     );
     assert_eq!(log.first_unstable_offset(), Some(open_at));
@@ -430,6 +436,7 @@ fn recovery_rebuilds_the_index_of_a_transaction_across_segments() {
     }
     assert!(log
         .aborted_transactions(Offset(0), log.log_end_offset())
+        .expect("aborted transactions")
         .is_empty());
     // The open transaction stays open, from the log start on at least.
     assert_eq!(
@@ -563,4 +570,137 @@ fn compaction_keeps_the_aborted_index_of_merged_segments() {
         let log = PartitionLog::open(dir.path(), cfg).unwrap();
         assert_eq!(all_aborted(&log), before, "{point:?} after a reopen");
     }
+}
+
+/// KIP-890's verification guard: a transaction version 1 client aborts
+/// (no epoch bump) between the coordinator's "yes, the partition is in the
+/// transaction" and the append of its first batch. The late batch must not
+/// open a transaction nobody will end (a hanging transaction holding the
+/// last stable offset back forever); it gets INVALID_TXN_STATE instead. The
+/// same holds for a stale guard after a newer verification (ABA), and for a
+/// batch of a transaction that was open when the leader skipped asking.
+#[test]
+fn a_marker_between_verification_and_append_refuses_the_late_batch() {
+    use samsa_storage::TxnVerification;
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    let append = |seq: i32, guard| {
+        let b = data(7, 0, seq, 1, true);
+        log.append_guarded(&b, LeaderEpoch(1), TimestampMs(NOW), guard)
+    };
+    let TxnVerification::Needed(first) = log.start_txn_verification(ProducerId(7)) else {
+        panic!("no transaction is open: the coordinator must be asked");
+    };
+    // The coordinator said yes; the client's abort marker lands first.
+    marker(&log, 7, 0, false).unwrap();
+    assert!(matches!(
+        append(0, Some(first)),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    assert_eq!(log.first_unstable_offset(), None, "no hanging transaction");
+
+    // ABA: a newer verification started; the old guard's answer is stale.
+    let TxnVerification::Needed(stale) = log.start_txn_verification(ProducerId(7)) else {
+        panic!("needed");
+    };
+    marker(&log, 7, 0, false).unwrap();
+    let TxnVerification::Needed(fresh) = log.start_txn_verification(ProducerId(7)) else {
+        panic!("needed");
+    };
+    assert!(matches!(
+        append(0, Some(stale)),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    assert!(matches!(
+        append(0, None),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    let opened = append(0, Some(fresh)).unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(opened.base_offset));
+    // A retry of that batch is still answered as a duplicate.
+    assert!(append(0, Some(fresh)).unwrap().duplicate);
+
+    // Open: no question asked, and later batches need no guard...
+    assert_eq!(
+        log.start_txn_verification(ProducerId(7)),
+        TxnVerification::Ongoing
+    );
+    append(1, None).unwrap();
+    // ...until a marker ends the transaction: then a late one is refused.
+    marker(&log, 7, 0, false).unwrap();
+    assert!(matches!(
+        append(2, None),
+        Err(StorageError::TxnNotVerified { .. })
+    ));
+    assert_eq!(log.first_unstable_offset(), None);
+    // Non-transactional and coordinator paths are not guarded.
+    let plain = data(-1, 0, 0, 1, false);
+    log.append_guarded(&plain, LeaderEpoch(1), TimestampMs(NOW), None)
+        .unwrap();
+}
+
+/// Memory holds only the newest aborted transactions (plus the active
+/// segment's); older ones are read from the `.txnindex` files, so
+/// read_committed answers from any offset stay right across rolls, a
+/// truncation below the in-memory part and a restart.
+#[test]
+fn memory_holds_only_the_newest_aborted_transactions() {
+    use samsa_storage::txn_index::collect;
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    log.set_aborted_in_memory_max(8);
+    let mut model: Vec<AbortedTxn> = Vec::new();
+    for i in 0..300i32 {
+        let mut b = data(1, 0, i, 1, true);
+        let first = log
+            .append(&mut b, LeaderEpoch(1), TimestampMs(NOW))
+            .unwrap()
+            .base_offset;
+        let abort = i % 3 != 0;
+        let m = marker(&log, 1, 0, !abort).unwrap();
+        if abort {
+            model.push(AbortedTxn {
+                producer_id: ProducerId(1),
+                first_offset: first,
+                last_offset: m,
+                last_stable_offset: m.plus(1),
+            });
+        }
+    }
+    let bounded = |log: &PartitionLog, model: &[AbortedTxn]| {
+        let active = log.segments_info().last().unwrap().base_offset;
+        let in_active = model.iter().filter(|e| e.last_offset >= active).count();
+        assert!(
+            log.aborted_in_memory() <= 8 + in_active,
+            "{} in memory",
+            log.aborted_in_memory()
+        );
+    };
+    let agree = |log: &PartitionLog, model: &[AbortedTxn]| {
+        let end = log.log_end_offset();
+        for from in (0..end.get()).step_by(37).chain([end.get() - 1]) {
+            for upper in [Offset(from + 5), end] {
+                assert_eq!(
+                    log.aborted_transactions(Offset(from), upper).unwrap(),
+                    collect(model, Offset(from), upper, usize::MAX),
+                    "from {from} below {upper}"
+                );
+            }
+        }
+    };
+    assert!(log.segments_info().len() > 10);
+    bounded(&log, &model);
+    agree(&log, &model);
+    // Cut into an old segment: its entries come back from its file.
+    let cut = Offset(301);
+    log.truncate_to(cut).unwrap();
+    model.retain(|e| e.last_offset < cut);
+    bounded(&log, &model);
+    agree(&log, &model);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    agree(&log, &model);
+    log.set_aborted_in_memory_max(8);
+    bounded(&log, &model);
+    agree(&log, &model);
 }

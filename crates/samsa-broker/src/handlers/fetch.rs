@@ -458,8 +458,18 @@ fn read_one(
             // the last batch), so the consumer drops their records; the
             // stored bytes go out unchanged.
             let data = if read_committed && found.len > 0 {
-                let aborted = log
-                    .aborted_transactions(fetch_offset, found.next_offset)
+                let aborted = match log.aborted_transactions(fetch_offset, found.next_offset) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return PartResult {
+                            key: key.clone(),
+                            data: data.with_error_code(storage_error(&e).code()),
+                            slices: Vec::new(),
+                            bytes: 0,
+                        }
+                    }
+                };
+                let aborted = aborted
                     .into_iter()
                     .map(|a| {
                         AbortedTransaction::default()

@@ -3,7 +3,6 @@
 //! Nothing is appended for a partition whose batch fails validation; other
 //! partitions in the same request are unaffected (as in Kafka).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +19,8 @@ use super::s;
 use crate::broker::Broker;
 use crate::errors::{batch_error, storage_error};
 use crate::partition::{NotLeader, Partition};
+use crate::transactions::verify::Verdicts;
+use samsa_storage::VerificationGuard;
 
 /// Wall-clock now in ms.
 pub fn now_ms() -> TimestampMs {
@@ -39,17 +40,18 @@ pub fn now_ms() -> TimestampMs {
 /// v13+ names topics by id (KIP-516): an id this broker does not know is
 /// answered with UNKNOWN_TOPIC_ID, and the answer names topics by id too.
 pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceResponse {
-    handle_verified(broker, request, version, HashMap::new()).await
+    handle_verified(broker, request, version, Verdicts::default()).await
 }
 
 /// [`handle`] for a request whose transactional batches the transaction
 /// coordinator already checked (KIP-890, `crate::transactions::verify`):
-/// the partitions in `refused` are answered with their error, unappended.
-pub async fn handle_verified(
+/// the partitions it refused are answered with their error, unappended, the
+/// others appended with their verification guards.
+pub(crate) async fn handle_verified(
     broker: &Broker,
     request: ProduceRequest,
     version: i16,
-    refused: HashMap<(usize, usize), ResponseError>,
+    verdicts: Verdicts,
 ) -> ProduceResponse {
     let by_id = version >= 13;
     let acks = request.acks;
@@ -124,12 +126,13 @@ pub async fn handle_verified(
                             .with_error_code(ResponseError::InvalidRecord.code())
                             .with_error_message(Some(s("null records")));
                     };
-                    if let Some(e) = refused.get(&(ti, pi)) {
+                    if let Some(e) = verdicts.refused.get(&(ti, pi)) {
                         return r.with_error_code(e.code()).with_error_message(Some(s(
                             "The transaction coordinator did not confirm this partition in the producer's transaction",
                         )));
                     }
-                    match append(broker, &part, &records, acks, now) {
+                    let guard = verdicts.guard((ti, pi));
+                    match append(broker, &part, &records, acks, now, guard) {
                         Ok((base, last, append_time, log_start, epoch)) => {
                             if acks == -1 {
                                 let min_isr = part.settings().min_insync_replicas;
@@ -299,6 +302,7 @@ fn append(
     records: &[u8],
     acks: i16,
     now: TimestampMs,
+    guard: Option<Option<VerificationGuard>>,
 ) -> AppendOutcome {
     let settings = part.settings();
     if records.len() > settings.max_message_bytes {
@@ -373,13 +377,20 @@ fn append(
     // like the first time with acks=all), a gap or an old epoch is refused.
     // The batch is stored as sent except for the header fields the log
     // patches; only LogAppendTime (timestamps + CRC) needs a modified copy.
+    // A transactional producer's batch carries its KIP-890 guard.
     let appended = if settings.log_append_time {
         let mut buf = BytesMut::from(records);
         batch::set_log_append_time(&mut buf, now)
             .map_err(|e| Refused::from((batch_error(&e), e.to_string())))?;
-        part.log().append(&mut buf, epoch, now)
+        match guard {
+            Some(g) => part.log().append_guarded(&buf, epoch, now, g),
+            None => part.log().append(&mut buf, epoch, now),
+        }
     } else {
-        part.log().append_unmodified(records, epoch, now)
+        match guard {
+            Some(g) => part.log().append_guarded(records, epoch, now, g),
+            None => part.log().append_unmodified(records, epoch, now),
+        }
     };
     let info = appended.map_err(|e| Refused::from((storage_error(&e), e.to_string())))?;
     drop(leadership);

@@ -124,7 +124,9 @@ fn markers_close_transactions_and_fence_old_epochs() {
         assert_eq!(r.markers[0].producer_id.0, 7);
         assert_eq!(log.log_end_offset(), Offset(4), "the marker took offset 3");
         assert_eq!(log.first_unstable_offset(), None);
-        let aborted = log.aborted_transactions(Offset(0), log.log_end_offset());
+        let aborted = log
+            .aborted_transactions(Offset(0), log.log_end_offset())
+            .expect("aborted transactions");
         assert_eq!(aborted.len(), 1);
         assert_eq!(
             (
@@ -170,6 +172,7 @@ fn markers_close_transactions_and_fence_old_epochs() {
         assert_eq!(log.first_unstable_offset(), None);
         assert_eq!(
             log.aborted_transactions(Offset(4), log.log_end_offset())
+                .expect("aborted transactions")
                 .len(),
             0
         );

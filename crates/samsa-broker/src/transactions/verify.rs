@@ -30,6 +30,7 @@ use kafka_protocol::messages::{
 use samsa_coordinator::codes;
 use samsa_coordinator::txn::{self, txn_codes, TxnResponse};
 use samsa_model::{ProducerEpoch, ProducerId, TopicPartition};
+use samsa_storage::{TxnVerification, VerificationGuard};
 
 use super::TRANSACTION_STATE_TOPIC;
 use crate::broker::Broker;
@@ -182,25 +183,50 @@ async fn remote(broker: &Broker, coordinator: samsa_model::BrokerId, v: &Verific
     }
 }
 
+/// What [`verify_produce`] found, by (topic index, partition index).
+#[derive(Debug, Default)]
+pub(crate) struct Verdicts {
+    /// The request names a transactional id: its batches are appended with
+    /// [`samsa_storage::PartitionLog::append_guarded`].
+    pub transactional: bool,
+    /// Partitions the coordinator did not confirm, with the Produce error.
+    pub refused: std::collections::HashMap<(usize, usize), ResponseError>,
+    /// Guards of the partitions the coordinator confirmed.
+    pub guards: std::collections::HashMap<(usize, usize), VerificationGuard>,
+}
+
+impl Verdicts {
+    /// How the batch of a partition is appended: `None` unguarded (no
+    /// transactional id), else with its guard (none when its producer's
+    /// transaction was already open there).
+    pub fn guard(&self, at: (usize, usize)) -> Option<Option<VerificationGuard>> {
+        self.transactional.then(|| self.guards.get(&at).copied())
+    }
+}
+
 /// The transactional batches of a Produce request that need the
 /// coordinator's word before they are appended (the first batch of the
-/// producer's transaction in a partition led here), verified; returns the
-/// refused ones by (topic index, partition index). `add` for transaction
-/// version 2 producers (Produce v12+ with the feature finalized at 2+).
+/// producer's transaction in a partition led here), verified, each with the
+/// verification guard its append must carry ([`samsa_storage::verification`]:
+/// a marker written meanwhile makes that append fail with
+/// INVALID_TXN_STATE, as Kafka's `VerificationGuard` does). `add` for
+/// transaction version 2 producers (Produce v12+ with the feature finalized
+/// at 2+).
 pub(crate) async fn verify_produce(
     broker: &Arc<Broker>,
     request: &kafka_protocol::messages::ProduceRequest,
     version: i16,
-) -> std::collections::HashMap<(usize, usize), ResponseError> {
-    let mut refused = std::collections::HashMap::new();
+) -> Verdicts {
+    let mut verdicts = Verdicts::default();
     let Some(transactional_id) = request
         .transactional_id
         .as_ref()
         .map(|t| t.0.to_string())
         .filter(|t| !t.is_empty())
     else {
-        return refused;
+        return verdicts;
     };
+    verdicts.transactional = true;
     let image = broker.image();
     let add =
         version >= 12 && image.feature_level(samsa_metadata::features::TRANSACTION_VERSION) >= 2;
@@ -224,17 +250,16 @@ pub(crate) async fn verify_produce(
             let Some(part) = broker.partition(topic.id, p.index) else {
                 continue;
             };
-            // Already in the producer's transaction here (its first batch
-            // opened it): nothing to ask.
-            let ongoing = part
-                .log()
-                .producer_state(header.producer_id)
-                .is_some_and(|e| {
-                    e.epoch == header.producer_epoch && e.current_txn_first_offset.is_some()
-                });
-            if ongoing || part.led_epoch().is_none() {
+            if part.led_epoch().is_none() {
                 continue;
             }
+            // Already in the producer's transaction here (its first batch
+            // opened it): nothing to ask.
+            let TxnVerification::Needed(guard) =
+                part.log().start_txn_verification(header.producer_id)
+            else {
+                continue;
+            };
             let v = Verification {
                 transactional_id: transactional_id.clone(),
                 producer_id: header.producer_id,
@@ -245,12 +270,17 @@ pub(crate) async fn verify_produce(
                 },
                 add,
             };
-            if let Err(e) = verify(broker, &v, version).await {
-                refused.insert((ti, pi), e);
+            match verify(broker, &v, version).await {
+                Ok(()) => {
+                    verdicts.guards.insert((ti, pi), guard);
+                }
+                Err(e) => {
+                    verdicts.refused.insert((ti, pi), e);
+                }
             }
         }
     }
-    refused
+    verdicts
 }
 
 #[cfg(test)]

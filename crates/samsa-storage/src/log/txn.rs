@@ -12,11 +12,15 @@ use samsa_model::batch::{self, BatchHeader};
 use samsa_model::control::{self, TxnMarker};
 use samsa_model::{CoordinatorEpoch, LeaderEpoch, Offset, ProducerEpoch, ProducerId, TimestampMs};
 
-use super::{lock, read_lock, write_lock, Frame, LogState, PartitionLog, Pending, Writer};
+use super::{
+    lock, read_lock, write_lock, AppendInfo, Frame, LogState, PartitionLog, Pending, ProducerCheck,
+    Writer,
+};
 use crate::error::StorageError;
 use crate::producer_state::ProducerEntry;
 use crate::segment::SegmentFiles;
 use crate::txn_index::{self, AbortedTxn};
+use crate::verification::{TxnVerification, VerificationGuard};
 
 /// Aborted transactions one [`PartitionLog::aborted_transactions`] call
 /// returns at most (a fetch response's list is bounded by it).
@@ -73,6 +77,38 @@ impl PartitionLog {
         Ok(offset)
     }
 
+    /// KIP-890, step 1 of [`crate::verification`]: whether `producer_id`'s
+    /// transactional batch may be appended without asking the transaction
+    /// coordinator (its transaction is open here), else a new guard to
+    /// append with once the coordinator confirmed the transaction.
+    pub fn start_txn_verification(&self, producer_id: ProducerId) -> TxnVerification {
+        let mut w = lock(&self.writer);
+        let open = w
+            .producers
+            .get(producer_id)
+            .is_some_and(|e| e.current_txn_first_offset.is_some());
+        if open {
+            TxnVerification::Ongoing
+        } else {
+            TxnVerification::Needed(w.verifications.start(producer_id))
+        }
+    }
+
+    /// [`Self::append_unmodified`] for a client's batch that went through
+    /// [`Self::start_txn_verification`]: a transactional batch of a producer
+    /// with no open transaction here is refused with
+    /// [`StorageError::TxnNotVerified`] unless `guard` is the producer's
+    /// current guard (a marker since the verification started spent it).
+    pub fn append_guarded(
+        &self,
+        batch: &[u8],
+        leader_epoch: LeaderEpoch,
+        now: TimestampMs,
+        guard: Option<VerificationGuard>,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_checked(batch, leader_epoch, now, ProducerCheck::Guarded(guard))
+    }
+
     /// Record written batches in the producer state (opening transactions),
     /// apply their markers (closing them; an ABORT's entry goes to the
     /// aborted-transaction index of `files`, the segment they were written
@@ -87,6 +123,10 @@ impl PartitionLog {
     ) -> Result<(), StorageError> {
         let mut aborted = Vec::new();
         for p in group {
+            if p.header.is_transactional() {
+                // The transaction opened or ended: its verification is spent.
+                w.verifications.clear(p.header.producer_id);
+            }
             if !p.header.is_control() {
                 w.producers.record(&p.header);
                 continue;
@@ -120,7 +160,9 @@ impl PartitionLog {
         let first_unstable = w.producers.first_unstable_offset();
         {
             let mut st = write_lock(&self.state);
-            st.aborted.extend(aborted);
+            st.aborted.entries.extend(aborted);
+            let base = st.active.base();
+            st.aborted.evict(self.aborted_max(), base);
             st.first_unstable = first_unstable;
         }
         if written.is_err() {
@@ -150,10 +192,14 @@ impl PartitionLog {
     /// The aborted transactions a read_committed fetch of `[from, upper)`
     /// must report (Kafka's `collectAbortedTxns`): those whose ABORT marker
     /// is at or after `from` and whose first offset is below `upper`, at
-    /// most [`ABORTED_TXNS_PER_READ_MAX`], ascending marker offset.
-    pub fn aborted_transactions(&self, from: Offset, upper: Offset) -> Vec<AbortedTxn> {
-        let st = read_lock(&self.state);
-        txn_index::collect(&st.aborted, from, upper, ABORTED_TXNS_PER_READ_MAX)
+    /// most [`ABORTED_TXNS_PER_READ_MAX`], ascending marker offset. Older
+    /// ones are read from the `.txnindex` files (see [`super::aborted`]).
+    pub fn aborted_transactions(
+        &self,
+        from: Offset,
+        upper: Offset,
+    ) -> Result<Vec<AbortedTxn>, StorageError> {
+        self.collect_aborted(from, upper, ABORTED_TXNS_PER_READ_MAX)
     }
 
     /// Every producer the log tracks, with its state (for DescribeProducers).
@@ -172,15 +218,39 @@ impl PartitionLog {
     /// Caller holds the writer lock.
     pub(super) fn txns_after_truncation(&self, w: &Writer) -> Result<(), StorageError> {
         let first_unstable = w.producers.first_unstable_offset();
+        // The new active segment's entries memory no longer holds (the cut
+        // reached below the watermark): read back before its file is rewritten.
+        let (base, below, path) = {
+            let st = read_lock(&self.state);
+            (
+                st.active.base(),
+                st.aborted.from,
+                st.active.files.txn_index_path.clone(),
+            )
+        };
+        let reloaded = if base < below {
+            txn_index::read(&path)?
+        } else {
+            Vec::new()
+        };
         let mut st = write_lock(&self.state);
         st.first_unstable = first_unstable;
         let end = st.log_end();
-        let kept = st.aborted.partition_point(|e| e.last_offset < end);
-        if kept < st.aborted.len() {
-            st.aborted.truncate(kept);
-            let base = st.active.base();
+        if base < below {
+            let mut merged: Vec<AbortedTxn> = reloaded
+                .into_iter()
+                .filter(|e| e.last_offset >= base && e.last_offset < below)
+                .collect();
+            merged.append(&mut st.aborted.entries);
+            st.aborted.entries = merged;
+            st.aborted.from = base;
+        }
+        let kept = st.aborted.entries.partition_point(|e| e.last_offset < end);
+        if kept < st.aborted.entries.len() {
+            st.aborted.entries.truncate(kept);
             let in_active: Vec<AbortedTxn> = st
                 .aborted
+                .entries
                 .iter()
                 .filter(|e| e.last_offset >= base)
                 .copied()
@@ -194,8 +264,11 @@ impl PartitionLog {
     /// markers were in deleted segments. Caller holds the state write lock.
     pub(super) fn txns_after_start_moved(st: &mut LogState) {
         let first_base = st.sealed.first().map_or(st.active.base(), |s| s.base());
-        let gone = st.aborted.partition_point(|e| e.last_offset < first_base);
-        st.aborted.drain(..gone);
+        let gone = st
+            .aborted
+            .entries
+            .partition_point(|e| e.last_offset < first_base);
+        st.aborted.entries.drain(..gone);
     }
 
     /// After a compaction replaced segments by `merged` (ending at `end`):
@@ -206,13 +279,33 @@ impl PartitionLog {
         merged: &SegmentFiles,
         end: Offset,
         replaced: &[Arc<SegmentFiles>],
+        removed_aborts: &std::collections::BTreeSet<Offset>,
     ) -> Result<(), StorageError> {
-        let entries: Vec<AbortedTxn> = read_lock(&self.state)
-            .aborted
-            .iter()
-            .filter(|e| e.last_offset >= merged.base && e.last_offset < end)
-            .copied()
-            .collect();
+        let in_range = |e: &AbortedTxn| e.last_offset >= merged.base && e.last_offset < end;
+        let below = read_lock(&self.state).aborted.from;
+        // Entries below memory's watermark are only in the originals' files.
+        let mut entries = Vec::new();
+        if merged.base < below {
+            let mut paths = vec![merged.txn_index_path.clone()];
+            paths.extend(replaced.iter().map(|o| o.txn_index_path.clone()));
+            for path in paths {
+                entries.extend(
+                    txn_index::read(&path)?
+                        .into_iter()
+                        .filter(|e| in_range(e) && e.last_offset < below),
+                );
+            }
+            entries.sort_by_key(|e| e.last_offset);
+            entries.dedup_by_key(|e| e.last_offset);
+        }
+        entries.retain(|e| !removed_aborts.contains(&e.last_offset));
+        {
+            let mut st = write_lock(&self.state);
+            st.aborted
+                .entries
+                .retain(|e| !(in_range(e) && removed_aborts.contains(&e.last_offset)));
+            entries.extend(st.aborted.entries.iter().filter(|e| in_range(e)).copied());
+        }
         txn_index::rewrite(&merged.txn_index_path, &entries)?;
         for orig in replaced.iter().filter(|o| o.base != merged.base) {
             txn_index::rewrite(&orig.txn_index_path, &[])?;
@@ -238,16 +331,25 @@ pub(super) fn load_index(
     let first_base = bases.first().copied().unwrap_or(log_end);
     let mut on_disk: BTreeMap<Offset, Vec<AbortedTxn>> = BTreeMap::new();
     let mut by_marker: BTreeMap<Offset, AbortedTxn> = BTreeMap::new();
+    let mut stored: BTreeMap<Offset, AbortedTxn> = BTreeMap::new();
     for base in txn_index::list(dir)? {
         let entries = txn_index::read(&txn_index::path(dir, base))?;
         for e in &entries {
             if e.last_offset >= first_base && e.last_offset < replayed_from.min(log_end) {
                 by_marker.insert(e.last_offset, *e);
             }
+            stored.insert(e.last_offset, *e);
         }
         on_disk.insert(base, entries);
     }
     for e in rebuilt {
+        // A replay that saw no data of the transaction files it from its
+        // marker on; the stored entry of the same marker knows where it
+        // began before the cleaner removed its records.
+        let e = match stored.get(&e.last_offset) {
+            Some(s) if e.first_offset == e.last_offset && s.producer_id == e.producer_id => *s,
+            _ => e,
+        };
         by_marker.insert(e.last_offset, e);
     }
     let all: Vec<AbortedTxn> = by_marker.into_values().collect();

@@ -8,6 +8,10 @@ use samsa_model::compression::Compression;
 use samsa_model::{LeaderEpoch, Offset, TimestampMs};
 use samsa_storage::{LogConfig, PartitionLog};
 
+/// A record key and value (`None`: a tombstone) as the compaction tests use them.
+pub type Key = Vec<u8>;
+pub type Value = Option<Vec<u8>>;
+
 /// A tiny configuration so tests cross many segments and index entries.
 pub fn tiny_config() -> LogConfig {
     LogConfig {
