@@ -144,6 +144,44 @@ mod tests {
             .unwrap();
     }
 
+    /// Starts the transaction coordinator (until `stop`), initializes
+    /// transactional producer `id` twice (so its epoch 0 is fenced by epoch
+    /// 1) and adds `group`'s offsets partition to its transaction
+    /// (InitProducerId, AddOffsetsToTxn): its producer id and epoch. A
+    /// TxnOffsetCommit is verified with the transaction coordinator (KIP-890).
+    async fn open_transaction(
+        broker: &std::sync::Arc<Broker>,
+        stop: &tokio::sync::watch::Sender<bool>,
+        id: &str,
+        group: &str,
+    ) -> (i64, i16) {
+        use crate::transactions::tests::{find_coordinator, init, until};
+        use kafka_protocol::messages::{AddOffsetsToTxnRequest, GroupId, TransactionalId};
+        use kafka_protocol::protocol::StrBytes;
+        tokio::spawn(
+            broker
+                .transactions
+                .clone()
+                .run(broker.clone(), stop.subscribe()),
+        );
+        assert_eq!(find_coordinator(broker, id).1, 0);
+        until("the transaction coordinator to load", || {
+            broker.transactions.serves(id)
+        })
+        .await;
+        assert_eq!(init(broker, id).await.0, 0);
+        let (code, pid, epoch) = init(broker, id).await;
+        assert_eq!((code, epoch), (0, 1));
+        let add = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+            .with_producer_id(kafka_protocol::messages::ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(StrBytes::from_string(group.into())));
+        let added = crate::handlers::add_offsets_to_txn::handle(broker, add, 3).await;
+        assert_eq!(added.error_code, 0);
+        (pid, epoch)
+    }
+
     /// A single-node broker with `__consumer_offsets` (one partition) loaded;
     /// dropping the sender stops its group timers.
     async fn loaded_broker(
@@ -161,23 +199,13 @@ mod tests {
         (broker, stop)
     }
 
-    /// Topic "t" of one partition.
-    fn create_t(broker: &Broker) {
-        let created = broker.controller.create_topics(
-            vec![samsa_metadata::NewTopic {
-                name: "t".into(),
-                num_partitions: 1,
-                replication_factor: 1,
-                ..Default::default()
-            }],
-            false,
-        );
-        assert!(created.into_iter().all(|r| r.is_ok()));
-        broker.reconcile().unwrap();
-    }
-
     /// TxnOffsetCommit v3 of "g"/"t"-0 through the handler: its error code.
-    async fn txn_commit_wire(broker: &Broker, pid: i64, epoch: i16, offset: i64) -> i16 {
+    async fn txn_commit_wire(
+        broker: &std::sync::Arc<Broker>,
+        pid: i64,
+        epoch: i16,
+        offset: i64,
+    ) -> i16 {
         use kafka_protocol::messages::txn_offset_commit_request::{
             TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
         };
@@ -210,10 +238,11 @@ mod tests {
     async fn a_fenced_producers_txn_offset_commit_is_refused_without_a_reload() {
         let dir = tempfile::tempdir().unwrap();
         let (broker, stop) = loaded_broker(dir.path()).await;
-        create_t(&broker);
-        assert_eq!(txn_commit_wire(&broker, 9, 1, 40).await, 0);
+        crate::transactions::tests::create_topic_t(&broker);
+        let (pid, epoch) = open_transaction(&broker, &stop, "tx", "g").await;
+        assert_eq!(txn_commit_wire(&broker, pid, epoch, 40).await, 0);
         assert_eq!(
-            txn_commit_wire(&broker, 9, 0, 30).await,
+            txn_commit_wire(&broker, pid, epoch - 1, 30).await,
             samsa_coordinator::txn::txn_codes::INVALID_PRODUCER_EPOCH
         );
         assert!(broker.groups.serves("g"), "the shard was reloaded");
@@ -222,7 +251,7 @@ mod tests {
             (-1, gc::codes::UNSTABLE_OFFSET_COMMIT),
             "the current epoch's offsets are still pending"
         );
-        assert_eq!(txn_commit_wire(&broker, 9, 1, 41).await, 0);
+        assert_eq!(txn_commit_wire(&broker, pid, epoch, 41).await, 0);
         let _ = stop.send(true);
     }
 
@@ -244,14 +273,15 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let (broker, stop) = loaded_broker(dir.path()).await;
-        create_t(&broker);
+        crate::transactions::tests::create_topic_t(&broker);
+        let (pid, epoch) = open_transaction(&broker, &stop, "tx", "g").await;
         let name = || TopicName(StrBytes::from_static_str("t"));
         for version in [0, 3] {
             let request = TxnOffsetCommitRequest::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
                 .with_group_id(GroupId(StrBytes::from_static_str("g")))
-                .with_producer_id(ProducerId(9))
-                .with_producer_epoch(1)
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
                 .with_generation_id(-1)
                 .with_topics(vec![TxnOffsetCommitRequestTopic::default()
                     .with_name(name())
@@ -301,8 +331,8 @@ mod tests {
         let markers =
             kafka_protocol::messages::WriteTxnMarkersRequest::default().with_markers(vec![
                 WritableTxnMarker::default()
-                    .with_producer_id(ProducerId(9))
-                    .with_producer_epoch(1)
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
                     .with_transaction_result(true)
                     .with_coordinator_epoch(0)
                     .with_topics(vec![WritableTxnMarkerTopic::default()

@@ -25,7 +25,7 @@ pub async fn handle(
     } else {
         -1
     };
-    let r = commit_known(broker, &group_id, &topics, unknown, {
+    let r = commit_known(broker, &group_id, &topics, unknown, None, {
         let group_id = group_id.clone();
         move |c, topics, now, token| {
             let req = gc::OffsetCommitRequest {
@@ -84,13 +84,15 @@ pub(super) use commit_topics;
 
 /// Runs a commit (OffsetCommit, TxnOffsetCommit) of `group`'s known
 /// partitions `topics` on its coordinator (`commit` gets the topics with at
-/// least one partition left), unless none is left, and completes the answer
+/// least one partition left), unless none is left or the commit was
+/// `refused` with an error code for all of them, and completes the answer
 /// with UNKNOWN_TOPIC_OR_PARTITION for `unknown`.
 pub(super) async fn commit_known<F>(
     broker: &Broker,
     group: &str,
     topics: &[gc::OffsetCommitTopic],
     unknown: Vec<(String, i32)>,
+    refused: Option<i16>,
     commit: F,
 ) -> gc::OffsetCommitResponse
 where
@@ -102,17 +104,21 @@ where
     ) -> Vec<gc::Output>,
 {
     let known = non_empty(topics);
-    let response = if known.is_empty() {
-        Some(gc::Response::OffsetCommit(
-            gc::OffsetCommitResponse::default(),
-        ))
-    } else {
-        broker
-            .groups
-            .call(broker, group, move |c, _, now, token| {
-                commit(c, known, now, token)
-            })
-            .await
+    let response = match refused {
+        Some(code) => Err(code),
+        None if known.is_empty() => Ok(gc::OffsetCommitResponse::default()),
+        None => {
+            let answer = broker
+                .groups
+                .call(broker, group, move |c, _, now, token| {
+                    commit(c, known, now, token)
+                })
+                .await;
+            match answer {
+                Some(gc::Response::OffsetCommit(r)) => Ok(r),
+                other => Err(other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code())),
+            }
+        }
     };
     complete(response, topics, unknown)
 }
@@ -201,19 +207,16 @@ pub(super) fn failed(topics: &[gc::OffsetCommitTopic], code: i16) -> gc::OffsetC
     }
 }
 
-/// The coordinator's answer (or, without one, its error for every partition of
-/// `topics`), with UNKNOWN_TOPIC_OR_PARTITION added for `unknown`.
+/// The coordinator's answer (or, without one, the error for every partition
+/// of `topics`), with UNKNOWN_TOPIC_OR_PARTITION added for `unknown`.
 fn complete(
-    response: Option<gc::Response>,
+    response: Result<gc::OffsetCommitResponse, i16>,
     topics: &[gc::OffsetCommitTopic],
     unknown: Vec<(String, i32)>,
 ) -> gc::OffsetCommitResponse {
     let mut r = match response {
-        Some(gc::Response::OffsetCommit(r)) => r,
-        other => failed(
-            topics,
-            other.map_or(gc::codes::NOT_COORDINATOR, |o| o.error_code()),
-        ),
+        Ok(r) => r,
+        Err(code) => failed(topics, code),
     };
     for (name, partition) in unknown {
         let result = gc::PartitionResult {

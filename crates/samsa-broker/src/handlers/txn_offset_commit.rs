@@ -1,7 +1,11 @@
 //! TxnOffsetCommit (v0–v5): a transactional producer's offsets for a group,
 //! written to `__consumer_offsets` as the producer's transactional batch and
 //! pending until its transaction's marker (see `samsa_coordinator`'s
-//! `txn_offsets`).
+//! `txn_offsets`), once the transaction coordinator has confirmed the
+//! group's partition is in the producer's transaction (KIP-890, see
+//! `transactions::verify`).
+
+use std::sync::Arc;
 
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -18,7 +22,7 @@ use crate::broker::Broker;
 
 /// Answers TxnOffsetCommit.
 pub async fn handle(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     request: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
@@ -36,7 +40,24 @@ pub async fn handle(
     let group_id = request.group_id.0.to_string();
     let transactional_id = request.transactional_id.0.to_string();
     let (producer_id, producer_epoch) = (request.producer_id.0, request.producer_epoch);
-    let r = commit_known(broker, &group_id, &topics, unknown, {
+    // KIP-890: the transaction coordinator's word first, as Kafka's group
+    // coordinator asks before it appends (only when there is something to
+    // commit).
+    let refused = if topics.iter().any(|t| !t.partitions.is_empty()) {
+        crate::transactions::verify::verify_txn_offset_commit(
+            broker,
+            &transactional_id,
+            samsa_model::ProducerId(producer_id),
+            samsa_model::ProducerEpoch(producer_epoch),
+            broker.groups.partition_for(&group_id),
+            version,
+        )
+        .await
+        .err()
+    } else {
+        None
+    };
+    let r = commit_known(broker, &group_id, &topics, unknown, refused, {
         let group_id = group_id.clone();
         move |c, topics, now, token| {
             // A fenced producer (a newer epoch of its id is in the log) is

@@ -365,4 +365,4 @@ pub(crate) fn fenced_code(code: i16, version: i16, fenced_since: i16) -> i16 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

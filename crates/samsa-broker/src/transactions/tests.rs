@@ -33,7 +33,7 @@ fn start(broker: &Arc<Broker>) -> tokio::sync::watch::Sender<bool> {
 }
 
 /// FindCoordinator v4 with key type 1 (TRANSACTION): (node id, error code).
-fn find_coordinator(broker: &Arc<Broker>, id: &str) -> (i32, i16) {
+pub(crate) fn find_coordinator(broker: &Arc<Broker>, id: &str) -> (i32, i16) {
     let ctx = crate::handlers::Ctx {
         peer: "127.0.0.1:1".parse().unwrap(),
         client_id: "test".into(),
@@ -46,7 +46,7 @@ fn find_coordinator(broker: &Arc<Broker>, id: &str) -> (i32, i16) {
     (r.coordinators[0].node_id.0, r.coordinators[0].error_code)
 }
 
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + BACKGROUND_WAIT;
     while !f() {
         assert!(tokio::time::Instant::now() < deadline, "waited for {what}");
@@ -55,7 +55,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// InitProducerId v5 for `id`: (error code, producer id, epoch).
-async fn init(broker: &Arc<Broker>, id: &str) -> (i16, i64, i16) {
+pub(crate) async fn init(broker: &Arc<Broker>, id: &str) -> (i16, i64, i16) {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.into()))))
         .with_transaction_timeout_ms(60_000)
@@ -187,6 +187,21 @@ async fn list_and_describe_transactions() {
     let _ = stop.send(true);
 }
 
+/// Creates topic `t` (one partition).
+pub(crate) fn create_topic_t(broker: &Broker) {
+    let created = broker.controller.create_topics(
+        vec![samsa_metadata::NewTopic {
+            name: "t".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..Default::default()
+        }],
+        false,
+    );
+    assert!(created[0].is_ok(), "{created:?}");
+    broker.reconcile().unwrap();
+}
+
 /// A Produce of one transactional batch of `pid`/`epoch` to partition 0 of `t`.
 fn txn_produce(
     id: &str,
@@ -228,21 +243,10 @@ fn txn_produce(
 /// Ongoing with that partition (its markers will cover it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transactions_first_batch_is_verified_with_its_coordinator() {
-    use samsa_metadata::NewTopic;
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path());
     let stop = start(&broker);
-    let created = broker.controller.create_topics(
-        vec![NewTopic {
-            name: "t".into(),
-            num_partitions: 1,
-            replication_factor: 1,
-            ..Default::default()
-        }],
-        false,
-    );
-    assert!(created[0].is_ok(), "{created:?}");
-    broker.reconcile().unwrap();
+    create_topic_t(&broker);
     assert_eq!(find_coordinator(&broker, "tx").1, 0);
     until("the coordinator to load", || {
         broker.transactions.serves("tx")
@@ -281,5 +285,126 @@ async fn a_transactions_first_batch_is_verified_with_its_coordinator() {
         .await;
     assert_eq!(described[0].state, "Ongoing");
     assert_eq!(described[0].topics, vec![("t".to_string(), vec![0])]);
+    let _ = stop.send(true);
+}
+
+/// TxnOffsetCommit (version `version`) of offset 5 of `t`-0 for group "g"
+/// by `id`/`pid`/`epoch`: the partition's error code.
+async fn txn_offset_commit(
+    broker: &Arc<Broker>,
+    id: &str,
+    pid: i64,
+    epoch: i16,
+    version: i16,
+) -> i16 {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, TopicName, TxnOffsetCommitRequest};
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_producer_id(kafka_protocol::messages::ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(5)])]);
+    let r = crate::handlers::txn_offset_commit::handle(broker, request, version).await;
+    r.topics[0].partitions[0].error_code
+}
+
+/// KIP-890 for TxnOffsetCommit, as Kafka 4.x's group coordinator does it:
+/// before a producer's offsets are appended to `__consumer_offsets`, the
+/// transaction coordinator is asked whether the group's partition is in
+/// the producer's ongoing transaction. A transaction version 1 producer
+/// that never sent AddOffsetsToTxn is refused (INVALID_TXN_STATE for
+/// TxnOffsetCommit v0–3, TRANSACTION_ABORTABLE for v4) and nothing is
+/// appended, so no hanging transaction holds back the partition's last
+/// stable offset; a stale epoch is INVALID_PRODUCER_EPOCH. After
+/// AddOffsetsToTxn the commit goes through. TxnOffsetCommit v5 (transaction
+/// version 2, where clients skip AddOffsetsToTxn) adds the partition to the
+/// transaction itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_txn_offset_commit_is_verified_with_the_transaction_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = {
+        let mut cfg = StaticConfig::default();
+        cfg.set("log.dirs", &dir.path().display().to_string())
+            .unwrap();
+        cfg.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
+        cfg.set("transaction.state.log.num.partitions", "1")
+            .unwrap();
+        cfg.set("offsets.topic.num.partitions", "1").unwrap();
+        let cfg = Arc::new(cfg);
+        Broker::open(BrokerSettings::from_config(&cfg).unwrap(), cfg).unwrap()
+    };
+    let stop = start(&broker);
+    tokio::spawn(
+        broker
+            .groups
+            .clone()
+            .run_timers(broker.clone(), stop.subscribe()),
+    );
+    create_topic_t(&broker);
+    assert_eq!(find_coordinator(&broker, "tx").1, 0);
+    assert!(broker.groups.ensure_offsets_topic(&broker));
+    until("the coordinators to load", || {
+        broker.transactions.serves("tx") && broker.groups.serves("g")
+    })
+    .await;
+    let offsets = broker
+        .partition_named(&broker.image(), crate::groups::OFFSETS_TOPIC, 0)
+        .expect("__consumer_offsets-0");
+    let (code, pid, epoch) = init(&broker, "tx").await;
+    assert_eq!(code, 0);
+
+    for (version, error) in [
+        (3, ResponseError::InvalidTxnState),
+        (4, ResponseError::TransactionAbortable),
+    ] {
+        assert_eq!(
+            txn_offset_commit(&broker, "tx", pid, epoch, version).await,
+            error.code(),
+            "TxnOffsetCommit v{version} without AddOffsetsToTxn"
+        );
+        assert_eq!(offsets.log().log_end_offset().get(), 0, "nothing appended");
+    }
+
+    let add = kafka_protocol::messages::AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+        .with_producer_id(kafka_protocol::messages::ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(kafka_protocol::messages::GroupId(
+            StrBytes::from_static_str("g"),
+        ));
+    let r = crate::handlers::add_offsets_to_txn::handle(&broker, add, 3).await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        txn_offset_commit(&broker, "tx", pid, epoch - 1, 3).await,
+        ResponseError::InvalidProducerEpoch.code(),
+        "a stale epoch"
+    );
+    assert_eq!(txn_offset_commit(&broker, "tx", pid, epoch, 3).await, 0);
+    assert!(offsets.log().log_end_offset().get() > 0, "appended");
+
+    // Transaction version 2: the group coordinator adds the partition.
+    let (code, pid2, epoch2) = init(&broker, "tx2").await;
+    assert_eq!(code, 0);
+    assert_eq!(txn_offset_commit(&broker, "tx2", pid2, epoch2, 5).await, 0);
+    let p = broker.transactions.partition_for("tx2");
+    let described = broker
+        .transactions
+        .read(&broker, p, |c| {
+            c.describe_transactions(&["tx2".to_string()])
+        })
+        .await;
+    assert_eq!(described[0].state, "Ongoing");
+    assert_eq!(
+        described[0].topics,
+        vec![(crate::groups::OFFSETS_TOPIC.to_string(), vec![0])]
+    );
     let _ = stop.send(true);
 }

@@ -55,23 +55,34 @@ pub(crate) struct Verification {
 /// The first Produce version that knows TRANSACTION_ABORTABLE (KIP-890).
 const TRANSACTION_ABORTABLE_SINCE: i16 = 11;
 
+/// The first TxnOffsetCommit version that knows TRANSACTION_ABORTABLE
+/// (Kafka's `genericErrorSupported`).
+const TXN_OFFSET_COMMIT_ABORTABLE_SINCE: i16 = 4;
+/// The first TxnOffsetCommit version of transaction version 2, whose
+/// clients skip AddOffsetsToTxn: the group coordinator adds the partition
+/// (Kafka's `addPartition`).
+const TXN_OFFSET_COMMIT_ADDS_SINCE: i16 = 5;
+
 /// Asks the coordinator of `v.transactional_id`; `Ok` when the batch may be
-/// appended, else the Produce (v`version`) error for it.
+/// appended, else the client's error for it (`abortable_known`: the
+/// request's version knows TRANSACTION_ABORTABLE).
 pub(crate) async fn verify(
     broker: &Arc<Broker>,
     v: &Verification,
-    version: i16,
+    abortable_known: bool,
 ) -> Result<(), ResponseError> {
     let code = match coordinator_of(broker, &v.transactional_id) {
         None => codes::COORDINATOR_NOT_AVAILABLE,
         Some(c) if c == broker.settings.node_id => here(broker, v).await,
         Some(c) => remote(broker, c, v).await,
     };
-    produce_error(code, version)
+    client_error(code, abortable_known)
 }
 
-/// The Produce (v`version`) error for the coordinator's answer `code`.
-fn produce_error(code: i16, version: i16) -> Result<(), ResponseError> {
+/// The client's error for the coordinator's answer `code`, as Kafka's
+/// `AddPartitionsToTxnManager` maps it (`abortable_known`: the client's
+/// request version knows TRANSACTION_ABORTABLE).
+fn client_error(code: i16, abortable_known: bool) -> Result<(), ResponseError> {
     match code {
         0 => Ok(()),
         c if c == codes::COORDINATOR_NOT_AVAILABLE
@@ -84,7 +95,7 @@ fn produce_error(code: i16, version: i16) -> Result<(), ResponseError> {
         c if c == txn_codes::PRODUCER_FENCED || c == txn_codes::INVALID_PRODUCER_EPOCH => {
             Err(ResponseError::InvalidProducerEpoch)
         }
-        c if c == txn_codes::TRANSACTION_ABORTABLE && version >= TRANSACTION_ABORTABLE_SINCE => {
+        c if c == txn_codes::TRANSACTION_ABORTABLE && abortable_known => {
             Err(ResponseError::TransactionAbortable)
         }
         _ => Err(ResponseError::InvalidTxnState),
@@ -270,7 +281,7 @@ pub(crate) async fn verify_produce(
                 },
                 add,
             };
-            match verify(broker, &v, version).await {
+            match verify(broker, &v, version >= TRANSACTION_ABORTABLE_SINCE).await {
                 Ok(()) => {
                     verdicts.guards.insert((ti, pi), guard);
                 }
@@ -283,6 +294,59 @@ pub(crate) async fn verify_produce(
     verdicts
 }
 
+/// KIP-890 for TxnOffsetCommit (Kafka 4.x's group coordinator verifies
+/// before it appends a producer's offsets): unless the producer's
+/// transaction is already open in the group's `__consumer_offsets`
+/// partition `partition` (led here), asks the transaction coordinator
+/// whether that partition is in the transaction (TxnOffsetCommit v0–4,
+/// transaction version 1, which sent AddOffsetsToTxn) or has it added
+/// (v5, transaction version 2). `Err` is the TxnOffsetCommit (v`version`)
+/// error code: a partition not in the transaction is INVALID_TXN_STATE, or
+/// TRANSACTION_ABORTABLE from v4; a stale epoch INVALID_PRODUCER_EPOCH;
+/// a coordinator that cannot answer now COORDINATOR_NOT_AVAILABLE (Kafka's
+/// group coordinator turns NOT_ENOUGH_REPLICAS into it), which clients
+/// retry.
+pub(crate) async fn verify_txn_offset_commit(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    partition: u32,
+    version: i16,
+) -> Result<(), i16> {
+    let topic = crate::groups::OFFSETS_TOPIC;
+    let Some(part) = crate::coordinator_runtime::log::internal_partition(broker, topic, partition)
+    else {
+        return Ok(());
+    };
+    let ongoing = part
+        .log()
+        .producer_state(producer_id)
+        .is_some_and(|e| e.epoch == producer_epoch && e.current_txn_first_offset.is_some());
+    // Not led here: the group coordinator answers NOT_COORDINATOR.
+    if transactional_id.is_empty() || ongoing || part.led_epoch().is_none() {
+        return Ok(());
+    }
+    let level = broker
+        .image()
+        .feature_level(samsa_metadata::features::TRANSACTION_VERSION);
+    let v = Verification {
+        transactional_id: transactional_id.to_owned(),
+        producer_id,
+        producer_epoch,
+        partition: TopicPartition {
+            topic: topic.to_owned(),
+            partition: samsa_model::PartitionIndex(partition as i32),
+        },
+        add: version >= TXN_OFFSET_COMMIT_ADDS_SINCE && level >= 2,
+    };
+    match verify(broker, &v, version >= TXN_OFFSET_COMMIT_ABORTABLE_SINCE).await {
+        Ok(()) => Ok(()),
+        Err(ResponseError::NotEnoughReplicas) => Err(codes::COORDINATOR_NOT_AVAILABLE),
+        Err(e) => Err(e.code()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,7 +355,7 @@ mod tests {
     /// producers retry what is transient and abort what is not.
     #[test]
     fn coordinator_errors_map_to_produce_errors() {
-        assert_eq!(produce_error(0, 11), Ok(()));
+        assert_eq!(client_error(0, true), Ok(()));
         for retriable in [
             codes::NOT_COORDINATOR,
             codes::COORDINATOR_LOAD_IN_PROGRESS,
@@ -299,24 +363,24 @@ mod tests {
             txn_codes::CONCURRENT_TRANSACTIONS,
         ] {
             assert_eq!(
-                produce_error(retriable, 11),
+                client_error(retriable, true),
                 Err(ResponseError::NotEnoughReplicas)
             );
         }
         assert_eq!(
-            produce_error(txn_codes::PRODUCER_FENCED, 11),
+            client_error(txn_codes::PRODUCER_FENCED, true),
             Err(ResponseError::InvalidProducerEpoch)
         );
         assert_eq!(
-            produce_error(txn_codes::INVALID_TXN_STATE, 11),
+            client_error(txn_codes::INVALID_TXN_STATE, true),
             Err(ResponseError::InvalidTxnState)
         );
         assert_eq!(
-            produce_error(txn_codes::TRANSACTION_ABORTABLE, 11),
+            client_error(txn_codes::TRANSACTION_ABORTABLE, true),
             Err(ResponseError::TransactionAbortable)
         );
         assert_eq!(
-            produce_error(txn_codes::TRANSACTION_ABORTABLE, 10),
+            client_error(txn_codes::TRANSACTION_ABORTABLE, false),
             Err(ResponseError::InvalidTxnState),
             "older producers do not know TRANSACTION_ABORTABLE"
         );
