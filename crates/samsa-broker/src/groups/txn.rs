@@ -145,10 +145,10 @@ mod tests {
     }
 
     /// Starts the transaction coordinator (until `stop`), initializes
-    /// transactional producer `id` twice (so its epoch 0 is fenced by epoch
-    /// 1) and adds `group`'s offsets partition to its transaction
-    /// (InitProducerId, AddOffsetsToTxn): its producer id and epoch. A
-    /// TxnOffsetCommit is verified with the transaction coordinator (KIP-890).
+    /// transactional producer `id` twice (its second epoch fences the
+    /// first) and adds `group`'s offsets partition to its transaction with
+    /// AddOffsetsToTxn, since a TxnOffsetCommit is verified with the
+    /// transaction coordinator (KIP-890): its producer id and epoch.
     async fn open_transaction(
         broker: &std::sync::Arc<Broker>,
         stop: &tokio::sync::watch::Sender<bool>,
@@ -206,26 +206,7 @@ mod tests {
         epoch: i16,
         offset: i64,
     ) -> i16 {
-        use kafka_protocol::messages::txn_offset_commit_request::{
-            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
-        };
-        use kafka_protocol::messages::{
-            GroupId, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
-        };
-        use kafka_protocol::protocol::StrBytes;
-        let request = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
-            .with_group_id(GroupId(StrBytes::from_static_str("g")))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_generation_id(-1)
-            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(offset)])]);
-        let r = crate::handlers::txn_offset_commit::handle(broker, request, 3).await;
-        r.topics[0].partitions[0].error_code
+        crate::transactions::tests::txn_offset_commit(broker, ("tx", pid, epoch), 3, offset).await
     }
 
     /// A zombie (a producer fenced by a newer epoch of its id) that sends

@@ -288,14 +288,13 @@ async fn a_transactions_first_batch_is_verified_with_its_coordinator() {
     let _ = stop.send(true);
 }
 
-/// TxnOffsetCommit (version `version`) of offset 5 of `t`-0 for group "g"
-/// by `id`/`pid`/`epoch`: the partition's error code.
-async fn txn_offset_commit(
+/// TxnOffsetCommit (version `version`) of `offset` for `t`-0 of group "g"
+/// by `id`/`pid`/`epoch`, through the handler: the partition's error code.
+pub(crate) async fn txn_offset_commit(
     broker: &Arc<Broker>,
-    id: &str,
-    pid: i64,
-    epoch: i16,
+    (id, pid, epoch): (&str, i64, i16),
     version: i16,
+    offset: i64,
 ) -> i16 {
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -311,7 +310,7 @@ async fn txn_offset_commit(
             .with_name(TopicName(StrBytes::from_static_str("t")))
             .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
                 .with_partition_index(0)
-                .with_committed_offset(5)])]);
+                .with_committed_offset(offset)])]);
     let r = crate::handlers::txn_offset_commit::handle(broker, request, version).await;
     r.topics[0].partitions[0].error_code
 }
@@ -366,7 +365,7 @@ async fn a_txn_offset_commit_is_verified_with_the_transaction_coordinator() {
         (4, ResponseError::TransactionAbortable),
     ] {
         assert_eq!(
-            txn_offset_commit(&broker, "tx", pid, epoch, version).await,
+            txn_offset_commit(&broker, ("tx", pid, epoch), version, 5).await,
             error.code(),
             "TxnOffsetCommit v{version} without AddOffsetsToTxn"
         );
@@ -383,17 +382,23 @@ async fn a_txn_offset_commit_is_verified_with_the_transaction_coordinator() {
     let r = crate::handlers::add_offsets_to_txn::handle(&broker, add, 3).await;
     assert_eq!(r.error_code, 0);
     assert_eq!(
-        txn_offset_commit(&broker, "tx", pid, epoch - 1, 3).await,
+        txn_offset_commit(&broker, ("tx", pid, epoch - 1), 3, 5).await,
         ResponseError::InvalidProducerEpoch.code(),
         "a stale epoch"
     );
-    assert_eq!(txn_offset_commit(&broker, "tx", pid, epoch, 3).await, 0);
+    assert_eq!(
+        txn_offset_commit(&broker, ("tx", pid, epoch), 3, 5).await,
+        0
+    );
     assert!(offsets.log().log_end_offset().get() > 0, "appended");
 
     // Transaction version 2: the group coordinator adds the partition.
     let (code, pid2, epoch2) = init(&broker, "tx2").await;
     assert_eq!(code, 0);
-    assert_eq!(txn_offset_commit(&broker, "tx2", pid2, epoch2, 5).await, 0);
+    assert_eq!(
+        txn_offset_commit(&broker, ("tx2", pid2, epoch2), 5, 5).await,
+        0
+    );
     let p = broker.transactions.partition_for("tx2");
     let described = broker
         .transactions
