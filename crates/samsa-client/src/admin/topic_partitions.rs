@@ -68,10 +68,16 @@ impl Admin {
                         .with_partition_index(*p)
                 }));
             let response = conn.send_version(&request, v).await?;
-            pages.add(response.topics)?;
+            let added = pages.add(response.topics)?;
             let Some(next) = response.next_cursor else {
                 return pages.finish(names.is_some().then_some(&requested[..]));
             };
+            if added == 0 {
+                // A page holds at least one partition, so the pages end.
+                return Err(ClientError::Invalid(
+                    "DescribeTopicPartitions answered an empty page with a cursor".into(),
+                ));
+            }
             let next = (next.topic_name.0.to_string(), next.partition_index);
             if cursor.as_ref().is_some_and(|prev| next <= *prev) {
                 return Err(ClientError::Invalid(format!(
@@ -87,7 +93,8 @@ impl Admin {
     }
 }
 
-/// The topics of the pages so far, by name.
+/// The topics of the pages so far, by name. (`add` answers how many
+/// partitions the page held.)
 #[derive(Default)]
 struct Pages {
     topics: BTreeMap<String, TopicInfo>,
@@ -100,9 +107,11 @@ impl Pages {
         topics: Vec<
             kafka_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic,
         >,
-    ) -> Result<(), ClientError> {
+    ) -> Result<usize, ClientError> {
+        let mut added = 0usize;
         for t in topics {
             let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            added = added.saturating_add(t.partitions.len());
             self.partitions = self.partitions.saturating_add(t.partitions.len());
             if self.partitions > DESCRIBED_PARTITIONS_MAX {
                 return Err(ClientError::Invalid(format!(
@@ -131,7 +140,7 @@ impl Pages {
                     )
                 }));
         }
-        Ok(())
+        Ok(added)
     }
 
     /// The topics sorted by name, each with its partitions sorted (a
@@ -193,9 +202,19 @@ mod tests {
     /// Topic `a` with 5 partitions and `b` with 1, on broker 1.
     const TOPICS: [(&str, i32); 2] = [("a", 5), ("b", 1)];
 
+    /// How the fake broker pages.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        Honest,
+        /// Answers the same cursor forever.
+        Stuck,
+        /// Answers no partitions, with an advancing cursor.
+        Empty,
+    }
+
     /// One page as a broker with `max.request.partition.size.limit` = 2
-    /// answers it; `stuck` answers the same cursor forever.
-    fn page(req: &DescribeTopicPartitionsRequest, stuck: bool) -> DescribeTopicPartitionsResponse {
+    /// answers it (as `mode` says).
+    fn page(req: &DescribeTopicPartitionsRequest, mode: Mode) -> DescribeTopicPartitionsResponse {
         let (from_topic, from_part) = req
             .cursor
             .as_ref()
@@ -212,7 +231,8 @@ mod tests {
             .filter(|(n, i)| (*n, *i) >= (from_topic, from_part))
             .collect();
         let mut resp = DescribeTopicPartitionsResponse::default();
-        for (n, i) in rest.iter().take(limit) {
+        let shown = if mode == Mode::Empty { 0 } else { limit };
+        for (n, i) in rest.iter().take(shown) {
             if resp
                 .topics
                 .last()
@@ -235,7 +255,11 @@ mod tests {
                 );
             }
         }
-        let next = if stuck { rest.first() } else { rest.get(limit) };
+        let next = if mode == Mode::Stuck {
+            rest.first()
+        } else {
+            rest.get(limit)
+        };
         resp.next_cursor = next.map(|(n, i)| {
             ResponseCursor::default()
                 .with_topic_name(topic_name(n))
@@ -248,7 +272,7 @@ mod tests {
     /// DescribeTopicPartitions requests it saw.
     async fn broker(
         with_api_75: bool,
-        stuck: bool,
+        mode: Mode,
     ) -> (String, Arc<Mutex<Vec<DescribeTopicPartitionsRequest>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -263,7 +287,7 @@ mod tests {
             }
             ApiKey::DescribeTopicPartitions => {
                 let req = DescribeTopicPartitionsRequest::decode(body, version).expect("request");
-                let resp = page(&req, stuck);
+                let resp = page(&req, mode);
                 log.lock().expect("log").push(req);
                 Reply::encode(&resp, version)
             }
@@ -287,7 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_are_followed_with_the_cursor_until_every_partition_is_in() {
-        let (addr, seen) = broker(true, false).await;
+        let (addr, seen) = broker(true, Mode::Honest).await;
         let admin = admin(&addr).await;
         let topics = admin
             .describe_topics_paged(Some(&["b".to_string(), "a".to_string()]), 100)
@@ -317,7 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_broker_without_api_75_is_asked_with_metadata() {
-        let (addr, seen) = broker(false, false).await;
+        let (addr, seen) = broker(false, Mode::Honest).await;
         let admin = admin(&addr).await;
         let topics = admin
             .describe_topics_paged(Some(&["a".to_string()]), 2)
@@ -335,8 +359,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cursor_that_does_not_advance_is_refused() {
-        let (addr, seen) = broker(true, true).await;
+    async fn a_cursor_that_does_not_advance_or_an_empty_page_is_refused() {
+        let (addr, seen) = broker(true, Mode::Stuck).await;
         let admin = admin(&addr).await;
         let e = admin
             .describe_topics_paged(Some(&["a".to_string()]), 2)
@@ -344,5 +368,15 @@ mod tests {
             .expect_err("stuck cursor");
         assert!(e.to_string().contains("cursor went back"), "{e}");
         assert_eq!(seen.lock().expect("seen").len(), 2);
+
+        // Empty pages whose cursor advances would take a request per partition.
+        let (addr, seen) = broker(true, Mode::Empty).await;
+        let admin = super::tests::admin(&addr).await;
+        let e = admin
+            .describe_topics_paged(None, 2)
+            .await
+            .expect_err("empty page");
+        assert!(e.to_string().contains("empty page"), "{e}");
+        assert_eq!(seen.lock().expect("seen").len(), 1);
     }
 }
