@@ -128,6 +128,29 @@ def test_authorized_operations_with_confluent_kafka(broker):
     assert set(described.authorized_operations) == GROUP_OPS
 
 
+def test_consumer_group_describe_reports_authorized_operations(broker):
+    """A KIP-848 group is described with ConsumerGroupDescribe (librdkafka
+    reports it as a CONSUMER group), which carries the group's operations."""
+    from confluent_kafka import ConsumerGroupType
+
+    a = h.admin(broker.bootstrap)
+    t = h.unique_topic("authz-848")
+    h.create_topic(a, t, 1)
+    group = h.unique_topic("authz-848-group")
+    c = h.consumer(broker.bootstrap, **{"group.id": group, "group.protocol": "consumer"})
+    try:
+        c.subscribe([t])
+        h.wait_until(lambda: (c.poll(0.2), c.assignment())[1] != [], message="consumer assigned")
+        described = a.describe_consumer_groups([group],
+                                               include_authorized_operations=True)[group].result(30)
+        assert described.type == ConsumerGroupType.CONSUMER, described.type
+        assert set(described.authorized_operations) == GROUP_OPS
+        plain = a.describe_consumer_groups([group])[group].result(30)
+        assert not plain.authorized_operations, "not asked for: none reported"
+    finally:
+        c.close()
+
+
 def test_create_topics_error_message_is_null_on_success(broker, kp_admin):
     t = h.unique_topic("nullmsg")
     r = kp_admin.create_topics({t: {"num_partitions": 1, "replication_factor": 1}},

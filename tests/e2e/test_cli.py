@@ -100,19 +100,64 @@ def test_topics_describe_shows_partitions_leader_isr_and_overrides(broker):
     a = h.admin(broker.bootstrap)
     h.create_topic(a, t, partitions=3, config={"retention.ms": "123456"})
     text = out(cli(broker, "topics", "describe", t))
-    lines = text.strip().splitlines()
+    lines = text.splitlines()
     assert lines[0].startswith(f"Topic: {t}\t"), text
     assert "PartitionCount: 3" in lines[0]
     assert "ReplicationFactor: 1" in lines[0]
     assert "retention.ms=123456" in lines[0], "non-default configs are listed"
     assert "segment.bytes" not in lines[0], "defaults are not"
-    parts = [ln.strip() for ln in lines[1:]]
-    assert parts == [f"Topic: {t}\tPartition: {i}\tLeader: 1\tReplicas: 1\tIsr: 1" for i in range(3)], text
+    parts = [ln.strip("\n") for ln in lines[1:]]
+    # kafka-topics.sh's columns; Elr/LastKnownElr come from DescribeTopicPartitions
+    # (empty lists: samsa has no eligible leader replicas).
+    assert parts == [f"\tTopic: {t}\tPartition: {i}\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: \tLastKnownElr: "
+                     for i in range(3)], text
 
     doc = json.loads(out(cli(broker, "topics", "describe", "--topic", t, "--output", "json")))
     assert doc[0]["partition_count"] == 3
     assert [p["leader"] for p in doc[0]["partitions"]] == [1, 1, 1]
     assert doc[0]["configs"]["retention.ms"] == "123456"
+    assert [(p["elr"], p["last_known_elr"]) for p in doc[0]["partitions"]] == [([], [])] * 3
+
+
+def describe_lines(text: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """`topics describe` text: the topic lines' names and every partition line's
+    (topic, partition), in order."""
+    topics, parts = [], []
+    for ln in text.splitlines():
+        cols = dict(c.split(": ", 1) for c in ln.strip("\t").split("\t") if ": " in c)
+        if ln.startswith("Topic: "):
+            topics.append(cols["Topic"])
+        elif ln.startswith("\tTopic: "):
+            assert "Elr" in cols and "LastKnownElr" in cols, ln
+            parts.append((cols["Topic"], int(cols["Partition"])))
+    return topics, parts
+
+
+def test_topics_describe_pages_with_describe_topic_partitions(broker_factory):
+    """`topics describe` asks DescribeTopicPartitions (as kafka-topics.sh since
+    3.8) page after page: the broker caps a page at 7 partitions, so 60
+    partitions over two topics take many pages, each partition printed once."""
+    b = broker_factory("max.request.partition.size.limit=7")
+    big, small = h.unique_topic("cli-page-b"), h.unique_topic("cli-page-s")
+    a = h.admin(b.bootstrap)
+    h.create_topic(a, big, partitions=57)
+    h.create_topic(a, small, partitions=3)
+    want = [(big, i) for i in range(57)]
+    topics, parts = describe_lines(out(cli(b, "topics", "describe", big)))
+    assert topics == [big] and parts == want
+    assert "PartitionCount: 57" in out(cli(b, "topics", "describe", big)).splitlines()[0]
+
+    # Every topic: both complete, in name order (the pages cross the topic boundary).
+    topics, parts = describe_lines(out(cli(b, "topics", "describe")))
+    both = sorted([big, small])
+    assert topics == both, topics
+    assert [p for p in parts if p[0] in both] == sorted(want + [(small, i) for i in range(3)])
+
+    # A client page size below the broker's cap (kafka-topics.sh's flag).
+    doc = json.loads(out(cli(b, "topics", "describe", big, "--partition-size-limit-per-response", "2",
+                             "--output", "json")))
+    assert [p["partition"] for p in doc[0]["partitions"]] == list(range(57))
+    assert doc[0]["partition_count"] == 57
 
 
 def test_describe_and_delete_of_a_missing_topic_fail_with_advice(broker):

@@ -369,7 +369,9 @@ def describe_lines(c: Cluster, *args: str) -> tuple[list[str], str]:
 
 
 def fields(line: str) -> dict[str, str]:
-    return dict(f.split(": ", 1) for f in line.split("\t"))
+    # Split at the first ":": an empty last column ("LastKnownElr: ") loses its
+    # space to the caller's strip().
+    return {k: v.strip() for k, _, v in (f.partition(":") for f in line.split("\t"))}
 
 
 @pytest.mark.timeout(240)

@@ -2,7 +2,9 @@
 confluent-kafka's AdminClient and the samsa CLI: validated against the broker's
 bounds, listed by DescribeConfigs, used by the KIP-848 coordinator (the
 ConsumerGroupHeartbeat answers carry the group's heartbeat interval) and kept
-across a restart."""
+across a restart; in a 3-node cluster a group config set through any node is
+used by whichever node coordinates the group, also after the coordinator is
+killed and the group moves."""
 
 from __future__ import annotations
 
@@ -17,11 +19,17 @@ from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResourc
 
 import helpers as h
 import kafka_wire as w
+from cluster import cluster_fixture, find_coordinator_of
 from conftest import samsa_bin
 
 CONSUMER_GROUP_HEARTBEAT = 68
 HB = "consumer.heartbeat.interval.ms"
 ST = "consumer.session.timeout.ms"
+
+
+@pytest.fixture
+def cluster_factory(request, tmp_path):
+    yield from cluster_fixture(request, tmp_path)
 
 
 def describe(a, group: str) -> dict:
@@ -143,3 +151,75 @@ def test_cli_alters_and_describes_group_configs(broker):
     r = run("describe", "--entity-type", "groups", "--entity-name", group)
     line = next(l for l in r.stdout.splitlines() if l.startswith(ST))
     assert "45000" in line and "DEFAULT_CONFIG" in line, r.stdout
+
+
+@pytest.mark.timeout(300)
+def test_group_configs_reach_the_coordinator_on_another_node_and_after_it_moves(cluster_factory):
+    c = cluster_factory(3)
+    topic = h.unique_topic("gcfg-cluster")
+    c.create_topic(topic, partitions=1)
+    group = f"gcfgc-{uuid.uuid4().hex[:8]}"
+
+    def coordinator(exclude: int | None = None) -> int | None:
+        """The node every serving node names as the group's coordinator."""
+        named = set()
+        for n in c.serving():
+            try:
+                err, node = find_coordinator_of(n.bootstrap, group)
+            except OSError:
+                return None
+            if err != 0:
+                return None
+            named.add(node)
+        if len(named) != 1:
+            return None
+        (node,) = named
+        return node if node in c.serving_ids() and node != exclude else None
+
+    def probe(node: int) -> int:
+        return heartbeat_interval(c.nodes[node].bootstrap, group, uuid.uuid4().hex, topic)
+
+    first = h.wait_until(coordinator, timeout=60, message=f"a coordinator for {group}")
+    assert probe(first) == 5000, "the broker default before any group config"
+
+    # Set through a node that does not coordinate the group.
+    other = next(i for i in c.ids if i != first)
+    alter(h.admin(c.nodes[other].bootstrap), group,
+          ConfigEntry(HB, "7000", incremental_operation=AlterConfigOpType.SET))
+    h.wait_until(lambda: probe(first) == 7000, timeout=30,
+                 message="the coordinator on another node uses the group's heartbeat interval")
+    for i in c.ids:  # every node describes it (samsa's CLI asks the node it is given)
+        assert "7000" in cli_config_line(c.nodes[i].bootstrap, group, HB).split(), i
+
+    # The coordinator dies: the group moves, and the new coordinator uses the config.
+    c.kill9(first)
+    second = h.wait_until(lambda: coordinator(exclude=first), timeout=60,
+                          message=f"{group} coordinated by another node after node {first} died")
+    assert probe(second) == 7000, "the group config after the coordinator moved"
+
+    # Changed again through a node that is not the new coordinator: used at once.
+    third = next(i for i in sorted(c.serving_ids()) if i != second)
+    alter(h.admin(c.nodes[third].bootstrap), group,
+          ConfigEntry(HB, "9000", incremental_operation=AlterConfigOpType.SET),
+          ConfigEntry(ST, "60000", incremental_operation=AlterConfigOpType.SET))
+    h.wait_until(lambda: probe(second) == 9000, timeout=30,
+                 message="the new coordinator uses the changed heartbeat interval")
+
+    # The killed node comes back with both values from the metadata log.
+    c.restart(first)
+    back = c.nodes[first].bootstrap
+    h.wait_until(lambda: "60000" in cli_config_line(back, group, ST).split(), timeout=60,
+                 message=f"node {first} describes the group config after its restart")
+    assert "9000" in cli_config_line(back, group, HB).split()
+
+
+def cli_config_line(bootstrap: str, group: str, name: str) -> str:
+    """`samsa configs describe` of a group asked of one node: the line of ``name``
+    if it is a group-level value ("" otherwise, or when the node cannot answer)."""
+    r = subprocess.run([samsa_bin(), "configs", "--bootstrap-server", bootstrap, "describe",
+                        "--entity-type", "groups", "--entity-name", group],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        return ""
+    line = next((l for l in r.stdout.splitlines() if l.startswith(name)), "")
+    return line if "GROUP_CONFIG" in line else ""

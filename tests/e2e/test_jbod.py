@@ -2,7 +2,9 @@
 `log_dirs` moves a replica to another log directory (AlterReplicaLogDirs)
 while a confluent-kafka producer writes to it, across segment rolls; every
 acknowledged record is then readable once, in order, after the swap and
-after a restart.
+after a restart. In a 3-node cluster the leader's replica moves while the
+leader is killed (leadership moves away and back to the moved replica): no
+acknowledged record is lost and the replica ends in the new directory.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import helpers as h
+from cluster import Workload, check_log, cluster_fixture, log
 from conftest import Broker, samsa_bin
 
 
@@ -142,3 +145,105 @@ def test_a_replica_moves_between_log_dirs_while_producing_and_loses_nothing(jbod
     b.start()
     assert holder(b, topic) == target, "the move survives a restart"
     assert stored() == acked, "every acknowledged record once, in order, after a restart"
+
+
+@pytest.fixture
+def cluster_factory(request, tmp_path):
+    yield from cluster_fixture(request, tmp_path)
+
+
+def log_dirs_of(bootstrap: str, broker: int, topic: str) -> dict[str, list[str]] | None:
+    """`samsa log-dirs --describe` of one broker: each log directory (as the
+    broker names it) with the partitions of ``topic`` it holds (not counting
+    a future log); None while the broker cannot answer."""
+    r = subprocess.run([samsa_bin(), "log-dirs", "--describe", "--bootstrap-server", bootstrap,
+                        "--broker-list", str(broker), "--topic-list", topic],
+                       capture_output=True, timeout=60, text=True)
+    if r.returncode != 0:
+        return None
+    doc = json.loads(r.stdout.splitlines()[2])
+    [b] = doc["brokers"]
+    return {d["logDir"]: [x["partition"] for x in d["partitions"] if not x["isFuture"]]
+            for d in b["logDirs"]}
+
+
+@pytest.mark.timeout(420)
+def test_a_replica_move_survives_a_leader_kill_in_a_cluster_and_loses_nothing(cluster_factory):
+    c = cluster_factory(overrides={
+        # Relative to each node's working directory: two log dirs per node.
+        "log.dirs": "d1,d2",
+        "log.segment.bytes": "1048576",  # Kafka 4.x's least
+    })
+    topic = h.unique_topic("jbod-cluster")
+    c.create_topic(topic, partitions=1)
+    full = c.wait_isr_full(topic, [0])
+    mover = full[0].leader
+    node = c.nodes[mover]
+    dirs = log_dirs_of(node.bootstrap, mover, topic)
+    assert dirs is not None
+    [source] = [d for d, parts in dirs.items() if f"{topic}-0" in parts]
+    [target] = [d for d in dirs if d != source]
+    target_path = node.workdir / Path(target).name
+    log(f"{topic}-0: leader {mover} moves its replica {source} -> {target}")
+
+    # About 4 MB (4 segments) before the move, written through the workload's
+    # checker so that every one of them is held to its acknowledgement too.
+    w = Workload(c.bootstrap, topic, 1, rate=200)
+    pad = "x" * 2000
+    fill = h.producer(c.bootstrap, acks="all", **{"enable.idempotence": True, "linger.ms": 20})
+    # (not "{w.run}-<seq>": the checker orders those by their sequence number)
+    values = [f"fill-{w.run}-{i}-{pad}" for i in range(2000)]
+    dl = h.produce_and_flush(fill, [dict(value=v.encode(), partition=0) for v in values], topic, timeout=120)
+    assert not dl.errors, dl.errors[:3]
+    for d in sorted(dl.ok, key=lambda d: d.offset):
+        w.record_external(d.value.decode(), 0, None, d.offset)
+    w.start()
+    w.wait_acks_since(time.monotonic(), n=50)
+
+    plan_doc = {"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": full[0].replicas,
+         "log_dirs": [target if r == mover else "any" for r in full[0].replicas]}]}
+    plan = node.workdir / "plan.json"
+    plan.write_text(json.dumps(plan_doc))
+    r = subprocess.run([samsa_bin(), "reassign-partitions", "--bootstrap-server", c.bootstrap,
+                        "--reassignment-json-file", str(plan), "--execute"],
+                       capture_output=True, timeout=60, text=True)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"Successfully started log directory move for: {topic}-0-{mover}" in r.stdout, r.stdout
+
+    # As soon as the copy exists in the target (future log or already swapped),
+    # the leader dies: leadership moves to another replica while it is away.
+    h.wait_until(lambda: any(e.name.startswith(f"{topic}-0") for e in target_path.iterdir()),
+                 timeout=30, interval=0.01, message="the copy started in the target directory")
+    c.kill9(mover)
+    t_kill = time.monotonic()
+    log(f"killed node {mover} with {sorted(e.name for e in target_path.iterdir())} in {target}")
+    other = c.wait_new_leader(topic, 0, mover)
+    log(f"{topic}-0: leader {mover} killed mid-move, {other} leads")
+    w.wait_acks_since(t_kill, n=200, timeout=60, what="under the new leader")
+
+    # Back up, the move finishes (resumed from the future log if it was cut off).
+    c.restart(mover)
+    h.wait_until(lambda: (log_dirs_of(node.bootstrap, mover, topic) or {}).get(target) == [f"{topic}-0"],
+                 timeout=120, interval=0.5, message=f"{topic}-0 in {target} on node {mover}")
+    h.wait_until(lambda: not any(e.name.startswith(f"{topic}-0") for e in (node.workdir / Path(source).name).iterdir()),
+                 timeout=60, message="the old copy removed")
+    c.wait_isr(topic, 0, set(full[0].replicas), timeout=60)
+
+    # Leadership back to the moved replica (its preferred leader), then more writes.
+    def led_by_mover():
+        if c.leader_of(topic, 0) == mover:
+            return True
+        subprocess.run([samsa_bin(), "leader-election", "--bootstrap-server", c.bootstrap,
+                        "--election-type", "preferred", "--topic", topic, "--partition", "0"],
+                       capture_output=True, timeout=60)
+        return c.leader_of(topic, 0) == mover
+    if full[0].replicas[0] == mover:
+        h.wait_until(led_by_mover, timeout=60, interval=1.0, message=f"node {mover} leading again")
+    t_back = time.monotonic()
+    w.wait_acks_since(t_back, n=200, timeout=60, what="after the move and the leader changes")
+    w.stop()
+    check_log(w, c.bootstrap)
+    assert log_dirs_of(node.bootstrap, mover, topic) == {source: [], target: [f"{topic}-0"]}
+    segments = [f for f in (target_path / f"{topic}-0").iterdir() if f.name.endswith(".log")]
+    assert len(segments) >= 4, f"the moved replica holds the rolled segments: {segments}"

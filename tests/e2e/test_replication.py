@@ -112,7 +112,9 @@ def test_rf3_topic_has_three_replicas_and_full_isr(cluster_factory):
     assert "PartitionCount: 3" in lines[0] and "ReplicationFactor: 3" in lines[0], text
     rows = {}
     for ln in lines[1:]:
-        fields = dict(f.split(": ", 1) for f in ln.strip().split("\t"))
+        # (split at the first ":": an empty last column such as "LastKnownElr: "
+        # loses its space to strip())
+        fields = {k: v.strip() for k, _, v in (f.partition(":") for f in ln.strip().split("\t"))}
         rows[int(fields["Partition"])] = fields
     assert sorted(rows) == [0, 1, 2], text
     for i, f in rows.items():

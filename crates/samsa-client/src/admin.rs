@@ -35,12 +35,16 @@ pub const RESOURCE_BROKER: i8 = 4;
 pub const RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's ConfigSource values.
+mod topic_partitions;
+pub use topic_partitions::{DESCRIBED_PARTITIONS_MAX, PARTITION_LIMIT_DEFAULT};
+#[cfg(test)]
+pub(crate) mod fake_broker;
 mod quorum;
 pub use quorum::{QuorumEndpoint, QuorumInfo, QuorumReplica};
 mod transactions;
 pub use transactions::{
-    AbortTransactionSpec, ListTransactionsFilter, ProducerState, TransactionDescription,
-    TransactionListing,
+    AbortTransactionSpec, ListTransactionsFilter, PartitionProducers, ProducerState,
+    TransactionDescription, TransactionListing,
 };
 
 pub mod config_source {
@@ -475,19 +479,9 @@ impl Admin {
             None => self.list_topics(false).await,
             Some(names) => {
                 let infos = self.client.fetch_metadata(Some(names), false).await?;
-                let mut out = Vec::new();
-                for name in names {
-                    let t = infos.iter().find(|t| &t.name == name).ok_or_else(|| {
-                        ClientError::at(
-                            codes::UNKNOWN_TOPIC_OR_PARTITION,
-                            None,
-                            format!("topic {name}"),
-                        )
-                    })?;
-                    ClientError::check(t.error_code, None, format!("topic {name}"))?;
-                    out.push(t.clone());
-                }
-                Ok(out)
+                topic_partitions::named_topics(names, |name| {
+                    infos.iter().find(|t| t.name == name).cloned()
+                })
             }
         }
     }
@@ -863,17 +857,15 @@ fn retry_controller(e: &ClientError) -> bool {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use bytes::{BufMut, Bytes, BytesMut};
+    use bytes::Bytes;
     use kafka_protocol::messages::{
-        alter_partition_reassignments_response, api_versions_response, elect_leaders_response,
-        list_partition_reassignments_response, metadata_response,
-        AlterPartitionReassignmentsResponse, ApiVersionsResponse, ElectLeadersResponse,
-        ListPartitionReassignmentsResponse, MetadataResponse, RequestHeader, ResponseHeader,
+        alter_partition_reassignments_response, elect_leaders_response,
+        list_partition_reassignments_response, AlterPartitionReassignmentsResponse,
+        ElectLeadersResponse, ListPartitionReassignmentsResponse, MetadataRequest,
     };
-    use kafka_protocol::protocol::{Decodable, Encodable};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+    use kafka_protocol::protocol::Decodable;
 
+    use super::fake_broker::{self, Reply};
     use super::*;
     use crate::ClientConfig;
 
@@ -889,104 +881,57 @@ mod tests {
     /// partition placement APIs. The first ElectLeaders is refused with
     /// NOT_CONTROLLER (a controller election in progress).
     async fn fake_controller() -> (String, Arc<Mutex<Seen>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Seen::default()));
         let state = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(serve(s, addr.port(), state.clone()));
-            }
-        });
-        (addr.to_string(), seen)
+        let apis = vec![
+            (ApiKey::ApiVersions, 0, 3),
+            (ApiKey::Metadata, 0, 12),
+            (ApiKey::ElectLeaders, 0, 2),
+            (ApiKey::AlterPartitionReassignments, 0, 0),
+            (ApiKey::ListPartitionReassignments, 0, 0),
+        ];
+        let addr = fake_broker::spawn(apis, move |port, api, version, b| {
+            answer(&state, port, api, version, b)
+        })
+        .await;
+        (addr, seen)
     }
 
-    async fn serve(mut s: TcpStream, port: u16, seen: Arc<Mutex<Seen>>) {
-        loop {
-            let mut size = [0u8; 4];
-            if s.read_exact(&mut size).await.is_err() {
-                return;
+    fn answer(seen: &Mutex<Seen>, port: u16, api: ApiKey, version: i16, b: &mut Bytes) -> Reply {
+        match api {
+            ApiKey::Metadata => {
+                let req = MetadataRequest::decode(b, version).expect("metadata request");
+                Reply::encode(&fake_broker::metadata(port, &[], &req), version)
             }
-            let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-            s.read_exact(&mut body).await.expect("body");
-            let mut b = Bytes::from(body);
-            let key = i16::from_be_bytes([b[0], b[1]]);
-            let version = i16::from_be_bytes([b[2], b[3]]);
-            let api = ApiKey::try_from(key).expect("key");
-            let header =
-                RequestHeader::decode(&mut b, api.request_header_version(version)).expect("header");
-            let mut out = BytesMut::new();
-            out.put_i32(0);
-            ResponseHeader::default()
-                .with_correlation_id(header.correlation_id)
-                .encode(&mut out, api.response_header_version(version))
-                .expect("encode header");
-            match api {
-                ApiKey::ApiVersions => {
-                    let apis = [
-                        (ApiKey::ApiVersions, 0, 3),
-                        (ApiKey::Metadata, 0, 12),
-                        (ApiKey::ElectLeaders, 0, 2),
-                        (ApiKey::AlterPartitionReassignments, 0, 0),
-                        (ApiKey::ListPartitionReassignments, 0, 0),
-                    ];
-                    ApiVersionsResponse::default()
-                        .with_api_keys(
-                            apis.iter()
-                                .map(|(k, min, max)| {
-                                    api_versions_response::ApiVersion::default()
-                                        .with_api_key(*k as i16)
-                                        .with_min_version(*min)
-                                        .with_max_version(*max)
-                                })
-                                .collect(),
-                        )
-                        .encode(&mut out, version)
-                        .expect("encode");
+            ApiKey::ElectLeaders => {
+                let req = ElectLeadersRequest::decode(b, version).expect("request");
+                let first = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.elect.push(req.clone());
+                    seen.elect.len() == 1
+                };
+                let mut resp = ElectLeadersResponse::default();
+                if first {
+                    resp.error_code = placement_codes::NOT_CONTROLLER;
+                } else {
+                    // t-0 elected, t-1 already led by its preferred replica.
+                    resp.replica_election_results =
+                        vec![elect_leaders_response::ReplicaElectionResult::default()
+                            .with_topic(topic_name("t"))
+                            .with_partition_result(vec![
+                                elect_leaders_response::PartitionResult::default()
+                                    .with_partition_id(0),
+                                elect_leaders_response::PartitionResult::default()
+                                    .with_partition_id(1)
+                                    .with_error_code(placement_codes::ELECTION_NOT_NEEDED)
+                                    .with_error_message(Some(sb("not needed"))),
+                            ])];
                 }
-                ApiKey::Metadata => {
-                    MetadataResponse::default()
-                        .with_controller_id(BrokerId(1))
-                        .with_brokers(vec![metadata_response::MetadataResponseBroker::default()
-                            .with_node_id(BrokerId(1))
-                            .with_host(sb("127.0.0.1"))
-                            .with_port(i32::from(port))])
-                        .encode(&mut out, version)
-                        .expect("encode");
-                }
-                ApiKey::ElectLeaders => {
-                    let req = ElectLeadersRequest::decode(&mut b, version).expect("request");
-                    let first = {
-                        let mut seen = seen.lock().unwrap();
-                        seen.elect.push(req.clone());
-                        seen.elect.len() == 1
-                    };
-                    let mut resp = ElectLeadersResponse::default();
-                    if first {
-                        resp.error_code = placement_codes::NOT_CONTROLLER;
-                    } else {
-                        // t-0 elected, t-1 already led by its preferred replica.
-                        resp.replica_election_results =
-                            vec![elect_leaders_response::ReplicaElectionResult::default()
-                                .with_topic(topic_name("t"))
-                                .with_partition_result(vec![
-                                    elect_leaders_response::PartitionResult::default()
-                                        .with_partition_id(0),
-                                    elect_leaders_response::PartitionResult::default()
-                                        .with_partition_id(1)
-                                        .with_error_code(placement_codes::ELECTION_NOT_NEEDED)
-                                        .with_error_message(Some(sb("not needed"))),
-                                ])];
-                    }
-                    resp.encode(&mut out, version).expect("encode");
-                }
-                ApiKey::AlterPartitionReassignments => {
-                    let req = AlterPartitionReassignmentsRequest::decode(&mut b, version)
-                        .expect("request");
-                    let topics = req
+                Reply::encode(&resp, version)
+            }
+            ApiKey::AlterPartitionReassignments => {
+                let req = AlterPartitionReassignmentsRequest::decode(b, version).expect("request");
+                let topics = req
                         .topics
                         .iter()
                         .map(|t| {
@@ -1012,17 +957,16 @@ mod tests {
                                 )
                         })
                         .collect();
-                    seen.lock().unwrap().alter.push(req);
-                    AlterPartitionReassignmentsResponse::default()
-                        .with_responses(topics)
-                        .encode(&mut out, version)
-                        .expect("encode");
-                }
-                ApiKey::ListPartitionReassignments => {
-                    let req = ListPartitionReassignmentsRequest::decode(&mut b, version)
-                        .expect("request");
-                    seen.lock().unwrap().list.push(req);
-                    ListPartitionReassignmentsResponse::default()
+                seen.lock().unwrap().alter.push(req);
+                Reply::encode(
+                    &AlterPartitionReassignmentsResponse::default().with_responses(topics),
+                    version,
+                )
+            }
+            ApiKey::ListPartitionReassignments => {
+                let req = ListPartitionReassignmentsRequest::decode(b, version).expect("request");
+                seen.lock().unwrap().list.push(req);
+                let resp = ListPartitionReassignmentsResponse::default()
                         .with_topics(vec![
                             list_partition_reassignments_response::OngoingTopicReassignment::default()
                                 .with_name(topic_name("t"))
@@ -1033,15 +977,10 @@ mod tests {
                                         .with_adding_replicas(vec![BrokerId(3)])
                                         .with_removing_replicas(vec![BrokerId(1)]),
                                 ]),
-                        ])
-                        .encode(&mut out, version)
-                        .expect("encode");
-                }
-                other => panic!("unexpected {other:?}"),
+                        ]);
+                Reply::encode(&resp, version)
             }
-            let n = (out.len() - 4) as i32;
-            out[0..4].copy_from_slice(&n.to_be_bytes());
-            s.write_all(&out).await.expect("write");
+            other => panic!("unexpected {other:?}"),
         }
     }
 

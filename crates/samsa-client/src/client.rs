@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    find_coordinator_response, metadata_request::MetadataRequestTopic, ApiKey,
+    find_coordinator_response, metadata_request::MetadataRequestTopic, ApiKey, BrokerId,
     FindCoordinatorRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
@@ -91,6 +91,38 @@ pub struct PartitionInfo {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub offline: Vec<i32>,
+    /// Eligible leader replicas (KIP-966) as DescribeTopicPartitions names
+    /// them; `None` when the answer came from Metadata, which has no ELR.
+    pub elr: Option<Vec<i32>>,
+    /// The last known ELR (KIP-966); `None` as for `elr`.
+    pub last_known_elr: Option<Vec<i32>>,
+}
+
+impl PartitionInfo {
+    /// (index, error), (leader, leader epoch), [replicas, ISR, offline
+    /// replicas] as a response carries them; no ELR lists (Metadata's shape).
+    pub(crate) fn without_elr(
+        (partition, error_code): (i32, i16),
+        (leader, leader_epoch): (BrokerId, i32),
+        [replicas, isr, offline]: [&[BrokerId]; 3],
+    ) -> PartitionInfo {
+        PartitionInfo {
+            partition,
+            error_code,
+            leader: leader.0,
+            leader_epoch,
+            replicas: ids(replicas),
+            isr: ids(isr),
+            offline: ids(offline),
+            elr: None,
+            last_known_elr: None,
+        }
+    }
+}
+
+/// Broker ids as plain integers.
+pub(crate) fn ids(brokers: &[BrokerId]) -> Vec<i32> {
+    brokers.iter().map(|b| b.0).collect()
 }
 
 /// One topic as Metadata describes it.
@@ -312,14 +344,12 @@ impl Client {
             let mut partitions: Vec<PartitionInfo> = t
                 .partitions
                 .iter()
-                .map(|p| PartitionInfo {
-                    partition: p.partition_index,
-                    error_code: p.error_code,
-                    leader: p.leader_id.0,
-                    leader_epoch: p.leader_epoch,
-                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
-                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
-                    offline: p.offline_replicas.iter().map(|b| b.0).collect(),
+                .map(|p| {
+                    PartitionInfo::without_elr(
+                        (p.partition_index, p.error_code),
+                        (p.leader_id, p.leader_epoch),
+                        [&p.replica_nodes, &p.isr_nodes, &p.offline_replicas],
+                    )
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);

@@ -460,6 +460,7 @@ async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Bytes, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::fake_broker::{read_request, write_response};
     use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
     use tokio::net::TcpListener;
 
@@ -469,29 +470,14 @@ mod tests {
         let (mut s, _) = listener.accept().await.expect("accept");
         let mut seen = Vec::new();
         for _ in 0..3 {
-            let mut size = [0u8; 4];
-            s.read_exact(&mut size).await.expect("size");
-            let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-            s.read_exact(&mut body).await.expect("body");
-            let mut b = Bytes::from(body);
-            let key = i16::from_be_bytes([b[0], b[1]]);
-            let version = i16::from_be_bytes([b[2], b[3]]);
-            let api = ApiKey::try_from(key).expect("key");
-            let header =
-                RequestHeader::decode(&mut b, api.request_header_version(version)).expect("header");
+            let (api, version, header, _) = read_request(&mut s).await.expect("a request");
             seen.push((
-                key,
+                api as i16,
                 version,
                 header.correlation_id,
                 header.client_id.as_ref().map(|c| c.to_string()),
             ));
             let mut out = BytesMut::new();
-            out.put_i32(0);
-            let resp_header_version = api.response_header_version(version);
-            ResponseHeader::default()
-                .with_correlation_id(header.correlation_id)
-                .encode(&mut out, resp_header_version)
-                .expect("encode header");
             match (api, version) {
                 (ApiKey::ApiVersions, 3) => {
                     // v0 body: error 35 and an empty table.
@@ -517,9 +503,7 @@ mod tests {
                 }
                 other => panic!("unexpected {other:?}"),
             }
-            let n = (out.len() - 4) as i32;
-            out[0..4].copy_from_slice(&n.to_be_bytes());
-            s.write_all(&out).await.expect("write");
+            write_response(&mut s, api, version, header.correlation_id, &out).await;
         }
         seen
     }

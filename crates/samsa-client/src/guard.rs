@@ -13,7 +13,9 @@
 //! Wire facts used: classic versions use an INT16 length for strings and INT32
 //! lengths for bytes and arrays (-1 = null); flexible versions use unsigned
 //! varints holding `length + 1` (0 = null) and end every struct with a tagged
-//! field section (count, then tag, size, payload per field). Tagged fields that
+//! field section (count, then tag, size, payload per field). A nullable struct
+//! (DescribeTopicPartitions' cursor) is an INT8 marker, 1 = a struct follows,
+//! anything else = null. Tagged fields that
 //! `kafka-protocol` knows are decoded from the main buffer with their own schema,
 //! so their payloads are walked too and must be exactly their declared size.
 //!
@@ -67,6 +69,8 @@ enum Kind {
     Strs,
     Array(&'static Schema),
     Struct(&'static Schema),
+    /// A nullable struct: INT8 marker, 1 = the struct follows.
+    OptStruct(&'static Schema),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -401,6 +405,32 @@ static MARKER_TOPIC: Schema = s(&[f(Str), f(arr(&MARKER_PARTITION))]);
 static MARKER_RESULT: Schema = s(&[f(I64), f(arr(&MARKER_TOPIC))]);
 static WRITE_TXN_MARKERS: Schema = s(&[f(arr(&MARKER_RESULT))]);
 
+// DescribeTopicPartitions v0 (KIP-966): per topic its partitions (with the
+// nullable ELR and last-known-ELR lists) and authorized operations, then the
+// nullable cursor naming the first partition left out.
+static DTP_PARTITION: Schema = s(&[
+    f(I16),
+    f(I32),
+    f(I32),
+    f(I32),
+    f(I32s),
+    f(I32s),
+    f(I32s),
+    f(I32s),
+    f(I32s),
+]);
+static DTP_TOPIC: Schema = s(&[
+    f(I16),
+    f(Str),
+    f(Uuid),
+    f(I8),
+    f(arr(&DTP_PARTITION)),
+    f(I32),
+]);
+static DTP_CURSOR: Schema = s(&[f(Str), f(I32)]);
+static DESCRIBE_TOPIC_PARTITIONS: Schema =
+    s(&[f(I32), f(arr(&DTP_TOPIC)), f(Kind::OptStruct(&DTP_CURSOR))]);
+
 static GROUP_RESULT: Schema = s(&[f(Str), f(I16)]);
 static DELETE_GROUPS: Schema = s(&[f(I32), f(arr(&GROUP_RESULT))]);
 
@@ -522,6 +552,13 @@ static APIS: &[Api] = &[
         &CONSUMER_GROUP_DESCRIBE,
     ),
     api(ApiKey::DescribeQuorum, 2, 2, 0, &DESCRIBE_QUORUM),
+    api(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        0,
+        0,
+        &DESCRIBE_TOPIC_PARTITIONS,
+    ),
     api(ApiKey::UpdateFeatures, 0, 2, 0, &UPDATE_FEATURES),
     api(ApiKey::ListTransactions, 0, 2, 0, &LIST_TRANSACTIONS),
     api(
@@ -678,6 +715,13 @@ impl Walker<'_> {
                 Ok(())
             }
             Kind::Struct(schema) => self.walk_struct(schema),
+            Kind::OptStruct(schema) => {
+                let marker = self.fixed::<1>()?;
+                if marker[0] == 1 {
+                    self.walk_struct(schema)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -965,6 +1009,39 @@ mod tests {
         bad.extend_from_slice(&[1, 0, 5, 0, 1, 0, 0, 0, 0]);
         let err = check_response_body(ApiKey::CreateTopics, 5, &bad).unwrap_err();
         assert!(matches!(err, GuardError::TagSize { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn describe_topic_partitions_responses_pass_with_and_without_a_cursor() {
+        use describe_topic_partitions_response::{
+            Cursor, DescribeTopicPartitionsResponsePartition as P,
+            DescribeTopicPartitionsResponseTopic as T,
+        };
+        let page = DescribeTopicPartitionsResponse::default().with_topics(vec![T::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+            .with_partitions(vec![
+                P::default()
+                    .with_replica_nodes(vec![BrokerId(1), BrokerId(2)])
+                    .with_eligible_leader_replicas(Some(vec![BrokerId(2)]))
+                    .with_last_known_elr(None),
+                P::default().with_partition_index(1),
+            ])]);
+        let last = encode(&page, 0);
+        check_response_body(ApiKey::DescribeTopicPartitions, 0, &last).expect("last page");
+        let more = encode(
+            &page.clone().with_next_cursor(Some(
+                Cursor::default()
+                    .with_topic_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_index(2),
+            )),
+            0,
+        );
+        assert!(more.len() > last.len() + 4, "the cursor is on the wire");
+        check_response_body(ApiKey::DescribeTopicPartitions, 0, &more).expect("with cursor");
+        // A present marker whose cursor is cut off is refused.
+        let mut cut = more.clone();
+        cut.truncate(more.len() - 3);
+        assert!(check_response_body(ApiKey::DescribeTopicPartitions, 0, &cut).is_err());
     }
 
     #[test]

@@ -90,6 +90,11 @@ struct DescribeArgs {
     /// Only partitions without a live leader (and no topic summary lines).
     #[arg(long)]
     unavailable_partitions: bool,
+    /// Most partitions in one DescribeTopicPartitions response (the tool
+    /// asks page after page until every partition is in).
+    #[arg(long, value_name = "N", default_value_t = samsa_client::admin::PARTITION_LIMIT_DEFAULT,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    partition_size_limit_per_response: i32,
 }
 
 /// Which partitions `topics describe` shows.
@@ -163,7 +168,14 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 under_replicated: d.under_replicated_partitions,
                 unavailable: d.unavailable_partitions,
             };
-            describe(&conn, &admin, name, filter).await
+            describe(
+                &conn,
+                &admin,
+                name,
+                filter,
+                d.partition_size_limit_per_response,
+            )
+            .await
         }
         TopicsCommand::Alter { name, partitions } => {
             let name = name.get();
@@ -251,9 +263,13 @@ async fn describe(
     admin: &Admin,
     name: Option<String>,
     filter: PartitionFilter,
+    partition_limit: i32,
 ) -> anyhow::Result<()> {
     let names = name.map(|n| vec![n]);
-    let topics: Vec<TopicInfo> = match admin.describe_topics(names.as_deref()).await {
+    let described = admin
+        .describe_topics_paged(names.as_deref(), partition_limit)
+        .await;
+    let topics: Vec<TopicInfo> = match described {
         Ok(t) => t,
         Err(e @ ClientError::Kafka { code: 3, .. }) => {
             let n = names
@@ -330,6 +346,8 @@ async fn describe(
                     "leader": p.leader,
                     "replicas": p.replicas,
                     "isr": p.isr,
+                    "elr": p.elr,
+                    "last_known_elr": p.last_known_elr,
                     "offline": p.offline,
                 })).collect::<Vec<_>>(),
             }));
@@ -351,23 +369,7 @@ async fn describe(
             );
         }
         for p in shown {
-            let leader = if p.leader < 0 {
-                "none".to_string()
-            } else {
-                p.leader.to_string()
-            };
-            let mut line = format!(
-                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
-                t.name,
-                p.partition,
-                leader,
-                join_ids(&p.replicas),
-                join_ids(&p.isr)
-            );
-            if !p.offline.is_empty() {
-                line.push_str(&format!("\tOffline: {}", join_ids(&p.offline)));
-            }
-            println!("{line}");
+            println!("{}", partition_line(&t.name, p));
         }
     }
     if conn.json() {
@@ -376,6 +378,32 @@ async fn describe(
         eprintln!("{summary}");
     }
     Ok(())
+}
+
+/// A partition's line, in kafka-topics.sh's shape: leader, replicas, ISR,
+/// then the ELR lists (`N/A` when the broker answered with Metadata, which
+/// has none) and samsa's offline replicas when there are any.
+fn partition_line(topic: &str, p: &PartitionInfo) -> String {
+    let leader = if p.leader < 0 {
+        "none".to_string()
+    } else {
+        p.leader.to_string()
+    };
+    let elr = |l: &Option<Vec<i32>>| l.as_deref().map_or_else(|| "N/A".into(), join_ids);
+    let mut line = format!(
+        "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tElr: {}\tLastKnownElr: {}",
+        topic,
+        p.partition,
+        leader,
+        join_ids(&p.replicas),
+        join_ids(&p.isr),
+        elr(&p.elr),
+        elr(&p.last_known_elr),
+    );
+    if !p.offline.is_empty() {
+        line.push_str(&format!("\tOffline: {}", join_ids(&p.offline)));
+    }
+    line
 }
 
 /// The stderr line `topics describe` prints when something needs attention.
@@ -401,7 +429,26 @@ mod tests {
             replicas: replicas.to_vec(),
             isr: isr.to_vec(),
             offline: Vec::new(),
+            elr: None,
+            last_known_elr: None,
         }
+    }
+
+    #[test]
+    fn partition_lines_show_the_elr_lists_or_na() {
+        let mut p = part(2, &[2, 3, 1], &[2, 3]);
+        assert_eq!(
+            partition_line("t", &p),
+            "\tTopic: t\tPartition: 0\tLeader: 2\tReplicas: 2,3,1\tIsr: 2,3\tElr: N/A\tLastKnownElr: N/A"
+        );
+        p.elr = Some(vec![1]);
+        p.last_known_elr = Some(Vec::new());
+        p.offline = vec![1];
+        p.leader = -1;
+        assert_eq!(
+            partition_line("t", &p),
+            "\tTopic: t\tPartition: 0\tLeader: none\tReplicas: 2,3,1\tIsr: 2,3\tElr: 1\tLastKnownElr: \tOffline: 1"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use samsa_client::admin::{
     AbortTransactionSpec, ListTransactionsFilter, ProducerState, TransactionDescription,
     TransactionListing,
 };
+use samsa_client::error::ClientError;
 use samsa_client::Admin;
 
 use crate::common::{now_ms, print_json, rows_json, ConnArgs, Output};
@@ -385,11 +386,21 @@ async fn find_hanging(
                 .collect()
         }
     };
+    // One DescribeProducers per broker (its partitions, or all of them to
+    // --broker-id), as Kafka's tool asks through the admin client.
+    let mut described = admin
+        .describe_producers_of(&partitions, broker_id)
+        .await
+        .context("Failed to describe producers")?;
     let mut open = Vec::new();
     for (t, p) in &partitions {
-        let producers = admin
-            .describe_producers(t, *p, broker_id)
-            .await
+        let producers = described
+            .remove(&(t.clone(), *p))
+            .unwrap_or_else(|| {
+                Err(ClientError::Invalid(
+                    "DescribeProducers did not answer for it".into(),
+                ))
+            })
             .with_context(|| format!("Failed to describe producers for {t}-{p}"))?;
         open.extend(candidates(t, *p, &producers, now, max_timeout_ms));
     }

@@ -53,6 +53,22 @@ pub struct TransactionDescription {
     pub partitions: Vec<(String, i32)>,
 }
 
+/// Each partition's active producers, or the partition's error.
+pub type PartitionProducers = BTreeMap<(String, i32), Result<Vec<ProducerState>, ClientError>>;
+
+fn producer_state(
+    a: &kafka_protocol::messages::describe_producers_response::ProducerState,
+) -> ProducerState {
+    ProducerState {
+        producer_id: a.producer_id.0,
+        producer_epoch: a.producer_epoch,
+        last_sequence: a.last_sequence,
+        last_timestamp: a.last_timestamp,
+        coordinator_epoch: a.coordinator_epoch,
+        current_txn_start_offset: a.current_txn_start_offset,
+    }
+}
+
 /// An active producer of a partition (DescribeProducers).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerState {
@@ -185,45 +201,75 @@ impl Admin {
         partition: i32,
         broker_id: Option<i32>,
     ) -> Result<Vec<ProducerState>, ClientError> {
-        let broker = match broker_id {
-            Some(id) => id,
-            None => self.client.leader(topic, partition).await?,
-        };
-        let (resp, _) = self
-            .client
-            .send_to(broker, ApiKey::DescribeProducers, |_| {
-                DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
-                    .with_name(TopicName(s(topic)))
-                    .with_partition_indexes(vec![partition])])
-            })
+        let key = (topic.to_string(), partition);
+        let mut all = self
+            .describe_producers_of(std::slice::from_ref(&key), broker_id)
             .await?;
-        let p = resp
-            .topics
-            .iter()
-            .filter(|t| t.name.0.as_str() == topic)
-            .flat_map(|t| t.partitions.iter())
-            .find(|p| p.partition_index == partition)
-            .ok_or_else(|| {
-                ClientError::Invalid(format!(
-                    "DescribeProducers did not answer for {topic}-{partition}"
-                ))
-            })?;
-        ClientError::check(
-            p.error_code,
-            p.error_message.as_ref().map(|m| m.to_string()),
-            format!("partition {topic}-{partition}"),
-        )?;
-        Ok(p.active_producers
-            .iter()
-            .map(|a| ProducerState {
-                producer_id: a.producer_id.0,
-                producer_epoch: a.producer_epoch,
-                last_sequence: a.last_sequence,
-                last_timestamp: a.last_timestamp,
-                coordinator_epoch: a.coordinator_epoch,
-                current_txn_start_offset: a.current_txn_start_offset,
-            })
-            .collect())
+        all.remove(&key).unwrap_or_else(|| {
+            Err(ClientError::Invalid(format!(
+                "DescribeProducers did not answer for {topic}-{partition}"
+            )))
+        })
+    }
+
+    /// DescribeProducers of several partitions, as the admin clients'
+    /// `describeProducers` sends it: one request per broker naming every
+    /// partition that broker leads (or all of them to `broker_id`). Each
+    /// partition gets its producers or its own error; the call fails only
+    /// when a broker cannot be asked at all.
+    pub async fn describe_producers_of(
+        &self,
+        partitions: &[(String, i32)],
+        broker_id: Option<i32>,
+    ) -> Result<PartitionProducers, ClientError> {
+        let mut by_broker: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            let broker = match broker_id {
+                Some(id) => id,
+                None => self.client.leader(topic, *partition).await?,
+            };
+            by_broker
+                .entry(broker)
+                .or_default()
+                .entry(topic.as_str())
+                .or_default()
+                .push(*partition);
+        }
+        let mut out = BTreeMap::new();
+        for (broker, topics) in by_broker {
+            let (resp, _) = self
+                .client
+                .send_to(broker, ApiKey::DescribeProducers, |_| {
+                    DescribeProducersRequest::default().with_topics(
+                        topics
+                            .iter()
+                            .map(|(t, ps)| {
+                                TopicRequest::default()
+                                    .with_name(TopicName(s(t)))
+                                    .with_partition_indexes(ps.clone())
+                            })
+                            .collect(),
+                    )
+                })
+                .await?;
+            for t in &resp.topics {
+                let asked = topics.get(t.name.0.as_str());
+                for p in &t.partitions {
+                    if !asked.is_some_and(|ps| ps.contains(&p.partition_index)) {
+                        continue; // not asked of this broker
+                    }
+                    let key = (t.name.0.to_string(), p.partition_index);
+                    let result = ClientError::check(
+                        p.error_code,
+                        p.error_message.as_ref().map(|m| m.to_string()),
+                        format!("partition {}-{}", key.0, key.1),
+                    )
+                    .map(|()| p.active_producers.iter().map(producer_state).collect());
+                    out.insert(key, result);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Aborts a (hanging) transaction in one partition: an ABORT marker of the
@@ -257,5 +303,109 @@ impl Admin {
             None,
             format!("partition {}-{}", spec.topic, spec.partition),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use kafka_protocol::messages::describe_producers_response::{PartitionResponse, TopicResponse};
+    use kafka_protocol::messages::{DescribeProducersResponse, MetadataRequest};
+    use kafka_protocol::protocol::Decodable;
+
+    use super::*;
+    use crate::admin::fake_broker::{self, Reply};
+    use crate::{Client, ClientConfig};
+
+    /// Kafka's NOT_LEADER_OR_FOLLOWER.
+    const NOT_LEADER: i16 = 6;
+
+    #[tokio::test]
+    async fn producers_of_many_partitions_are_asked_in_one_request_per_broker() {
+        let seen: Arc<Mutex<Vec<DescribeProducersRequest>>> = Arc::default();
+        let log = seen.clone();
+        let apis = vec![
+            (ApiKey::ApiVersions, 0, 3),
+            (ApiKey::Metadata, 0, 12),
+            (ApiKey::DescribeProducers, 0, 0),
+        ];
+        let addr = fake_broker::spawn(apis, move |port, key, version, body| match key {
+            ApiKey::Metadata => {
+                let req = MetadataRequest::decode(body, version).expect("metadata");
+                Reply::encode(
+                    &fake_broker::metadata(port, &[("t", 3), ("u", 1)], &req),
+                    version,
+                )
+            }
+            ApiKey::DescribeProducers => {
+                let req = DescribeProducersRequest::decode(body, version).expect("request");
+                // Producer 7 on every partition asked, except u-0: not led here.
+                let topics = req
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        TopicResponse::default().with_name(t.name.clone()).with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|&i| {
+                                    let p = PartitionResponse::default().with_partition_index(i);
+                                    if t.name.0.as_str() == "u" {
+                                        p.with_error_code(NOT_LEADER)
+                                    } else {
+                                        p.with_active_producers(vec![
+                                        kafka_protocol::messages::describe_producers_response::ProducerState::default()
+                                            .with_producer_id(ProducerId(7)),
+                                    ])
+                                    }
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                log.lock().expect("log").push(req);
+                Reply::encode(&DescribeProducersResponse::default().with_topics(topics), version)
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .await;
+        let admin = Admin::new(
+            Client::connect(ClientConfig::new(&addr))
+                .await
+                .expect("connect"),
+        );
+        let asked: Vec<(String, i32)> = [("t", 0), ("t", 1), ("t", 2), ("u", 0)]
+            .iter()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
+        let mut got = admin
+            .describe_producers_of(&asked, None)
+            .await
+            .expect("describe");
+        {
+            let seen = seen.lock().expect("seen");
+            assert_eq!(seen.len(), 1, "one request for the broker leading all four");
+            let named: Vec<(&str, &[i32])> = seen[0]
+                .topics
+                .iter()
+                .map(|t| (t.name.0.as_str(), t.partition_indexes.as_slice()))
+                .collect();
+            assert_eq!(named, [("t", &[0, 1, 2][..]), ("u", &[0][..])]);
+        }
+        for p in 0..3 {
+            let producers = got.remove(&("t".to_string(), p)).expect("t").expect("ok");
+            assert_eq!(producers[0].producer_id, 7);
+        }
+        let e = got
+            .remove(&("u".to_string(), 0))
+            .expect("u")
+            .expect_err("u-0");
+        assert_eq!(e.code(), Some(NOT_LEADER));
+        // The one-partition form is the same request.
+        let one = admin
+            .describe_producers("t", 1, Some(1))
+            .await
+            .expect("t-1");
+        assert_eq!(one[0].producer_id, 7);
     }
 }
