@@ -14,7 +14,7 @@ pub mod dev;
 mod principal;
 mod tls;
 
-pub use principal::{principal_of, PrincipalRules};
+pub use principal::{principal_of, KafkaPrincipal, PrincipalRules};
 pub use tls::{ClientAuth, ListenerTls, TlsError};
 
 use samsa_metadata::config::StaticConfig;

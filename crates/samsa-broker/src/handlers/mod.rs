@@ -66,6 +66,9 @@ pub struct Ctx {
     pub client_id: String,
     /// The listener the request came in on (`PLAINTEXT`, ...).
     pub listener: Arc<str>,
+    /// Who sent the request: the mapped client-certificate subject on mTLS,
+    /// else `User:ANONYMOUS`.
+    pub principal: Arc<samsa_security::KafkaPrincipal>,
 }
 
 impl Ctx {
@@ -95,6 +98,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     peer: std::net::SocketAddr,
     listener: &Arc<str>,
+    principal: &Arc<samsa_security::KafkaPrincipal>,
     request: Request,
 ) -> Reply {
     let version = request.version();
@@ -107,6 +111,7 @@ pub async fn handle(
             .map(|c| c.to_string())
             .unwrap_or_default(),
         listener: listener.clone(),
+        principal: principal.clone(),
     };
     let api_key = request.api_key;
     let correlation_id = request.header.correlation_id;
