@@ -398,3 +398,77 @@ fn every_cluster_rule_has_a_refusal() {
         );
     }
 }
+
+fn fetch(topic: &str) -> FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1).get().into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(st(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_groups_and_topic_admin_need_their_acls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = secured(dir.path());
+    // bob may read orders; alice may only write it.
+    let acls = vec![
+        creation("User:bob", 3, "orders"),
+        creation("User:alice", 4, "orders"),
+    ];
+    assert!(create(&broker, "User:admin", acls)
+        .await
+        .results
+        .iter()
+        .all(|r| r.error_code == 0));
+    let code = |r: &FetchResponse| r.responses[0].partitions[0].error_code;
+    let r: FetchResponse = call(&broker, "User:bob", ApiKey::Fetch, 12, fetch("orders")).await;
+    assert_eq!(code(&r), 0);
+    let r: FetchResponse = call(&broker, "User:alice", ApiKey::Fetch, 12, fetch("orders")).await;
+    assert_eq!(code(&r), TOPIC_AUTHORIZATION_FAILED);
+    let r: FetchResponse = call(&broker, "User:bob", ApiKey::Fetch, 12, fetch("secret")).await;
+    assert_eq!(code(&r), TOPIC_AUTHORIZATION_FAILED);
+
+    // Group Read: bob has none for group app.
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(st("app")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(st("consumer"));
+    let r: JoinGroupResponse = call(&broker, "User:bob", ApiKey::JoinGroup, 9, join).await;
+    assert_eq!(r.error_code, 30, "GROUP_AUTHORIZATION_FAILED");
+
+    // Topic admin: nothing created or deleted without Create / Delete.
+    let r: DeleteTopicsResponse = call(
+        &broker,
+        "User:bob",
+        ApiKey::DeleteTopics,
+        5,
+        DeleteTopicsRequest::default()
+            .with_topic_names(vec![TopicName(st("orders"))])
+            .with_timeout_ms(5000),
+    )
+    .await;
+    assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert!(broker.image().topic("orders").is_some());
+    let r: CreateTopicsResponse = call(
+        &broker,
+        "User:bob",
+        ApiKey::CreateTopics,
+        7,
+        CreateTopicsRequest::default()
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(st("fresh")))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_timeout_ms(5000),
+    )
+    .await;
+    assert_eq!(r.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert!(broker.image().topic("fresh").is_none());
+}

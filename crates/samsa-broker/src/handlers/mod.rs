@@ -37,6 +37,7 @@ pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
+mod gate;
 pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
@@ -130,7 +131,11 @@ pub async fn handle(
             )),
         };
     }
-    let mut body = match request.body {
+    let (request_body, patch) = match gate::check(broker, &ctx, request.body, version) {
+        gate::Gate::Pass(body, patch) => (body, patch),
+        gate::Gate::Answer(body) => return encode(api_key, version, correlation_id, &body, files),
+    };
+    let mut body = match request_body {
         RequestKind::ApiVersions(r) => {
             ResponseKind::ApiVersions(api_versions::handle(&broker.image(), r, version))
         }
@@ -300,6 +305,7 @@ pub async fn handle(
             return Reply::Close(format!("no handler for the advertised API {api_key:?}"));
         }
     };
+    patch.apply(&mut body);
     null_on_success::apply(&mut body);
     encode(api_key, version, correlation_id, &body, files)
 }
