@@ -472,3 +472,44 @@ async fn reads_groups_and_topic_admin_need_their_acls() {
     assert_eq!(r.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
     assert!(broker.image().topic("fresh").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_ids_need_idempotent_write_or_the_transactional_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = secured(dir.path());
+    let init = |id: Option<&str>| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(id.map(|i| TransactionalId(st(i))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    let r: InitProducerIdResponse =
+        call(&broker, "User:alice", ApiKey::InitProducerId, 4, init(None)).await;
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let r: InitProducerIdResponse = call(
+        &broker,
+        "User:alice",
+        ApiKey::InitProducerId,
+        4,
+        init(Some("tx")),
+    )
+    .await;
+    assert_eq!(r.error_code, 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
+    // Write on a topic is enough for an idempotent producer.
+    assert_eq!(
+        create(
+            &broker,
+            "User:admin",
+            vec![creation("User:alice", 4, "orders")]
+        )
+        .await
+        .results[0]
+            .error_code,
+        0
+    );
+    let r: InitProducerIdResponse =
+        call(&broker, "User:alice", ApiKey::InitProducerId, 4, init(None)).await;
+    assert_eq!(r.error_code, 0);
+    assert!(r.producer_id.0 >= 0);
+}

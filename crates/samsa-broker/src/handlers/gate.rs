@@ -239,6 +239,37 @@ pub fn check(broker: &Broker, ctx: &Ctx, request: RequestKind, version: i16) -> 
                 LeaveGroupResponse::default().with_error_code(GROUP_DENIED),
             ))
         }
+        RequestKind::InitProducerId(r) => {
+            // TransactionalId Write; an idempotent producer needs Cluster
+            // IdempotentWrite or Write on some topic (Kafka 3+).
+            let denied = match &r.transactional_id {
+                Some(id) => (!allowed(
+                    broker,
+                    ctx,
+                    AclOperation::Write,
+                    ResourceType::TransactionalId,
+                    id,
+                ))
+                .then_some(ResponseError::TransactionalIdAuthorizationFailed),
+                None => (!cluster_allowed(broker, ctx, AclOperation::IdempotentWrite)
+                    && !crate::authz::allowed_on_any(
+                        broker,
+                        ctx,
+                        AclOperation::Write,
+                        ResourceType::Topic,
+                    ))
+                .then_some(ResponseError::ClusterAuthorizationFailed),
+            };
+            if let Some(e) = denied {
+                return Gate::Answer(ResponseKind::InitProducerId(
+                    InitProducerIdResponse::default()
+                        .with_error_code(e.code())
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1),
+                ));
+            }
+            RequestKind::InitProducerId(r)
+        }
         other => other,
     };
     Gate::Pass(request, patch)
