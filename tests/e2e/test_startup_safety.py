@@ -24,7 +24,8 @@ def serve(data_dir, *args: str) -> subprocess.CompletedProcess:
     # An SSL listener without a key store, or with a JKS one (only PEM is read).
     ("listeners=SSL://127.0.0.1:0", "ssl.keystore.location"),
     ("sasl.enabled.mechanisms=SCRAM-SHA-512", "sasl.enabled.mechanisms"),
-    ("authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    # Only the standard authorizer exists: any other class fails closed.
+    ("authorizer.class.name=kafka.security.authorizer.AclAuthorizer",
      "authorizer.class.name"),
 ])
 def test_security_samsa_does_not_implement_refuses_to_start(tmp_path, setting, key):

@@ -119,6 +119,10 @@ pub struct Broker {
     pub(crate) dir_report_running: AtomicBool,
     /// The Prometheus metrics (`/metrics` on the HTTP listener).
     pub metrics: Arc<samsa_metrics::Metrics>,
+    /// `authorizer.class.name`: `None` lets every request through (as Kafka
+    /// without an authorizer). A configuration `samsa serve` would refuse
+    /// gives an authorizer that allows nothing (fail closed).
+    pub authorizer: Option<samsa_security::Authorizer>,
 }
 
 /// Producer ids taken from the controller at a time.
@@ -159,6 +163,10 @@ impl Broker {
         log_dirs: crate::log_dirs::LogDirs,
     ) -> Arc<Broker> {
         let config_for_groups = config.clone();
+        let authorizer = samsa_security::Authorizer::from_config(&config).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "bad authorizer settings: every request is denied");
+            Some(samsa_security::Authorizer::new(&[], false))
+        });
         Arc::new_cyclic(|me: &std::sync::Weak<Broker>| Broker {
             settings,
             effective_config: RwLock::new(config.clone()),
@@ -191,6 +199,7 @@ impl Broker {
             dir_report_running: AtomicBool::new(false),
             metrics: Arc::new(samsa_metrics::Metrics::new()),
             moves: Default::default(),
+            authorizer,
         })
     }
 

@@ -7,6 +7,7 @@
 //! validated by `samsa-model` and stored/served as bytes by `samsa-storage`.
 
 pub mod alter_isr;
+pub mod authz;
 pub mod broker;
 pub mod cluster;
 pub mod connections;

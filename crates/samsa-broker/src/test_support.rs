@@ -18,13 +18,25 @@ pub(crate) fn broker_over(
     dir: &Path,
     wrap: impl FnOnce(LocalQuorum) -> Box<dyn MetadataQuorum>,
 ) -> Arc<Broker> {
+    broker_with(dir, wrap, &[])
+}
+
+/// [`broker_over`] with `extra` config keys set.
+pub(crate) fn broker_with(
+    dir: &Path,
+    wrap: impl FnOnce(LocalQuorum) -> Box<dyn MetadataQuorum>,
+    extra: &[(&str, &str)],
+) -> Arc<Broker> {
     let data = dir.display().to_string();
     let mut cfg = StaticConfig::default();
     for (key, value) in [
         ("log.dirs", data.as_str()),
         ("listeners", "PLAINTEXT://127.0.0.1:0"),
         ("node.id", "1"),
-    ] {
+    ]
+    .iter()
+    .chain(extra)
+    {
         cfg.set(key, value).expect("test config");
     }
     let cfg = Arc::new(cfg);

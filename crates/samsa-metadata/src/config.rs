@@ -596,7 +596,7 @@ impl StaticConfig {
                 reason,
             });
         }
-        if is_ssl_key(key) {
+        if is_ssl_key(key) || crate::security::is_authorizer_key(key) {
             // TLS settings (global or per listener), validated as a whole
             // by `samsa-security` once every key is known.
             self.values

@@ -659,6 +659,26 @@ impl Controller {
         }
         self.submit(plan).map(|_| ())
     }
+
+    /// CreateAcls: commits the valid new ACLs; one outcome per binding.
+    pub fn create_acls(
+        &self,
+        bindings: &[crate::acl::AclBinding],
+    ) -> Result<Vec<Result<(), String>>, ControllerError> {
+        self.submit(|image| crate::acl::plan_create_acls(image, bindings))
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// DeleteAcls: removes every ACL a filter matches; per filter, the ACLs
+    /// it removed or why it is invalid.
+    #[allow(clippy::type_complexity)]
+    pub fn delete_acls(
+        &self,
+        filters: &[crate::acl::AclFilter],
+    ) -> Result<Vec<Result<Vec<crate::acl::AclBinding>, String>>, ControllerError> {
+        self.submit(|image| crate::acl::plan_delete_acls(image, filters))
+            .map(|(outcome, _)| outcome)
+    }
 }
 
 #[cfg(test)]

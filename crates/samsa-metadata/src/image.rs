@@ -190,6 +190,9 @@ pub struct MetadataImage {
     /// The metadata offset of the last feature change (Kafka's
     /// `finalized_features_epoch`), -1 before any.
     pub features_epoch: i64,
+    /// Every ACL by id (shared: an image change that does not touch ACLs
+    /// does not copy them).
+    pub acls: Arc<crate::acl::AclMap>,
 }
 
 impl Default for MetadataImage {
@@ -206,6 +209,7 @@ impl Default for MetadataImage {
             records_applied: 0,
             features: BTreeMap::new(),
             features_epoch: -1,
+            acls: Arc::default(),
         }
     }
 }
@@ -278,6 +282,14 @@ impl MetadataImage {
         match record {
             MetadataRecord::InitCluster { cluster_id } => {
                 self.cluster_id = cluster_id.clone();
+            }
+            MetadataRecord::AccessControlEntry { id, acl } => {
+                Arc::make_mut(&mut self.acls).insert(*id, acl.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                if self.acls.contains_key(id) {
+                    Arc::make_mut(&mut self.acls).remove(id);
+                }
             }
             MetadataRecord::FeatureLevel {
                 name,

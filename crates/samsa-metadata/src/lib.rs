@@ -17,6 +17,7 @@
 //! Invariant: this crate knows nothing about the Kafka wire format, sockets or
 //! partition data files. The image is changed only by applying records.
 
+pub mod acl;
 pub mod config;
 pub mod controller;
 pub mod features;

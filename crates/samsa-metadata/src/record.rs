@@ -166,6 +166,15 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_offset: Option<i64>,
     },
+    /// An ACL was created (Kafka's `AccessControlEntryRecord`), under an id
+    /// the controller picked. An id already present is replaced.
+    AccessControlEntry {
+        id: uuid::Uuid,
+        acl: crate::acl::AclBinding,
+    },
+    /// The ACL `id` was deleted (Kafka's `RemoveAccessControlEntryRecord`);
+    /// an unknown id changes nothing.
+    RemoveAccessControlEntry { id: uuid::Uuid },
 }
 
 #[cfg(test)]

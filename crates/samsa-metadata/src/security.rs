@@ -1,7 +1,8 @@
 //! Fail closed on security settings samsa does not implement.
 //!
 //! samsa serves PLAINTEXT and SSL (TLS, optionally mutual; built by
-//! `samsa-security`): no SASL, no authorizer. A broker configured for either
+//! `samsa-security`): no SASL. (The authorizer's keys are checked by
+//! `samsa-security`, which refuses an authorizer class it does not have.) A broker configured for either
 //! must not start and silently serve every client unauthenticated; it
 //! refuses, naming the key. This covers the keys themselves
 //! ([`unsupported_key`], checked by [`crate::config::StaticConfig::set`]) and
@@ -32,8 +33,6 @@ pub fn unsupported_key(key: &str, value: &str) -> Option<String> {
         return Some("SASL is not implemented".to_owned());
     }
     let what = match key {
-        "authorizer.class.name" => "authorization (ACLs)",
-        "super.users" | "allow.everyone.if.no.acl.found" => "authorization (ACLs)",
         "principal.builder.class" => "authentication",
         "security.inter.broker.protocol" if !value.eq_ignore_ascii_case(PLAINTEXT) => {
             return Some(format!(
@@ -43,6 +42,16 @@ pub fn unsupported_key(key: &str, value: &str) -> Option<String> {
         _ => return None,
     };
     (!value.is_empty()).then(|| format!("{what} is not implemented"))
+}
+
+/// The authorizer's keys (`authorizer.class.name`, `super.users`,
+/// `allow.everyone.if.no.acl.found`): stored as given and validated by
+/// `samsa-security`'s authorizer at startup.
+pub fn is_authorizer_key(key: &str) -> bool {
+    matches!(
+        key,
+        "authorizer.class.name" | "super.users" | "allow.everyone.if.no.acl.found"
+    )
 }
 
 /// The security protocol (upper case) of listener `name`: its entry in
@@ -84,9 +93,16 @@ pub fn unsupported_listener(listeners: &str, protocol_map: Option<&str>) -> Opti
 /// the bit positions of the `authorized_operations` bitfields in Metadata,
 /// DescribeCluster, DescribeGroups, ConsumerGroupDescribe and
 /// DescribeTopicPartitions responses.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum AclOperation {
+    Unknown = 0,
+    /// Filters only: any operation.
+    Any = 1,
+    /// Every operation.
+    All = 2,
     Read = 3,
     Write = 4,
     Create = 5,
@@ -97,6 +113,75 @@ pub enum AclOperation {
     DescribeConfigs = 10,
     AlterConfigs = 11,
     IdempotentWrite = 12,
+    CreateTokens = 13,
+    DescribeTokens = 14,
+}
+
+impl AclOperation {
+    /// Every operation, by code.
+    pub const ALL: [AclOperation; 15] = {
+        use AclOperation::*;
+        [
+            Unknown,
+            Any,
+            All,
+            Read,
+            Write,
+            Create,
+            Delete,
+            Alter,
+            Describe,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            CreateTokens,
+            DescribeTokens,
+        ]
+    };
+
+    /// The operation of wire code `code`; `Unknown` for any other code.
+    pub fn from_code(code: i8) -> AclOperation {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| Self::ALL.get(i).copied())
+            .unwrap_or(AclOperation::Unknown)
+    }
+
+    /// The wire code.
+    pub fn code(self) -> i8 {
+        self as u8 as i8
+    }
+
+    /// Kafka's name (`IdempotentWrite`, as kafka-acls.sh takes and prints it).
+    pub fn name(self) -> &'static str {
+        use AclOperation::*;
+        match self {
+            Unknown => "Unknown",
+            Any => "Any",
+            All => "All",
+            Read => "Read",
+            Write => "Write",
+            Create => "Create",
+            Delete => "Delete",
+            Alter => "Alter",
+            Describe => "Describe",
+            ClusterAction => "ClusterAction",
+            DescribeConfigs => "DescribeConfigs",
+            AlterConfigs => "AlterConfigs",
+            IdempotentWrite => "IdempotentWrite",
+            CreateTokens => "CreateTokens",
+            DescribeTokens => "DescribeTokens",
+        }
+    }
+
+    /// The operation named `name`, case and `_` insensitive (`READ`,
+    /// `idempotent_write`, `IdempotentWrite`).
+    pub fn parse(name: &str) -> Option<AclOperation> {
+        let norm = |s: &str| s.replace('_', "").to_ascii_lowercase();
+        let wanted = norm(name);
+        Self::ALL.into_iter().find(|op| norm(op.name()) == wanted)
+    }
 }
 
 /// The resource kinds whose authorized operations responses report.
@@ -158,11 +243,6 @@ mod tests {
         for (k, v) in [
             ("sasl.enabled.mechanisms", "PLAIN"),
             ("listener.name.external.plain.sasl.jaas.config", "x"),
-            (
-                "authorizer.class.name",
-                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            ),
-            ("super.users", "User:admin"),
             ("principal.builder.class", "x.Y"),
             ("security.inter.broker.protocol", "SASL_SSL"),
         ] {
@@ -171,6 +251,11 @@ mod tests {
         for (k, v) in [
             ("security.inter.broker.protocol", "PLAINTEXT"),
             ("authorizer.class.name", ""),
+            (
+                "authorizer.class.name",
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            ),
+            ("super.users", "User:admin"),
             ("num.partitions", "3"),
             ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT"),
             ("listener.name.internal.max.connections", "10"),

@@ -462,6 +462,9 @@ static APIS: &[Api] = &[
         Some(0),
         &DESCRIBE_PRODUCERS,
     ),
+    api(ApiKey::DescribeAcls, 1, 3, Some(2), &DESCRIBE_ACLS),
+    api(ApiKey::CreateAcls, 1, 3, Some(2), &CREATE_ACLS),
+    api(ApiKey::DeleteAcls, 1, 3, Some(2), &DELETE_ACLS),
     api(ApiKey::SaslHandshake, 0, 1, None, &SASL_HANDSHAKE),
     api(ApiKey::SaslAuthenticate, 0, 2, Some(2), &SASL_AUTHENTICATE),
 ];
@@ -609,6 +612,32 @@ const WRITE_TXN_MARKERS_MARKER: Schema = schema(&[
 ]);
 const WRITE_TXN_MARKERS_TOPIC: Schema =
     schema(&[f("name", STR), f("partition_indexes", I32_ARRAY)]);
+
+// DescribeAcls (29); also one DeleteAcls (31) filter.
+const DESCRIBE_ACLS: Schema = schema(&[
+    f("resource_type_filter", I8),
+    f("resource_name_filter", NSTR),
+    f("pattern_type_filter", I8),
+    f("principal_filter", NSTR),
+    f("host_filter", NSTR),
+    f("operation", I8),
+    f("permission_type", I8),
+]);
+
+// CreateAcls (30)
+const CREATE_ACLS: Schema = schema(&[f("creations", array(&CREATE_ACLS_CREATION))]);
+const CREATE_ACLS_CREATION: Schema = schema(&[
+    f("resource_type", I8),
+    f("resource_name", STR),
+    f("resource_pattern_type", I8),
+    f("principal", STR),
+    f("host", STR),
+    f("operation", I8),
+    f("permission_type", I8),
+]);
+
+// DeleteAcls (31)
+const DELETE_ACLS: Schema = schema(&[f("filters", array(&DESCRIBE_ACLS))]);
 
 // DescribeProducers (61)
 const DESCRIBE_PRODUCERS: Schema = schema(&[f("topics", array(&DESCRIBE_PRODUCERS_TOPIC))]);

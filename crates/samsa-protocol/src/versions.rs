@@ -80,6 +80,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::WriteTxnMarkers, 1, 1),
     // KIP-664.
     api(ApiKey::DescribeProducers, 0, 0),
+    // KIP-140; Kafka 4.0 removed v0 (KIP-896).
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The supported range of `key`, if samsa implements it.

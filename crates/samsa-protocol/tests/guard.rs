@@ -125,6 +125,9 @@ const COVERED: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 5, 3),
     (ApiKey::DescribeTransactions, 0, 0, 0),
     (ApiKey::ListTransactions, 0, 2, 0),
+    (ApiKey::DescribeAcls, 1, 3, 2),
+    (ApiKey::CreateAcls, 1, 3, 2),
+    (ApiKey::DeleteAcls, 1, 3, 2),
 ];
 
 /// Every covered (api, version, flexible) triple.
@@ -306,6 +309,18 @@ macro_rules! with_request_type {
                 type $t = SaslHandshakeRequest;
                 $body
             }
+            ApiKey::DescribeAcls => {
+                type $t = DescribeAclsRequest;
+                $body
+            }
+            ApiKey::CreateAcls => {
+                type $t = CreateAclsRequest;
+                $body
+            }
+            ApiKey::DeleteAcls => {
+                type $t = DeleteAclsRequest;
+                $body
+            }
             ApiKey::SaslAuthenticate => {
                 type $t = SaslAuthenticateRequest;
                 $body
@@ -429,6 +444,9 @@ fn encode_populated(api: ApiKey, v: i16, f: Fill) -> Vec<u8> {
             v,
         ),
         ApiKey::ListTransactions => enc(&list_transactions(v, f), v),
+        ApiKey::DescribeAcls => enc(&describe_acls(f), v),
+        ApiKey::CreateAcls => enc(&create_acls(f), v),
+        ApiKey::DeleteAcls => enc(&delete_acls(f), v),
         ApiKey::FindCoordinator => enc(&find_coordinator(v, f), v),
         ApiKey::JoinGroup => enc(&join_group(v, f), v),
         ApiKey::SyncGroup => enc(&sync_group(v, f), v),
@@ -713,6 +731,52 @@ fn describe_configs(v: i16, f: Fill) -> DescribeConfigsRequest {
         request.include_documentation = true;
     }
     request
+}
+
+fn describe_acls(f: Fill) -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_type_filter(2)
+        .with_resource_name_filter(f.opt(st("orders")))
+        .with_pattern_type_filter(2)
+        .with_principal_filter(f.opt(st("User:alice")))
+        .with_host_filter(f.opt(st("*")))
+        .with_operation(3)
+        .with_permission_type(3)
+        .with_unknown_tagged_fields(f.tags())
+}
+
+fn create_acls(f: Fill) -> CreateAclsRequest {
+    use create_acls_request::AclCreation;
+    CreateAclsRequest::default()
+        .with_creations(two(|_| {
+            AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(st("orders"))
+                .with_resource_pattern_type(3)
+                .with_principal(st("User:alice"))
+                .with_host(st("*"))
+                .with_operation(3)
+                .with_permission_type(3)
+                .with_unknown_tagged_fields(f.tags())
+        }))
+        .with_unknown_tagged_fields(f.tags())
+}
+
+fn delete_acls(f: Fill) -> DeleteAclsRequest {
+    use delete_acls_request::DeleteAclsFilter;
+    DeleteAclsRequest::default()
+        .with_filters(two(|_| {
+            DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(f.opt(st("orders")))
+                .with_pattern_type_filter(1)
+                .with_principal_filter(f.opt(st("User:alice")))
+                .with_host_filter(f.opt(st("*")))
+                .with_operation(1)
+                .with_permission_type(1)
+                .with_unknown_tagged_fields(f.tags())
+        }))
+        .with_unknown_tagged_fields(f.tags())
 }
 
 fn create_partitions(f: Fill) -> CreatePartitionsRequest {
@@ -1243,7 +1307,7 @@ fn guard_table_matches_covered_list() {
             );
         }
     }
-    assert_eq!(covered_versions(ApiKey::CreateAcls as i16), None);
+    assert_eq!(covered_versions(ApiKey::CreateDelegationToken as i16), None);
     assert_eq!(
         check_request_body(-1, 0, &[]),
         Err(GuardError::UnsupportedApi {

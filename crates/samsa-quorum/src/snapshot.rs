@@ -31,7 +31,7 @@
 //! finalized feature (each with `at_offset` = the image's `features_epoch`); a `RegisterBroker` per broker
 //! (carrying its epoch, incarnation, listeners and fenced flag, so no
 //! `FenceBroker`/`UnfenceBroker` is needed); the cluster-wide then per-broker
-//! dynamic configs; per topic (by name) its `Topic`, its `Partition`s in index
+//! dynamic configs; every ACL (`AccessControlEntry`, by id); per topic (by name) its `Topic`, its `Partition`s in index
 //! order (with any reassignment in progress) and its configs; and one
 //! `ProducerIds` with the next producer id. Applying them to an empty image gives
 //! an image equal to the compacted one (checked by a property test), except for
@@ -127,6 +127,12 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
         for (k, v) in map {
             out.push(config(ConfigResource::Group(group.clone()), k, v));
         }
+    }
+    for (id, acl) in image.acls.iter() {
+        out.push(MetadataRecord::AccessControlEntry {
+            id: *id,
+            acl: acl.clone(),
+        });
     }
     for topic in image.topics.values() {
         out.push(MetadataRecord::Topic {
@@ -249,14 +255,15 @@ mod tests {
             .filter(|(_, m)| !m.is_empty())
             .collect();
         format!(
-            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{:?}|{}|{}|{:?}|{}",
+            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{:?}|{}|{}|{:?}|{}|{:?}",
             i.cluster_id,
             i.default_broker_configs,
             i.group_configs,
             i.next_producer_id,
             i.records_applied,
             i.features,
-            i.features_epoch
+            i.features_epoch,
+            i.acls
         )
     }
 
@@ -387,6 +394,21 @@ mod tests {
                 name,
                 level,
                 at_offset: None,
+            }),
+            (0u8..3, "[a-b]").prop_map(|(id, name)| MetadataRecord::AccessControlEntry {
+                id: uuid_for(200 + id),
+                acl: samsa_metadata::acl::AclBinding {
+                    resource_type: samsa_metadata::acl::ResourceType::Topic,
+                    resource_name: name,
+                    pattern_type: samsa_metadata::acl::PatternType::Literal,
+                    principal: "User:alice".into(),
+                    host: "*".into(),
+                    operation: samsa_metadata::security::AclOperation::Read,
+                    permission: samsa_metadata::acl::Permission::Allow,
+                },
+            }),
+            (0u8..3).prop_map(|id| MetadataRecord::RemoveAccessControlEntry {
+                id: uuid_for(200 + id),
             }),
         ]
     }

@@ -10,11 +10,13 @@
 //! `ssl.*` value samsa cannot honour exactly, is a startup error naming the
 //! key, never a silently weaker listener.
 
+pub mod authorizer;
 pub mod dev;
 mod principal;
 mod tls;
 
-pub use principal::{principal_of, PrincipalRules};
+pub use authorizer::{Action, Authorizer, AuthorizerError, Requester};
+pub use principal::{principal_of, KafkaPrincipal, PrincipalRules};
 pub use tls::{ClientAuth, ListenerTls, TlsError};
 
 use samsa_metadata::config::StaticConfig;

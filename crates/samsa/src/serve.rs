@@ -75,6 +75,8 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
     cfg.check_listener_security()?;
     samsa_security::check_listeners(&cfg)
         .context("samsa refuses to start rather than serve with less security than configured")?;
+    samsa_security::Authorizer::from_config(&cfg)
+        .context("samsa refuses to start rather than serve with less security than configured")?;
     Ok(cfg)
 }
 

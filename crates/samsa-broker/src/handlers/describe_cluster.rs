@@ -4,7 +4,7 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use samsa_metadata::security::{authorized_operations, AclResource, AUTHORIZED_OPERATIONS_OMITTED};
+use samsa_metadata::security::{AclResource, AUTHORIZED_OPERATIONS_OMITTED};
 
 use super::{s, Ctx};
 use crate::broker::Broker;
@@ -18,7 +18,12 @@ pub fn handle(
 ) -> DescribeClusterResponse {
     let image = broker.image();
     let cluster_ops = if request.include_cluster_authorized_operations {
-        authorized_operations(AclResource::Cluster)
+        crate::authz::operations(
+            broker,
+            ctx,
+            AclResource::Cluster,
+            samsa_metadata::acl::CLUSTER_NAME,
+        )
     } else {
         AUTHORIZED_OPERATIONS_OMITTED
     };

@@ -6,11 +6,13 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use samsa_metadata::security::{authorized_operations, AclResource, AUTHORIZED_OPERATIONS_OMITTED};
+use samsa_metadata::acl::{ResourceType, CLUSTER_NAME};
+use samsa_metadata::security::{AclOperation, AclResource, AUTHORIZED_OPERATIONS_OMITTED};
 use samsa_metadata::{MetadataImage, PartitionImage, TopicImage};
 use samsa_model::TopicId;
 
 use super::{s, Ctx};
+use crate::authz;
 use crate::broker::Broker;
 use crate::errors::controller_error;
 
@@ -37,13 +39,38 @@ pub fn handle(
     let include_cluster_ops =
         (8..=10).contains(&version) && request.include_cluster_authorized_operations;
     let mut create_errors = std::collections::HashMap::new();
+    // Topics the principal may not Describe are answered
+    // TOPIC_AUTHORIZATION_FAILED (named) or left out (all topics), without
+    // telling whether they exist; missing ones it may not Create are not
+    // created and answered TOPIC_AUTHORIZATION_FAILED too.
+    let describe = |name: &str| {
+        authz::allowed(
+            broker,
+            ctx,
+            AclOperation::Describe,
+            ResourceType::Topic,
+            name,
+        )
+    };
+    let mut create_denied = std::collections::HashSet::new();
     if let Some(req) = &requested {
         if allow_auto && broker.settings.auto_create_topics {
-            let missing: Vec<String> = req
+            let cluster_create = authz::cluster_allowed(broker, ctx, AclOperation::Create);
+            let mut missing: Vec<String> = req
                 .iter()
                 .filter_map(|(n, _)| n.clone())
-                .filter(|n| image.topic(n).is_none())
+                .filter(|n| image.topic(n).is_none() && describe(n))
                 .collect();
+            if !cluster_create {
+                missing.retain(|n| {
+                    let ok =
+                        authz::allowed(broker, ctx, AclOperation::Create, ResourceType::Topic, n);
+                    if !ok {
+                        create_denied.insert(n.clone());
+                    }
+                    ok
+                });
+            }
             if !missing.is_empty() {
                 for (name, result) in missing.iter().zip(broker.auto_create(&missing)) {
                     if let Err(e) = result {
@@ -58,6 +85,7 @@ pub fn handle(
         None => image
             .topics
             .values()
+            .filter(|t| describe(&t.name))
             .map(|t| topic_entry(&image, t, version))
             .collect(),
         Some(req) => req
@@ -67,6 +95,20 @@ pub fn handle(
                     Some(n) => image.topic(n),
                     None => image.topic_by_id(TopicId(id)),
                 };
+                let denied = match (&name, found) {
+                    (Some(n), _) => !describe(n) || create_denied.contains(n),
+                    (None, Some(t)) => !describe(&t.name),
+                    (None, None) => false,
+                };
+                if denied {
+                    let mut t = MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_name(name.map(|n| TopicName(s(n))));
+                    if version >= 10 {
+                        t = t.with_topic_id(id);
+                    }
+                    return t;
+                }
                 match found {
                     Some(t) => topic_entry(&image, t, version),
                     None => {
@@ -93,9 +135,10 @@ pub fn handle(
     };
     // As Kafka: every topic entry (errors too) carries the operations when asked.
     if include_topic_ops {
-        let ops = authorized_operations(AclResource::Topic);
         for t in &mut topics {
-            t.topic_authorized_operations = ops;
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            t.topic_authorized_operations =
+                authz::operations(broker, ctx, AclResource::Topic, &name);
         }
     }
     // Fenced brokers are left out, as in Kafka; each broker is given with its
@@ -122,7 +165,7 @@ pub fn handle(
         .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(if include_cluster_ops {
-            authorized_operations(AclResource::Cluster)
+            authz::operations(broker, ctx, AclResource::Cluster, CLUSTER_NAME)
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         })
@@ -212,6 +255,7 @@ mod tests {
             peer: "127.0.0.1:1".parse().unwrap(),
             client_id: "t".into(),
             listener: "PLAINTEXT".into(),
+            principal: std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
         }
     }
 

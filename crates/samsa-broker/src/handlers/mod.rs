@@ -11,6 +11,9 @@ use samsa_protocol::codec::{
 
 use crate::broker::Broker;
 
+#[cfg(test)]
+mod acl_tests;
+pub mod acls;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
@@ -34,6 +37,7 @@ pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
+mod gate;
 pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
@@ -50,6 +54,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod partition_admin;
 pub mod produce;
+mod refused;
 pub mod sync_group;
 pub mod txn_offset_commit;
 #[cfg(test)]
@@ -66,6 +71,9 @@ pub struct Ctx {
     pub client_id: String,
     /// The listener the request came in on (`PLAINTEXT`, ...).
     pub listener: Arc<str>,
+    /// Who sent the request: the mapped client-certificate subject on mTLS,
+    /// else `User:ANONYMOUS`.
+    pub principal: Arc<samsa_security::KafkaPrincipal>,
 }
 
 impl Ctx {
@@ -95,6 +103,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     peer: std::net::SocketAddr,
     listener: &Arc<str>,
+    principal: &Arc<samsa_security::KafkaPrincipal>,
     request: Request,
 ) -> Reply {
     let version = request.version();
@@ -107,11 +116,26 @@ pub async fn handle(
             .map(|c| c.to_string())
             .unwrap_or_default(),
         listener: listener.clone(),
+        principal: principal.clone(),
     };
     let api_key = request.api_key;
     let correlation_id = request.header.correlation_id;
     let mut files = FileRecordSets::default();
-    let mut body = match request.body {
+    if !crate::authz::dispatch_allowed(broker, &ctx, api_key) {
+        tracing::debug!(?api_key, principal = %ctx.principal, "refused: not authorized on the cluster");
+        return match refused::cluster_refused(request.body) {
+            Some(body) => encode(api_key, version, correlation_id, &body, files),
+            None => Reply::Close(format!(
+                "{api_key:?} is not authorized for {}",
+                ctx.principal
+            )),
+        };
+    }
+    let (request_body, patch) = match gate::check(broker, &ctx, request.body, version) {
+        gate::Gate::Pass(body, patch) => (body, patch),
+        gate::Gate::Answer(body) => return encode(api_key, version, correlation_id, &body, files),
+    };
+    let mut body = match request_body {
         RequestKind::ApiVersions(r) => {
             ResponseKind::ApiVersions(api_versions::handle(&broker.image(), r, version))
         }
@@ -131,8 +155,14 @@ pub async fn handle(
             let acks = r.acks;
             // KIP-890: a transaction's first batch in a partition is checked
             // with (or, transaction version 2, added by) its coordinator.
-            let refused = crate::transactions::verify::verify_produce(broker, &r, version).await;
-            let response = produce::handle_verified(broker, r, version, refused).await;
+            let denied = crate::authz::produce_refusals(broker, &ctx, &r, version);
+            let mut verdicts = if denied.is_empty() {
+                crate::transactions::verify::verify_produce(broker, &r, version).await
+            } else {
+                Default::default()
+            };
+            verdicts.refused.extend(denied);
+            let response = produce::handle_verified(broker, r, version, verdicts).await;
             if acks == 0 {
                 // No response; a failed partition closes the connection.
                 return match produce::failed_partitions(&response) {
@@ -262,6 +292,11 @@ pub async fn handle(
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(broker, r, version))
         }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::describe(broker, r, version))
+        }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(broker, r, version)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(broker, r, version)),
         other => {
             // parse_request only admits APIs in the version table, each of which
             // has an arm above.
@@ -270,6 +305,7 @@ pub async fn handle(
             return Reply::Close(format!("no handler for the advertised API {api_key:?}"));
         }
     };
+    patch.apply(&mut body);
     null_on_success::apply(&mut body);
     encode(api_key, version, correlation_id, &body, files)
 }

@@ -58,10 +58,13 @@ pub(crate) async fn handle_verified(
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, PRODUCE_WAIT_MS_MAX) as u64);
     let mut image = broker.image();
     if broker.settings.auto_create_topics && !by_id && (-1..=1).contains(&acks) {
+        // Not a topic the request may not write to or create.
         let missing: Vec<String> = request
             .topic_data
             .iter()
-            .map(|t| t.name.0.to_string())
+            .enumerate()
+            .filter(|(ti, _)| !verdicts.refused.keys().any(|(t, _)| t == ti))
+            .map(|(_, t)| t.name.0.to_string())
             .filter(|n| image.topic(n).is_none())
             .collect();
         if !missing.is_empty() {
@@ -108,6 +111,18 @@ pub(crate) async fn handle_verified(
                     if !(-1..=1).contains(&acks) {
                         return r.with_error_code(ResponseError::InvalidRequiredAcks.code());
                     }
+                    if let Some(e) = verdicts.refused.get(&(ti, pi)) {
+                        let r = r.with_error_code(e.code());
+                        return if crate::authz::is_authorization_error(*e)
+                            || *e == ResponseError::UnknownTopicOrPartition
+                        {
+                            r
+                        } else {
+                            r.with_error_message(Some(s(
+                                "The transaction coordinator did not confirm this partition in the producer's transaction",
+                            )))
+                        };
+                    }
                     if crate::broker::is_internal_topic(&name) {
                         return r
                             .with_error_code(ResponseError::InvalidTopicException.code())
@@ -126,11 +141,6 @@ pub(crate) async fn handle_verified(
                             .with_error_code(ResponseError::InvalidRecord.code())
                             .with_error_message(Some(s("null records")));
                     };
-                    if let Some(e) = verdicts.refused.get(&(ti, pi)) {
-                        return r.with_error_code(e.code()).with_error_message(Some(s(
-                            "The transaction coordinator did not confirm this partition in the producer's transaction",
-                        )));
-                    }
                     let guard = verdicts.guard((ti, pi));
                     match append(broker, &part, &records, acks, now, guard) {
                         Ok((base, last, append_time, log_start, epoch)) => {

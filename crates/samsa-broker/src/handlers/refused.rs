@@ -1,0 +1,117 @@
+//! The answer to a request whose API needs an operation on the Cluster
+//! resource the principal lacks ([`crate::authz::Rule::Cluster`]):
+//! CLUSTER_AUTHORIZATION_FAILED where the response has a top-level error,
+//! else on every item the request named, as Kafka answers. Nothing is done.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_replica_log_dirs_response::{
+    AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+};
+use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::*;
+
+/// The refusal of `request`; `None` for an API without a cluster rule.
+pub fn cluster_refused(request: RequestKind) -> Option<ResponseKind> {
+    let code = ResponseError::ClusterAuthorizationFailed.code();
+    Some(match request {
+        RequestKind::DescribeLogDirs(_) => {
+            ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_error_code(code))
+        }
+        RequestKind::AlterReplicaLogDirs(r) => {
+            let mut results: Vec<AlterReplicaLogDirTopicResult> = Vec::new();
+            for dir in r.dirs {
+                for t in dir.topics {
+                    results.push(
+                        AlterReplicaLogDirTopicResult::default()
+                            .with_topic_name(t.name)
+                            .with_partitions(
+                                t.partitions
+                                    .into_iter()
+                                    .map(|p| {
+                                        AlterReplicaLogDirPartitionResult::default()
+                                            .with_partition_index(p)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            ),
+                    );
+                }
+            }
+            ResponseKind::AlterReplicaLogDirs(
+                AlterReplicaLogDirsResponse::default().with_results(results),
+            )
+        }
+        RequestKind::ElectLeaders(_) => {
+            ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(code))
+        }
+        RequestKind::AlterPartitionReassignments(_) => ResponseKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsResponse::default().with_error_code(code),
+        ),
+        RequestKind::ListPartitionReassignments(_) => ResponseKind::ListPartitionReassignments(
+            ListPartitionReassignmentsResponse::default().with_error_code(code),
+        ),
+        RequestKind::ListConfigResources(_) => ResponseKind::ListConfigResources(
+            ListConfigResourcesResponse::default().with_error_code(code),
+        ),
+        RequestKind::DescribeQuorum(_) => {
+            ResponseKind::DescribeQuorum(DescribeQuorumResponse::default().with_error_code(code))
+        }
+        RequestKind::UpdateFeatures(_) => {
+            ResponseKind::UpdateFeatures(UpdateFeaturesResponse::default().with_error_code(code))
+        }
+        RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(
+            WriteTxnMarkersResponse::default().with_markers(
+                r.markers
+                    .into_iter()
+                    .map(|m| {
+                        WritableTxnMarkerResult::default()
+                            .with_producer_id(m.producer_id)
+                            .with_topics(
+                                m.topics
+                                    .into_iter()
+                                    .map(|t| {
+                                        WritableTxnMarkerTopicResult::default()
+                                            .with_name(t.name)
+                                            .with_partitions(
+                                                t.partition_indexes
+                                                    .into_iter()
+                                                    .map(|p| {
+                                                        WritableTxnMarkerPartitionResult::default()
+                                                            .with_partition_index(p)
+                                                            .with_error_code(code)
+                                                    })
+                                                    .collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::DescribeAcls(_) => {
+            ResponseKind::DescribeAcls(DescribeAclsResponse::default().with_error_code(code))
+        }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(
+            CreateAclsResponse::default().with_results(
+                r.creations
+                    .iter()
+                    .map(|_| AclCreationResult::default().with_error_code(code))
+                    .collect(),
+            ),
+        ),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(
+            DeleteAclsResponse::default().with_filter_results(
+                r.filters
+                    .iter()
+                    .map(|_| DeleteAclsFilterResult::default().with_error_code(code))
+                    .collect(),
+            ),
+        ),
+        _ => return None,
+    })
+}
