@@ -17,7 +17,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use samsa_protocol::codec::{
     api_versions_unsupported, parse_request, Chunk, FileRegion, ParseError, ResponseFrame,
 };
-use samsa_security::{ListenerTls, Protocol};
+use samsa_security::sasl::ListenerSasl;
+use samsa_security::ListenerTls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -54,8 +55,9 @@ const READ_BUFFER_KEEP: Duration = Duration::from_secs(1);
 /// accepting, lets in-flight requests finish (bounded by a grace period) and
 /// returns. Each connection remembers the listener it came in on, so Metadata
 /// answers with that listener's advertised endpoints (as Kafka does). A
-/// listener mapped to SSL (`listener.security.protocol.map`) speaks TLS
-/// ([`crate::tls`]); one mapped to a SASL protocol is refused.
+/// listener mapped to SSL or SASL_SSL (`listener.security.protocol.map`)
+/// speaks TLS ([`crate::tls`]); one mapped to SASL_PLAINTEXT or SASL_SSL
+/// authenticates its clients first ([`crate::sasl`]).
 pub async fn serve(
     broker: Arc<Broker>,
     listeners: Vec<(String, TcpListener)>,
@@ -78,9 +80,14 @@ pub async fn serve(
     let mut acceptors = JoinSet::new();
     let mut secured = Vec::new();
     for (name, listener) in listeners {
-        let tls = match samsa_security::listener_protocol(&broker.config(), &name)? {
-            Protocol::Plaintext => None,
-            Protocol::Ssl => Some(Arc::new(ListenerTls::build(&broker.config(), &name)?)),
+        let protocol = samsa_security::listener_protocol(&broker.config(), &name)?;
+        let tls = match protocol.tls() {
+            false => None,
+            true => Some(Arc::new(ListenerTls::build(&broker.config(), &name)?)),
+        };
+        let sasl = match protocol.sasl() {
+            false => None,
+            true => Some(Arc::new(ListenerSasl::build(&broker.config(), &name)?)),
         };
         secured.extend(tls.clone());
         let tx = accepted_tx.clone();
@@ -89,7 +96,7 @@ pub async fn serve(
             loop {
                 let accepted = listener.accept().await;
                 if tx
-                    .send((accepted, name.clone(), tls.clone()))
+                    .send((accepted, name.clone(), tls.clone(), sasl.clone()))
                     .await
                     .is_err()
                 {
@@ -131,7 +138,7 @@ pub async fn serve(
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = accepted_rx.recv() => {
-                let Some((accepted, listener_name, tls)) = accepted else { break };
+                let Some((accepted, listener_name, tls, sasl)) = accepted else { break };
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -154,7 +161,7 @@ pub async fn serve(
                 tasks.spawn(async move {
                     let _permit = permit;
                     let _open = broker.metrics.connection(&listener_name);
-                    let conn = Conn { peer, listener: listener_name, tls, memory };
+                    let conn = Conn { peer, listener: listener_name, tls, sasl, memory };
                     if let Err(e) = connection(broker, stream, conn, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
@@ -410,6 +417,7 @@ type Accepted = (
     std::io::Result<(TcpStream, std::net::SocketAddr)>,
     Arc<str>,
     Option<Arc<ListenerTls>>,
+    Option<Arc<ListenerSasl>>,
 );
 
 /// What a connection knows of itself besides its socket.
@@ -417,6 +425,8 @@ struct Conn {
     peer: std::net::SocketAddr,
     listener: Arc<str>,
     tls: Option<Arc<ListenerTls>>,
+    /// SASL_PLAINTEXT / SASL_SSL: the listener's mechanisms.
+    sasl: Option<Arc<ListenerSasl>>,
     memory: Option<crate::memory::RequestMemory>,
 }
 
@@ -430,6 +440,7 @@ async fn connection(
         peer,
         listener,
         tls,
+        sasl,
         memory,
     } = conn;
     stream.set_nodelay(true)?;
@@ -445,6 +456,7 @@ async fn connection(
     let mut write = established.write;
     let mut read = FrameReader::new(established.read, broker.settings.connection_idle_max);
     let max = broker.settings.request_bytes_max;
+    let mut sasl = sasl.map(|l| crate::sasl::Session::new(&broker, l));
     loop {
         let size = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
@@ -464,7 +476,38 @@ async fn connection(
             },
             None => None,
         };
-        let frame = read.frame_body(size as usize).await?;
+        let mut frame = read.frame_body(size as usize).await?;
+        if let Some(session) = sasl.as_mut() {
+            match session.screen(&broker, frame) {
+                crate::sasl::Screened::Pass(f) => frame = f,
+                crate::sasl::Screened::Reply(reply) => {
+                    write_frame(&mut write, &reply).await?;
+                    continue;
+                }
+                crate::sasl::Screened::Raw(bytes) => {
+                    write.write_all(&bytes).await?;
+                    continue;
+                }
+                crate::sasl::Screened::Fail {
+                    reply,
+                    delay,
+                    reason,
+                } => {
+                    // Delayed so that guessing passwords is slow
+                    // (`connection.failed.authentication.delay.ms`).
+                    tokio::select! {
+                        _ = shutdown.changed() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    if let Some(reply) = reply {
+                        write_frame(&mut write, &reply).await?;
+                        write.flush().await?;
+                    }
+                    tracing::info!(%peer, %reason, "closing connection");
+                    return Err(ConnError::Closed(reason));
+                }
+            }
+        }
         let request = match parse_request(frame) {
             Ok(r) => r,
             Err(ParseError::UnsupportedVersion {

@@ -36,7 +36,9 @@ pub const RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's ConfigSource values.
 mod quorum;
+mod scram;
 pub use quorum::{QuorumEndpoint, QuorumInfo, QuorumReplica};
+pub use scram::{ScramResults, ScramUpsertion, ScramUser};
 mod transactions;
 pub use transactions::{
     AbortTransactionSpec, ListTransactionsFilter, ProducerState, TransactionDescription,

@@ -190,6 +190,10 @@ pub struct MetadataImage {
     /// The metadata offset of the last feature change (Kafka's
     /// `finalized_features_epoch`), -1 before any.
     pub features_epoch: i64,
+    /// SCRAM credentials by user and mechanism; a user with none left is
+    /// absent.
+    pub scram_credentials:
+        BTreeMap<String, BTreeMap<crate::scram::ScramMechanism, crate::scram::ScramCredential>>,
 }
 
 impl Default for MetadataImage {
@@ -206,6 +210,7 @@ impl Default for MetadataImage {
             records_applied: 0,
             features: BTreeMap::new(),
             features_epoch: -1,
+            scram_credentials: BTreeMap::new(),
         }
     }
 }
@@ -224,6 +229,15 @@ impl MetadataImage {
     /// The finalized level of feature `name` (0 when absent).
     pub fn feature_level(&self, name: &str) -> i16 {
         self.features.get(name).copied().unwrap_or(0)
+    }
+
+    /// User `user`'s SCRAM credential for `mechanism`.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: crate::scram::ScramMechanism,
+    ) -> Option<&crate::scram::ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism)
     }
 
     /// The topic named `name`.
@@ -437,6 +451,24 @@ impl MetadataImage {
                     }
                     None => {
                         map.remove(name);
+                    }
+                }
+            }
+            MetadataRecord::UserScramCredential {
+                name,
+                mechanism,
+                credential,
+            } => {
+                self.scram_credentials
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if let Some(user) = self.scram_credentials.get_mut(name) {
+                    user.remove(mechanism);
+                    if user.is_empty() {
+                        self.scram_credentials.remove(name);
                     }
                 }
             }

@@ -166,6 +166,20 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_offset: Option<i64>,
     },
+    /// User `name`'s SCRAM credential for `mechanism` was set (Kafka's
+    /// `UserScramCredentialRecord`): salt, stored key, server key and
+    /// iterations, never the password. Replaces any earlier one.
+    UserScramCredential {
+        name: String,
+        mechanism: crate::scram::ScramMechanism,
+        credential: crate::scram::ScramCredential,
+    },
+    /// User `name`'s SCRAM credential for `mechanism` was deleted (Kafka's
+    /// `RemoveUserScramCredentialRecord`).
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: crate::scram::ScramMechanism,
+    },
 }
 
 #[cfg(test)]

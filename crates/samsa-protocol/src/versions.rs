@@ -80,6 +80,14 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::WriteTxnMarkers, 1, 1),
     // KIP-664.
     api(ApiKey::DescribeProducers, 0, 0),
+    // KIP-43 / KIP-152: on SASL listeners the connection answers these
+    // before authentication; elsewhere they are ILLEGAL_SASL_STATE.
+    // SaslAuthenticate v1 adds session_lifetime_ms (KIP-368).
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    // KIP-554.
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The supported range of `key`, if samsa implements it.
