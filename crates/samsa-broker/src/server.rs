@@ -39,6 +39,9 @@ pub enum ServeError {
     Security(#[from] samsa_security::TlsError),
 }
 
+/// How long a connection whose SASL authentication failed waits, after
+/// writing the failure, for the client to close it first.
+const FAILED_AUTH_LINGER: Duration = Duration::from_millis(500);
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many bytes of a frame body are read per step.
@@ -502,6 +505,10 @@ async fn connection(
                     if let Some(reply) = reply {
                         write_frame(&mut write, &reply).await?;
                         write.flush().await?;
+                        // Let the client read the answer before the close:
+                        // kafka-python drops data that arrives together
+                        // with the end of the stream.
+                        let _ = tokio::time::timeout(FAILED_AUTH_LINGER, read.frame_size()).await;
                     }
                     tracing::info!(%peer, %reason, "closing connection");
                     return Err(ConnError::Closed(reason));
