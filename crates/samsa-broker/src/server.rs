@@ -451,11 +451,14 @@ async fn connection(
         _ = shutdown.changed() => return Ok(()),
         e = crate::tls::establish(stream, tls.as_deref()) => e?,
     };
-    // The client certificate's principal, for the authorizer to come.
-    let _principal = established.principal;
-    if let Some(p) = &_principal {
-        tracing::debug!(%peer, principal = %p, "TLS client authenticated");
-    }
+    // The client certificate's (mapped) subject, else User:ANONYMOUS.
+    let principal = Arc::new(match established.principal {
+        Some(p) => {
+            tracing::debug!(%peer, principal = %p, "TLS client authenticated");
+            samsa_security::KafkaPrincipal::user(p)
+        }
+        None => samsa_security::KafkaPrincipal::anonymous(),
+    });
     let mut write = established.write;
     let mut read = FrameReader::new(established.read, broker.settings.connection_idle_max);
     let max = broker.settings.request_bytes_max;
@@ -535,7 +538,10 @@ async fn connection(
         // Boxed: the handler's future is large and exists only while a
         // request is in flight, not for as long as the connection is open.
         let (api, started) = (crate::http::api_label(request.api_key), Instant::now());
-        let reply = Box::pin(handlers::handle(&broker, peer, &listener, request)).await;
+        let reply = Box::pin(handlers::handle(
+            &broker, peer, &listener, &principal, request,
+        ))
+        .await;
         broker.metrics.request(api, started.elapsed());
         match reply {
             Reply::Send(response) => write_frame(&mut write, &response).await?,

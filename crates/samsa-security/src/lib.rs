@@ -17,7 +17,7 @@ mod principal;
 pub mod sasl;
 mod tls;
 
-pub use principal::{principal_of, PrincipalRules};
+pub use principal::{principal_of, KafkaPrincipal, PrincipalRules};
 pub use tls::{ClientAuth, ListenerTls, TlsError};
 
 use samsa_metadata::config::StaticConfig;

@@ -92,3 +92,67 @@ pub fn principal_of(der: &[u8], rules: &PrincipalRules) -> Option<String> {
         PrincipalRules::Default => Some(rdns.join(",")),
     }
 }
+
+/// Who a request comes from: Kafka's `KafkaPrincipal`, a type and a name,
+/// written `Type:name` (`User:alice`, `User:CN=client,O=acme`). A client
+/// that did not authenticate (plaintext, or TLS without a client
+/// certificate) is `User:ANONYMOUS`, as in Kafka.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KafkaPrincipal {
+    pub principal_type: String,
+    pub name: String,
+}
+
+impl KafkaPrincipal {
+    /// Kafka's `KafkaPrincipal.USER_TYPE`.
+    pub const USER_TYPE: &'static str = "User";
+
+    /// `User:<name>`.
+    pub fn user(name: impl Into<String>) -> KafkaPrincipal {
+        KafkaPrincipal {
+            principal_type: Self::USER_TYPE.to_owned(),
+            name: name.into(),
+        }
+    }
+
+    /// `User:ANONYMOUS`, the principal of an unauthenticated client.
+    pub fn anonymous() -> KafkaPrincipal {
+        Self::user("ANONYMOUS")
+    }
+
+    /// Parses `Type:name` (split at the first `:`, as Kafka's
+    /// `SecurityUtils.parseKafkaPrincipal`); `None` without a `:` or with
+    /// an empty type.
+    pub fn parse(s: &str) -> Option<KafkaPrincipal> {
+        let (principal_type, name) = s.split_once(':')?;
+        if principal_type.is_empty() {
+            return None;
+        }
+        Some(KafkaPrincipal {
+            principal_type: principal_type.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for KafkaPrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
+}
+
+#[cfg(test)]
+mod kafka_principal_tests {
+    use super::KafkaPrincipal;
+
+    #[test]
+    fn principals_parse_and_print_as_kafka_writes_them() {
+        let p = KafkaPrincipal::parse("User:CN=a:b,O=x").expect("parses");
+        assert_eq!(p.principal_type, "User");
+        assert_eq!(p.name, "CN=a:b,O=x");
+        assert_eq!(p.to_string(), "User:CN=a:b,O=x");
+        assert_eq!(KafkaPrincipal::anonymous().to_string(), "User:ANONYMOUS");
+        assert_eq!(KafkaPrincipal::parse("alice"), None);
+        assert_eq!(KafkaPrincipal::parse(":alice"), None);
+    }
+}

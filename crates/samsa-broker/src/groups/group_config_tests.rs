@@ -85,6 +85,7 @@ async fn heartbeat(broker: &Broker, g: &str, member: &str, epoch: i32) -> (i16, 
         peer: "127.0.0.1:1".parse().unwrap(),
         client_id: "test".into(),
         listener: "PLAINTEXT".into(),
+        principal: std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
     };
     let request = ConsumerGroupHeartbeatRequest::default()
         .with_group_id(s(g).into())

@@ -245,6 +245,7 @@ mod tests {
             peer: "127.0.0.1:1".parse().unwrap(),
             client_id: "t".into(),
             listener: "PLAINTEXT".into(),
+            principal: std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
         };
         let r = handle(&broker, &ctx, request(METADATA_TOPIC), 2).await;
         assert_eq!(r.error_code, 0);

@@ -212,6 +212,7 @@ mod tests {
             peer: "127.0.0.1:1".parse().unwrap(),
             client_id: "t".into(),
             listener: "PLAINTEXT".into(),
+            principal: std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
         }
     }
 

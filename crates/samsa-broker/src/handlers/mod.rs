@@ -68,6 +68,9 @@ pub struct Ctx {
     pub client_id: String,
     /// The listener the request came in on (`PLAINTEXT`, ...).
     pub listener: Arc<str>,
+    /// Who sent the request: the mapped client-certificate subject on mTLS,
+    /// else `User:ANONYMOUS`.
+    pub principal: Arc<samsa_security::KafkaPrincipal>,
 }
 
 impl Ctx {
@@ -97,6 +100,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     peer: std::net::SocketAddr,
     listener: &Arc<str>,
+    principal: &Arc<samsa_security::KafkaPrincipal>,
     request: Request,
 ) -> Reply {
     let version = request.version();
@@ -109,6 +113,7 @@ pub async fn handle(
             .map(|c| c.to_string())
             .unwrap_or_default(),
         listener: listener.clone(),
+        principal: principal.clone(),
     };
     let api_key = request.api_key;
     let correlation_id = request.header.correlation_id;

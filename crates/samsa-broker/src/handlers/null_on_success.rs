@@ -182,8 +182,14 @@ mod tests {
             .unwrap();
         let request = samsa_protocol::codec::parse_request(frame.freeze()).unwrap();
         let peer = "127.0.0.1:1".parse().unwrap();
-        let super::super::Reply::Send(response) =
-            super::super::handle(&broker, peer, &"PLAINTEXT".into(), request).await
+        let super::super::Reply::Send(response) = super::super::handle(
+            &broker,
+            peer,
+            &"PLAINTEXT".into(),
+            &std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
+            request,
+        )
+        .await
         else {
             panic!("no response");
         };

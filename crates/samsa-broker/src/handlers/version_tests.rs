@@ -61,6 +61,7 @@ fn ctx() -> Ctx {
         peer: "127.0.0.1:1".parse().expect("address"),
         client_id: "test".into(),
         listener: Arc::from("PLAINTEXT"),
+        principal: std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
     }
 }
 

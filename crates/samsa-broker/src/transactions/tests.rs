@@ -38,6 +38,7 @@ fn find_coordinator(broker: &Arc<Broker>, id: &str) -> (i32, i16) {
         peer: "127.0.0.1:1".parse().unwrap(),
         client_id: "test".into(),
         listener: "PLAINTEXT".into(),
+        principal: std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
     };
     let request = FindCoordinatorRequest::default()
         .with_key_type(1)
