@@ -35,6 +35,7 @@ use kafka_protocol::messages::{
 };
 use samsa_protocol::codec::{encode_response_frame, parse_request, ResponseFrame};
 use samsa_security::sasl::{Exchange, ListenerSasl, Mechanism, SaslFailure, Step};
+use samsa_security::KafkaPrincipal;
 use tokio::time::Instant;
 
 use crate::broker::Broker;
@@ -60,6 +61,8 @@ pub struct Session {
     state: State,
     /// The authenticated user (kept across re-authentication, which must not change it).
     user: Option<String>,
+    /// `User:<user>`, once authenticated.
+    principal: Option<Arc<KafkaPrincipal>>,
     mechanism: Option<Mechanism>,
     expires: Option<Instant>,
     reauth_max: Duration,
@@ -111,15 +114,16 @@ impl Session {
             sasl,
             state: State::Initial,
             user: None,
+            principal: None,
             mechanism: None,
             expires: None,
         }
     }
 
-    /// The authenticated user, once there is one.
-    pub fn user(&self) -> Option<&str> {
+    /// The authenticated principal (`User:<name>`), once there is one.
+    pub fn principal(&self) -> Option<&Arc<KafkaPrincipal>> {
         match self.state {
-            State::Authenticated => self.user.as_deref(),
+            State::Authenticated => self.principal.as_ref(),
             _ => None,
         }
     }
@@ -252,6 +256,9 @@ impl Session {
         let mut lifetime_ms = 0i64;
         if let Some(user) = done {
             tracing::debug!(listener = self.sasl.listener(), %user, mechanism = mechanism.name(), "SASL authenticated");
+            if self.principal.is_none() {
+                self.principal = Some(Arc::new(KafkaPrincipal::user(user.clone())));
+            }
             self.user = Some(user);
             self.mechanism = Some(mechanism);
             self.state = State::Authenticated;
@@ -290,6 +297,7 @@ impl Session {
     ) -> Screened {
         self.state = State::Initial;
         self.user = None;
+        self.principal = None;
         let reason = format!("SASL {} authentication failed: {failure}", mechanism.name());
         tracing::info!(listener = self.sasl.listener(), %reason);
         let reply = framed.and_then(|(version, correlation_id)| {

@@ -539,7 +539,15 @@ async fn connection(
         // request is in flight, not for as long as the connection is open.
         let (api, started) = (crate::http::api_label(request.api_key), Instant::now());
         let reply = Box::pin(handlers::handle(
-            &broker, peer, &listener, &principal, request,
+            &broker,
+            peer,
+            &listener,
+            // On a SASL listener, the authenticated user (Kafka ignores the
+            // client certificate there).
+            sasl.as_ref()
+                .and_then(|s| s.principal())
+                .unwrap_or(&principal),
+            request,
         ))
         .await;
         broker.metrics.request(api, started.elapsed());
