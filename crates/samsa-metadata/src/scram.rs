@@ -389,6 +389,40 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_replayed_from_the_metadata_log_on_reopen() {
+        use crate::config::StaticConfig;
+        use crate::controller::Controller;
+        use crate::quorum::LocalQuorum;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = || {
+            let (q, records) = LocalQuorum::open(dir.path()).expect("log");
+            Controller::open(Box::new(q), records, Arc::new(StaticConfig::default()))
+                .expect("controller")
+        };
+        {
+            let c = open();
+            let results = c
+                .alter_scram_credentials(&[upsert("alice", 1, 4096), upsert("bob", 2, 8192)])
+                .expect("committed");
+            assert!(results.iter().all(|(_, r)| r.is_ok()));
+            c.alter_scram_credentials(&[ScramAlteration::Delete {
+                user: "bob".into(),
+                mechanism: 2,
+            }])
+            .expect("committed");
+        }
+        let c = open();
+        let image = c.image();
+        assert_eq!(
+            image.scram_credential("alice", ScramMechanism::Sha256),
+            Some(&credential(4096))
+        );
+        assert!(!image.scram_credentials.contains_key("bob"));
+    }
+
+    #[test]
     fn describe_names_missing_and_duplicate_users() {
         let mut image = MetadataImage::default();
         run(&mut image, &[upsert("alice", 1, 4096)]);
