@@ -31,6 +31,7 @@ pub mod partition;
 pub mod purgatory;
 pub mod replica;
 pub mod retention;
+pub mod sasl;
 pub mod server;
 pub mod settings;
 #[cfg(test)]

@@ -17,7 +17,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use samsa_protocol::codec::{
     api_versions_unsupported, parse_request, Chunk, FileRegion, ParseError, ResponseFrame,
 };
-use samsa_security::{ListenerTls, Protocol};
+use samsa_security::sasl::ListenerSasl;
+use samsa_security::ListenerTls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -38,6 +39,9 @@ pub enum ServeError {
     Security(#[from] samsa_security::TlsError),
 }
 
+/// How long a connection whose SASL authentication failed waits, after
+/// writing the failure, for the client to close it first.
+const FAILED_AUTH_LINGER: Duration = Duration::from_millis(500);
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many bytes of a frame body are read per step.
@@ -54,8 +58,9 @@ const READ_BUFFER_KEEP: Duration = Duration::from_secs(1);
 /// accepting, lets in-flight requests finish (bounded by a grace period) and
 /// returns. Each connection remembers the listener it came in on, so Metadata
 /// answers with that listener's advertised endpoints (as Kafka does). A
-/// listener mapped to SSL (`listener.security.protocol.map`) speaks TLS
-/// ([`crate::tls`]); one mapped to a SASL protocol is refused.
+/// listener mapped to SSL or SASL_SSL (`listener.security.protocol.map`)
+/// speaks TLS ([`crate::tls`]); one mapped to SASL_PLAINTEXT or SASL_SSL
+/// authenticates its clients first ([`crate::sasl`]).
 pub async fn serve(
     broker: Arc<Broker>,
     listeners: Vec<(String, TcpListener)>,
@@ -78,9 +83,14 @@ pub async fn serve(
     let mut acceptors = JoinSet::new();
     let mut secured = Vec::new();
     for (name, listener) in listeners {
-        let tls = match samsa_security::listener_protocol(&broker.config(), &name)? {
-            Protocol::Plaintext => None,
-            Protocol::Ssl => Some(Arc::new(ListenerTls::build(&broker.config(), &name)?)),
+        let protocol = samsa_security::listener_protocol(&broker.config(), &name)?;
+        let tls = match protocol.tls() {
+            false => None,
+            true => Some(Arc::new(ListenerTls::build(&broker.config(), &name)?)),
+        };
+        let sasl = match protocol.sasl() {
+            false => None,
+            true => Some(Arc::new(ListenerSasl::build(&broker.config(), &name)?)),
         };
         secured.extend(tls.clone());
         let tx = accepted_tx.clone();
@@ -89,7 +99,7 @@ pub async fn serve(
             loop {
                 let accepted = listener.accept().await;
                 if tx
-                    .send((accepted, name.clone(), tls.clone()))
+                    .send((accepted, name.clone(), tls.clone(), sasl.clone()))
                     .await
                     .is_err()
                 {
@@ -131,7 +141,7 @@ pub async fn serve(
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = accepted_rx.recv() => {
-                let Some((accepted, listener_name, tls)) = accepted else { break };
+                let Some((accepted, listener_name, tls, sasl)) = accepted else { break };
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -154,7 +164,7 @@ pub async fn serve(
                 tasks.spawn(async move {
                     let _permit = permit;
                     let _open = broker.metrics.connection(&listener_name);
-                    let conn = Conn { peer, listener: listener_name, tls, memory };
+                    let conn = Conn { peer, listener: listener_name, tls, sasl, memory };
                     if let Err(e) = connection(broker, stream, conn, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
@@ -410,6 +420,7 @@ type Accepted = (
     std::io::Result<(TcpStream, std::net::SocketAddr)>,
     Arc<str>,
     Option<Arc<ListenerTls>>,
+    Option<Arc<ListenerSasl>>,
 );
 
 /// What a connection knows of itself besides its socket.
@@ -417,6 +428,8 @@ struct Conn {
     peer: std::net::SocketAddr,
     listener: Arc<str>,
     tls: Option<Arc<ListenerTls>>,
+    /// SASL_PLAINTEXT / SASL_SSL: the listener's mechanisms.
+    sasl: Option<Arc<ListenerSasl>>,
     memory: Option<crate::memory::RequestMemory>,
 }
 
@@ -430,6 +443,7 @@ async fn connection(
         peer,
         listener,
         tls,
+        sasl,
         memory,
     } = conn;
     stream.set_nodelay(true)?;
@@ -448,6 +462,7 @@ async fn connection(
     let mut write = established.write;
     let mut read = FrameReader::new(established.read, broker.settings.connection_idle_max);
     let max = broker.settings.request_bytes_max;
+    let mut sasl = sasl.map(|l| crate::sasl::Session::new(&broker, l));
     loop {
         let size = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
@@ -467,7 +482,42 @@ async fn connection(
             },
             None => None,
         };
-        let frame = read.frame_body(size as usize).await?;
+        let mut frame = read.frame_body(size as usize).await?;
+        if let Some(session) = sasl.as_mut() {
+            match session.screen(&broker, frame) {
+                crate::sasl::Screened::Pass(f) => frame = f,
+                crate::sasl::Screened::Reply(reply) => {
+                    write_frame(&mut write, &reply).await?;
+                    continue;
+                }
+                crate::sasl::Screened::Raw(bytes) => {
+                    write.write_all(&bytes).await?;
+                    continue;
+                }
+                crate::sasl::Screened::Fail {
+                    reply,
+                    delay,
+                    reason,
+                } => {
+                    // Delayed so that guessing passwords is slow
+                    // (`connection.failed.authentication.delay.ms`).
+                    tokio::select! {
+                        _ = shutdown.changed() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    if let Some(reply) = reply {
+                        write_frame(&mut write, &reply).await?;
+                        write.flush().await?;
+                        // Let the client read the answer before the close:
+                        // kafka-python drops data that arrives together
+                        // with the end of the stream.
+                        let _ = tokio::time::timeout(FAILED_AUTH_LINGER, read.frame_size()).await;
+                    }
+                    tracing::info!(%peer, %reason, "closing connection");
+                    return Err(ConnError::Closed(reason));
+                }
+            }
+        }
         let request = match parse_request(frame) {
             Ok(r) => r,
             Err(ParseError::UnsupportedVersion {
@@ -489,7 +539,15 @@ async fn connection(
         // request is in flight, not for as long as the connection is open.
         let (api, started) = (crate::http::api_label(request.api_key), Instant::now());
         let reply = Box::pin(handlers::handle(
-            &broker, peer, &listener, &principal, request,
+            &broker,
+            peer,
+            &listener,
+            // On a SASL listener, the authenticated user (Kafka ignores the
+            // client certificate there).
+            sasl.as_ref()
+                .and_then(|s| s.principal())
+                .unwrap_or(&principal),
+            request,
         ))
         .await;
         broker.metrics.request(api, started.elapsed());

@@ -40,7 +40,9 @@ pub use topic_partitions::{DESCRIBED_PARTITIONS_MAX, PARTITION_LIMIT_DEFAULT};
 #[cfg(test)]
 pub(crate) mod fake_broker;
 mod quorum;
+mod scram;
 pub use quorum::{QuorumEndpoint, QuorumInfo, QuorumReplica};
+pub use scram::{ScramResults, ScramUpsertion, ScramUser};
 mod transactions;
 pub use transactions::{
     AbortTransactionSpec, ListTransactionsFilter, PartitionProducers, ProducerState,

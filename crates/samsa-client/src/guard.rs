@@ -380,6 +380,14 @@ static DESCRIBE_QUORUM: Schema = s(&[
 static FEATURE_RESULT: Schema = s(&[f(Str), f(I16), f(Str)]);
 static UPDATE_FEATURES: Schema = s(&[f(I32), f(I16), f(Str), until(1, arr(&FEATURE_RESULT))]);
 
+// DescribeUserScramCredentials and AlterUserScramCredentials v0 (KIP-554).
+static SCRAM_CREDENTIAL_INFO: Schema = s(&[f(I8), f(I32)]);
+static SCRAM_DESCRIBED_USER: Schema = s(&[f(Str), f(I16), f(Str), f(arr(&SCRAM_CREDENTIAL_INFO))]);
+static DESCRIBE_USER_SCRAM_CREDENTIALS: Schema =
+    s(&[f(I32), f(I16), f(Str), f(arr(&SCRAM_DESCRIBED_USER))]);
+static SCRAM_ALTERED_USER: Schema = s(&[f(Str), f(I16), f(Str)]);
+static ALTER_USER_SCRAM_CREDENTIALS: Schema = s(&[f(I32), f(arr(&SCRAM_ALTERED_USER))]);
+
 // Transactions (KIP-664): ListTransactions v0-2, DescribeTransactions v0,
 // DescribeProducers v0, WriteTxnMarkers v1 (all flexible).
 static LISTED_TXN: Schema = s(&[f(Str), f(I64), f(Str)]);
@@ -571,6 +579,20 @@ static APIS: &[Api] = &[
     api(ApiKey::DescribeProducers, 0, 0, 0, &DESCRIBE_PRODUCERS),
     api(ApiKey::WriteTxnMarkers, 1, 1, 1, &WRITE_TXN_MARKERS),
     api(ApiKey::AddPartitionsToTxn, 5, 5, 3, &ADD_PARTITIONS_TO_TXN),
+    api(
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        0,
+        0,
+        &DESCRIBE_USER_SCRAM_CREDENTIALS,
+    ),
+    api(
+        ApiKey::AlterUserScramCredentials,
+        0,
+        0,
+        0,
+        &ALTER_USER_SCRAM_CREDENTIALS,
+    ),
 ];
 
 /// The response versions the guard covers for `key`, if any.

@@ -311,7 +311,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("process.roles", List, Some("broker,controller"), Validator::ListOf(&["broker", "controller"]), [], "The roles this node plays."),
     def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Validator::Any, [], "Addresses to listen on."),
     def!("advertised.listeners", List, None, Validator::Any, [], "Addresses given to clients; default: listeners."),
-    def!("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Validator::Any, [], "Security protocol of each listener name; samsa implements PLAINTEXT and SSL and refuses to start with a listener mapped to a SASL protocol."),
+    def!("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Validator::Any, [], "Security protocol of each listener name: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
     def!("controller.listener.names", List, None, Validator::Any, [], "Listener names used by the controller."),
     def!("controller.quorum.voters", List, None, Validator::Any, [], "Controller quorum voters, id@host:port."),
     def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Validator::Range(10, 600_000), [], "Without a leader for this long (randomized up to twice as long) a voter starts an election."),
@@ -332,6 +332,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("max.connections.per.ip", Int, Some("2147483647"), Validator::Range(0, i32::MAX as i64), [], "Largest number of connections from one IP address; new connections over it are closed."),
     def!("max.connections.per.ip.overrides", String, Some(""), Validator::Any, [], "Per-IP or hostname limits that override max.connections.per.ip, as host:count,host:count."),
     def!("max.request.partition.size.limit", Int, Some("2000"), Validator::Range(1, i32::MAX as i64), [], "Most partitions a DescribeTopicPartitions response holds; a request asking for more gets this many and a cursor."),
+    def!("connections.max.reauth.ms", Long, Some("0"), Validator::Range(0, i64::MAX), [], "KIP-368: a SASL session lasts this long (sent to clients as session_lifetime_ms); a client must re-authenticate before it ends or its connection is closed on its next request. 0: sessions do not expire."),
+    def!("connection.failed.authentication.delay.ms", Int, Some("100"), Validator::Range(0, i32::MAX as i64), [], "A failed SASL authentication is answered, and its connection closed, after this delay, which slows down password guessing."),
     def!("connections.max.idle.ms", Long, Some("600000"), Validator::Any, [], "Connections without a request for this long are closed; negative: never."),
     def!("http.listeners", List, Some("http://127.0.0.1:9644"), Validator::Any, [], "The HTTP listener for /metrics (Prometheus) and /health/live, /health/ready: one http://host:port; empty disables it. A default port already in use only logs a warning."),
     def!("log.segment.bytes", Int, Some("1073741824"), Validator::Range(14, i32::MAX as i64), [], "Segment file size."),
@@ -596,9 +598,12 @@ impl StaticConfig {
                 reason,
             });
         }
-        if is_ssl_key(key) || crate::security::is_authorizer_key(key) {
-            // TLS settings (global or per listener), validated as a whole
-            // by `samsa-security` once every key is known.
+        if is_ssl_key(key)
+            || crate::security::is_sasl_key(key)
+            || crate::security::is_authorizer_key(key)
+        {
+            // TLS and SASL settings (global or per listener), validated as
+            // a whole by `samsa-security` once every key is known.
             self.values
                 .insert(key.to_string(), value.trim().to_string());
             return Ok(true);

@@ -643,6 +643,21 @@ impl Controller {
             .map(|_| ())
     }
 
+    /// AlterUserScramCredentials: commits the alterations of every user
+    /// whose alterations are all valid; returns each user's result.
+    pub fn alter_scram_credentials(
+        &self,
+        alterations: &[crate::scram::ScramAlteration],
+    ) -> Result<crate::scram::UserResults, ControllerError> {
+        self.submit(|image| {
+            Ok(crate::scram::plan_alter_scram_credentials(
+                image,
+                alterations,
+            ))
+        })
+        .map(|(results, _)| results)
+    }
+
     /// Sets (`Some`) or removes (`None`) config keys of group `group` (Kafka's
     /// `GROUP` resource), validated against this broker's group bounds.
     pub fn alter_group_configs(

@@ -193,6 +193,10 @@ pub struct MetadataImage {
     /// Every ACL by id (shared: an image change that does not touch ACLs
     /// does not copy them).
     pub acls: Arc<crate::acl::AclMap>,
+    /// SCRAM credentials by user and mechanism; a user with none left is
+    /// absent.
+    pub scram_credentials:
+        BTreeMap<String, BTreeMap<crate::scram::ScramMechanism, crate::scram::ScramCredential>>,
 }
 
 impl Default for MetadataImage {
@@ -210,6 +214,7 @@ impl Default for MetadataImage {
             features: BTreeMap::new(),
             features_epoch: -1,
             acls: Arc::default(),
+            scram_credentials: BTreeMap::new(),
         }
     }
 }
@@ -228,6 +233,15 @@ impl MetadataImage {
     /// The finalized level of feature `name` (0 when absent).
     pub fn feature_level(&self, name: &str) -> i16 {
         self.features.get(name).copied().unwrap_or(0)
+    }
+
+    /// User `user`'s SCRAM credential for `mechanism`.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: crate::scram::ScramMechanism,
+    ) -> Option<&crate::scram::ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism)
     }
 
     /// The topic named `name`.
@@ -449,6 +463,24 @@ impl MetadataImage {
                     }
                     None => {
                         map.remove(name);
+                    }
+                }
+            }
+            MetadataRecord::UserScramCredential {
+                name,
+                mechanism,
+                credential,
+            } => {
+                self.scram_credentials
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if let Some(user) = self.scram_credentials.get_mut(name) {
+                    user.remove(mechanism);
+                    if user.is_empty() {
+                        self.scram_credentials.remove(name);
                     }
                 }
             }

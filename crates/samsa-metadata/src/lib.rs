@@ -28,6 +28,7 @@ pub mod log_dirs;
 pub mod plan;
 pub mod quorum;
 pub mod record;
+pub mod scram;
 pub mod security;
 
 pub use controller::{

@@ -175,6 +175,20 @@ pub enum MetadataRecord {
     /// The ACL `id` was deleted (Kafka's `RemoveAccessControlEntryRecord`);
     /// an unknown id changes nothing.
     RemoveAccessControlEntry { id: uuid::Uuid },
+    /// User `name`'s SCRAM credential for `mechanism` was set (Kafka's
+    /// `UserScramCredentialRecord`): salt, stored key, server key and
+    /// iterations, never the password. Replaces any earlier one.
+    UserScramCredential {
+        name: String,
+        mechanism: crate::scram::ScramMechanism,
+        credential: crate::scram::ScramCredential,
+    },
+    /// User `name`'s SCRAM credential for `mechanism` was deleted (Kafka's
+    /// `RemoveUserScramCredentialRecord`).
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: crate::scram::ScramMechanism,
+    },
 }
 
 #[cfg(test)]

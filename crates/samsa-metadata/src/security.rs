@@ -1,19 +1,20 @@
 //! Fail closed on security settings samsa does not implement.
 //!
-//! samsa serves PLAINTEXT and SSL (TLS, optionally mutual; built by
-//! `samsa-security`): no SASL. (The authorizer's keys are checked by
-//! `samsa-security`, which refuses an authorizer class it does not have.) A broker configured for either
-//! must not start and silently serve every client unauthenticated; it
-//! refuses, naming the key. This covers the keys themselves
-//! ([`unsupported_key`], checked by [`crate::config::StaticConfig::set`]) and
-//! listeners whose security protocol, by name or through
-//! `listener.security.protocol.map`, is neither PLAINTEXT nor SSL
-//! ([`unsupported_listener`], checked once the whole configuration is known).
+//! samsa serves PLAINTEXT, SSL (TLS, optionally mutual) and SASL_PLAINTEXT /
+//! SASL_SSL with PLAIN and SCRAM (built by `samsa-security`): no other SASL
+//! setting. (The authorizer's keys are checked by `samsa-security`, which
+//! refuses an authorizer class it does not have.) A broker configured for those must not start and
+//! silently serve every client with less security; it refuses, naming the
+//! key. This covers the keys themselves ([`unsupported_key`], checked by
+//! [`crate::config::StaticConfig::set`]) and listeners whose security
+//! protocol, by name or through `listener.security.protocol.map`, is not
+//! one of Kafka's four ([`unsupported_listener`], checked once the whole
+//! configuration is known).
 
 /// The security protocol of a plaintext listener.
 pub const PLAINTEXT: &str = "PLAINTEXT";
 /// The security protocols samsa implements.
-const IMPLEMENTED: [&str; 2] = [PLAINTEXT, "SSL"];
+const IMPLEMENTED: [&str; 4] = [PLAINTEXT, "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 /// Kafka's security protocol names.
 const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
@@ -26,11 +27,12 @@ pub fn unsupported_key(key: &str, value: &str) -> Option<String> {
         .and_then(|rest| rest.split_once('.'))
         .map(|(_, setting)| setting);
     let setting = per_listener.unwrap_or(key);
-    let sasl = setting.starts_with("sasl.")
-        || setting.contains(".sasl.")
-        || setting.starts_with("connections.max.reauth.ms");
-    if sasl {
-        return Some("SASL is not implemented".to_owned());
+    let sasl = setting.starts_with("sasl.") || setting.contains(".sasl.");
+    if sasl && !is_sasl_key(key) {
+        return Some(format!(
+            "this SASL setting is not implemented (samsa implements {})",
+            SASL_KEYS.join(", ")
+        ));
     }
     let what = match key {
         "principal.builder.class" => "authentication",
@@ -54,6 +56,41 @@ pub fn is_authorizer_key(key: &str) -> bool {
     )
 }
 
+/// The SASL settings samsa implements (`<l>` a listener name, `<mechanism>`
+/// `plain`, `scram-sha-256` or `scram-sha-512`).
+pub const SASL_KEYS: [&str; 5] = [
+    "sasl.enabled.mechanisms",
+    "listener.name.<l>.sasl.enabled.mechanisms",
+    "listener.name.<l>.<mechanism>.sasl.jaas.config",
+    "sasl.mechanism.inter.broker.protocol",
+    "connections.max.reauth.ms",
+];
+
+/// Whether `key` is one of [`SASL_KEYS`] (stored as given; checked as a
+/// whole by `samsa-security` once every key is known).
+pub fn is_sasl_key(key: &str) -> bool {
+    let per_listener = key
+        .strip_prefix("listener.name.")
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(_, setting)| setting);
+    match per_listener {
+        Some(setting) => {
+            setting == "sasl.enabled.mechanisms"
+                || setting == "connections.max.reauth.ms"
+                || ["plain", "scram-sha-256", "scram-sha-512"].iter().any(|m| {
+                    setting
+                        .strip_prefix(m)
+                        .is_some_and(|rest| rest == ".sasl.jaas.config")
+                })
+        }
+        None => [
+            "sasl.enabled.mechanisms",
+            "sasl.mechanism.inter.broker.protocol",
+        ]
+        .contains(&key),
+    }
+}
+
 /// The security protocol (upper case) of listener `name`: its entry in
 /// `protocol_map` (`NAME:PROTOCOL,...`), else its name when that is a
 /// protocol name (Kafka's default map), else PLAINTEXT.
@@ -72,7 +109,7 @@ pub fn listener_protocol(name: &str, protocol_map: Option<&str>) -> String {
 }
 
 /// The first listener of `listeners` (a `NAME://host:port` list) whose
-/// security protocol ([`listener_protocol`]) is neither PLAINTEXT nor SSL,
+/// security protocol ([`listener_protocol`]) is not one of Kafka's four,
 /// as a message naming it.
 pub fn unsupported_listener(listeners: &str, protocol_map: Option<&str>) -> Option<String> {
     let mapped = |name: &str| listener_protocol(name, protocol_map);
@@ -84,7 +121,7 @@ pub fn unsupported_listener(listeners: &str, protocol_map: Option<&str>) -> Opti
             let name = l.split_once("://").map_or(PLAINTEXT, |(n, _)| n.trim());
             let protocol = mapped(name);
             (!IMPLEMENTED.contains(&protocol.as_str())).then(|| {
-                format!("listener {l} uses security protocol {protocol}, which samsa does not implement (PLAINTEXT and SSL are)")
+                format!("listener {l} uses security protocol {protocol}, which samsa does not implement (PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL are)")
             })
         })
 }
@@ -241,8 +278,13 @@ mod tests {
     #[test]
     fn security_keys_are_refused() {
         for (k, v) in [
-            ("sasl.enabled.mechanisms", "PLAIN"),
-            ("listener.name.external.plain.sasl.jaas.config", "x"),
+            ("sasl.kerberos.service.name", "kafka"),
+            ("listener.name.external.oauthbearer.sasl.jaas.config", "x"),
+            ("sasl.jaas.config", "x"),
+            (
+                "listener.name.external.sasl.server.callback.handler.class",
+                "x.Y",
+            ),
             ("principal.builder.class", "x.Y"),
             ("security.inter.broker.protocol", "SASL_SSL"),
         ] {
@@ -251,23 +293,24 @@ mod tests {
         for (k, v) in [
             ("security.inter.broker.protocol", "PLAINTEXT"),
             ("authorizer.class.name", ""),
-            (
-                "authorizer.class.name",
-                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            ),
-            ("super.users", "User:admin"),
             ("num.partitions", "3"),
             ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT"),
             ("listener.name.internal.max.connections", "10"),
             ("ssl.keystore.location", "/etc/k.pem"),
             ("listener.name.external.ssl.keystore.location", "/k"),
+            ("sasl.enabled.mechanisms", "PLAIN"),
+            ("listener.name.external.sasl.enabled.mechanisms", "PLAIN"),
+            ("listener.name.external.plain.sasl.jaas.config", "x"),
+            ("listener.name.external.scram-sha-512.sasl.jaas.config", "x"),
+            ("connections.max.reauth.ms", "60000"),
+            ("listener.name.external.connections.max.reauth.ms", "60000"),
         ] {
             assert_eq!(unsupported_key(k, v), None, "{k}");
         }
     }
 
     #[test]
-    fn listeners_must_be_plaintext_or_ssl() {
+    fn listeners_must_use_one_of_kafkas_protocols() {
         let map = "PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT,EXTERNAL:SASL_SSL";
         assert_eq!(
             unsupported_listener("PLAINTEXT://:9092,REPLICATION://:9093", Some(map)),
@@ -289,6 +332,12 @@ mod tests {
             ("sasl_plaintext://:2", None),
             ("EXTERNAL://:2", Some(map)),
             ("PLAINTEXT://:2", Some("PLAINTEXT:SASL_PLAINTEXT")),
+        ] {
+            assert_eq!(unsupported_listener(listeners, map), None, "{listeners}");
+        }
+        for (listeners, map) in [
+            ("EXTERNAL://:2", Some("EXTERNAL:KERBEROS")),
+            ("PLAINTEXT://:2", Some("PLAINTEXT:SASL_FOO")),
         ] {
             let why = unsupported_listener(listeners, map).expect(listeners);
             assert!(why.contains("security protocol"), "{why}");

@@ -467,6 +467,20 @@ static APIS: &[Api] = &[
     api(ApiKey::DeleteAcls, 1, 3, Some(2), &DELETE_ACLS),
     api(ApiKey::SaslHandshake, 0, 1, None, &SASL_HANDSHAKE),
     api(ApiKey::SaslAuthenticate, 0, 2, Some(2), &SASL_AUTHENTICATE),
+    api(
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        0,
+        Some(0),
+        &DESCRIBE_USER_SCRAM_CREDENTIALS,
+    ),
+    api(
+        ApiKey::AlterUserScramCredentials,
+        0,
+        0,
+        Some(0),
+        &ALTER_USER_SCRAM_CREDENTIALS,
+    ),
 ];
 
 // Produce (0)
@@ -1029,6 +1043,25 @@ const SASL_HANDSHAKE: Schema = schema(&[f("mechanism", STR)]);
 
 // SaslAuthenticate (36)
 const SASL_AUTHENTICATE: Schema = schema(&[f("auth_bytes", BYTES)]);
+
+// DescribeUserScramCredentials (50): null users means all.
+const DESCRIBE_USER_SCRAM_CREDENTIALS: Schema =
+    schema(&[f("users", nullable_array(&SCRAM_USER_NAME))]);
+const SCRAM_USER_NAME: Schema = schema(&[f("name", STR)]);
+
+// AlterUserScramCredentials (51)
+const ALTER_USER_SCRAM_CREDENTIALS: Schema = schema(&[
+    f("deletions", array(&SCRAM_CREDENTIAL_DELETION)),
+    f("upsertions", array(&SCRAM_CREDENTIAL_UPSERTION)),
+]);
+const SCRAM_CREDENTIAL_DELETION: Schema = schema(&[f("name", STR), f("mechanism", I8)]);
+const SCRAM_CREDENTIAL_UPSERTION: Schema = schema(&[
+    f("name", STR),
+    f("mechanism", I8),
+    f("iterations", I32),
+    f("salt", BYTES),
+    f("salted_password", BYTES),
+]);
 
 // ---------------------------------------------------------------------------------------
 // The walker

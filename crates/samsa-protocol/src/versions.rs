@@ -84,6 +84,14 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeAcls, 1, 3),
     api(ApiKey::CreateAcls, 1, 3),
     api(ApiKey::DeleteAcls, 1, 3),
+    // KIP-43 / KIP-152: on SASL listeners the connection answers these
+    // before authentication; elsewhere they are ILLEGAL_SASL_STATE.
+    // SaslAuthenticate v1 adds session_lifetime_ms (KIP-368).
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    // KIP-554.
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The supported range of `key`, if samsa implements it.

@@ -32,7 +32,8 @@
 //! (carrying its epoch, incarnation, listeners and fenced flag, so no
 //! `FenceBroker`/`UnfenceBroker` is needed); the cluster-wide then per-broker
 //! dynamic configs; every ACL (`AccessControlEntry`, by id); per topic (by name) its `Topic`, its `Partition`s in index
-//! order (with any reassignment in progress) and its configs; and one
+//! order (with any reassignment in progress) and its configs; a
+//! `UserScramCredential` per user and mechanism; and one
 //! `ProducerIds` with the next producer id. Applying them to an empty image gives
 //! an image equal to the compacted one (checked by a property test), except for
 //! per-broker config maps left empty by removals, which carry no meaning.
@@ -157,6 +158,15 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
             out.push(config(ConfigResource::Topic(topic.name.clone()), k, v));
         }
     }
+    for (user, credentials) in &image.scram_credentials {
+        for (mechanism, credential) in credentials {
+            out.push(MetadataRecord::UserScramCredential {
+                name: user.clone(),
+                mechanism: *mechanism,
+                credential: credential.clone(),
+            });
+        }
+    }
     if image.next_producer_id != 0 {
         out.push(MetadataRecord::ProducerIds {
             // The image keeps only the next id; the block's owner is history.
@@ -255,7 +265,7 @@ mod tests {
             .filter(|(_, m)| !m.is_empty())
             .collect();
         format!(
-            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{:?}|{}|{}|{:?}|{}|{:?}",
+            "{:?}|{brokers:?}|{topics:?}|{ids:?}|{broker_configs:?}|{:?}|{:?}|{}|{}|{:?}|{}|{:?}|{:?}",
             i.cluster_id,
             i.default_broker_configs,
             i.group_configs,
@@ -263,7 +273,8 @@ mod tests {
             i.records_applied,
             i.features,
             i.features_epoch,
-            i.acls
+            i.acls,
+            i.scram_credentials
         )
     }
 
@@ -410,7 +421,33 @@ mod tests {
             (0u8..3).prop_map(|id| MetadataRecord::RemoveAccessControlEntry {
                 id: uuid_for(200 + id),
             }),
+            ("[a-b]", any::<bool>(), 4096i32..4100).prop_map(|(name, sha512, iterations)| {
+                MetadataRecord::UserScramCredential {
+                    name,
+                    mechanism: scram_mechanism(sha512),
+                    credential: samsa_metadata::scram::ScramCredential {
+                        salt: vec![1],
+                        stored_key: vec![2],
+                        server_key: vec![3],
+                        iterations,
+                    },
+                }
+            }),
+            ("[a-b]", any::<bool>()).prop_map(|(name, sha512)| {
+                MetadataRecord::RemoveUserScramCredential {
+                    name,
+                    mechanism: scram_mechanism(sha512),
+                }
+            }),
         ]
+    }
+
+    fn scram_mechanism(sha512: bool) -> samsa_metadata::scram::ScramMechanism {
+        if sha512 {
+            samsa_metadata::scram::ScramMechanism::Sha512
+        } else {
+            samsa_metadata::scram::ScramMechanism::Sha256
+        }
     }
 
     /// Directories 1 and 2, each present when its bit of `mask` is set.

@@ -6,13 +6,16 @@
 //! of a client certificate (`ssl.principal.mapping.rules`), and reloading
 //! the certificates when their files change.
 //!
-//! Fails closed: a listener mapped to SASL_PLAINTEXT or SASL_SSL, or an
-//! `ssl.*` value samsa cannot honour exactly, is a startup error naming the
-//! key, never a silently weaker listener.
+//! SASL_PLAINTEXT and SASL_SSL listeners authenticate clients with PLAIN or
+//! SCRAM ([`sasl`]).
+//!
+//! Fails closed: an `ssl.*` or SASL value samsa cannot honour exactly is a
+//! startup error naming the key, never a silently weaker listener.
 
 pub mod authorizer;
 pub mod dev;
 mod principal;
+pub mod sasl;
 mod tls;
 
 pub use authorizer::{Action, Authorizer, AuthorizerError, Requester};
@@ -26,11 +29,25 @@ use samsa_metadata::config::StaticConfig;
 pub enum Protocol {
     Plaintext,
     Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl Protocol {
+    /// Whether the listener speaks TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, Protocol::Ssl | Protocol::SaslSsl)
+    }
+
+    /// Whether clients must authenticate with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(self, Protocol::SaslPlaintext | Protocol::SaslSsl)
+    }
 }
 
 /// The protocol of listener `name`: its entry in `listener.security.protocol.map`,
 /// else its name when that is a protocol name (Kafka's default map), else
-/// PLAINTEXT. SASL protocols are refused (not implemented: fail closed).
+/// PLAINTEXT.
 pub fn listener_protocol(cfg: &StaticConfig, name: &str) -> Result<Protocol, TlsError> {
     let protocol = samsa_metadata::security::listener_protocol(
         name,
@@ -39,9 +56,11 @@ pub fn listener_protocol(cfg: &StaticConfig, name: &str) -> Result<Protocol, Tls
     match protocol.as_str() {
         "PLAINTEXT" => Ok(Protocol::Plaintext),
         "SSL" => Ok(Protocol::Ssl),
+        "SASL_PLAINTEXT" => Ok(Protocol::SaslPlaintext),
+        "SASL_SSL" => Ok(Protocol::SaslSsl),
         other => Err(TlsError::Unsupported {
             key: "listener.security.protocol.map".into(),
-            reason: format!("listener {name} uses security protocol {other}, which samsa does not implement (PLAINTEXT and SSL are)"),
+            reason: format!("listener {name} uses security protocol {other}, which samsa does not implement (PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL are)"),
         }),
     }
 }
@@ -57,30 +76,45 @@ pub fn listener_setting<'a>(cfg: &'a StaticConfig, listener: &str, key: &str) ->
         .filter(|v| !v.is_empty())
 }
 
-/// Checks every listener of `listeners` at startup: a SASL listener, an SSL
-/// listener whose settings do not build a TLS configuration, or an SSL
-/// listener named by `inter.broker.listener.name` or
-/// `controller.listener.names` (replication and the quorum connect in
-/// plaintext) is an error.
+/// Checks every listener of `listeners` at startup: an SSL or SASL listener
+/// whose settings do not build, or a secured listener named by
+/// `inter.broker.listener.name` or `controller.listener.names` (replication
+/// and the quorum connect in plaintext, without SASL) is an error.
 pub fn check_listeners(cfg: &StaticConfig) -> Result<(), TlsError> {
     for key in ["inter.broker.listener.name", "controller.listener.names"] {
         for name in cfg.get(key).unwrap_or_default().split(',').map(str::trim) {
-            if !name.is_empty() && listener_protocol(cfg, name)? == Protocol::Ssl {
+            if name.is_empty() {
+                continue;
+            }
+            let protocol = listener_protocol(cfg, name)?;
+            if protocol != Protocol::Plaintext {
+                let what = if protocol.sasl() { "SASL" } else { "TLS" };
                 return Err(TlsError::Unsupported {
                     key: key.into(),
-                    reason: format!("listener {name} is SSL; TLS between brokers and controllers is not implemented yet"),
+                    reason: format!("listener {name} is {protocol:?}; {what} between brokers and controllers is not implemented yet (replication and the quorum connect without it): name a PLAINTEXT listener"),
                 });
             }
         }
     }
-    for key in ["listeners", "advertised.listeners"] {
-        for entry in cfg.get(key).unwrap_or_default().split(',') {
-            let Some((name, _)) = entry.trim().split_once("://") else {
-                continue;
-            };
-            if listener_protocol(cfg, name.trim())? == Protocol::Ssl && key == "listeners" {
-                ListenerTls::build(cfg, name.trim())?;
-            }
+    for entry in cfg.get("listeners").unwrap_or_default().split(',') {
+        let Some((name, _)) = entry.trim().split_once("://") else {
+            continue;
+        };
+        let protocol = listener_protocol(cfg, name.trim())?;
+        if protocol.tls() {
+            ListenerTls::build(cfg, name.trim())?;
+        }
+        if protocol.sasl() {
+            sasl::ListenerSasl::build(cfg, name.trim())?;
+        }
+    }
+    for entry in cfg
+        .get("advertised.listeners")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((name, _)) = entry.trim().split_once("://") {
+            listener_protocol(cfg, name.trim())?;
         }
     }
     Ok(())
@@ -118,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn ssl_listeners_build_and_sasl_is_refused() {
+    fn ssl_and_sasl_listeners_build_and_secured_inter_broker_listeners_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(dir.path(), &[]);
         check_listeners(&cfg).expect("a PEM key store builds");
@@ -127,16 +161,40 @@ mod tests {
             listener_protocol(&cfg, "PLAINTEXT").ok(),
             Some(Protocol::Plaintext)
         );
+        let map = (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL",
+        );
+        let sasl = config(dir.path(), &[map]);
+        assert!(
+            error(&sasl).contains("sasl.enabled.mechanisms"),
+            "{}",
+            error(&sasl)
+        );
         let sasl = config(
             dir.path(),
-            &[(
-                "listener.security.protocol.map",
-                "PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL",
-            )],
+            &[map, ("sasl.enabled.mechanisms", "SCRAM-SHA-256")],
         );
-        assert!(error(&sasl).contains("SASL_SSL"), "{}", error(&sasl));
+        check_listeners(&sasl).expect("a SASL_SSL listener builds");
+        assert_eq!(
+            listener_protocol(&sasl, "SECURE").ok(),
+            Some(Protocol::SaslSsl)
+        );
         let inter = config(dir.path(), &[("inter.broker.listener.name", "SECURE")]);
         assert!(error(&inter).contains("inter.broker.listener.name"));
+        let inter = config(
+            dir.path(),
+            &[
+                map,
+                ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
+                ("inter.broker.listener.name", "SECURE"),
+            ],
+        );
+        assert!(
+            error(&inter).contains("SASL between brokers"),
+            "{}",
+            error(&inter)
+        );
     }
 
     #[test]

@@ -28,8 +28,9 @@ struct Entity {
     /// The cluster-wide broker defaults.
     #[arg(long)]
     broker_defaults: bool,
-    /// kafka-configs.sh style: topics, brokers or groups (with --entity-name).
-    #[arg(long, value_parser = ["topics", "brokers", "groups"], requires = "entity_name")]
+    /// kafka-configs.sh style: topics, brokers, groups (with --entity-name)
+    /// or users (SCRAM credentials; describe: every user without --entity-name).
+    #[arg(long, value_parser = ["topics", "brokers", "groups", "users"])]
     entity_type: Option<String>,
     /// kafka-configs.sh style entity name.
     #[arg(long, value_name = "NAME")]
@@ -48,6 +49,9 @@ impl Entity {
             return Ok(ConfigResource::Broker(None));
         }
         let name = self.entity_name.clone().unwrap_or_default();
+        if name.is_empty() && self.entity_type.as_deref() != Some("brokers") {
+            anyhow::bail!("--entity-type needs --entity-name");
+        }
         match self.entity_type.as_deref() {
             Some("topics") => Ok(ConfigResource::Topic(name)),
             Some("groups") => Ok(ConfigResource::Group(name)),
@@ -58,6 +62,11 @@ impl Entity {
             ))),
             _ => anyhow::bail!("name a --topic or a --broker"),
         }
+    }
+
+    /// `--entity-type users`: the named user, or `Some(None)` for all.
+    fn users(&self) -> Option<Option<String>> {
+        (self.entity_type.as_deref() == Some("users")).then(|| self.entity_name.clone())
     }
 }
 
@@ -101,6 +110,10 @@ pub async fn run(args: ConfigsArgs) -> anyhow::Result<()> {
             entity,
             overrides_only,
         } => {
+            if let Some(user) = entity.users() {
+                let users: Vec<String> = user.into_iter().collect();
+                return crate::users::describe(&admin, &conn, &users).await;
+            }
             let resource = entity.resource()?;
             let mut entries = admin.describe_configs(&resource).await.map_err(|e| {
                 anyhow::Error::new(e).context(format!("describing {}", describe_name(&resource)))
@@ -147,6 +160,18 @@ pub async fn run(args: ConfigsArgs) -> anyhow::Result<()> {
             add_config,
             delete_config,
         } => {
+            if let Some(user) = entity.users() {
+                let user =
+                    user.ok_or_else(|| anyhow::anyhow!("--entity-type users needs --entity-name"))?;
+                return crate::users::alter_configs(
+                    &admin,
+                    &conn,
+                    &user,
+                    &add_config,
+                    &delete_config,
+                )
+                .await;
+            }
             let resource = entity.resource()?;
             let mut ops = Vec::new();
             for item in add_config.iter().flat_map(|s| split_list(s)) {

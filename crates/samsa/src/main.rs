@@ -1,6 +1,6 @@
 //! The `samsa` command: `samsa serve` runs a broker; the other subcommands are
 //! the operator's CLI (topics, produce, consume, groups, configs, features,
-//! leader-election, reassign-partitions, transactions, perf, completions), talking to any
+//! leader-election, reassign-partitions, transactions, users, perf, completions), talking to any
 //! Kafka-compatible broker through samsa-client.
 
 mod common;
@@ -19,6 +19,7 @@ mod serve;
 mod table;
 mod topics;
 mod transactions;
+mod users;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -59,6 +60,8 @@ enum Command {
     Transactions(transactions::TransactionsArgs),
     /// Move partition replicas between brokers, like kafka-reassign-partitions.sh.
     ReassignPartitions(reassign::ReassignArgs),
+    /// Create, delete and describe SCRAM users (kafka-configs.sh --entity-type users).
+    Users(users::UsersArgs),
     /// Measure produce or consume throughput and latency.
     Perf(perf::PerfArgs),
     /// Print a shell completion script.
@@ -100,6 +103,7 @@ fn main() {
         Command::LogDirs(args) => common::run(log_dirs::run(args)),
         Command::Features(args) => common::run(features::run(args)),
         Command::Perf(args) => common::run(perf::run(args)),
+        Command::Users(args) => common::run(users::run(args)),
     };
     if let Err(e) = result {
         common::report(&e);

@@ -24,49 +24,61 @@ pub struct ServeArgs {
     set: Vec<String>,
     /// Serve over TLS with a development CA and broker certificate,
     /// generated once into <data dir>/tls, and print the client settings.
-    /// The listener is `SSL://` on --listen (default 127.0.0.1:9093).
+    /// The listener is `SSL://` on --listen (default: `listeners` when set,
+    /// else SSL://127.0.0.1:9093); SSL and SASL_SSL listeners use the certificate.
     #[arg(long)]
     dev_tls: bool,
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<StaticConfig> {
     let mut cfg = StaticConfig::default();
-    let mut apply = |key: &str, value: &str, origin: &str| -> anyhow::Result<()> {
-        let known = cfg
-            .set(key, value)
-            .with_context(|| format!("{origin}: {key}={value}"))?;
-        if !known {
-            tracing::warn!(
-                key,
-                origin,
-                "the configuration key is not known to samsa and is ignored"
-            );
-        }
-        Ok(())
-    };
+    let apply =
+        |cfg: &mut StaticConfig, key: &str, value: &str, origin: &str| -> anyhow::Result<()> {
+            let known = cfg
+                .set(key, value)
+                .with_context(|| format!("{origin}: {key}={value}"))?;
+            if !known {
+                tracing::warn!(
+                    key,
+                    origin,
+                    "the configuration key is not known to samsa and is ignored"
+                );
+            }
+            Ok(())
+        };
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         let props = StaticConfig::parse_properties(&text)
             .with_context(|| format!("parsing {}", path.display()))?;
         for (k, v) in props {
-            apply(&k, &v, &path.display().to_string())?;
+            apply(&mut cfg, &k, &v, &path.display().to_string())?;
         }
     }
     for kv in &args.set {
         let Some((k, v)) = kv.split_once('=') else {
             bail!("--set expects KEY=VALUE, got {kv:?}");
         };
-        apply(k.trim(), v.trim(), "--set")?;
+        apply(&mut cfg, k.trim(), v.trim(), "--set")?;
     }
     let protocol = if args.dev_tls { "SSL" } else { "PLAINTEXT" };
     if let Some(listen) = &args.listen {
-        apply("listeners", &format!("{protocol}://{listen}"), "--listen")?;
-    } else if args.dev_tls {
-        apply("listeners", "SSL://127.0.0.1:9093", "--dev-tls")?;
+        apply(
+            &mut cfg,
+            "listeners",
+            &format!("{protocol}://{listen}"),
+            "--listen",
+        )?;
+    } else if args.dev_tls && cfg.explicit("listeners").is_none() {
+        apply(&mut cfg, "listeners", "SSL://127.0.0.1:9093", "--dev-tls")?;
     }
     if let Some(dir) = &args.data_dir {
-        apply("log.dirs", &dir.display().to_string(), "--data-dir")?;
+        apply(
+            &mut cfg,
+            "log.dirs",
+            &dir.display().to_string(),
+            "--data-dir",
+        )?;
     }
     if args.dev_tls {
         dev_tls(&mut cfg)?;

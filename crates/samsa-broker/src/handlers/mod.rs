@@ -55,11 +55,13 @@ pub mod offset_for_leader_epoch;
 pub mod partition_admin;
 pub mod produce;
 mod refused;
+pub mod sasl_state;
 pub mod sync_group;
 pub mod txn_offset_commit;
 #[cfg(test)]
 mod txn_tests;
 pub mod update_features;
+pub mod user_scram_credentials;
 #[cfg(test)]
 mod version_tests;
 pub mod write_txn_markers;
@@ -297,6 +299,16 @@ pub async fn handle(
         }
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(broker, r, version)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(broker, r, version)),
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl_state::handshake()),
+        RequestKind::SaslAuthenticate(_) => {
+            ResponseKind::SaslAuthenticate(sasl_state::authenticate())
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(user_scram_credentials::describe(broker, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(user_scram_credentials::alter(broker, r))
+        }
         other => {
             // parse_request only admits APIs in the version table, each of which
             // has an arm above.
