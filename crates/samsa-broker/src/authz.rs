@@ -83,6 +83,8 @@ pub const API_RULES: &[(ApiKey, Rule)] = &[
     (ApiKey::DeleteAcls, Rule::Cluster(AclOperation::Alter)),
     (ApiKey::SaslHandshake, Rule::None),
     (ApiKey::SaslAuthenticate, Rule::None),
+    (ApiKey::DescribeUserScramCredentials, Rule::Cluster(AclOperation::Describe)),
+    (ApiKey::AlterUserScramCredentials, Rule::Cluster(AclOperation::Alter)),
 ];
 
 /// The rule of `api` (`None` for an API missing from the table: then the

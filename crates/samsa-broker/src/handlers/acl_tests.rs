@@ -390,6 +390,12 @@ fn every_cluster_rule_has_a_refusal() {
             ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
             ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
             ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
+            ApiKey::DescribeUserScramCredentials => {
+                RequestKind::DescribeUserScramCredentials(Default::default())
+            }
+            ApiKey::AlterUserScramCredentials => {
+                RequestKind::AlterUserScramCredentials(Default::default())
+            }
             other => panic!("{other:?} has a cluster rule but no refusal in this test"),
         };
         assert!(

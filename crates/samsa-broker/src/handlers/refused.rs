@@ -7,6 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
     AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
 };
+use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::write_txn_markers_response::{
@@ -112,6 +113,28 @@ pub fn cluster_refused(request: RequestKind) -> Option<ResponseKind> {
                     .collect(),
             ),
         ),
+        RequestKind::DescribeUserScramCredentials(_) => ResponseKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsResponse::default().with_error_code(code),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => {
+            // One result per user named, deletions and upsertions alike.
+            let mut users: Vec<_> = r.deletions.iter().map(|d| d.name.clone()).collect();
+            users.extend(r.upsertions.iter().map(|u| u.name.clone()));
+            users.sort();
+            users.dedup();
+            ResponseKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::default().with_results(
+                    users
+                        .into_iter()
+                        .map(|user| {
+                            AlterUserScramCredentialsResult::default()
+                                .with_user(user)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                ),
+            )
+        }
         _ => return None,
     })
 }
