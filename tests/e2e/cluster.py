@@ -42,7 +42,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import helpers as h
 import kafka_wire as kw
-from conftest import Broker, BrokerError, samsa_bin
+from conftest import _PORTS_HANDED_OUT, Broker, BrokerError, samsa_bin
 from faultproxy import FaultProxy
 
 # Kafka KRaft names; what every node of a test cluster runs with.
@@ -276,14 +276,19 @@ class ClusterNode(Broker):
 
 
 def distinct_ports(n: int) -> list[int]:
-    """``n`` different free 127.0.0.1 ports (all held open until all are chosen)."""
-    socks = []
+    """``n`` different free 127.0.0.1 ports (all held open until all are
+    chosen), none handed out before in this run (see ``conftest.free_port``)."""
+    socks, ports = [], []
     try:
-        for _ in range(n):
+        while len(ports) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            port = s.getsockname()[1]
+            if port not in _PORTS_HANDED_OUT:
+                ports.append(port)
+        _PORTS_HANDED_OUT.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()

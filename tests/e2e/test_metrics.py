@@ -185,3 +185,25 @@ def test_under_replicated_partitions_follow_a_dead_follower(cluster_factory):
     h.wait_until(lambda: urp() == 0, timeout=60, message="under-replicated partitions back to 0")
     h.wait_until(lambda: get(c.nodes[follower].http_port, "/health/ready")[0] == 200, timeout=30,
                  message="the restarted node to be ready")
+
+
+def test_an_http_address_in_use_stops_startup(tmp_path):
+    """A configured http.listeners address that cannot be bound ends the
+    process with an error (before, the broker kept running with its Kafka
+    listeners closed: up, but refusing every client)."""
+    import socket
+    import subprocess
+
+    from conftest import free_port, samsa_bin
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run([samsa_bin(), "serve", "--data-dir", str(tmp_path / "data"),
+                            "--listen", f"127.0.0.1:{free_port()}",
+                            "--set", f"http.listeners=http://127.0.0.1:{port}"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    stderr = p.stderr.decode(errors="replace")
+    assert p.returncode != 0, stderr
+    assert "serving" in stderr and "in use" in stderr.lower(), stderr

@@ -180,8 +180,23 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "samsa is serving"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(samsa_broker::serve(broker.clone(), listeners, stop_rx));
-        signals.wait().await;
+        let mut server = tokio::spawn(samsa_broker::serve(broker.clone(), listeners, stop_rx));
+        // The server ends by itself only when it cannot serve (a listener's
+        // TLS setup, an HTTP address that cannot be bound): then the
+        // process exits with that error instead of running without
+        // listeners.
+        let ended = tokio::select! {
+            _ = signals.wait() => None,
+            r = &mut server => Some(r),
+        };
+        if let Some(ended) = ended {
+            broker.shutdown();
+            return match ended {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("serving")),
+                Err(e) => Err(anyhow::anyhow!("server task failed: {e}")),
+            };
+        }
         if broker.cluster.is_some() {
             tracing::info!("controlled shutdown: moving partition leadership to other brokers");
             samsa_broker::cluster::controlled_shutdown(&broker).await;
