@@ -174,6 +174,36 @@ def test_transactions_keep_working_across_a_broker_restart(broker):
     assert values_read(broker.bootstrap, topic, 1, "read_committed") == [b"before", b"after"]
 
 
+def test_kafka_python_transactional_producer_on_a_three_node_cluster(cluster_factory):
+    """kafka-python's transactional producer against partitions led by
+    different brokers: the coordinator's markers reach every leader."""
+    from kafka import KafkaProducer
+
+    c = cluster_factory(3)
+    topic = h.unique_topic("txn-kpy-cluster")
+    c.create_topic(topic, 3, rf=3)
+    leaders = {c.leader_of(topic, p) for p in range(3)}
+    p = KafkaProducer(bootstrap_servers=c.bootstrap, transactional_id=h.unique_topic("tid"),
+                      request_timeout_ms=20000)
+    committed = [f"k{i}".encode() for i in range(9)]
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for i in range(9):
+            p.send(topic, f"a{i}".encode(), partition=i % 3)
+        p.flush()
+        p.abort_transaction()
+        p.begin_transaction()
+        for i, v in enumerate(committed):
+            p.send(topic, v, partition=i % 3)
+        p.commit_transaction()
+    finally:
+        p.close(timeout=5)
+    assert sorted(values_read(c.bootstrap, topic, 3, "read_committed")) == sorted(committed)
+    assert len(values_read(c.bootstrap, topic, 3, "read_uncommitted")) == 18
+    assert len(leaders) > 1, f"all partitions led by one broker: {leaders}"
+
+
 def test_kafka_python_transactional_producer_commit_and_abort(broker):
     from kafka import KafkaProducer
 
