@@ -2,6 +2,9 @@
 //! resource the principal lacks ([`crate::authz::Rule::Cluster`]):
 //! CLUSTER_AUTHORIZATION_FAILED where the response has a top-level error,
 //! else on every item the request named, as Kafka answers. Nothing is done.
+//! The admin APIs whose per-resource checks are not written yet (see
+//! [`crate::authz::API_RULES`]) answer each item with the error of its
+//! resource type (TOPIC_/GROUP_AUTHORIZATION_FAILED).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
@@ -9,11 +12,17 @@ use kafka_protocol::messages::alter_replica_log_dirs_response::{
 };
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
 use kafka_protocol::messages::*;
+use kafka_protocol::messages::{alter_configs_response, incremental_alter_configs_response};
 
 /// The refusal of `request`; `None` for an API without a cluster rule.
 pub fn cluster_refused(request: RequestKind) -> Option<ResponseKind> {
@@ -135,6 +144,96 @@ pub fn cluster_refused(request: RequestKind) -> Option<ResponseKind> {
                 ),
             )
         }
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(
+            DeleteGroupsResponse::default().with_results(
+                r.groups_names
+                    .into_iter()
+                    .map(|g| {
+                        DeletableGroupResult::default()
+                            .with_group_id(g)
+                            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::OffsetDelete(_) => ResponseKind::OffsetDelete(
+            OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        ),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(
+            DeleteRecordsResponse::default().with_topics(
+                r.topics
+                    .into_iter()
+                    .map(|t| {
+                        DeleteRecordsTopicResult::default()
+                            .with_name(t.name)
+                            .with_partitions(
+                                t.partitions
+                                    .into_iter()
+                                    .map(|p| {
+                                        DeleteRecordsPartitionResult::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_low_watermark(-1)
+                                            .with_error_code(topic_refused())
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+            CreatePartitionsResponse::default().with_results(
+                r.topics
+                    .into_iter()
+                    .map(|t| {
+                        CreatePartitionsTopicResult::default()
+                            .with_name(t.name)
+                            .with_error_code(topic_refused())
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(
+            AlterConfigsResponse::default().with_responses(
+                r.resources
+                    .into_iter()
+                    .map(|c| {
+                        alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_error_code(config_refused(c.resource_type))
+                            .with_resource_type(c.resource_type)
+                            .with_resource_name(c.resource_name)
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsResponse::default().with_responses(
+                r.resources
+                    .into_iter()
+                    .map(|c| {
+                        incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_error_code(config_refused(c.resource_type))
+                            .with_resource_type(c.resource_type)
+                            .with_resource_name(c.resource_name)
+                    })
+                    .collect(),
+            ),
+        ),
         _ => return None,
     })
+}
+
+fn topic_refused() -> i16 {
+    ResponseError::TopicAuthorizationFailed.code()
+}
+
+/// The authorization error of a config resource type (2 topic, 32 group,
+/// brokers and the rest: the cluster), as Kafka answers per resource.
+fn config_refused(resource_type: i8) -> i16 {
+    match resource_type {
+        2 => topic_refused(),
+        32 => ResponseError::GroupAuthorizationFailed.code(),
+        _ => ResponseError::ClusterAuthorizationFailed.code(),
+    }
 }
