@@ -197,6 +197,8 @@ pub struct Partition {
     /// reads are refused with KAFKA_STORAGE_ERROR and it fetches nothing
     /// as a follower, until the process restarts.
     offline: AtomicBool,
+    /// This topic's traffic counters (`/metrics`), taken on first use.
+    counters: std::sync::OnceLock<samsa_metrics::TopicCounters>,
 }
 
 impl Partition {
@@ -219,7 +221,15 @@ impl Partition {
             state: RwLock::new(ReplicaState::new(me, leader_epoch, Offset(0))),
             hw: AtomicI64::new(0),
             offline: AtomicBool::new(false),
+            counters: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The topic's traffic counters in `metrics`: looked up once, then
+    /// only atomics on the produce and fetch paths.
+    pub fn counters(&self, metrics: &samsa_metrics::Metrics) -> &samsa_metrics::TopicCounters {
+        self.counters
+            .get_or_init(|| metrics.topic_counters(&self.topic))
     }
 
     /// Takes the partition offline because its log directory failed: its

@@ -41,12 +41,6 @@ struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiErrorLabels {
-    api: &'static str,
-    error: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
 }
@@ -113,6 +107,27 @@ pub struct GroupLag {
     pub records: i64,
 }
 
+/// One topic's traffic counters (shared with the registry's series).
+#[derive(Clone, Debug)]
+pub struct TopicCounters {
+    bytes_in: Counter,
+    records_in: Counter,
+    bytes_out: Counter,
+}
+
+impl TopicCounters {
+    /// A producer's batch of `records` records and `bytes` bytes appended.
+    pub fn appended(&self, bytes: u64, records: u64) {
+        self.bytes_in.inc_by(bytes);
+        self.records_in.inc_by(records);
+    }
+
+    /// `bytes` bytes of record batches sent to a consumer.
+    pub fn sent(&self, bytes: u64) {
+        self.bytes_out.inc_by(bytes);
+    }
+}
+
 /// An open connection, counted in `samsa_connections` until dropped.
 #[derive(Debug)]
 pub struct OpenConnection(Gauge);
@@ -148,12 +163,11 @@ pub struct Metrics {
     registry: Registry,
     /// Kafka: `kafka.network:type=RequestMetrics,name=RequestsPerSec,request=*`.
     requests: Family<ApiLabels, Counter>,
-    /// Kafka: `kafka.network:type=RequestMetrics,name=ErrorsPerSec,request=*,error=*`.
-    errors: Family<ApiErrorLabels, Counter>,
     /// Kafka: `kafka.network:type=RequestMetrics,name=TotalTimeMs,request=*`.
     request_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
     /// Kafka: `BrokerTopicMetrics` `BytesInPerSec` / `MessagesInPerSec` /
-    /// `BytesOutPerSec`.
+    /// `BytesOutPerSec` (consumers only: like Kafka's, replication traffic
+    /// is not counted here).
     bytes_in: Family<TopicLabels, Counter>,
     records_in: Family<TopicLabels, Counter>,
     bytes_out: Family<TopicLabels, Counter>,
@@ -191,12 +205,6 @@ impl Metrics {
         let mut registry = Registry::with_prefix("samsa");
         let requests = Family::<ApiLabels, Counter>::default();
         registry.register("requests", "Requests handled, by API", requests.clone());
-        let errors = Family::<ApiErrorLabels, Counter>::default();
-        registry.register(
-            "request_errors",
-            "Error codes returned, by API and Kafka error name (one per partition or resource that failed)",
-            errors.clone(),
-        );
         let request_seconds =
             Family::<ApiLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         registry.register_with_unit(
@@ -229,7 +237,7 @@ impl Metrics {
         let bytes_out = topic_counter(
             &mut registry,
             "topic_out",
-            "Bytes of record batches sent to consumers and followers, by topic",
+            "Bytes of record batches sent to consumers (not followers), by topic",
             Some(Unit::Bytes),
         );
         let connections = Family::<ListenerLabels, Gauge>::default();
@@ -315,7 +323,6 @@ impl Metrics {
         Metrics {
             registry,
             requests,
-            errors,
             request_seconds,
             bytes_in,
             records_in,
@@ -348,13 +355,6 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// `count` error codes `error` returned by `api`.
-    pub fn errors(&self, api: &'static str, error: &'static str, count: u64) {
-        self.errors
-            .get_or_create(&ApiErrorLabels { api, error })
-            .inc_by(count);
-    }
-
     fn topic_label(&self, topic: &str) -> TopicLabels {
         let mut labelled = match self.labelled_topics.lock() {
             Ok(l) => l,
@@ -376,17 +376,16 @@ impl Metrics {
         }
     }
 
-    /// A producer's batch of `records` records and `bytes` bytes appended to `topic`.
-    pub fn topic_in(&self, topic: &str, bytes: u64, records: u64) {
+    /// The per-topic counters of `topic`, for its partitions to keep: the
+    /// produce and fetch paths then only add to atomics (no label lookup,
+    /// no allocation per batch).
+    pub fn topic_counters(&self, topic: &str) -> TopicCounters {
         let l = self.topic_label(topic);
-        self.bytes_in.get_or_create(&l).inc_by(bytes);
-        self.records_in.get_or_create(&l).inc_by(records);
-    }
-
-    /// `bytes` bytes of record batches of `topic` sent to a fetcher.
-    pub fn topic_out(&self, topic: &str, bytes: u64) {
-        let l = self.topic_label(topic);
-        self.bytes_out.get_or_create(&l).inc_by(bytes);
+        TopicCounters {
+            bytes_in: self.bytes_in.get_or_create(&l).clone(),
+            records_in: self.records_in.get_or_create(&l).clone(),
+            bytes_out: self.bytes_out.get_or_create(&l).clone(),
+        }
     }
 
     /// A connection accepted on `listener`; it counts as open until the

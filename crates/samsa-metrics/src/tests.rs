@@ -20,9 +20,10 @@ fn requests_and_topic_bytes_are_counted_with_kafka_meaning() {
     let m = Metrics::new();
     m.request("Produce", Duration::from_millis(3));
     m.request("Produce", Duration::from_millis(5));
-    m.topic_in("orders", 100, 2);
-    m.topic_in("orders", 50, 1);
-    m.topic_out("orders", 150);
+    let orders = m.topic_counters("orders");
+    orders.appended(100, 2);
+    m.topic_counters("orders").appended(50, 1);
+    orders.sent(150);
     let text = m.encode(&state_with(&["orders"]));
     assert_eq!(
         value(&text, "samsa_requests_total{api=\"Produce\"}"),
@@ -54,13 +55,13 @@ fn requests_and_topic_bytes_are_counted_with_kafka_meaning() {
 #[test]
 fn a_deleted_topic_loses_its_series_and_the_topic_label_set_is_bounded() {
     let m = Metrics::new();
-    m.topic_in("gone", 10, 1);
+    m.topic_counters("gone").appended(10, 1);
     let text = m.encode(&state_with(&[]));
     assert!(!text.contains("topic=\"gone\""), "{text}");
 
     let names: Vec<String> = (0..TOPIC_LABELS_MAX + 5).map(|i| format!("t{i}")).collect();
     for n in &names {
-        m.topic_in(n, 1, 1);
+        m.topic_counters(n).appended(1, 1);
     }
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
     let text = m.encode(&state_with(&all));

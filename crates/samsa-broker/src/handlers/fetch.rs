@@ -249,9 +249,6 @@ pub async fn handle(
         if incremental && !include {
             continue;
         }
-        if r.bytes > 0 {
-            broker.metrics.topic_out(&r.key.topic, r.bytes as u64);
-        }
         attach_records(&mut r, &mut files);
         let same_topic = responses
             .last()
@@ -481,6 +478,11 @@ fn read_one(
             } else {
                 data
             };
+            // BytesOut counts what consumers read (Kafka counts replication
+            // apart).
+            if replica_id < 0 && found.len > 0 {
+                part.counters(&broker.metrics).sent(found.len as u64);
+            }
             PartResult {
                 key: key.clone(),
                 data,

@@ -407,9 +407,8 @@ fn append(
     // A retry answered from the producer state appended nothing.
     if !info.duplicate {
         let records_count = u64::try_from(header.records_count).unwrap_or(0);
-        broker
-            .metrics
-            .topic_in(&part.topic, records.len() as u64, records_count);
+        part.counters(&broker.metrics)
+            .appended(records.len() as u64, records_count);
         if part.after_leader_append() {
             broker.notify_hw(part);
         } else {

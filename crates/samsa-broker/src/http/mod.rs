@@ -30,25 +30,26 @@ use crate::broker::Broker;
 /// The content type of Prometheus' text format that scrapers negotiate.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The API's name as a metric label (`Produce`, `Fetch`, ...).
+/// The API's name as a metric label (`Produce`, `Fetch`, ...): one table
+/// indexed by API key, built once.
 pub fn api_label(key: ApiKey) -> &'static str {
-    static NAMES: OnceLock<Vec<(i16, &'static str)>> = OnceLock::new();
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
     let names = NAMES.get_or_init(|| {
         (0..=i16::from(u8::MAX))
-            .filter_map(|k| ApiKey::try_from(k).ok().map(|key| (k, key)))
-            .map(|(k, key)| {
-                let name = format!("{key:?}");
-                let name = name.strip_suffix("Key").unwrap_or(&name).to_string();
-                // Bounded: one string per API kafka-protocol knows.
-                (k, &*Box::leak(name.into_boxed_str()))
+            .map(|k| match ApiKey::try_from(k) {
+                Ok(key) => {
+                    let name = format!("{key:?}");
+                    let name = name.strip_suffix("Key").unwrap_or(&name).to_string();
+                    // Bounded: one string per API kafka-protocol knows.
+                    &*Box::leak(name.into_boxed_str())
+                }
+                Err(_) => "Unknown",
             })
             .collect()
     });
-    let k = key as i16;
-    names
-        .iter()
-        .find(|(n, _)| *n == k)
-        .map(|(_, name)| *name)
+    usize::try_from(key as i16)
+        .ok()
+        .and_then(|k| names.get(k).copied())
         .unwrap_or("Unknown")
 }
 

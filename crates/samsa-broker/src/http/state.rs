@@ -1,6 +1,6 @@
 //! What `/metrics` and `/health/ready` report, gathered from the broker.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use samsa_client::admin::{Admin, OffsetQuery};
@@ -133,7 +133,7 @@ pub(super) async fn group_lag(broker: &Broker, admin: Option<&Admin>) -> Vec<Gro
         .collect();
     let image = broker.image();
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    let mut remote: Vec<(String, i32)> = Vec::new();
+    let mut remote: HashSet<(String, i32)> = HashSet::new();
     for (_, topic, partition, _) in &committed {
         let key = (topic.clone(), *partition);
         if ends.contains_key(&key) || remote.contains(&key) {
@@ -147,11 +147,14 @@ pub(super) async fn group_lag(broker: &Broker, admin: Option<&Admin>) -> Vec<Gro
             Some(p) => {
                 ends.insert(key, p.high_watermark().get());
             }
-            None if image.topic(topic).is_some() => remote.push(key),
+            None if image.topic(topic).is_some() => {
+                remote.insert(key);
+            }
             None => {}
         }
     }
     if let (false, Some(admin)) = (remote.is_empty(), admin) {
+        let remote: Vec<(String, i32)> = remote.into_iter().collect();
         let asked = admin.list_offsets(&remote, OffsetQuery::Latest, 0);
         match tokio::time::timeout(REMOTE_END_OFFSETS_WAIT, asked).await {
             Ok(Ok(listed)) => ends.extend(listed.into_iter().map(|(tp, o)| (tp, o.offset))),
