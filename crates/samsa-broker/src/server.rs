@@ -42,6 +42,10 @@ pub enum ServeError {
 /// How long a connection whose SASL authentication failed waits, after
 /// writing the failure, for the client to close it first.
 const FAILED_AUTH_LINGER: Duration = Duration::from_millis(500);
+/// The largest frame a SASL listener reads before authentication (Kafka's
+/// `sasl.server.max.receive.size` default).
+const SASL_RECEIVE_BYTES_MAX: usize = 524_288;
+
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many bytes of a frame body are read per step.
@@ -471,7 +475,16 @@ async fn connection(
                 None => return Ok(()),
             },
         };
-        if size < 0 || size as usize > max {
+        // Before a SASL client has authenticated, frames are small
+        // (Kafka's `sasl.server.max.receive.size`): an anonymous peer must
+        // not hold request memory the size of a produce request.
+        let unauthenticated = sasl.as_ref().is_some_and(|s| s.principal().is_none());
+        let limit = if unauthenticated {
+            max.min(SASL_RECEIVE_BYTES_MAX)
+        } else {
+            max
+        };
+        if size < 0 || size as usize > limit {
             return Err(ConnError::FrameSize(size as i64));
         }
         // Held until the response is written (`queued.max.request.bytes`).

@@ -6,7 +6,6 @@
 //! session each end the connection as Kafka ends it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,88 +20,37 @@ use kafka_protocol::messages::{
     SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use samsa_broker::{Broker, BrokerSettings};
-use samsa_metadata::config::StaticConfig;
 use samsa_metadata::scram::ScramMechanism;
 use samsa_security::sasl::scram::{salted_password, ScramClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::runtime;
+use common::{runtime, Served};
 
 const WAIT: Duration = Duration::from_secs(10);
 const FAILURE_DELAY_MS: u64 = 400;
 const REAUTH_MS: u64 = 1500;
 const JAAS: &str = r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_carol="carol-secret";"#;
 
-struct Served {
-    plain: SocketAddr,
-    sasl: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
 async fn serve() -> Served {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = StaticConfig::default();
-    for (k, v) in [
-        ("log.dirs", dir.path().join("data").display().to_string()),
-        (
-            "listeners",
-            "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0".into(),
-        ),
+    let settings = [
         (
             "sasl.enabled.mechanisms",
-            "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN".into(),
+            "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN".to_string(),
         ),
         (
             "listener.name.sasl_plaintext.plain.sasl.jaas.config",
-            JAAS.into(),
+            JAAS.to_string(),
         ),
         (
             "connection.failed.authentication.delay.ms",
             FAILURE_DELAY_MS.to_string(),
         ),
         ("connections.max.reauth.ms", REAUTH_MS.to_string()),
-    ] {
-        cfg.set(k, &v).expect("setting");
-    }
-    samsa_security::check_listeners(&cfg).expect("the SASL listener builds");
-    let cfg = Arc::new(cfg);
-    let broker =
-        Broker::open(BrokerSettings::from_config(&cfg).expect("settings"), cfg).expect("open");
-    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let sasl = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let (plain_addr, sasl_addr) = (
-        plain.local_addr().expect("a"),
-        sasl.local_addr().expect("a"),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        samsa_broker::serve(
-            broker,
-            vec![("PLAINTEXT".into(), plain), ("SASL_PLAINTEXT".into(), sasl)],
-            stopped,
-        )
-        .await
-    });
-    Served {
-        plain: plain_addr,
-        sasl: sasl_addr,
-        stop,
-        _dir: dir,
-    }
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::serve_plain_and(dir, "SASL_PLAINTEXT", &settings).await
 }
 
 struct Conn {
@@ -247,7 +195,7 @@ fn scram_users_created_over_the_api_authenticate_and_deleted_ones_do_not() {
         assert_eq!(described.results.len(), 1);
         assert_eq!(described.results[0].credential_infos.len(), 2);
         for m in ScramMechanism::ALL {
-            let mut c = Conn::open(served.sasl).await;
+            let mut c = Conn::open(served.secured).await;
             let versions: ApiVersionsResponse = c
                 .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
                 .await
@@ -276,13 +224,13 @@ fn scram_users_created_over_the_api_authenticate_and_deleted_ones_do_not() {
             .await
             .expect("answered");
         assert_eq!(deleted.results[0].error_code, 0);
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         let done = c
             .scram(ScramMechanism::Sha256, "alice", "alice-secret")
             .await;
         assert_eq!(done.error_code, 58, "SASL_AUTHENTICATION_FAILED");
         // The other mechanism's credential is still there.
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert_eq!(
             c.scram(ScramMechanism::Sha512, "alice", "alice-secret")
                 .await
@@ -309,7 +257,7 @@ fn a_wrong_password_is_answered_late_and_closes_the_connection() {
             .await,
             0
         );
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert_eq!(
             c.handshake("SCRAM-SHA-256", 1)
                 .await
@@ -335,7 +283,7 @@ fn a_wrong_password_is_answered_late_and_closes_the_connection() {
         );
         assert!(c.read_frame().await.is_none(), "closed after the failure");
         // PLAIN with a wrong password: the same.
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert_eq!(
             c.handshake("PLAIN", 1).await.expect("answered").error_code,
             0
@@ -353,19 +301,19 @@ fn a_wrong_password_is_answered_late_and_closes_the_connection() {
 fn requests_before_authentication_and_unknown_mechanisms_close_the_connection() {
     runtime().block_on(async {
         let served = serve().await;
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert!(
             c.metadata().await.is_none(),
             "Metadata before SASL closes the connection"
         );
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         let hs = c.handshake("GSSAPI", 1).await.expect("answered");
         assert_eq!(hs.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
         let names: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
         assert_eq!(names, ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]);
         assert!(c.read_frame().await.is_none());
         // After a handshake, only SaslAuthenticate is expected.
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert_eq!(
             c.handshake("PLAIN", 1).await.expect("answered").error_code,
             0
@@ -378,7 +326,7 @@ fn requests_before_authentication_and_unknown_mechanisms_close_the_connection() 
 fn plain_with_the_v0_handshake_exchanges_raw_tokens() {
     runtime().block_on(async {
         let served = serve().await;
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         let hs = c.handshake("PLAIN", 0).await.expect("answered");
         assert_eq!(hs.error_code, 0);
         // v0: the token is a bare size-prefixed frame, and so is the answer.
@@ -387,7 +335,7 @@ fn plain_with_the_v0_handshake_exchanges_raw_tokens() {
         assert!(answer.is_empty());
         assert!(c.metadata().await.is_some(), "authenticated");
         // A wrong password on a v0 exchange: closed, without an answer.
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert_eq!(
             c.handshake("PLAIN", 0).await.expect("answered").error_code,
             0
@@ -409,7 +357,7 @@ fn a_session_re_authenticates_before_it_expires_and_is_closed_after() {
             set_user(served.plain, "bob", "pw-bob", ScramMechanism::Sha512).await,
             0
         );
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert_eq!(
             c.scram(ScramMechanism::Sha512, "alice", "pw-alice")
                 .await
@@ -435,7 +383,7 @@ fn a_session_re_authenticates_before_it_expires_and_is_closed_after() {
             "an expired session is closed on its next request"
         );
         // Re-authenticating as someone else fails.
-        let mut c = Conn::open(served.sasl).await;
+        let mut c = Conn::open(served.secured).await;
         assert_eq!(
             c.scram(ScramMechanism::Sha512, "alice", "pw-alice")
                 .await
@@ -447,6 +395,28 @@ fn a_session_re_authenticates_before_it_expires_and_is_closed_after() {
                 .await
                 .error_code,
             58
+        );
+    });
+}
+
+/// Before authentication a SASL listener reads at most 512 KiB per frame
+/// (Kafka's `sasl.server.max.receive.size`): announcing a bigger frame
+/// closes the connection at once, before any of its body is read or any
+/// request memory is reserved for it.
+#[test]
+fn a_large_frame_before_authentication_closes_the_connection() {
+    runtime().block_on(async {
+        let served = serve().await;
+        let mut anonymous = Conn::open(served.secured).await;
+        let announced: i32 = 600 * 1024;
+        anonymous
+            .s
+            .write_all(&announced.to_be_bytes())
+            .await
+            .expect("write");
+        assert!(
+            anonymous.read_frame().await.is_none(),
+            "the connection stays open"
         );
     });
 }

@@ -8,78 +8,34 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::Served;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use samsa_broker::{Broker, BrokerSettings};
-use samsa_metadata::config::StaticConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Served {
-    tls: SocketAddr,
-    plain: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
 async fn serve() -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = samsa_security::dev::ensure(&dir.path().join("tls"), &[]).expect("certificates");
-    let mut cfg = StaticConfig::default();
-    for (k, v) in [
-        ("log.dirs", dir.path().join("data").display().to_string()),
-        (
-            "listeners",
-            "PLAINTEXT://127.0.0.1:0,SECURE://127.0.0.1:0".into(),
-        ),
+    let settings = [
         (
             "listener.security.protocol.map",
-            "PLAINTEXT:PLAINTEXT,SECURE:SSL".into(),
+            "PLAINTEXT:PLAINTEXT,SECURE:SSL".to_string(),
         ),
-        ("ssl.keystore.type", "PEM".into()),
+        ("ssl.keystore.type", "PEM".to_string()),
         (
             "listener.name.secure.ssl.keystore.location",
             certs.keystore.display().to_string(),
         ),
-    ] {
-        cfg.set(k, &v).expect("setting");
-    }
-    let cfg = Arc::new(cfg);
-    let broker =
-        Broker::open(BrokerSettings::from_config(&cfg).expect("settings"), cfg).expect("open");
-    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let tls = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let (plain_addr, tls_addr) = (plain.local_addr().expect("a"), tls.local_addr().expect("a"));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        samsa_broker::serve(
-            broker,
-            vec![("PLAINTEXT".into(), plain), ("SECURE".into(), tls)],
-            stopped,
-        )
-        .await
-    });
-    Served {
-        tls: tls_addr,
-        plain: plain_addr,
-        stop,
-        dir,
-    }
+    ];
+    common::serve_plain_and(dir, "SECURE", &settings).await
 }
 
 fn api_versions(correlation_id: i32) -> Bytes {
@@ -156,7 +112,7 @@ async fn closed(s: &mut TcpStream) -> bool {
 async fn tls_clients_are_answered_and_wrong_protocols_closed() {
     let s = serve().await;
     let ca = s.dir.path().join("tls/ca.pem");
-    let mut good = tls_connect(s.tls, &ca).await.expect("TLS handshake");
+    let mut good = tls_connect(s.secured, &ca).await.expect("TLS handshake");
     assert_eq!(ask(&mut good, 7).await, 7);
     assert_eq!(
         ask(&mut good, 8).await,
@@ -165,7 +121,7 @@ async fn tls_clients_are_answered_and_wrong_protocols_closed() {
     );
 
     // A plaintext Kafka client on the TLS port: closed.
-    let mut plain = TcpStream::connect(s.tls).await.expect("connect");
+    let mut plain = TcpStream::connect(s.secured).await.expect("connect");
     plain.write_all(&api_versions(1)).await.expect("write");
     assert!(
         closed(&mut plain).await,
@@ -184,7 +140,7 @@ async fn an_untrusted_client_fails_the_handshake() {
     let s = serve().await;
     let other = tempfile::tempdir().expect("tempdir");
     let other_ca = samsa_security::dev::ensure(other.path(), &[]).expect("other CA");
-    let refused = tokio::time::timeout(WAIT, tls_connect(s.tls, &other_ca.ca))
+    let refused = tokio::time::timeout(WAIT, tls_connect(s.secured, &other_ca.ca))
         .await
         .expect("no hang");
     assert!(refused.is_err(), "a CA the client does not trust fails");
@@ -194,7 +150,7 @@ async fn an_untrusted_client_fails_the_handshake() {
 async fn changed_certificates_serve_new_connections() {
     let s = serve().await;
     let old_ca = s.dir.path().join("tls/ca.pem");
-    let mut old = tls_connect(s.tls, &old_ca).await.expect("handshake");
+    let mut old = tls_connect(s.secured, &old_ca).await.expect("handshake");
     assert_eq!(ask(&mut old, 1).await, 1);
     // New CA and key store, written over the configured file.
     let fresh = tempfile::tempdir().expect("tempdir");
@@ -205,7 +161,7 @@ async fn changed_certificates_serve_new_connections() {
     std::fs::rename(&tmp, &keystore).expect("replace");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Ok(mut c) = tls_connect(s.tls, &new.ca).await {
+        if let Ok(mut c) = tls_connect(s.secured, &new.ca).await {
             assert_eq!(ask(&mut c, 2).await, 2);
             break;
         }
@@ -216,7 +172,7 @@ async fn changed_certificates_serve_new_connections() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        tls_connect(s.tls, &old_ca).await.is_err(),
+        tls_connect(s.secured, &old_ca).await.is_err(),
         "old CA no longer matches"
     );
     assert_eq!(

@@ -195,8 +195,11 @@ pub struct MetadataImage {
     pub acls: Arc<crate::acl::AclMap>,
     /// SCRAM credentials by user and mechanism; a user with none left is
     /// absent.
-    pub scram_credentials:
+    /// (Shared like `acls`: an image change that does not touch them does
+    /// not copy them.)
+    pub scram_credentials: Arc<
         BTreeMap<String, BTreeMap<crate::scram::ScramMechanism, crate::scram::ScramCredential>>,
+    >,
 }
 
 impl Default for MetadataImage {
@@ -214,7 +217,7 @@ impl Default for MetadataImage {
             features: BTreeMap::new(),
             features_epoch: -1,
             acls: Arc::default(),
-            scram_credentials: BTreeMap::new(),
+            scram_credentials: Arc::default(),
         }
     }
 }
@@ -471,16 +474,23 @@ impl MetadataImage {
                 mechanism,
                 credential,
             } => {
-                self.scram_credentials
+                Arc::make_mut(&mut self.scram_credentials)
                     .entry(name.clone())
                     .or_default()
                     .insert(*mechanism, credential.clone());
             }
             MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
-                if let Some(user) = self.scram_credentials.get_mut(name) {
-                    user.remove(mechanism);
-                    if user.is_empty() {
-                        self.scram_credentials.remove(name);
+                if self
+                    .scram_credentials
+                    .get(name)
+                    .is_some_and(|u| u.contains_key(mechanism))
+                {
+                    let all = Arc::make_mut(&mut self.scram_credentials);
+                    if let Some(user) = all.get_mut(name) {
+                        user.remove(mechanism);
+                        if user.is_empty() {
+                            all.remove(name);
+                        }
                     }
                 }
             }

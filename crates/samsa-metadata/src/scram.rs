@@ -247,10 +247,16 @@ pub fn describe_scram_credentials(
             .keys()
             .map(|u| (u.clone(), Ok(describe(u))))
             .collect(),
-        Some(named) => named
+        Some(named) => {
+            let mut times: std::collections::HashMap<&str, usize> =
+                std::collections::HashMap::new();
+            for u in named {
+                *times.entry(u.as_str()).or_default() += 1;
+            }
+            named
             .iter()
             .map(|u| {
-                let result = if named.iter().filter(|n| *n == u).count() > 1 {
+                let result = if times.get(u.as_str()).copied().unwrap_or(0) > 1 {
                     Err(ScramError::Duplicate(
                         "Cannot describe SCRAM credentials for the same user twice in a single request",
                     ))
@@ -263,7 +269,8 @@ pub fn describe_scram_credentials(
                 };
                 (u.clone(), result)
             })
-            .collect(),
+            .collect()
+        }
     }
 }
 

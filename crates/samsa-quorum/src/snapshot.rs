@@ -158,7 +158,7 @@ pub(crate) fn compact(image: &MetadataImage) -> Vec<MetadataRecord> {
             out.push(config(ConfigResource::Topic(topic.name.clone()), k, v));
         }
     }
-    for (user, credentials) in &image.scram_credentials {
+    for (user, credentials) in image.scram_credentials.iter() {
         for (mechanism, credential) in credentials {
             out.push(MetadataRecord::UserScramCredential {
                 name: user.clone(),

@@ -2,6 +2,7 @@
 //! some of them).
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,4 +59,62 @@ pub fn describe_log_dirs(
         kafka_protocol::messages::DescribeLogDirsRequest::default().with_topics(None),
         4,
     )
+}
+
+/// A served broker with a PLAINTEXT listener and one more (`secured`); it
+/// stops when dropped.
+pub struct Served {
+    pub plain: SocketAddr,
+    pub secured: SocketAddr,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Serves a broker on `dir` with `PLAINTEXT` and listener `name` (both on
+/// 127.0.0.1, ephemeral ports) and the extra `settings`, checked as
+/// `samsa serve` checks them.
+pub async fn serve_plain_and(
+    dir: tempfile::TempDir,
+    name: &str,
+    settings: &[(&str, String)],
+) -> Served {
+    let mut cfg = StaticConfig::default();
+    cfg.set("log.dirs", &dir.path().join("data").display().to_string())
+        .expect("log.dirs");
+    cfg.set(
+        "listeners",
+        &format!("PLAINTEXT://127.0.0.1:0,{name}://127.0.0.1:0"),
+    )
+    .expect("listeners");
+    for (k, v) in settings {
+        cfg.set(k, v).expect("setting");
+    }
+    samsa_security::check_listeners(&cfg).expect("the listeners build");
+    let cfg = Arc::new(cfg);
+    let broker =
+        Broker::open(BrokerSettings::from_config(&cfg).expect("settings"), cfg).expect("open");
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (plain, secured) = (bind().await.expect("bind"), bind().await.expect("bind"));
+    let (plain_addr, secured_addr) = (
+        plain.local_addr().expect("address"),
+        secured.local_addr().expect("address"),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let listeners = vec![
+        ("PLAINTEXT".to_string(), plain),
+        (name.to_string(), secured),
+    ];
+    tokio::spawn(samsa_broker::serve(broker, listeners, stopped));
+    Served {
+        plain: plain_addr,
+        secured: secured_addr,
+        stop,
+        dir,
+    }
 }

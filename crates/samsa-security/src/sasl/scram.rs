@@ -94,6 +94,28 @@ pub fn random_bytes(count: usize) -> Result<Vec<u8>, SaslFailure> {
     Ok(out)
 }
 
+/// The salt offered to a user without a credential: HMAC-SHA-256 of the
+/// mechanism and name under a key drawn once per process. A fresh random
+/// salt per attempt would tell a client that asks twice that the user does
+/// not exist (a real user's salt never changes); a salt derived from
+/// nothing secret would tell it too.
+fn unknown_user_salt(mechanism: ScramMechanism, user: &str) -> Result<Vec<u8>, SaslFailure> {
+    static KEY: std::sync::OnceLock<Option<hmac::Key>> = std::sync::OnceLock::new();
+    let key = KEY
+        .get_or_init(|| {
+            random_bytes(32)
+                .ok()
+                .map(|k| hmac::Key::new(hmac::HMAC_SHA256, &k))
+        })
+        .as_ref()
+        .ok_or_else(|| SaslFailure::Internal("the system random generator failed".into()))?;
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(mechanism.name().as_bytes());
+    ctx.update(&[0]);
+    ctx.update(user.as_bytes());
+    Ok(ctx.sign().as_ref().to_vec())
+}
+
 /// A fresh random salt of 32 bytes, as `samsa users create` and Kafka's
 /// tools use.
 pub fn new_salt() -> Result<Vec<u8>, SaslFailure> {
@@ -282,9 +304,12 @@ impl ScramServer {
         let credential = credential(&user);
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            // Unknown user: a salt derived from nothing secret would let a
-            // client tell; a random one fails later like a wrong password.
-            None => (random_bytes(32)?, SCRAM_ITERATIONS_MIN),
+            // Unknown user: fails later like a wrong password, with a salt
+            // that stays the same on every attempt (see `unknown_user_salt`).
+            None => (
+                unknown_user_salt(self.mechanism, &user)?,
+                SCRAM_ITERATIONS_MIN,
+            ),
         };
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(&salt));
         let response = server_first.clone().into_bytes();
@@ -502,6 +527,28 @@ mod tests {
             // An unknown user fails at the same step, with the same error.
             let unknown = exchange(m, &stored, "mallory", "alice-secret");
             assert_eq!(format!("{unknown:?}"), format!("{wrong:?}"));
+        }
+    }
+
+    /// Asking twice for an unknown user's salt gives the same one, as for a
+    /// real user (a fresh salt per attempt told the client "no such user").
+    #[test]
+    fn an_unknown_users_salt_does_not_change_between_attempts() {
+        let salt_of = |m, user: &str| {
+            let mut server = ScramServer::new(m);
+            let client = ScramClient::new(m, user, "pw", "clientnonce");
+            let ScramStep::Continue(first) = server.step(&client.first(), |_| None).expect("first")
+            else {
+                panic!("no server-first")
+            };
+            let text = String::from_utf8(first).expect("utf-8");
+            text.split(',')
+                .find_map(|f| f.strip_prefix("s=").map(str::to_string))
+                .expect("salt")
+        };
+        for m in ScramMechanism::ALL {
+            assert_eq!(salt_of(m, "mallory"), salt_of(m, "mallory"));
+            assert_ne!(salt_of(m, "mallory"), salt_of(m, "trudy"));
         }
     }
 
