@@ -24,8 +24,10 @@
 //!    one. A batch that opens the transaction, and any marker for the
 //!    producer, clear the producer's guard: a marker written between the
 //!    coordinator's answer and the append makes that append fail, and so
-//!    does a stale answer arriving after a newer verification started (the
-//!    ABA case: the tokens differ).
+//!    does a stale answer arriving after a later verification started past
+//!    such a marker (the ABA case: the tokens differ). Verifications
+//!    started while one is in flight share its guard, so a retry does not
+//!    cancel the first append.
 //!
 //! Guards live in memory only (a restart makes in-flight verifications fail,
 //! and the producer retries). At most [`VERIFICATION_GUARDS_MAX`] are kept;
@@ -61,9 +63,14 @@ pub(crate) struct VerificationGuards {
 }
 
 impl VerificationGuards {
-    /// A new guard for `producer_id`, replacing its earlier one.
+    /// `producer_id`'s guard: its current one if a verification is already
+    /// in flight (a retry on another connection must not cancel it, as
+    /// Kafka reuses its verification entry), else a new one. Only a marker
+    /// or the transaction's first batch ends a guard.
     pub fn start(&mut self, producer_id: ProducerId) -> VerificationGuard {
-        self.clear(producer_id);
+        if let Some(&token) = self.by_producer.get(&producer_id.get()) {
+            return VerificationGuard(token);
+        }
         while self.by_producer.len() >= VERIFICATION_GUARDS_MAX {
             let Some((_, pid)) = self.by_token.pop_first() else {
                 break;
@@ -100,9 +107,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_latest_guard_of_a_producer_verifies_and_the_table_is_bounded() {
+    fn a_guard_lasts_until_cleared_is_shared_while_in_flight_and_the_table_is_bounded() {
         let mut g = VerificationGuards::default();
         let first = g.start(ProducerId(1));
+        let second = g.start(ProducerId(1));
+        assert_eq!(first, second, "a verification in flight is shared");
+        assert!(g.verifies(ProducerId(1), Some(first)));
+        g.clear(ProducerId(1));
         let second = g.start(ProducerId(1));
         assert!(!g.verifies(ProducerId(1), Some(first)), "a stale guard");
         assert!(g.verifies(ProducerId(1), Some(second)));

@@ -502,6 +502,22 @@ fn markers_go_after_their_data_and_their_delete_horizon() {
         .expect("due at the horizon without new data");
     assert_eq!(stats.markers_removed, 2);
     assert_eq!(marker_offsets(&h.log), vec![(6, true), (8, false)]);
+    // Marker 6 stays for its producer's epoch with its horizon past: that
+    // must not leave a past deadline behind, which made every later tick
+    // clean the whole log again.
+    assert!(
+        h.log
+            .compact(
+                &CompactionConfig {
+                    min_cleanable_dirty_ratio: 0.5,
+                    ..cc(100)
+                },
+                TimestampMs(T0 + 102)
+            )
+            .expect("compact")
+            .is_none(),
+        "nothing new to clean, no horizon ahead: no clean is due"
+    );
     assert!(h
         .log
         .aborted_transactions(Offset(0), Offset(10))

@@ -591,6 +591,12 @@ fn a_marker_between_verification_and_append_refuses_the_late_batch() {
     let TxnVerification::Needed(first) = log.start_txn_verification(ProducerId(7)) else {
         panic!("no transaction is open: the coordinator must be asked");
     };
+    // A second verification in flight (a retry on another connection)
+    // shares the guard instead of cancelling the first.
+    assert_eq!(
+        log.start_txn_verification(ProducerId(7)),
+        TxnVerification::Needed(first)
+    );
     // The coordinator said yes; the client's abort marker lands first.
     marker(&log, 7, 0, false).unwrap();
     assert!(matches!(

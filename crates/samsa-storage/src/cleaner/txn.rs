@@ -141,8 +141,14 @@ impl TxnCleaning {
             return MarkerFate::SetHorizon(horizon);
         }
         let horizon = h.base_timestamp.get();
-        if horizon > self.now || producers_last {
+        if horizon > self.now {
             self.note_deadline(horizon);
+            return MarkerFate::Keep;
+        }
+        if producers_last {
+            // Kept for its producer's epoch, with its horizon already past:
+            // no later clean can remove it for time's sake, so it sets no
+            // deadline (a past one would make every tick clean again).
             return MarkerFate::Keep;
         }
         if !marker.commit {
