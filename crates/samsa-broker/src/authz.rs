@@ -196,13 +196,10 @@ pub fn is_authorization_error(e: kafka_protocol::error::ResponseError) -> bool {
     )
 }
 
-/// The producer id of a record batch (`-1`: not idempotent), read from its
-/// header (bytes 43..51 of the v2 batch layout); `-1` when too short.
+/// The producer id of a record batch (`-1`: not idempotent, or not a
+/// parsable v2 batch, which validation refuses later anyway).
 fn batch_producer_id(records: &[u8]) -> i64 {
-    records
-        .get(43..51)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(-1, i64::from_be_bytes)
+    samsa_model::batch::BatchHeader::parse(records).map_or(-1, |h| h.producer_id.get())
 }
 
 /// Produce's authorization (Kafka's `handleProduceRequest`), as refusals by
@@ -231,7 +228,11 @@ pub fn produce_refusals(
             }
         }
     };
-    if let Some(id) = &request.transactional_id {
+    if let Some(id) = request
+        .transactional_id
+        .as_ref()
+        .filter(|id| !id.is_empty())
+    {
         if !allowed(
             broker,
             ctx,

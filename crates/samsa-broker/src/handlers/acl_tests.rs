@@ -577,3 +577,58 @@ async fn unchecked_admin_apis_fail_closed() {
     assert_eq!(r.responses[0].error_code, 0);
     assert_eq!(retention(&broker).as_deref(), Some("12345"));
 }
+
+/// A transactional Produce of which the authorizer refuses one topic still
+/// has its other partitions verified with the transaction coordinator
+/// (KIP-890): an unverified first batch is refused, never appended as an
+/// open transaction the coordinator does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_refused_transactional_produce_is_still_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = secured(dir.path());
+    let txn_write = creation("User:alice", 4, "tx").with_resource_type(5);
+    let r = create(
+        &broker,
+        "User:admin",
+        vec![creation("User:alice", 4, "orders"), txn_write],
+    )
+    .await;
+    assert!(r.results.iter().all(|c| c.error_code == 0));
+    let batch = |topic: &str| {
+        let mut b = BatchBuilder::new()
+            .producer(
+                samsa_model::ProducerId(5000),
+                samsa_model::ProducerEpoch(0),
+                0,
+            )
+            .transactional(true);
+        b.push(NewRecord::new(
+            super::produce::now_ms(),
+            Some(b"k".as_slice()),
+            Some(b"v".as_slice()),
+        ));
+        TopicProduceData::default()
+            .with_name(TopicName(st(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(bytes::Bytes::from(b.build().expect("batch"))))])
+    };
+    let request = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(st("tx"))))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![batch("orders"), batch("secret")]);
+    let p: ProduceResponse = call(&broker, "User:alice", ApiKey::Produce, 9, request).await;
+    let code = |i: usize| p.responses[i].partition_responses[0].error_code;
+    assert_eq!(code(1), TOPIC_AUTHORIZATION_FAILED);
+    assert_ne!(code(0), 0, "never added to a transaction: refused");
+    let orders = broker
+        .partition_named(&broker.image(), "orders", 0)
+        .expect("orders");
+    assert_eq!(orders.log().log_end_offset().get(), 0, "nothing appended");
+    assert_eq!(
+        orders.log().first_unstable_offset(),
+        None,
+        "no hanging transaction"
+    );
+}

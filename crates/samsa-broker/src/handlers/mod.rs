@@ -157,12 +157,11 @@ pub async fn handle(
             let acks = r.acks;
             // KIP-890: a transaction's first batch in a partition is checked
             // with (or, transaction version 2, added by) its coordinator.
+            // Partitions the authorizer refuses are neither verified nor
+            // appended; the others go on as without an authorizer.
             let denied = crate::authz::produce_refusals(broker, &ctx, &r, version);
-            let mut verdicts = if denied.is_empty() {
-                crate::transactions::verify::verify_produce(broker, &r, version).await
-            } else {
-                Default::default()
-            };
+            let mut verdicts =
+                crate::transactions::verify::verify_produce(broker, &r, version, &denied).await;
             verdicts.refused.extend(denied);
             let response = produce::handle_verified(broker, r, version, verdicts).await;
             if acks == 0 {

@@ -264,7 +264,7 @@ async fn a_transactions_first_batch_is_verified_with_its_coordinator() {
         (11, ResponseError::TransactionAbortable),
     ] {
         let req = txn_produce("tx", pid, epoch, 0);
-        let refused = verify::verify_produce(&broker, &req, version).await;
+        let refused = verify::verify_produce(&broker, &req, version, &Default::default()).await;
         let r = crate::handlers::produce::handle_verified(&broker, req, version, refused).await;
         assert_eq!(
             r.responses[0].partition_responses[0].error_code,
@@ -275,7 +275,7 @@ async fn a_transactions_first_batch_is_verified_with_its_coordinator() {
     }
 
     let req = txn_produce("tx", pid, epoch, 0);
-    let refused = verify::verify_produce(&broker, &req, 12).await;
+    let refused = verify::verify_produce(&broker, &req, 12, &Default::default()).await;
     let r = crate::handlers::produce::handle_verified(&broker, req, 12, refused).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     assert_eq!(part.log().log_end_offset().get(), 1);

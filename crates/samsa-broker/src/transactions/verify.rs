@@ -223,10 +223,14 @@ impl Verdicts {
 /// INVALID_TXN_STATE, as Kafka's `VerificationGuard` does). `add` for
 /// transaction version 2 producers (Produce v12+ with the feature finalized
 /// at 2+).
+///
+/// Partitions in `denied` (refused by the authorizer) are not verified:
+/// they are answered with their refusal and never appended.
 pub(crate) async fn verify_produce(
     broker: &Arc<Broker>,
     request: &kafka_protocol::messages::ProduceRequest,
     version: i16,
+    denied: &std::collections::HashMap<(usize, usize), ResponseError>,
 ) -> Verdicts {
     let mut verdicts = Verdicts::default();
     let Some(transactional_id) = request
@@ -249,6 +253,9 @@ pub(crate) async fn verify_produce(
         };
         let Some(topic) = topic else { continue };
         for (pi, p) in t.partition_data.iter().enumerate() {
+            if denied.contains_key(&(ti, pi)) {
+                continue;
+            }
             let Some(records) = p.records.as_deref() else {
                 continue;
             };
