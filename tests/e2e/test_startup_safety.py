@@ -29,6 +29,10 @@ def serve(data_dir, *args: str) -> subprocess.CompletedProcess:
     # Only the standard authorizer exists: any other class fails closed.
     ("authorizer.class.name=kafka.security.authorizer.AclAuthorizer",
      "authorizer.class.name"),
+    # The standard one checks only part of the APIs so far: it runs only when
+    # the operator accepts that.
+    ("authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+     "samsa.authorizer.unchecked.apis.allow"),
 ])
 def test_security_samsa_does_not_implement_refuses_to_start(tmp_path, setting, key):
     p = serve(tmp_path / "data", "--set", setting)

@@ -52,7 +52,10 @@ pub fn unsupported_key(key: &str, value: &str) -> Option<String> {
 pub fn is_authorizer_key(key: &str) -> bool {
     matches!(
         key,
-        "authorizer.class.name" | "super.users" | "allow.everyone.if.no.acl.found"
+        "authorizer.class.name"
+            | "super.users"
+            | "allow.everyone.if.no.acl.found"
+            | "samsa.authorizer.unchecked.apis.allow"
     )
 }
 

@@ -38,6 +38,7 @@ fn secured(dir: &std::path::Path) -> Arc<Broker> {
                 "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             ),
             ("super.users", "User:admin"),
+            ("samsa.authorizer.unchecked.apis.allow", "true"),
         ],
     );
     for name in ["orders", "secret"] {
@@ -178,6 +179,7 @@ async fn acls_are_created_described_deleted_and_survive_a_restart() {
         &[
             ("authorizer.class.name", "samsa.StandardAuthorizer"),
             ("super.users", "User:admin"),
+            ("samsa.authorizer.unchecked.apis.allow", "true"),
         ],
     );
     assert_eq!(broker.image().acls.len(), 2);
