@@ -311,3 +311,45 @@ mod tests {
         }
     }
 }
+
+/// Fetch's authorization over the partitions it is about to read (the
+/// request's and its session's): a consumer needs Topic Read, a follower
+/// Cluster ClusterAction (`follower_ok`); a refused partition is answered
+/// TOPIC_AUTHORIZATION_FAILED, as Kafka's `handleFetchRequest` does.
+/// Partitions of an unknown topic id (no name) are left to the handler.
+pub fn fetch_refusals(
+    broker: &Broker,
+    ctx: &Ctx,
+    partitions: &[(
+        crate::fetch_session::SessionKey,
+        crate::fetch_session::FetchParams,
+    )],
+    follower_ok: bool,
+    refused: &mut std::collections::HashMap<
+        crate::fetch_session::SessionKey,
+        kafka_protocol::error::ResponseError,
+    >,
+) {
+    if broker.authorizer.is_none() {
+        return;
+    }
+    for (key, _) in partitions {
+        if key.topic.is_empty() {
+            continue;
+        }
+        if !follower_ok
+            || !allowed(
+                broker,
+                ctx,
+                AclOperation::Read,
+                ResourceType::Topic,
+                &key.topic,
+            )
+        {
+            refused.insert(
+                key.clone(),
+                kafka_protocol::error::ResponseError::TopicAuthorizationFailed,
+            );
+        }
+    }
+}

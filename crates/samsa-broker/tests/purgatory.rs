@@ -128,7 +128,9 @@ async fn produce(broker: &Broker, req: ProduceRequest) -> ProduceResponse {
 }
 
 async fn fetch(broker: &Arc<Broker>, req: FetchRequest) -> FetchResponse {
-    fetch::handle(broker, req, 12).await.0
+    fetch::handle(broker, &samsa_broker::handlers::Ctx::anonymous(), req, 12)
+        .await
+        .0
 }
 
 /// Counts how often the wrapped future is polled: each poll after the first

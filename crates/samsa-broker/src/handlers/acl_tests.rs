@@ -634,3 +634,71 @@ async fn a_partly_refused_transactional_produce_is_still_verified() {
         "no hanging transaction"
     );
 }
+
+/// A fetch session does not outlive the Read it was opened with: once the
+/// ACL is deleted, the next incremental fetch (which names no topic) answers
+/// the session's partition TOPIC_AUTHORIZATION_FAILED, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_session_stops_serving_a_topic_whose_read_was_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = secured(dir.path());
+    assert_eq!(
+        create(
+            &broker,
+            "User:admin",
+            vec![creation("User:bob", 3, "orders")]
+        )
+        .await
+        .results[0]
+            .error_code,
+        0
+    );
+    // A full fetch opens a session (id 0, epoch 0).
+    let r: FetchResponse = call(
+        &broker,
+        "User:bob",
+        ApiKey::Fetch,
+        12,
+        fetch("orders").with_session_id(0).with_session_epoch(0),
+    )
+    .await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    assert!(r.session_id > 0, "a session was opened");
+    let filter = DeleteAclsFilter::default()
+        .with_resource_type_filter(2)
+        .with_resource_name_filter(Some(st("orders")))
+        .with_pattern_type_filter(3)
+        .with_principal_filter(Some(st("User:bob")))
+        .with_host_filter(None)
+        .with_operation(3)
+        .with_permission_type(3);
+    let d: DeleteAclsResponse = call(
+        &broker,
+        "User:admin",
+        ApiKey::DeleteAcls,
+        3,
+        DeleteAclsRequest::default().with_filters(vec![filter]),
+    )
+    .await;
+    assert_eq!(d.filter_results[0].matching_acls.len(), 1);
+    let incremental = FetchRequest::default()
+        .with_replica_id(BrokerId(-1).get().into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(r.session_id)
+        .with_session_epoch(1);
+    let r: FetchResponse = call(&broker, "User:bob", ApiKey::Fetch, 12, incremental).await;
+    let answers: Vec<(String, i16)> = r
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.topic.0.to_string(), p.error_code))
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [("orders".to_string(), TOPIC_AUTHORIZATION_FAILED)]
+    );
+}

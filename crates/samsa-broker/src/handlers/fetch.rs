@@ -111,6 +111,7 @@ fn attach_records(r: &mut PartResult, files: &mut FileRecordSets) {
 /// [`FileRecordSets`] for the frame encoder.
 pub async fn handle(
     broker: &Arc<Broker>,
+    ctx: &super::Ctx,
     request: FetchRequest,
     version: i16,
 ) -> (FetchResponse, FileRecordSets) {
@@ -182,11 +183,19 @@ pub async fn handle(
         request.max_bytes as usize
     };
     let min_bytes = request.min_bytes.max(0) as usize;
-    let refused = if replica_id >= 0 {
+    // Authorized first: an unauthorized follower's fetch moves nothing.
+    let follower_ok = replica_id < 0
+        || crate::authz::cluster_allowed(
+            broker,
+            ctx,
+            samsa_metadata::security::AclOperation::ClusterAction,
+        );
+    let mut refused = if replica_id >= 0 && follower_ok {
         follower_progress(broker, &image, &partitions, replica_id, replica_epoch)
     } else {
         HashMap::new()
     };
+    crate::authz::fetch_refusals(broker, ctx, &partitions, follower_ok, &mut refused);
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
     // Taken only once the first read falls short, then checked again before

@@ -4,12 +4,13 @@
 //! the principal may not touch are taken out of the request and answered
 //! with TOPIC_AUTHORIZATION_FAILED next to the handler's answer
 //! ([`Patch`]), so an unauthorized topic is never read, written, created or
-//! deleted, as in Kafka.
+//! deleted, as in Kafka. (Fetch is checked inside its handler, over the
+//! fetch session's partitions: a session must not keep serving a topic
+//! whose Read was revoked.)
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -46,28 +47,6 @@ impl Patch {
             return;
         }
         match body {
-            ResponseKind::Fetch(r) => {
-                for (name, id, parts, code) in self.topics {
-                    r.responses.push(
-                        FetchableTopicResponse::default()
-                            .with_topic(name)
-                            .with_topic_id(id)
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|p| {
-                                        PartitionData::default()
-                                            .with_partition_index(p)
-                                            .with_error_code(code)
-                                            .with_high_watermark(-1)
-                                            .with_last_stable_offset(-1)
-                                            .with_log_start_offset(-1)
-                                    })
-                                    .collect(),
-                            ),
-                    );
-                }
-            }
             ResponseKind::CreateTopics(r) => {
                 for (name, _, _, code) in self.topics {
                     r.topics.push(
@@ -116,7 +95,7 @@ impl Patch {
 
 /// Checks `request` as `ctx`'s principal; without an authorizer, passes it
 /// unchanged.
-pub fn check(broker: &Broker, ctx: &Ctx, request: RequestKind, version: i16) -> Gate {
+pub fn check(broker: &Broker, ctx: &Ctx, request: RequestKind) -> Gate {
     if broker.authorizer.is_none() {
         return Gate::Pass(request, Patch::default());
     }
@@ -136,28 +115,6 @@ pub fn check(broker: &Broker, ctx: &Ctx, request: RequestKind, version: i16) -> 
     };
     let mut patch = Patch::default();
     let request = match request {
-        RequestKind::Fetch(mut r) => {
-            let replica_id = if version >= 15 {
-                r.replica_state.replica_id.0
-            } else {
-                r.replica_id.0
-            };
-            let follower_ok =
-                replica_id < 0 || cluster_allowed(broker, ctx, AclOperation::ClusterAction);
-            r.topics.retain(|t| {
-                let ok = follower_ok
-                    && name_of(&t.topic, t.topic_id)
-                        .is_none_or(|n| topic_ok(AclOperation::Read, &n));
-                if !ok {
-                    let parts = t.partitions.iter().map(|p| p.partition).collect();
-                    patch
-                        .topics
-                        .push((t.topic.clone(), t.topic_id, parts, TOPIC_DENIED));
-                }
-                ok
-            });
-            RequestKind::Fetch(r)
-        }
         RequestKind::CreateTopics(mut r) => {
             if !cluster_allowed(broker, ctx, AclOperation::Create) {
                 r.topics.retain(|t| {

@@ -79,6 +79,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// An anonymous plaintext client, for code and tests that call a
+    /// handler directly.
+    pub fn anonymous() -> Ctx {
+        Ctx {
+            peer: "127.0.0.1:1".parse().expect("address"),
+            client_id: "test".into(),
+            listener: Arc::from("PLAINTEXT"),
+            principal: Arc::new(samsa_security::KafkaPrincipal::anonymous()),
+        }
+    }
+
     /// The client host as Kafka reports it (`/1.2.3.4`).
     pub fn client_host(&self) -> String {
         format!("/{}", self.peer.ip())
@@ -133,7 +144,7 @@ pub async fn handle(
             )),
         };
     }
-    let (request_body, patch) = match gate::check(broker, &ctx, request.body, version) {
+    let (request_body, patch) = match gate::check(broker, &ctx, request.body) {
         gate::Gate::Pass(body, patch) => (body, patch),
         gate::Gate::Answer(body) => return encode(api_key, version, correlation_id, &body, files),
     };
@@ -177,7 +188,7 @@ pub async fn handle(
             ResponseKind::Produce(response)
         }
         RequestKind::Fetch(r) => {
-            let (response, sets) = fetch::handle(broker, r, version).await;
+            let (response, sets) = fetch::handle(broker, &ctx, r, version).await;
             files = sets;
             ResponseKind::Fetch(response)
         }

@@ -207,7 +207,7 @@ async fn fetch_waiting(
                 .with_partition(0)
                 .with_fetch_offset(0)
                 .with_partition_max_bytes(1 << 20)])]);
-    let (r, _) = super::fetch::handle(broker, request, 12).await;
+    let (r, _) = super::fetch::handle(broker, &super::Ctx::anonymous(), request, 12).await;
     let p = &r.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);
     let aborted = p.aborted_transactions.as_ref().map(|a| {

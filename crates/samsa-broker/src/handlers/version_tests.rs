@@ -57,12 +57,7 @@ pub(super) fn cluster(dir: &std::path::Path) -> (Arc<Broker>, Arc<TopicImage>) {
 }
 
 fn ctx() -> Ctx {
-    Ctx {
-        peer: "127.0.0.1:1".parse().expect("address"),
-        client_id: "test".into(),
-        listener: Arc::from("PLAINTEXT"),
-        principal: std::sync::Arc::new(samsa_security::KafkaPrincipal::anonymous()),
-    }
+    Ctx::anonymous()
 }
 
 fn batch(records: usize) -> bytes::Bytes {
