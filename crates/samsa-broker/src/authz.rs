@@ -296,22 +296,6 @@ pub fn produce_refusals(
     refused
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_served_api_has_a_rule() {
-        for api in samsa_protocol::versions::SUPPORTED_APIS {
-            assert!(
-                rule(api.key).is_some(),
-                "{:?} has no authorization rule",
-                api.key
-            );
-        }
-    }
-}
-
 /// Fetch's authorization over the partitions it is about to read (the
 /// request's and its session's): a consumer needs Topic Read, a follower
 /// Cluster ClusterAction (`follower_ok`); a refused partition is answered
@@ -349,6 +333,22 @@ pub fn fetch_refusals(
             refused.insert(
                 key.clone(),
                 kafka_protocol::error::ResponseError::TopicAuthorizationFailed,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_api_has_a_rule() {
+        for api in samsa_protocol::versions::SUPPORTED_APIS {
+            assert!(
+                rule(api.key).is_some(),
+                "{:?} has no authorization rule",
+                api.key
             );
         }
     }

@@ -97,6 +97,19 @@ async fn call<Q: Encodable, R: Decodable>(
     R::decode(&mut bytes, version).expect("response")
 }
 
+/// A filter for User:bob's literal ACLs on topic orders with `operation`
+/// and `permission` (1: any).
+fn bobs_orders_acls(operation: i8, permission: i8) -> DeleteAclsFilter {
+    DeleteAclsFilter::default()
+        .with_resource_type_filter(2)
+        .with_resource_name_filter(Some(st("orders")))
+        .with_pattern_type_filter(3)
+        .with_principal_filter(Some(st("User:bob")))
+        .with_host_filter(None)
+        .with_operation(operation)
+        .with_permission_type(permission)
+}
+
 fn creation(principal: &str, op: i8, topic: &str) -> AclCreation {
     AclCreation::default()
         .with_resource_type(2)
@@ -184,14 +197,7 @@ async fn acls_are_created_described_deleted_and_survive_a_restart() {
     );
     assert_eq!(broker.image().acls.len(), 2);
 
-    let filter = DeleteAclsFilter::default()
-        .with_resource_type_filter(2)
-        .with_resource_name_filter(Some(st("orders")))
-        .with_pattern_type_filter(3)
-        .with_principal_filter(Some(st("User:bob")))
-        .with_host_filter(None)
-        .with_operation(1)
-        .with_permission_type(1);
+    let filter = bobs_orders_acls(1, 1);
     let r: DeleteAclsResponse = call(
         &broker,
         "User:alice",
@@ -664,14 +670,7 @@ async fn a_fetch_session_stops_serving_a_topic_whose_read_was_revoked() {
     .await;
     assert_eq!(r.responses[0].partitions[0].error_code, 0);
     assert!(r.session_id > 0, "a session was opened");
-    let filter = DeleteAclsFilter::default()
-        .with_resource_type_filter(2)
-        .with_resource_name_filter(Some(st("orders")))
-        .with_pattern_type_filter(3)
-        .with_principal_filter(Some(st("User:bob")))
-        .with_host_filter(None)
-        .with_operation(3)
-        .with_permission_type(3);
+    let filter = bobs_orders_acls(3, 3);
     let d: DeleteAclsResponse = call(
         &broker,
         "User:admin",
